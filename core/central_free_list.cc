@@ -1,0 +1,173 @@
+#include "core/central_free_list.h"
+
+#include "core/free_list.h"
+#include "core/page_map.h"
+#include "core/partition.h"
+
+namespace nitro {
+
+void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
+  owner_ = owner;
+  size_class_ = size_class;
+  size_ = kSizeClasses.size(size_class);
+  key_ = key;
+  const SizeClassInfo& info = kSizeClasses.info(size_class);
+  size_t per_batch = static_cast<size_t>(info.batch) * info.size;
+  size_t n = (512 * 1024) / per_batch;
+  max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
+}
+
+int CentralFreeList::RemoveRange(void** head, int n) {
+  LockGuard g(lock_);
+  if (batches_ > 0) {
+    Batch b = batch_[--batches_];
+    *head = b.head;
+    return static_cast<int>(b.count);
+  }
+  return FromSpans(head, n);
+}
+
+void CentralFreeList::InsertRange(void* head, int n) {
+  LockGuard g(lock_);
+  if (batches_ < max_batches_) {
+    batch_[batches_++] = Batch{head, static_cast<uint32_t>(n)};
+    return;
+  }
+  ReturnToSpans(head, n);
+}
+
+void* CentralFreeList::AllocateOne() {
+  LockGuard g(lock_);
+  if (batches_ > 0) {
+    Batch& b = batch_[batches_ - 1];
+    void* p = b.head;
+    b.head = GetLink(p, key_);
+    if (--b.count == 0) batches_--;
+    return p;
+  }
+  void* head = nullptr;
+  return FromSpans(&head, 1) == 1 ? head : nullptr;
+}
+
+void CentralFreeList::FreeOne(void* p) {
+  LockGuard g(lock_);
+  SetLink(p, nullptr, key_);
+  ReturnToSpans(p, 1);
+}
+
+bool CentralFreeList::AddSlab() {
+  const SizeClassInfo& info = kSizeClasses.info(size_class_);
+  Span* s = owner_->pages().Allocate(info.slab_pages, 1, SpanState::kSlab);
+  if (s == nullptr) return false;
+  s->size_class = static_cast<uint8_t>(size_class_);
+  s->cache_class = owner_->thread_cached() ? static_cast<uint8_t>(size_class_) : 0;
+  s->capacity = info.capacity;
+  s->allocated = 0;
+  for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64; w++) {
+    uint32_t lo = w * 64;
+    if (info.capacity >= lo + 64) s->free_bits[w] = ~uint64_t{0};
+    else if (info.capacity > lo) s->free_bits[w] = (uint64_t{1} << (info.capacity - lo)) - 1;
+    else s->free_bits[w] = 0;
+  }
+  nonempty_.PushFront(s);
+  empty_slabs_++;
+  slabs_++;
+  span_free_ += info.capacity;
+  return true;
+}
+
+int CentralFreeList::FromSpans(void** head, int n) {
+  // Objects are linked in address order, so a fresh slab is handed out front
+  // to back.
+  void* first = nullptr;
+  void* last = nullptr;
+  int got = 0;
+  while (got < n) {
+    if (nonempty_.empty() && !AddSlab()) break;
+    Span* s = nonempty_.first();
+    if (s->allocated == 0) empty_slabs_--;
+    for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64 && got < n; w++) {
+      uint64_t bits = s->free_bits[w];
+      while (bits != 0 && got < n) {
+        uint32_t idx = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
+        bits &= bits - 1;
+        void* obj = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * size_);
+        if (last) SetLink(last, obj, key_); else first = obj;
+        last = obj;
+        got++;
+        s->allocated++;
+      }
+      s->free_bits[w] = bits;
+    }
+    if (s->allocated == s->capacity) nonempty_.Remove(s);
+  }
+  if (last) SetLink(last, nullptr, key_);
+  span_free_ -= static_cast<size_t>(got);
+  *head = first;
+  return got;
+}
+
+void CentralFreeList::ReturnToSpans(void* head, int n) {
+  PageMap& map = GlobalPageMap();
+  void* p = head;
+  for (int i = 0; i < n && p != nullptr; i++) {
+    void* next = GetLink(p, key_);
+    Span* s = map.Get(p);
+    NITRO_CHECK(s != nullptr && s->state == SpanState::kSlab && s->size_class == size_class_,
+                "corrupted free list: %p is not an object of class %d in partition %s", p,
+                size_class_, owner_->name());
+    uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
+    uint64_t bit = uint64_t{1} << (idx % 64);
+    NITRO_CHECK((s->free_bits[idx / 64] & bit) == 0,
+                "double free of %p (size class %u) in partition %s", p, size_, owner_->name());
+    if (s->allocated == s->capacity) nonempty_.PushFront(s);
+    s->free_bits[idx / 64] |= bit;
+    s->allocated--;
+    span_free_++;
+    if (s->allocated == 0) {
+      if (empty_slabs_ < kKeepEmptySlabs) {
+        empty_slabs_++;
+      } else {
+        nonempty_.Remove(s);
+        slabs_--;
+        span_free_ -= s->capacity;
+        s->cache_class = 0;
+        owner_->pages().Free(s);
+      }
+    }
+    p = next;
+  }
+}
+
+void CentralFreeList::Drain() {
+  LockGuard g(lock_);
+  while (batches_ > 0) {
+    Batch b = batch_[--batches_];
+    ReturnToSpans(b.head, static_cast<int>(b.count));
+  }
+  // Empty slabs kept for hysteresis go back too.
+  for (Span* s = nonempty_.first(); s != nullptr;) {
+    Span* next = s->next;
+    if (s->allocated == 0) {
+      nonempty_.Remove(s);
+      empty_slabs_--;
+      slabs_--;
+      span_free_ -= s->capacity;
+      s->cache_class = 0;
+      owner_->pages().Free(s);
+    }
+    s = next;
+  }
+}
+
+CentralStats CentralFreeList::Stats() {
+  LockGuard g(lock_);
+  CentralStats st{};
+  for (int i = 0; i < batches_; i++) st.transfer_objects += batch_[i].count;
+  st.span_free_objects = span_free_;
+  st.slabs = slabs_;
+  st.slab_objects_in_use = slabs_ * kSizeClasses.info(size_class_).capacity - span_free_;
+  return st;
+}
+
+}  // namespace nitro

@@ -1,0 +1,73 @@
+// CentralFreeList: the middle layer for one size class of one partition.
+// Thread caches move objects to and from it in batches (linked lists of
+// `batch` objects). It keeps whole batches in a bounded transfer cache, so a
+// producer/consumer pair trades batches in O(1), and otherwise returns objects
+// to their slabs, whose free objects are tracked by an out-of-line bitmap.
+// A slab that becomes empty goes back to the page heap, except for a few
+// kept per class so that cycling through classes never retires and recreates
+// slabs on every call.
+#ifndef NITROHEAP_CORE_CENTRAL_FREE_LIST_H_
+#define NITROHEAP_CORE_CENTRAL_FREE_LIST_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/lock.h"
+#include "core/span.h"
+
+namespace nitro {
+
+class Partition;
+
+struct CentralStats {
+  size_t transfer_objects;  // objects held in whole batches
+  size_t span_free_objects; // free objects inside slabs
+  size_t slabs;             // slabs of the class
+  size_t slab_objects_in_use;  // objects handed out of slabs (in use or cached by threads)
+};
+
+class CentralFreeList {
+ public:
+  static constexpr int kMaxBatches = 64;
+  static constexpr int kKeepEmptySlabs = 2;
+
+  void Init(Partition* owner, int size_class, uintptr_t key);
+  // Takes up to `n` objects as a linked list; returns how many (0 when out
+  // of memory).
+  int RemoveRange(void** head, int n);
+  // Gives back a linked list of `n` objects.
+  void InsertRange(void* head, int n);
+  // One object at a time, for callers without a thread cache. FreeOne
+  // returns the object straight to its slab, so a double free is caught at once.
+  void* AllocateOne();
+  void FreeOne(void* p);
+  // Returns every batch to the slabs and empty slabs to the page heap.
+  void Drain();
+  CentralStats Stats();
+  SpinLock& lock() { return lock_; }
+
+ private:
+  int FromSpans(void** head, int n);
+  void ReturnToSpans(void* head, int n);
+  bool AddSlab();
+
+  SpinLock lock_;
+  Partition* owner_ = nullptr;
+  int size_class_ = 0;
+  uint32_t size_ = 0;
+  uintptr_t key_ = 0;
+  int max_batches_ = 0;
+  int batches_ = 0;
+  struct Batch {
+    void* head;
+    uint32_t count;
+  } batch_[kMaxBatches] = {};
+  SpanList nonempty_;  // slabs with at least one free object
+  int empty_slabs_ = 0;
+  size_t slabs_ = 0;
+  size_t span_free_ = 0;
+};
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_CENTRAL_FREE_LIST_H_

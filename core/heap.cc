@@ -1,0 +1,546 @@
+#include "core/heap.h"
+
+#include <errno.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "core/libc_heap.h"
+#include "core/meta_pool.h"
+
+#ifndef NITROHEAP_DEFAULT_LEGACY
+#define NITROHEAP_DEFAULT_LEGACY 0
+#endif
+
+namespace nitro {
+namespace {
+
+enum State : int { kUninit = 0, kReadyNitro = 1, kReadyLegacy = 2 };
+
+// Constant-initialized: an all-empty cache with no room, shared by every
+// thread until it gets its own.
+ThreadCache g_sentinel;
+std::atomic<int> g_state{kUninit};
+SpinLock g_init_lock;
+Options g_options;
+Partition* g_default = nullptr;
+std::atomic<bool> g_post_init_done{false};
+pthread_key_t g_thread_key;
+bool g_thread_key_ok = false;
+std::atomic<bool> g_reclaimer_started{false};
+
+MetaPool<ThreadCache> g_cache_pool;
+SpinLock g_registry_lock;
+ThreadCache* g_registry = nullptr;
+size_t g_threads = 0;
+
+__thread bool tls_dead __attribute__((tls_model("initial-exec"))) = false;
+
+uint64_t NowMs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000 + static_cast<uint64_t>(ts.tv_nsec) / 1000000;
+}
+
+void OptionError(const char* message, void*) { LogLine("%s", message); }
+
+// ---- start-up -------------------------------------------------------------
+
+void StartLocked() {
+  bool legacy = NITROHEAP_DEFAULT_LEGACY;
+  if (const char* h = getenv("NITROHEAP")) {
+    if (strcmp(h, "legacy") == 0) {
+      legacy = true;
+    } else if (strcmp(h, "nitro") == 0) {
+      legacy = false;
+    } else {
+      LogLine("NITROHEAP=%.64s is neither 'nitro' nor 'legacy'; using the default, %s", h,
+              legacy ? "legacy" : "nitro");
+    }
+  }
+  bool help = false;
+  ParseOptions(getenv("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
+  if (help) PrintOptionHelp(2, Options{});
+  if (!legacy) {
+    PartitionConfig config;
+    config.max_free_committed = g_options.decay_ms == 0 ? 0 : g_options.max_free_committed;
+    g_default = Partition::Create("default", config, NowMs);
+    if (g_default == nullptr) {
+      LogLine("cannot reserve address space for the default partition; using the C library's "
+              "allocator");
+      legacy = true;
+    } else {
+      g_default->set_thread_cached(true);
+    }
+  }
+  g_state.store(legacy ? kReadyLegacy : kReadyNitro, std::memory_order_release);
+}
+
+void ThreadExit(void* arg);
+void ForkPrepare();
+void ForkParent();
+void ForkChild();
+void AtExit();
+
+// Steps that may allocate themselves, run once the heap already works.
+void PostStart() {
+  bool expected = false;
+  if (!g_post_init_done.compare_exchange_strong(expected, true)) return;
+  if (g_state.load(std::memory_order_acquire) != kReadyNitro) return;
+  g_thread_key_ok = pthread_key_create(&g_thread_key, ThreadExit) == 0;
+  pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+  if (g_options.stats_print) atexit(AtExit);
+}
+
+// ---- thread caches --------------------------------------------------------
+
+ThreadCache* CreateThreadCache() {
+  if (tls_dead || g_state.load(std::memory_order_relaxed) != kReadyNitro) return nullptr;
+  ThreadCache* tc = g_cache_pool.New();
+  if (tc == nullptr) return nullptr;
+  tc->Init(g_default, g_options.tcache_max_bytes);
+  tc->owner_thread = static_cast<unsigned long>(pthread_self());
+  {
+    LockGuard g(g_registry_lock);
+    tc->next = g_registry;
+    if (g_registry) g_registry->prev = tc;
+    g_registry = tc;
+    g_threads++;
+  }
+  tls_cache = tc;
+  if (g_thread_key_ok) pthread_setspecific(g_thread_key, tc);
+  return tc;
+}
+
+void DestroyThreadCache(ThreadCache* tc) {
+  tc->Flush();
+  {
+    LockGuard g(g_registry_lock);
+    if (tc->prev) tc->prev->next = tc->next; else g_registry = tc->next;
+    if (tc->next) tc->next->prev = tc->prev;
+    g_threads--;
+  }
+  g_cache_pool.Delete(tc);
+}
+
+void ThreadExit(void* arg) {
+  auto* tc = static_cast<ThreadCache*>(arg);
+  // Later destructors of this thread may still allocate: they go to the
+  // middle layer directly instead of creating a new cache.
+  tls_dead = true;
+  tls_cache = &g_sentinel;
+  DestroyThreadCache(tc);
+}
+
+// ---- background reclaimer -------------------------------------------------
+
+void* ReclaimerMain(void*) {
+  sigset_t all;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  for (;;) {
+    uint64_t decay = g_options.decay_ms;
+    uint64_t period = decay / 4 < 10 ? 10 : (decay / 4 > 1000 ? 1000 : decay / 4);
+    struct timespec ts = {static_cast<time_t>(period / 1000),
+                          static_cast<long>((period % 1000) * 1000000)};
+    nanosleep(&ts, nullptr);
+    uint64_t now = NowMs();
+    uint64_t cutoff = now > decay ? now - decay : 0;
+    Partition::ForEach([cutoff](Partition* p) { p->ReleaseFreedBefore(cutoff); });
+  }
+  return nullptr;
+}
+
+void MaybeStartReclaimer() {
+  if (!g_options.background_thread || g_reclaimer_started.load(std::memory_order_relaxed)) return;
+  bool expected = false;
+  if (!g_reclaimer_started.compare_exchange_strong(expected, true)) return;
+  pthread_t t;
+  pthread_attr_t attr;
+  pthread_attr_init(&attr);
+  pthread_attr_setdetachstate(&attr, PTHREAD_CREATE_DETACHED);
+  pthread_attr_setstacksize(&attr, 64 * 1024);
+  if (pthread_create(&t, &attr, ReclaimerMain, nullptr) == 0) {
+    pthread_setname_np(t, "nitroheap-bg");
+  }
+  pthread_attr_destroy(&attr);
+}
+
+// ---- fork -----------------------------------------------------------------
+
+void ForkPrepare() {
+  // Every lock, in the order the engine nests them, so that no other thread
+  // holds one at the moment of fork.
+  g_init_lock.Lock();
+  g_registry_lock.Lock();
+  PartitionTableLock().Lock();
+  for (int i = 1; i < Partition::kMaxPartitions; i++) {
+    if (Partition* p = PartitionSlot(i)) p->LockAll();
+  }
+  GlobalPageMap().lock().Lock();
+  LockPageHeapPools();
+  PartitionPoolLock().Lock();
+  g_cache_pool.lock().Lock();
+  MetaLock().Lock();
+  LockLibcResolve();
+}
+
+void ForkParent() {
+  UnlockLibcResolve();
+  MetaLock().Unlock();
+  g_cache_pool.lock().Unlock();
+  PartitionPoolLock().Unlock();
+  UnlockPageHeapPools();
+  GlobalPageMap().lock().Unlock();
+  for (int i = Partition::kMaxPartitions - 1; i >= 1; i--) {
+    if (Partition* p = PartitionSlot(i)) p->UnlockAll();
+  }
+  PartitionTableLock().Unlock();
+  g_registry_lock.Unlock();
+  g_init_lock.Unlock();
+}
+
+void ForkChild() {
+  ResetLibcResolveAfterFork();
+  MetaLock().ResetAfterFork();
+  g_cache_pool.lock().ResetAfterFork();
+  PartitionPoolLock().ResetAfterFork();
+  ResetPageHeapPoolsAfterFork();
+  GlobalPageMap().ResetAfterFork();
+  for (int i = 1; i < Partition::kMaxPartitions; i++) {
+    if (Partition* p = PartitionSlot(i)) p->ResetLocksAfterFork();
+  }
+  PartitionTableLock().ResetAfterFork();
+  g_registry_lock.ResetAfterFork();
+  g_init_lock.ResetAfterFork();
+  g_reclaimer_started.store(false);
+  // The other threads are gone; what their caches held goes back.
+  ThreadCache* mine = tls_cache;
+  for (ThreadCache* tc = g_registry; tc != nullptr;) {
+    ThreadCache* next = tc->next;
+    if (tc != mine) DestroyThreadCache(tc);
+    tc = next;
+  }
+}
+
+void AtExit() { PrintHeapReport(2); }
+
+// ---- helpers ----------------------------------------------------------------
+
+[[noreturn]] void NoLibc(const char* what, const void* p) {
+  Fatal("%s of %p: not NitroHeap's, and the C library's allocator is unavailable", what, p);
+}
+
+void* LibcMalloc(size_t size) {
+  const LibcHeap* libc = Libc();
+  if (libc == nullptr) NoLibc("malloc", nullptr);
+  return libc->malloc(size);
+}
+
+void FreeForeign(void* p) {
+  if (IsBootstrapPointer(p)) return;
+  const LibcHeap* libc = Libc();
+  if (libc == nullptr) NoLibc("free", p);
+  libc->free(p);
+}
+
+bool Started() {
+  if (NITRO_LIKELY(g_state.load(std::memory_order_acquire) == kReadyNitro)) return true;
+  EnsureStarted();
+  return g_state.load(std::memory_order_acquire) == kReadyNitro;
+}
+
+void* AllocateSmall(int cls) {
+  ThreadCache* tc = tls_cache;
+  if (tc->is_sentinel()) {
+    tc = CreateThreadCache();
+    if (tc == nullptr) {
+      void* p = g_default->central(cls).AllocateOne();
+      if (p == nullptr) errno = ENOMEM;
+      return p;
+    }
+  }
+  void* p = tc->Pop(cls);
+  if (p == nullptr) p = tc->Refill(cls);
+  if (p == nullptr) errno = ENOMEM;
+  return p;
+}
+
+void* AllocateLargeDefault(size_t size, size_t align, bool zero) {
+  bool zeroed = false;
+  void* p = g_default->AllocateLarge(size, align, &zeroed);
+  if (p != nullptr && zero && !zeroed) memset(p, 0, size);
+  return p;
+}
+
+// Checks that `p` starts a live-looking object and returns what the page map says.
+PointerInfo CheckedInfo(const char* what, void* p) {
+  PointerInfo info;
+  Lookup(p, &info);
+  NITRO_CHECK(!info.free_run, "%s of %p: double free or invalid pointer (freed page run) in partition %s",
+              what, p, info.partition->name());
+  NITRO_CHECK(info.object_start == p, "%s of %p: not the start of an object in partition %s", what,
+              p, info.partition->name());
+  return info;
+}
+
+// Formats a report on the stack: printing it must not allocate.
+class ReportBuffer {
+ public:
+  __attribute__((format(printf, 2, 3))) void Add(const char* fmt, ...) {
+    if (n_ >= sizeof(buf_)) return;
+    va_list ap;
+    va_start(ap, fmt);
+    int m = vsnprintf(buf_ + n_, sizeof(buf_) - n_, fmt, ap);
+    va_end(ap);
+    if (m > 0) n_ += static_cast<size_t>(m);
+    if (n_ > sizeof(buf_)) n_ = sizeof(buf_);
+  }
+  void WriteTo(int fd) const {
+    const char* p = buf_;
+    size_t len = n_;
+    while (len > 0) {
+      ssize_t w = write(fd, p, len);
+      if (w <= 0) break;
+      p += w;
+      len -= static_cast<size_t>(w);
+    }
+  }
+
+ private:
+  char buf_[4096];
+  size_t n_ = 0;
+};
+
+}  // namespace
+
+__thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec"))) = &g_sentinel;
+
+void EnsureStarted() {
+  if (g_state.load(std::memory_order_acquire) == kUninit) {
+    LockGuard g(g_init_lock);
+    if (g_state.load(std::memory_order_relaxed) == kUninit) StartLocked();
+  }
+  PostStart();
+}
+
+HeapMode Mode() {
+  EnsureStarted();
+  return g_state.load(std::memory_order_acquire) == kReadyLegacy ? HeapMode::kLegacy
+                                                                 : HeapMode::kNitro;
+}
+const Options& CurrentOptions() { return g_options; }
+Partition* DefaultPartition() { return Started() ? g_default : nullptr; }
+
+void* MallocSlow(size_t size) {
+  if (NITRO_UNLIKELY(g_state.load(std::memory_order_acquire) != kReadyNitro)) {
+    if (void* p = BootstrapAllocate(size, kMinAlign)) return p;
+    if (!Started()) return LibcMalloc(size);
+  }
+  if (size > kMaxSmallSize) {
+    MaybeStartReclaimer();
+    return AllocateLargeDefault(size, 0, false);
+  }
+  return AllocateSmall(kSizeClasses.ClassFor(size));
+}
+
+void FreeSlow(void* p) {
+  if (p == nullptr) return;
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) {
+    FreeForeign(p);
+    return;
+  }
+  PointerInfo info = CheckedInfo("free", p);
+  if (s->state == SpanState::kLarge) {
+    s->partition->FreeLarge(s, p);
+    MaybeStartReclaimer();
+    return;
+  }
+  int cls = s->cache_class;
+  if (cls == 0) {
+    // A slab of a partition without thread caches.
+    info.partition->central(info.size_class).FreeOne(p);
+    return;
+  }
+  ThreadCache* tc = tls_cache;
+  if (tc->is_sentinel()) {
+    tc = CreateThreadCache();
+    if (tc == nullptr) {
+      g_default->central(cls).FreeOne(p);
+      return;
+    }
+    if (tc->Push(cls, p)) return;
+  }
+  tc->Overflow(cls, p);
+}
+
+void* Calloc(size_t n, size_t size) {
+  size_t total;
+  if (__builtin_mul_overflow(n, size, &total)) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (NITRO_UNLIKELY(!Started())) {
+    if (void* p = BootstrapAllocate(total, kMinAlign)) return p;  // zero: static storage
+    const LibcHeap* libc = Libc();
+    if (libc == nullptr) NoLibc("calloc", nullptr);
+    return libc->calloc(n, size);
+  }
+  if (total <= kMaxSmallSize) {
+    void* p = Malloc(total);
+    if (p != nullptr) memset(p, 0, total);
+    return p;
+  }
+  MaybeStartReclaimer();
+  return AllocateLargeDefault(total, 0, true);
+}
+
+void* AllocateAligned(size_t align, size_t size) {
+  if (!IsPowerOfTwo(align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (NITRO_UNLIKELY(!Started())) {
+    if (void* p = BootstrapAllocate(size, align)) return p;
+    const LibcHeap* libc = Libc();
+    if (libc == nullptr) NoLibc("memalign", nullptr);
+    return libc->memalign(align, size);
+  }
+  if (align <= kMinAlign) return Malloc(size);
+  if (align <= kPageSize) {
+    if (int cls = kSizeClasses.ClassForAligned(size, align)) return AllocateSmall(cls);
+  }
+  return AllocateLargeDefault(size, align, false);
+}
+
+void* Realloc(void* p, size_t size) {
+  if (p == nullptr) return Malloc(size);
+  if (size == 0) {
+    // glibc's behaviour, which programs written for Linux expect.
+    Free(p);
+    return nullptr;
+  }
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) {
+    // Not ours: a pointer from before NitroHeap took over, or from legacy
+    // mode. In legacy mode it stays with the C library.
+    if (IsBootstrapPointer(p)) {
+      // Bootstrap blocks record no size; copy what the arena holds after p.
+      void* q = Malloc(size);
+      size_t room = BootstrapBytesAfter(p);
+      if (q != nullptr) memcpy(q, p, size < room ? size : room);
+      return q;
+    }
+    const LibcHeap* libc = Libc();
+    if (libc == nullptr) NoLibc("realloc", p);
+    if (!Started()) return libc->realloc(p, size);
+    size_t old = libc->usable_size(p);
+    void* q = Malloc(size);
+    if (q == nullptr) return nullptr;
+    memcpy(q, p, old < size ? old : size);
+    libc->free(p);
+    return q;
+  }
+  PointerInfo info = CheckedInfo("realloc", p);
+  size_t old = info.object_size;
+  if (info.size_class != 0) {
+    if (size <= old && (size > old / 2 || old <= kMinAlign)) return p;
+  } else if (size > kMaxSmallSize) {
+    if (info.partition->ResizeLargeInPlace(s, size)) return p;
+  }
+  void* q = info.partition == g_default ? Malloc(size) : info.partition->Allocate(size);
+  if (q == nullptr) return nullptr;
+  memcpy(q, p, old < size ? old : size);
+  Free(p);
+  return q;
+}
+
+size_t UsableSize(const void* p) {
+  if (p == nullptr) return 0;
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) {
+    if (IsBootstrapPointer(p)) return 0;
+    const LibcHeap* libc = Libc();
+    if (libc == nullptr) NoLibc("malloc_usable_size", p);
+    return libc->usable_size(const_cast<void*>(p));
+  }
+  return CheckedInfo("malloc_usable_size", const_cast<void*>(p)).object_size;
+}
+
+bool Trim() {
+  if (!Started()) {
+    const LibcHeap* libc = Libc();
+    return libc != nullptr && libc->trim != nullptr && libc->trim(0) != 0;
+  }
+  ThreadCache* tc = tls_cache;
+  if (!tc->is_sentinel()) tc->Flush();
+  size_t released = 0;
+  Partition::ForEach([&released](Partition* part) { released += part->ReleaseFreeMemory(); });
+  return released > 0;
+}
+
+HeapStats GetHeapStats() {
+  HeapStats st{};
+  if (!Started()) return st;
+  Partition::ForEach([&st](Partition* part) {
+    PartitionStats ps = part->Stats();
+    st.reserved_bytes += ps.pages.reserved_bytes;
+    st.in_use_page_bytes += ps.pages.in_use_bytes;
+    st.free_committed_bytes += ps.pages.free_committed_bytes;
+    st.free_released_bytes += ps.pages.free_released_bytes;
+    st.released_total_bytes += ps.pages.released_total_bytes;
+    st.transfer_bytes += ps.small_transfer_bytes;
+    st.slab_free_bytes += ps.small_slab_free_bytes;
+    st.large_allocations += ps.large_allocations;
+    st.large_bytes += ps.large_bytes;
+    st.partitions++;
+  });
+  {
+    LockGuard g(g_registry_lock);
+    // Racy reads of other threads' counts: a statistic, not an invariant.
+    for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next) {
+      st.thread_cache_bytes += tc->CachedBytes();
+    }
+    st.threads = g_threads;
+  }
+  st.committed_bytes = st.in_use_page_bytes + st.free_committed_bytes;
+  size_t held = st.thread_cache_bytes + st.transfer_bytes + st.slab_free_bytes;
+  st.allocated_bytes = st.in_use_page_bytes > held ? st.in_use_page_bytes - held : 0;
+  st.metadata_bytes = MetaBytesMapped();
+  return st;
+}
+
+void PrintHeapReport(int fd) {
+  HeapStats st = GetHeapStats();
+  ReportBuffer out;
+  auto mib = [](size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
+  out.Add("---- NitroHeap heap report (pid %d) ----\n", static_cast<int>(getpid()));
+  if (Mode() == HeapMode::kLegacy) {
+    out.Add("mode: legacy (every call goes to the C library's allocator)\n");
+  } else {
+    out.Add("allocated by program   %10.2f MiB\n", mib(st.allocated_bytes));
+    out.Add("  of which large       %10.2f MiB in %zu allocations\n", mib(st.large_bytes),
+        st.large_allocations);
+    out.Add("committed              %10.2f MiB\n", mib(st.committed_bytes));
+    out.Add("  thread caches        %10.2f MiB (%zu threads)\n", mib(st.thread_cache_bytes), st.threads);
+    out.Add("  middle layer         %10.2f MiB\n", mib(st.transfer_bytes));
+    out.Add("  free in slabs        %10.2f MiB\n", mib(st.slab_free_bytes));
+    out.Add("  free pages (cached)  %10.2f MiB\n", mib(st.free_committed_bytes));
+    out.Add("returned to the OS     %10.2f MiB total\n", mib(st.released_total_bytes));
+    out.Add("address space reserved %10.2f MiB in %zu partitions\n", mib(st.reserved_bytes),
+        st.partitions);
+    out.Add("metadata               %10.2f MiB\n", mib(st.metadata_bytes));
+  }
+  out.Add("----------------------------------------\n");
+  out.WriteTo(fd);
+}
+
+}  // namespace nitro

@@ -1,0 +1,50 @@
+#include "core/meta_pool.h"
+
+#include "core/os.h"
+
+namespace nitro {
+namespace {
+
+constexpr size_t kChunkBytes = 4 << 20;
+
+struct MetaArena {
+  SpinLock lock;
+  uintptr_t cursor = 0;
+  uintptr_t limit = 0;
+  size_t mapped = 0;
+};
+
+MetaArena& Arena() {
+  static MetaArena arena;
+  return arena;
+}
+
+}  // namespace
+
+void* MetaAllocRaw(size_t bytes) {
+  bytes = RoundUp(bytes, 64);  // cache-line aligned: metadata is written by many threads
+  MetaArena& a = Arena();
+  LockGuard g(a.lock);
+  if (a.cursor + bytes > a.limit) {
+    size_t chunk = bytes + 2 * kPageSize > kChunkBytes ? RoundUp(bytes + 2 * kPageSize, kPageSize)
+                                                      : kChunkBytes;
+    void* raw = os::Reserve(chunk, kPageSize);
+    if (raw == nullptr) return nullptr;
+    uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+    // Guard pages: an overflow out of, or into, metadata faults.
+    os::ProtectNone(raw, kPageSize);
+    os::ProtectNone(reinterpret_cast<void*>(base + chunk - kPageSize), kPageSize);
+    a.cursor = base + kPageSize;
+    a.limit = base + chunk - kPageSize;
+    a.mapped += chunk;
+  }
+  void* p = reinterpret_cast<void*>(a.cursor);
+  a.cursor += bytes;
+  return p;
+}
+
+size_t MetaBytesMapped() { return Arena().mapped; }
+void MetaResetAfterFork() { Arena().lock.ResetAfterFork(); }
+SpinLock& MetaLock() { return Arena().lock; }
+
+}  // namespace nitro

@@ -1,0 +1,148 @@
+#include "core/options.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+namespace nitro {
+namespace {
+
+constexpr OptionSpec kTable[] = {
+    {"tcache_max_bytes", OptionType::kSize, offsetof(Options, tcache_max_bytes), 0,
+     uint64_t{1} << 30, "most bytes one thread's cache may hold before it returns half"},
+    {"max_free_committed", OptionType::kSize, offsetof(Options, max_free_committed), 0,
+     uint64_t{1} << 40,
+     "most bytes of free pages a partition keeps committed; beyond it the oldest are "
+     "returned to the kernel at once"},
+    {"decay_ms", OptionType::kUint, offsetof(Options, decay_ms), 0, 3600 * 1000,
+     "free pages idle this long are returned to the kernel (0: at once)"},
+    {"background_thread", OptionType::kBool, offsetof(Options, background_thread), 0, 1,
+     "run a thread that returns idle memory on time, even when the program makes no calls"},
+    {"stats_print", OptionType::kBool, offsetof(Options, stats_print), 0, 1,
+     "print the heap report to stderr at exit"},
+    {nullptr, OptionType::kBool, 0, 0, 0, nullptr},
+};
+
+__attribute__((format(printf, 3, 4))) void Report(OptionErrorSink sink, void* ctx,
+                                                  const char* fmt, ...) {
+  char line[384];
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(line, sizeof(line), fmt, ap);
+  va_end(ap);
+  if (sink) sink(line, ctx);
+}
+
+// Parses a decimal number with an optional K/M/G suffix (sizes only).
+bool ParseNumber(const char* s, bool allow_suffix, uint64_t* out) {
+  if (*s == '\0') return false;
+  uint64_t v = 0;
+  const char* p = s;
+  for (; *p >= '0' && *p <= '9'; p++) {
+    uint64_t d = static_cast<uint64_t>(*p - '0');
+    if (v > (~uint64_t{0} - d) / 10) return false;
+    v = v * 10 + d;
+  }
+  if (p == s) return false;
+  if (*p != '\0') {
+    if (!allow_suffix || p[1] != '\0') return false;
+    int shift;
+    switch (*p) {
+      case 'k': case 'K': shift = 10; break;
+      case 'm': case 'M': shift = 20; break;
+      case 'g': case 'G': shift = 30; break;
+      default: return false;
+    }
+    if (v > (~uint64_t{0} >> shift)) return false;
+    v <<= shift;
+  }
+  *out = v;
+  return true;
+}
+
+}  // namespace
+
+const OptionSpec* OptionTable() { return kTable; }
+
+int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sink, void* ctx) {
+  int errors = 0;
+  if (spec == nullptr) return 0;
+  const char* p = spec;
+  while (*p != '\0') {
+    const char* end = strchr(p, ',');
+    size_t len = end ? static_cast<size_t>(end - p) : strlen(p);
+    char item[128];
+    if (len >= sizeof(item)) {
+      char shown[40];
+      snprintf(shown, sizeof(shown), "%.32s", p);
+      Report(sink, ctx, "NITROHEAP_OPTIONS: item '%s...' is too long", shown);
+      errors++;
+    } else if (len > 0) {
+      memcpy(item, p, len);
+      item[len] = '\0';
+      char* eq = strchr(item, '=');
+      if (strcmp(item, "help") == 0) {
+        if (help) *help = true;
+      } else if (eq == nullptr) {
+        Report(sink, ctx, "NITROHEAP_OPTIONS: '%.127s' is not key=value", item);
+        errors++;
+      } else {
+        *eq = '\0';
+        const char* key = item;
+        const char* value = eq + 1;
+        const OptionSpec* o = kTable;
+        while (o->name && strcmp(o->name, key) != 0) o++;
+        if (o->name == nullptr) {
+          Report(sink, ctx, "NITROHEAP_OPTIONS: unknown option '%.127s' (NITROHEAP_OPTIONS=help lists them)",
+                 key);
+          errors++;
+        } else {
+          uint64_t v = 0;
+          bool ok;
+          if (o->type == OptionType::kBool) {
+            ok = true;
+            if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) v = 1;
+            else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) v = 0;
+            else ok = false;
+          } else {
+            ok = ParseNumber(value, o->type == OptionType::kSize, &v) && v >= o->min && v <= o->max;
+          }
+          if (!ok) {
+            const char* expected = o->type == OptionType::kBool   ? "0 or 1"
+                                   : o->type == OptionType::kSize ? "a size such as 512K, 64M or 1G, in range"
+                                                                  : "a whole number in range";
+            Report(sink, ctx, "NITROHEAP_OPTIONS: option '%.64s' has a malformed value '%.64s'; expected %s",
+                   key, value, expected);
+            errors++;
+          } else {
+            char* field = reinterpret_cast<char*>(out) + o->offset;
+            if (o->type == OptionType::kBool) *reinterpret_cast<bool*>(field) = v != 0;
+            else if (o->type == OptionType::kSize) *reinterpret_cast<size_t*>(field) = static_cast<size_t>(v);
+            else *reinterpret_cast<uint64_t*>(field) = v;
+          }
+        }
+      }
+    }
+    if (end == nullptr) break;
+    p = end + 1;
+  }
+  return errors;
+}
+
+void PrintOptionHelp(int fd, const Options& defaults) {
+  char line[320];
+  int n = snprintf(line, sizeof(line),
+                   "NITROHEAP_OPTIONS=key=value,... (sizes take K, M, G suffixes)\n");
+  if (write(fd, line, static_cast<size_t>(n)) < 0) return;
+  for (const OptionSpec* o = kTable; o->name; o++) {
+    const char* field = reinterpret_cast<const char*>(&defaults) + o->offset;
+    unsigned long long v = o->type == OptionType::kBool   ? *reinterpret_cast<const bool*>(field)
+                           : o->type == OptionType::kSize ? *reinterpret_cast<const size_t*>(field)
+                                                          : *reinterpret_cast<const uint64_t*>(field);
+    n = snprintf(line, sizeof(line), "  %-20s default %-10llu %s\n", o->name, v, o->doc);
+    if (n > 0 && write(fd, line, static_cast<size_t>(n)) < 0) return;
+  }
+}
+
+}  // namespace nitro

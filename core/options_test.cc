@@ -1,0 +1,79 @@
+#include "core/options.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace nitro {
+namespace {
+
+void Collect(const char* message, void* ctx) {
+  static_cast<std::vector<std::string>*>(ctx)->push_back(message);
+}
+
+TEST(Options, ParsesEveryTypeWithSuffixes) {
+  Options o;
+  std::vector<std::string> errors;
+  bool help = false;
+  EXPECT_EQ(ParseOptions("tcache_max_bytes=512K,max_free_committed=1G,decay_ms=250,"
+                         "background_thread=0,stats_print=true",
+                         &o, &help, Collect, &errors),
+            0);
+  EXPECT_TRUE(errors.empty());
+  EXPECT_EQ(o.tcache_max_bytes, 512u * 1024);
+  EXPECT_EQ(o.max_free_committed, size_t{1} << 30);
+  EXPECT_EQ(o.decay_ms, 250u);
+  EXPECT_FALSE(o.background_thread);
+  EXPECT_TRUE(o.stats_print);
+  EXPECT_FALSE(help);
+}
+
+TEST(Options, ReportsUnknownKeysAndMalformedValuesAndKeepsTheRest) {
+  Options o;
+  std::vector<std::string> errors;
+  bool help = false;
+  int n = ParseOptions("bogus=1,decay_ms=abc,tcache_max_bytes=64M,stats_print=maybe,nokey,"
+                       "decay_ms=99999999999,tcache_max_bytes=12X",
+                       &o, &help, Collect, &errors);
+  EXPECT_EQ(n, 6);
+  ASSERT_EQ(errors.size(), 6u);
+  EXPECT_NE(errors[0].find("unknown option 'bogus'"), std::string::npos) << errors[0];
+  EXPECT_NE(errors[1].find("'decay_ms'"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[1].find("'abc'"), std::string::npos) << errors[1];
+  EXPECT_NE(errors[2].find("'stats_print'"), std::string::npos) << errors[2];
+  EXPECT_NE(errors[3].find("'nokey' is not key=value"), std::string::npos) << errors[3];
+  EXPECT_NE(errors[4].find("decay_ms"), std::string::npos) << errors[4];  // out of range
+  EXPECT_NE(errors[5].find("12X"), std::string::npos) << errors[5];
+  Options defaults;
+  EXPECT_EQ(o.decay_ms, defaults.decay_ms);
+  EXPECT_EQ(o.tcache_max_bytes, size_t{64} << 20);  // the good item still applied
+  EXPECT_FALSE(o.stats_print);
+}
+
+TEST(Options, HelpAndEmptyItems) {
+  Options o;
+  bool help = false;
+  EXPECT_EQ(ParseOptions(",help,,", &o, &help, nullptr, nullptr), 0);
+  EXPECT_TRUE(help);
+  EXPECT_EQ(ParseOptions(nullptr, &o, &help, nullptr, nullptr), 0);
+}
+
+TEST(Options, OverflowingSizesAreRejected) {
+  Options o;
+  EXPECT_EQ(ParseOptions("max_free_committed=99999999999999999999", &o, nullptr, nullptr, nullptr), 1);
+  EXPECT_EQ(ParseOptions("max_free_committed=17179869184G", &o, nullptr, nullptr, nullptr), 1);
+}
+
+TEST(Options, TableIsCompleteAndDocumented) {
+  int n = 0;
+  for (const OptionSpec* s = OptionTable(); s->name; s++, n++) {
+    EXPECT_NE(s->doc, nullptr);
+    EXPECT_GT(strlen(s->doc), 10u) << s->name;
+    EXPECT_LE(s->min, s->max) << s->name;
+  }
+  EXPECT_EQ(n, 5);
+}
+
+}  // namespace
+}  // namespace nitro

@@ -1,0 +1,62 @@
+#include "core/os.h"
+
+#include <errno.h>
+#include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/random.h>
+#include <time.h>
+
+#include "core/base.h"
+
+namespace nitro::os {
+
+void* Reserve(size_t size, size_t align) {
+  if (align < kPageSize) align = kPageSize;
+  size_t padded = size + align - kPageSize;
+  if (padded < size) return nullptr;
+  void* raw = mmap(nullptr, padded, PROT_READ | PROT_WRITE,
+                   MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+  if (raw == MAP_FAILED) return nullptr;
+  uintptr_t start = reinterpret_cast<uintptr_t>(raw);
+  uintptr_t aligned = RoundUp(start, align);
+  if (aligned > start) munmap(raw, aligned - start);
+  uintptr_t end = start + padded;
+  if (end > aligned + size) munmap(reinterpret_cast<void*>(aligned + size), end - aligned - size);
+  return reinterpret_cast<void*>(aligned);
+}
+
+void Unmap(void* p, size_t size) { munmap(p, size); }
+
+void Release(void* p, size_t size) {
+  // MADV_DONTNEED (not MADV_FREE) so that RSS drops at once and the next
+  // touch sees zeros: callers rely on released memory being zero.
+  int saved = errno;
+  madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+bool ProtectNone(void* p, size_t size) { return mprotect(p, size, PROT_NONE) == 0; }
+bool ProtectReadWrite(void* p, size_t size) {
+  return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+}
+
+void RandomBytes(void* buf, size_t len) {
+  int saved = errno;
+  ssize_t got = getrandom(buf, len, GRND_NONBLOCK);
+  errno = saved;
+  if (got == static_cast<ssize_t>(len)) return;
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  uint64_t x = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32) ^
+               reinterpret_cast<uintptr_t>(buf) ^ reinterpret_cast<uintptr_t>(&ts);
+  auto* out = static_cast<unsigned char*>(buf);
+  for (size_t i = 0; i < len; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    out[i] = static_cast<unsigned char>(x);
+  }
+}
+
+}  // namespace nitro::os

@@ -1,0 +1,28 @@
+// The OS layer: address space reserved, committed and returned with mmap and
+// madvise. Nothing above this file calls the kernel for memory.
+#ifndef NITROHEAP_CORE_OS_H_
+#define NITROHEAP_CORE_OS_H_
+
+#include <stddef.h>
+
+namespace nitro::os {
+
+// Reserves `size` bytes aligned to `align` (a power of two >= page size),
+// readable and writable, backed lazily (MAP_NORESERVE): pages cost memory only
+// once touched. Returns nullptr when the kernel refuses.
+void* Reserve(size_t size, size_t align);
+// Gives the range back to the kernel entirely.
+void Unmap(void* p, size_t size);
+// Returns the physical pages of a range to the kernel; the range stays mapped
+// and reads as zero afterwards.
+void Release(void* p, size_t size);
+// Makes a range inaccessible (guard pages) or accessible again.
+bool ProtectNone(void* p, size_t size);
+bool ProtectReadWrite(void* p, size_t size);
+// Fills `buf` with random bytes from the kernel (getrandom, never blocking
+// after boot); falls back to address/time entropy.
+void RandomBytes(void* buf, size_t len);
+
+}  // namespace nitro::os
+
+#endif  // NITROHEAP_CORE_OS_H_

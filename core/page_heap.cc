@@ -1,0 +1,358 @@
+#include "core/page_heap.h"
+
+#include "core/os.h"
+#include "core/page_map.h"
+
+namespace nitro {
+
+namespace {
+MetaPool<Span> g_span_pool;
+}  // namespace
+
+MetaPool<Span>& SpanPool() { return g_span_pool; }
+
+
+MetaPool<PageHeap::Region>& PageHeap::RegionPool() {
+  static MetaPool<Region> pool;
+  return pool;
+}
+
+void LockPageHeapPools() {
+  g_span_pool.lock().Lock();
+  PageHeap::RegionPool().lock().Lock();
+}
+void UnlockPageHeapPools() {
+  PageHeap::RegionPool().lock().Unlock();
+  g_span_pool.lock().Unlock();
+}
+void ResetPageHeapPoolsAfterFork() {
+  g_span_pool.lock().ResetAfterFork();
+  PageHeap::RegionPool().lock().ResetAfterFork();
+}
+
+void PageHeap::Init(Partition* owner, uint16_t id, size_t region_bytes,
+                    size_t max_free_committed, Clock clock) {
+  owner_ = owner;
+  id_ = id;
+  region_bytes_ = RoundUp(region_bytes < (size_t{64} << 20) ? (size_t{64} << 20) : region_bytes,
+                          size_t{1} << 21);
+  max_free_committed_ = max_free_committed;
+  clock_ = clock;
+}
+
+SpanList& PageHeap::ListFor(const Span* s) {
+  size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
+  return free_[s->released ? 1 : 0][bucket];
+}
+
+void PageHeap::InsertFree(Span* s) {
+  s->state = SpanState::kFree;
+  int set = s->released ? 1 : 0;
+  size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
+  free_[set][bucket].PushFront(s);
+  nonempty_[set][bucket / 64] |= uint64_t{1} << (bucket % 64);
+  free_pages_[set] += s->pages;
+  if (!s->released) {
+    s->lru_prev = lru_tail_;
+    s->lru_next = nullptr;
+    if (lru_tail_) lru_tail_->lru_next = s; else lru_head_ = s;
+    lru_tail_ = s;
+  }
+}
+
+void PageHeap::RemoveFree(Span* s) {
+  int set = s->released ? 1 : 0;
+  size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
+  free_[set][bucket].Remove(s);
+  if (free_[set][bucket].empty()) nonempty_[set][bucket / 64] &= ~(uint64_t{1} << (bucket % 64));
+  free_pages_[set] -= s->pages;
+  if (!s->released) {
+    if (s->lru_prev) s->lru_prev->lru_next = s->lru_next; else lru_head_ = s->lru_next;
+    if (s->lru_next) s->lru_next->lru_prev = s->lru_prev; else lru_tail_ = s->lru_prev;
+    s->lru_next = s->lru_prev = nullptr;
+  }
+}
+
+Span* PageHeap::NewSpan(uintptr_t start, size_t pages) {
+  Span* s = SpanPool().New();
+  if (s == nullptr) return nullptr;
+  s->start = start;
+  s->pages = static_cast<uint32_t>(pages);
+  s->partition = owner_;
+  s->partition_id = id_;
+  return s;
+}
+
+Span* PageHeap::FindFree(size_t pages, bool released) {
+  int set = released ? 1 : 0;
+  if (pages < kBuckets) {
+    // First non-empty exact-size bucket at or above `pages`.
+    for (size_t word = pages / 64; word < (kBuckets + 63) / 64; word++) {
+      uint64_t bits = nonempty_[set][word];
+      if (word == pages / 64) bits &= ~uint64_t{0} << (pages % 64);
+      if (bits) {
+        size_t bucket = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
+        if (bucket < kBuckets) return free_[set][bucket].first();
+      }
+    }
+  }
+  // Best fit among the large runs.
+  Span* best = nullptr;
+  for (Span* s = free_[set][kBuckets].first(); s != nullptr; s = s->next) {
+    if (s->pages >= pages && (best == nullptr || s->pages < best->pages)) best = s;
+  }
+  return best;
+}
+
+PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
+  size_t size = region_bytes_;
+  if (min_bytes + kPageSize > size) size = RoundUp(min_bytes + kPageSize, region_bytes_);
+  if (size < min_bytes) return nullptr;  // overflow
+  // Aligned to the page map's leaf size, so a region needs few leaves.
+  size_t align = size_t{1} << PageMap::kLeafShift;
+  void* base = os::Reserve(size, align > size ? size_t{1} << 21 : align);
+  if (base == nullptr) return nullptr;
+  if (!GlobalPageMap().Ensure(reinterpret_cast<uintptr_t>(base), size)) {
+    os::Unmap(base, size);
+    return nullptr;
+  }
+  Region* r = RegionPool().New();
+  if (r == nullptr) {
+    os::Unmap(base, size);
+    return nullptr;
+  }
+  r->base = reinterpret_cast<uintptr_t>(base);
+  r->size = size;
+  r->frontier = r->base;
+  r->next = regions_;
+  regions_ = r;
+  reserved_ += size;
+  region_count_++;
+  return r;
+}
+
+Span* PageHeap::Carve(size_t pages) {
+  size_t bytes = pages << kPageShift;
+  // The last page of a region is never carved, so runs of two regions that
+  // happen to be adjacent can never merge.
+  Region* r = current_;
+  if (r == nullptr || r->frontier + bytes > r->base + r->size - kPageSize) {
+    r = NewRegion(bytes);
+    if (r == nullptr) return nullptr;
+    // A region made for one oversized run does not replace the current one;
+    // the old region's uncarved rest is virgin and costs no memory.
+    if (r->size == region_bytes_ || current_ == nullptr) current_ = r;
+  }
+  Span* s = NewSpan(r->frontier, pages);
+  if (s == nullptr) return nullptr;
+  r->frontier += bytes;
+  s->zeroed = true;
+  return s;
+}
+
+void PageHeap::Split(Span* s, size_t pages) {
+  // s is not on any list. Its tail beyond `pages` becomes a free run of the
+  // same kind; its right neighbour cannot be a free run of that kind (runs are
+  // kept merged), so the tail needs no merging.
+  if (s->pages == pages) return;
+  Span* tail = NewSpan(s->start + (pages << kPageShift), s->pages - pages);
+  if (tail == nullptr) return;  // keep the whole run: wasteful, never wrong
+  tail->released = s->released;
+  tail->free_tick = s->free_tick;
+  s->pages = static_cast<uint32_t>(pages);
+  GlobalPageMap().Set(tail->start, tail->pages, tail);
+  InsertFree(tail);
+}
+
+Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state) {
+  if (pages == 0 || pages > (kMaxRequest >> kPageShift)) return nullptr;
+  if (align_pages == 0) align_pages = 1;
+  size_t want = pages + align_pages - 1;
+  LockGuard g(lock_);
+  Span* s = FindFree(want, false);
+  if (s == nullptr) s = FindFree(want, true);
+  if (s != nullptr) {
+    RemoveFree(s);
+  } else {
+    s = Carve(want);
+    if (s == nullptr) return nullptr;
+    s->released = true;  // virgin pages read as zero, like released ones
+  }
+  // Mark it taken at once, so that merging its trimmed lead cannot absorb it.
+  s->state = SpanState::kLarge;
+  if (align_pages > 1) {
+    uintptr_t aligned = RoundUp(s->start, align_pages << kPageShift);
+    size_t lead = (aligned - s->start) >> kPageShift;
+    if (lead > 0) {
+      Span* head = NewSpan(s->start, lead);
+      if (head != nullptr) {
+        head->released = s->released;
+        s->start = aligned;
+        s->pages -= static_cast<uint32_t>(lead);
+        GlobalPageMap().Set(head->start, head->pages, head);
+        InsertFree(MergeNeighbours(head));
+      } else {
+        // No metadata for the lead: give the run back whole.
+        InsertFree(MergeNeighbours(s));
+        return nullptr;
+      }
+    }
+  }
+  Split(s, pages);
+  s->state = state;
+  s->zeroed = s->released;
+  s->released = false;
+  s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
+  in_use_pages_ += s->pages;
+  GlobalPageMap().Set(s->start, s->pages, s);
+  return s;
+}
+
+Span* PageHeap::MergeNeighbours(Span* s) {
+  // s is free, not on a list. Absorb free neighbours of the same kind.
+  PageMap& map = GlobalPageMap();
+  Span* left = map.Get(reinterpret_cast<void*>(s->start - 1));
+  if (left != nullptr && left->state == SpanState::kFree && left->partition == owner_ &&
+      left->released == s->released && left->end() == s->start) {
+    RemoveFree(left);
+    left->pages += s->pages;
+    if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
+    map.Set(s->start, s->pages, left);
+    SpanPool().Delete(s);
+    s = left;
+  }
+  Span* right = map.Get(reinterpret_cast<void*>(s->end()));
+  if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
+      right->released == s->released && right->start == s->end()) {
+    RemoveFree(right);
+    map.Set(right->start, right->pages, s);
+    s->pages += right->pages;
+    if (right->free_tick > s->free_tick) s->free_tick = right->free_tick;
+    SpanPool().Delete(right);
+  }
+  return s;
+}
+
+void PageHeap::Free(Span* s) {
+  LockGuard g(lock_);
+  NITRO_ASSERT(s->state != SpanState::kFree);
+  in_use_pages_ -= s->pages;
+  s->state = SpanState::kFree;
+  s->released = false;
+  s->free_tick = clock_ ? clock_() : 0;
+  InsertFree(MergeNeighbours(s));
+  EnforceCommittedBound();
+}
+
+void PageHeap::EnforceCommittedBound() {
+  while (free_pages_[0] << kPageShift > max_free_committed_ && lru_head_ != nullptr) {
+    ReleaseSpan(lru_head_);
+  }
+}
+
+void PageHeap::ReleaseSpan(Span* s) {
+  RemoveFree(s);
+  os::Release(reinterpret_cast<void*>(s->start), s->bytes());
+  released_total_pages_ += s->pages;
+  s->released = true;
+  InsertFree(MergeNeighbours(s));
+}
+
+size_t PageHeap::ReleaseFreedBefore(uint64_t tick) {
+  LockGuard g(lock_);
+  size_t released = 0;
+  while (lru_head_ != nullptr && lru_head_->free_tick <= tick) {
+    released += lru_head_->bytes();
+    ReleaseSpan(lru_head_);
+  }
+  return released;
+}
+
+bool PageHeap::GrowInPlace(Span* s, size_t new_pages) {
+  if (new_pages <= s->pages) return true;
+  if (new_pages > (kMaxRequest >> kPageShift)) return false;
+  size_t need = new_pages - s->pages;
+  LockGuard g(lock_);
+  PageMap& map = GlobalPageMap();
+  Span* right = map.Get(reinterpret_cast<void*>(s->end()));
+  if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
+      right->start == s->end() && right->pages >= need) {
+    RemoveFree(right);
+    if (right->pages > need) {
+      // Keep the rest of the neighbour as a (shorter) free run.
+      right->start += need << kPageShift;
+      right->pages -= static_cast<uint32_t>(need);
+      InsertFree(right);
+    } else {
+      SpanPool().Delete(right);
+    }
+    map.Set(s->end(), need, s);
+    s->pages = static_cast<uint32_t>(new_pages);
+    s->zeroed = false;
+    in_use_pages_ += need;
+    return true;
+  }
+  // The run ends at the frontier of its region: extend into virgin pages.
+  for (Region* r = regions_; r != nullptr; r = r->next) {
+    if (r->frontier == s->end() && r->frontier + (need << kPageShift) <= r->base + r->size - kPageSize) {
+      r->frontier += need << kPageShift;
+      map.Set(s->end(), need, s);
+      s->pages = static_cast<uint32_t>(new_pages);
+      s->zeroed = false;
+      in_use_pages_ += need;
+      return true;
+    }
+  }
+  return false;
+}
+
+void PageHeap::Shrink(Span* s, size_t new_pages) {
+  if (new_pages >= s->pages || new_pages == 0) return;
+  Span* tail;
+  {
+    LockGuard g(lock_);
+    tail = NewSpan(s->start + (new_pages << kPageShift), s->pages - new_pages);
+    if (tail == nullptr) return;
+    tail->state = SpanState::kLarge;
+    s->pages = static_cast<uint32_t>(new_pages);
+    GlobalPageMap().Set(tail->start, tail->pages, tail);
+  }
+  Free(tail);
+}
+
+void PageHeap::Destroy() {
+  LockGuard g(lock_);
+  PageMap& map = GlobalPageMap();
+  for (Region* r = regions_; r != nullptr;) {
+    for (uintptr_t a = r->base; a < r->frontier;) {
+      Span* s = map.Get(reinterpret_cast<void*>(a));
+      size_t pages = s != nullptr && s->start == a ? s->pages : 1;
+      map.Set(a, pages, nullptr);
+      if (s != nullptr && s->start == a) SpanPool().Delete(s);
+      a += pages << kPageShift;
+    }
+    os::Unmap(reinterpret_cast<void*>(r->base), r->size);
+    Region* next = r->next;
+    r = next;  // Region records are tiny and stay in the metadata pool.
+  }
+  regions_ = current_ = nullptr;
+  for (auto& set : free_) for (auto& list : set) list = SpanList();
+  for (auto& set : nonempty_) for (auto& w : set) w = 0;
+  lru_head_ = lru_tail_ = nullptr;
+  reserved_ = in_use_pages_ = 0;
+  free_pages_[0] = free_pages_[1] = 0;
+}
+
+PageHeapStats PageHeap::Stats() {
+  LockGuard g(lock_);
+  PageHeapStats st;
+  st.reserved_bytes = reserved_;
+  st.in_use_bytes = in_use_pages_ << kPageShift;
+  st.free_committed_bytes = free_pages_[0] << kPageShift;
+  st.free_released_bytes = free_pages_[1] << kPageShift;
+  st.released_total_bytes = released_total_pages_ << kPageShift;
+  st.regions = region_count_;
+  return st;
+}
+
+}  // namespace nitro

@@ -1,0 +1,114 @@
+// PageHeap: one partition's page-run allocator. It reserves the partition's
+// own address space in regions, carves runs of pages for slabs and large
+// allocations, coalesces freed runs, and returns idle runs to the kernel by
+// time-based decay rather than at free time (a freed run stays committed and
+// is reused at once by the next request of that size; see docs/architecture.md).
+//
+// Free runs are kept in two sets, committed (dirty) and released (zero), each
+// with an exact-size list per page count up to kBuckets and one list beyond.
+// Runs merge only with neighbours of the same set, so a run is always wholly
+// committed or wholly released and the statistics are exact.
+#ifndef NITROHEAP_CORE_PAGE_HEAP_H_
+#define NITROHEAP_CORE_PAGE_HEAP_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/lock.h"
+#include "core/meta_pool.h"
+#include "core/span.h"
+
+namespace nitro {
+
+struct PageHeapStats {
+  size_t reserved_bytes;        // address space reserved for the partition
+  size_t in_use_bytes;          // slabs and large allocations
+  size_t free_committed_bytes;  // free runs still backed by memory (the cache)
+  size_t free_released_bytes;   // free runs given back to the kernel
+  size_t released_total_bytes;  // bytes ever given back (madvise) by decay or trim
+  size_t regions;
+};
+
+class PageHeap {
+ public:
+  static constexpr size_t kBuckets = 256;
+  static constexpr size_t kDefaultRegionBytes = size_t{1} << 30;
+
+  using Clock = uint64_t (*)();
+
+  // `max_free_committed` bounds the bytes of free runs kept committed;
+  // runs beyond it are released oldest first.
+  void Init(Partition* owner, uint16_t id, size_t region_bytes, size_t max_free_committed,
+            Clock clock);
+
+  // A run of `pages` pages whose start is aligned to `align_pages` pages, or
+  // nullptr when address space or metadata run out. The span's pages point
+  // at it in the page map. `state` (kSlab or kLarge) is set under the lock,
+  // since neighbours read it when they coalesce.
+  Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge);
+  // Takes a slab or large span back as a free run.
+  void Free(Span* s);
+  // Extends a large span into the free or never-used pages that follow it.
+  bool GrowInPlace(Span* s, size_t new_pages);
+  // Gives the tail of a large span beyond `new_pages` back.
+  void Shrink(Span* s, size_t new_pages);
+
+  // Releases committed free runs that became free at or before `tick`.
+  size_t ReleaseFreedBefore(uint64_t tick);
+  size_t ReleaseAll() { return ReleaseFreedBefore(~uint64_t{0}); }
+  // Unmaps all regions; every span of the partition becomes invalid.
+  void Destroy();
+
+  PageHeapStats Stats();
+  SpinLock& lock() { return lock_; }
+
+  struct Region {
+    uintptr_t base;
+    size_t size;
+    uintptr_t frontier;  // pages below are carved; the last page is never carved
+    Region* next;
+  };
+  static MetaPool<Region>& RegionPool();
+
+ private:
+  Span* FindFree(size_t pages, bool released);
+  Span* Carve(size_t pages);
+  Region* NewRegion(size_t min_bytes);
+  Span* NewSpan(uintptr_t start, size_t pages);
+  void Split(Span* s, size_t pages);
+  void InsertFree(Span* s);
+  void RemoveFree(Span* s);
+  Span* MergeNeighbours(Span* s);
+  void ReleaseSpan(Span* s);
+  void EnforceCommittedBound();
+  SpanList& ListFor(const Span* s);
+
+  SpinLock lock_;
+  Partition* owner_ = nullptr;
+  uint16_t id_ = 0;
+  size_t region_bytes_ = kDefaultRegionBytes;
+  size_t max_free_committed_ = 0;
+  Clock clock_ = nullptr;
+  Region* regions_ = nullptr;
+  Region* current_ = nullptr;
+  SpanList free_[2][kBuckets + 1];  // [released][pages or kBuckets for larger]
+  uint64_t nonempty_[2][(kBuckets + 1 + 63) / 64] = {};
+  Span* lru_head_ = nullptr;  // committed free runs, oldest first
+  Span* lru_tail_ = nullptr;
+  size_t reserved_ = 0;
+  size_t in_use_pages_ = 0;
+  size_t free_pages_[2] = {0, 0};
+  size_t released_total_pages_ = 0;
+  size_t region_count_ = 0;
+};
+
+// Process-wide pools of metadata used by every partition.
+MetaPool<Span>& SpanPool();
+// For fork: the locks of the span and region pools.
+void LockPageHeapPools();
+void UnlockPageHeapPools();
+void ResetPageHeapPoolsAfterFork();
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_PAGE_HEAP_H_

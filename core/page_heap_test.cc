@@ -1,0 +1,166 @@
+#include "core/page_heap.h"
+
+#include <gtest/gtest.h>
+#include <string.h>
+
+#include "core/page_map.h"
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+uint64_t g_now = 0;
+uint64_t FakeClock() { return g_now; }
+
+class PageHeapTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    PartitionConfig config;
+    config.max_free_committed = size_t{1} << 30;
+    part_ = Partition::Create("page_heap_test", config, FakeClock);
+    ASSERT_NE(part_, nullptr);
+  }
+  void TearDown() override { Partition::Destroy(part_); }
+  PageHeap& heap() { return part_->pages(); }
+  Partition* part_;
+};
+
+TEST_F(PageHeapTest, FreshRunsAreZeroAndMappedInThePageMap) {
+  Span* s = heap().Allocate(10);
+  ASSERT_NE(s, nullptr);
+  EXPECT_TRUE(s->zeroed);
+  EXPECT_EQ(s->pages, 10u);
+  for (size_t i = 0; i < s->bytes(); i += 512) {
+    EXPECT_EQ(reinterpret_cast<char*>(s->start)[i], 0);
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(s->start + i)), s);
+  }
+  EXPECT_EQ(heap().Stats().in_use_bytes, 10 * kPageSize);
+  heap().Free(s);
+  EXPECT_EQ(heap().Stats().in_use_bytes, 0u);
+}
+
+TEST_F(PageHeapTest, FreedNeighboursCoalesceIntoOneRun) {
+  Span* a = heap().Allocate(3);
+  Span* b = heap().Allocate(4);
+  Span* c = heap().Allocate(5);
+  Span* guard = heap().Allocate(1);  // keeps c away from the region's virgin tail
+  ASSERT_TRUE(a && b && c && guard);
+  ASSERT_EQ(a->end(), b->start);
+  ASSERT_EQ(b->end(), c->start);
+  uintptr_t start = a->start;
+  heap().Free(a);
+  heap().Free(c);
+  heap().Free(b);
+  Span* merged = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(merged, nullptr);
+  EXPECT_EQ(merged->state, SpanState::kFree);
+  EXPECT_EQ(merged->start, start);
+  EXPECT_EQ(merged->pages, 12u);
+  // Every page of the merged run points at the surviving descriptor.
+  for (int i = 0; i < 12; i++) {
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(start + i * kPageSize)), merged);
+  }
+  // The merged run satisfies a 12-page request at the same address, dirty.
+  Span* again = heap().Allocate(12);
+  EXPECT_EQ(again->start, start);
+  EXPECT_FALSE(again->zeroed);
+  heap().Free(again);
+  heap().Free(guard);
+}
+
+TEST_F(PageHeapTest, AlignedRunsAreAligned) {
+  for (size_t align_pages : {2, 16, 256}) {
+    Span* s = heap().Allocate(3, align_pages);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->start % (align_pages * kPageSize), 0u);
+    EXPECT_EQ(s->pages, 3u);
+    heap().Free(s);
+  }
+}
+
+TEST_F(PageHeapTest, DecayReleasesOnlyRunsOlderThanTheCutoff) {
+  g_now = 100;
+  Span* old_run = heap().Allocate(8);
+  Span* sep = heap().Allocate(1);
+  Span* new_run = heap().Allocate(8);
+  Span* sep2 = heap().Allocate(1);
+  memset(reinterpret_cast<void*>(old_run->start), 0xAB, old_run->bytes());
+  heap().Free(old_run);
+  g_now = 200;
+  heap().Free(new_run);
+  EXPECT_EQ(heap().Stats().free_committed_bytes, 16 * kPageSize);
+  EXPECT_EQ(heap().ReleaseFreedBefore(150), 8 * kPageSize);
+  PageHeapStats st = heap().Stats();
+  EXPECT_EQ(st.free_committed_bytes, 8 * kPageSize);
+  EXPECT_EQ(st.free_released_bytes, 8 * kPageSize);
+  // Committed runs are preferred: the next 8-page request reuses new_run.
+  Span* reused = heap().Allocate(8);
+  EXPECT_FALSE(reused->zeroed);
+  heap().Free(reused);
+  EXPECT_EQ(heap().ReleaseAll(), 8 * kPageSize);
+  EXPECT_EQ(heap().Stats().free_committed_bytes, 0u);
+  heap().Free(sep);
+  heap().Free(sep2);
+}
+
+TEST_F(PageHeapTest, ReleasedRunsComeBackZeroed) {
+  Span* s = heap().Allocate(4);
+  Span* sep = heap().Allocate(1);
+  uintptr_t start = s->start;
+  memset(reinterpret_cast<void*>(start), 0x5A, s->bytes());
+  heap().Free(s);
+  heap().ReleaseAll();
+  Span* again = heap().Allocate(4);
+  ASSERT_EQ(again->start, start);
+  EXPECT_TRUE(again->zeroed);
+  for (size_t i = 0; i < again->bytes(); i++) ASSERT_EQ(reinterpret_cast<char*>(start)[i], 0);
+  heap().Free(again);
+  heap().Free(sep);
+}
+
+TEST_F(PageHeapTest, GrowsInPlaceIntoFreeNeighboursAndShrinks) {
+  Span* a = heap().Allocate(4);
+  Span* b = heap().Allocate(6);
+  Span* sep = heap().Allocate(1);
+  uintptr_t a_start = a->start;
+  heap().Free(b);
+  ASSERT_TRUE(heap().GrowInPlace(a, 8));
+  EXPECT_EQ(a->start, a_start);
+  EXPECT_EQ(a->pages, 8u);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a_start + 7 * kPageSize)), a);
+  Span* rest = GlobalPageMap().Get(reinterpret_cast<void*>(a_start + 8 * kPageSize));
+  EXPECT_EQ(rest->state, SpanState::kFree);
+  EXPECT_EQ(rest->pages, 2u);
+  EXPECT_FALSE(heap().GrowInPlace(a, 20));  // blocked by sep
+  heap().Shrink(a, 2);
+  EXPECT_EQ(a->pages, 2u);
+  Span* tail = GlobalPageMap().Get(reinterpret_cast<void*>(a_start + 2 * kPageSize));
+  EXPECT_EQ(tail->state, SpanState::kFree);
+  EXPECT_EQ(tail->pages, 8u);  // the shrunk tail merged with the 2 free pages after it
+  heap().Free(a);
+  heap().Free(sep);
+}
+
+TEST_F(PageHeapTest, HugeRequestsFailCleanly) {
+  EXPECT_EQ(heap().Allocate(size_t{1} << 40), nullptr);
+  EXPECT_EQ(heap().Allocate(0), nullptr);
+}
+
+TEST(PageHeapBound, CommittedFreeMemoryIsBounded) {
+  PartitionConfig config;
+  config.max_free_committed = 64 * kPageSize;
+  Partition* p = Partition::Create("bounded", config, FakeClock);
+  std::vector<Span*> spans;
+  for (int i = 0; i < 40; i++) {
+    spans.push_back(p->pages().Allocate(4));
+    spans.push_back(p->pages().Allocate(1));  // separators: no merging
+  }
+  for (size_t i = 0; i < spans.size(); i += 2) p->pages().Free(spans[i]);
+  PageHeapStats st = p->pages().Stats();
+  EXPECT_LE(st.free_committed_bytes, 64 * kPageSize);
+  EXPECT_EQ(st.free_committed_bytes + st.free_released_bytes, 160 * kPageSize);
+  Partition::Destroy(p);
+}
+
+}  // namespace
+}  // namespace nitro

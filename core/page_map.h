@@ -1,0 +1,57 @@
+// PageMap: address -> Span in O(1) for every page of every partition, which
+// also answers "is this pointer NitroHeap's?". Two levels: a static root of
+// 2^17 entries (one per GiB of address space) and 2 MiB leaves of 2^18 Span
+// pointers, reserved lazily and backed by memory only where used.
+//
+// Entries are read without a lock (relaxed atomics): a pointer being freed was
+// published to the freeing thread by the program's own synchronization.
+#ifndef NITROHEAP_CORE_PAGE_MAP_H_
+#define NITROHEAP_CORE_PAGE_MAP_H_
+
+#include <atomic>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base.h"
+#include "core/lock.h"
+#include "core/span.h"
+
+namespace nitro {
+
+class PageMap {
+ public:
+  static constexpr int kLeafShift = 30;
+  static constexpr size_t kRootEntries = size_t{1} << (kAddressBits - kLeafShift);
+  static constexpr size_t kLeafEntries = size_t{1} << (kLeafShift - kPageShift);
+
+  NITRO_ALWAYS_INLINE Span* Get(const void* p) const {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if (NITRO_UNLIKELY(a >> kAddressBits)) return nullptr;
+    Span** leaf = root_[a >> kLeafShift].load(std::memory_order_relaxed);
+    if (NITRO_UNLIKELY(leaf == nullptr)) return nullptr;
+    return __atomic_load_n(&leaf[(a >> kPageShift) & (kLeafEntries - 1)], __ATOMIC_RELAXED);
+  }
+
+  // Makes sure leaves exist for [start, start + bytes). False when the kernel
+  // refuses memory for a leaf.
+  bool Ensure(uintptr_t start, size_t bytes);
+  // Points every page of [start, start + pages) at `span` (nullptr clears).
+  void Set(uintptr_t start, size_t pages, Span* span);
+  // Points the first and last page only (enough for a free run's neighbours).
+  void SetEnds(Span* span);
+  void ResetAfterFork() { lock_.ResetAfterFork(); }
+  SpinLock& lock() { return lock_; }
+
+ private:
+  std::atomic<Span**> root_[kRootEntries] = {};
+  SpinLock lock_;
+};
+
+// Constant-initialized, so usable from the very first malloc, before any
+// constructor has run.
+extern PageMap g_page_map;
+NITRO_ALWAYS_INLINE PageMap& GlobalPageMap() { return g_page_map; }
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_PAGE_MAP_H_

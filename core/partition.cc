@@ -1,0 +1,236 @@
+#include "core/partition.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/free_list.h"
+#include "core/os.h"
+
+namespace nitro {
+namespace {
+
+Partition* g_table[Partition::kMaxPartitions];
+SpinLock g_table_lock;
+
+MetaPool<Partition>& PartitionPool() {
+  static MetaPool<Partition> pool;
+  return pool;
+}
+
+}  // namespace
+
+SpinLock& PartitionTableLock() { return g_table_lock; }
+SpinLock& PartitionPoolLock() { return PartitionPool().lock(); }
+Partition* PartitionSlot(int id) { return __atomic_load_n(&g_table[id], __ATOMIC_ACQUIRE); }
+Partition* Partition::FromId(uint16_t id) {
+  return id < kMaxPartitions ? PartitionSlot(id) : nullptr;
+}
+
+Partition* Partition::Create(const char* name, const PartitionConfig& config,
+                             PageHeap::Clock clock) {
+  LockGuard g(g_table_lock);
+  int id = 0;
+  for (int i = 1; i < kMaxPartitions; i++) {
+    if (g_table[i] == nullptr) {
+      id = i;
+      break;
+    }
+  }
+  if (id == 0) return nullptr;
+  Partition* p = PartitionPool().New();
+  if (p == nullptr) return nullptr;
+  p->Init(name, static_cast<uint16_t>(id), config, clock);
+  __atomic_store_n(&g_table[id], p, __ATOMIC_RELEASE);
+  return p;
+}
+
+void Partition::Init(const char* name, uint16_t id, const PartitionConfig& config,
+                     PageHeap::Clock clock) {
+  size_t n = name ? strnlen(name, kNameMax - 1) : 0;
+  memcpy(name_, name ? name : "", n);
+  name_[n] = '\0';
+  id_ = id;
+  os::RandomBytes(&key_, sizeof(key_));
+  pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
+  for (int c = 1; c < kNumClasses; c++) central_[c].Init(this, c, key_);
+}
+
+void Partition::Destroy(Partition* p) {
+  {
+    LockGuard g(g_table_lock);
+    __atomic_store_n(&g_table[p->id_], nullptr, __ATOMIC_RELEASE);
+  }
+  p->pages_.Destroy();
+  PartitionPool().Delete(p);
+}
+
+void* Partition::Allocate(size_t size, size_t align) {
+  if (align <= kMinAlign) {
+    if (size <= kMaxSmallSize) {
+      void* p = central_[kSizeClasses.ClassFor(size)].AllocateOne();
+      if (p == nullptr) errno = ENOMEM;
+      return p;
+    }
+  } else if (align <= kPageSize) {
+    if (int cls = kSizeClasses.ClassForAligned(size, align)) {
+      void* p = central_[cls].AllocateOne();
+      if (p == nullptr) errno = ENOMEM;
+      return p;
+    }
+  }
+  bool zeroed;
+  return AllocateLarge(size, align, &zeroed);
+}
+
+void* Partition::AllocateLarge(size_t size, size_t align, bool* zeroed) {
+  if (size > kMaxRequest || align > kMaxRequest) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t pages = PagesFor(size == 0 ? 1 : size);
+  size_t align_pages = align > kPageSize ? align >> kPageShift : 1;
+  Span* s = pages_.Allocate(pages, align_pages);
+  if (s == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  s->requested = size;
+  *zeroed = s->zeroed;
+  {
+    LockGuard g(large_lock_);
+    large_count_++;
+    large_bytes_ += size;
+  }
+  return reinterpret_cast<void*>(s->start);
+}
+
+void Partition::FreeLarge(Span* s, void* p) {
+  NITRO_CHECK(reinterpret_cast<uintptr_t>(p) == s->start,
+              "free of %p, inside a large allocation at %#lx, in partition %s", p,
+              static_cast<unsigned long>(s->start), name_);
+  {
+    LockGuard g(large_lock_);
+    large_count_--;
+    large_bytes_ -= s->requested;
+  }
+  pages_.Free(s);
+}
+
+bool Partition::ResizeLargeInPlace(Span* s, size_t size) {
+  size_t pages = PagesFor(size);
+  if (pages < s->pages) {
+    pages_.Shrink(s, pages);
+  } else if (pages > s->pages && !pages_.GrowInPlace(s, pages)) {
+    return false;
+  }
+  LockGuard g(large_lock_);
+  large_bytes_ = large_bytes_ - s->requested + size;
+  s->requested = size;
+  return true;
+}
+
+bool Lookup(const void* p, PointerInfo* out) {
+  *out = PointerInfo{};
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) return false;
+  out->partition = s->partition;
+  out->span = s;
+  uintptr_t a = reinterpret_cast<uintptr_t>(p);
+  switch (s->state) {
+    case SpanState::kFree:
+      out->free_run = true;
+      break;
+    case SpanState::kSlab: {
+      out->size_class = s->size_class;
+      uint32_t size = kSizeClasses.size(s->size_class);
+      uint32_t idx = s->ObjectIndex(a);
+      if (idx >= s->capacity) return true;  // the slab's unusable tail
+      out->object_start = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * size);
+      out->object_size = size;
+      break;
+    }
+    case SpanState::kLarge:
+      out->object_start = reinterpret_cast<void*>(s->start);
+      out->object_size = s->bytes();
+      break;
+  }
+  return true;
+}
+
+void Partition::Free(void* p) {
+  if (p == nullptr) return;
+  PointerInfo info;
+  NITRO_CHECK(Lookup(p, &info) && info.partition == this,
+              "free of %p, which partition %s does not own", p, name_);
+  NITRO_CHECK(!info.free_run, "double free of %p (a freed large allocation) in partition %s", p,
+              name_);
+  NITRO_CHECK(info.object_start == p, "free of %p, which is not the start of an object, in partition %s",
+              p, name_);
+  if (info.size_class != 0) {
+    central_[info.size_class].FreeOne(p);
+  } else {
+    FreeLarge(info.span, p);
+  }
+}
+
+size_t Partition::UsableSize(const void* p) {
+  PointerInfo info;
+  if (!Lookup(p, &info) || info.partition != this || info.object_start != p) return 0;
+  return info.object_size;
+}
+
+void* Partition::Reallocate(void* p, size_t size) {
+  if (p == nullptr) return Allocate(size);
+  PointerInfo info;
+  NITRO_CHECK(Lookup(p, &info) && info.partition == this && info.object_start == p,
+              "realloc of %p, which is not a live object of partition %s", p, name_);
+  if (info.size_class == 0 && size > kMaxSmallSize && ResizeLargeInPlace(info.span, size)) return p;
+  if (info.size_class != 0 && size <= info.object_size && size > info.object_size / 2) return p;
+  void* q = Allocate(size);
+  if (q == nullptr) return nullptr;
+  memcpy(q, p, size < info.object_size ? size : info.object_size);
+  Free(p);
+  return q;
+}
+
+size_t Partition::ReleaseFreeMemory() {
+  for (int c = 1; c < kNumClasses; c++) central_[c].Drain();
+  return pages_.ReleaseAll();
+}
+
+PartitionStats Partition::Stats() {
+  PartitionStats st{};
+  st.pages = pages_.Stats();
+  {
+    LockGuard g(large_lock_);
+    st.large_allocations = large_count_;
+    st.large_bytes = large_bytes_;
+  }
+  for (int c = 1; c < kNumClasses; c++) {
+    CentralStats cs = central_[c].Stats();
+    st.small_transfer_bytes += cs.transfer_objects * kSizeClasses.size(c);
+    st.small_slab_free_bytes += cs.span_free_objects * kSizeClasses.size(c);
+    st.small_slabs += cs.slabs;
+  }
+  return st;
+}
+
+void Partition::LockAll() {
+  for (int c = 1; c < kNumClasses; c++) central_[c].lock().Lock();
+  large_lock_.Lock();
+  pages_.lock().Lock();
+}
+
+void Partition::UnlockAll() {
+  pages_.lock().Unlock();
+  large_lock_.Unlock();
+  for (int c = kNumClasses - 1; c >= 1; c--) central_[c].lock().Unlock();
+}
+
+void Partition::ResetLocksAfterFork() {
+  for (int c = 1; c < kNumClasses; c++) central_[c].lock().ResetAfterFork();
+  large_lock_.ResetAfterFork();
+  pages_.lock().ResetAfterFork();
+}
+
+}  // namespace nitro

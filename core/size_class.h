@@ -1,0 +1,107 @@
+// SizeClassMap: the exact size classes for small objects and the O(1)
+// size -> class lookup.
+//
+// Classes are multiples of 16 bytes (the minimum alignment). Up to 128 bytes
+// they step by 16; above, every power-of-two interval [2^k, 2^(k+1)] is split
+// into 8 equal steps, so the waste of any class is at most 1/9 of its size
+// (< 12.5%). Below 128 bytes waste is bounded by the 15 bytes the alignment
+// forces instead. The largest class is kMaxSmallSize (128 KiB); larger
+// requests are page runs ("large" allocations).
+//
+// Each class also fixes its slab (a run of pages cut into objects): at least
+// 8 objects and 16 KiB (at most 256 objects), grown until the unusable tail
+// is <= 1/8 of the slab.
+#ifndef NITROHEAP_CORE_SIZE_CLASS_H_
+#define NITROHEAP_CORE_SIZE_CLASS_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base.h"
+
+namespace nitro {
+
+inline constexpr size_t kMaxSmallSize = 128 * 1024;
+inline constexpr int kNumClasses = 89;  // class 0 is "not a small class"
+inline constexpr int kMaxObjectsPerSlab = 256;
+// Objects per slab index: (offset * magic) >> kMagicShift == offset / size for
+// every offset inside a slab (checked by size_class_test).
+inline constexpr int kMagicShift = 42;
+
+struct SizeClassInfo {
+  uint32_t size;        // bytes per object
+  uint32_t slab_pages;  // pages per slab
+  uint32_t capacity;    // objects per slab
+  uint32_t batch;       // objects moved between a thread cache and the middle layer at once
+  uint32_t cache_max;   // most objects a thread cache keeps of this class
+  uint64_t magic;       // ceil(2^kMagicShift / size)
+};
+
+class SizeClassMap {
+ public:
+  constexpr SizeClassMap() : info_(), small_index_(), large_index_() {
+    int n = 1;
+    for (uint32_t s = 16; s <= 128; s += 16) info_[n++] = Make(s);
+    for (uint32_t base = 128; base < kMaxSmallSize; base *= 2) {
+      for (uint32_t k = 1; k <= 8; k++) info_[n++] = Make(base + k * (base / 8));
+    }
+    int c = 1;
+    for (size_t i = 0; i < sizeof(small_index_); i++) {
+      size_t size = i * 16;
+      while (info_[c].size < size) c++;
+      small_index_[i] = static_cast<uint8_t>(c);
+    }
+    c = 1;
+    for (size_t i = 0; i < sizeof(large_index_); i++) {
+      size_t size = i * 128;
+      while (info_[c].size < size) c++;
+      large_index_[i] = static_cast<uint8_t>(c);
+    }
+  }
+
+  // Class for a request of `size` bytes; requires size <= kMaxSmallSize.
+  // Size 0 gets the smallest class.
+  NITRO_ALWAYS_INLINE int ClassFor(size_t size) const {
+    if (NITRO_LIKELY(size <= 1024)) return small_index_[(size + 15) >> 4];
+    return large_index_[(size + 127) >> 7];
+  }
+  // Smallest class whose objects are all aligned to `align` (a power of two
+  // <= page size) and hold `size` bytes; 0 when no class does.
+  int ClassForAligned(size_t size, size_t align) const {
+    if (size > kMaxSmallSize) return 0;
+    for (int c = ClassFor(size); c < kNumClasses; c++) {
+      // Slabs start page-aligned, so objects are aligned when the size is.
+      if (info_[c].size % align == 0) return c;
+    }
+    return 0;
+  }
+  const SizeClassInfo& info(int c) const { return info_[c]; }
+  uint32_t size(int c) const { return info_[c].size; }
+
+ private:
+  static constexpr SizeClassInfo Make(uint32_t size) {
+    // At least 8 objects, and 16 KiB when the per-slab bitmap has room for it.
+    uint32_t min_bytes = 16 * 1024 < kMaxObjectsPerSlab * size ? 16 * 1024 : kMaxObjectsPerSlab * size;
+    if (min_bytes < 8 * size) min_bytes = 8 * size;
+    uint32_t pages = static_cast<uint32_t>((min_bytes + kPageSize - 1) / kPageSize);
+    while ((pages * kPageSize % size) * 8 > pages * kPageSize) pages++;
+    uint32_t capacity = static_cast<uint32_t>(pages * kPageSize / size);
+    uint32_t batch = static_cast<uint32_t>(64 * 1024 / size);
+    batch = batch < 2 ? 2 : (batch > 32 ? 32 : batch);
+    uint32_t cache_max = static_cast<uint32_t>(256 * 1024 / size);
+    cache_max = cache_max > 512 ? 512 : cache_max;
+    if (cache_max < batch) cache_max = batch;
+    uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;
+    return SizeClassInfo{size, pages, capacity, batch, cache_max, magic};
+  }
+
+  SizeClassInfo info_[kNumClasses];
+  uint8_t small_index_[1024 / 16 + 1];
+  uint8_t large_index_[kMaxSmallSize / 128 + 1];
+};
+
+inline constexpr SizeClassMap kSizeClasses{};
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_SIZE_CLASS_H_

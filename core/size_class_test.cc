@@ -1,0 +1,79 @@
+#include "core/size_class.h"
+
+#include <gtest/gtest.h>
+
+namespace nitro {
+namespace {
+
+TEST(SizeClassMap, ClassesAreIncreasingMultiplesOfTheMinimumAlignment) {
+  EXPECT_EQ(kSizeClasses.size(1), 16u);
+  EXPECT_EQ(kSizeClasses.size(kNumClasses - 1), kMaxSmallSize);
+  for (int c = 1; c < kNumClasses; c++) {
+    EXPECT_EQ(kSizeClasses.size(c) % kMinAlign, 0u) << c;
+    if (c > 1) {
+      EXPECT_GT(kSizeClasses.size(c), kSizeClasses.size(c - 1)) << c;
+    }
+  }
+}
+
+TEST(SizeClassMap, WorstCaseWastePerClassIsBounded) {
+  // Waste of a class: the bytes lost by the smallest request it serves.
+  for (int c = 2; c < kNumClasses; c++) {
+    uint32_t size = kSizeClasses.size(c);
+    uint32_t prev = kSizeClasses.size(c - 1);
+    double waste = static_cast<double>(size - (prev + 1)) / size;
+    if (size <= 128) {
+      // Below 128 bytes the 16-byte alignment is the step; waste < 16 bytes.
+      EXPECT_EQ(size - prev, 16u) << size;
+    } else {
+      EXPECT_LE(waste, 0.125) << "class " << size << " after " << prev;
+    }
+  }
+}
+
+TEST(SizeClassMap, LookupReturnsTheSmallestFittingClassForEverySize) {
+  int expected = 1;
+  for (size_t size = 0; size <= kMaxSmallSize; size++) {
+    while (kSizeClasses.size(expected) < size) expected++;
+    ASSERT_EQ(kSizeClasses.ClassFor(size), expected) << size;
+  }
+}
+
+TEST(SizeClassMap, SlabsAreDenseAndFitTheBitmap) {
+  for (int c = 1; c < kNumClasses; c++) {
+    const SizeClassInfo& info = kSizeClasses.info(c);
+    size_t slab = info.slab_pages * kPageSize;
+    EXPECT_EQ(info.capacity, slab / info.size) << c;
+    EXPECT_LE(info.capacity, static_cast<uint32_t>(kMaxObjectsPerSlab)) << c;
+    EXPECT_GE(info.capacity, 8u) << c;
+    EXPECT_LE((slab % info.size) * 8, slab) << "tail waste above 1/8 for class " << info.size;
+    EXPECT_GE(info.cache_max, info.batch) << c;
+    EXPECT_GE(info.batch, 2u) << c;
+  }
+}
+
+TEST(SizeClassMap, MagicDivisionIsExactForEveryOffsetInASlab) {
+  for (int c = 1; c < kNumClasses; c++) {
+    const SizeClassInfo& info = kSizeClasses.info(c);
+    uint64_t slab = uint64_t{info.slab_pages} * kPageSize;
+    for (uint64_t off = 0; off < slab; off++) {
+      ASSERT_EQ((off * info.magic) >> kMagicShift, off / info.size)
+          << "class " << info.size << " offset " << off;
+    }
+  }
+}
+
+TEST(SizeClassMap, AlignedLookupHonoursAlignment) {
+  for (size_t align = 16; align <= kPageSize; align *= 2) {
+    for (size_t size : {1ul, 17ul, 100ul, 1000ul, 5000ul, 70000ul}) {
+      int c = kSizeClasses.ClassForAligned(size, align);
+      ASSERT_NE(c, 0) << size << " " << align;
+      EXPECT_GE(kSizeClasses.size(c), size);
+      EXPECT_EQ(kSizeClasses.size(c) % align, 0u);
+    }
+  }
+  EXPECT_EQ(kSizeClasses.ClassForAligned(kMaxSmallSize + 1, 16), 0);
+}
+
+}  // namespace
+}  // namespace nitro

@@ -1,0 +1,87 @@
+// Span: the out-of-line descriptor of a run of pages. A span is either free
+// (owned by its partition's PageHeap), a slab (cut into objects of one size
+// class, owned by the CentralFreeList of that class) or a large allocation.
+// Spans never live next to user data: they come from MetaPool.
+#ifndef NITROHEAP_CORE_SPAN_H_
+#define NITROHEAP_CORE_SPAN_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/base.h"
+#include "core/size_class.h"
+
+namespace nitro {
+
+class Partition;
+
+enum class SpanState : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
+
+struct Span {
+  uintptr_t start;
+  uint32_t pages;
+  SpanState state;
+  uint8_t size_class;  // slabs only
+  // The size class when the slab belongs to a partition served by thread
+  // caches (the default one), else 0: the one field free()'s fast path reads.
+  uint8_t cache_class;
+  uint16_t partition_id;
+  Partition* partition;
+
+  // Slab: objects handed out to caches or users, and one bit per object that
+  // is free inside the span. Guarded by the class's CentralFreeList lock.
+  uint32_t allocated;
+  uint32_t capacity;
+  uint64_t free_bits[kMaxObjectsPerSlab / 64];
+
+  // Large: the bytes the caller asked for (statistics, realloc).
+  size_t requested;
+  // Free runs: pages already given back to the kernel (they read as zero);
+  // large/slab: the memory was zero when handed out.
+  bool released;
+  bool zeroed;
+  // Free runs: when the span became free (for decay), in reclaim ticks.
+  uint64_t free_tick;
+
+  Span* next;
+  Span* prev;
+  Span* lru_next;  // free committed runs, oldest first
+  Span* lru_prev;
+
+  uintptr_t end() const { return start + (static_cast<uintptr_t>(pages) << kPageShift); }
+  size_t bytes() const { return static_cast<size_t>(pages) << kPageShift; }
+  // Index of the object containing `addr` (a slab span).
+  uint32_t ObjectIndex(uintptr_t addr) const {
+    return static_cast<uint32_t>(((addr - start) * kSizeClasses.info(size_class).magic) >>
+                                 kMagicShift);
+  }
+};
+
+// An intrusive doubly linked list of spans through next/prev.
+class SpanList {
+ public:
+  bool empty() const { return head_ == nullptr; }
+  Span* first() const { return head_; }
+  size_t length() const { return length_; }
+  void PushFront(Span* s) {
+    s->prev = nullptr;
+    s->next = head_;
+    if (head_) head_->prev = s;
+    head_ = s;
+    length_++;
+  }
+  void Remove(Span* s) {
+    if (s->prev) s->prev->next = s->next; else head_ = s->next;
+    if (s->next) s->next->prev = s->prev;
+    s->next = s->prev = nullptr;
+    length_--;
+  }
+
+ private:
+  Span* head_ = nullptr;
+  size_t length_ = 0;
+};
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_SPAN_H_
