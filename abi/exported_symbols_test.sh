@@ -1,0 +1,35 @@
+#!/bin/bash
+# Every symbol of the C ABI is exported by the preload library, and nothing
+# of the engine leaks out.
+set -u
+so="$1"
+# Global symbols only (upper-case type letter); TLS locals show as lower-case.
+syms=$(nm -D --defined-only "$so" | awk '$2 ~ /[A-Z]/ {print $3}')
+missing=0
+for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc memalign \
+    valloc pvalloc malloc_usable_size malloc_trim mallinfo2 free_sized free_aligned_sized \
+    cfree mallopt malloc_stats malloc_info __libc_malloc __libc_free __libc_calloc \
+    __libc_realloc __libc_memalign __libc_valloc __libc_pvalloc __posix_memalign \
+    nitro_rust_alloc nitro_rust_alloc_zeroed nitro_rust_dealloc nitro_rust_realloc \
+    nitro_owns nitro_is_active nitro_partition_create \
+    _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t \
+    _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t \
+    _ZdlPv _ZdaPv _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvm _ZdaPvm \
+    _ZdlPvSt11align_val_t _ZdaPvSt11align_val_t _ZdlPvmSt11align_val_t _ZdaPvmSt11align_val_t \
+    _ZdlPvSt11align_val_tRKSt9nothrow_t _ZdaPvSt11align_val_tRKSt9nothrow_t; do
+  if ! grep -qx "$s" <<<"$syms"; then
+    echo "FAIL: $s is not exported by $so"
+    missing=$((missing + 1))
+  fi
+done
+leaked=$(grep -c '^_ZN5nitro' <<<"$syms" || true)
+if [ "$leaked" -ne 0 ]; then
+  echo "FAIL: $leaked engine symbols (nitro::) are exported"
+  missing=$((missing + 1))
+fi
+if [ "$missing" -ne 0 ]; then
+  echo "0 passed, 1 failed"
+  exit 1
+fi
+echo "all $(wc -w <<<"$syms") exported symbols checked"
+echo "1 passed, 0 failed"
