@@ -14,6 +14,11 @@ PACKAGES="
   sqlite3 valgrind
 "
 
+# Rust: the rustup toolchain when there is one, else Debian's cargo.
+if ! command -v cargo >/dev/null 2>&1 && [ ! -x "${HOME:-/root}/.cargo/bin/cargo" ]; then
+  PACKAGES="$PACKAGES cargo"
+fi
+
 missing=""
 for pkg in $PACKAGES; do
   status=$(dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null || true)
