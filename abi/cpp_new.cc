@@ -60,12 +60,16 @@ NITRO_EXPORT void operator delete(void* p) noexcept { nitro::Free(p); }
 NITRO_EXPORT void operator delete[](void* p) noexcept { nitro::Free(p); }
 NITRO_EXPORT void operator delete(void* p, const std::nothrow_t&) noexcept { nitro::Free(p); }
 NITRO_EXPORT void operator delete[](void* p, const std::nothrow_t&) noexcept { nitro::Free(p); }
-NITRO_EXPORT void operator delete(void* p, size_t) noexcept { nitro::Free(p); }
-NITRO_EXPORT void operator delete[](void* p, size_t) noexcept { nitro::Free(p); }
+NITRO_EXPORT void operator delete(void* p, size_t size) noexcept { nitro::FreeSized(p, size, 0); }
+NITRO_EXPORT void operator delete[](void* p, size_t size) noexcept { nitro::FreeSized(p, size, 0); }
 NITRO_EXPORT void operator delete(void* p, std::align_val_t) noexcept { nitro::Free(p); }
 NITRO_EXPORT void operator delete[](void* p, std::align_val_t) noexcept { nitro::Free(p); }
-NITRO_EXPORT void operator delete(void* p, size_t, std::align_val_t) noexcept { nitro::Free(p); }
-NITRO_EXPORT void operator delete[](void* p, size_t, std::align_val_t) noexcept { nitro::Free(p); }
+NITRO_EXPORT void operator delete(void* p, size_t size, std::align_val_t al) noexcept {
+  nitro::FreeSized(p, size, static_cast<size_t>(al));
+}
+NITRO_EXPORT void operator delete[](void* p, size_t size, std::align_val_t al) noexcept {
+  nitro::FreeSized(p, size, static_cast<size_t>(al));
+}
 NITRO_EXPORT void operator delete(void* p, std::align_val_t, const std::nothrow_t&) noexcept {
   nitro::Free(p);
 }

@@ -73,8 +73,10 @@ NITRO_EXPORT size_t malloc_usable_size(void* p) noexcept { return nitro::UsableS
 NITRO_EXPORT int malloc_trim(size_t) noexcept { return nitro::Trim() ? 1 : 0; }
 
 // C23 sized frees.
-NITRO_EXPORT void free_sized(void* p, size_t) noexcept { nitro::Free(p); }
-NITRO_EXPORT void free_aligned_sized(void* p, size_t, size_t) noexcept { nitro::Free(p); }
+NITRO_EXPORT void free_sized(void* p, size_t size) noexcept { nitro::FreeSized(p, size, 0); }
+NITRO_EXPORT void free_aligned_sized(void* p, size_t align, size_t size) noexcept {
+  nitro::FreeSized(p, size, align);
+}
 NITRO_EXPORT void cfree(void* p) noexcept { nitro::Free(p); }
 
 NITRO_EXPORT struct mallinfo2 mallinfo2() noexcept {

@@ -20,9 +20,7 @@ NITRO_EXPORT void* nitro_rust_alloc_zeroed(size_t size, size_t align) {
 }
 
 NITRO_EXPORT void nitro_rust_dealloc(void* ptr, size_t size, size_t align) {
-  (void)size;
-  (void)align;
-  nitro::Free(ptr);
+  nitro::FreeSized(ptr, size, align);
 }
 
 NITRO_EXPORT void* nitro_rust_realloc(void* ptr, size_t old_size, size_t align, size_t new_size) {

@@ -1,10 +1,31 @@
 #include "core/central_free_list.h"
 
+#include <string.h>
+
 #include "core/free_list.h"
+#include "core/meta_pool.h"
+#include "core/report.h"
 #include "core/page_map.h"
 #include "core/partition.h"
 
 namespace nitro {
+namespace {
+
+struct SizeTable {
+  uint32_t sizes[kMaxObjectsPerSlab];
+};
+MetaPool<SizeTable> g_size_tables;
+
+// A slab going back to the page heap drops its strict-mode size table.
+void RetireSlab(Span* s) {
+  s->cache_class = 0;
+  if (s->requested_sizes != nullptr) {
+    g_size_tables.Delete(reinterpret_cast<SizeTable*>(s->requested_sizes));
+    s->requested_sizes = nullptr;
+  }
+}
+
+}  // namespace
 
 void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
   owner_ = owner;
@@ -43,15 +64,19 @@ void* CentralFreeList::AllocateOne() {
     void* p = b.head;
     b.head = GetLink(p, key_);
     if (--b.count == 0) batches_--;
+    static_cast<uintptr_t*>(p)[1] = 0;
     return p;
   }
   void* head = nullptr;
-  return FromSpans(&head, 1) == 1 ? head : nullptr;
+  if (FromSpans(&head, 1) != 1) return nullptr;
+  static_cast<uintptr_t*>(head)[1] = 0;
+  return head;
 }
 
 void CentralFreeList::FreeOne(void* p) {
   LockGuard g(lock_);
   SetLink(p, nullptr, key_);
+  static_cast<uintptr_t*>(p)[1] = owner_->free_marker();
   ReturnToSpans(p, 1);
 }
 
@@ -63,6 +88,12 @@ bool CentralFreeList::AddSlab() {
   s->cache_class = owner_->thread_cached() ? static_cast<uint8_t>(size_class_) : 0;
   s->capacity = info.capacity;
   s->allocated = 0;
+  if (owner_->strict()) {
+    // strict checks that a free object is still zero when reused.
+    if (!s->zeroed) memset(reinterpret_cast<void*>(s->start), 0, s->bytes());
+    SizeTable* t = g_size_tables.New();
+    s->requested_sizes = t != nullptr ? t->sizes : nullptr;
+  }
   for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64; w++) {
     uint32_t lo = w * 64;
     if (info.capacity >= lo + 64) s->free_bits[w] = ~uint64_t{0};
@@ -113,13 +144,16 @@ void CentralFreeList::ReturnToSpans(void* head, int n) {
   for (int i = 0; i < n && p != nullptr; i++) {
     void* next = GetLink(p, key_);
     Span* s = map.Get(p);
-    NITRO_CHECK(s != nullptr && s->state == SpanState::kSlab && s->size_class == size_class_,
-                "corrupted free list: %p is not an object of class %d in partition %s", p,
-                size_class_, owner_->name());
+    if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
+      ReportMisuse(misuse::kCorruptFreeList, p, owner_->name(),
+                   "a free-list entry is not an object of the %u-byte class", size_);
+    }
     uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
     uint64_t bit = uint64_t{1} << (idx % 64);
-    NITRO_CHECK((s->free_bits[idx / 64] & bit) == 0,
-                "double free of %p (size class %u) in partition %s", p, size_, owner_->name());
+    if (s->free_bits[idx / 64] & bit) {
+      ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "a %u-byte object that is already free",
+                   size_);
+    }
     if (s->allocated == s->capacity) nonempty_.PushFront(s);
     s->free_bits[idx / 64] |= bit;
     s->allocated--;
@@ -131,7 +165,7 @@ void CentralFreeList::ReturnToSpans(void* head, int n) {
         nonempty_.Remove(s);
         slabs_--;
         span_free_ -= s->capacity;
-        s->cache_class = 0;
+        RetireSlab(s);
         owner_->pages().Free(s);
       }
     }
@@ -153,7 +187,7 @@ void CentralFreeList::Drain() {
       empty_slabs_--;
       slabs_--;
       span_free_ -= s->capacity;
-      s->cache_class = 0;
+      RetireSlab(s);
       owner_->pages().Free(s);
     }
     s = next;

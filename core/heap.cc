@@ -12,8 +12,10 @@
 
 #include <atomic>
 
+#include "core/guarded_pool.h"
 #include "core/libc_heap.h"
 #include "core/meta_pool.h"
+#include "core/report.h"
 
 #ifndef NITROHEAP_DEFAULT_LEGACY
 #define NITROHEAP_DEFAULT_LEGACY 0
@@ -35,6 +37,10 @@ std::atomic<bool> g_post_init_done{false};
 pthread_key_t g_thread_key;
 bool g_thread_key_ok = false;
 std::atomic<bool> g_reclaimer_started{false};
+bool g_strict = false;
+GuardedPool g_pool;
+ZeroSizeRegion g_zero;
+uint8_t g_canary = 0xA5;
 
 MetaPool<ThreadCache> g_cache_pool;
 SpinLock g_registry_lock;
@@ -42,6 +48,23 @@ ThreadCache* g_registry = nullptr;
 size_t g_threads = 0;
 
 __thread bool tls_dead __attribute__((tls_model("initial-exec"))) = false;
+__thread uint64_t tls_rng __attribute__((tls_model("initial-exec"))) = 0;
+
+// Allocations until the next guarded one: uniform in [0, 2*rate), so one in
+// `rate` on average and never periodic.
+int64_t NextSample() {
+  uint64_t rate = g_options.sample_rate;
+  if (rate == 0) return INT64_MAX;
+  if (rate == 1) return 0;
+  if (tls_rng == 0) {
+    tls_rng = reinterpret_cast<uintptr_t>(&tls_rng) ^ 0x9E3779B97F4A7C15ull;
+    tls_rng |= 1;
+  }
+  tls_rng ^= tls_rng << 13;
+  tls_rng ^= tls_rng >> 7;
+  tls_rng ^= tls_rng << 17;
+  return static_cast<int64_t>(tls_rng % (2 * rate));
+}
 
 uint64_t NowMs() {
   struct timespec ts;
@@ -71,6 +94,13 @@ void StartLocked() {
   if (!legacy) {
     PartitionConfig config;
     config.max_free_committed = g_options.decay_ms == 0 ? 0 : g_options.max_free_committed;
+    // Even fast mode keeps a few freed large runs back, so a double free of a
+    // large block is caught also after the next large allocation.
+    config.large_quarantine_bytes = QuarantineBytes(g_options) * 64;
+    if (config.large_quarantine_bytes < (size_t{8} << 20)) config.large_quarantine_bytes = size_t{8} << 20;
+    config.large_quarantine_spans = g_options.mode == HardeningMode::kStrict ? 64
+                                    : g_options.mode == HardeningMode::kFast ? 2 : 8;
+    g_strict = g_options.mode == HardeningMode::kStrict;
     g_default = Partition::Create("default", config, NowMs);
     if (g_default == nullptr) {
       LogLine("cannot reserve address space for the default partition; using the C library's "
@@ -78,6 +108,14 @@ void StartLocked() {
       legacy = true;
     } else {
       g_default->set_thread_cached(true);
+      g_default->set_strict(g_strict);
+      g_canary = static_cast<uint8_t>(g_default->key() >> 24) | 1;
+      if (g_options.sample_rate != 0 && !g_pool.Init(g_default)) {
+        LogLine("cannot reserve the guarded sampling pool; sampling is off");
+      }
+      if (g_strict && !g_zero.Init(g_default)) {
+        LogLine("cannot reserve the zero-size region; malloc(0) returns a 16-byte block");
+      }
     }
   }
   g_state.store(legacy ? kReadyLegacy : kReadyNitro, std::memory_order_release);
@@ -96,6 +134,8 @@ void PostStart() {
   if (g_state.load(std::memory_order_acquire) != kReadyNitro) return;
   g_thread_key_ok = pthread_key_create(&g_thread_key, ThreadExit) == 0;
   pthread_atfork(ForkPrepare, ForkParent, ForkChild);
+  RegisterFaultPools(g_pool.initialized() ? &g_pool : nullptr, g_strict ? &g_zero : nullptr);
+  InstallFaultHandler();
   if (g_options.stats_print) atexit(AtExit);
 }
 
@@ -105,7 +145,7 @@ ThreadCache* CreateThreadCache() {
   if (tls_dead || g_state.load(std::memory_order_relaxed) != kReadyNitro) return nullptr;
   ThreadCache* tc = g_cache_pool.New();
   if (tc == nullptr) return nullptr;
-  tc->Init(g_default, g_options.tcache_max_bytes);
+  tc->Init(g_default, g_options.tcache_max_bytes, QuarantineBytes(g_options), g_strict, NextSample());
   tc->owner_thread = static_cast<unsigned long>(pthread_self());
   {
     LockGuard g(g_registry_lock);
@@ -244,11 +284,22 @@ void* LibcMalloc(size_t size) {
   return libc->malloc(size);
 }
 
+// A pointer the page map does not know: the C library's, or a misuse.
+const LibcHeap* ForeignOwner(const char* what, const void* p) {
+  const LibcHeap* libc = Libc();
+  if (libc == nullptr) NoLibc(what, p);
+  if (g_state.load(std::memory_order_acquire) == kReadyNitro && !LibcMayOwn(p)) {
+    ReportMisuse(misuse::kForeignFree, p, "(none)",
+                 "%s of memory that neither NitroHeap nor the C library's allocator owns "
+                 "(a stack, global or wild pointer)",
+                 what);
+  }
+  return libc;
+}
+
 void FreeForeign(void* p) {
   if (IsBootstrapPointer(p)) return;
-  const LibcHeap* libc = Libc();
-  if (libc == nullptr) NoLibc("free", p);
-  libc->free(p);
+  ForeignOwner("free", p)->free(p);
 }
 
 bool Started() {
@@ -280,15 +331,110 @@ void* AllocateLargeDefault(size_t size, size_t align, bool zero) {
   return p;
 }
 
-// Checks that `p` starts a live-looking object and returns what the page map says.
+// Checks that `p` starts a live object and returns what the page map says.
 PointerInfo CheckedInfo(const char* what, void* p) {
   PointerInfo info;
   Lookup(p, &info);
-  NITRO_CHECK(!info.free_run, "%s of %p: double free or invalid pointer (freed page run) in partition %s",
-              what, p, info.partition->name());
-  NITRO_CHECK(info.object_start == p, "%s of %p: not the start of an object in partition %s", what,
-              p, info.partition->name());
+  const char* part = info.partition->name();
+  if (info.free_run) {
+    if (info.span->start == reinterpret_cast<uintptr_t>(p)) {
+      ReportMisuse(misuse::kDoubleFree, p, part, "%s of a large allocation that was already freed", what);
+    }
+    ReportMisuse(misuse::kInvalidFree, p, part, "%s of a pointer into freed memory", what);
+  }
+  if (info.object_start != p) {
+    ReportMisuse(misuse::kInvalidFree, p, part,
+                 "%s of a pointer that is not the start of an object (%zu bytes into a %zu-byte object at %p)",
+                 what, static_cast<size_t>(static_cast<char*>(p) - static_cast<char*>(info.object_start)),
+                 info.object_size, info.object_start);
+  }
+  if (info.size_class != 0 && static_cast<uintptr_t*>(p)[1] == info.partition->free_marker()) {
+    ReportMisuse(misuse::kDoubleFree, p, part, "%s of a %zu-byte object that is already free", what,
+                 info.object_size);
+  }
+  if (g_strict && info.span->requested_sizes != nullptr) {
+    info.object_size = info.span->requested_sizes[info.span->ObjectIndex(reinterpret_cast<uintptr_t>(p))];
+  }
   return info;
+}
+
+ThreadCache* CacheForThisThread() {
+  ThreadCache* tc = tls_cache;
+  return tc->is_sentinel() ? CreateThreadCache() : tc;
+}
+
+bool ValidStrictObject(void* q, int cls) {
+  Span* s = GlobalPageMap().Get(q);
+  if (s == nullptr || s->state != SpanState::kSlab || s->partition != g_default || s->size_class != cls) {
+    return false;
+  }
+  uintptr_t off = reinterpret_cast<uintptr_t>(q) - s->start;
+  return off % kSizeClasses.size(cls) == 0 && off / kSizeClasses.size(cls) < s->capacity;
+}
+
+// strict: a fresh object must still be all zero past its two list words
+// (it was zeroed when freed); the bytes past the request get canaries.
+void* StrictAllocate(size_t size, size_t align) {
+  ThreadCache* tc = CacheForThisThread();
+  if (tc != nullptr && tc->SampleTick()) {
+    tc->ResetSampleCountdown(NextSample());
+    if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) return q;
+  }
+  if (size == 0 && align <= kMinAlign) {
+    if (void* q = g_zero.Allocate()) return q;
+  }
+  int cls = 0;
+  if (size < kMaxSmallSize) {
+    cls = align <= kMinAlign ? kSizeClasses.ClassFor(size + 1)
+                             : (align <= kPageSize ? kSizeClasses.ClassForAligned(size + 1, align) : 0);
+  }
+  if (cls == 0) return nullptr;  // the caller takes the large path
+  void* p = nullptr;
+  if (tc != nullptr) {
+    p = tc->PopChecked(cls, 8, ValidStrictObject);
+    while (p == nullptr && tc->RefillList(cls)) p = tc->PopChecked(cls, 8, ValidStrictObject);
+  } else {
+    p = g_default->central(cls).AllocateOne();
+  }
+  if (p == nullptr) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  if (!ValidStrictObject(p, cls)) {
+    ReportMisuse(misuse::kCorruptFreeList, p, "default", "a free-list link points outside the %u-byte class",
+                 kSizeClasses.size(cls));
+  }
+  uint32_t slot = kSizeClasses.size(cls);
+  auto* bytes = static_cast<unsigned char*>(p);
+  for (uint32_t i = 16; i < slot; i++) {
+    if (bytes[i] != 0) {
+      ReportMisuse(misuse::kWriteAfterFree, bytes + i, "default",
+                   "byte %u of a freed %u-byte object at %p was written after it was freed", i, slot, p);
+    }
+  }
+  Span* s = GlobalPageMap().Get(p);
+  if (s->requested_sizes != nullptr) s->requested_sizes[s->ObjectIndex(reinterpret_cast<uintptr_t>(p))] = static_cast<uint32_t>(size);
+  memset(bytes + size, g_canary, slot - size);
+  return p;
+}
+
+void StrictFree(Span* s, void* p, int cls) {
+  uint32_t slot = kSizeClasses.size(cls);
+  size_t req = s->requested_sizes != nullptr ? s->requested_sizes[s->ObjectIndex(reinterpret_cast<uintptr_t>(p))] : slot;
+  auto* bytes = static_cast<unsigned char*>(p);
+  for (size_t i = req; i < slot; i++) {
+    if (bytes[i] != g_canary) {
+      ReportMisuse(misuse::kOverflow, bytes + i, "default",
+                   "the %zu-byte object at %p was written past its end (canary at offset %zu)", req, p, i);
+    }
+  }
+  memset(p, 0, slot);  // a read after free sees no old data
+  ThreadCache* tc = CacheForThisThread();
+  if (tc == nullptr) {
+    g_default->central(cls).FreeOne(p);
+    return;
+  }
+  tc->PushChecked(cls, p);
 }
 
 // Formats a report on the stack: printing it must not allocate.
@@ -337,6 +483,7 @@ HeapMode Mode() {
                                                                  : HeapMode::kNitro;
 }
 const Options& CurrentOptions() { return g_options; }
+HardeningMode CurrentMode() { return g_options.mode; }
 Partition* DefaultPartition() { return Started() ? g_default : nullptr; }
 
 void* MallocSlow(size_t size) {
@@ -344,11 +491,27 @@ void* MallocSlow(size_t size) {
     if (void* p = BootstrapAllocate(size, kMinAlign)) return p;
     if (!Started()) return LibcMalloc(size);
   }
-  if (size > kMaxSmallSize) {
+  if (g_strict) {
+    if (void* p = StrictAllocate(size, 0)) return p;
+    if (size < kMaxSmallSize) return nullptr;
+  }
+  if (size > kMaxSmallSize || g_strict) {
     MaybeStartReclaimer();
     return AllocateLargeDefault(size, 0, false);
   }
-  return AllocateSmall(kSizeClasses.ClassFor(size));
+  void* p = AllocateSmall(kSizeClasses.ClassFor(size));
+  ThreadCache* tc = tls_cache;
+  if (p != nullptr && tc->SampleTick()) return SampleSlow(p, size);
+  return p;
+}
+
+void* SampleSlow(void* p, size_t size) {
+  ThreadCache* tc = tls_cache;
+  tc->ResetSampleCountdown(NextSample());
+  void* q = g_pool.initialized() ? g_pool.Allocate(size, 0) : nullptr;
+  if (q == nullptr) return p;  // every slot in use: this one goes unguarded
+  tc->PushChecked(kSizeClasses.ClassFor(size), p);
+  return q;
 }
 
 void FreeSlow(void* p) {
@@ -356,6 +519,14 @@ void FreeSlow(void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (s == nullptr) {
     FreeForeign(p);
+    return;
+  }
+  if (s->state == SpanState::kGuarded) {
+    g_pool.Free(s, p);
+    return;
+  }
+  if (s->state == SpanState::kZeroSize) {
+    g_zero.Free(p);
     return;
   }
   PointerInfo info = CheckedInfo("free", p);
@@ -370,6 +541,10 @@ void FreeSlow(void* p) {
     info.partition->central(info.size_class).FreeOne(p);
     return;
   }
+  if (g_strict) {
+    StrictFree(s, p, cls);
+    return;
+  }
   ThreadCache* tc = tls_cache;
   if (tc->is_sentinel()) {
     tc = CreateThreadCache();
@@ -380,6 +555,38 @@ void FreeSlow(void* p) {
     if (tc->Push(cls, p)) return;
   }
   tc->Overflow(cls, p);
+}
+
+void FreeSizedSlow(void* p, size_t size, size_t align) {
+  if (p == nullptr) return;
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) {
+    FreeForeign(p);
+    return;
+  }
+  if (s->state == SpanState::kSlab || s->state == SpanState::kLarge || s->state == SpanState::kGuarded) {
+    PointerInfo info = CheckedInfo("sized free", p);
+    bool ok;
+    if (s->state == SpanState::kSlab && !(g_strict && s->requested_sizes != nullptr)) {
+      // Class granularity: the size it was made with, or (after an in-place
+      // realloc) any size above half the class.
+      size_t c = info.object_size;
+      ok = size <= c && (size > c / 2 || kSizeClasses.ClassFor(size) == info.size_class ||
+                         (align > kMinAlign && align <= kPageSize &&
+                          kSizeClasses.ClassForAligned(size, align) == info.size_class));
+    } else if (s->state == SpanState::kSlab) {
+      ok = size == info.object_size;  // strict records the exact size
+    } else {
+      ok = size == s->requested;
+    }
+    if (!ok) {
+      ReportMisuse(misuse::kSizeMismatch, p, info.partition->name(),
+                   "freed with size %zu, but the object was allocated with %s %zu bytes", size,
+                   s->state == SpanState::kSlab && !(g_strict && s->requested_sizes) ? "a size up to" : "",
+                   s->state == SpanState::kSlab ? info.object_size : s->requested);
+    }
+  }
+  FreeSlow(p);
 }
 
 void* Calloc(size_t n, size_t size) {
@@ -415,8 +622,18 @@ void* AllocateAligned(size_t align, size_t size) {
     return libc->memalign(align, size);
   }
   if (align <= kMinAlign) return Malloc(size);
-  if (align <= kPageSize) {
-    if (int cls = kSizeClasses.ClassForAligned(size, align)) return AllocateSmall(cls);
+  if (g_strict) {
+    if (void* p = StrictAllocate(size, align)) return p;
+    if (size < kMaxSmallSize && align <= kPageSize && errno == ENOMEM) return nullptr;
+  } else if (align <= kPageSize) {
+    if (int cls = kSizeClasses.ClassForAligned(size, align)) {
+      ThreadCache* tc = tls_cache;
+      if (!tc->is_sentinel() && tc->SampleTick()) {
+        tc->ResetSampleCountdown(NextSample());
+        if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) return q;
+      }
+      return AllocateSmall(cls);
+    }
   }
   return AllocateLargeDefault(size, align, false);
 }
@@ -439,9 +656,12 @@ void* Realloc(void* p, size_t size) {
       if (q != nullptr) memcpy(q, p, size < room ? size : room);
       return q;
     }
-    const LibcHeap* libc = Libc();
-    if (libc == nullptr) NoLibc("realloc", p);
-    if (!Started()) return libc->realloc(p, size);
+    if (!Started()) {
+      const LibcHeap* libc = Libc();
+      if (libc == nullptr) NoLibc("realloc", p);
+      return libc->realloc(p, size);
+    }
+    const LibcHeap* libc = ForeignOwner("realloc", p);
     size_t old = libc->usable_size(p);
     void* q = Malloc(size);
     if (q == nullptr) return nullptr;
@@ -449,11 +669,20 @@ void* Realloc(void* p, size_t size) {
     libc->free(p);
     return q;
   }
+  if (s->state == SpanState::kGuarded || s->state == SpanState::kZeroSize) {
+    PointerInfo info;
+    Lookup(p, &info);
+    void* q = Malloc(size);
+    if (q == nullptr) return nullptr;
+    memcpy(q, p, info.object_size < size ? info.object_size : size);
+    Free(p);
+    return q;
+  }
   PointerInfo info = CheckedInfo("realloc", p);
   size_t old = info.object_size;
   if (info.size_class != 0) {
-    if (size <= old && (size > old / 2 || old <= kMinAlign)) return p;
-  } else if (size > kMaxSmallSize) {
+    if (!g_strict && size <= old && (size > old / 2 || old <= kMinAlign)) return p;
+  } else if (s->state == SpanState::kLarge && size > kMaxSmallSize) {
     if (info.partition->ResizeLargeInPlace(s, size)) return p;
   }
   void* q = info.partition == g_default ? Malloc(size) : info.partition->Allocate(size);
@@ -468,10 +697,9 @@ size_t UsableSize(const void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (s == nullptr) {
     if (IsBootstrapPointer(p)) return 0;
-    const LibcHeap* libc = Libc();
-    if (libc == nullptr) NoLibc("malloc_usable_size", p);
-    return libc->usable_size(const_cast<void*>(p));
+    return ForeignOwner("malloc_usable_size", p)->usable_size(const_cast<void*>(p));
   }
+  if (s->state == SpanState::kGuarded || s->state == SpanState::kZeroSize) return s->requested;
   return CheckedInfo("malloc_usable_size", const_cast<void*>(p)).object_size;
 }
 
@@ -501,6 +729,7 @@ HeapStats GetHeapStats() {
     st.slab_free_bytes += ps.small_slab_free_bytes;
     st.large_allocations += ps.large_allocations;
     st.large_bytes += ps.large_bytes;
+    st.quarantine_bytes += ps.pages.quarantine_bytes;
     st.partitions++;
   });
   {
@@ -515,6 +744,8 @@ HeapStats GetHeapStats() {
   size_t held = st.thread_cache_bytes + st.transfer_bytes + st.slab_free_bytes;
   st.allocated_bytes = st.in_use_page_bytes > held ? st.in_use_page_bytes - held : 0;
   st.metadata_bytes = MetaBytesMapped();
+  st.sampled_live = g_pool.live();
+  st.sampled_total = g_pool.total_sampled();
   return st;
 }
 
@@ -538,6 +769,8 @@ void PrintHeapReport(int fd) {
     out.Add("address space reserved %10.2f MiB in %zu partitions\n", mib(st.reserved_bytes),
         st.partitions);
     out.Add("metadata               %10.2f MiB\n", mib(st.metadata_bytes));
+    out.Add("hardening              %s; large quarantine %.2f MiB; guarded %zu live, %zu sampled\n",
+            ModeName(g_options.mode), mib(st.quarantine_bytes), st.sampled_live, st.sampled_total);
   }
   out.Add("----------------------------------------\n");
   out.WriteTo(fd);

@@ -24,23 +24,59 @@ namespace nitro {
 extern __thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec")));
 
 NITRO_NOINLINE void* MallocSlow(size_t size);
+NITRO_NOINLINE void* SampleSlow(void* p, size_t size);
 NITRO_NOINLINE void FreeSlow(void* p);
+NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
 
 NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
   if (NITRO_LIKELY(size <= kMaxSmallSize)) {
-    void* p = tls_cache->Pop(kSizeClasses.ClassFor(size));
-    if (NITRO_LIKELY(p != nullptr)) return p;
+    ThreadCache* tc = tls_cache;
+    void* p = tc->Pop(kSizeClasses.ClassFor(size));
+    if (NITRO_LIKELY(p != nullptr)) {
+      if (NITRO_LIKELY(!tc->SampleTick())) return p;
+      return SampleSlow(p, size);
+    }
   }
   return MallocSlow(size);
+}
+
+// The checks every mode makes on a free, on the fast path: the pointer is
+// the start of an object of a default-partition slab, and that object is not
+// already free. Returns the size class, or 0 for "take the slow path".
+NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
+  int cls = s->cache_class;
+  if (NITRO_UNLIKELY(cls == 0)) return 0;
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
+  uintptr_t idx = (off * info.magic) >> kMagicShift;
+  if (NITRO_UNLIKELY(idx * info.size != off || idx >= info.capacity)) return 0;
+  if (NITRO_UNLIKELY(static_cast<uintptr_t*>(p)[1] == tc->marker())) return 0;
+  return cls;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr)) {
-    int cls = s->cache_class;
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tls_cache->Push(cls, p))) return;
+    ThreadCache* tc = tls_cache;
+    int cls = FastFreeClass(p, s, tc);
+    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) return;
   }
   FreeSlow(p);
+}
+
+// free_sized, sized operator delete, Rust's dealloc: the size must match
+// the allocation (align: the alignment it was made with, 0 for none).
+NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
+  Span* s = GlobalPageMap().Get(p);
+  if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
+    ThreadCache* tc = tls_cache;
+    int cls = FastFreeClass(p, s, tc);
+    if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls) &&
+        NITRO_LIKELY(tc->Push(cls, p))) {
+      return;
+    }
+  }
+  FreeSizedSlow(p, size, align);
 }
 
 void* Calloc(size_t n, size_t size);
@@ -57,6 +93,7 @@ HeapMode Mode();
 // Starts the heap if it has not started (idempotent, thread-safe).
 void EnsureStarted();
 const Options& CurrentOptions();
+HardeningMode CurrentMode();
 Partition* DefaultPartition();
 
 struct HeapStats {
@@ -75,6 +112,9 @@ struct HeapStats {
   size_t metadata_bytes;
   size_t partitions;
   size_t threads;
+  size_t quarantine_bytes;       // large runs waiting before reuse
+  size_t sampled_live;           // guarded allocations alive
+  size_t sampled_total;          // guarded allocations made
 };
 HeapStats GetHeapStats();
 // The heap report: a few lines per partition, to file descriptor `fd`.

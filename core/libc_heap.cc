@@ -1,10 +1,16 @@
 #include "core/libc_heap.h"
 
 #include <dlfcn.h>
+#include <fcntl.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include "core/base.h"
 #include "core/lock.h"
+
+#include <errno.h>
 
 namespace nitro {
 namespace {
@@ -21,7 +27,66 @@ void Resolve(T* fn, const char* name) {
   *fn = reinterpret_cast<T>(dlsym(RTLD_NEXT, name));
 }
 
+// The start of the brk heap (field 47 of /proc/self/stat), read once.
+uintptr_t g_start_brk = 0;
+bool g_start_brk_read = false;
+
+uintptr_t StartBrk() {
+  if (__atomic_load_n(&g_start_brk_read, __ATOMIC_ACQUIRE)) return g_start_brk;
+  char buf[1024];
+  int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+  ssize_t n = fd >= 0 ? read(fd, buf, sizeof(buf) - 1) : -1;
+  if (fd >= 0) close(fd);
+  uintptr_t value = 0;
+  if (n > 0) {
+    buf[n] = '\0';
+    // Fields after the command name (which may contain spaces) start after ')'.
+    char* p = buf;
+    for (char* q = buf; *q; q++) if (*q == ')') p = q + 1;
+    int field = 2;
+    while (*p && field < 47) {
+      if (*p == ' ') field++;
+      p++;
+    }
+    if (field == 47) value = strtoul(p, nullptr, 10);
+  }
+  g_start_brk = value;
+  __atomic_store_n(&g_start_brk_read, true, __ATOMIC_RELEASE);
+  return value;
+}
+
+bool Mapped(uintptr_t addr, size_t len) {
+  uintptr_t first = RoundDown(addr, kPageSize);
+  uintptr_t last = RoundUp(addr + len, kPageSize);
+  unsigned char vec[4];
+  if ((last - first) / kPageSize > sizeof(vec)) return false;
+  // mincore fails with ENOMEM for unmapped pages; it never faults.
+  int saved = errno;
+  bool ok = mincore(reinterpret_cast<void*>(first), last - first, vec) == 0;
+  errno = saved;
+  return ok;
+}
+
 }  // namespace
+
+bool LibcMayOwn(const void* p) {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  if (a % kMinAlign != 0 || a < 4096 || !Mapped(a - 16, 16)) return false;
+  const size_t* header = reinterpret_cast<const size_t*>(a - 16);
+  size_t prev_size = header[0];
+  size_t size_field = header[1];
+  size_t chunk = size_field & ~size_t{7};
+  if (chunk < 32 || chunk % 16 != 0 || chunk > (size_t{1} << 46)) return false;
+  if (size_field & 2) {  // IS_MMAPPED: the chunk is its own mapping
+    uintptr_t map_start = a - 16 - prev_size;
+    return prev_size % 16 == 0 && map_start % kPageSize == 0 &&
+           (prev_size + chunk) % kPageSize == 0 && Mapped(map_start, 1);
+  }
+  if (size_field & 4) return true;  // NON_MAIN_ARENA: a thread arena's heap, header is sane
+  uintptr_t lo = StartBrk();
+  uintptr_t hi = reinterpret_cast<uintptr_t>(sbrk(0));
+  return lo != 0 && a > lo && a + chunk - 16 <= hi;
+}
 
 bool IsBootstrapPointer(const void* p) {
   auto a = reinterpret_cast<uintptr_t>(p);

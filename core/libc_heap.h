@@ -19,6 +19,11 @@ struct LibcHeap {
   int (*trim)(size_t);
 };
 
+// Whether `p` looks like a live chunk of glibc's malloc: a readable,
+// consistent chunk header, in the brk heap or in a chunk of its own mmap.
+// Stack, globals and wild addresses fail it. Never faults.
+bool LibcMayOwn(const void* p);
+
 // Null when the C library's functions cannot be found (a static binary).
 const LibcHeap* Libc();
 // Whether `p` came from the resolution-time arena (such pointers are never freed).

@@ -9,19 +9,31 @@ namespace nitro {
 namespace {
 
 constexpr OptionSpec kTable[] = {
+    {"mode", OptionType::kChoice, offsetof(Options, mode), 0, 2,
+     "hardening: fast, balanced (misuse detection, quarantine) or strict (also zero on "
+     "free, canaries, checked free lists, randomized reuse)",
+     "fast|balanced|strict"},
+    {"quarantine", OptionType::kSize, offsetof(Options, quarantine), 0, uint64_t{1} << 32,
+     "bytes of freed small objects each thread holds back before reuse (default by mode: "
+     "fast 0, balanced 256K, strict 4M); large frees wait in a quarantine 64 times this",
+     nullptr},
+    {"sample_rate", OptionType::kUint, offsetof(Options, sample_rate), 0, uint64_t{1} << 40,
+     "guard one allocation in N, at random, with guard pages (0: off, 1: every allocation)",
+     nullptr},
     {"tcache_max_bytes", OptionType::kSize, offsetof(Options, tcache_max_bytes), 0,
-     uint64_t{1} << 30, "most bytes one thread's cache may hold before it returns half"},
+     uint64_t{1} << 30, "most bytes one thread's cache may hold before it returns half", nullptr},
     {"max_free_committed", OptionType::kSize, offsetof(Options, max_free_committed), 0,
      uint64_t{1} << 40,
      "most bytes of free pages a partition keeps committed; beyond it the oldest are "
-     "returned to the kernel at once"},
+     "returned to the kernel at once", nullptr},
     {"decay_ms", OptionType::kUint, offsetof(Options, decay_ms), 0, 3600 * 1000,
-     "free pages idle this long are returned to the kernel (0: at once)"},
+     "free pages idle this long are returned to the kernel (0: at once)", nullptr},
     {"background_thread", OptionType::kBool, offsetof(Options, background_thread), 0, 1,
-     "run a thread that returns idle memory on time, even when the program makes no calls"},
+     "run a thread that returns idle memory on time, even when the program makes no calls",
+     nullptr},
     {"stats_print", OptionType::kBool, offsetof(Options, stats_print), 0, 1,
-     "print the heap report to stderr at exit"},
-    {nullptr, OptionType::kBool, 0, 0, 0, nullptr},
+     "print the heap report to stderr at exit", nullptr},
+    {nullptr, OptionType::kBool, 0, 0, 0, nullptr, nullptr},
 };
 
 __attribute__((format(printf, 3, 4))) void Report(OptionErrorSink sink, void* ctx,
@@ -61,9 +73,41 @@ bool ParseNumber(const char* s, bool allow_suffix, uint64_t* out) {
   return true;
 }
 
+// Finds `value` in "a|b|c"; the index, or -1.
+int ChoiceIndex(const char* choices, const char* value) {
+  int index = 0;
+  const char* p = choices;
+  size_t vlen = strlen(value);
+  while (*p) {
+    const char* end = strchr(p, '|');
+    size_t len = end ? static_cast<size_t>(end - p) : strlen(p);
+    if (len == vlen && strncmp(p, value, len) == 0) return index;
+    index++;
+    if (!end) break;
+    p = end + 1;
+  }
+  return -1;
+}
+
 }  // namespace
 
 const OptionSpec* OptionTable() { return kTable; }
+
+size_t QuarantineBytes(const Options& o) {
+  if (o.quarantine != kQuarantineFromMode) return o.quarantine;
+  switch (o.mode) {
+    case HardeningMode::kFast: return 0;
+    case HardeningMode::kBalanced: return size_t{256} << 10;
+    case HardeningMode::kStrict: return size_t{4} << 20;
+  }
+  return 0;
+}
+
+const char* ModeName(HardeningMode m) {
+  return m == HardeningMode::kFast ? "fast" : m == HardeningMode::kStrict ? "strict" : "balanced";
+}
+
+
 
 int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sink, void* ctx) {
   int errors = 0;
@@ -100,7 +144,11 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
         } else {
           uint64_t v = 0;
           bool ok;
-          if (o->type == OptionType::kBool) {
+          if (o->type == OptionType::kChoice) {
+            int idx = ChoiceIndex(o->choices, value);
+            ok = idx >= 0;
+            v = static_cast<uint64_t>(idx < 0 ? 0 : idx);
+          } else if (o->type == OptionType::kBool) {
             ok = true;
             if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) v = 1;
             else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) v = 0;
@@ -109,7 +157,8 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
             ok = ParseNumber(value, o->type == OptionType::kSize, &v) && v >= o->min && v <= o->max;
           }
           if (!ok) {
-            const char* expected = o->type == OptionType::kBool   ? "0 or 1"
+            const char* expected = o->type == OptionType::kChoice ? o->choices
+                                   : o->type == OptionType::kBool ? "0 or 1"
                                    : o->type == OptionType::kSize ? "a size such as 512K, 64M or 1G, in range"
                                                                   : "a whole number in range";
             Report(sink, ctx, "NITROHEAP_OPTIONS: option '%.64s' has a malformed value '%.64s'; expected %s",
@@ -117,7 +166,8 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
             errors++;
           } else {
             char* field = reinterpret_cast<char*>(out) + o->offset;
-            if (o->type == OptionType::kBool) *reinterpret_cast<bool*>(field) = v != 0;
+            if (o->type == OptionType::kChoice) *reinterpret_cast<int*>(field) = static_cast<int>(v);
+            else if (o->type == OptionType::kBool) *reinterpret_cast<bool*>(field) = v != 0;
             else if (o->type == OptionType::kSize) *reinterpret_cast<size_t*>(field) = static_cast<size_t>(v);
             else *reinterpret_cast<uint64_t*>(field) = v;
           }
@@ -137,10 +187,18 @@ void PrintOptionHelp(int fd, const Options& defaults) {
   if (write(fd, line, static_cast<size_t>(n)) < 0) return;
   for (const OptionSpec* o = kTable; o->name; o++) {
     const char* field = reinterpret_cast<const char*>(&defaults) + o->offset;
-    unsigned long long v = o->type == OptionType::kBool   ? *reinterpret_cast<const bool*>(field)
-                           : o->type == OptionType::kSize ? *reinterpret_cast<const size_t*>(field)
-                                                          : *reinterpret_cast<const uint64_t*>(field);
-    n = snprintf(line, sizeof(line), "  %-20s default %-10llu %s\n", o->name, v, o->doc);
+    char value[32];
+    if (o->type == OptionType::kChoice) {
+      snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field)));
+    } else if (o->type == OptionType::kSize && *reinterpret_cast<const size_t*>(field) == kQuarantineFromMode) {
+      snprintf(value, sizeof(value), "by mode");
+    } else {
+      unsigned long long v = o->type == OptionType::kBool   ? *reinterpret_cast<const bool*>(field)
+                             : o->type == OptionType::kSize ? *reinterpret_cast<const size_t*>(field)
+                                                            : *reinterpret_cast<const uint64_t*>(field);
+      snprintf(value, sizeof(value), "%llu", v);
+    }
+    n = snprintf(line, sizeof(line), "  %-20s default %-10s %s\n", o->name, value, o->doc);
     if (n > 0 && write(fd, line, static_cast<size_t>(n)) < 0) return;
   }
 }

@@ -9,7 +9,17 @@
 
 namespace nitro {
 
+enum class HardeningMode : int { kFast = 0, kBalanced = 1, kStrict = 2 };
+
+inline constexpr size_t kQuarantineFromMode = ~size_t{0};
+
 struct Options {
+  HardeningMode mode = HardeningMode::kBalanced;
+  // Bytes of freed small objects each thread holds back before reuse;
+  // kQuarantineFromMode picks the mode's default (QuarantineBytes()).
+  size_t quarantine = kQuarantineFromMode;
+  // One allocation in sample_rate (on average, at random) gets guard pages.
+  uint64_t sample_rate = 10000;
   size_t tcache_max_bytes = size_t{2} << 20;
   size_t max_free_committed = size_t{64} << 20;
   uint64_t decay_ms = 500;
@@ -17,7 +27,11 @@ struct Options {
   bool stats_print = false;
 };
 
-enum class OptionType { kSize, kUint, kBool };
+// The quarantine actually in force.
+size_t QuarantineBytes(const Options& o);
+const char* ModeName(HardeningMode m);
+
+enum class OptionType { kSize, kUint, kBool, kChoice };
 
 struct OptionSpec {
   const char* name;
@@ -26,6 +40,7 @@ struct OptionSpec {
   uint64_t min;
   uint64_t max;
   const char* doc;
+  const char* choices;  // kChoice: "a|b|c", stored as the index (an int)
 };
 
 // The table, terminated by an entry with a null name.

@@ -51,6 +51,23 @@ TEST(Options, ReportsUnknownKeysAndMalformedValuesAndKeepsTheRest) {
   EXPECT_FALSE(o.stats_print);
 }
 
+TEST(Options, ModeAndQuarantine) {
+  Options o;
+  std::vector<std::string> errors;
+  EXPECT_EQ(QuarantineBytes(o), size_t{256} << 10);  // balanced by default
+  EXPECT_EQ(ParseOptions("mode=strict,sample_rate=1", &o, nullptr, Collect, &errors), 0);
+  EXPECT_EQ(o.mode, HardeningMode::kStrict);
+  EXPECT_EQ(o.sample_rate, 1u);
+  EXPECT_EQ(QuarantineBytes(o), size_t{4} << 20);
+  EXPECT_EQ(ParseOptions("mode=fast,quarantine=64K", &o, nullptr, Collect, &errors), 0);
+  EXPECT_EQ(o.mode, HardeningMode::kFast);
+  EXPECT_EQ(QuarantineBytes(o), size_t{64} << 10);
+  EXPECT_EQ(ParseOptions("mode=paranoid", &o, nullptr, Collect, &errors), 1);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("'paranoid'; expected fast|balanced|strict"), std::string::npos) << errors[0];
+  EXPECT_EQ(o.mode, HardeningMode::kFast);
+}
+
 TEST(Options, HelpAndEmptyItems) {
   Options o;
   bool help = false;
@@ -72,7 +89,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 5);
+  EXPECT_EQ(n, 8);
 }
 
 }  // namespace

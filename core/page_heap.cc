@@ -158,6 +158,7 @@ void PageHeap::Split(Span* s, size_t pages) {
   Span* tail = NewSpan(s->start + (pages << kPageShift), s->pages - pages);
   if (tail == nullptr) return;  // keep the whole run: wasteful, never wrong
   tail->released = s->released;
+  tail->prot_none = s->prot_none;
   tail->free_tick = s->free_tick;
   s->pages = static_cast<uint32_t>(pages);
   GlobalPageMap().Set(tail->start, tail->pages, tail);
@@ -187,6 +188,7 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state) {
       Span* head = NewSpan(s->start, lead);
       if (head != nullptr) {
         head->released = s->released;
+        head->prot_none = s->prot_none;
         s->start = aligned;
         s->pages -= static_cast<uint32_t>(lead);
         GlobalPageMap().Set(head->start, head->pages, head);
@@ -199,6 +201,12 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state) {
     }
   }
   Split(s, pages);
+  if (s->prot_none && !MakeAccessible(s)) {
+    // The kernel refused (the mapping count limit): give the run back.
+    s->state = SpanState::kFree;
+    InsertFree(MergeNeighbours(s));
+    return nullptr;
+  }
   s->state = state;
   s->zeroed = s->released;
   s->released = false;
@@ -213,7 +221,8 @@ Span* PageHeap::MergeNeighbours(Span* s) {
   PageMap& map = GlobalPageMap();
   Span* left = map.Get(reinterpret_cast<void*>(s->start - 1));
   if (left != nullptr && left->state == SpanState::kFree && left->partition == owner_ &&
-      left->released == s->released && left->end() == s->start) {
+      left->released == s->released && left->prot_none == s->prot_none && !left->quarantined &&
+      left->end() == s->start) {
     RemoveFree(left);
     left->pages += s->pages;
     if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
@@ -223,7 +232,8 @@ Span* PageHeap::MergeNeighbours(Span* s) {
   }
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
   if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
-      right->released == s->released && right->start == s->end()) {
+      right->released == s->released && right->prot_none == s->prot_none && !right->quarantined &&
+      right->start == s->end()) {
     RemoveFree(right);
     map.Set(right->start, right->pages, s);
     s->pages += right->pages;
@@ -233,14 +243,58 @@ Span* PageHeap::MergeNeighbours(Span* s) {
   return s;
 }
 
-void PageHeap::Free(Span* s) {
+bool PageHeap::MakeAccessible(Span* s) {
+  if (!os::ProtectReadWrite(reinterpret_cast<void*>(s->start), s->bytes())) return false;
+  s->prot_none = false;
+  return true;
+}
+
+void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans) {
+  LockGuard g(lock_);
+  quarantine_max_bytes_ = max_bytes;
+  quarantine_max_spans_ = max_spans;
+}
+
+void PageHeap::Unquarantine(Span* s) {
+  // s is the oldest entry.
+  quarantine_head_ = s->next;
+  if (quarantine_head_ == nullptr) quarantine_tail_ = nullptr;
+  s->next = s->prev = nullptr;
+  quarantine_bytes_ -= s->bytes();
+  quarantine_spans_--;
+  s->quarantined = false;
+  InsertFree(MergeNeighbours(s));
+}
+
+void PageHeap::Free(Span* s, bool protect) {
   LockGuard g(lock_);
   NITRO_ASSERT(s->state != SpanState::kFree);
   in_use_pages_ -= s->pages;
   s->state = SpanState::kFree;
   s->released = false;
   s->free_tick = clock_ ? clock_() : 0;
-  InsertFree(MergeNeighbours(s));
+  // prot_none means "may hold inaccessible pages": a guard page, or the
+  // whole run when protected. The run is made accessible again before reuse.
+  if (protect) os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes());
+  s->prot_none = protect || s->guard_pages != 0;
+  s->guard_pages = 0;
+  if (protect && quarantine_max_bytes_ > 0) {
+    s->quarantined = true;
+    s->next = nullptr;
+    if (quarantine_tail_) quarantine_tail_->next = s; else quarantine_head_ = s;
+    quarantine_tail_ = s;
+    quarantine_bytes_ += s->bytes();
+    quarantine_spans_++;
+    while (quarantine_head_ != nullptr && quarantine_head_ != s &&
+           (quarantine_bytes_ > quarantine_max_bytes_ || quarantine_spans_ > quarantine_max_spans_)) {
+      Unquarantine(quarantine_head_);
+    }
+    if (quarantine_bytes_ > quarantine_max_bytes_ || quarantine_spans_ > quarantine_max_spans_) {
+      Unquarantine(s);  // larger than the whole quarantine
+    }
+  } else {
+    InsertFree(MergeNeighbours(s));
+  }
   EnforceCommittedBound();
 }
 
@@ -261,6 +315,15 @@ void PageHeap::ReleaseSpan(Span* s) {
 size_t PageHeap::ReleaseFreedBefore(uint64_t tick) {
   LockGuard g(lock_);
   size_t released = 0;
+  // Quarantined runs keep their place but not their memory.
+  for (Span* q = quarantine_head_; q != nullptr; q = q->next) {
+    if (!q->released && q->free_tick <= tick) {
+      os::Release(reinterpret_cast<void*>(q->start), q->bytes());
+      q->released = true;
+      released_total_pages_ += q->pages;
+      released += q->bytes();
+    }
+  }
   while (lru_head_ != nullptr && lru_head_->free_tick <= tick) {
     released += lru_head_->bytes();
     ReleaseSpan(lru_head_);
@@ -276,7 +339,11 @@ bool PageHeap::GrowInPlace(Span* s, size_t new_pages) {
   PageMap& map = GlobalPageMap();
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
   if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
-      right->start == s->end() && right->pages >= need) {
+      !right->quarantined && right->start == s->end() && right->pages >= need) {
+    if (right->prot_none &&
+        !os::ProtectReadWrite(reinterpret_cast<void*>(right->start), need << kPageShift)) {
+      return false;
+    }
     RemoveFree(right);
     if (right->pages > need) {
       // Keep the rest of the neighbour as a (shorter) free run.
@@ -317,7 +384,7 @@ void PageHeap::Shrink(Span* s, size_t new_pages) {
     s->pages = static_cast<uint32_t>(new_pages);
     GlobalPageMap().Set(tail->start, tail->pages, tail);
   }
-  Free(tail);
+  Free(tail, /*protect=*/true);
 }
 
 void PageHeap::Destroy() {
@@ -339,6 +406,8 @@ void PageHeap::Destroy() {
   for (auto& set : free_) for (auto& list : set) list = SpanList();
   for (auto& set : nonempty_) for (auto& w : set) w = 0;
   lru_head_ = lru_tail_ = nullptr;
+  quarantine_head_ = quarantine_tail_ = nullptr;
+  quarantine_bytes_ = quarantine_spans_ = 0;
   reserved_ = in_use_pages_ = 0;
   free_pages_[0] = free_pages_[1] = 0;
 }
@@ -351,6 +420,7 @@ PageHeapStats PageHeap::Stats() {
   st.free_committed_bytes = free_pages_[0] << kPageShift;
   st.free_released_bytes = free_pages_[1] << kPageShift;
   st.released_total_bytes = released_total_pages_ << kPageShift;
+  st.quarantine_bytes = quarantine_bytes_;
   st.regions = region_count_;
   return st;
 }

@@ -26,6 +26,7 @@ struct PageHeapStats {
   size_t free_committed_bytes;  // free runs still backed by memory (the cache)
   size_t free_released_bytes;   // free runs given back to the kernel
   size_t released_total_bytes;  // bytes ever given back (madvise) by decay or trim
+  size_t quarantine_bytes;      // freed large runs waiting before reuse
   size_t regions;
 };
 
@@ -46,11 +47,15 @@ class PageHeap {
   // at it in the page map. `state` (kSlab or kLarge) is set under the lock,
   // since neighbours read it when they coalesce.
   Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge);
-  // Takes a slab or large span back as a free run.
-  void Free(Span* s);
+  // Takes a slab or large span back as a free run. With `protect`, its
+  // pages become PROT_NONE (so use after free faults) and it waits in the
+  // quarantine before it can be reused.
+  void Free(Span* s, bool protect = false);
+  // Bounds of the large-allocation quarantine (0 bytes: none).
+  void SetQuarantine(size_t max_bytes, size_t max_spans);
   // Extends a large span into the free or never-used pages that follow it.
   bool GrowInPlace(Span* s, size_t new_pages);
-  // Gives the tail of a large span beyond `new_pages` back.
+  // Gives the tail of a large span beyond `new_pages` back (protected).
   void Shrink(Span* s, size_t new_pages);
 
   // Releases committed free runs that became free at or before `tick`.
@@ -81,6 +86,8 @@ class PageHeap {
   Span* MergeNeighbours(Span* s);
   void ReleaseSpan(Span* s);
   void EnforceCommittedBound();
+  bool MakeAccessible(Span* s);
+  void Unquarantine(Span* s);
   SpanList& ListFor(const Span* s);
 
   SpinLock lock_;
@@ -100,6 +107,13 @@ class PageHeap {
   size_t free_pages_[2] = {0, 0};
   size_t released_total_pages_ = 0;
   size_t region_count_ = 0;
+  // Quarantine: a FIFO of freed large runs through next/prev.
+  Span* quarantine_head_ = nullptr;
+  Span* quarantine_tail_ = nullptr;
+  size_t quarantine_bytes_ = 0;
+  size_t quarantine_spans_ = 0;
+  size_t quarantine_max_bytes_ = 0;
+  size_t quarantine_max_spans_ = 0;
 };
 
 // Process-wide pools of metadata used by every partition.

@@ -5,6 +5,7 @@
 
 #include "core/free_list.h"
 #include "core/os.h"
+#include "core/report.h"
 
 namespace nitro {
 namespace {
@@ -51,7 +52,11 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   name_[n] = '\0';
   id_ = id;
   os::RandomBytes(&key_, sizeof(key_));
+  os::RandomBytes(&free_marker_, sizeof(free_marker_));
+  free_marker_ |= 1;  // never 0, the value allocation leaves
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
+  pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
+  large_guard_pages_ = config.large_guard_pages;
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(this, c, key_);
 }
 
@@ -87,12 +92,18 @@ void* Partition::AllocateLarge(size_t size, size_t align, bool* zeroed) {
     errno = ENOMEM;
     return nullptr;
   }
-  size_t pages = PagesFor(size == 0 ? 1 : size);
+  size_t guard = large_guard_pages_ ? 1 : 0;
+  size_t pages = PagesFor(size == 0 ? 1 : size) + guard;
   size_t align_pages = align > kPageSize ? align >> kPageShift : 1;
   Span* s = pages_.Allocate(pages, align_pages);
   if (s == nullptr) {
     errno = ENOMEM;
     return nullptr;
+  }
+  // An overflow off the end faults at once. If the kernel refuses (the
+  // mapping count limit), the allocation simply has no guard.
+  if (guard && os::ProtectNone(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
+    s->guard_pages = 1;
   }
   s->requested = size;
   *zeroed = s->zeroed;
@@ -105,23 +116,36 @@ void* Partition::AllocateLarge(size_t size, size_t align, bool* zeroed) {
 }
 
 void Partition::FreeLarge(Span* s, void* p) {
-  NITRO_CHECK(reinterpret_cast<uintptr_t>(p) == s->start,
-              "free of %p, inside a large allocation at %#lx, in partition %s", p,
-              static_cast<unsigned long>(s->start), name_);
+  if (reinterpret_cast<uintptr_t>(p) != s->start) {
+    ReportMisuse(misuse::kInvalidFree, p, name_, "not the start of the large allocation at %p",
+                 reinterpret_cast<void*>(s->start));
+  }
   {
     LockGuard g(large_lock_);
     large_count_--;
     large_bytes_ -= s->requested;
   }
-  pages_.Free(s);
+  pages_.Free(s, /*protect=*/true);
 }
 
 bool Partition::ResizeLargeInPlace(Span* s, size_t size) {
-  size_t pages = PagesFor(size);
-  if (pages < s->pages) {
-    pages_.Shrink(s, pages);
-  } else if (pages > s->pages && !pages_.GrowInPlace(s, pages)) {
-    return false;
+  size_t guard = s->guard_pages;
+  size_t pages = PagesFor(size) + guard;
+  if (pages != s->pages) {
+    // The guard page moves with the end of the block.
+    uintptr_t old_guard = s->end() - kPageSize;
+    if (guard && !os::ProtectReadWrite(reinterpret_cast<void*>(old_guard), kPageSize)) return false;
+    s->guard_pages = 0;
+    bool ok = true;
+    if (pages < s->pages) {
+      pages_.Shrink(s, pages);
+    } else {
+      ok = pages_.GrowInPlace(s, pages);
+    }
+    if (guard && os::ProtectNone(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
+      s->guard_pages = 1;
+    }
+    if (!ok) return false;
   }
   LockGuard g(large_lock_);
   large_bytes_ = large_bytes_ - s->requested + size;
@@ -151,7 +175,13 @@ bool Lookup(const void* p, PointerInfo* out) {
     }
     case SpanState::kLarge:
       out->object_start = reinterpret_cast<void*>(s->start);
-      out->object_size = s->bytes();
+      out->object_size = s->usable_bytes();
+      break;
+    case SpanState::kGuarded:
+    case SpanState::kZeroSize:
+      // Resolved by the pool that owns the span (core/guarded_pool.h).
+      out->object_start = reinterpret_cast<void*>(s->start);
+      out->object_size = s->requested;
       break;
   }
   return true;
@@ -160,12 +190,18 @@ bool Lookup(const void* p, PointerInfo* out) {
 void Partition::Free(void* p) {
   if (p == nullptr) return;
   PointerInfo info;
-  NITRO_CHECK(Lookup(p, &info) && info.partition == this,
-              "free of %p, which partition %s does not own", p, name_);
-  NITRO_CHECK(!info.free_run, "double free of %p (a freed large allocation) in partition %s", p,
-              name_);
-  NITRO_CHECK(info.object_start == p, "free of %p, which is not the start of an object, in partition %s",
-              p, name_);
+  if (!Lookup(p, &info) || info.partition != this) {
+    ReportMisuse(misuse::kForeignFree, p, name_, "partition %s does not own this pointer", name_);
+  }
+  if (info.free_run) {
+    ReportMisuse(info.span->start == reinterpret_cast<uintptr_t>(p) ? misuse::kDoubleFree
+                                                                     : misuse::kInvalidFree,
+                 p, name_, "the pointer is in freed large memory");
+  }
+  if (info.object_start != p) {
+    ReportMisuse(misuse::kInvalidFree, p, name_, "not the start of an object (%zu bytes into it)",
+                 static_cast<size_t>(static_cast<char*>(p) - static_cast<char*>(info.object_start)));
+  }
   if (info.size_class != 0) {
     central_[info.size_class].FreeOne(p);
   } else {
@@ -182,9 +218,13 @@ size_t Partition::UsableSize(const void* p) {
 void* Partition::Reallocate(void* p, size_t size) {
   if (p == nullptr) return Allocate(size);
   PointerInfo info;
-  NITRO_CHECK(Lookup(p, &info) && info.partition == this && info.object_start == p,
-              "realloc of %p, which is not a live object of partition %s", p, name_);
-  if (info.size_class == 0 && size > kMaxSmallSize && ResizeLargeInPlace(info.span, size)) return p;
+  if (!Lookup(p, &info) || info.partition != this || info.object_start != p || info.free_run) {
+    ReportMisuse(misuse::kInvalidFree, p, name_, "realloc of a pointer that is not a live object");
+  }
+  if (info.span->state == SpanState::kLarge && size > kMaxSmallSize &&
+      ResizeLargeInPlace(info.span, size)) {
+    return p;
+  }
   if (info.size_class != 0 && size <= info.object_size && size > info.object_size / 2) return p;
   void* q = Allocate(size);
   if (q == nullptr) return nullptr;

@@ -26,6 +26,11 @@ struct PartitionConfig {
   // Free page runs kept committed before the oldest are released at once;
   // decay releases them anyway after a while.
   size_t max_free_committed = size_t{64} << 20;
+  // A PROT_NONE page after every large allocation.
+  bool large_guard_pages = true;
+  // Freed large runs wait (protected) before reuse; 0 bytes: no quarantine.
+  size_t large_quarantine_bytes = size_t{16} << 20;
+  size_t large_quarantine_spans = 8;
 };
 
 // What the page map says about an address.
@@ -83,9 +88,14 @@ class Partition {
   // Set once, for the default partition, before any allocation from it.
   void set_thread_cached(bool v) { thread_cached_ = v; }
   bool thread_cached() const { return thread_cached_; }
+  // strict mode: slabs are zeroed when made and record each object's size.
+  void set_strict(bool v) { strict_ = v; }
+  bool strict() const { return strict_; }
   const char* name() const { return name_; }
   uint16_t id() const { return id_; }
   uintptr_t key() const { return key_; }
+  // Written into the second word of every free object (see ThreadCache).
+  uintptr_t free_marker() const { return free_marker_; }
   PageHeap& pages() { return pages_; }
   CentralFreeList& central(int cls) { return central_[cls]; }
   void LockAll();
@@ -101,7 +111,10 @@ class Partition {
   char name_[kNameMax];
   uint16_t id_ = 0;
   uintptr_t key_ = 0;
+  uintptr_t free_marker_ = 0;
   bool thread_cached_ = false;
+  bool strict_ = false;
+  bool large_guard_pages_ = true;
   PageHeap pages_;
   CentralFreeList central_[kNumClasses];
   SpinLock large_lock_;

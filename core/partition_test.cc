@@ -158,7 +158,7 @@ TEST(PartitionDeathTest, DoubleFreeIsDetected) {
   void* small = p->Allocate(32);
   void* keep = p->Allocate(32);  // keeps the slab alive
   p->Free(small);
-  EXPECT_DEATH(p->Free(small), "double free of 0x[0-9a-f]+ .*partition double_free");
+  EXPECT_DEATH(p->Free(small), "nitroheap: double free at 0x[0-9a-f]+ in partition double_free: a 32-byte object that is already free");
   void* large = p->Allocate(1 << 20);
   p->Free(large);
   EXPECT_DEATH(p->Free(large), "double free");
@@ -168,11 +168,11 @@ TEST(PartitionDeathTest, DoubleFreeIsDetected) {
 TEST(PartitionDeathTest, InteriorAndForeignPointersAreDetected) {
   Partition* p = NewPartition("misuse");
   char* b = static_cast<char*>(p->Allocate(64));
-  EXPECT_DEATH(p->Free(b + 16), "not the start of an object");
+  EXPECT_DEATH(p->Free(b + 16), "nitroheap: invalid free at 0x[0-9a-f]+ in partition misuse: not the start of an object \\(16 bytes into it\\)");
   int local = 0;
-  EXPECT_DEATH(p->Free(&local), "does not own");
+  EXPECT_DEATH(p->Free(&local), "nitroheap: free of memory not from the heap at 0x[0-9a-f]+ in partition misuse");
   Partition* other = NewPartition("other");
-  EXPECT_DEATH(other->Free(b), "partition other does not own");
+  EXPECT_DEATH(other->Free(b), "partition other does not own this pointer");
   p->Free(b);
 }
 

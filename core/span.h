@@ -15,7 +15,9 @@ namespace nitro {
 
 class Partition;
 
-enum class SpanState : uint8_t { kFree = 0, kSlab = 1, kLarge = 2 };
+// kGuarded: a slot of the guarded sampling pool; kZeroSize: the region that
+// serves malloc(0) in strict mode with no accessible bytes.
+enum class SpanState : uint8_t { kFree = 0, kSlab = 1, kLarge = 2, kGuarded = 3, kZeroSize = 4 };
 
 struct Span {
   uintptr_t start;
@@ -40,6 +42,14 @@ struct Span {
   // large/slab: the memory was zero when handed out.
   bool released;
   bool zeroed;
+  // Free runs: the pages are PROT_NONE (freed large memory faults at once).
+  bool prot_none;
+  // Free runs: waiting in the large-allocation quarantine, not reusable yet.
+  bool quarantined;
+  // Large: the last page is a PROT_NONE guard page, not part of the block.
+  uint8_t guard_pages;
+  // Strict mode slabs: the size each object was asked for (canaries).
+  uint32_t* requested_sizes;
   // Free runs: when the span became free (for decay), in reclaim ticks.
   uint64_t free_tick;
 
@@ -50,6 +60,8 @@ struct Span {
 
   uintptr_t end() const { return start + (static_cast<uintptr_t>(pages) << kPageShift); }
   size_t bytes() const { return static_cast<size_t>(pages) << kPageShift; }
+  // Large: the bytes the caller may use (the guard page excluded).
+  size_t usable_bytes() const { return static_cast<size_t>(pages - guard_pages) << kPageShift; }
   // Index of the object containing `addr` (a slab span).
   uint32_t ObjectIndex(uintptr_t addr) const {
     return static_cast<uint32_t>(((addr - start) * kSizeClasses.info(size_class).magic) >>

@@ -1,47 +1,131 @@
 #include "core/thread_cache.h"
 
 #include "core/partition.h"
+#include "core/report.h"
 
 namespace nitro {
 
-void ThreadCache::Init(Partition* partition, size_t max_bytes) {
+void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes,
+                       bool strict, int64_t first_sample) {
   partition_ = partition;
   key_ = partition->key();
+  marker_ = partition->free_marker();
   max_bytes_ = max_bytes;
+  sample_countdown_ = first_sample;
   for (int c = 1; c < kNumClasses; c++) {
-    lists_[c] = List{nullptr, 0, kSizeClasses.info(c).cache_max};
+    const SizeClassInfo& info = kSizeClasses.info(c);
+    // Each class holds back up to quarantine/32 bytes, at least one object,
+    // leaving room for a batch between the depth and the list's bound.
+    uint64_t depth = quarantine_bytes / 32 / info.size;
+    uint64_t cap = info.cache_max - info.batch;
+    if (depth > cap) depth = cap;
+    if (depth < 1) depth = 1;
+    real_depth_[c] = static_cast<uint32_t>(depth);
+    real_max_[c] = info.cache_max + static_cast<uint32_t>(depth);
+    // strict blocks both fast paths: max 1 fails every push (count - 1 >= 0),
+    // depth ~0 fails every pop.
+    lists_[c] = List{nullptr, nullptr, 0, strict ? 1 : real_max_[c],
+                     strict ? ~uint32_t{0} : real_depth_[c]};
   }
 }
 
-void* ThreadCache::Refill(int cls) {
+void ThreadCache::Prepend(int cls, void* head, int n) {
+  // A refill goes in front: the objects freed last keep waiting.
+  List& l = lists_[cls];
+  void* last = head;
+  for (int i = 1; i < n; i++) last = GetLink(last, key_);
+  if (l.count == 0) {
+    l.tail = last;
+  } else {
+    SetLink(last, l.head, key_);
+  }
+  l.head = head;
+  l.count += static_cast<uint32_t>(n);
+}
+
+bool ThreadCache::RefillList(int cls) {
   void* head = nullptr;
   int n = partition_->central(cls).RemoveRange(&head, static_cast<int>(kSizeClasses.info(cls).batch));
-  if (n == 0) return nullptr;
+  if (n == 0) return false;
+  Prepend(cls, head, n);
+  return true;
+}
+
+void* ThreadCache::Refill(int cls) {
+  // Batches may be short (a flushed list): refill until past the quarantine.
+  while (lists_[cls].count <= real_depth_[cls]) {
+    if (!RefillList(cls)) return nullptr;
+  }
+  return PopChecked(cls, 0);
+}
+
+void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
   List& l = lists_[cls];
-  // The list was empty, so the batch becomes the list.
-  l.head = head;
-  l.count = static_cast<uint32_t>(n);
-  return Pop(cls);
+  if (l.count <= real_depth_[cls]) return nullptr;
+  uint32_t reusable = l.count - real_depth_[cls];
+  uint32_t skip = 0;
+  if (pick > 1) {
+    // Randomized reuse (strict): one of the first `pick` reusable objects.
+    sample_countdown_ ^= sample_countdown_ << 13;
+    uint64_t r = static_cast<uint64_t>(sample_countdown_) * 0x9E3779B97F4A7C15ull;
+    uint32_t span = pick < reusable ? pick : reusable;
+    skip = static_cast<uint32_t>((r >> 33) % span);
+  }
+  auto check = [&](void* q) {
+    if (valid != nullptr && !valid(q, cls)) {
+      ReportMisuse(misuse::kCorruptFreeList, q, partition_->name(),
+                   "a free-list link points outside the %u-byte class", kSizeClasses.size(cls));
+    }
+    return q;
+  };
+  void* p;
+  if (skip == 0) {
+    p = check(l.head);
+    l.head = GetLink(p, key_);
+  } else {
+    void* before = check(l.head);
+    for (uint32_t i = 1; i < skip; i++) before = check(GetLink(before, key_));
+    p = check(GetLink(before, key_));
+    SetLink(before, GetLink(p, key_), key_);  // p is never the tail: count > depth >= 1
+  }
+  l.count--;
+  static_cast<uintptr_t*>(p)[1] = 0;
+  return p;
+}
+
+void ThreadCache::PushChecked(int cls, void* p) {
+  List& l = lists_[cls];
+  if (l.count >= real_max_[cls]) ReleaseBatch(cls, kSizeClasses.info(cls).batch);
+  if (l.count == 0) {
+    l.head = p;
+  } else {
+    SetLink(l.tail, p, key_);
+  }
+  l.tail = p;
+  l.count++;
+  static_cast<uintptr_t*>(p)[1] = marker_;
 }
 
 void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
+  // The oldest objects (the head) go back first: they waited longest.
   List& l = lists_[cls];
   if (n > l.count) n = l.count;
   if (n == 0) return;
   void* head = l.head;
   void* last = head;
   for (uint32_t i = 1; i < n; i++) last = GetLink(last, key_);
-  l.head = GetLink(last, key_);
   l.count -= n;
+  if (l.count > 0) {
+    l.head = GetLink(last, key_);
+  } else {
+    l.head = l.tail = nullptr;
+  }
   SetLink(last, nullptr, key_);
   partition_->central(cls).InsertRange(head, static_cast<int>(n));
 }
 
 void ThreadCache::Overflow(int cls, void* p) {
-  ReleaseBatch(cls, kSizeClasses.info(cls).batch);
-  bool pushed = Push(cls, p);
-  NITRO_ASSERT(pushed);
-  (void)pushed;
+  PushChecked(cls, p);
   // Bound the whole cache: checked here, on the slow path only, so the fast
   // path pays for one count per list and nothing more.
   if (CachedBytes() > max_bytes_) {

@@ -38,6 +38,12 @@ cleanup() {
 }
 trap cleanup EXIT
 
+# Options for every preloaded run (second argument), e.g. "mode=strict" or
+# "sample_rate=1"; read before the environment is cleaned.
+EXTRA_OPTS="${2:-}"
+OPTS="${EXTRA_OPTS:-mode=balanced}"
+STATS_OPTS="stats_print=1${EXTRA_OPTS:+,$EXTRA_OPTS}"
+
 # Deterministic, hermetic environment for every run (both modes).
 unset LD_PRELOAD NITROHEAP NITROHEAP_OPTIONS
 export LC_ALL=C TZ=UTC PYTHONHASHSEED=0 PYTHONDONTWRITEBYTECODE=1 PYTHONNOUSERSITE=1
@@ -82,7 +88,7 @@ compare_case() {
   mkdir "$dir/plain" "$dir/preload"
   local rc_plain=0 rc_pre=0
   run_in "$dir/plain" "$fn" >"$dir/plain.out" 2>"$dir/plain.err" || rc_plain=$?
-  run_in "$dir/preload" "$fn" LD_PRELOAD="$SO" >"$dir/preload.out" 2>"$dir/preload.err" || rc_pre=$?
+  run_in "$dir/preload" "$fn" LD_PRELOAD="$SO" NITROHEAP_OPTIONS="$OPTS" >"$dir/preload.out" 2>"$dir/preload.err" || rc_pre=$?
   compare_outputs "$name" "$dir" "$rc_plain" "$rc_pre" preload
 }
 
@@ -507,7 +513,7 @@ toolchain_case() {
   local name=stats_print_toolchain dir rc=0 n
   dir="$(mktemp -d "$WORK/$name.XXXXXX")"
   printf '#include <iostream>\nint main() { std::cout << "hi" << std::endl; }\n' >"$dir/t.cc"
-  (cd "$dir" && timeout -k 10 "$CASE_TIMEOUT" env LD_PRELOAD="$SO" NITROHEAP_OPTIONS=stats_print=1 \
+  (cd "$dir" && timeout -k 10 "$CASE_TIMEOUT" env LD_PRELOAD="$SO" NITROHEAP_OPTIONS="$STATS_OPTS" \
     g++ -O1 -o t t.cc) >"$dir/out" 2>"$dir/err" || rc=$?
   n="$(grep -E '^---- NitroHeap heap report \(pid [0-9]+\) ----$' "$dir/err" | sort -u | wc -l)"
   if ((rc == 0 && n >= 4)) && [[ "$("$dir/t")" == hi ]]; then
@@ -526,7 +532,7 @@ stats_case() {
   dir="$(mktemp -d "$WORK/$name.XXXXXX")"
   mkdir "$dir/plain" "$dir/preload"
   run_in "$dir/plain" case_stats_print_program >"$dir/plain.out" 2>"$dir/plain.err" || rc_plain=$?
-  run_in "$dir/preload" case_stats_print_program LD_PRELOAD="$SO" NITROHEAP_OPTIONS=stats_print=1 \
+  run_in "$dir/preload" case_stats_print_program LD_PRELOAD="$SO" NITROHEAP_OPTIONS="$STATS_OPTS" \
     >"$dir/preload.out" 2>"$dir/preload.err" || rc_pre=$?
   if ! grep -Eq '^---- NitroHeap heap report \(pid [0-9]+\) ----$' "$dir/preload.err"; then
     fail "$name"

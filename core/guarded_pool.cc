@@ -1,0 +1,303 @@
+#include "core/guarded_pool.h"
+
+#include <pthread.h>
+#include <signal.h>
+#include <ucontext.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "core/meta_pool.h"
+#include "core/os.h"
+#include "core/page_heap.h"
+#include "core/page_map.h"
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+GuardedPool* g_fault_pool = nullptr;
+ZeroSizeRegion* g_fault_zero = nullptr;
+struct sigaction g_old_segv, g_old_bus;
+bool g_handler_installed = false;
+
+void WriteLine(const char* s) {
+  size_t len = strlen(s);
+  while (len > 0) {
+    ssize_t w = write(2, s, len);
+    if (w <= 0) return;
+    s += w;
+    len -= static_cast<size_t>(w);
+  }
+}
+
+// Large allocations: freed runs and guard pages are PROT_NONE.
+bool ReportLargeFault(uintptr_t addr) {
+  Span* s = GlobalPageMap().Get(reinterpret_cast<void*>(addr));
+  if (s == nullptr) return false;
+  char line[320];
+  if (s->state == SpanState::kFree && s->prot_none) {
+    snprintf(line, sizeof(line),
+             "nitroheap: %s at %p in partition %s: access to freed large memory (a free run of %zu bytes)\n",
+             misuse::kUseAfterFree, reinterpret_cast<void*>(addr), s->partition->name(), s->bytes());
+  } else if (s->state == SpanState::kLarge && s->guard_pages && addr >= s->end() - kPageSize) {
+    snprintf(line, sizeof(line),
+             "nitroheap: %s at %p in partition %s: %zu bytes past the end of a %zu-byte allocation at %p\n",
+             misuse::kOverflow, reinterpret_cast<void*>(addr), s->partition->name(),
+             static_cast<size_t>(addr - s->start) - s->requested, s->requested,
+             reinterpret_cast<void*>(s->start));
+  } else {
+    return false;
+  }
+  WriteLine(line);
+  return true;
+}
+
+void FaultHandler(int sig, siginfo_t* info, void* ctx) {
+  auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
+  bool ours = false;
+  if (g_fault_pool != nullptr && g_fault_pool->ReportFault(addr)) {
+    ours = true;
+  } else if (g_fault_zero != nullptr && g_fault_zero->Contains(addr)) {
+    char line[256];
+    snprintf(line, sizeof(line),
+             "nitroheap: %s at %p in partition default: access through a pointer returned by malloc(0)\n",
+             misuse::kOverflow, reinterpret_cast<void*>(addr));
+    WriteLine(line);
+    ours = true;
+  } else if (ReportLargeFault(addr)) {
+    ours = true;
+  }
+  if (ours) {
+    uintptr_t frames[kMaxFrames];
+    int n;
+#if defined(__x86_64__)
+    auto* uc = static_cast<ucontext_t*>(ctx);
+    n = CaptureStackFrom(static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RBP]),
+                         static_cast<uintptr_t>(uc->uc_mcontext.gregs[REG_RIP]), frames, kMaxFrames);
+#else
+    n = CaptureStack(frames, kMaxFrames, 0);
+#endif
+    WriteStack(2, "faulting access at", frames, n);
+    // Die of the original signal: restore the default action and return, so
+    // the faulting access runs again.
+    signal(sig, SIG_DFL);
+    return;
+  }
+  // Not ours: whatever the program had installed runs.
+  struct sigaction* old = sig == SIGBUS ? &g_old_bus : &g_old_segv;
+  if (old->sa_flags & SA_SIGINFO) {
+    old->sa_sigaction(sig, info, ctx);
+  } else if (old->sa_handler == SIG_IGN) {
+    return;
+  } else if (old->sa_handler != SIG_DFL) {
+    old->sa_handler(sig);
+  } else {
+    signal(sig, SIG_DFL);
+  }
+}
+
+}  // namespace
+
+void RegisterFaultPools(GuardedPool* pool, ZeroSizeRegion* zero) {
+  g_fault_pool = pool;
+  g_fault_zero = zero;
+}
+
+void InstallFaultHandler() {
+  if (g_handler_installed) return;
+  g_handler_installed = true;
+  struct sigaction sa;
+  memset(&sa, 0, sizeof(sa));
+  sa.sa_sigaction = FaultHandler;
+  sa.sa_flags = SA_SIGINFO | SA_ONSTACK | SA_NODEFER;
+  sigemptyset(&sa.sa_mask);
+  sigaction(SIGSEGV, &sa, &g_old_segv);
+  sigaction(SIGBUS, &sa, &g_old_bus);
+}
+
+bool GuardedPool::Init(Partition* owner) {
+  owner_ = owner;
+  bytes_ = kPageSize + kSlots * kStride;
+  void* base = os::Reserve(bytes_, kPageSize);
+  if (base == nullptr) return false;
+  if (!os::ProtectNone(base, bytes_)) {
+    os::Unmap(base, bytes_);
+    return false;
+  }
+  slots_ = static_cast<Slot*>(MetaAllocRaw(sizeof(Slot) * kSlots));
+  if (slots_ == nullptr || !GlobalPageMap().Ensure(reinterpret_cast<uintptr_t>(base), bytes_)) {
+    os::Unmap(base, bytes_);
+    return false;
+  }
+  for (size_t i = 0; i < kSlots; i++) {
+    Span* s = SpanPool().New();
+    if (s == nullptr) return false;
+    s->state = SpanState::kGuarded;
+    s->partition = owner;
+    s->partition_id = owner->id();
+    s->start = reinterpret_cast<uintptr_t>(base) + kPageSize + i * kStride;
+    s->pages = kDataPages;
+    slots_[i] = Slot{};
+    slots_[i].span = s;
+    GlobalPageMap().Set(s->start, kDataPages, s);
+  }
+  os::RandomBytes(&rng_, sizeof(rng_));
+  rng_ |= 1;
+  base_ = reinterpret_cast<uintptr_t>(base);
+  return true;
+}
+
+void* GuardedPool::Allocate(size_t size, size_t align) {
+  if (align < kMinAlign) align = kMinAlign;
+  if (size > kDataPages * kPageSize || align > kPageSize) return nullptr;
+  size_t need = size == 0 ? 1 : size;
+  LockGuard g(lock_);
+  size_t i = kSlots;
+  for (size_t k = 0; k < kSlots; k++) {
+    size_t cand = (next_ + k) % kSlots;
+    if (slots_[cand].state != SlotState::kLive) {
+      i = cand;
+      break;
+    }
+  }
+  if (i == kSlots) return nullptr;
+  next_ = (i + 1) % kSlots;
+  Slot& slot = slots_[i];
+  uintptr_t data = SlotData(i);
+  uintptr_t data_end = data + kDataPages * kPageSize;
+  rng_ ^= rng_ << 13;
+  rng_ ^= rng_ >> 7;
+  rng_ ^= rng_ << 17;
+  // Against the right guard (overflows fault) or the left one (underflows).
+  uintptr_t ptr = (rng_ & 1) ? RoundDown(data_end - need, align) : data;
+  uintptr_t first_page = RoundDown(ptr, kPageSize);
+  uintptr_t last_page = RoundUp(ptr + need, kPageSize);
+  if (!os::ProtectReadWrite(reinterpret_cast<void*>(first_page), last_page - first_page)) return nullptr;
+  // The slot may hold an earlier allocation's bytes: hand it out zeroed.
+  memset(reinterpret_cast<void*>(first_page), 0, last_page - first_page);
+  slot.state = SlotState::kLive;
+  slot.ptr = ptr;
+  slot.size = size;
+  slot.alloc_thread = static_cast<unsigned long>(pthread_self());
+  slot.alloc_frames = CaptureStack(slot.alloc_stack, kMaxFrames, 2);
+  slot.free_frames = 0;
+  slot.span->start = ptr;
+  slot.span->requested = size;
+  live_++;
+  total_++;
+  return reinterpret_cast<void*>(ptr);
+}
+
+void GuardedPool::Free(Span* s, void* p) {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  size_t i = (s->start - base_ - kPageSize) / kStride;
+  LockGuard g(lock_);
+  Slot& slot = slots_[i];
+  if (slot.state != SlotState::kLive) {
+    ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "a guarded allocation of %zu bytes, already freed",
+                 slot.size);
+  }
+  if (a != slot.ptr) {
+    ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
+                 "not the start of a guarded allocation (%zu bytes at %p)", slot.size,
+                 reinterpret_cast<void*>(slot.ptr));
+  }
+  slot.state = SlotState::kFreed;
+  slot.free_thread = static_cast<unsigned long>(pthread_self());
+  slot.free_frames = CaptureStack(slot.free_stack, kMaxFrames, 2);
+  os::ProtectNone(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
+  live_--;
+}
+
+bool GuardedPool::ReportFault(uintptr_t addr) {
+  if (base_ == 0 || addr < base_ || addr >= base_ + bytes_) return false;
+  // The nearest slot: a guard page belongs to the allocation beside it.
+  size_t rel = addr - base_;
+  size_t i = rel < kPageSize ? 0 : (rel - kPageSize) / kStride;
+  if (i >= kSlots) i = kSlots - 1;
+  Slot& slot = slots_[i];
+  if (slot.state == SlotState::kUnused && i + 1 < kSlots &&
+      addr >= SlotData(i) + kDataPages * kPageSize) {
+    i++;
+  }
+  Slot& s = slots_[i].state != SlotState::kUnused ? slots_[i] : slot;
+  char line[400];
+  const char* kind;
+  char detail[200];
+  if (s.state == SlotState::kFreed) {
+    kind = misuse::kUseAfterFree;
+    snprintf(detail, sizeof(detail), "offset %ld in a freed guarded allocation of %zu bytes at %p",
+             static_cast<long>(addr - s.ptr), s.size, reinterpret_cast<void*>(s.ptr));
+  } else if (addr >= s.ptr + s.size) {
+    kind = misuse::kOverflow;
+    snprintf(detail, sizeof(detail), "%zu bytes past the end of a guarded allocation of %zu bytes at %p (offset %zu)",
+             static_cast<size_t>(addr - (s.ptr + s.size)), s.size, reinterpret_cast<void*>(s.ptr),
+             static_cast<size_t>(addr - s.ptr));
+  } else if (addr < s.ptr) {
+    kind = misuse::kUnderflow;
+    snprintf(detail, sizeof(detail), "%zu bytes before a guarded allocation of %zu bytes at %p (offset -%zu)",
+             static_cast<size_t>(s.ptr - addr), s.size, reinterpret_cast<void*>(s.ptr),
+             static_cast<size_t>(s.ptr - addr));
+  } else {
+    kind = "fault";
+    snprintf(detail, sizeof(detail), "inside a guarded allocation of %zu bytes at %p", s.size,
+             reinterpret_cast<void*>(s.ptr));
+  }
+  snprintf(line, sizeof(line), "nitroheap: %s at %p in partition %s: %s\n", kind,
+           reinterpret_cast<void*>(addr), owner_->name(), detail);
+  WriteLine(line);
+  char title[96];
+  snprintf(title, sizeof(title), "allocated by thread %#lx at", s.alloc_thread);
+  WriteStack(2, title, s.alloc_stack, s.alloc_frames);
+  if (s.state == SlotState::kFreed) {
+    snprintf(title, sizeof(title), "freed by thread %#lx at", s.free_thread);
+    WriteStack(2, title, s.free_stack, s.free_frames);
+  }
+  return true;
+}
+
+bool ZeroSizeRegion::Init(Partition* owner) {
+  owner_ = owner;
+  void* base = os::Reserve(kBytes, kPageSize);
+  if (base == nullptr) return false;
+  os::ProtectNone(base, kBytes);
+  live_bits_ = static_cast<uint64_t*>(os::Reserve(kBytes / kMinAlign / 8, kPageSize));
+  Span* s = SpanPool().New();
+  if (live_bits_ == nullptr || s == nullptr ||
+      !GlobalPageMap().Ensure(reinterpret_cast<uintptr_t>(base), kBytes)) {
+    return false;
+  }
+  s->state = SpanState::kZeroSize;
+  s->partition = owner;
+  s->partition_id = owner->id();
+  s->start = reinterpret_cast<uintptr_t>(base);
+  s->pages = static_cast<uint32_t>(kBytes >> kPageShift);
+  GlobalPageMap().Set(s->start, s->pages, s);
+  base_ = reinterpret_cast<uintptr_t>(base);
+  return true;
+}
+
+void* ZeroSizeRegion::Allocate() {
+  LockGuard g(lock_);
+  if (base_ == 0 || next_ >= kBytes / kMinAlign) return nullptr;
+  size_t i = next_++;
+  live_bits_[i / 64] |= uint64_t{1} << (i % 64);
+  return reinterpret_cast<void*>(base_ + i * kMinAlign);
+}
+
+void ZeroSizeRegion::Free(void* p) {
+  auto a = reinterpret_cast<uintptr_t>(p);
+  size_t i = (a - base_) / kMinAlign;
+  LockGuard g(lock_);
+  if ((a - base_) % kMinAlign != 0) {
+    ReportMisuse(misuse::kInvalidFree, p, owner_->name(), "not a pointer returned by malloc(0)");
+  }
+  uint64_t bit = uint64_t{1} << (i % 64);
+  if ((live_bits_[i / 64] & bit) == 0) {
+    ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "a zero-size allocation, already freed");
+  }
+  live_bits_[i / 64] &= ~bit;
+}
+
+}  // namespace nitro

@@ -1,0 +1,90 @@
+// GuardedPool: sampled allocations on pages of their own between guard
+// pages (GWP-ASan inside the allocator). An allocation is placed against its
+// right or left guard at random, so an overflow or an underflow faults at
+// once; when freed, its pages become inaccessible and the slot is reused
+// last, so a later access faults too. The fault handler reports the kind,
+// address, size, offset and the allocation and free stacks, then lets the
+// process die with the original signal.
+//
+// ZeroSizeRegion: in strict mode malloc(0) returns a unique address in a
+// region with no accessible bytes.
+#ifndef NITROHEAP_CORE_GUARDED_POOL_H_
+#define NITROHEAP_CORE_GUARDED_POOL_H_
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "core/lock.h"
+#include "core/report.h"
+#include "core/span.h"
+
+namespace nitro {
+
+class GuardedPool {
+ public:
+  static constexpr size_t kSlots = 256;
+  static constexpr size_t kDataPages = 4;          // largest guarded allocation: 16 KiB
+  static constexpr size_t kStride = (kDataPages + 1) * kPageSize;
+
+  // Reserves the pool; false if the kernel refuses.
+  bool Init(Partition* owner);
+  bool initialized() const { return base_ != 0; }
+  // nullptr when the request does not fit a slot or every slot is in use.
+  void* Allocate(size_t size, size_t align);
+  // `s` is the slot's span; reports double and invalid frees.
+  void Free(Span* s, void* p);
+  // Prints a report and returns true if `addr` is in the pool.
+  bool ReportFault(uintptr_t addr);
+  size_t live() const { return live_; }
+  size_t total_sampled() const { return total_; }
+
+ private:
+  enum class SlotState : uint8_t { kUnused, kLive, kFreed };
+  struct Slot {
+    SlotState state;
+    uintptr_t ptr;
+    size_t size;
+    Span* span;
+    int alloc_frames, free_frames;
+    unsigned long alloc_thread, free_thread;
+    uintptr_t alloc_stack[kMaxFrames];
+    uintptr_t free_stack[kMaxFrames];
+  };
+  uintptr_t SlotData(size_t i) const { return base_ + kPageSize + i * kStride; }
+
+  SpinLock lock_;
+  uintptr_t base_ = 0;
+  size_t bytes_ = 0;
+  Slot* slots_ = nullptr;
+  size_t next_ = 0;  // slots are reused round-robin: the oldest free one
+  size_t live_ = 0;
+  size_t total_ = 0;
+  uint64_t rng_ = 0x2545F4914F6CDD1Dull;
+  Partition* owner_ = nullptr;
+};
+
+class ZeroSizeRegion {
+ public:
+  static constexpr size_t kBytes = size_t{64} << 20;  // 4M unique pointers
+  bool Init(Partition* owner);
+  // A fresh address with no accessible byte, or nullptr when exhausted.
+  void* Allocate();
+  void Free(void* p);
+  bool Contains(uintptr_t a) const { return a >= base_ && a < base_ + kBytes; }
+
+ private:
+  SpinLock lock_;
+  uintptr_t base_ = 0;
+  uint64_t* live_bits_ = nullptr;
+  size_t next_ = 0;
+  Partition* owner_ = nullptr;
+};
+
+// Installs the SIGSEGV/SIGBUS handler (once), chained to the previous one.
+void InstallFaultHandler();
+// The pools the handler consults.
+void RegisterFaultPools(GuardedPool* pool, ZeroSizeRegion* zero);
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_GUARDED_POOL_H_

@@ -1,0 +1,107 @@
+#include "core/report.h"
+
+#include <dlfcn.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "core/base.h"
+
+namespace nitro {
+namespace {
+
+void WriteAll(int fd, const char* p, size_t len) {
+  while (len > 0) {
+    ssize_t w = write(fd, p, len);
+    if (w <= 0) return;
+    p += w;
+    len -= static_cast<size_t>(w);
+  }
+}
+
+}  // namespace
+
+namespace {
+
+// Frame pointers are kept in NitroHeap's build (and usually in the
+// program's); each frame is [saved fp][return address]. Stops at the first
+// implausible frame: the caller's frame is above, on the same stack, aligned.
+int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip) {
+  int n = 0;
+  for (int depth = 0; fp != nullptr && n < max && depth < 256; depth++) {
+    uintptr_t next = fp[0];
+    uintptr_t ret = fp[1];
+    if (ret == 0) break;
+    if (depth >= skip) frames[n++] = ret;
+    if (next <= reinterpret_cast<uintptr_t>(fp) ||
+        next - reinterpret_cast<uintptr_t>(fp) > (8u << 20) || (next & 7) != 0) {
+      break;
+    }
+    fp = reinterpret_cast<uintptr_t*>(next);
+  }
+  return n;
+}
+
+}  // namespace
+
+int CaptureStack(uintptr_t* frames, int max, int skip) {
+  return WalkFrames(static_cast<uintptr_t*>(__builtin_frame_address(0)), frames, max, skip);
+}
+
+int CaptureStackFrom(uintptr_t fp, uintptr_t pc, uintptr_t* frames, int max) {
+  if (max <= 0) return 0;
+  frames[0] = pc + 1;  // WriteStack steps back one byte, as for return addresses
+  return 1 + WalkFrames(reinterpret_cast<uintptr_t*>(fp), frames + 1, max - 1, 0);
+}
+
+void WriteStack(int fd, const char* title, const uintptr_t* frames, int n) {
+  char line[512];
+  int len = snprintf(line, sizeof(line), "nitroheap: %s:\n", title);
+  WriteAll(fd, line, static_cast<size_t>(len));
+  for (int i = 0; i < n; i++) {
+    Dl_info info;
+    // Return addresses point after the call; step back into it.
+    uintptr_t pc = frames[i] - 1;
+    if (dladdr(reinterpret_cast<void*>(pc), &info) != 0 && info.dli_fname != nullptr) {
+      if (info.dli_sname != nullptr) {
+        len = snprintf(line, sizeof(line), "nitroheap:   #%d 0x%lx in %s+0x%lx (%s)\n", i,
+                       static_cast<unsigned long>(frames[i]), info.dli_sname,
+                       static_cast<unsigned long>(pc + 1 - reinterpret_cast<uintptr_t>(info.dli_saddr)),
+                       info.dli_fname);
+      } else {
+        len = snprintf(line, sizeof(line), "nitroheap:   #%d 0x%lx in %s+0x%lx\n", i,
+                       static_cast<unsigned long>(frames[i]), info.dli_fname,
+                       static_cast<unsigned long>(pc + 1 - reinterpret_cast<uintptr_t>(info.dli_fbase)));
+      }
+    } else {
+      len = snprintf(line, sizeof(line), "nitroheap:   #%d 0x%lx\n", i,
+                     static_cast<unsigned long>(frames[i]));
+    }
+    if (len > 0) WriteAll(fd, line, static_cast<size_t>(len) < sizeof(line) ? static_cast<size_t>(len) : sizeof(line) - 1);
+  }
+}
+
+void ReportMisuse(const char* kind, const void* addr, const char* partition, const char* fmt, ...) {
+  char line[512];
+  int n = snprintf(line, sizeof(line), "nitroheap: %s at %p in partition %s: ", kind, addr,
+                   partition != nullptr ? partition : "(none)");
+  if (n < 0) n = 0;
+  va_list ap;
+  va_start(ap, fmt);
+  int m = vsnprintf(line + n, sizeof(line) - static_cast<size_t>(n) - 1, fmt, ap);
+  va_end(ap);
+  size_t len = static_cast<size_t>(n) + (m > 0 ? static_cast<size_t>(m) : 0);
+  if (len > sizeof(line) - 2) len = sizeof(line) - 2;
+  line[len++] = '\n';
+  WriteAll(2, line, len);
+  uintptr_t frames[kMaxFrames];
+  int count = CaptureStack(frames, kMaxFrames, 1);
+  WriteStack(2, "stack", frames, count);
+  // abort() could run handlers that allocate; raise SIGABRT with the default action.
+  signal(SIGABRT, SIG_DFL);
+  abort();
+}
+
+}  // namespace nitro
