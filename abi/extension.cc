@@ -3,8 +3,16 @@
 
 #include <errno.h>
 
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+
 #include "core/heap.h"
+#include "core/os.h"
 #include "core/partition.h"
+#include "core/stats.h"
+#include "telemetry/runtime.h"
 
 using nitro::Partition;
 
@@ -80,5 +88,154 @@ NITRO_EXPORT size_t nitro_release_free_memory(void) {
 }
 
 NITRO_EXPORT void nitro_stats_print(void) { nitro::PrintHeapReport(2); }
+
+NITRO_EXPORT int nitro_stats_snapshot(nitro_stats_t* out) {
+  if (out == nullptr || out->size < sizeof(nitro_stats_t)) return EINVAL;
+  if (nitro::Mode() != nitro::HeapMode::kNitro) return ENOSYS;
+  nitro::CollectStats(out);
+  return 0;
+}
+
+namespace {
+
+// The snapshot is large (about 10 KiB): built in memory from the kernel, so
+// reading statistics never goes through the heap being measured.
+struct Snapshot {
+  Snapshot() {
+    st = static_cast<nitro_stats_t*>(nitro::os::Reserve(sizeof(nitro_stats_t), nitro::kPageSize));
+    if (st != nullptr) nitro::CollectStats(st);
+  }
+  ~Snapshot() {
+    if (st != nullptr) nitro::os::Unmap(st, sizeof(nitro_stats_t));
+  }
+  nitro_stats_t* st;
+};
+
+int ReadU64(uint64_t v, void* oldp, size_t* oldlenp) {
+  if (oldp == nullptr || oldlenp == nullptr) return 0;
+  if (*oldlenp != sizeof(uint64_t)) return EINVAL;
+  memcpy(oldp, &v, sizeof(v));
+  return 0;
+}
+
+int ReadString(const char* s, void* oldp, size_t* oldlenp) {
+  if (oldlenp == nullptr) return EINVAL;
+  size_t need = strlen(s) + 1;
+  if (oldp == nullptr) {
+    *oldlenp = need;
+    return 0;
+  }
+  if (*oldlenp < need) return EINVAL;
+  memcpy(oldp, s, need);
+  *oldlenp = need;
+  return 0;
+}
+
+// "stats.<counter>", "stats.partitions.<name>.<counter>", "stats.classes.<size>.<field>".
+int ReadStat(const char* name, void* oldp, size_t* oldlenp) {
+  Snapshot snap;
+  if (snap.st == nullptr) return ENOMEM;
+  const nitro_stats_t& st = *snap.st;
+  uint64_t v;
+  if (strcmp(name, "threads") == 0) return ReadU64(st.threads, oldp, oldlenp);
+  if (nitro::CounterByName(st.total, name, &v)) return ReadU64(v, oldp, oldlenp);
+  if (strncmp(name, "partitions.", 11) == 0) {
+    const char* rest = name + 11;
+    const char* dot = strrchr(rest, '.');
+    if (dot == nullptr) return ENOENT;
+    for (uint32_t i = 0; i < st.partition_count; i++) {
+      size_t n = strlen(st.partitions[i].name);
+      if (static_cast<size_t>(dot - rest) == n && strncmp(rest, st.partitions[i].name, n) == 0 &&
+          nitro::CounterByName(st.partitions[i].counters, dot + 1, &v)) {
+        return ReadU64(v, oldp, oldlenp);
+      }
+    }
+    return ENOENT;
+  }
+  if (strncmp(name, "classes.", 8) == 0) {
+    char* end;
+    unsigned long size = strtoul(name + 8, &end, 10);
+    if (*end != '.') return ENOENT;
+    for (const nitro_class_stats_t& k : st.classes) {
+      if (k.size != size) continue;
+      const char* f = end + 1;
+      if (strcmp(f, "allocations") == 0) return ReadU64(k.allocations, oldp, oldlenp);
+      if (strcmp(f, "frees") == 0) return ReadU64(k.frees, oldp, oldlenp);
+      if (strcmp(f, "live_objects") == 0) return ReadU64(k.live_objects, oldp, oldlenp);
+      if (strcmp(f, "slabs") == 0) return ReadU64(k.slabs, oldp, oldlenp);
+      if (strcmp(f, "slab_objects") == 0) return ReadU64(k.slab_objects, oldp, oldlenp);
+      if (strcmp(f, "slab_free_objects") == 0) return ReadU64(k.slab_free_objects, oldp, oldlenp);
+      if (strcmp(f, "thread_cache_objects") == 0) return ReadU64(k.thread_cache_objects, oldp, oldlenp);
+      if (strcmp(f, "middle_layer_objects") == 0) return ReadU64(k.middle_layer_objects, oldp, oldlenp);
+      return ENOENT;
+    }
+    return ENOENT;
+  }
+  return ENOENT;
+}
+
+int ReadOption(const char* name, void* oldp, size_t* oldlenp) {
+  const nitro::Options& o = nitro::CurrentOptions();
+  for (const nitro::OptionSpec* s = nitro::OptionTable(); s->name; s++) {
+    if (strcmp(s->name, name) != 0) continue;
+    const char* field = reinterpret_cast<const char*>(&o) + s->offset;
+    switch (s->type) {
+      case nitro::OptionType::kString: return ReadString(field, oldp, oldlenp);
+      case nitro::OptionType::kChoice:
+        return ReadString(nitro::ModeName(*reinterpret_cast<const nitro::HardeningMode*>(field)), oldp, oldlenp);
+      case nitro::OptionType::kBool: return ReadU64(*reinterpret_cast<const bool*>(field), oldp, oldlenp);
+      case nitro::OptionType::kSize: return ReadU64(*reinterpret_cast<const size_t*>(field), oldp, oldlenp);
+      case nitro::OptionType::kUint: return ReadU64(*reinterpret_cast<const uint64_t*>(field), oldp, oldlenp);
+    }
+  }
+  return ENOENT;
+}
+
+}  // namespace
+
+NITRO_EXPORT size_t nitro_stats_json(char* buf, size_t len) {
+  Snapshot snap;
+  if (snap.st == nullptr) return 0;
+  return nitro::StatsToJson(*snap.st, buf, len);
+}
+
+NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const void* newp,
+                           size_t newlen) {
+  if (name == nullptr) return EINVAL;
+  if (nitro::Mode() != nitro::HeapMode::kNitro) return ENOSYS;
+  bool writing = newp != nullptr || newlen != 0;
+  if (strcmp(name, "heap.release") == 0 || strcmp(name, "thread.cache.flush") == 0) {
+    if (oldp != nullptr) return EPERM;  // actions: nothing to read
+    if (name[0] == 'h') nitro_release_free_memory(); else nitro::Trim();
+    return 0;
+  }
+  if (strcmp(name, "flight_recorder.dump") == 0 || strcmp(name, "profile.dump") == 0) {
+    if (newp == nullptr || newlen == 0 || static_cast<const char*>(newp)[newlen - 1] != '\0') return EINVAL;
+    const char* path = static_cast<const char*>(newp);
+    return name[0] == 'f' ? nitro::telemetry::DumpFlightRecording(path)
+                          : nitro::telemetry::DumpHeapProfile(path);
+  }
+  if (writing) {
+    // Everything else is read-only; unknown names stay unknown.
+    if (strncmp(name, "stats.", 6) == 0 || strncmp(name, "opt.", 4) == 0 || strcmp(name, "version") == 0) {
+      return EPERM;
+    }
+    return ENOENT;
+  }
+  if (strcmp(name, "version") == 0) return ReadString("nitroheap 1 (stats v1)", oldp, oldlenp);
+  if (strncmp(name, "stats.", 6) == 0) return ReadStat(name + 6, oldp, oldlenp);
+  if (strncmp(name, "opt.", 4) == 0) return ReadOption(name + 4, oldp, oldlenp);
+  return ENOENT;
+}
+
+NITRO_EXPORT int nitro_flight_recorder_dump(const char* path) {
+  if (path == nullptr) return EINVAL;
+  return nitro::telemetry::DumpFlightRecording(path);
+}
+
+NITRO_EXPORT int nitro_heap_profile_dump(const char* path) {
+  if (path == nullptr) return EINVAL;
+  return nitro::telemetry::DumpHeapProfile(path);
+}
 
 }  // extern "C"

@@ -59,6 +59,7 @@ void CentralFreeList::InsertRange(void* head, int n) {
 
 void* CentralFreeList::AllocateOne() {
   LockGuard g(lock_);
+  direct_allocs_++;
   if (batches_ > 0) {
     Batch& b = batch_[batches_ - 1];
     void* p = b.head;
@@ -68,13 +69,17 @@ void* CentralFreeList::AllocateOne() {
     return p;
   }
   void* head = nullptr;
-  if (FromSpans(&head, 1) != 1) return nullptr;
+  if (FromSpans(&head, 1) != 1) {
+    direct_allocs_--;
+    return nullptr;
+  }
   static_cast<uintptr_t*>(head)[1] = 0;
   return head;
 }
 
 void CentralFreeList::FreeOne(void* p) {
   LockGuard g(lock_);
+  direct_frees_++;
   SetLink(p, nullptr, key_);
   static_cast<uintptr_t*>(p)[1] = owner_->free_marker();
   ReturnToSpans(p, 1);
@@ -201,6 +206,9 @@ CentralStats CentralFreeList::Stats() {
   st.span_free_objects = span_free_;
   st.slabs = slabs_;
   st.slab_objects_in_use = slabs_ * kSizeClasses.info(size_class_).capacity - span_free_;
+  st.direct_allocs = direct_allocs_;
+  st.direct_frees = direct_frees_;
+  st.lock_contention = lock_.contended();
   return st;
 }
 

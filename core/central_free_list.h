@@ -20,6 +20,9 @@ namespace nitro {
 class Partition;
 
 struct CentralStats {
+  uint64_t direct_allocs;   // AllocateOne: partitions without thread caches
+  uint64_t direct_frees;    // FreeOne
+  uint64_t lock_contention;
   size_t transfer_objects;  // objects held in whole batches
   size_t span_free_objects; // free objects inside slabs
   size_t slabs;             // slabs of the class
@@ -66,6 +69,8 @@ class CentralFreeList {
   int empty_slabs_ = 0;
   size_t slabs_ = 0;
   size_t span_free_ = 0;
+  uint64_t direct_allocs_ = 0;
+  uint64_t direct_frees_ = 0;
 };
 
 }  // namespace nitro

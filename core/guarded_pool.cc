@@ -186,6 +186,7 @@ void* GuardedPool::Allocate(size_t size, size_t align) {
   slot.span->requested = size;
   live_++;
   total_++;
+  live_bytes_ += size;
   return reinterpret_cast<void*>(ptr);
 }
 
@@ -208,6 +209,7 @@ void GuardedPool::Free(Span* s, void* p) {
   slot.free_frames = CaptureStack(slot.free_stack, kMaxFrames, 2);
   os::ProtectNone(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
   live_--;
+  live_bytes_ -= slot.size;
 }
 
 bool GuardedPool::ReportFault(uintptr_t addr) {

@@ -37,6 +37,7 @@ class GuardedPool {
   bool ReportFault(uintptr_t addr);
   size_t live() const { return live_; }
   size_t total_sampled() const { return total_; }
+  size_t live_bytes() const { return live_bytes_; }
 
  private:
   enum class SlotState : uint8_t { kUnused, kLive, kFreed };
@@ -59,6 +60,7 @@ class GuardedPool {
   size_t next_ = 0;  // slots are reused round-robin: the oldest free one
   size_t live_ = 0;
   size_t total_ = 0;
+  size_t live_bytes_ = 0;
   uint64_t rng_ = 0x2545F4914F6CDD1Dull;
   Partition* owner_ = nullptr;
 };

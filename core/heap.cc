@@ -38,6 +38,10 @@ pthread_key_t g_thread_key;
 bool g_thread_key_ok = false;
 std::atomic<bool> g_reclaimer_started{false};
 bool g_strict = false;
+std::atomic<const TelemetryHooks*> g_hooks{nullptr};
+ThreadCache::Counters g_exited_counters;  // under g_registry_lock
+uint64_t g_start_ns = 0;
+std::atomic<uint64_t> g_recorded{0};
 GuardedPool g_pool;
 ZeroSizeRegion g_zero;
 uint8_t g_canary = 0xA5;
@@ -49,6 +53,17 @@ size_t g_threads = 0;
 
 __thread bool tls_dead __attribute__((tls_model("initial-exec"))) = false;
 __thread uint64_t tls_rng __attribute__((tls_model("initial-exec"))) = 0;
+
+// Bytes until the next flight-recorder sample: uniform in [0, 2*rate).
+int64_t NextRecord() {
+  uint64_t rate = g_options.profile_rate;
+  if (rate == 0) return INT64_MAX;
+  if (tls_rng == 0) tls_rng = (reinterpret_cast<uintptr_t>(&tls_rng) ^ 0x9E3779B97F4A7C15ull) | 1;
+  tls_rng ^= tls_rng << 13;
+  tls_rng ^= tls_rng >> 7;
+  tls_rng ^= tls_rng << 17;
+  return static_cast<int64_t>(tls_rng % (2 * rate));
+}
 
 // Allocations until the next guarded one: uniform in [0, 2*rate), so one in
 // `rate` on average and never periodic.
@@ -118,6 +133,9 @@ void StartLocked() {
       }
     }
   }
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  g_start_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
   g_state.store(legacy ? kReadyLegacy : kReadyNitro, std::memory_order_release);
 }
 
@@ -136,7 +154,7 @@ void PostStart() {
   pthread_atfork(ForkPrepare, ForkParent, ForkChild);
   RegisterFaultPools(g_pool.initialized() ? &g_pool : nullptr, g_strict ? &g_zero : nullptr);
   InstallFaultHandler();
-  if (g_options.stats_print) atexit(AtExit);
+  atexit(AtExit);
 }
 
 // ---- thread caches --------------------------------------------------------
@@ -145,7 +163,8 @@ ThreadCache* CreateThreadCache() {
   if (tls_dead || g_state.load(std::memory_order_relaxed) != kReadyNitro) return nullptr;
   ThreadCache* tc = g_cache_pool.New();
   if (tc == nullptr) return nullptr;
-  tc->Init(g_default, g_options.tcache_max_bytes, QuarantineBytes(g_options), g_strict, NextSample());
+  tc->Init(g_default, g_options.tcache_max_bytes, QuarantineBytes(g_options), g_strict, NextSample(),
+           NextRecord());
   tc->owner_thread = static_cast<unsigned long>(pthread_self());
   {
     LockGuard g(g_registry_lock);
@@ -163,6 +182,13 @@ void DestroyThreadCache(ThreadCache* tc) {
   tc->Flush();
   {
     LockGuard g(g_registry_lock);
+    // Keep the counts of threads that are gone.
+    const ThreadCache::Counters& c = tc->counters();
+    for (int i = 0; i < kNumClasses; i++) {
+      ThreadCache::Bump(g_exited_counters.allocs[i], c.allocs[i]);
+      ThreadCache::Bump(g_exited_counters.frees[i], c.frees[i]);
+    }
+    ThreadCache::Bump(g_exited_counters.requested_bytes, c.requested_bytes);
     if (tc->prev) tc->prev->next = tc->next; else g_registry = tc->next;
     if (tc->next) tc->next->prev = tc->prev;
     g_threads--;
@@ -188,12 +214,15 @@ void* ReclaimerMain(void*) {
   for (;;) {
     uint64_t decay = g_options.decay_ms;
     uint64_t period = decay / 4 < 10 ? 10 : (decay / 4 > 1000 ? 1000 : decay / 4);
+    const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+    if (hooks != nullptr && period > 100) period = 100;  // statistics at least every 100 ms
     struct timespec ts = {static_cast<time_t>(period / 1000),
                           static_cast<long>((period % 1000) * 1000000)};
     nanosleep(&ts, nullptr);
     uint64_t now = NowMs();
     uint64_t cutoff = now > decay ? now - decay : 0;
     Partition::ForEach([cutoff](Partition* p) { p->ReleaseFreedBefore(cutoff); });
+    if (hooks != nullptr && hooks->on_tick != nullptr) hooks->on_tick();
   }
   return nullptr;
 }
@@ -261,6 +290,9 @@ void ForkChild() {
   g_registry_lock.ResetAfterFork();
   g_init_lock.ResetAfterFork();
   g_reclaimer_started.store(false);
+  if (const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire)) {
+    if (hooks->on_fork_child != nullptr) hooks->on_fork_child();
+  }
   // The other threads are gone; what their caches held goes back.
   ThreadCache* mine = tls_cache;
   for (ThreadCache* tc = g_registry; tc != nullptr;) {
@@ -270,7 +302,12 @@ void ForkChild() {
   }
 }
 
-void AtExit() { PrintHeapReport(2); }
+void AtExit() {
+  if (const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire)) {
+    if (hooks->on_exit != nullptr) hooks->on_exit();
+  }
+  if (g_options.stats_print) PrintHeapReport(2);
+}
 
 // ---- helpers ----------------------------------------------------------------
 
@@ -331,6 +368,19 @@ void* AllocateLargeDefault(size_t size, size_t align, bool zero) {
   return p;
 }
 
+void Record(void* p, size_t size, size_t align);
+
+// Large allocations advance the flight recorder's byte countdown too.
+void* AllocateLargeSampled(size_t size, size_t align, bool zero) {
+  void* p = AllocateLargeDefault(size, align, zero);
+  ThreadCache* tc = tls_cache;
+  if (p != nullptr && !tc->is_sentinel() && tc->RecordBytes(size)) {
+    tc->ResetRecordCountdown(NextRecord());
+    Record(p, size, align);
+  }
+  return p;
+}
+
 // Checks that `p` starts a live object and returns what the page map says.
 PointerInfo CheckedInfo(const char* what, void* p) {
   PointerInfo info;
@@ -358,6 +408,47 @@ PointerInfo CheckedInfo(const char* what, void* p) {
   return info;
 }
 
+// A flight-recorder sample: mark its span so that its free is seen (and
+// timed), then hand it to telemetry.
+void Record(void* p, size_t size, size_t align) {
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  if (hooks == nullptr || hooks->on_sample == nullptr) return;
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) return;
+  size_t usable = s->requested;
+  if (s->state == SpanState::kSlab) {
+    uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
+    __atomic_fetch_or(&s->recorded_bits[idx / 64], uint64_t{1} << (idx % 64), __ATOMIC_RELAXED);
+    __atomic_store_n(&s->cache_class, uint8_t{0}, __ATOMIC_RELAXED);
+    usable = kSizeClasses.size(s->size_class);
+  } else if (s->state == SpanState::kLarge) {
+    __atomic_fetch_or(&s->recorded_bits[0], uint64_t{1}, __ATOMIC_RELAXED);
+    usable = s->usable_bytes();
+  }
+  g_recorded.fetch_add(1, std::memory_order_relaxed);
+  hooks->on_sample(p, size, usable, align, s->partition);
+}
+
+// The free of a possibly recorded object: tells telemetry, and lets the
+// span's frees take the fast path again once no sample is left in it.
+void RecordedFree(Span* s, void* p) {
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  if (s->state == SpanState::kGuarded) {
+    if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
+    return;
+  }
+  uint32_t idx = s->state == SpanState::kSlab ? s->ObjectIndex(reinterpret_cast<uintptr_t>(p)) : 0;
+  uint64_t bit = uint64_t{1} << (idx % 64);
+  if ((__atomic_load_n(&s->recorded_bits[idx / 64], __ATOMIC_RELAXED) & bit) == 0) return;
+  __atomic_fetch_and(&s->recorded_bits[idx / 64], ~bit, __ATOMIC_RELAXED);
+  if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
+  if (s->state == SpanState::kSlab && s->partition->thread_cached()) {
+    bool any = false;
+    for (uint64_t w : s->recorded_bits) any |= __atomic_load_n(&w, __ATOMIC_RELAXED) != 0;
+    if (!any) __atomic_store_n(&s->cache_class, s->size_class, __ATOMIC_RELAXED);
+  }
+}
+
 ThreadCache* CacheForThisThread() {
   ThreadCache* tc = tls_cache;
   return tc->is_sentinel() ? CreateThreadCache() : tc;
@@ -376,19 +467,29 @@ bool ValidStrictObject(void* q, int cls) {
 // (it was zeroed when freed); the bytes past the request get canaries.
 void* StrictAllocate(size_t size, size_t align) {
   ThreadCache* tc = CacheForThisThread();
-  if (tc != nullptr && tc->SampleTick()) {
-    tc->ResetSampleCountdown(NextSample());
-    if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) return q;
-  }
-  if (size == 0 && align <= kMinAlign) {
-    if (void* q = g_zero.Allocate()) return q;
-  }
   int cls = 0;
   if (size < kMaxSmallSize) {
     cls = align <= kMinAlign ? kSizeClasses.ClassFor(size + 1)
                              : (align <= kPageSize ? kSizeClasses.ClassForAligned(size + 1, align) : 0);
   }
   if (cls == 0) return nullptr;  // the caller takes the large path
+  bool due = tc != nullptr && tc->AccountAlloc(cls, size);
+  bool record = false;
+  if (due && tc->RecordDue()) {
+    tc->ResetRecordCountdown(NextRecord());
+    record = true;
+  }
+  if (due && tc->GuardDue()) {
+    tc->ResetSampleCountdown(NextSample());
+    if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) {
+      tc->UnaccountAlloc(cls, size);  // counted under the guarded pool instead
+      if (record) Record(q, size, align);
+      return q;
+    }
+  }
+  if (size == 0 && align <= kMinAlign) {
+    if (void* q = g_zero.Allocate()) return q;
+  }
   void* p = nullptr;
   if (tc != nullptr) {
     p = tc->PopChecked(cls, 8, ValidStrictObject);
@@ -415,6 +516,7 @@ void* StrictAllocate(size_t size, size_t align) {
   Span* s = GlobalPageMap().Get(p);
   if (s->requested_sizes != nullptr) s->requested_sizes[s->ObjectIndex(reinterpret_cast<uintptr_t>(p))] = static_cast<uint32_t>(size);
   memset(bytes + size, g_canary, slot - size);
+  if (record) Record(p, size, align);
   return p;
 }
 
@@ -435,6 +537,7 @@ void StrictFree(Span* s, void* p, int cls) {
     return;
   }
   tc->PushChecked(cls, p);
+  tc->AccountFree(cls);
 }
 
 // Formats a report on the stack: printing it must not allocate.
@@ -484,6 +587,21 @@ HeapMode Mode() {
 }
 const Options& CurrentOptions() { return g_options; }
 HardeningMode CurrentMode() { return g_options.mode; }
+
+void SetTelemetryHooks(const TelemetryHooks* hooks) { g_hooks.store(hooks, std::memory_order_release); }
+
+void ForEachThreadCache(void (*f)(const ThreadCache* tc, void* ctx), void* ctx) {
+  LockGuard g(g_registry_lock);
+  for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next) f(tc, ctx);
+}
+
+const ThreadCache::Counters& ExitedThreadCounters() { return g_exited_counters; }
+size_t GuardedSamples() { return g_pool.total_sampled() + g_recorded.load(std::memory_order_relaxed); }
+GuardedPoolCounts GuardedCounts() {
+  return GuardedPoolCounts{g_pool.total_sampled(), g_pool.total_sampled() - g_pool.live(), g_pool.live(),
+                           g_pool.live_bytes()};
+}
+uint64_t HeapStartTimeNs() { return g_start_ns; }
 Partition* DefaultPartition() { return Started() ? g_default : nullptr; }
 
 void* MallocSlow(size_t size) {
@@ -491,27 +609,37 @@ void* MallocSlow(size_t size) {
     if (void* p = BootstrapAllocate(size, kMinAlign)) return p;
     if (!Started()) return LibcMalloc(size);
   }
+  MaybeStartReclaimer();
   if (g_strict) {
     if (void* p = StrictAllocate(size, 0)) return p;
     if (size < kMaxSmallSize) return nullptr;
   }
-  if (size > kMaxSmallSize || g_strict) {
-    MaybeStartReclaimer();
-    return AllocateLargeDefault(size, 0, false);
-  }
-  void* p = AllocateSmall(kSizeClasses.ClassFor(size));
+  if (size > kMaxSmallSize || g_strict) return AllocateLargeSampled(size, 0, false);
+  int cls = kSizeClasses.ClassFor(size);
+  void* p = AllocateSmall(cls);
   ThreadCache* tc = tls_cache;
-  if (p != nullptr && tc->SampleTick()) return SampleSlow(p, size);
+  if (p != nullptr && !tc->is_sentinel() && tc->AccountAlloc(cls, size)) return SampleSlow(p, size);
   return p;
 }
 
 void* SampleSlow(void* p, size_t size) {
   ThreadCache* tc = tls_cache;
-  tc->ResetSampleCountdown(NextSample());
-  void* q = g_pool.initialized() ? g_pool.Allocate(size, 0) : nullptr;
-  if (q == nullptr) return p;  // every slot in use: this one goes unguarded
-  tc->PushChecked(kSizeClasses.ClassFor(size), p);
-  return q;
+  void* result = p;
+  if (tc->GuardDue()) {
+    tc->ResetSampleCountdown(NextSample());
+    if (void* q = g_pool.initialized() ? g_pool.Allocate(size, 0) : nullptr) {
+      // p goes back unused; the guarded pool counts this allocation.
+      int cls = kSizeClasses.ClassFor(size);
+      tc->PushChecked(cls, p);
+      tc->UnaccountAlloc(cls, size);
+      result = q;
+    }
+  }
+  if (tc->RecordDue()) {
+    tc->ResetRecordCountdown(NextRecord());
+    Record(result, size, 0);
+  }
+  return result;
 }
 
 void FreeSlow(void* p) {
@@ -523,6 +651,7 @@ void FreeSlow(void* p) {
   }
   if (s->state == SpanState::kGuarded) {
     g_pool.Free(s, p);
+    RecordedFree(s, p);
     return;
   }
   if (s->state == SpanState::kZeroSize) {
@@ -531,16 +660,17 @@ void FreeSlow(void* p) {
   }
   PointerInfo info = CheckedInfo("free", p);
   if (s->state == SpanState::kLarge) {
+    RecordedFree(s, p);
     s->partition->FreeLarge(s, p);
-    MaybeStartReclaimer();
     return;
   }
-  int cls = s->cache_class;
-  if (cls == 0) {
+  int cls = s->size_class;
+  if (!s->partition->thread_cached()) {
     // A slab of a partition without thread caches.
-    info.partition->central(info.size_class).FreeOne(p);
+    info.partition->central(cls).FreeOne(p);
     return;
   }
+  RecordedFree(s, p);
   if (g_strict) {
     StrictFree(s, p, cls);
     return;
@@ -552,9 +682,9 @@ void FreeSlow(void* p) {
       g_default->central(cls).FreeOne(p);
       return;
     }
-    if (tc->Push(cls, p)) return;
   }
   tc->Overflow(cls, p);
+  tc->AccountFree(cls);
 }
 
 void FreeSizedSlow(void* p, size_t size, size_t align) {
@@ -606,8 +736,7 @@ void* Calloc(size_t n, size_t size) {
     if (p != nullptr) memset(p, 0, total);
     return p;
   }
-  MaybeStartReclaimer();
-  return AllocateLargeDefault(total, 0, true);
+  return AllocateLargeSampled(total, 0, true);
 }
 
 void* AllocateAligned(size_t align, size_t size) {
@@ -627,15 +756,24 @@ void* AllocateAligned(size_t align, size_t size) {
     if (size < kMaxSmallSize && align <= kPageSize && errno == ENOMEM) return nullptr;
   } else if (align <= kPageSize) {
     if (int cls = kSizeClasses.ClassForAligned(size, align)) {
+      void* p = AllocateSmall(cls);
       ThreadCache* tc = tls_cache;
-      if (!tc->is_sentinel() && tc->SampleTick()) {
+      if (p == nullptr || tc->is_sentinel() || !tc->AccountAlloc(cls, size)) return p;
+      bool record = tc->RecordDue();
+      if (record) tc->ResetRecordCountdown(NextRecord());
+      if (tc->GuardDue()) {
         tc->ResetSampleCountdown(NextSample());
-        if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) return q;
+        if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) {
+          tc->PushChecked(cls, p);
+          tc->UnaccountAlloc(cls, size);
+          p = q;
+        }
       }
-      return AllocateSmall(cls);
+      if (record) Record(p, size, align);
+      return p;
     }
   }
-  return AllocateLargeDefault(size, align, false);
+  return AllocateLargeSampled(size, align, false);
 }
 
 void* Realloc(void* p, size_t size) {

@@ -31,9 +31,10 @@ NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
 NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
   if (NITRO_LIKELY(size <= kMaxSmallSize)) {
     ThreadCache* tc = tls_cache;
-    void* p = tc->Pop(kSizeClasses.ClassFor(size));
+    int cls = kSizeClasses.ClassFor(size);
+    void* p = tc->Pop(cls);
     if (NITRO_LIKELY(p != nullptr)) {
-      if (NITRO_LIKELY(!tc->SampleTick())) return p;
+      if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
       return SampleSlow(p, size);
     }
   }
@@ -42,9 +43,10 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 
 // The checks every mode makes on a free, on the fast path: the pointer is
 // the start of an object of a default-partition slab, and that object is not
-// already free. Returns the size class, or 0 for "take the slow path".
+// already free. Returns the size class, or 0 for "take the slow path" (also
+// for slabs holding flight-recorder samples, whose frees are timed).
 NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
-  int cls = s->cache_class;
+  int cls = __atomic_load_n(&s->cache_class, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(cls == 0)) return 0;
   const SizeClassInfo& info = kSizeClasses.info(cls);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
@@ -59,7 +61,10 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
   if (NITRO_LIKELY(s != nullptr)) {
     ThreadCache* tc = tls_cache;
     int cls = FastFreeClass(p, s, tc);
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) return;
+    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
+      tc->AccountFree(cls);
+      return;
+    }
   }
   FreeSlow(p);
 }
@@ -73,6 +78,7 @@ NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
     int cls = FastFreeClass(p, s, tc);
     if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls) &&
         NITRO_LIKELY(tc->Push(cls, p))) {
+      tc->AccountFree(cls);
       return;
     }
   }
@@ -95,6 +101,31 @@ void EnsureStarted();
 const Options& CurrentOptions();
 HardeningMode CurrentMode();
 Partition* DefaultPartition();
+
+// Telemetry plugs in here (telemetry/runtime.cc registers it at start-up):
+// sampled allocations and their frees, a periodic tick from the background
+// thread, and process exit.
+struct TelemetryHooks {
+  void (*on_sample)(void* p, size_t requested, size_t usable, size_t align, Partition* partition);
+  void (*on_free)(void* p);
+  void (*on_tick)();
+  void (*on_exit)();
+  void (*on_fork_child)();
+};
+void SetTelemetryHooks(const TelemetryHooks* hooks);
+// The per-thread caches, for statistics: calls f(cache) under the registry
+// lock, then f(nullptr-free) for the counters of threads that have exited.
+void ForEachThreadCache(void (*f)(const ThreadCache* tc, void* ctx), void* ctx);
+const ThreadCache::Counters& ExitedThreadCounters();
+// Samples taken by the guarded pool and the flight recorder.
+size_t GuardedSamples();
+// The guarded pool's allocations (part of the default partition's counts).
+struct GuardedPoolCounts {
+  uint64_t allocations, frees, live_objects, live_bytes;
+};
+GuardedPoolCounts GuardedCounts();
+// Wall-clock nanoseconds (CLOCK_REALTIME) when the heap started.
+uint64_t HeapStartTimeNs();
 
 struct HeapStats {
   size_t reserved_bytes;        // address space of all partitions

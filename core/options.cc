@@ -33,6 +33,19 @@ constexpr OptionSpec kTable[] = {
      nullptr},
     {"stats_print", OptionType::kBool, offsetof(Options, stats_print), 0, 1,
      "print the heap report to stderr at exit", nullptr},
+    {"telemetry", OptionType::kBool, offsetof(Options, telemetry), 0, 1,
+     "publish live statistics in /dev/shm/nitroheap.<pid> for nitroheap.attach(pid)", nullptr},
+    {"profile_rate", OptionType::kSize, offsetof(Options, profile_rate), 0, uint64_t{1} << 40,
+     "mean bytes between allocations sampled into the flight recorder (0: off)", nullptr},
+    {"flight_recorder_events", OptionType::kUint, offsetof(Options, flight_recorder_events), 16,
+     1u << 20, "events the flight recorder's ring buffer holds", nullptr},
+    {"flight_recorder", OptionType::kString, offsetof(Options, flight_recorder), 0, 256,
+     "write the flight recording to this path at exit (%p becomes the pid)", nullptr},
+    {"flight_recorder_signal", OptionType::kUint, offsetof(Options, flight_recorder_signal), 0, 64,
+     "write the flight recording (to flight_recorder, or nitroheap.%p.pb) on this signal (0: none)",
+     nullptr},
+    {"heap_profile", OptionType::kString, offsetof(Options, heap_profile), 0, 256,
+     "write a pprof heap profile to this path at exit (%p becomes the pid)", nullptr},
     {nullptr, OptionType::kBool, 0, 0, 0, nullptr, nullptr},
 };
 
@@ -116,7 +129,7 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
   while (*p != '\0') {
     const char* end = strchr(p, ',');
     size_t len = end ? static_cast<size_t>(end - p) : strlen(p);
-    char item[128];
+    char item[320];
     if (len >= sizeof(item)) {
       char shown[40];
       snprintf(shown, sizeof(shown), "%.32s", p);
@@ -144,7 +157,9 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
         } else {
           uint64_t v = 0;
           bool ok;
-          if (o->type == OptionType::kChoice) {
+          if (o->type == OptionType::kString) {
+            ok = strlen(value) < o->max;
+          } else if (o->type == OptionType::kChoice) {
             int idx = ChoiceIndex(o->choices, value);
             ok = idx >= 0;
             v = static_cast<uint64_t>(idx < 0 ? 0 : idx);
@@ -157,7 +172,8 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
             ok = ParseNumber(value, o->type == OptionType::kSize, &v) && v >= o->min && v <= o->max;
           }
           if (!ok) {
-            const char* expected = o->type == OptionType::kChoice ? o->choices
+            const char* expected = o->type == OptionType::kString ? "a path shorter than 256 bytes"
+                                   : o->type == OptionType::kChoice ? o->choices
                                    : o->type == OptionType::kBool ? "0 or 1"
                                    : o->type == OptionType::kSize ? "a size such as 512K, 64M or 1G, in range"
                                                                   : "a whole number in range";
@@ -166,7 +182,8 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
             errors++;
           } else {
             char* field = reinterpret_cast<char*>(out) + o->offset;
-            if (o->type == OptionType::kChoice) *reinterpret_cast<int*>(field) = static_cast<int>(v);
+            if (o->type == OptionType::kString) memcpy(field, value, strlen(value) + 1);
+            else if (o->type == OptionType::kChoice) *reinterpret_cast<int*>(field) = static_cast<int>(v);
             else if (o->type == OptionType::kBool) *reinterpret_cast<bool*>(field) = v != 0;
             else if (o->type == OptionType::kSize) *reinterpret_cast<size_t*>(field) = static_cast<size_t>(v);
             else *reinterpret_cast<uint64_t*>(field) = v;
@@ -188,7 +205,9 @@ void PrintOptionHelp(int fd, const Options& defaults) {
   for (const OptionSpec* o = kTable; o->name; o++) {
     const char* field = reinterpret_cast<const char*>(&defaults) + o->offset;
     char value[32];
-    if (o->type == OptionType::kChoice) {
+    if (o->type == OptionType::kString) {
+      snprintf(value, sizeof(value), "%s", *field ? field : "(none)");
+    } else if (o->type == OptionType::kChoice) {
       snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field)));
     } else if (o->type == OptionType::kSize && *reinterpret_cast<const size_t*>(field) == kQuarantineFromMode) {
       snprintf(value, sizeof(value), "by mode");

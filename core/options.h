@@ -25,13 +25,20 @@ struct Options {
   uint64_t decay_ms = 500;
   bool background_thread = true;
   bool stats_print = false;
+  // Telemetry (docs/telemetry.md).
+  bool telemetry = true;
+  size_t profile_rate = size_t{512} << 10;
+  uint64_t flight_recorder_events = 4096;
+  uint64_t flight_recorder_signal = 0;
+  char flight_recorder[256] = {};
+  char heap_profile[256] = {};
 };
 
 // The quarantine actually in force.
 size_t QuarantineBytes(const Options& o);
 const char* ModeName(HardeningMode m);
 
-enum class OptionType { kSize, kUint, kBool, kChoice };
+enum class OptionType { kSize, kUint, kBool, kChoice, kString };
 
 struct OptionSpec {
   const char* name;
@@ -41,6 +48,7 @@ struct OptionSpec {
   uint64_t max;
   const char* doc;
   const char* choices;  // kChoice: "a|b|c", stored as the index (an int)
+  // kString: `max` is the buffer size (value length + 1 at most).
 };
 
 // The table, terminated by an entry with a null name.

@@ -68,6 +68,20 @@ TEST(Options, ModeAndQuarantine) {
   EXPECT_EQ(o.mode, HardeningMode::kFast);
 }
 
+TEST(Options, StringsAndTelemetry) {
+  Options o;
+  std::vector<std::string> errors;
+  EXPECT_EQ(ParseOptions("flight_recorder=/tmp/rec.%p.pb,telemetry=0,profile_rate=64K", &o, nullptr,
+                         Collect, &errors),
+            0);
+  EXPECT_STREQ(o.flight_recorder, "/tmp/rec.%p.pb");
+  EXPECT_FALSE(o.telemetry);
+  EXPECT_EQ(o.profile_rate, 64u * 1024);
+  std::string long_path = "heap_profile=/" + std::string(300, 'x');
+  EXPECT_EQ(ParseOptions(long_path.c_str(), &o, nullptr, Collect, &errors), 1);
+  EXPECT_EQ(o.heap_profile[0], '\0');
+}
+
 TEST(Options, HelpAndEmptyItems) {
   Options o;
   bool help = false;
@@ -89,7 +103,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 8);
+  EXPECT_EQ(n, 14);
 }
 
 }  // namespace

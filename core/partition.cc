@@ -111,6 +111,8 @@ void* Partition::AllocateLarge(size_t size, size_t align, bool* zeroed) {
     LockGuard g(large_lock_);
     large_count_++;
     large_bytes_ += size;
+    large_usable_ += s->usable_bytes();
+    large_allocs_total_++;
   }
   return reinterpret_cast<void*>(s->start);
 }
@@ -124,11 +126,14 @@ void Partition::FreeLarge(Span* s, void* p) {
     LockGuard g(large_lock_);
     large_count_--;
     large_bytes_ -= s->requested;
+    large_usable_ -= s->usable_bytes();
+    large_frees_total_++;
   }
   pages_.Free(s, /*protect=*/true);
 }
 
 bool Partition::ResizeLargeInPlace(Span* s, size_t size) {
+  size_t old_usable = s->usable_bytes();
   size_t guard = s->guard_pages;
   size_t pages = PagesFor(size) + guard;
   if (pages != s->pages) {
@@ -149,6 +154,7 @@ bool Partition::ResizeLargeInPlace(Span* s, size_t size) {
   }
   LockGuard g(large_lock_);
   large_bytes_ = large_bytes_ - s->requested + size;
+  large_usable_ = large_usable_ - old_usable + s->usable_bytes();
   s->requested = size;
   return true;
 }
@@ -245,7 +251,11 @@ PartitionStats Partition::Stats() {
     LockGuard g(large_lock_);
     st.large_allocations = large_count_;
     st.large_bytes = large_bytes_;
+    st.large_usable_bytes = large_usable_;
+    st.large_allocs_total = large_allocs_total_;
+    st.large_frees_total = large_frees_total_;
   }
+  st.lock_contention = large_lock_.contended() + pages_.lock().contended();
   for (int c = 1; c < kNumClasses; c++) {
     CentralStats cs = central_[c].Stats();
     st.small_transfer_bytes += cs.transfer_objects * kSizeClasses.size(c);

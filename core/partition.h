@@ -47,6 +47,10 @@ struct PartitionStats {
   PageHeapStats pages;
   size_t large_allocations;  // live large allocations
   size_t large_bytes;        // their requested bytes
+  size_t large_usable_bytes; // their usable bytes
+  uint64_t large_allocs_total;
+  uint64_t large_frees_total;
+  uint64_t lock_contention;  // page heap and large-allocation locks
   size_t small_transfer_bytes;  // objects in the middle layer's batches
   size_t small_slab_free_bytes; // free objects inside slabs
   size_t small_slabs;
@@ -120,6 +124,9 @@ class Partition {
   SpinLock large_lock_;
   size_t large_count_ = 0;
   size_t large_bytes_ = 0;
+  size_t large_usable_ = 0;
+  uint64_t large_allocs_total_ = 0;
+  uint64_t large_frees_total_ = 0;
 };
 
 // Looks an address up in O(1). Works for any address, including ones inside

@@ -50,6 +50,9 @@ struct Span {
   uint8_t guard_pages;
   // Strict mode slabs: the size each object was asked for (canaries).
   uint32_t* requested_sizes;
+  // Objects sampled by the flight recorder (bit i: object i; large: bit 0).
+  // While any is set, frees from this span take the slow path (timed).
+  uint64_t recorded_bits[kMaxObjectsPerSlab / 64];
   // Free runs: when the span became free (for decay), in reclaim ticks.
   uint64_t free_tick;
 

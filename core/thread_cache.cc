@@ -6,12 +6,13 @@
 namespace nitro {
 
 void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes,
-                       bool strict, int64_t first_sample) {
+                       bool strict, int64_t first_sample, int64_t first_record) {
   partition_ = partition;
   key_ = partition->key();
   marker_ = partition->free_marker();
   max_bytes_ = max_bytes;
   sample_countdown_ = first_sample;
+  record_countdown_ = first_record;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     // Each class holds back up to quarantine/32 bytes, at least one object,
@@ -40,7 +41,7 @@ void ThreadCache::Prepend(int cls, void* head, int n) {
     SetLink(last, l.head, key_);
   }
   l.head = head;
-  l.count += static_cast<uint32_t>(n);
+  __atomic_store_n(&l.count, l.count + static_cast<uint32_t>(n), __ATOMIC_RELAXED);
 }
 
 bool ThreadCache::RefillList(int cls) {
@@ -88,7 +89,7 @@ void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
     p = check(GetLink(before, key_));
     SetLink(before, GetLink(p, key_), key_);  // p is never the tail: count > depth >= 1
   }
-  l.count--;
+  __atomic_store_n(&l.count, l.count - 1, __ATOMIC_RELAXED);
   static_cast<uintptr_t*>(p)[1] = 0;
   return p;
 }
@@ -102,7 +103,7 @@ void ThreadCache::PushChecked(int cls, void* p) {
     SetLink(l.tail, p, key_);
   }
   l.tail = p;
-  l.count++;
+  __atomic_store_n(&l.count, l.count + 1, __ATOMIC_RELAXED);
   static_cast<uintptr_t*>(p)[1] = marker_;
 }
 
@@ -114,7 +115,7 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
   void* head = l.head;
   void* last = head;
   for (uint32_t i = 1; i < n; i++) last = GetLink(last, key_);
-  l.count -= n;
+  __atomic_store_n(&l.count, l.count - n, __ATOMIC_RELAXED);
   if (l.count > 0) {
     l.head = GetLink(last, key_);
   } else {
@@ -140,7 +141,7 @@ void ThreadCache::Flush() {
 size_t ThreadCache::CachedBytes() const {
   size_t total = 0;
   for (int c = 1; c < kNumClasses; c++) {
-    total += static_cast<size_t>(lists_[c].count) * kSizeClasses.size(c);
+    total += static_cast<size_t>(ListCount(c)) * kSizeClasses.size(c);
   }
   return total;
 }

@@ -40,7 +40,7 @@ class ThreadCache {
     if (NITRO_UNLIKELY(l.count <= l.depth)) return nullptr;
     void* p = l.head;
     l.head = GetLink(p, key_);
-    l.count--;
+    __atomic_store_n(&l.count, l.count - 1, __ATOMIC_RELAXED);
     static_cast<uintptr_t*>(p)[1] = 0;  // no longer free
     return p;
   }
@@ -50,19 +50,53 @@ class ThreadCache {
     if (NITRO_UNLIKELY(l.count - 1 >= l.max - 1)) return false;
     SetLink(l.tail, p, key_);
     l.tail = p;
-    l.count++;
+    __atomic_store_n(&l.count, l.count + 1, __ATOMIC_RELAXED);
     static_cast<uintptr_t*>(p)[1] = marker_;
     return true;
   }
+  // Relaxed atomic add by the owner: a plain add in the code, but readers on
+  // other threads see whole values.
+  static NITRO_ALWAYS_INLINE void Bump(uint64_t& x, uint64_t d) {
+    __atomic_store_n(&x, __atomic_load_n(&x, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
+  }
   uintptr_t marker() const { return marker_; }
-  // Sampling: counts allocations down to the next guarded one.
-  NITRO_ALWAYS_INLINE bool SampleTick() { return NITRO_UNLIKELY(--sample_countdown_ < 0); }
+
+  // Statistics, written by the owning thread only and read by others with
+  // relaxed loads (merged on read): the fast path pays three additions.
+  struct Counters {
+    uint64_t allocs[kNumClasses];
+    uint64_t frees[kNumClasses];
+    uint64_t requested_bytes;  // what small allocations asked for
+  };
+  // Counts an allocation and advances both samplers: the guarded pool's
+  // (one in sample_rate allocations) and the flight recorder's (one every
+  // profile_rate bytes). One branch: true when either is due.
+  NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) {
+    Bump(counters_.allocs[cls], 1);
+    Bump(counters_.requested_bytes, size);
+    int64_t c = --sample_countdown_;
+    int64_t b = (record_countdown_ -= static_cast<int64_t>(size));
+    return NITRO_UNLIKELY((c | b) < 0);
+  }
+  NITRO_ALWAYS_INLINE void AccountFree(int cls) { Bump(counters_.frees[cls], 1); }
+  // An allocation that the guarded pool served instead (counted there).
+  void UnaccountAlloc(int cls, size_t size) {
+    Bump(counters_.allocs[cls], ~uint64_t{0});
+    Bump(counters_.requested_bytes, ~static_cast<uint64_t>(size) + 1);
+  }
+  // Large allocations only advance the flight recorder's byte countdown.
+  bool RecordBytes(size_t size) { return (record_countdown_ -= static_cast<int64_t>(size)) < 0; }
+  bool GuardDue() const { return sample_countdown_ < 0; }
+  bool RecordDue() const { return record_countdown_ < 0; }
   void ResetSampleCountdown(int64_t countdown) { sample_countdown_ = countdown; }
+  void ResetRecordCountdown(int64_t countdown) { record_countdown_ = countdown; }
+  const Counters& counters() const { return counters_; }
+  uint32_t ListCount(int cls) const { return __atomic_load_n(&lists_[cls].count, __ATOMIC_RELAXED); }
 
   // quarantine_bytes sets each class's depth; strict routes every call to
   // the slow path (the fast fields block) where PopChecked/PushChecked run.
   void Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes, bool strict,
-            int64_t first_sample);
+            int64_t first_sample, int64_t first_record);
   // Slow paths: refill from the middle layer and pop; make room and push.
   void* Refill(int cls);
   bool RefillList(int cls);
@@ -92,6 +126,8 @@ class ThreadCache {
   uintptr_t key_ = 0;
   uintptr_t marker_ = 0;
   int64_t sample_countdown_ = 0;
+  int64_t record_countdown_ = 0;
+  Counters counters_ = {};
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;
   uint32_t real_max_[kNumClasses] = {};

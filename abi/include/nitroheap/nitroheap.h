@@ -5,6 +5,7 @@
 #define NITROHEAP_NITROHEAP_H_
 
 #include <stddef.h>
+#include <stdint.h>
 
 #ifdef __cplusplus
 extern "C" {
@@ -36,8 +37,91 @@ nitro_partition_t* nitro_partition_of(const void* p);
 
 /* Returns free memory of every partition to the kernel; bytes released. */
 size_t nitro_release_free_memory(void);
+
+/* ---- Statistics ---------------------------------------------------------
+ * Counters are kept per thread and merged on read. All byte counts are
+ * bytes; "usable" counts whole size-class slots, "requested" what callers
+ * asked for (exact for large allocations and in strict mode, estimated for
+ * small objects otherwise: see docs/telemetry.md). */
+#define NITRO_STATS_VERSION 1u
+#define NITRO_STATS_MAX_PARTITIONS 16
+#define NITRO_STATS_CLASSES 88
+
+typedef struct nitro_counters {
+  uint64_t allocations;          /* ever made */
+  uint64_t frees;                /* ever freed */
+  uint64_t live_objects;
+  uint64_t live_bytes;           /* usable bytes of live objects */
+  uint64_t live_requested_bytes;
+  uint64_t mapped_bytes;         /* address space reserved */
+  uint64_t committed_bytes;      /* pages in use or free but not yet returned */
+  uint64_t returned_bytes;       /* ever returned to the OS (madvise) */
+  uint64_t free_cached_bytes;    /* free pages kept committed (decay returns them) */
+  uint64_t slabs;
+  uint64_t slab_objects;         /* capacity of all slabs */
+  uint64_t slab_free_objects;    /* free objects inside slabs */
+  uint64_t thread_cache_bytes;   /* objects cached by threads */
+  uint64_t middle_layer_bytes;   /* objects in the middle layer's batches */
+  uint64_t remote_free_backlog;  /* objects freed into batches, not yet reused */
+  uint64_t quarantine_bytes;     /* large runs waiting before reuse */
+  uint64_t lock_contention;      /* contended lock acquisitions */
+  uint64_t sampled_allocations;  /* flight-recorder samples + guarded allocations */
+} nitro_counters_t;
+
+typedef struct nitro_partition_stats {
+  char name[32];
+  nitro_counters_t counters;
+} nitro_partition_stats_t;
+
+typedef struct nitro_class_stats {
+  uint32_t size;                 /* bytes per object */
+  uint32_t reserved;
+  uint64_t allocations, frees, live_objects;
+  uint64_t slabs, slab_objects, slab_free_objects;
+  uint64_t thread_cache_objects, middle_layer_objects;
+} nitro_class_stats_t;
+
+typedef struct nitro_stats {
+  uint32_t version;              /* NITRO_STATS_VERSION */
+  uint32_t size;                 /* sizeof(nitro_stats_t) of the writer */
+  uint64_t pid;
+  uint64_t threads;
+  nitro_counters_t total;        /* all partitions */
+  uint32_t partition_count;      /* entries used in partitions[] */
+  uint32_t reserved;
+  nitro_partition_stats_t partitions[NITRO_STATS_MAX_PARTITIONS];
+  nitro_class_stats_t classes[NITRO_STATS_CLASSES]; /* default partition */
+} nitro_stats_t;
+
+/* Fills *out; returns 0, or EINVAL when out->size (set by the caller to
+ * sizeof(nitro_stats_t)) is smaller than this library's, or ENOSYS when
+ * NitroHeap does not serve the process. */
+int nitro_stats_snapshot(nitro_stats_t* out);
+/* Writes the statistics as a JSON document into buf (NUL-terminated when it
+ * fits) and returns its length; call with len 0 to size the buffer. */
+size_t nitro_stats_json(char* buf, size_t len);
 /* Writes the heap report to stderr. */
 void nitro_stats_print(void);
+
+/* A named control and statistics interface in the spirit of mallctl.
+ * Reading: oldp/oldlenp receive the value (uint64_t for counters, char[]
+ * for strings); writing: newp/newlen. Names: "stats.<counter>",
+ * "stats.partitions.<name>.<counter>", "stats.classes.<size>.<field>",
+ * "stats.threads", "version", "opt.<option>" (read), "heap.release"
+ * (write, no value), "thread.cache.flush" (write, no value),
+ * "flight_recorder.dump" (write: a NUL-terminated path), "profile.dump"
+ * (write: a path, pprof format). Returns 0, ENOENT for an unknown name,
+ * EINVAL for a wrong size, EPERM for writing a read-only name, or the
+ * errno of a failed dump. */
+int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const void* newp, size_t newlen);
+
+/* ---- Flight recorder ----------------------------------------------------
+ * Writes the recording (telemetry/flight_recorder.proto, FlightRecording)
+ * to `path` ("%p" becomes the pid). Returns 0 or an errno value. */
+int nitro_flight_recorder_dump(const char* path);
+/* Writes a pprof profile.proto heap profile (uncompressed) of the sampled
+ * allocations: alloc_objects, alloc_space, inuse_objects, inuse_space. */
+int nitro_heap_profile_dump(const char* path);
 
 #ifdef __cplusplus
 }

@@ -1,0 +1,240 @@
+#include "core/stats.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "core/heap.h"
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+struct CounterField {
+  const char* name;
+  size_t offset;
+};
+
+#define NITRO_COUNTER(f) {#f, offsetof(nitro_counters_t, f)}
+constexpr CounterField kCounterFields[] = {
+    NITRO_COUNTER(allocations),        NITRO_COUNTER(frees),
+    NITRO_COUNTER(live_objects),       NITRO_COUNTER(live_bytes),
+    NITRO_COUNTER(live_requested_bytes), NITRO_COUNTER(mapped_bytes),
+    NITRO_COUNTER(committed_bytes),    NITRO_COUNTER(returned_bytes),
+    NITRO_COUNTER(free_cached_bytes),  NITRO_COUNTER(slabs),
+    NITRO_COUNTER(slab_objects),       NITRO_COUNTER(slab_free_objects),
+    NITRO_COUNTER(thread_cache_bytes), NITRO_COUNTER(middle_layer_bytes),
+    NITRO_COUNTER(remote_free_backlog), NITRO_COUNTER(quarantine_bytes),
+    NITRO_COUNTER(lock_contention),    NITRO_COUNTER(sampled_allocations),
+};
+#undef NITRO_COUNTER
+constexpr size_t kCounterCount = sizeof(kCounterFields) / sizeof(kCounterFields[0]);
+static_assert(kCounterCount * sizeof(uint64_t) == sizeof(nitro_counters_t),
+              "every counter has a name");
+
+uint64_t& Field(nitro_counters_t& c, size_t i) {
+  return *reinterpret_cast<uint64_t*>(reinterpret_cast<char*>(&c) + kCounterFields[i].offset);
+}
+uint64_t Field(const nitro_counters_t& c, size_t i) {
+  return *reinterpret_cast<const uint64_t*>(reinterpret_cast<const char*>(&c) + kCounterFields[i].offset);
+}
+
+// The thread caches' counters, summed.
+struct CacheSums {
+  uint64_t allocs[kNumClasses];
+  uint64_t frees[kNumClasses];
+  uint64_t cached[kNumClasses];
+  uint64_t requested;
+};
+
+void AddCache(const ThreadCache* tc, void* ctx) {
+  auto* sums = static_cast<CacheSums*>(ctx);
+  const ThreadCache::Counters& c = tc->counters();
+  for (int i = 1; i < kNumClasses; i++) {
+    sums->allocs[i] += __atomic_load_n(&c.allocs[i], __ATOMIC_RELAXED);
+    sums->frees[i] += __atomic_load_n(&c.frees[i], __ATOMIC_RELAXED);
+    sums->cached[i] += tc->ListCount(i);
+  }
+  sums->requested += __atomic_load_n(&c.requested_bytes, __ATOMIC_RELAXED);
+}
+
+class JsonWriter {
+ public:
+  JsonWriter(char* buf, size_t len) : buf_(buf), len_(len) {}
+  __attribute__((format(printf, 2, 3))) void Add(const char* fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(pos_ < len_ ? buf_ + pos_ : nullptr, pos_ < len_ ? len_ - pos_ : 0, fmt, ap);
+    va_end(ap);
+    if (n > 0) pos_ += static_cast<size_t>(n);
+  }
+  void String(const char* s) {
+    Add("\"");
+    for (; *s; s++) {
+      unsigned char ch = static_cast<unsigned char>(*s);
+      if (ch == '"' || ch == '\\') Add("\\%c", ch);
+      else if (ch < 0x20) Add("\\u%04x", ch);
+      else Add("%c", ch);
+    }
+    Add("\"");
+  }
+  void Counters(const nitro_counters_t& c) {
+    for (size_t i = 0; i < kCounterCount; i++) {
+      Add("%s\"%s\":%llu", i ? "," : "", kCounterFields[i].name,
+          static_cast<unsigned long long>(Field(c, i)));
+    }
+  }
+  size_t length() const { return pos_; }
+
+ private:
+  char* buf_;
+  size_t len_;
+  size_t pos_ = 0;
+};
+
+}  // namespace
+
+bool CounterByName(const nitro_counters_t& c, const char* name, uint64_t* out) {
+  for (size_t i = 0; i < kCounterCount; i++) {
+    if (strcmp(kCounterFields[i].name, name) == 0) {
+      *out = Field(c, i);
+      return true;
+    }
+  }
+  return false;
+}
+
+void CollectStats(nitro_stats_t* out) {
+  memset(out, 0, sizeof(*out));
+  out->version = NITRO_STATS_VERSION;
+  out->size = sizeof(nitro_stats_t);
+  out->pid = static_cast<uint64_t>(getpid());
+  Partition* def = DefaultPartition();
+  if (def == nullptr) return;
+  CacheSums sums;
+  memset(&sums, 0, sizeof(sums));
+  ForEachThreadCache(AddCache, &sums);
+  const ThreadCache::Counters& gone = ExitedThreadCounters();
+  for (int i = 1; i < kNumClasses; i++) {
+    sums.allocs[i] += __atomic_load_n(&gone.allocs[i], __ATOMIC_RELAXED);
+    sums.frees[i] += __atomic_load_n(&gone.frees[i], __ATOMIC_RELAXED);
+  }
+  sums.requested += __atomic_load_n(&gone.requested_bytes, __ATOMIC_RELAXED);
+  out->threads = GetHeapStats().threads;
+
+  Partition::ForEach([&](Partition* p) {
+    bool is_default = p == def;
+    nitro_counters_t c;
+    memset(&c, 0, sizeof(c));
+    uint64_t small_usable_allocated = 0, small_live_usable = 0;
+    for (int cls = 1; cls < kNumClasses; cls++) {
+      CentralStats cs = p->central(cls).Stats();
+      uint64_t size = kSizeClasses.size(cls);
+      uint64_t allocs = cs.direct_allocs + (is_default ? sums.allocs[cls] : 0);
+      uint64_t frees = cs.direct_frees + (is_default ? sums.frees[cls] : 0);
+      uint64_t live = allocs > frees ? allocs - frees : 0;
+      c.allocations += allocs;
+      c.frees += frees;
+      c.live_objects += live;
+      c.live_bytes += live * size;
+      small_live_usable += live * size;
+      small_usable_allocated += allocs * size;
+      uint64_t capacity = cs.slabs * kSizeClasses.info(cls).capacity;
+      c.slabs += cs.slabs;
+      c.slab_objects += capacity;
+      c.slab_free_objects += cs.span_free_objects;
+      c.middle_layer_bytes += cs.transfer_objects * size;
+      c.remote_free_backlog += cs.transfer_objects;
+      c.lock_contention += cs.lock_contention;
+      uint64_t cached = is_default ? sums.cached[cls] : 0;
+      c.thread_cache_bytes += cached * size;
+      if (is_default) {
+        nitro_class_stats_t& k = out->classes[cls - 1];
+        k.size = static_cast<uint32_t>(size);
+        k.allocations = allocs;
+        k.frees = frees;
+        k.live_objects = live;
+        k.slabs = cs.slabs;
+        k.slab_objects = capacity;
+        k.slab_free_objects = cs.span_free_objects;
+        k.thread_cache_objects = cached;
+        k.middle_layer_objects = cs.transfer_objects;
+      }
+    }
+    // What small objects asked for is known in total, not per object: the
+    // live part is estimated with the requested/usable ratio of them all.
+    if (is_default && small_usable_allocated > 0) {
+      double ratio = static_cast<double>(sums.requested) / static_cast<double>(small_usable_allocated);
+      c.live_requested_bytes += static_cast<uint64_t>(static_cast<double>(small_live_usable) * (ratio > 1 ? 1 : ratio));
+    } else {
+      c.live_requested_bytes += small_live_usable;
+    }
+    PartitionStats ps = p->Stats();
+    c.allocations += ps.large_allocs_total;
+    c.frees += ps.large_frees_total;
+    c.live_objects += ps.large_allocations;
+    c.live_bytes += ps.large_usable_bytes;
+    c.live_requested_bytes += ps.large_bytes;
+    c.mapped_bytes = ps.pages.reserved_bytes;
+    c.committed_bytes = ps.pages.in_use_bytes + ps.pages.free_committed_bytes;
+    c.returned_bytes = ps.pages.released_total_bytes;
+    c.free_cached_bytes = ps.pages.free_committed_bytes;
+    c.quarantine_bytes = ps.pages.quarantine_bytes;
+    c.lock_contention += ps.lock_contention;
+    if (is_default) {
+      c.sampled_allocations = GuardedSamples();
+      GuardedPoolCounts g = GuardedCounts();
+      c.allocations += g.allocations;
+      c.frees += g.frees;
+      c.live_objects += g.live_objects;
+      c.live_bytes += g.live_bytes;
+      c.live_requested_bytes += g.live_bytes;
+    }
+    for (size_t i = 0; i < kCounterCount; i++) Field(out->total, i) += Field(c, i);
+    if (out->partition_count < NITRO_STATS_MAX_PARTITIONS) {
+      nitro_partition_stats_t& ps_out = out->partitions[out->partition_count++];
+      snprintf(ps_out.name, sizeof(ps_out.name), "%s", p->name());
+      ps_out.counters = c;
+    }
+  });
+}
+
+size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len) {
+  JsonWriter w(buf, len);
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  w.Add("{\"version\":%u,\"pid\":%llu,\"time_ns\":%llu,\"heap_mode\":\"%s\",\"hardening_mode\":\"%s\","
+        "\"threads\":%llu,",
+        st.version, static_cast<unsigned long long>(st.pid),
+        static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull + static_cast<unsigned long long>(ts.tv_nsec),
+        Mode() == HeapMode::kNitro ? "nitro" : "legacy", ModeName(CurrentMode()),
+        static_cast<unsigned long long>(st.threads));
+  w.Counters(st.total);
+  w.Add(",\"partitions\":{");
+  for (uint32_t i = 0; i < st.partition_count; i++) {
+    if (i) w.Add(",");
+    w.String(st.partitions[i].name);
+    w.Add(":{");
+    w.Counters(st.partitions[i].counters);
+    w.Add("}");
+  }
+  w.Add("},\"size_classes\":[");
+  for (int i = 0; i < NITRO_STATS_CLASSES; i++) {
+    const nitro_class_stats_t& k = st.classes[i];
+    w.Add("%s{\"size\":%u,\"allocations\":%llu,\"frees\":%llu,\"live_objects\":%llu,\"slabs\":%llu,"
+          "\"slab_objects\":%llu,\"slab_free_objects\":%llu,\"thread_cache_objects\":%llu,"
+          "\"middle_layer_objects\":%llu}",
+          i ? "," : "", k.size, static_cast<unsigned long long>(k.allocations),
+          static_cast<unsigned long long>(k.frees), static_cast<unsigned long long>(k.live_objects),
+          static_cast<unsigned long long>(k.slabs), static_cast<unsigned long long>(k.slab_objects),
+          static_cast<unsigned long long>(k.slab_free_objects),
+          static_cast<unsigned long long>(k.thread_cache_objects),
+          static_cast<unsigned long long>(k.middle_layer_objects));
+  }
+  w.Add("]}");
+  return w.length();
+}
+
+}  // namespace nitro

@@ -1,0 +1,628 @@
+#include "telemetry/runtime.h"
+
+#include <dirent.h>
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <math.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <time.h>
+#include <unistd.h>
+
+#include <atomic>
+
+#include "core/heap.h"
+#include "core/lock.h"
+#include "core/options.h"
+#include "core/os.h"
+#include "core/report.h"
+#include "core/stats.h"
+#include "telemetry/proto_writer.h"
+#include "telemetry/shm_layout.h"
+
+namespace nitro::telemetry {
+namespace {
+
+constexpr int kFrames = 16;
+
+struct Event {
+  uintptr_t address;
+  uint64_t requested, usable, alignment;
+  const char* partition;  // names live as long as their partition
+  uint64_t thread_id;
+  int32_t cpu;
+  uint32_t frames;
+  uint64_t alloc_ns, free_ns;
+  uintptr_t stack[kFrames];
+};
+
+uint64_t NowNs() {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
+}
+
+__thread uint64_t tls_tid __attribute__((tls_model("initial-exec"))) = 0;
+uint64_t ThreadId() {
+  if (tls_tid == 0) tls_tid = static_cast<uint64_t>(syscall(SYS_gettid));
+  return tls_tid;
+}
+
+// ---- flight recorder --------------------------------------------------------
+
+class FlightRecorder {
+ public:
+  void Add(void* p, size_t requested, size_t usable, size_t align, Partition* partition) {
+    Event e;
+    memset(&e, 0, sizeof(e));
+    e.address = reinterpret_cast<uintptr_t>(p);
+    e.requested = requested;
+    e.usable = usable;
+    e.alignment = align;
+    e.partition = partition->name();
+    e.thread_id = ThreadId();
+    e.cpu = sched_getcpu();
+    e.alloc_ns = NowNs();
+    uintptr_t raw[kFrames + 8];
+    int n = CaptureStack(raw, kFrames + 8, 0);
+    // Drop the allocator's own frames: the stack starts at the caller.
+    int first = 0;
+    while (first < n && InOwnObject(raw[first])) first++;
+    for (int i = first; i < n && e.frames < kFrames; i++) e.stack[e.frames++] = raw[i];
+    LockGuard g(lock_);
+    if (ring_ == nullptr && !Allocate()) return;
+    uint64_t seq = next_++;
+    if (seq >= capacity_) dropped_++;
+    ring_[seq % capacity_] = e;
+  }
+
+  void Freed(void* p) {
+    auto a = reinterpret_cast<uintptr_t>(p);
+    uint64_t now = NowNs();
+    LockGuard g(lock_);
+    if (ring_ == nullptr) return;
+    // Sampled frees are rare (one per profile_rate bytes): a scan is enough.
+    uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
+    for (uint64_t seq = next_; seq-- > start;) {
+      Event& e = ring_[seq % capacity_];
+      if (e.address == a && e.free_ns == 0) {
+        e.free_ns = now;
+        return;
+      }
+    }
+  }
+
+  // Copies the events, oldest first, into `out` (capacity events); returns
+  // how many, and the count overwritten before.
+  size_t Snapshot(Event* out, size_t cap, uint64_t* dropped) {
+    LockGuard g(lock_);
+    *dropped = dropped_;
+    if (ring_ == nullptr) return 0;
+    uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
+    size_t n = 0;
+    for (uint64_t seq = start; seq < next_ && n < cap; seq++) out[n++] = ring_[seq % capacity_];
+    return n;
+  }
+  size_t capacity() const { return capacity_; }
+  void ResetAfterFork() { lock_.ResetAfterFork(); }
+
+ private:
+  bool Allocate() {
+    capacity_ = CurrentOptions().flight_recorder_events;
+    ring_ = static_cast<Event*>(os::Reserve(capacity_ * sizeof(Event), kPageSize));
+    return ring_ != nullptr;
+  }
+  static bool InOwnObject(uintptr_t pc) {
+    static uintptr_t own_base = 0;
+    if (own_base == 0) {
+      Dl_info self;
+      if (dladdr(reinterpret_cast<void*>(&InOwnObject), &self) == 0) return false;
+      own_base = reinterpret_cast<uintptr_t>(self.dli_fbase);
+    }
+    Dl_info info;
+    return dladdr(reinterpret_cast<void*>(pc - 1), &info) != 0 &&
+           reinterpret_cast<uintptr_t>(info.dli_fbase) == own_base &&
+           // Linked into the executable, the program's frames share our base:
+           // only frames in NitroHeap's own functions are ours.
+           info.dli_sname != nullptr &&
+           (strncmp(info.dli_sname, "_ZN5nitro", 9) == 0 || strcmp(info.dli_sname, "malloc") == 0 ||
+            strcmp(info.dli_sname, "calloc") == 0 || strcmp(info.dli_sname, "realloc") == 0 ||
+            strncmp(info.dli_sname, "_Znw", 4) == 0 || strncmp(info.dli_sname, "_Zna", 4) == 0 ||
+            strstr(info.dli_sname, "memalign") != nullptr || strcmp(info.dli_sname, "aligned_alloc") == 0 ||
+            strncmp(info.dli_sname, "nitro_rust", 10) == 0);
+  }
+
+  SpinLock lock_;
+  Event* ring_ = nullptr;
+  size_t capacity_ = 0;
+  uint64_t next_ = 0;
+  uint64_t dropped_ = 0;
+};
+
+FlightRecorder g_recorder;
+
+// ---- dumping ----------------------------------------------------------------
+
+// Scratch memory for one dump, straight from the kernel.
+class Scratch {
+ public:
+  explicit Scratch(size_t bytes) : size_(RoundUp(bytes, kPageSize)) {
+    mem_ = static_cast<char*>(os::Reserve(size_, kPageSize));
+  }
+  ~Scratch() {
+    if (mem_ != nullptr) os::Unmap(mem_, size_);
+  }
+  char* get() const { return mem_; }
+  size_t size() const { return size_; }
+
+ private:
+  size_t size_;
+  char* mem_;
+};
+
+void ExpandPath(const char* path, char* out, size_t len) {
+  size_t o = 0;
+  for (const char* p = path; *p && o + 1 < len; p++) {
+    if (p[0] == '%' && p[1] == 'p') {
+      o += static_cast<size_t>(snprintf(out + o, len - o, "%d", static_cast<int>(getpid())));
+      p++;
+    } else {
+      out[o++] = *p;
+    }
+    if (o >= len) o = len - 1;
+  }
+  out[o] = '\0';
+}
+
+int WriteFile(const char* path, const char* data, size_t len) {
+  char expanded[512];
+  ExpandPath(path, expanded, sizeof(expanded));
+  int fd = open(expanded, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) return errno;
+  while (len > 0) {
+    ssize_t w = write(fd, data, len);
+    if (w < 0) {
+      if (errno == EINTR) continue;
+      int err = errno;
+      close(fd);
+      return err;
+    }
+    data += w;
+    len -= static_cast<size_t>(w);
+  }
+  return close(fd) == 0 ? 0 : errno;
+}
+
+// Sorts and dedupes return addresses (no qsort: it may allocate).
+size_t UniqueAddresses(uint64_t* a, size_t n) {
+  for (size_t gap = n / 2; gap > 0; gap /= 2) {
+    for (size_t i = gap; i < n; i++) {
+      uint64_t v = a[i];
+      size_t j = i;
+      for (; j >= gap && a[j - gap] > v; j -= gap) a[j] = a[j - gap];
+      a[j] = v;
+    }
+  }
+  size_t u = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (u == 0 || a[u - 1] != a[i]) a[u++] = a[i];
+  }
+  return u;
+}
+
+size_t IndexOf(const uint64_t* sorted, size_t n, uint64_t v) {
+  size_t lo = 0, hi = n;
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    if (sorted[mid] < v) lo = mid + 1; else hi = mid;
+  }
+  return lo;
+}
+
+struct Symbol {
+  const char* function;
+  const char* object;
+  uint64_t offset;
+};
+
+Symbol Symbolize(uint64_t address) {
+  Dl_info info;
+  Symbol s{"", "", 0};
+  if (dladdr(reinterpret_cast<void*>(address - 1), &info) != 0) {
+    s.object = info.dli_fname ? info.dli_fname : "";
+    if (info.dli_sname != nullptr) {
+      s.function = info.dli_sname;
+      s.offset = address - reinterpret_cast<uintptr_t>(info.dli_saddr);
+    } else {
+      s.offset = address - reinterpret_cast<uintptr_t>(info.dli_fbase);
+    }
+  }
+  return s;
+}
+
+void ReadSmallFile(const char* path, char* buf, size_t len, bool nul_to_space) {
+  buf[0] = '\0';
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return;
+  ssize_t n = read(fd, buf, len - 1);
+  close(fd);
+  if (n <= 0) return;
+  buf[n] = '\0';
+  if (nul_to_space) {
+    for (ssize_t i = 0; i < n; i++) if (buf[i] == '\0') buf[i] = ' ';
+    while (n > 0 && buf[n - 1] == ' ') buf[--n] = '\0';
+  }
+}
+
+// The events and their distinct return addresses, gathered for a dump.
+struct Gathered {
+  Event* events;
+  size_t count;
+  uint64_t dropped;
+  uint64_t* addresses;
+  size_t address_count;
+};
+
+bool Gather(Scratch& scratch, Gathered* g) {
+  size_t cap = g_recorder.capacity() ? g_recorder.capacity() : 1;
+  g->events = reinterpret_cast<Event*>(scratch.get());
+  g->count = g_recorder.Snapshot(g->events, cap, &g->dropped);
+  g->addresses = reinterpret_cast<uint64_t*>(scratch.get() + cap * sizeof(Event));
+  size_t n = 0;
+  for (size_t i = 0; i < g->count; i++) {
+    for (uint32_t f = 0; f < g->events[i].frames; f++) g->addresses[n++] = g->events[i].stack[f];
+  }
+  g->address_count = UniqueAddresses(g->addresses, n);
+  return true;
+}
+
+size_t GatherBytes() {
+  size_t cap = g_recorder.capacity() ? g_recorder.capacity() : 1;
+  return cap * sizeof(Event) + cap * kFrames * sizeof(uint64_t);
+}
+
+}  // namespace
+
+int DumpFlightRecording(const char* path) {
+  Install();
+  Scratch gather_mem(GatherBytes());
+  if (gather_mem.get() == nullptr) return ENOMEM;
+  Gathered g;
+  Gather(gather_mem, &g);
+  Scratch out_mem(g.count * 400 + g.address_count * 1200 + (size_t{1} << 20));
+  Scratch stats_mem(sizeof(nitro_stats_t) + (size_t{256} << 10));
+  if (out_mem.get() == nullptr || stats_mem.get() == nullptr) return ENOMEM;
+  ProtoWriter w(out_mem.get(), out_mem.size());
+  w.U64(1, 1);  // format_version
+  {
+    char exe[512], cmdline[2048];
+    ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
+    exe[n > 0 ? n : 0] = '\0';
+    ReadSmallFile("/proc/self/cmdline", cmdline, sizeof(cmdline), true);
+    char buf[4096];
+    ProtoWriter p(buf, sizeof(buf));
+    p.U64(1, static_cast<uint64_t>(getpid()));
+    p.String(2, exe);
+    p.String(3, cmdline);
+    p.U64(4, HeapStartTimeNs());
+    p.String(5, Mode() == HeapMode::kNitro ? "nitro" : "legacy");
+    p.String(6, ModeName(CurrentMode()));
+    w.Message(2, p);
+  }
+  const Options& opts = CurrentOptions();
+  for (const OptionSpec* o = OptionTable(); o->name; o++) {
+    const char* field = reinterpret_cast<const char*>(&opts) + o->offset;
+    char value[300];
+    switch (o->type) {
+      case OptionType::kString: snprintf(value, sizeof(value), "%s", field); break;
+      case OptionType::kChoice: snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field))); break;
+      case OptionType::kBool: snprintf(value, sizeof(value), "%d", *reinterpret_cast<const bool*>(field) ? 1 : 0); break;
+      case OptionType::kSize:
+        // The quarantine's "by mode" default is written as the bytes in force.
+        snprintf(value, sizeof(value), "%zu",
+                 field == reinterpret_cast<const char*>(&opts.quarantine) ? QuarantineBytes(opts)
+                                                                           : *reinterpret_cast<const size_t*>(field));
+        break;
+      case OptionType::kUint: snprintf(value, sizeof(value), "%llu", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
+    }
+    char buf[400];
+    ProtoWriter p(buf, sizeof(buf));
+    p.String(1, o->name);
+    p.String(2, value);
+    w.Message(3, p);
+  }
+  {
+    auto* st = reinterpret_cast<nitro_stats_t*>(stats_mem.get());
+    CollectStats(st);
+    char* json = stats_mem.get() + sizeof(nitro_stats_t);
+    size_t len = StatsToJson(*st, json, stats_mem.size() - sizeof(nitro_stats_t));
+    if (len < stats_mem.size() - sizeof(nitro_stats_t)) w.Bytes(4, json, len);
+  }
+  for (size_t i = 0; i < g.count; i++) {
+    const Event& e = g.events[i];
+    char buf[512];
+    ProtoWriter p(buf, sizeof(buf));
+    p.U64(1, e.address);
+    p.U64(2, e.requested);
+    p.U64(3, e.usable);
+    p.U64(4, e.alignment);
+    p.String(5, e.partition);
+    p.U64(6, e.thread_id);
+    p.I64(7, e.cpu);
+    p.U64(8, e.alloc_ns);
+    p.U64(9, e.free_ns);
+    uint64_t stack[kFrames];
+    for (uint32_t f = 0; f < e.frames; f++) stack[f] = e.stack[f];
+    p.Packed(10, stack, e.frames);
+    w.Message(5, p);
+  }
+  for (size_t i = 0; i < g.address_count; i++) {
+    Symbol s = Symbolize(g.addresses[i]);
+    char buf[1600];
+    ProtoWriter p(buf, sizeof(buf));
+    p.U64(1, g.addresses[i]);
+    char fn[600];
+    snprintf(fn, sizeof(fn), "%s", s.function);
+    p.String(2, fn);
+    char obj[600];
+    snprintf(obj, sizeof(obj), "%s", s.object);
+    p.String(3, obj);
+    p.U64(4, s.offset);
+    w.Message(6, p);
+  }
+  w.U64(7, opts.profile_rate);
+  w.U64(8, g.dropped);
+  w.U64(9, NowNs());
+  if (w.overflowed()) return ENOSPC;
+  return WriteFile(path, w.data(), w.size());
+}
+
+int DumpHeapProfile(const char* path) {
+  Install();
+  Scratch gather_mem(GatherBytes());
+  if (gather_mem.get() == nullptr) return ENOMEM;
+  Gathered g;
+  Gather(gather_mem, &g);
+  Scratch out_mem(g.count * 300 + g.address_count * 1400 + (size_t{1} << 20));
+  if (out_mem.get() == nullptr) return ENOMEM;
+  ProtoWriter w(out_mem.get(), out_mem.size());
+  // String table: 0 "", then the fixed names, then one function name and
+  // one file name per location (no dedupe: pprof does not require it).
+  enum { kEmpty, kAllocObjects, kAllocSpace, kInuseObjects, kInuseSpace, kCount, kBytes, kFixed };
+  const char* fixed[kFixed] = {"", "alloc_objects", "alloc_space", "inuse_objects", "inuse_space", "count", "bytes"};
+  auto value_type = [&w](int type, int unit, int field) {
+    char buf[32];
+    ProtoWriter v(buf, sizeof(buf));
+    v.I64(1, type);
+    v.I64(2, unit);
+    w.Message(field, v);
+  };
+  value_type(kAllocObjects, kCount, 1);
+  value_type(kAllocSpace, kBytes, 1);
+  value_type(kInuseObjects, kCount, 1);
+  value_type(kInuseSpace, kBytes, 1);
+  double rate = static_cast<double>(CurrentOptions().profile_rate);
+  for (size_t i = 0; i < g.count; i++) {
+    const Event& e = g.events[i];
+    // Each sample stands for 1/P allocations of its size, where P is the
+    // chance that one allocation of that size is sampled.
+    double weight = rate > 0 ? 1.0 / (1.0 - exp(-static_cast<double>(e.requested) / rate)) : 1.0;
+    uint64_t objects = static_cast<uint64_t>(weight + 0.5);
+    uint64_t bytes = static_cast<uint64_t>(weight * static_cast<double>(e.requested) + 0.5);
+    bool live = e.free_ns == 0;
+    uint64_t locations[kFrames];
+    for (uint32_t f = 0; f < e.frames; f++) locations[f] = IndexOf(g.addresses, g.address_count, e.stack[f]) + 1;
+    uint64_t values[4] = {objects, bytes, live ? objects : 0, live ? bytes : 0};
+    char buf[400];
+    ProtoWriter s(buf, sizeof(buf));
+    s.Packed(1, locations, e.frames);
+    s.Packed(2, values, 4);
+    w.Message(2, s);
+  }
+  for (size_t i = 0; i < g.address_count; i++) {
+    char buf[64];
+    ProtoWriter line(buf, sizeof(buf));
+    line.U64(1, i + 1);  // function id
+    char lbuf[96];
+    ProtoWriter loc(lbuf, sizeof(lbuf));
+    loc.U64(1, i + 1);
+    loc.U64(3, g.addresses[i]);
+    loc.Message(4, line);
+    w.Message(4, loc);
+  }
+  for (size_t i = 0; i < g.address_count; i++) {
+    char buf[48];
+    ProtoWriter fn(buf, sizeof(buf));
+    fn.U64(1, i + 1);
+    fn.I64(2, static_cast<int64_t>(kFixed + 2 * i));      // name
+    fn.I64(3, static_cast<int64_t>(kFixed + 2 * i));      // system_name
+    fn.I64(4, static_cast<int64_t>(kFixed + 2 * i + 1));  // filename
+    w.Message(5, fn);
+  }
+  for (int i = 0; i < kFixed; i++) w.StringAlways(6, fixed[i]);
+  for (size_t i = 0; i < g.address_count; i++) {
+    Symbol s = Symbolize(g.addresses[i]);
+    char name[640];
+    if (*s.function) snprintf(name, sizeof(name), "%s", s.function);
+    else snprintf(name, sizeof(name), "0x%llx", static_cast<unsigned long long>(g.addresses[i]));
+    w.StringAlways(6, name);
+    w.StringAlways(6, s.object);
+  }
+  w.I64(9, static_cast<int64_t>(NowNs()));
+  value_type(kAllocSpace, kBytes, 11);  // period_type
+  w.I64(12, static_cast<int64_t>(rate));
+  if (w.overflowed()) return ENOSPC;
+  return WriteFile(path, w.data(), w.size());
+}
+
+namespace {
+
+// ---- live statistics in shared memory -------------------------------------
+
+class ShmPublisher {
+ public:
+  void Tick() {
+    if (!CurrentOptions().telemetry) return;
+    if (header_ == nullptr && !Create()) return;
+    uint64_t now = NowNs();
+    // Heartbeat once a second when idle; every tick while the heap changes.
+    nitro_stats_t* st = stats_;
+    CollectStats(st);
+    bool changed = st->total.allocations != last_allocations_ || st->total.frees != last_frees_;
+    if (!changed && now - header_->update_time_ns < 1000000000ull) return;
+    last_allocations_ = st->total.allocations;
+    last_frees_ = st->total.frees;
+    uint64_t seq = __atomic_load_n(&header_->sequence, __ATOMIC_RELAXED);
+    __atomic_store_n(&header_->sequence, seq + 1, __ATOMIC_RELEASE);  // odd: writing
+    __atomic_thread_fence(__ATOMIC_RELEASE);
+    char* payload = reinterpret_cast<char*>(header_) + NITRO_SHM_HEADER_SIZE;
+    size_t len = StatsToJson(*st, payload, header_->payload_capacity);
+    header_->payload_length = static_cast<uint32_t>(len < header_->payload_capacity ? len : 0);
+    header_->update_time_ns = now;
+    header_->updates++;
+    __atomic_store_n(&header_->sequence, seq + 2, __ATOMIC_RELEASE);
+  }
+
+  void Remove() {
+    if (header_ == nullptr || owner_pid_ != getpid()) return;
+    shm_unlink(name_);
+    os::Unmap(header_, NITRO_SHM_SIZE);
+    header_ = nullptr;
+  }
+
+  // The child of a fork must not write its parent's segment.
+  void ForgetAfterFork() {
+    if (header_ != nullptr) munmap(header_, NITRO_SHM_SIZE);
+    header_ = nullptr;
+    owner_pid_ = 0;
+  }
+
+ private:
+  bool Create() {
+    if (failed_) return false;
+    RemoveStale();
+    snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
+    int fd = shm_open(name_, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0 || ftruncate(fd, NITRO_SHM_SIZE) != 0) {
+      if (fd >= 0) close(fd);
+      failed_ = true;
+      return false;
+    }
+    void* mem = mmap(nullptr, NITRO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    close(fd);
+    if (mem == MAP_FAILED) {
+      shm_unlink(name_);
+      failed_ = true;
+      return false;
+    }
+    if (stats_ == nullptr) stats_ = static_cast<nitro_stats_t*>(os::Reserve(sizeof(nitro_stats_t), kPageSize));
+    header_ = static_cast<nitro_shm_header*>(mem);
+    memcpy(header_->magic, NITRO_SHM_MAGIC, 8);
+    header_->version = NITRO_SHM_VERSION;
+    header_->header_size = NITRO_SHM_HEADER_SIZE;
+    header_->pid = static_cast<uint64_t>(getpid());
+    header_->payload_capacity = NITRO_SHM_SIZE - NITRO_SHM_HEADER_SIZE;
+    owner_pid_ = getpid();
+    return stats_ != nullptr;
+  }
+
+  // Segments of processes that died without exiting (a crash, _exit).
+  static void RemoveStale() {
+    DIR* dir = opendir("/dev/shm");
+    if (dir == nullptr) return;
+    while (struct dirent* d = readdir(dir)) {
+      int pid;
+      char rest;
+      if (sscanf(d->d_name, "nitroheap.%d%c", &pid, &rest) != 1) continue;
+      if (kill(pid, 0) != 0 && errno == ESRCH) {
+        char name[300];
+        snprintf(name, sizeof(name), "/%.250s", d->d_name);
+        shm_unlink(name);
+      }
+    }
+    closedir(dir);
+  }
+
+  nitro_shm_header* header_ = nullptr;
+  nitro_stats_t* stats_ = nullptr;
+  char name_[64] = {};
+  pid_t owner_pid_ = 0;
+  bool failed_ = false;
+  uint64_t last_allocations_ = ~uint64_t{0};
+  uint64_t last_frees_ = 0;
+};
+
+ShmPublisher g_shm;
+std::atomic<bool> g_dump_requested{false};
+
+void OnSample(void* p, size_t requested, size_t usable, size_t align, Partition* partition) {
+  g_recorder.Add(p, requested, usable, align, partition);
+}
+void OnFree(void* p) { g_recorder.Freed(p); }
+
+const char* SignalDumpPath() {
+  const char* path = CurrentOptions().flight_recorder;
+  return *path ? path : "nitroheap.%p.pb";
+}
+
+void OnTick() {
+  g_shm.Tick();
+  if (g_dump_requested.exchange(false)) {
+    int err = DumpFlightRecording(SignalDumpPath());
+    if (err != 0) LogLine("flight recorder: cannot write %s: %s", SignalDumpPath(), strerror(err));
+  }
+}
+
+void OnExit() {
+  const Options& o = CurrentOptions();
+  if (o.flight_recorder[0]) {
+    int err = DumpFlightRecording(o.flight_recorder);
+    if (err != 0) LogLine("flight recorder: cannot write %s: %s", o.flight_recorder, strerror(err));
+  }
+  if (o.heap_profile[0]) {
+    int err = DumpHeapProfile(o.heap_profile);
+    if (err != 0) LogLine("heap profile: cannot write %s: %s", o.heap_profile, strerror(err));
+  }
+  g_shm.Remove();
+}
+
+void OnForkChild() {
+  g_shm.ForgetAfterFork();
+  g_recorder.ResetAfterFork();
+}
+
+// A signal only raises a flag: the background thread writes the file, so a
+// signal arriving inside the allocator cannot deadlock on its locks.
+void OnDumpSignal(int) { g_dump_requested.store(true); }
+
+const TelemetryHooks kHooks = {OnSample, OnFree, OnTick, OnExit, OnForkChild};
+std::atomic<bool> g_installed{false};
+
+__attribute__((constructor)) void InstallAtLoad() { Install(); }
+
+}  // namespace
+
+void Install() {
+  if (g_installed.exchange(true)) return;
+  EnsureStarted();
+  if (Mode() != HeapMode::kNitro) return;
+  SetTelemetryHooks(&kHooks);
+  uint64_t sig = CurrentOptions().flight_recorder_signal;
+  if (sig > 0 && sig < 65) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof(sa));
+    sa.sa_handler = OnDumpSignal;
+    sa.sa_flags = SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    sigaction(static_cast<int>(sig), &sa, nullptr);
+  }
+}
+
+}  // namespace nitro::telemetry
