@@ -32,7 +32,15 @@ NITRO_TEST_COPTS = [
 
 # The allocator's own code: no builtin folding of malloc/memset into calloc
 # (which would recurse into ourselves), and only the ABI is exported.
+# No exceptions either: the heap never throws, so it needs no C++ runtime
+# (operator new throws through a runtime function found at run time;
+# unwind tables are still emitted, so exceptions pass through its frames).
+# No SLP vectorization: it turned the fast path's two sampling countdowns
+# into SSE code.
 NITRO_HEAP_COPTS = NITRO_COPTS + [
     "-fno-builtin",
     "-fvisibility=hidden",
+    "-fno-exceptions",
+    "-fasynchronous-unwind-tables",
+    "-fno-tree-slp-vectorize",
 ]

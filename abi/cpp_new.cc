@@ -1,28 +1,55 @@
 // Every operator new / operator delete form. new honours the new-handler
 // and throws std::bad_alloc; the nothrow forms return nullptr instead.
+//
+// The C++ runtime is reached at run time, not linked: only C++ programs call
+// operator new, and they have libstdc++ loaded. So the preload library adds
+// no libstdc++ to C programs (about 1 MiB of resident memory each).
+#include <dlfcn.h>
+
 #include <new>
 
 #include "core/heap.h"
 
 namespace {
 
-NITRO_NOINLINE void* NewSlow(size_t size, size_t align) {
+using GetNewHandler = std::new_handler (*)();
+using ThrowBadAlloc = void (*)();
+
+GetNewHandler g_get_handler = nullptr;
+ThrowBadAlloc g_throw = nullptr;
+
+void ResolveRuntime() {
+  if (g_throw != nullptr) return;
+  g_get_handler = reinterpret_cast<GetNewHandler>(dlsym(RTLD_DEFAULT, "_ZSt15get_new_handlerv"));
+  g_throw = reinterpret_cast<ThrowBadAlloc>(dlsym(RTLD_DEFAULT, "_ZSt17__throw_bad_allocv"));
+}
+
+void* AllocateOrNull(size_t size, size_t align) {
+  return align <= nitro::kMinAlign ? nitro::Malloc(size) : nitro::AllocateAligned(align, size);
+}
+
+// Calls the new-handler until the allocation succeeds; nullptr when there is
+// no handler. (A handler that throws propagates, as for plain new.)
+void* RetryWithHandler(size_t size, size_t align) {
+  ResolveRuntime();
   for (;;) {
-    void* p = align <= nitro::kMinAlign ? nitro::Malloc(size) : nitro::AllocateAligned(align, size);
+    void* p = AllocateOrNull(size, align);
     if (p != nullptr) return p;
-    std::new_handler handler = std::get_new_handler();
-    if (handler == nullptr) throw std::bad_alloc();
+    std::new_handler handler = g_get_handler != nullptr ? g_get_handler() : nullptr;
+    if (handler == nullptr) return nullptr;
     handler();
   }
 }
 
-NITRO_NOINLINE void* NewNothrowSlow(size_t size, size_t align) noexcept {
-  try {
-    return NewSlow(size, align);
-  } catch (...) {
-    return nullptr;
-  }
+NITRO_NOINLINE void* NewSlow(size_t size, size_t align) {
+  void* p = RetryWithHandler(size, align);
+  if (p != nullptr) return p;
+  if (g_throw == nullptr) nitro::Fatal("operator new(%zu) failed and the C++ runtime is not loaded", size);
+  g_throw();
+  __builtin_unreachable();
 }
+
+NITRO_NOINLINE void* NewNothrowSlow(size_t size, size_t align) { return RetryWithHandler(size, align); }
 
 NITRO_ALWAYS_INLINE void* New(size_t size) {
   void* p = nitro::Malloc(size);

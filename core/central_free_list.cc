@@ -34,7 +34,7 @@ void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
   key_ = key;
   const SizeClassInfo& info = kSizeClasses.info(size_class);
   size_t per_batch = static_cast<size_t>(info.batch) * info.size;
-  size_t n = (512 * 1024) / per_batch;
+  size_t n = (256 * 1024) / per_batch;
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 
@@ -42,6 +42,7 @@ int CentralFreeList::RemoveRange(void** head, int n) {
   LockGuard g(lock_);
   if (batches_ > 0) {
     Batch b = batch_[--batches_];
+    if (batches_ < low_water_) low_water_ = batches_;
     *head = b.head;
     return static_cast<int>(b.count);
   }
@@ -65,6 +66,7 @@ void* CentralFreeList::AllocateOne() {
     void* p = b.head;
     b.head = GetLink(p, key_);
     if (--b.count == 0) batches_--;
+    if (batches_ < low_water_) low_water_ = batches_;
     static_cast<uintptr_t*>(p)[1] = 0;
     return p;
   }
@@ -92,6 +94,8 @@ bool CentralFreeList::AddSlab() {
   s->size_class = static_cast<uint8_t>(size_class_);
   s->cache_class = owner_->thread_cached() ? static_cast<uint8_t>(size_class_) : 0;
   s->capacity = info.capacity;
+  s->object_size = info.size;
+  s->magic = info.magic;
   s->allocated = 0;
   if (owner_->strict()) {
     // strict checks that a free object is still zero when reused.
@@ -121,7 +125,10 @@ int CentralFreeList::FromSpans(void** head, int n) {
   while (got < n) {
     if (nonempty_.empty() && !AddSlab()) break;
     Span* s = nonempty_.first();
-    if (s->allocated == 0) empty_slabs_--;
+    if (s->allocated == 0) {
+      empty_slabs_--;
+      slab_reused_ = true;
+    }
     for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64 && got < n; w++) {
       uint64_t bits = s->free_bits[w];
       while (bits != 0 && got < n) {
@@ -197,6 +204,33 @@ void CentralFreeList::Drain() {
     }
     s = next;
   }
+}
+
+void CentralFreeList::ReleaseIdle() {
+  LockGuard g(lock_);
+  // The bottom `low_water_` batches were not touched for a whole period.
+  int idle = low_water_;
+  if (idle > 0) {
+    for (int i = 0; i < idle; i++) ReturnToSpans(batch_[i].head, static_cast<int>(batch_[i].count));
+    memmove(batch_, batch_ + idle, sizeof(Batch) * static_cast<size_t>(batches_ - idle));
+    batches_ -= idle;
+  }
+  low_water_ = batches_;
+  if (!slab_reused_) {
+    for (Span* s = nonempty_.first(); s != nullptr;) {
+      Span* next = s->next;
+      if (s->allocated == 0) {
+        nonempty_.Remove(s);
+        empty_slabs_--;
+        slabs_--;
+        span_free_ -= s->capacity;
+        RetireSlab(s);
+        owner_->pages().Free(s);
+      }
+      s = next;
+    }
+  }
+  slab_reused_ = false;
 }
 
 CentralStats CentralFreeList::Stats() {

@@ -31,7 +31,7 @@ struct CentralStats {
 
 class CentralFreeList {
  public:
-  static constexpr int kMaxBatches = 64;
+  static constexpr int kMaxBatches = 16;
   static constexpr int kKeepEmptySlabs = 2;
 
   void Init(Partition* owner, int size_class, uintptr_t key);
@@ -46,6 +46,10 @@ class CentralFreeList {
   void FreeOne(void* p);
   // Returns every batch to the slabs and empty slabs to the page heap.
   void Drain();
+  // Returns the batches that stayed unused since the previous call (the
+  // low-water mark of the stack), and empty slabs kept for hysteresis that
+  // were not reused either. Called on the reclaimer's schedule.
+  void ReleaseIdle();
   CentralStats Stats();
   SpinLock& lock() { return lock_; }
 
@@ -61,10 +65,12 @@ class CentralFreeList {
   uintptr_t key_ = 0;
   int max_batches_ = 0;
   int batches_ = 0;
+  int low_water_ = 0;  // fewest batches held since the last ReleaseIdle
+  bool slab_reused_ = false;
   struct Batch {
     void* head;
     uint32_t count;
-  } batch_[kMaxBatches] = {};
+  } batch_[kMaxBatches];  // entries below batches_ are valid; left untouched until used
   SpanList nonempty_;  // slabs with at least one free object
   int empty_slabs_ = 0;
   size_t slabs_ = 0;

@@ -138,8 +138,7 @@ bool GuardedPool::Init(Partition* owner) {
     s->partition_id = owner->id();
     s->start = reinterpret_cast<uintptr_t>(base) + kPageSize + i * kStride;
     s->pages = kDataPages;
-    slots_[i] = Slot{};
-    slots_[i].span = s;
+    slots_[i].span = s;  // the rest of the slot is zero, fresh from mmap
     GlobalPageMap().Set(s->start, kDataPages, s);
   }
   os::RandomBytes(&rng_, sizeof(rng_));

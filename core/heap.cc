@@ -183,12 +183,11 @@ void DestroyThreadCache(ThreadCache* tc) {
   {
     LockGuard g(g_registry_lock);
     // Keep the counts of threads that are gone.
-    const ThreadCache::Counters& c = tc->counters();
+    ThreadCache::Counters c = tc->ReadCounters();
     for (int i = 0; i < kNumClasses; i++) {
       ThreadCache::Bump(g_exited_counters.allocs[i], c.allocs[i]);
       ThreadCache::Bump(g_exited_counters.frees[i], c.frees[i]);
     }
-    ThreadCache::Bump(g_exited_counters.requested_bytes, c.requested_bytes);
     if (tc->prev) tc->prev->next = tc->next; else g_registry = tc->next;
     if (tc->next) tc->next->prev = tc->prev;
     g_threads--;
@@ -211,6 +210,7 @@ void* ReclaimerMain(void*) {
   sigset_t all;
   sigfillset(&all);
   pthread_sigmask(SIG_BLOCK, &all, nullptr);
+  uint64_t last_idle_release = NowMs();
   for (;;) {
     uint64_t decay = g_options.decay_ms;
     uint64_t period = decay / 4 < 10 ? 10 : (decay / 4 > 1000 ? 1000 : decay / 4);
@@ -221,7 +221,14 @@ void* ReclaimerMain(void*) {
     nanosleep(&ts, nullptr);
     uint64_t now = NowMs();
     uint64_t cutoff = now > decay ? now - decay : 0;
-    Partition::ForEach([cutoff](Partition* p) { p->ReleaseFreedBefore(cutoff); });
+    // Idle batches and spare slabs once per decay period, then the pages
+    // that have been free for longer than decay_ms.
+    bool idle_round = now - last_idle_release >= (decay > 0 ? decay : 1);
+    if (idle_round) last_idle_release = now;
+    Partition::ForEach([cutoff, idle_round](Partition* p) {
+      if (idle_round) p->ReleaseIdleObjects();
+      p->ReleaseFreedBefore(cutoff);
+    });
     if (hooks != nullptr && hooks->on_tick != nullptr) hooks->on_tick();
   }
   return nullptr;
@@ -482,7 +489,7 @@ void* StrictAllocate(size_t size, size_t align) {
   if (due && tc->GuardDue()) {
     tc->ResetSampleCountdown(NextSample());
     if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) {
-      tc->UnaccountAlloc(cls, size);  // counted under the guarded pool instead
+      tc->UnaccountAlloc(cls);  // counted under the guarded pool instead
       if (record) Record(q, size, align);
       return q;
     }
@@ -631,7 +638,7 @@ void* SampleSlow(void* p, size_t size) {
       // p goes back unused; the guarded pool counts this allocation.
       int cls = kSizeClasses.ClassFor(size);
       tc->PushChecked(cls, p);
-      tc->UnaccountAlloc(cls, size);
+      tc->UnaccountAlloc(cls);
       result = q;
     }
   }
@@ -765,7 +772,7 @@ void* AllocateAligned(size_t align, size_t size) {
         tc->ResetSampleCountdown(NextSample());
         if (void* q = g_pool.initialized() ? g_pool.Allocate(size, align) : nullptr) {
           tc->PushChecked(cls, p);
-          tc->UnaccountAlloc(cls, size);
+          tc->UnaccountAlloc(cls);
           p = q;
         }
       }

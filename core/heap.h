@@ -48,10 +48,9 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
   int cls = __atomic_load_n(&s->cache_class, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(cls == 0)) return 0;
-  const SizeClassInfo& info = kSizeClasses.info(cls);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
-  uintptr_t idx = (off * info.magic) >> kMagicShift;
-  if (NITRO_UNLIKELY(idx * info.size != off || idx >= info.capacity)) return 0;
+  uintptr_t idx = (off * s->magic) >> kMagicShift;
+  if (NITRO_UNLIKELY(idx * s->object_size != off || idx >= s->capacity)) return 0;
   if (NITRO_UNLIKELY(static_cast<uintptr_t*>(p)[1] == tc->marker())) return 0;
   return cls;
 }

@@ -20,7 +20,7 @@ struct Options {
   size_t quarantine = kQuarantineFromMode;
   // One allocation in sample_rate (on average, at random) gets guard pages.
   uint64_t sample_rate = 10000;
-  size_t tcache_max_bytes = size_t{2} << 20;
+  size_t tcache_max_bytes = size_t{1} << 20;
   size_t max_free_committed = size_t{64} << 20;
   uint64_t decay_ms = 500;
   bool background_thread = true;

@@ -87,6 +87,11 @@ class Partition {
   // to the kernel. Returns the bytes released.
   size_t ReleaseFreeMemory();
   size_t ReleaseFreedBefore(uint64_t tick) { return pages_.ReleaseFreedBefore(tick); }
+  // The reclaimer's period: idle middle-layer batches and spare slabs go
+  // back to the page heap.
+  void ReleaseIdleObjects() {
+    for (int c = 1; c < kNumClasses; c++) central_[c].ReleaseIdle();
+  }
   PartitionStats Stats();
 
   // Set once, for the default partition, before any allocation from it.

@@ -88,7 +88,7 @@ class SizeClassMap {
     uint32_t capacity = static_cast<uint32_t>(pages * kPageSize / size);
     uint32_t batch = static_cast<uint32_t>(64 * 1024 / size);
     batch = batch < 2 ? 2 : (batch > 32 ? 32 : batch);
-    uint32_t cache_max = static_cast<uint32_t>(256 * 1024 / size);
+    uint32_t cache_max = static_cast<uint32_t>(64 * 1024 / size);
     cache_max = cache_max > 512 ? 512 : cache_max;
     if (cache_max < batch) cache_max = batch;
     uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;

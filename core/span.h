@@ -28,12 +28,15 @@ struct Span {
   // caches (the default one), else 0: the one field free()'s fast path reads.
   uint8_t cache_class;
   uint16_t partition_id;
+  // Slabs: the object geometry the free fast path checks, on this line.
+  uint32_t object_size;
+  uint32_t capacity;
+  uint64_t magic;
   Partition* partition;
 
   // Slab: objects handed out to caches or users, and one bit per object that
   // is free inside the span. Guarded by the class's CentralFreeList lock.
   uint32_t allocated;
-  uint32_t capacity;
   uint64_t free_bits[kMaxObjectsPerSlab / 64];
 
   // Large: the bytes the caller asked for (statistics, realloc).

@@ -46,18 +46,16 @@ struct CacheSums {
   uint64_t allocs[kNumClasses];
   uint64_t frees[kNumClasses];
   uint64_t cached[kNumClasses];
-  uint64_t requested;
 };
 
 void AddCache(const ThreadCache* tc, void* ctx) {
   auto* sums = static_cast<CacheSums*>(ctx);
-  const ThreadCache::Counters& c = tc->counters();
+  ThreadCache::Counters c = tc->ReadCounters();
   for (int i = 1; i < kNumClasses; i++) {
-    sums->allocs[i] += __atomic_load_n(&c.allocs[i], __ATOMIC_RELAXED);
-    sums->frees[i] += __atomic_load_n(&c.frees[i], __ATOMIC_RELAXED);
+    sums->allocs[i] += c.allocs[i];
+    sums->frees[i] += c.frees[i];
     sums->cached[i] += tc->ListCount(i);
   }
-  sums->requested += __atomic_load_n(&c.requested_bytes, __ATOMIC_RELAXED);
 }
 
 class JsonWriter {
@@ -121,14 +119,13 @@ void CollectStats(nitro_stats_t* out) {
     sums.allocs[i] += __atomic_load_n(&gone.allocs[i], __ATOMIC_RELAXED);
     sums.frees[i] += __atomic_load_n(&gone.frees[i], __ATOMIC_RELAXED);
   }
-  sums.requested += __atomic_load_n(&gone.requested_bytes, __ATOMIC_RELAXED);
   out->threads = GetHeapStats().threads;
 
   Partition::ForEach([&](Partition* p) {
     bool is_default = p == def;
     nitro_counters_t c;
     memset(&c, 0, sizeof(c));
-    uint64_t small_usable_allocated = 0, small_live_usable = 0;
+    uint64_t small_live_usable = 0, small_live_requested = 0;
     for (int cls = 1; cls < kNumClasses; cls++) {
       CentralStats cs = p->central(cls).Stats();
       uint64_t size = kSizeClasses.size(cls);
@@ -140,7 +137,10 @@ void CollectStats(nitro_stats_t* out) {
       c.live_objects += live;
       c.live_bytes += live * size;
       small_live_usable += live * size;
-      small_usable_allocated += allocs * size;
+      // Per object only the class is known: estimate the request as the
+      // middle of the sizes the class serves.
+      uint64_t smallest = cls > 1 ? kSizeClasses.size(cls - 1) + 1 : 1;
+      small_live_requested += live * ((smallest + size) / 2);
       uint64_t capacity = cs.slabs * kSizeClasses.info(cls).capacity;
       c.slabs += cs.slabs;
       c.slab_objects += capacity;
@@ -163,14 +163,8 @@ void CollectStats(nitro_stats_t* out) {
         k.middle_layer_objects = cs.transfer_objects;
       }
     }
-    // What small objects asked for is known in total, not per object: the
-    // live part is estimated with the requested/usable ratio of them all.
-    if (is_default && small_usable_allocated > 0) {
-      double ratio = static_cast<double>(sums.requested) / static_cast<double>(small_usable_allocated);
-      c.live_requested_bytes += static_cast<uint64_t>(static_cast<double>(small_live_usable) * (ratio > 1 ? 1 : ratio));
-    } else {
-      c.live_requested_bytes += small_live_usable;
-    }
+    c.live_requested_bytes += small_live_requested;
+    (void)small_live_usable;
     PartitionStats ps = p->Stats();
     c.allocations += ps.large_allocs_total;
     c.frees += ps.large_frees_total;

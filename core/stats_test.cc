@@ -35,7 +35,8 @@ TEST(Stats, PartitionCountersAreExact) {
   EXPECT_EQ(c->frees, 0u);
   EXPECT_EQ(c->live_objects, 1003u);
   EXPECT_EQ(c->live_bytes, 1000u * 112 + 3u * RoundUp(300000, kPageSize));
-  EXPECT_EQ(c->live_requested_bytes, 1000u * 112 + 3u * 300000);  // small: usable, no request data
+  // Small objects: the middle of the 112-byte class's sizes (97..112); large: exact.
+  EXPECT_EQ(c->live_requested_bytes, 1000u * ((97 + 112) / 2) + 3u * 300000);
   EXPECT_GE(c->committed_bytes, c->live_bytes);
   EXPECT_EQ(c->mapped_bytes % (size_t{1} << 30), 0u);
   for (int i = 0; i < 500; i++) p->Free(small[i]);
@@ -121,6 +122,34 @@ TEST(Stats, CounterNames) {
   EXPECT_TRUE(CounterByName(c, "quarantine_bytes", &v));
   EXPECT_EQ(v, 42u);
   EXPECT_FALSE(CounterByName(c, "no_such_counter", &v));
+}
+
+}  // namespace
+}  // namespace nitro
+
+namespace nitro {
+namespace {
+
+TEST(Stats, IdleBatchesGoBackAfterAFullPeriod) {
+  EnsureStarted();
+  std::thread t([] {
+    std::vector<void*> v;
+    for (int i = 0; i < 20000; i++) v.push_back(Malloc(48));
+    for (void* p : v) Free(p);
+  });
+  t.join();  // the exiting thread's cache went to the middle layer in batches
+  nitro_stats_t st;
+  CollectStats(&st);
+  const nitro_counters_t* c = PartitionCounters(st, "default");
+  ASSERT_NE(c, nullptr);
+  uint64_t slabs_before = c->slabs;
+  EXPECT_GT(c->middle_layer_bytes, 0u);
+  DefaultPartition()->ReleaseIdleObjects();  // starts the period
+  DefaultPartition()->ReleaseIdleObjects();  // nothing was used since: all go
+  CollectStats(&st);
+  c = PartitionCounters(st, "default");
+  EXPECT_EQ(c->middle_layer_bytes, 0u);
+  EXPECT_LT(c->slabs, slabs_before);
 }
 
 }  // namespace

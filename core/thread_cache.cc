@@ -25,8 +25,8 @@ void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
     real_max_[c] = info.cache_max + static_cast<uint32_t>(depth);
     // strict blocks both fast paths: max 1 fails every push (count - 1 >= 0),
     // depth ~0 fails every pop.
-    lists_[c] = List{nullptr, nullptr, 0, strict ? 1 : real_max_[c],
-                     strict ? ~uint32_t{0} : real_depth_[c]};
+    lists_[c] = List{nullptr, nullptr, 0, strict ? 0 : real_max_[c] - 1,
+                     strict ? ~uint32_t{0} : real_depth_[c], 0, 0, 0};
   }
 }
 
@@ -136,6 +136,15 @@ void ThreadCache::Overflow(int cls, void* p) {
 
 void ThreadCache::Flush() {
   for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, lists_[c].count);
+}
+
+ThreadCache::Counters ThreadCache::ReadCounters() const {
+  Counters c;
+  for (int i = 0; i < kNumClasses; i++) {
+    c.allocs[i] = __atomic_load_n(&lists_[i].allocs, __ATOMIC_RELAXED);
+    c.frees[i] = __atomic_load_n(&lists_[i].frees, __ATOMIC_RELAXED);
+  }
+  return c;
 }
 
 size_t ThreadCache::CachedBytes() const {

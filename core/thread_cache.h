@@ -31,8 +31,12 @@ class ThreadCache {
     void* head;
     void* tail;
     uint32_t count;
-    uint32_t max;    // pushes need 0 < count < max (0 in the sentinel, 1 in strict)
-    uint32_t depth;  // pops need count > depth (>= 1)
+    uint32_t max_m1;  // pushes need 0 < count <= max_m1 (0 in the sentinel and in strict)
+    uint32_t depth;   // pops need count > depth (>= 1)
+    uint32_t unused;
+    // Statistics beside the list, on the cache line the fast path touches.
+    uint64_t allocs;
+    uint64_t frees;
   };
 
   NITRO_ALWAYS_INLINE void* Pop(int cls) {
@@ -47,7 +51,7 @@ class ThreadCache {
   // False when the list is empty or full, or this is the sentinel.
   NITRO_ALWAYS_INLINE bool Push(int cls, void* p) {
     List& l = lists_[cls];
-    if (NITRO_UNLIKELY(l.count - 1 >= l.max - 1)) return false;
+    if (NITRO_UNLIKELY(l.count - 1 >= l.max_m1)) return false;
     SetLink(l.tail, p, key_);
     l.tail = p;
     __atomic_store_n(&l.count, l.count + 1, __ATOMIC_RELAXED);
@@ -62,35 +66,31 @@ class ThreadCache {
   uintptr_t marker() const { return marker_; }
 
   // Statistics, written by the owning thread only and read by others with
-  // relaxed loads (merged on read): the fast path pays three additions.
+  // relaxed loads (merged on read): the fast path pays one addition each.
   struct Counters {
     uint64_t allocs[kNumClasses];
     uint64_t frees[kNumClasses];
-    uint64_t requested_bytes;  // what small allocations asked for
   };
   // Counts an allocation and advances both samplers: the guarded pool's
   // (one in sample_rate allocations) and the flight recorder's (one every
   // profile_rate bytes). One branch: true when either is due.
   NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) {
-    Bump(counters_.allocs[cls], 1);
-    Bump(counters_.requested_bytes, size);
+    Bump(lists_[cls].allocs, 1);
     int64_t c = --sample_countdown_;
     int64_t b = (record_countdown_ -= static_cast<int64_t>(size));
     return NITRO_UNLIKELY((c | b) < 0);
   }
-  NITRO_ALWAYS_INLINE void AccountFree(int cls) { Bump(counters_.frees[cls], 1); }
+  NITRO_ALWAYS_INLINE void AccountFree(int cls) { Bump(lists_[cls].frees, 1); }
   // An allocation that the guarded pool served instead (counted there).
-  void UnaccountAlloc(int cls, size_t size) {
-    Bump(counters_.allocs[cls], ~uint64_t{0});
-    Bump(counters_.requested_bytes, ~static_cast<uint64_t>(size) + 1);
-  }
+  void UnaccountAlloc(int cls) { Bump(lists_[cls].allocs, ~uint64_t{0}); }
   // Large allocations only advance the flight recorder's byte countdown.
   bool RecordBytes(size_t size) { return (record_countdown_ -= static_cast<int64_t>(size)) < 0; }
   bool GuardDue() const { return sample_countdown_ < 0; }
   bool RecordDue() const { return record_countdown_ < 0; }
   void ResetSampleCountdown(int64_t countdown) { sample_countdown_ = countdown; }
   void ResetRecordCountdown(int64_t countdown) { record_countdown_ = countdown; }
-  const Counters& counters() const { return counters_; }
+  // A copy of the counters, read with relaxed loads.
+  Counters ReadCounters() const;
   uint32_t ListCount(int cls) const { return __atomic_load_n(&lists_[cls].count, __ATOMIC_RELAXED); }
 
   // quarantine_bytes sets each class's depth; strict routes every call to
@@ -126,8 +126,9 @@ class ThreadCache {
   uintptr_t key_ = 0;
   uintptr_t marker_ = 0;
   int64_t sample_countdown_ = 0;
+  // Kept apart from sample_countdown_ (see AccountAlloc).
+  void* pad_ = nullptr;
   int64_t record_countdown_ = 0;
-  Counters counters_ = {};
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;
   uint32_t real_max_[kNumClasses] = {};

@@ -4,7 +4,6 @@
 #include <dlfcn.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <math.h>
 #include <sched.h>
 #include <signal.h>
 #include <stdio.h>
@@ -42,6 +41,22 @@ struct Event {
   uint64_t alloc_ns, free_ns;
   uintptr_t stack[kFrames];
 };
+
+// e^-x for x >= 0, without libm (which the preload library does not link):
+// e^-x = 2^-(x log2 e), the integer part by scaling, the rest by a series.
+double ExpNeg(double x) {
+  if (x > 700) return 0;
+  double y = x * 1.4426950408889634;  // log2(e)
+  int whole = static_cast<int>(y);
+  double frac = (y - whole) * 0.6931471805599453;  // back to base e, in [0, ln 2)
+  double term = 1, sum = 1;
+  for (int k = 1; k < 20; k++) {
+    term *= -frac / k;
+    sum += term;
+  }
+  for (int i = 0; i < whole; i++) sum *= 0.5;
+  return sum;
+}
 
 uint64_t NowNs() {
   struct timespec ts;
@@ -413,7 +428,7 @@ int DumpHeapProfile(const char* path) {
     const Event& e = g.events[i];
     // Each sample stands for 1/P allocations of its size, where P is the
     // chance that one allocation of that size is sampled.
-    double weight = rate > 0 ? 1.0 / (1.0 - exp(-static_cast<double>(e.requested) / rate)) : 1.0;
+    double weight = rate > 0 ? 1.0 / (1.0 - ExpNeg(static_cast<double>(e.requested) / rate)) : 1.0;
     uint64_t objects = static_cast<uint64_t>(weight + 0.5);
     uint64_t bytes = static_cast<uint64_t>(weight * static_cast<double>(e.requested) + 0.5);
     bool live = e.free_ns == 0;
