@@ -34,7 +34,7 @@ void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
   key_ = key;
   const SizeClassInfo& info = kSizeClasses.info(size_class);
   size_t per_batch = static_cast<size_t>(info.batch) * info.size;
-  size_t n = (256 * 1024) / per_batch;
+  size_t n = (512 * 1024) / per_batch;
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 

@@ -31,7 +31,7 @@ struct CentralStats {
 
 class CentralFreeList {
  public:
-  static constexpr int kMaxBatches = 16;
+  static constexpr int kMaxBatches = 32;
   static constexpr int kKeepEmptySlabs = 2;
 
   void Init(Partition* owner, int size_class, uintptr_t key);

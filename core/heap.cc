@@ -830,7 +830,14 @@ void* Realloc(void* p, size_t size) {
   } else if (s->state == SpanState::kLarge && size > kMaxSmallSize) {
     if (info.partition->ResizeLargeInPlace(s, size)) return p;
   }
-  void* q = info.partition == g_default ? Malloc(size) : info.partition->Allocate(size);
+  // Growth by small steps (strings) copies once per step: grow by a quarter
+  // at least, so a string crosses a quarter of the classes, not all of them.
+  size_t target = size;
+  if (!g_strict && size > old && size - old < old / 4) target = old + old / 4;
+  void* q = info.partition == g_default ? Malloc(target) : info.partition->Allocate(target);
+  if (q == nullptr && target != size) {
+    q = info.partition == g_default ? Malloc(size) : info.partition->Allocate(size);
+  }
   if (q == nullptr) return nullptr;
   memcpy(q, p, old < size ? old : size);
   Free(p);

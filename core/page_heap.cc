@@ -165,7 +165,7 @@ void PageHeap::Split(Span* s, size_t pages) {
   InsertFree(tail);
 }
 
-Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state) {
+Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool guard_page) {
   if (pages == 0 || pages > (kMaxRequest >> kPageShift)) return nullptr;
   if (align_pages == 0) align_pages = 1;
   size_t want = pages + align_pages - 1;
@@ -201,7 +201,7 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state) {
     }
   }
   Split(s, pages);
-  if (s->prot_none && !MakeAccessible(s)) {
+  if (!MakeAccessible(s, guard_page && pages > 1)) {
     // The kernel refused (the mapping count limit): give the run back.
     s->state = SpanState::kFree;
     InsertFree(MergeNeighbours(s));
@@ -243,9 +243,21 @@ Span* PageHeap::MergeNeighbours(Span* s) {
   return s;
 }
 
-bool PageHeap::MakeAccessible(Span* s) {
-  if (!os::ProtectReadWrite(reinterpret_cast<void*>(s->start), s->bytes())) return false;
-  s->prot_none = false;
+bool PageHeap::MakeAccessible(Span* s, bool guard_page) {
+  s->guard_pages = 0;
+  if (s->prot_none) {
+    // Freed memory is PROT_NONE already: open all but the guard page.
+    size_t open = guard_page ? s->bytes() - kPageSize : s->bytes();
+    if (!os::ProtectReadWrite(reinterpret_cast<void*>(s->start), open)) return false;
+    s->prot_none = false;
+    if (guard_page) s->guard_pages = 1;
+    return true;
+  }
+  // Accessible (virgin or committed) memory: close the guard page only. If
+  // the kernel refuses, the allocation simply has no guard.
+  if (guard_page && os::ProtectNone(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
+    s->guard_pages = 1;
+  }
   return true;
 }
 

@@ -46,7 +46,10 @@ class PageHeap {
   // nullptr when address space or metadata run out. The span's pages point
   // at it in the page map. `state` (kSlab or kLarge) is set under the lock,
   // since neighbours read it when they coalesce.
-  Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge);
+  // With `guard_page`, the run's last page is left (or made) PROT_NONE and
+  // recorded in guard_pages: one mprotect covers both.
+  Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge,
+                 bool guard_page = false);
   // Takes a slab or large span back as a free run. With `protect`, its
   // pages become PROT_NONE (so use after free faults) and it waits in the
   // quarantine before it can be reused.
@@ -86,7 +89,7 @@ class PageHeap {
   Span* MergeNeighbours(Span* s);
   void ReleaseSpan(Span* s);
   void EnforceCommittedBound();
-  bool MakeAccessible(Span* s);
+  bool MakeAccessible(Span* s, bool guard_page);
   void Unquarantine(Span* s);
   SpanList& ListFor(const Span* s);
 

@@ -95,15 +95,11 @@ void* Partition::AllocateLarge(size_t size, size_t align, bool* zeroed) {
   size_t guard = large_guard_pages_ ? 1 : 0;
   size_t pages = PagesFor(size == 0 ? 1 : size) + guard;
   size_t align_pages = align > kPageSize ? align >> kPageShift : 1;
-  Span* s = pages_.Allocate(pages, align_pages);
+  // The guard page makes an overflow off the end fault at once.
+  Span* s = pages_.Allocate(pages, align_pages, SpanState::kLarge, guard != 0);
   if (s == nullptr) {
     errno = ENOMEM;
     return nullptr;
-  }
-  // An overflow off the end faults at once. If the kernel refuses (the
-  // mapping count limit), the allocation simply has no guard.
-  if (guard && os::ProtectNone(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
-    s->guard_pages = 1;
   }
   s->requested = size;
   *zeroed = s->zeroed;

@@ -33,7 +33,8 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip) {
   for (int depth = 0; fp != nullptr && n < max && depth < 256; depth++) {
     uintptr_t next = fp[0];
     uintptr_t ret = fp[1];
-    if (ret == 0) break;
+    // Code built without frame pointers leaves garbage here: stop at it.
+    if (ret < 0x10000) break;
     if (depth >= skip) frames[n++] = ret;
     if (next <= reinterpret_cast<uintptr_t>(fp) ||
         next - reinterpret_cast<uintptr_t>(fp) > (8u << 20) || (next & 7) != 0) {

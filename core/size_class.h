@@ -9,8 +9,8 @@
 // requests are page runs ("large" allocations).
 //
 // Each class also fixes its slab (a run of pages cut into objects): at least
-// 8 objects and 16 KiB (at most 256 objects), grown until the unusable tail
-// is <= 1/8 of the slab.
+// 8 objects (4 above 8 KiB, 2 above 32 KiB) and 16 KiB (at most 256
+// objects), grown until the unusable tail is <= 1/8 of the slab.
 #ifndef NITROHEAP_CORE_SIZE_CLASS_H_
 #define NITROHEAP_CORE_SIZE_CLASS_H_
 
@@ -80,15 +80,18 @@ class SizeClassMap {
 
  private:
   static constexpr SizeClassInfo Make(uint32_t size) {
-    // At least 8 objects, and 16 KiB when the per-slab bitmap has room for it.
+    // At least 8 objects (4 above 8 KiB, 2 above 32 KiB: a slab of a large
+    // class held for one object costs memory), and 16 KiB when the per-slab
+    // bitmap has room for it.
+    uint32_t min_objects = size <= 8192 ? 8 : (size <= 32768 ? 4 : 2);
     uint32_t min_bytes = 16 * 1024 < kMaxObjectsPerSlab * size ? 16 * 1024 : kMaxObjectsPerSlab * size;
-    if (min_bytes < 8 * size) min_bytes = 8 * size;
+    if (min_bytes < min_objects * size) min_bytes = min_objects * size;
     uint32_t pages = static_cast<uint32_t>((min_bytes + kPageSize - 1) / kPageSize);
     while ((pages * kPageSize % size) * 8 > pages * kPageSize) pages++;
     uint32_t capacity = static_cast<uint32_t>(pages * kPageSize / size);
     uint32_t batch = static_cast<uint32_t>(64 * 1024 / size);
     batch = batch < 2 ? 2 : (batch > 32 ? 32 : batch);
-    uint32_t cache_max = static_cast<uint32_t>(64 * 1024 / size);
+    uint32_t cache_max = static_cast<uint32_t>(256 * 1024 / size);
     cache_max = cache_max > 512 ? 512 : cache_max;
     if (cache_max < batch) cache_max = batch;
     uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;

@@ -2,6 +2,8 @@
 
 #include <dirent.h>
 #include <dlfcn.h>
+#include <elf.h>
+#include <link.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <sched.h>
@@ -134,26 +136,39 @@ class FlightRecorder {
     ring_ = static_cast<Event*>(os::Reserve(capacity_ * sizeof(Event), kPageSize));
     return ring_ != nullptr;
   }
-  static bool InOwnObject(uintptr_t pc) {
-    static uintptr_t own_base = 0;
-    if (own_base == 0) {
-      Dl_info self;
-      if (dladdr(reinterpret_cast<void*>(&InOwnObject), &self) == 0) return false;
-      own_base = reinterpret_cast<uintptr_t>(self.dli_fbase);
-    }
-    Dl_info info;
-    return dladdr(reinterpret_cast<void*>(pc - 1), &info) != 0 &&
-           reinterpret_cast<uintptr_t>(info.dli_fbase) == own_base &&
-           // Linked into the executable, the program's frames share our base:
-           // only frames in NitroHeap's own functions are ours.
-           info.dli_sname != nullptr &&
-           (strncmp(info.dli_sname, "_ZN5nitro", 9) == 0 || strcmp(info.dli_sname, "malloc") == 0 ||
-            strcmp(info.dli_sname, "calloc") == 0 || strcmp(info.dli_sname, "realloc") == 0 ||
-            strncmp(info.dli_sname, "_Znw", 4) == 0 || strncmp(info.dli_sname, "_Zna", 4) == 0 ||
-            strstr(info.dli_sname, "memalign") != nullptr || strcmp(info.dli_sname, "aligned_alloc") == 0 ||
-            strncmp(info.dli_sname, "nitro_rust", 10) == 0);
+  // The preload library's own frames lie in its text segment, found once at
+  // start-up (dl_iterate_phdr must not run inside malloc). Linked into the
+  // executable, the allocator shares the program's text: nothing is dropped.
+  static bool InOwnObject(uintptr_t pc) { return pc >= g_own_text_start && pc < g_own_text_end; }
+
+ public:
+  static uintptr_t g_own_text_start, g_own_text_end;
+
+  static void FindOwnText() {
+    Dl_info self;
+    if (dladdr(reinterpret_cast<void*>(&FindOwnText), &self) == 0) return;
+    struct Ctx {
+      uintptr_t base, start, end;
+    } ctx{reinterpret_cast<uintptr_t>(self.dli_fbase), 0, 0};
+    dl_iterate_phdr(
+        [](struct dl_phdr_info* info, size_t, void* data) {
+          auto* c = static_cast<Ctx*>(data);
+          if (info->dlpi_addr != c->base || info->dlpi_name == nullptr || info->dlpi_name[0] == '\0') return 0;
+          for (int i = 0; i < info->dlpi_phnum; i++) {
+            const ElfW(Phdr)& ph = info->dlpi_phdr[i];
+            if (ph.p_type == PT_LOAD && (ph.p_flags & PF_X)) {
+              c->start = info->dlpi_addr + ph.p_vaddr;
+              c->end = c->start + ph.p_memsz;
+            }
+          }
+          return 1;
+        },
+        &ctx);
+    g_own_text_start = ctx.start;
+    g_own_text_end = ctx.end;
   }
 
+ private:
   SpinLock lock_;
   Event* ring_ = nullptr;
   size_t capacity_ = 0;
@@ -161,6 +176,8 @@ class FlightRecorder {
   uint64_t dropped_ = 0;
 };
 
+uintptr_t FlightRecorder::g_own_text_start = 0;
+uintptr_t FlightRecorder::g_own_text_end = 0;
 FlightRecorder g_recorder;
 
 // ---- dumping ----------------------------------------------------------------
@@ -628,6 +645,7 @@ void Install() {
   if (g_installed.exchange(true)) return;
   EnsureStarted();
   if (Mode() != HeapMode::kNitro) return;
+  FlightRecorder::FindOwnText();
   SetTelemetryHooks(&kHooks);
   uint64_t sig = CurrentOptions().flight_recorder_signal;
   if (sig > 0 && sig < 65) {
