@@ -15,7 +15,8 @@ constexpr OptionSpec kTable[] = {
      "fast|balanced|strict"},
     {"quarantine", OptionType::kSize, offsetof(Options, quarantine), 0, uint64_t{1} << 32,
      "bytes of freed small objects each thread holds back before reuse (default by mode: "
-     "fast 0, balanced 256K, strict 4M); large frees wait in a quarantine 64 times this",
+     "fast 0, balanced 256K, strict 4M); freed large blocks wait in a quarantine of 64 times "
+     "this (at least 8M)",
      nullptr},
     {"sample_rate", OptionType::kUint, offsetof(Options, sample_rate), 0, uint64_t{1} << 40,
      "guard one allocation in N, at random, with guard pages (0: off, 1: every allocation)",
@@ -29,7 +30,8 @@ constexpr OptionSpec kTable[] = {
     {"decay_ms", OptionType::kUint, offsetof(Options, decay_ms), 0, 3600 * 1000,
      "free pages idle this long are returned to the kernel (0: at once)", nullptr},
     {"background_thread", OptionType::kBool, offsetof(Options, background_thread), 0, 1,
-     "run a thread that returns idle memory on time, even when the program makes no calls",
+     "run a thread (started on first need) that returns idle memory on time and publishes "
+     "telemetry, even when the program makes no calls",
      nullptr},
     {"stats_print", OptionType::kBool, offsetof(Options, stats_print), 0, 1,
      "print the heap report to stderr at exit", nullptr},
@@ -217,7 +219,7 @@ void PrintOptionHelp(int fd, const Options& defaults) {
                                                             : *reinterpret_cast<const uint64_t*>(field);
       snprintf(value, sizeof(value), "%llu", v);
     }
-    n = snprintf(line, sizeof(line), "  %-20s default %-10s %s\n", o->name, value, o->doc);
+    n = snprintf(line, sizeof(line), "  %-22s default %-10s %s\n", o->name, value, o->doc);
     if (n > 0 && write(fd, line, static_cast<size_t>(n)) < 0) return;
   }
 }
