@@ -1,0 +1,61 @@
+"""Smoke test of the benchmark harness: every workload once, tiny
+(run_bench.py --quick), under glibc and NitroHeap. Checks that every run
+exits 0 with the expected output and that the report has every section;
+asserts nothing about timings.
+
+Arguments (from BUILD.bazel): run_bench.py workloads spawn_rusage
+libnitroheap.so py_workload.py gcc_input.cc
+"""
+import os
+import re
+import subprocess
+import sys
+import time
+
+
+def main():
+    run_bench, workloads, spawn, nitro_so, py_workload, gcc_input = [os.path.abspath(a) for a in sys.argv[1:7]]
+    out = os.path.join(os.environ.get("TEST_TMPDIR", "/tmp"), "benchmarks_smoke.md")
+    cmd = ["/usr/bin/python3", run_bench, "--quick", "--no-build", "--no-callgrind",
+           "--allocators", "glibc,nitroheap", "--timeout", "30",
+           "--workloads-bin", workloads, "--spawn-bin", spawn, "--nitroheap-so", nitro_so,
+           "--py-workload", py_workload, "--gcc-input", gcc_input, "--write", "--out", out]
+    print("running:", " ".join(cmd), flush=True)
+    start = time.time()
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    print(p.stderr)
+    print("(%.1f s)" % (time.time() - start))
+    failures = []
+    if p.returncode != 0:
+        failures.append("run_bench.py exited %d (a run crashed, hung or printed wrong output)"
+                        % p.returncode)
+    report = open(out).read() if os.path.exists(out) else ""
+    for section in ["## Setup", "## Target checks", "## Wall time", "## CPU time", "## Peak RSS",
+                    "## Memory return"]:
+        if section not in report:
+            failures.append("report lacks the section %r" % section)
+    for name in ["fastpath", "working_set", "prodcons", "larson", "realloc", "large", "large_trap",
+                 "stl", "larson_8t", "larson_32t", "python", "python_malloc", "gcc"]:
+        # Rows of the wall, CPU and RSS tables (not the workload list).
+        rows = [l for l in report.splitlines() if l.startswith("| %s |" % name)
+                and re.match(r"^([\d.]+|FAIL)$", l.split("|")[2].strip())]
+        if len(rows) != 3:
+            failures.append("workload %s: %d table rows, expected 3" % (name, len(rows)))
+        elif any("FAIL" in r for r in rows):
+            failures.append("workload %s failed: %s" % (name, rows[0]))
+    mr = [l for l in report.splitlines() if l.startswith("| nitroheap |") and "FAIL" not in l]
+    if not any(len(l.split("|")) == 9 for l in mr):
+        failures.append("no memory-return row for nitroheap")
+    if "Failed runs" in report:
+        failures.append("report lists failed runs")
+    for f in failures:
+        print("FAIL:", f)
+    if failures:
+        print(report)
+        return 1
+    print("PASS: every workload ran under glibc and NitroHeap with the expected output")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

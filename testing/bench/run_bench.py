@@ -1,0 +1,738 @@
+#!/usr/bin/python3
+"""NitroHeap's benchmark harness: NitroHeap against glibc, jemalloc, tcmalloc
+and mimalloc, each by LD_PRELOAD, on the same workloads, interleaved.
+
+For each round, for each workload, every allocator runs once in a fixed
+order (glibc jemalloc tcmalloc mimalloc nitroheap, then again), so slow
+drifts of the machine hit every allocator alike. Each run records the wall
+time, the CPU time (user + sys) and the peak RSS of the child from wait4's
+rusage, taken by the small launcher spawn_rusage (a child forked straight
+from this Python process would count the harness's own pages in ru_maxrss,
+which Linux carries across exec). That rusage covers the child and every
+descendant it waited for, so for g++ (driver -> cc1plus -> as) the CPU time
+is the whole tree's and the peak RSS the largest single process's. The report
+gives medians over the rounds, NitroHeap's ratio to the best peer and
+geometric means, checks the targets, and with --write puts it all in
+docs/benchmarks.md.
+
+Standard library only; runs with /usr/bin/python3:
+
+    /usr/bin/python3 testing/bench/run_bench.py --rounds 3 --write
+    /usr/bin/python3 testing/bench/run_bench.py --quick          # smoke run
+
+Exit status: 0 when every run succeeded with the expected output (target
+misses are reported, and fail the run only with --strict), 1 when a run
+crashed, hung, or printed wrong output, 2 on a usage or build error.
+"""
+import argparse
+import atexit
+import datetime
+import hashlib
+import math
+import os
+import platform
+import re
+import shlex
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+LIBDIR = "/usr/lib/x86_64-linux-gnu"
+PEERS = [
+    ("glibc", None),
+    ("jemalloc", LIBDIR + "/libjemalloc.so.2"),
+    ("tcmalloc", LIBDIR + "/libtcmalloc_minimal.so.4"),
+    ("mimalloc", LIBDIR + "/libmimalloc.so.2"),
+]
+NITRO = "nitroheap"
+DEFAULT_SO = "bazel-bin/abi/libnitroheap.so"
+PACKAGES = ["libc6", "libjemalloc2", "libgoogle-perftools4", "libmimalloc2.0"]
+
+# Targets for NitroHeap against the best peer of each workload.
+TIME_GEOMEAN_MAX = 1.10
+TIME_WORKLOAD_MAX = 1.50
+MEM_GEOMEAN_MAX = 1.25
+RETURN_MAX = 1.10  # RSS after the free, relative to the pre-allocation RSS
+
+RESULT_RE = re.compile(r"^(\S+) ok checksum=([0-9a-f]+) ops=(\d+)$")
+MEMRETURN_RE = re.compile(
+    r"^memreturn rss_kib before=(\d+) peak=(\d+) after_free=(\d+) after_1s=(\d+)"
+    r" after_trim=(\d+|n/a) malloc_from=(\S+)$")
+
+
+class Workload:
+    """One benchmark program: how to run it and how to check its output."""
+
+    def __init__(self, name, what, argv, env=None, output_file=None):
+        self.name = name
+        self.what = what
+        self.argv = argv          # function(paths, scale, workdir) -> argv list
+        self.env = env or {}
+        self.output_file = output_file  # checksum this file instead of stdout
+
+
+def workloads(paths, quick):
+    w = paths["workloads"]
+
+    def mode(name, *extra):
+        return lambda scale, workdir: [w, name, "--scale=%g" % scale] + list(extra)
+
+    def python(scale, workdir):
+        return ["/usr/bin/python3", paths["py_workload"], "%g" % scale]
+
+    def gcc(scale, workdir):
+        opt = ["-O0"] if quick else ["-O1"]
+        return ["g++", "-std=c++17"] + opt + ["-c", paths["gcc_input"], "-o",
+                                              os.path.join(workdir, "gcc_input.o")]
+
+    return [
+        Workload("fastpath", "(a) malloc/free pairs cycling through 16 small classes (16..256 B)",
+                 mode("fastpath")),
+        Workload("working_set", "(b) random replacement, 100k live objects, 16 B..64 KiB log-uniform",
+                 mode("working_set")),
+        Workload("prodcons", "(c) producer allocates, consumer frees, batches of 256 via a queue",
+                 mode("prodcons")),
+        Workload("larson", "(d) larson: 2 threads replace random slots of a shared array",
+                 mode("larson", "--threads=2")),
+        Workload("realloc", "(e) 64 strings grown by 1..16-byte reallocs to 4..64 KiB",
+                 mode("realloc")),
+        Workload("large", "(f) 16 live blocks of 64 KiB..8 MiB, replaced and filled",
+                 mode("large")),
+        Workload("large_trap", "(f) allocate, zero-fill, free 5..25 MiB blocks",
+                 mode("large_trap")),
+        Workload("stl", "(g) map<string, vector<int>>, unordered_map, string concatenation",
+                 mode("stl")),
+        Workload("larson_8t", "(h) larson with 8 threads on %d cores" % os.cpu_count(),
+                 mode("larson", "--threads=8")),
+        Workload("larson_32t", "(h) larson with 32 threads on %d cores" % os.cpu_count(),
+                 mode("larson", "--threads=32")),
+        Workload("python", "(i) python3: dicts, lists, json, strings (default pymalloc)",
+                 python, env={"PYTHONHASHSEED": "0"}),
+        Workload("python_malloc", "(i) the same with PYTHONMALLOC=malloc (every object via malloc)",
+                 python, env={"PYTHONHASHSEED": "0", "PYTHONMALLOC": "malloc"}),
+        Workload("gcc", "(i) g++ -std=c++17 -O1 -c of a medium file (<regex>, <map>, templates)",
+                 gcc, output_file="gcc_input.o"),
+    ]
+
+
+MEMRETURN = Workload("memreturn", "(j) 1 GiB in 64 B..4 KiB objects and 1 MiB blocks, freed, idle",
+                     None)
+
+# Workload scale factors: 1 for the benchmark, tiny for --quick.
+QUICK_SCALE = 0.02
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def sh(cmd, **kw):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True, check=True, **kw).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        return ""
+
+
+class Run:
+    def __init__(self):
+        self.rc = None
+        self.timed_out = False
+        self.wall = self.cpu = 0.0
+        self.maxrss_kib = 0
+        self.stdout = self.stderr = ""
+        self.checksum = None
+        self.error = None
+        self.extra = None  # parsed memreturn line
+
+
+SPAWN_RE = re.compile(r"^status=(-?\d+) wall=([\d.]+) user=([\d.]+) sys=([\d.]+) maxrss_kib=(\d+)$")
+
+
+def run_child(spawn, argv, env, cwd, timeout):
+    """Runs argv through the spawn_rusage launcher in its own session.
+
+    The launcher's wait4 gives the rusage of the command's tree alone (a
+    child forked from this Python process would count the harness's own
+    resident pages in ru_maxrss, which Linux carries across exec).
+    """
+    r = Run()
+    result_path = os.path.join(cwd, ".spawn_result")
+    try:
+        os.unlink(result_path)
+    except FileNotFoundError:
+        pass
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen([spawn, result_path] + argv, env=env, cwd=cwd, stdout=out, stderr=err,
+                                stdin=subprocess.DEVNULL, start_new_session=True)
+
+        def kill():
+            r.timed_out = True
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+
+        timer = threading.Timer(timeout, kill)
+        timer.start()
+        try:
+            _, status, _ = os.wait4(proc.pid, 0)
+        finally:
+            timer.cancel()
+        proc.returncode = launcher_rc = os.waitstatus_to_exitcode(status)
+        try:  # leftovers of the group, if any
+            os.killpg(proc.pid, signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        out.seek(0)
+        err.seek(0)
+        r.stdout = out.read().decode(errors="replace")
+        r.stderr = err.read().decode(errors="replace")
+    try:
+        with open(result_path) as f:
+            m = SPAWN_RE.match(f.read().strip())
+    except OSError:
+        m = None
+    if m:
+        r.rc = int(m.group(1))
+        r.wall = float(m.group(2))
+        r.cpu = float(m.group(3)) + float(m.group(4))
+        r.maxrss_kib = int(m.group(5))
+    else:
+        r.rc = launcher_rc if launcher_rc != 0 else -1
+    return r
+
+
+UNSTAGE = {}  # private copy -> the file it was copied from, for reproduction commands
+
+
+def repro(argv, env_extra):
+    un = lambda s: UNSTAGE.get(s, s)
+    return " ".join(["env"] + ["%s=%s" % (k, shlex.quote(un(v))) for k, v in sorted(env_extra.items())]
+                    + [shlex.quote(un(a)) for a in argv])
+
+
+def run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env):
+    env = dict(base_env)
+    env.update(wl.env)
+    if lib:
+        env["BENCH_LD_PRELOAD"] = lib  # the launcher passes it on as LD_PRELOAD
+    env_extra = dict(wl.env)
+    if lib:
+        env_extra["LD_PRELOAD"] = lib
+    if wl is MEMRETURN:
+        argv = [paths["workloads"], "memreturn", "--scale=%g" % scale]
+    else:
+        argv = wl.argv(scale, workdir)
+    if wl.output_file:
+        try:
+            os.unlink(os.path.join(workdir, wl.output_file))
+        except FileNotFoundError:
+            pass
+    r = run_child(paths["spawn"], argv, env, workdir, timeout)
+    r.repro = repro(argv, env_extra)
+    if r.timed_out:
+        r.error = "timed out after %d s" % timeout
+    elif r.rc != 0:
+        r.error = "exit status %d" % r.rc
+    elif wl.output_file:
+        try:
+            with open(os.path.join(workdir, wl.output_file), "rb") as f:
+                r.checksum = hashlib.sha256(f.read()).hexdigest()[:16]
+        except OSError as e:
+            r.error = "no output file: %s" % e
+    else:
+        lines = r.stdout.strip().splitlines()
+        m = RESULT_RE.match(lines[-1]) if lines else None
+        if not m:
+            r.error = "unexpected output: %r" % (lines[-1] if lines else "")
+        else:
+            r.checksum = m.group(2)
+        if wl is MEMRETURN and r.error is None:
+            mm = next((MEMRETURN_RE.match(l) for l in lines if MEMRETURN_RE.match(l)), None)
+            if not mm:
+                r.error = "no rss line"
+            else:
+                g = mm.groups()
+                r.extra = {"before": int(g[0]), "peak": int(g[1]), "after_free": int(g[2]),
+                           "after_1s": int(g[3]),
+                           "after_trim": None if g[4] == "n/a" else int(g[4]),
+                           "malloc_from": g[5]}
+                if lib and os.path.basename(lib) not in g[5] and alloc != "glibc":
+                    r.error = "malloc came from %s, not the preload" % g[5]
+    return r
+
+
+def display_path(p):
+    p = os.path.abspath(p)
+    return os.path.relpath(p, ROOT) if p.startswith(ROOT + "/") else p
+
+
+def geomean(xs):
+    xs = [x for x in xs if x and x > 0]
+    return math.exp(sum(math.log(x) for x in xs) / len(xs)) if xs else float("nan")
+
+
+def fmt_ratio(x, limit=None):
+    if x is None or math.isnan(x):
+        return "n/a"
+    s = "%.2f" % x
+    return "**%s**" % s if limit is not None and x > limit else s
+
+
+def md_table(header, rows, align=None):
+    align = align or ["l"] + ["r"] * (len(header) - 1)
+    sep = ["---:" if a == "r" else "---" for a in align]
+    lines = ["| " + " | ".join(header) + " |", "| " + " | ".join(sep) + " |"]
+    lines += ["| " + " | ".join(str(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def machine_info():
+    model = "?"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemTotal:"):
+                    mem = "%.1f GiB" % (int(line.split()[1]) / 1048576)
+                    break
+    except OSError:
+        pass
+    return {"nproc": os.cpu_count(), "cpu": model, "mem": mem,
+            "kernel": platform.release(), "load": " ".join("%.2f" % x for x in os.getloadavg())}
+
+
+def versions(nitro_so):
+    v = {"glibc": " ".join(os.confstr("CS_GNU_LIBC_VERSION").split()[1:]) or "?"}
+    for pkg in PACKAGES:
+        v[pkg] = sh(["dpkg-query", "-W", "-f=${Version}", pkg]) or "not installed"
+    v["g++"] = (sh(["g++", "--version"]).splitlines() or ["?"])[0]
+    v["python3"] = sh(["/usr/bin/python3", "--version"]) or "?"
+    commit = sh(["git", "-C", ROOT, "rev-parse", "--short=12", "HEAD"]) or "unknown"
+    dirty = sh(["git", "-C", ROOT, "status", "--porcelain", "--", "core", "abi"])
+    n_dirty = len(dirty.splitlines()) if dirty else 0
+    v["nitroheap"] = commit + (" + %d uncommitted change(s) in core/ abi/" % n_dirty if n_dirty else "")
+    if nitro_so and os.path.exists(nitro_so):
+        with open(nitro_so, "rb") as f:
+            v["nitroheap_so"] = hashlib.sha256(f.read()).hexdigest()[:16]
+    return v
+
+
+def run_callgrind(paths, quick, timeout):
+    """Runs callgrind_fastpath.sh; returns (rows, raw text) or (None, why)."""
+    script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callgrind_fastpath.sh")
+    if not shutil.which("valgrind"):
+        return None, "valgrind not installed"
+    cmd = ["bash", script, "--no-build", "--bin", paths["fastpath_pairs"],
+           "--nitroheap-so", paths["nitroheap_so"]]
+    if quick:
+        cmd += ["--n", "20000"]
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return None, "callgrind_fastpath.sh timed out"
+    rows = []
+    for line in p.stdout.splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[0] == "callgrind":
+            rows.append(parts[1:])
+    if p.returncode != 0 or not rows:
+        return None, "callgrind_fastpath.sh failed (%d): %s" % (p.returncode, p.stderr.strip()[-500:])
+    return rows, p.stdout
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--rounds", type=int, default=5, help="rounds of the interleaved suite (default 5)")
+    ap.add_argument("--quick", action="store_true",
+                    help="smoke mode: 1 round, tiny workload sizes (timings meaningless)")
+    ap.add_argument("--scale", type=float, default=None,
+                    help="workload size factor (default 1, or %g with --quick)" % QUICK_SCALE)
+    ap.add_argument("--no-build", action="store_true", help="do not run bazel build")
+    ap.add_argument("--write", action="store_true", help="write the report to --out")
+    ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
+    ap.add_argument("--workloads", default="", help="comma-separated subset of workloads")
+    ap.add_argument("--allocators", default="",
+                    help="comma-separated subset of glibc,jemalloc,tcmalloc,mimalloc,nitroheap")
+    ap.add_argument("--no-callgrind", action="store_true", help="skip the callgrind fast-path count")
+    ap.add_argument("--timeout", type=int, default=None, help="seconds per run (default 180, quick 60)")
+    ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
+    # Where the built pieces are (defaults: the bazel-bin outputs of this tree).
+    ap.add_argument("--workloads-bin", default=os.path.join(ROOT, "bazel-bin/testing/bench/workloads"))
+    ap.add_argument("--spawn-bin", default=os.path.join(ROOT, "bazel-bin/testing/bench/spawn_rusage"))
+    ap.add_argument("--fastpath-bin", default=os.path.join(ROOT, "bazel-bin/testing/bench/fastpath_pairs"))
+    ap.add_argument("--nitroheap-so", default=os.path.join(ROOT, DEFAULT_SO))
+    ap.add_argument("--py-workload", default=os.path.join(ROOT, "testing/bench/py_workload.py"))
+    ap.add_argument("--gcc-input", default=os.path.join(ROOT, "testing/bench/gcc_input.cc"))
+    args = ap.parse_args()
+    if args.quick:
+        args.rounds = 1
+    scale = args.scale if args.scale is not None else (QUICK_SCALE if args.quick else 1.0)
+    timeout = args.timeout or (60 if args.quick else 180)
+    command = shlex.join(["/usr/bin/python3", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)]
+                         + sys.argv[1:])
+    if os.environ.get("NITRO_BENCH_VIA"):
+        command = "%s  (which ran: %s)" % (os.environ["NITRO_BENCH_VIA"].strip(), command)
+    t_start = time.time()
+
+    if not args.no_build:
+        targets = ["//abi:libnitroheap.so", "//testing/bench:workloads", "//testing/bench:spawn_rusage",
+                   "//testing/bench:fastpath_pairs"]
+        log("== bazel build " + " ".join(targets))
+        if subprocess.run(["bazel", "build"] + targets, cwd=ROOT).returncode != 0:
+            log("run_bench: bazel build failed")
+            return 2
+
+    # Private copies: a rebuild in the shared bazel-bin during the run must
+    # not change what is measured.
+    stage = tempfile.mkdtemp(prefix="nitro_bench_")
+    atexit.register(shutil.rmtree, stage, True)
+    workdir = os.path.join(stage, "work")
+    os.mkdir(workdir)
+    paths = {}
+    for key, src in [("workloads", args.workloads_bin), ("spawn", args.spawn_bin),
+                     ("fastpath_pairs", args.fastpath_bin),
+                     ("nitroheap_so", args.nitroheap_so), ("py_workload", args.py_workload),
+                     ("gcc_input", args.gcc_input)]:
+        if not os.path.exists(src):
+            if key == "fastpath_pairs":
+                paths[key] = None
+                continue
+            log("run_bench: missing %s: %s" % (key, src))
+            return 2
+        paths[key] = os.path.join(stage, os.path.basename(src))
+        shutil.copy2(src, paths[key])
+        UNSTAGE[paths[key]] = os.path.abspath(src)
+
+    allocators = [(name, lib) for name, lib in PEERS] + [(NITRO, paths["nitroheap_so"])]
+    if args.allocators:
+        keep = set(args.allocators.split(","))
+        allocators = [a for a in allocators if a[0] in keep]
+    missing = [name for name, lib in allocators if lib and not os.path.exists(lib)]
+    for name in missing:
+        log("run_bench: %s not found, skipped" % name)
+    allocators = [a for a in allocators if a[0] not in missing]
+    names = [a[0] for a in allocators]
+    peers = [n for n in names if n != NITRO]
+
+    suite = workloads(paths, args.quick) + [MEMRETURN]
+    if args.workloads:
+        keep = set(args.workloads.split(","))
+        unknown = keep - {w.name for w in suite}
+        if unknown:
+            log("run_bench: unknown workloads: %s" % ",".join(sorted(unknown)))
+            return 2
+        suite = [w for w in suite if w.name in keep]
+
+    base_env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LC_ALL": "C", "TZ": "UTC",
+                "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
+    machine = machine_info()
+    log("== %d round(s) x %d workloads x %d allocators (scale %g) on %s, %s cores, load %s"
+        % (args.rounds, len(suite), len(allocators), scale, machine["cpu"], machine["nproc"],
+           machine["load"]))
+
+    results = {w.name: {a: [] for a in names} for w in suite}
+    for rnd in range(args.rounds):
+        for wl in suite:
+            cells = []
+            for alloc, lib in allocators:
+                r = run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env)
+                results[wl.name][alloc].append(r)
+                cells.append("%s %.2fs %.0fM%s" % (alloc, r.wall, r.maxrss_kib / 1024,
+                                                   " FAIL(%s)" % r.error if r.error else ""))
+            log("round %d/%d %-13s %s" % (rnd + 1, args.rounds, wl.name, "  ".join(cells)))
+    t_suite = time.time() - t_start
+
+    callgrind = None
+    if not args.no_callgrind and paths.get("fastpath_pairs"):
+        log("== callgrind fast path")
+        callgrind = run_callgrind(paths, args.quick, 600)
+
+    # ---- analysis
+    failures = []
+    for wl in suite:
+        sums = {}
+        for alloc in names:
+            for r in results[wl.name][alloc]:
+                if r.error:
+                    failures.append("%s under %s: %s\n  reproduce: %s%s" % (
+                        wl.name, alloc, r.error, r.repro,
+                        ("\n  stderr: " + r.stderr.strip()[-400:]) if r.stderr.strip() else ""))
+                elif r.checksum and wl is not MEMRETURN:
+                    sums.setdefault(r.checksum, []).append(alloc)
+        if len(sums) > 1:
+            ref = next((c for c, al in sums.items() if "glibc" in al), None)
+            for c, al in sums.items():
+                if c != ref:
+                    failures.append("%s: output checksum %s under %s differs from %s" % (
+                        wl.name, c, ",".join(sorted(set(al))),
+                        "glibc's %s" % ref if ref else "the other runs"))
+
+    def med(wl, alloc, attr):
+        vals = [getattr(r, attr) for r in results[wl][alloc] if not r.error]
+        return statistics.median(vals) if vals else None
+
+    timed = [w for w in suite if w is not MEMRETURN]
+    table = {}
+    for wl in timed:
+        row = {}
+        for alloc in names:
+            row[alloc] = (med(wl.name, alloc, "wall"), med(wl.name, alloc, "cpu"),
+                          med(wl.name, alloc, "maxrss_kib"))
+        table[wl.name] = row
+
+    def best_peer(wname, idx):
+        vals = [(table[wname][p][idx], p) for p in peers if table[wname][p][idx] is not None]
+        return min(vals) if vals else (None, None)
+
+    ratios = {}
+    for wl in timed:
+        t_best, t_peer = best_peer(wl.name, 0)
+        c_best, c_peer = best_peer(wl.name, 1)
+        m_best, m_peer = best_peer(wl.name, 2)
+        n = table[wl.name].get(NITRO)
+        if n and None not in n and t_best and m_best:
+            ratios[wl.name] = (n[0] / t_best, t_peer, n[1] / c_best, c_peer, n[2] / m_best, m_peer)
+    time_gm = geomean([r[0] for r in ratios.values()])
+    cpu_gm = geomean([r[2] for r in ratios.values()])
+    mem_gm = geomean([r[4] for r in ratios.values()])
+    # Each allocator's geomean against the best of all five, for context.
+    all_gm = {}
+    for alloc in names:
+        tr, mr = [], []
+        for wl in timed:
+            row = table[wl.name]
+            ts = [row[a][0] for a in names if row[a][0] is not None]
+            ms = [row[a][2] for a in names if row[a][2] is not None]
+            if row[alloc][0] is not None and ts:
+                tr.append(row[alloc][0] / min(ts))
+                mr.append(row[alloc][2] / min(ms))
+        all_gm[alloc] = (geomean(tr), geomean(mr))
+
+    checks = []
+    if NITRO in names and peers and ratios:
+        checks.append(("time geomean (NitroHeap / fastest peer) <= %.2f" % TIME_GEOMEAN_MAX,
+                       time_gm <= TIME_GEOMEAN_MAX, "%.3f" % time_gm))
+        worst = max(ratios.items(), key=lambda kv: kv[1][0])
+        over = ["%s %.2f (vs %s)" % (k, v[0], v[1]) for k, v in ratios.items() if v[0] > TIME_WORKLOAD_MAX]
+        checks.append(("no workload time ratio above %.2f" % TIME_WORKLOAD_MAX, not over,
+                       "over: " + ", ".join(over) if over else "worst: %s %.2f" % (worst[0], worst[1][0])))
+        checks.append(("memory geomean (NitroHeap peak RSS / leanest peer) <= %.2f" % MEM_GEOMEAN_MAX,
+                       mem_gm <= MEM_GEOMEAN_MAX, "%.3f" % mem_gm))
+    mr_rows = []
+    if MEMRETURN in suite:
+        for alloc in names:
+            ok = [r.extra for r in results["memreturn"][alloc] if not r.error and r.extra]
+            if not ok:
+                mr_rows.append((alloc, None))
+                continue
+            agg = {}
+            for k in ("before", "peak", "after_free", "after_1s"):
+                agg[k] = statistics.median(e[k] for e in ok)
+            trims = [e["after_trim"] for e in ok if e["after_trim"] is not None]
+            agg["after_trim"] = statistics.median(trims) if trims else None
+            mr_rows.append((alloc, agg))
+        nitro_mr = dict(mr_rows).get(NITRO)
+        if nitro_mr:
+            b = nitro_mr["before"]
+            checks.append(("memory return: RSS 1 s after the free <= %.2f x pre-allocation RSS" % RETURN_MAX,
+                           nitro_mr["after_1s"] <= RETURN_MAX * b,
+                           "%.1f MiB vs %.1f MiB before (x%.2f)" % (nitro_mr["after_1s"] / 1024, b / 1024,
+                                                                    nitro_mr["after_1s"] / b)))
+            if nitro_mr["after_trim"] is None:
+                checks.append(("memory return: RSS after malloc_trim(0) <= %.2f x pre-allocation RSS"
+                               % RETURN_MAX, False, "malloc_trim not found in NitroHeap"))
+            else:
+                checks.append(("memory return: RSS after malloc_trim(0) <= %.2f x pre-allocation RSS"
+                               % RETURN_MAX, nitro_mr["after_trim"] <= RETURN_MAX * b,
+                               "%.1f MiB vs %.1f MiB before (x%.2f)" % (
+                                   nitro_mr["after_trim"] / 1024, b / 1024, nitro_mr["after_trim"] / b)))
+
+    # ---- report
+    out = []
+    out.append("# NitroHeap benchmarks\n")
+    out.append("Generated by `testing/bench/run_bench.py` (see `testing/bench/README.md` for the "
+               "workloads). NitroHeap against glibc's malloc, jemalloc, tcmalloc and mimalloc, each "
+               "loaded by `LD_PRELOAD` into the same unmodified programs (glibc: nothing preloaded), "
+               "run interleaved (every allocator once per workload per round), medians over the "
+               "rounds. Ratios are NitroHeap's value divided by the best *peer's* (fastest wall "
+               "time, smallest peak RSS); below 1 NitroHeap is better.%s\n"
+               % (" **Quick mode: tiny sizes, one round; the numbers mean nothing.**" if args.quick
+                  else ""))
+    out.append("## Setup\n")
+    v = versions(args.nitroheap_so)
+    info = [
+        ("date", datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")),
+        ("command", "`%s`" % command),
+        ("rounds", "%d (scale %g); suite wall time %.0f s" % (args.rounds, scale, t_suite)),
+        ("machine", "%s cores (nproc), %s, %s RAM, Linux %s" % (machine["nproc"], machine["cpu"],
+                                                               machine["mem"], machine["kernel"])),
+        ("load average at start / end", "%s / %s" % (machine["load"],
+                                                     " ".join("%.2f" % x for x in os.getloadavg()))),
+        ("glibc", "%s (Debian libc6 %s)" % (v["glibc"], v["libc6"])),
+        ("jemalloc", "Debian libjemalloc2 %s, `%s`" % (v["libjemalloc2"], PEERS[1][1])),
+        ("tcmalloc", "Debian libgoogle-perftools4 %s, `%s`" % (v["libgoogle-perftools4"], PEERS[2][1])),
+        ("mimalloc", "Debian libmimalloc2.0 %s, `%s`" % (v["libmimalloc2.0"], PEERS[3][1])),
+        ("NitroHeap", ("git %s, `%s`" % (v["nitroheap"], display_path(args.nitroheap_so))
+                       if os.path.abspath(args.nitroheap_so) == os.path.join(ROOT, DEFAULT_SO) else
+                       "`%s` given by --nitroheap-so (this tree is at git %s)"
+                       % (args.nitroheap_so, v["nitroheap"]))
+         + " (sha256 %s), default options" % v.get("nitroheap_so", "?")),
+        ("compiler / python", "%s; %s" % (v["g++"], v["python3"])),
+    ]
+    out.append(md_table(["", ""], info, ["l", "l"]))
+    out.append("")
+    out.append("Wall time is what the table ranks; CPU time is user + sys of the whole process tree; "
+               "peak RSS is `ru_maxrss` from `wait4` in the launcher `spawn_rusage` (for g++, the "
+               "largest process of its tree). "
+               "The machine has %s cores: multi-threaded workloads are partly a test of behaviour "
+               "under contention.\n" % machine["nproc"])
+
+    out.append("## Target checks (NitroHeap)\n")
+    if checks:
+        out.append(md_table(["target", "result", "measured"],
+                            [(c, "PASS" if ok else "**FAIL**", m) for c, ok, m in checks], ["l", "l", "l"]))
+    else:
+        out.append("(not checked: NitroHeap or every peer missing from this run)")
+    out.append("")
+    if failures:
+        out.append("## Failed runs and wrong outputs\n")
+        out.append("```")
+        out.extend(failures)
+        out.append("```\n")
+
+    def cell(x, fmt):
+        return fmt % x if x is not None else "FAIL"
+
+    def spread(wname):
+        """Largest (max - min) / median of wall time over the rounds, any allocator."""
+        worst = 0.0
+        for alloc in names:
+            vals = [r.wall for r in results[wname][alloc] if not r.error]
+            if len(vals) > 1 and statistics.median(vals) > 0:
+                worst = max(worst, (max(vals) - min(vals)) / statistics.median(vals))
+        return "%.0f%%" % (100 * worst) if args.rounds > 1 else "-"
+
+    out.append("## Wall time (s, median)\n")
+    out.append("*spread*: the largest (max - min) / median of one allocator's wall time over the "
+               "rounds, a gauge of the noise.\n")
+    hdr = ["workload"] + names + (["NitroHeap / fastest peer"] if ratios else []) + ["spread"]
+    rows = []
+    for wl in timed:
+        row = [wl.name] + [cell(table[wl.name][a][0], "%.3f") for a in names]
+        if ratios:
+            rt = ratios.get(wl.name)
+            row.append("%s (%s)" % (fmt_ratio(rt[0], TIME_WORKLOAD_MAX), rt[1]) if rt else "n/a")
+        row.append(spread(wl.name))
+        rows.append(row)
+    if ratios:
+        rows.append(["**geomean**"] + [""] * len(names) + ["**%.3f**" % time_gm, ""])
+    out.append(md_table(hdr, rows))
+    out.append("")
+    out.append("## CPU time, user + sys (s, median)\n")
+    hdr = ["workload"] + names + (["NitroHeap / lowest peer"] if ratios else [])
+    rows = []
+    for wl in timed:
+        row = [wl.name] + [cell(table[wl.name][a][1], "%.3f") for a in names]
+        if ratios:
+            rt = ratios.get(wl.name)
+            row.append("%s (%s)" % (fmt_ratio(rt[2]), rt[3]) if rt else "n/a")
+        rows.append(row)
+    if ratios:
+        rows.append(["**geomean**"] + [""] * len(names) + ["**%.3f**" % cpu_gm])
+    out.append(md_table(hdr, rows))
+    out.append("")
+    out.append("## Peak RSS (MiB, median of ru_maxrss)\n")
+    hdr = ["workload"] + names + (["NitroHeap / leanest peer"] if ratios else [])
+    rows = []
+    for wl in timed:
+        row = [wl.name] + [cell(table[wl.name][a][2] / 1024 if table[wl.name][a][2] else None, "%.1f")
+                           for a in names]
+        if ratios:
+            rt = ratios.get(wl.name)
+            row.append("%s (%s)" % (fmt_ratio(rt[4]), rt[5]) if rt else "n/a")
+        rows.append(row)
+    if ratios:
+        rows.append(["**geomean**"] + [""] * len(names) + ["**%.3f**" % mem_gm])
+    out.append(md_table(hdr, rows))
+    out.append("")
+    out.append("## Every allocator against the best of all in this run (geomean over the workloads above)\n")
+    out.append(md_table(["allocator", "wall time", "peak RSS"],
+                        [(a, "%.3f" % all_gm[a][0], "%.3f" % all_gm[a][1]) for a in names]))
+    out.append("")
+    if mr_rows:
+        out.append("## Memory return (RSS in MiB, median)\n")
+        out.append("`workloads memreturn`: 512 MiB in 64 B..4 KiB objects and 512 MiB in 1 MiB blocks "
+                   "(scaled by %g), touched, all freed, then idle. *before* is after a warm-up malloc/"
+                   "free (the allocator's start-up counts as the baseline); *after 1 s* is with no call "
+                   "at all after the frees; *after trim* calls `malloc_trim(0)` found by `dlsym` when "
+                   "it is the allocator's own (n/a: the allocator does not export one). Target: "
+                   "NitroHeap within %d%% of *before* after 1 s and after trim.\n"
+                   % (min(scale, 1.0), round((RETURN_MAX - 1) * 100)))
+        rows = []
+        for alloc, agg in mr_rows:
+            if agg is None:
+                rows.append([alloc] + ["FAIL"] * 6)
+                continue
+            mib = lambda k: "%.1f" % (agg[k] / 1024)
+            trim = "%.1f" % (agg["after_trim"] / 1024) if agg["after_trim"] is not None else "n/a"
+            rows.append([alloc, mib("before"), mib("peak"), mib("after_free"), mib("after_1s"), trim,
+                         "%.2f" % (agg["after_1s"] / agg["before"])])
+        out.append(md_table(["allocator", "before", "peak", "right after free", "after 1 s",
+                             "after malloc_trim(0)", "after 1 s / before"], rows))
+        out.append("")
+    if callgrind is not None:
+        out.append("## Fast path instruction count (callgrind)\n")
+        rows_cg, raw = callgrind
+        if rows_cg is None:
+            out.append("not measured: %s\n" % raw)
+        else:
+            out.append("`testing/bench/callgrind_fastpath.sh`: instructions per malloc(64)+free pair, "
+                       "(I(2N) - I(N)) / N under `valgrind --tool=callgrind`, start-up cancelled, "
+                       "including about 12 instructions of the loop itself (two calls through the "
+                       "PLT, a store, a load, the counter); each run checks that malloc came from "
+                       "the preloaded library.\n")
+            staged = {paths["nitroheap_so"]: args.nitroheap_so}
+            out.append(md_table(["allocator", "instructions / pair", "N", "malloc from"],
+                                [(r[0], r[1], r[2], "`%s`" % display_path(staged.get(r[3], r[3])))
+                                 for r in rows_cg], ["l", "r", "r", "l"]))
+            out.append("")
+    out.append("## Workloads\n")
+    out.append(md_table(["workload", "what"], [(w.name, w.what) for w in suite], ["l", "l"]))
+    out.append("")
+    report = "\n".join(out)
+
+    print(report)
+    if args.write:
+        os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        with open(args.out, "w") as f:
+            f.write(report)
+        log("run_bench: wrote %s" % args.out)
+    log("run_bench: %d runs in %.0f s; %d failure(s); targets %s"
+        % (sum(len(x) for w in results.values() for x in w.values()), time.time() - t_start,
+           len(failures), "all met" if checks and all(c[1] for c in checks)
+           else "MISSED: " + "; ".join(c[0] for c in checks if not c[1]) if checks else "not checked"))
+    if failures:
+        return 1
+    if args.strict and checks and not all(c[1] for c in checks):
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
