@@ -38,21 +38,22 @@ void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 
-int CentralFreeList::RemoveRange(void** head, int n) {
+int CentralFreeList::RemoveRange(void** head, void** tail, int n) {
   LockGuard g(lock_);
   if (batches_ > 0) {
     Batch b = batch_[--batches_];
     if (batches_ < low_water_) low_water_ = batches_;
     *head = b.head;
+    *tail = b.tail;
     return static_cast<int>(b.count);
   }
-  return FromSpans(head, n);
+  return FromSpans(head, tail, n);
 }
 
-void CentralFreeList::InsertRange(void* head, int n) {
+void CentralFreeList::InsertRange(void* head, void* tail, int n) {
   LockGuard g(lock_);
   if (batches_ < max_batches_) {
-    batch_[batches_++] = Batch{head, static_cast<uint32_t>(n)};
+    batch_[batches_++] = Batch{head, tail, static_cast<uint32_t>(n)};
     return;
   }
   ReturnToSpans(head, n);
@@ -71,7 +72,8 @@ void* CentralFreeList::AllocateOne() {
     return p;
   }
   void* head = nullptr;
-  if (FromSpans(&head, 1) != 1) {
+  void* tail = nullptr;
+  if (FromSpans(&head, &tail, 1) != 1) {
     direct_allocs_--;
     return nullptr;
   }
@@ -116,7 +118,7 @@ bool CentralFreeList::AddSlab() {
   return true;
 }
 
-int CentralFreeList::FromSpans(void** head, int n) {
+int CentralFreeList::FromSpans(void** head, void** tail, int n) {
   // Objects are linked in address order, so a fresh slab is handed out front
   // to back.
   void* first = nullptr;
@@ -147,6 +149,7 @@ int CentralFreeList::FromSpans(void** head, int n) {
   if (last) SetLink(last, nullptr, key_);
   span_free_ -= static_cast<size_t>(got);
   *head = first;
+  *tail = last;
   return got;
 }
 

@@ -35,11 +35,11 @@ class CentralFreeList {
   static constexpr int kKeepEmptySlabs = 2;
 
   void Init(Partition* owner, int size_class, uintptr_t key);
-  // Takes up to `n` objects as a linked list; returns how many (0 when out
-  // of memory).
-  int RemoveRange(void** head, int n);
-  // Gives back a linked list of `n` objects.
-  void InsertRange(void* head, int n);
+  // Takes up to `n` objects as a linked list from *head to *tail; returns
+  // how many (0 when out of memory).
+  int RemoveRange(void** head, void** tail, int n);
+  // Gives back a linked list of `n` objects ending at `tail`.
+  void InsertRange(void* head, void* tail, int n);
   // One object at a time, for callers without a thread cache. FreeOne
   // returns the object straight to its slab, so a double free is caught at once.
   void* AllocateOne();
@@ -54,7 +54,7 @@ class CentralFreeList {
   SpinLock& lock() { return lock_; }
 
  private:
-  int FromSpans(void** head, int n);
+  int FromSpans(void** head, void** tail, int n);
   void ReturnToSpans(void* head, int n);
   bool AddSlab();
 
@@ -69,6 +69,7 @@ class CentralFreeList {
   bool slab_reused_ = false;
   struct Batch {
     void* head;
+    void* tail;
     uint32_t count;
   } batch_[kMaxBatches];  // entries below batches_ are valid; left untouched until used
   SpanList nonempty_;  // slabs with at least one free object

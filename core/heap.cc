@@ -431,6 +431,8 @@ void Record(void* p, size_t size, size_t align) {
   } else if (s->state == SpanState::kLarge) {
     __atomic_fetch_or(&s->recorded_bits[0], uint64_t{1}, __ATOMIC_RELAXED);
     usable = s->usable_bytes();
+  } else if (s->state == SpanState::kGuarded) {
+    __atomic_fetch_or(&s->recorded_bits[0], uint64_t{1}, __ATOMIC_RELAXED);
   }
   g_recorded.fetch_add(1, std::memory_order_relaxed);
   hooks->on_sample(p, size, usable, align, s->partition);
@@ -440,10 +442,7 @@ void Record(void* p, size_t size, size_t align) {
 // span's frees take the fast path again once no sample is left in it.
 void RecordedFree(Span* s, void* p) {
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
-  if (s->state == SpanState::kGuarded) {
-    if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
-    return;
-  }
+  // Bit 0 marks a recorded large block or guarded slot.
   uint32_t idx = s->state == SpanState::kSlab ? s->ObjectIndex(reinterpret_cast<uintptr_t>(p)) : 0;
   uint64_t bit = uint64_t{1} << (idx % 64);
   if ((__atomic_load_n(&s->recorded_bits[idx / 64], __ATOMIC_RELAXED) & bit) == 0) return;

@@ -15,7 +15,7 @@ constexpr OptionSpec kTable[] = {
      "fast|balanced|strict"},
     {"quarantine", OptionType::kSize, offsetof(Options, quarantine), 0, uint64_t{1} << 32,
      "bytes of freed small objects each thread holds back before reuse (default by mode: "
-     "fast 0, balanced 256K, strict 4M); freed large blocks wait in a quarantine of 64 times "
+     "fast 0, balanced 64K, strict 4M); freed large blocks wait in a quarantine of 64 times "
      "this (at least 8M)",
      nullptr},
     {"sample_rate", OptionType::kUint, offsetof(Options, sample_rate), 0, uint64_t{1} << 40,
@@ -112,7 +112,7 @@ size_t QuarantineBytes(const Options& o) {
   if (o.quarantine != kQuarantineFromMode) return o.quarantine;
   switch (o.mode) {
     case HardeningMode::kFast: return 0;
-    case HardeningMode::kBalanced: return size_t{256} << 10;
+    case HardeningMode::kBalanced: return size_t{64} << 10;
     case HardeningMode::kStrict: return size_t{4} << 20;
   }
   return 0;

@@ -54,7 +54,7 @@ TEST(Options, ReportsUnknownKeysAndMalformedValuesAndKeepsTheRest) {
 TEST(Options, ModeAndQuarantine) {
   Options o;
   std::vector<std::string> errors;
-  EXPECT_EQ(QuarantineBytes(o), size_t{256} << 10);  // balanced by default
+  EXPECT_EQ(QuarantineBytes(o), size_t{64} << 10);  // balanced by default
   EXPECT_EQ(ParseOptions("mode=strict,sample_rate=1", &o, nullptr, Collect, &errors), 0);
   EXPECT_EQ(o.mode, HardeningMode::kStrict);
   EXPECT_EQ(o.sample_rate, 1u);

@@ -15,14 +15,17 @@ void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   record_countdown_ = first_record;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
-    // Each class holds back up to quarantine/32 bytes, at least one object,
-    // leaving room for a batch between the depth and the list's bound.
+    // Each class holds back up to quarantine/32 bytes, at least one object.
+    // Above the depth a list holds at most two batches: a FIFO reuses its
+    // oldest object, so a short list keeps reuse close to the depth (and the
+    // memory it touches hot); the middle layer absorbs the rest in batches.
     uint64_t depth = quarantine_bytes / 32 / info.size;
     uint64_t cap = info.cache_max - info.batch;
     if (depth > cap) depth = cap;
     if (depth < 1) depth = 1;
+    uint32_t band = info.cache_max < 2 * info.batch ? info.cache_max : 2 * info.batch;
     real_depth_[c] = static_cast<uint32_t>(depth);
-    real_max_[c] = info.cache_max + static_cast<uint32_t>(depth);
+    real_max_[c] = band + static_cast<uint32_t>(depth);
     // strict blocks both fast paths: max 1 fails every push (count - 1 >= 0),
     // depth ~0 fails every pop.
     lists_[c] = List{nullptr, nullptr, 0, strict ? 0 : real_max_[c] - 1,
@@ -30,11 +33,9 @@ void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   }
 }
 
-void ThreadCache::Prepend(int cls, void* head, int n) {
+void ThreadCache::Prepend(int cls, void* head, void* last, int n) {
   // A refill goes in front: the objects freed last keep waiting.
   List& l = lists_[cls];
-  void* last = head;
-  for (int i = 1; i < n; i++) last = GetLink(last, key_);
   if (l.count == 0) {
     l.tail = last;
   } else {
@@ -46,9 +47,10 @@ void ThreadCache::Prepend(int cls, void* head, int n) {
 
 bool ThreadCache::RefillList(int cls) {
   void* head = nullptr;
-  int n = partition_->central(cls).RemoveRange(&head, static_cast<int>(kSizeClasses.info(cls).batch));
+  void* tail = nullptr;
+  int n = partition_->central(cls).RemoveRange(&head, &tail, static_cast<int>(kSizeClasses.info(cls).batch));
   if (n == 0) return false;
-  Prepend(cls, head, n);
+  Prepend(cls, head, tail, n);
   return true;
 }
 
@@ -122,7 +124,7 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
     l.head = l.tail = nullptr;
   }
   SetLink(last, nullptr, key_);
-  partition_->central(cls).InsertRange(head, static_cast<int>(n));
+  partition_->central(cls).InsertRange(head, last, static_cast<int>(n));
 }
 
 void ThreadCache::Overflow(int cls, void* p) {

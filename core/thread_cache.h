@@ -120,7 +120,7 @@ class ThreadCache {
 
  private:
   void ReleaseBatch(int cls, uint32_t n);
-  void Prepend(int cls, void* head, int n);
+  void Prepend(int cls, void* head, void* tail, int n);
 
   List lists_[kNumClasses];
   uintptr_t key_ = 0;
