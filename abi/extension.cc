@@ -35,9 +35,7 @@ NITRO_EXPORT int nitro_owns(const void* p) {
 
 NITRO_EXPORT nitro_partition_t* nitro_partition_create(const char* name) {
   nitro::EnsureStarted();
-  Partition* p = Partition::Create(name, nitro::PartitionConfig{});
-  if (p == nullptr) errno = ENOMEM;
-  return reinterpret_cast<nitro_partition_t*>(p);
+  return reinterpret_cast<nitro_partition_t*>(Partition::Create(name, nitro::PartitionConfig{}));
 }
 
 NITRO_EXPORT int nitro_partition_destroy(nitro_partition_t* partition) {
@@ -184,7 +182,12 @@ int ReadOption(const char* name, void* oldp, size_t* oldlenp) {
       case nitro::OptionType::kChoice:
         return ReadString(nitro::ModeName(*reinterpret_cast<const nitro::HardeningMode*>(field)), oldp, oldlenp);
       case nitro::OptionType::kBool: return ReadU64(*reinterpret_cast<const bool*>(field), oldp, oldlenp);
-      case nitro::OptionType::kSize: return ReadU64(*reinterpret_cast<const size_t*>(field), oldp, oldlenp);
+      case nitro::OptionType::kSize:
+        // The quarantine's "by mode" default reads as the bytes in force.
+        if (field == reinterpret_cast<const char*>(&o.quarantine)) {
+          return ReadU64(nitro::QuarantineBytes(o), oldp, oldlenp);
+        }
+        return ReadU64(*reinterpret_cast<const size_t*>(field), oldp, oldlenp);
       case nitro::OptionType::kUint: return ReadU64(*reinterpret_cast<const uint64_t*>(field), oldp, oldlenp);
     }
   }

@@ -106,6 +106,10 @@ void StartLocked() {
   bool help = false;
   ParseOptions(getenv("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
   if (help) PrintOptionHelp(2, Options{});
+  if (!g_options.background_thread && (g_options.telemetry || g_options.flight_recorder_signal)) {
+    LogLine("NITROHEAP_OPTIONS: telemetry and flight_recorder_signal need background_thread=1; "
+            "with background_thread=0 no statistics segment is published and the signal dumps nothing");
+  }
   if (!legacy) {
     PartitionConfig config;
     config.max_free_committed = g_options.decay_ms == 0 ? 0 : g_options.max_free_committed;

@@ -31,13 +31,18 @@ Partition* Partition::Create(const char* name, const PartitionConfig& config,
                              PageHeap::Clock clock) {
   LockGuard g(g_table_lock);
   int id = 0;
-  for (int i = 1; i < kMaxPartitions; i++) {
+  for (int i = kMaxPartitions - 1; i >= 1; i--) {
     if (g_table[i] == nullptr) {
       id = i;
-      break;
+    } else if (name != nullptr && strncmp(g_table[i]->name_, name, kNameMax - 1) == 0) {
+      errno = EEXIST;  // names identify partitions in statistics
+      return nullptr;
     }
   }
-  if (id == 0) return nullptr;
+  if (id == 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
   Partition* p = PartitionPool().New();
   if (p == nullptr) return nullptr;
   p->Init(name, static_cast<uint16_t>(id), config, clock);

@@ -61,7 +61,8 @@ class Partition {
   static constexpr int kMaxPartitions = 256;
   static constexpr size_t kNameMax = 32;
 
-  // nullptr when the table is full or memory runs out. The name is copied
+  // nullptr with errno ENOMEM when the table is full or memory runs out, or
+  // EEXIST when a live partition has that name. The name is copied
   // (truncated to kNameMax - 1 bytes).
   static Partition* Create(const char* name, const PartitionConfig& config,
                            PageHeap::Clock clock = nullptr);

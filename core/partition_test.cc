@@ -178,3 +178,21 @@ TEST(PartitionDeathTest, InteriorAndForeignPointersAreDetected) {
 
 }  // namespace
 }  // namespace nitro
+
+namespace nitro {
+namespace {
+
+TEST(Partition, NamesAreUnique) {
+  Partition* a = Partition::Create("unique_name", PartitionConfig{});
+  ASSERT_NE(a, nullptr);
+  errno = 0;
+  EXPECT_EQ(Partition::Create("unique_name", PartitionConfig{}), nullptr);
+  EXPECT_EQ(errno, EEXIST);
+  Partition::Destroy(a);
+  Partition* b = Partition::Create("unique_name", PartitionConfig{});  // free again
+  EXPECT_NE(b, nullptr);
+  Partition::Destroy(b);
+}
+
+}  // namespace
+}  // namespace nitro

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -527,13 +528,18 @@ class ShmPublisher {
     shm_unlink(name_);
     os::Unmap(header_, NITRO_SHM_SIZE);
     header_ = nullptr;
+    if (lock_fd_ >= 0) close(lock_fd_);
+    lock_fd_ = -1;
   }
 
-  // The child of a fork must not write its parent's segment.
+  // The child of a fork must not write its parent's segment. (The inherited
+  // descriptor shares the parent's lock: closing it here leaves that intact.)
   void ForgetAfterFork() {
     if (header_ != nullptr) munmap(header_, NITRO_SHM_SIZE);
     header_ = nullptr;
     owner_pid_ = 0;
+    if (lock_fd_ >= 0) close(lock_fd_);
+    lock_fd_ = -1;
   }
 
  private:
@@ -541,19 +547,25 @@ class ShmPublisher {
     if (failed_) return false;
     RemoveStale();
     snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
-    int fd = shm_open(name_, O_CREAT | O_RDWR | O_TRUNC | O_CLOEXEC, 0644);
-    if (fd < 0 || ftruncate(fd, NITRO_SHM_SIZE) != 0) {
+    int fd = shm_open(name_, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    // The writer holds an exclusive lock for its whole life: a segment whose
+    // lock can be taken has no writer (see RemoveStale). A lock held by
+    // someone else is a process of the same pid in another pid namespace:
+    // leave its segment alone.
+    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0 || ftruncate(fd, NITRO_SHM_SIZE) != 0) {
       if (fd >= 0) close(fd);
       failed_ = true;
       return false;
     }
     void* mem = mmap(nullptr, NITRO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    close(fd);
     if (mem == MAP_FAILED) {
       shm_unlink(name_);
+      close(fd);
       failed_ = true;
       return false;
     }
+    lock_fd_ = fd;
+    memset(mem, 0, NITRO_SHM_HEADER_SIZE);
     if (stats_ == nullptr) stats_ = static_cast<nitro_stats_t*>(os::Reserve(sizeof(nitro_stats_t), kPageSize));
     header_ = static_cast<nitro_shm_header*>(mem);
     memcpy(header_->magic, NITRO_SHM_MAGIC, 8);
@@ -565,7 +577,9 @@ class ShmPublisher {
     return stats_ != nullptr;
   }
 
-  // Segments of processes that died without exiting (a crash, _exit).
+  // Segments of processes that died without exiting (a crash, _exit):
+  // those nobody holds the lock of. Live writers, in any pid namespace,
+  // hold theirs.
   static void RemoveStale() {
     DIR* dir = opendir("/dev/shm");
     if (dir == nullptr) return;
@@ -573,11 +587,12 @@ class ShmPublisher {
       int pid;
       char rest;
       if (sscanf(d->d_name, "nitroheap.%d%c", &pid, &rest) != 1) continue;
-      if (kill(pid, 0) != 0 && errno == ESRCH) {
-        char name[300];
-        snprintf(name, sizeof(name), "/%.250s", d->d_name);
-        shm_unlink(name);
-      }
+      char name[300];
+      snprintf(name, sizeof(name), "/%.250s", d->d_name);
+      int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
+      if (fd < 0) continue;
+      if (flock(fd, LOCK_EX | LOCK_NB) == 0) shm_unlink(name);
+      close(fd);  // releases the lock if we took it
     }
     closedir(dir);
   }
@@ -585,6 +600,7 @@ class ShmPublisher {
   nitro_shm_header* header_ = nullptr;
   nitro_stats_t* stats_ = nullptr;
   char name_[64] = {};
+  int lock_fd_ = -1;
   pid_t owner_pid_ = 0;
   bool failed_ = false;
   uint64_t last_allocations_ = ~uint64_t{0};

@@ -21,7 +21,8 @@ int nitro_owns(const void* p);
 /* Partitions: independent heaps with their own address space. Memory freed
  * in one is never reused by another. Names are copied (at most 31 bytes). */
 typedef struct nitro_partition nitro_partition_t;
-/* NULL with errno = ENOMEM when no partition can be created (at most 255). */
+/* NULL with errno = ENOMEM when no partition can be created (at most 255),
+ * or EEXIST when a live partition already has this name. */
 nitro_partition_t* nitro_partition_create(const char* name);
 /* Unmaps everything the partition holds; its pointers become invalid. The
  * default partition cannot be destroyed (EINVAL, returns -1). */

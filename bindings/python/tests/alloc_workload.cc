@@ -1,0 +1,70 @@
+// A plain program with named allocation sites, for the flight-recorder
+// tests. It is NOT linked with NitroHeap: the tests run it with
+// LD_PRELOAD=libnitroheap.so. Linked with -rdynamic, so dladdr (and so the
+// recording's frames) can name the functions below.
+//
+//   alloc_workload [ROUNDS] [--wait]
+//     ROUNDS (default 4000) of: a small node (32-95 bytes, a third kept),
+//     a string of 100-999 bytes (new char[]) (a fifth kept), every 50th round a
+//     64-124 KiB buffer (every 200th kept); pauses every 500 rounds so the
+//     lifetimes spread. With --wait it then waits for stdin to close.
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <vector>
+
+extern "C" __attribute__((noinline)) void* make_small_node(size_t i) {
+  void* p = malloc(32 + i % 64);
+  memset(p, 1, 32);
+  return p;
+}
+
+// operator new[] directly: std::string would allocate from inside
+// libstdc++, which is built without frame pointers, so the stack would end
+// there.
+extern "C" __attribute__((noinline)) char* build_string(size_t i) {
+  size_t n = 100 + i % 900;
+  char* s = new char[n];
+  memset(s, 'x', n - 1);
+  s[n - 1] = '\0';
+  return s;
+}
+
+extern "C" __attribute__((noinline)) void* grow_big_buffer(size_t i) {
+  void* p = malloc(64 * 1024 + (i % 16) * 4096);
+  memset(p, 0, 4096);
+  return p;
+}
+
+int main(int argc, char** argv) {
+  long rounds = argc > 1 ? atol(argv[1]) : 4000;
+  bool wait = argc > 2 && strcmp(argv[2], "--wait") == 0;
+  std::vector<void*> kept;
+  std::vector<char*> strings;
+  for (long i = 0; i < rounds; i++) {
+    void* node = make_small_node(static_cast<size_t>(i));
+    if (i % 3 == 0) kept.push_back(node); else free(node);
+    char* s = build_string(static_cast<size_t>(i));
+    if (i % 5 == 0) strings.push_back(s); else delete[] s;
+    if (i % 50 == 0) {
+      void* big = grow_big_buffer(static_cast<size_t>(i));
+      if (i % 200 == 0) kept.push_back(big); else free(big);
+    }
+    if (i % 500 == 0) usleep(2000);
+  }
+  // Free half of what was kept: old objects with long lifetimes.
+  for (size_t i = 0; i < kept.size(); i += 2) {
+    free(kept[i]);
+    kept[i] = nullptr;
+  }
+  printf("done kept=%zu strings=%zu\n", kept.size() / 2, strings.size());
+  fflush(stdout);
+  if (wait) {
+    char buf[64];
+    while (read(0, buf, sizeof(buf)) > 0) {
+    }
+  }
+  return 0;
+}
