@@ -15,6 +15,14 @@ gives medians over the rounds, NitroHeap's ratio to the best peer and
 geometric means, checks the targets, and with --write puts it all in
 docs/benchmarks.md.
 
+NitroHeap also runs under extra option sets (--nitroheap-variants; by default
+fast, strict and no-telemetry): the same library with NITROHEAP_OPTIONS set,
+right after the default NitroHeap run of each workload in each round. The
+variants are not peers: the ratios, target checks and geomeans above are the
+default NitroHeap against the four peers, exactly as without them; the
+variants get their own section, their wall time and peak RSS against the
+default's. Their output is checked like every other run's.
+
 Standard library only; runs with /usr/bin/python3:
 
     /usr/bin/python3 testing/bench/run_bench.py --rounds 3 --write
@@ -59,6 +67,61 @@ TIME_GEOMEAN_MAX = 1.10
 TIME_WORKLOAD_MAX = 1.50
 MEM_GEOMEAN_MAX = 1.25
 RETURN_MAX = 1.10  # RSS after the free, relative to the pre-allocation RSS
+
+# NitroHeap under other options, run beside the default (--nitroheap-variants):
+# NAME=OPTIONS;NAME=OPTIONS, OPTIONS being a NITROHEAP_OPTIONS value.
+DEFAULT_VARIANTS = ("fast=mode=fast;strict=mode=strict;"
+                    "no-telemetry=telemetry=0,profile_rate=0,sample_rate=0")
+VARIANT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
+# What each option setting changes against the default (balanced, telemetry
+# on, flight-recorder and guarded sampling on), for the report.
+OPTION_EFFECTS = {
+    "mode=fast": "no small-object quarantine (balanced holds back 64 KiB per thread) and a minimal "
+                 "large quarantine (2 freed large runs instead of 8)",
+    "mode=strict": "every call through the checked slow path (zero on free, canaries, checked free "
+                   "lists, randomized reuse, a 4 MiB quarantine per thread)",
+    "mode=balanced": "the default mode (no change)",
+    "telemetry=0": "no shared-memory publishing of live statistics (`/dev/shm/nitroheap.<pid>`)",
+    "profile_rate=0": "no flight-recorder sampling",
+    "sample_rate=0": "no guarded sampling",
+}
+TELEMETRY_OFF = {"telemetry=0", "profile_rate=0", "sample_rate=0"}
+
+
+class Variant:
+    """NitroHeap run with NITROHEAP_OPTIONS=opts."""
+
+    def __init__(self, name, opts):
+        self.name = name
+        self.opts = opts
+        self.label = NITRO + ":" + name  # its key in the results and in --allocators
+
+    def effect(self):
+        items = [i.strip() for i in self.opts.split(",") if i.strip()]
+        text = "; ".join(OPTION_EFFECTS.get(i, "`%s`" % i) for i in items)
+        if set(items) == TELEMETRY_OFF:
+            text += ": the cost of statistics export and sampling"
+        return text
+
+
+def parse_variants(spec):
+    """'NAME=OPTS;NAME=OPTS' -> [Variant]; raises ValueError on a malformed spec."""
+    out = []
+    for item in spec.split(";"):
+        item = item.strip()
+        if not item:
+            continue
+        name, eq, opts = item.partition("=")
+        name, opts = name.strip(), opts.strip()
+        if not eq or not opts:
+            raise ValueError("%r is not NAME=OPTIONS" % item)
+        if not VARIANT_NAME_RE.match(name) or name == "default":
+            raise ValueError("bad variant name %r (letters, digits, _ . + -; not 'default')" % name)
+        if any(v.name == name for v in out):
+            raise ValueError("variant %r given twice" % name)
+        out.append(Variant(name, opts))
+    return out
+
 
 RESULT_RE = re.compile(r"^(\S+) ok checksum=([0-9a-f]+) ops=(\d+)$")
 MEMRETURN_RE = re.compile(
@@ -119,6 +182,10 @@ def workloads(paths, quick):
         Workload("gcc", "(i) g++ -std=c++17 -O1 -c of a medium file (<regex>, <map>, templates)",
                  gcc, output_file="gcc_input.o"),
     ]
+
+
+def mode_argv(paths, name):
+    return lambda scale, workdir: [paths["workloads"], name, "--scale=%g" % scale]
 
 
 MEMRETURN = Workload("memreturn", "(j) 1 GiB in 64 B..4 KiB objects and 1 MiB blocks, freed, idle",
@@ -217,7 +284,7 @@ def repro(argv, env_extra):
                     + [shlex.quote(un(a)) for a in argv])
 
 
-def run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env):
+def run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env, nitro_opts=None):
     env = dict(base_env)
     env.update(wl.env)
     if lib:
@@ -225,6 +292,8 @@ def run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env):
     env_extra = dict(wl.env)
     if lib:
         env_extra["LD_PRELOAD"] = lib
+    if nitro_opts is not None:  # a variant
+        env["NITROHEAP_OPTIONS"] = env_extra["NITROHEAP_OPTIONS"] = nitro_opts
     if wl is MEMRETURN:
         argv = [paths["workloads"], "memreturn", "--scale=%g" % scale]
     else:
@@ -236,8 +305,11 @@ def run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env):
             pass
     r = run_child(paths["spawn"], argv, env, workdir, timeout)
     r.repro = repro(argv, env_extra)
+    rejected = [l for l in r.stderr.splitlines() if "NITROHEAP_OPTIONS:" in l]
     if r.timed_out:
         r.error = "timed out after %d s" % timeout
+    elif rejected:  # NitroHeap ran with (partly) default options: not the variant asked for
+        r.error = "options rejected: %s" % rejected[0].strip()
     elif r.rc != 0:
         r.error = "exit status %d" % r.rc
     elif wl.output_file:
@@ -368,7 +440,12 @@ def main():
     ap.add_argument("--out", default=os.path.join(ROOT, "docs", "benchmarks.md"))
     ap.add_argument("--workloads", default="", help="comma-separated subset of workloads")
     ap.add_argument("--allocators", default="",
-                    help="comma-separated subset of glibc,jemalloc,tcmalloc,mimalloc,nitroheap")
+                    help="comma-separated subset of glibc,jemalloc,tcmalloc,mimalloc,nitroheap and "
+                    "the variants as nitroheap:NAME (given this, only the variants listed run)")
+    ap.add_argument("--nitroheap-variants", default=DEFAULT_VARIANTS, metavar="NAME=OPTS;...",
+                    help="NitroHeap under other NITROHEAP_OPTIONS, run after the default NitroHeap "
+                    "in every round and compared with it, never with the peers; '' for none "
+                    "(default: %(default)s)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the callgrind fast-path count")
     ap.add_argument("--timeout", type=int, default=None, help="seconds per run (default 180, quick 60)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -420,15 +497,29 @@ def main():
         UNSTAGE[paths[key]] = os.path.abspath(src)
 
     allocators = [(name, lib) for name, lib in PEERS] + [(NITRO, paths["nitroheap_so"])]
+    try:
+        variants = parse_variants(args.nitroheap_variants)
+    except ValueError as e:
+        log("run_bench: --nitroheap-variants: %s" % e)
+        return 2
     if args.allocators:
-        keep = set(args.allocators.split(","))
+        keep = set(a for a in args.allocators.split(",") if a)
+        unknown = keep - {a[0] for a in allocators} - {v.label for v in variants}
+        if unknown:
+            log("run_bench: unknown allocators: %s (variants are nitroheap:NAME)" % ",".join(sorted(unknown)))
+            return 2
         allocators = [a for a in allocators if a[0] in keep]
+        variants = [v for v in variants if v.label in keep]
     missing = [name for name, lib in allocators if lib and not os.path.exists(lib)]
     for name in missing:
         log("run_bench: %s not found, skipped" % name)
     allocators = [a for a in allocators if a[0] not in missing]
     names = [a[0] for a in allocators]
     peers = [n for n in names if n != NITRO]
+    if variants and NITRO not in names:
+        log("run_bench: variants skipped: they are measured against the default NitroHeap, which "
+            "does not run")
+        variants = []
 
     suite = workloads(paths, args.quick) + [MEMRETURN]
     if args.workloads:
@@ -446,12 +537,31 @@ def main():
         % (args.rounds, len(suite), len(allocators), scale, machine["cpu"], machine["nproc"],
            machine["load"]))
 
-    results = {w.name: {a: [] for a in names} for w in suite}
+    # A variant whose options NitroHeap rejects would silently measure the
+    # defaults: try each one on a tiny run before spending the rounds.
+    for v in variants:
+        probe = run_one(Workload("probe", "", mode_argv(paths, "fastpath")), v.label,
+                        paths["nitroheap_so"], paths, 0.001, workdir, 60, base_env, v.opts)
+        if probe.error:
+            log("run_bench: variant %s (NITROHEAP_OPTIONS=%s) does not work: %s\n  reproduce: %s%s"
+                % (v.name, v.opts, probe.error, probe.repro,
+                   ("\n  stderr: " + probe.stderr.strip()[-400:]) if probe.stderr.strip() else ""))
+            return 2
+    if variants:
+        log("== NitroHeap variants (after nitroheap, not on memreturn): %s"
+            % "; ".join("%s: NITROHEAP_OPTIONS=%s" % (v.name, v.opts) for v in variants))
+    # Every run of a round, in order: the allocators, then the variants.
+    runs = [(alloc, lib, None) for alloc, lib in allocators]
+    runs += [(v.label, paths["nitroheap_so"], v.opts) for v in variants]
+
+    results = {w.name: {a[0]: [] for a in runs if w is not MEMRETURN or a[2] is None} for w in suite}
     for rnd in range(args.rounds):
         for wl in suite:
             cells = []
-            for alloc, lib in allocators:
-                r = run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env)
+            for alloc, lib, opts in runs:
+                if alloc not in results[wl.name]:
+                    continue  # variants skip memreturn
+                r = run_one(wl, alloc, lib, paths, scale, workdir, timeout, base_env, opts)
                 results[wl.name][alloc].append(r)
                 cells.append("%s %.2fs %.0fM%s" % (alloc, r.wall, r.maxrss_kib / 1024,
                                                    " FAIL(%s)" % r.error if r.error else ""))
@@ -467,7 +577,7 @@ def main():
     failures = []
     for wl in suite:
         sums = {}
-        for alloc in names:
+        for alloc in results[wl.name]:  # the allocators and the variants
             for r in results[wl.name][alloc]:
                 if r.error:
                     failures.append("%s under %s: %s\n  reproduce: %s%s" % (
@@ -563,6 +673,22 @@ def main():
                                "%.1f MiB vs %.1f MiB before (x%.2f)" % (
                                    nitro_mr["after_trim"] / 1024, b / 1024, nitro_mr["after_trim"] / b)))
 
+    # Variants against the default NitroHeap: medians of wall time and peak RSS.
+    vrows = {}   # workload -> {label: (wall, rss)} for the default and each variant
+    vratios = {v.label: ([], []) for v in variants}  # wall ratios, RSS ratios over the workloads
+    if variants:
+        for wl in timed:
+            row = {lab: (med(wl.name, lab, "wall"), med(wl.name, lab, "maxrss_kib"))
+                   for lab in [NITRO] + [v.label for v in variants]}
+            vrows[wl.name] = row
+            d = row[NITRO]
+            for v in variants:
+                x = row[v.label]
+                if d[0] and x[0]:
+                    vratios[v.label][0].append(x[0] / d[0])
+                if d[1] and x[1]:
+                    vratios[v.label][1].append(x[1] / d[1])
+
     # ---- report
     out = []
     out.append("# NitroHeap benchmarks\n")
@@ -571,8 +697,11 @@ def main():
                "loaded by `LD_PRELOAD` into the same unmodified programs (glibc: nothing preloaded), "
                "run interleaved (every allocator once per workload per round), medians over the "
                "rounds. Ratios are NitroHeap's value divided by the best *peer's* (fastest wall "
-               "time, smallest peak RSS); below 1 NitroHeap is better.%s\n"
-               % (" **Quick mode: tiny sizes, one round; the numbers mean nothing.**" if args.quick
+               "time, smallest peak RSS); below 1 NitroHeap is better.%s%s\n"
+               % (" NitroHeap also ran under %d other option set(s) in the same rounds; those are "
+                  "not peers and appear only in *Cost of NitroHeap's modes and telemetry*."
+                  % len(variants) if variants else "",
+                  " **Quick mode: tiny sizes, one round; the numbers mean nothing.**" if args.quick
                   else ""))
     out.append("## Setup\n")
     v = versions(args.nitroheap_so)
@@ -593,6 +722,12 @@ def main():
                        "`%s` given by --nitroheap-so (this tree is at git %s)"
                        % (args.nitroheap_so, v["nitroheap"]))
          + " (sha256 %s), default options" % v.get("nitroheap_so", "?")),
+    ]
+    if variants:
+        info.append(("NitroHeap variants", "the same library with "
+                     + "; ".join("%s: `NITROHEAP_OPTIONS=%s`" % (x.name, x.opts) for x in variants)
+                     + " (each workload but memreturn)"))
+    info += [
         ("compiler / python", "%s; %s" % (v["g++"], v["python3"])),
     ]
     out.append(md_table(["", ""], info, ["l", "l"]))
@@ -695,6 +830,55 @@ def main():
                          "%.2f" % (agg["after_1s"] / agg["before"])])
         out.append(md_table(["allocator", "before", "peak", "right after free", "after 1 s",
                              "after malloc_trim(0)", "after 1 s / before"], rows))
+        out.append("")
+    if variants:
+        out.append("## Cost of NitroHeap's modes and telemetry\n")
+        out.append("The same NitroHeap library run with `NITROHEAP_OPTIONS` set, in the same "
+                   "interleaved rounds, right after the default NitroHeap run of each workload (the "
+                   "memory-return workload runs with the defaults only). These variants are not "
+                   "peers: the ratios and targets above are the default's alone. *default* is "
+                   "NitroHeap with `NITROHEAP_OPTIONS` unset: balanced mode (misuse detection, a "
+                   "64 KiB small-object quarantine per thread), live statistics published in shared "
+                   "memory, flight-recorder sampling (one allocation per 512 KiB allocated, on "
+                   "average) and guarded sampling (one allocation in 10000). What each variant "
+                   "changes:\n")
+        for x in variants:
+            out.append("- **%s** (`%s`): %s." % (x.name, x.opts, x.effect()))
+        out.append("")
+        out.append("The always-on statistics counters cannot be switched off, so no variant "
+                   "measures them; their cost is in the fast path's instruction count, measured by "
+                   "callgrind (`testing/bench/callgrind_fastpath.sh`%s). A ratio above 1 means the "
+                   "variant is slower or larger than the default; the wall-time table's *spread* "
+                   "above says how much of a small difference is noise.\n"
+                   % (", below" if callgrind is not None else ""))
+        rows = []
+        for x in variants:
+            tr, mr = vratios[x.label]
+            rows.append((x.name, "`%s`" % x.opts, fmt_ratio(geomean(tr)), fmt_ratio(geomean(mr)),
+                         "%d" % min(len(tr), len(mr))))
+        out.append(md_table(["variant", "NITROHEAP_OPTIONS", "wall time / default (geomean)",
+                             "peak RSS / default (geomean)", "workloads"], rows,
+                            ["l", "l", "r", "r", "r"]))
+        out.append("")
+        out.append("Per workload (medians; the ratios are the variant's median over the default's):\n")
+        rows = []
+        for wl in timed:
+            row = vrows[wl.name]
+            d = row[NITRO]
+            rows.append([wl.name, "default", cell(d[0], "%.3f"), "",
+                         cell(d[1] / 1024 if d[1] else None, "%.1f"), ""])
+            for x in variants:
+                t, m = row[x.label]
+                rows.append(["", x.name, cell(t, "%.3f"),
+                             fmt_ratio(t / d[0]) if t and d[0] else "n/a",
+                             cell(m / 1024 if m else None, "%.1f"),
+                             fmt_ratio(m / d[1]) if m and d[1] else "n/a"])
+        for x in variants:
+            tr, mr = vratios[x.label]
+            rows.append(["**geomean**", x.name, "", "**%s**" % fmt_ratio(geomean(tr)), "",
+                         "**%s**" % fmt_ratio(geomean(mr))])
+        out.append(md_table(["workload", "NitroHeap", "wall time (s)", "/ default", "peak RSS (MiB)",
+                             "/ default"], rows, ["l", "l", "r", "r", "r", "r"]))
         out.append("")
     if callgrind is not None:
         out.append("## Fast path instruction count (callgrind)\n")

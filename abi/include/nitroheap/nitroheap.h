@@ -42,8 +42,8 @@ size_t nitro_release_free_memory(void);
 /* ---- Statistics ---------------------------------------------------------
  * Counters are kept per thread and merged on read. All byte counts are
  * bytes; "usable" counts whole size-class slots, "requested" what callers
- * asked for (exact for large allocations and in strict mode, estimated for
- * small objects otherwise: see docs/telemetry.md). */
+ * asked for (exact for large allocations, estimated for small objects: see
+ * docs/telemetry.md). */
 #define NITRO_STATS_VERSION 1u
 #define NITRO_STATS_MAX_PARTITIONS 16
 #define NITRO_STATS_CLASSES 88
