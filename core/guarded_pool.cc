@@ -213,16 +213,26 @@ void GuardedPool::Free(Span* s, void* p) {
 
 bool GuardedPool::ReportFault(uintptr_t addr) {
   if (base_ == 0 || addr < base_ || addr >= base_ + bytes_) return false;
-  // The nearest slot: a guard page belongs to the allocation beside it.
-  size_t rel = addr - base_;
-  size_t i = rel < kPageSize ? 0 : (rel - kPageSize) / kStride;
-  if (i >= kSlots) i = kSlots - 1;
-  Slot& slot = slots_[i];
-  if (slot.state == SlotState::kUnused && i + 1 < kSlots &&
-      addr >= SlotData(i) + kDataPages * kPageSize) {
-    i++;
+  // Layout: [guard][slot 0 data][guard][slot 1 data][guard]... An address in
+  // a slot's data region belongs to that slot; one in a guard page belongs to
+  // whichever neighbouring allocation it is nearer to (an overflow off the
+  // left one's end, or an underflow before the right one's start).
+  size_t i;
+  if (addr < SlotData(0)) {
+    i = 0;
+  } else {
+    i = (addr - SlotData(0)) / kStride;
+    if (i >= kSlots) i = kSlots - 1;
+    uintptr_t guard = SlotData(i) + kDataPages * kPageSize;
+    if (addr >= guard && i + 1 < kSlots) {
+      const Slot& left = slots_[i];
+      const Slot& right = slots_[i + 1];
+      uintptr_t d_left = left.state == SlotState::kUnused ? ~uintptr_t{0} : addr - (left.ptr + left.size);
+      uintptr_t d_right = right.state == SlotState::kUnused || right.ptr < addr ? ~uintptr_t{0} : right.ptr - addr;
+      if (d_right < d_left) i++;
+    }
   }
-  Slot& s = slots_[i].state != SlotState::kUnused ? slots_[i] : slot;
+  Slot& s = slots_[i];
   char line[400];
   const char* kind;
   char detail[200];
