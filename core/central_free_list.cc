@@ -194,6 +194,7 @@ void CentralFreeList::Drain() {
     Batch b = batch_[--batches_];
     ReturnToSpans(b.head, static_cast<int>(b.count));
   }
+  low_water_ = 0;
   // Empty slabs kept for hysteresis go back too.
   for (Span* s = nonempty_.first(); s != nullptr;) {
     Span* next = s->next;
@@ -212,7 +213,7 @@ void CentralFreeList::Drain() {
 void CentralFreeList::ReleaseIdle() {
   LockGuard g(lock_);
   // The bottom `low_water_` batches were not touched for a whole period.
-  int idle = low_water_;
+  int idle = low_water_ < batches_ ? low_water_ : batches_;
   if (idle > 0) {
     for (int i = 0; i < idle; i++) ReturnToSpans(batch_[i].head, static_cast<int>(batch_[i].count));
     memmove(batch_, batch_ + idle, sizeof(Batch) * static_cast<size_t>(batches_ - idle));

@@ -206,9 +206,22 @@ void GuardedPool::Free(Span* s, void* p) {
   slot.state = SlotState::kFreed;
   slot.free_thread = static_cast<unsigned long>(pthread_self());
   slot.free_frames = CaptureStack(slot.free_stack, kMaxFrames, 2);
+  // Inaccessible, so a later access faults; and given back, so a freed
+  // slot costs no memory while it waits.
   os::ProtectNone(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
+  os::Release(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
   live_--;
   live_bytes_ -= slot.size;
+}
+
+void GuardedPool::Resize(Span* s, size_t size) {
+  size_t i = (s->start - base_ - kPageSize) / kStride;
+  LockGuard g(lock_);
+  Slot& slot = slots_[i];
+  if (slot.state != SlotState::kLive || size > slot.size) return;
+  live_bytes_ -= slot.size - size;
+  slot.size = size;
+  s->requested = size;
 }
 
 bool GuardedPool::ReportFault(uintptr_t addr) {

@@ -33,6 +33,8 @@ class GuardedPool {
   void* Allocate(size_t size, size_t align);
   // `s` is the slot's span; reports double and invalid frees.
   void Free(Span* s, void* p);
+  // Records a smaller size for a live allocation (realloc's slack).
+  void Resize(Span* s, size_t size);
   // Prints a report and returns true if `addr` is in the pool.
   bool ReportFault(uintptr_t addr);
   size_t live() const { return live_; }

@@ -91,6 +91,8 @@ void OptionError(const char* message, void*) { LogLine("%s", message); }
 
 // ---- start-up -------------------------------------------------------------
 
+void ThreadExit(void* arg);
+
 void StartLocked() {
   bool legacy = NITROHEAP_DEFAULT_LEGACY;
   if (const char* h = getenv("NITROHEAP")) {
@@ -106,9 +108,9 @@ void StartLocked() {
   bool help = false;
   ParseOptions(getenv("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
   if (help) PrintOptionHelp(2, Options{});
-  if (!g_options.background_thread && (g_options.telemetry || g_options.flight_recorder_signal)) {
-    LogLine("NITROHEAP_OPTIONS: telemetry and flight_recorder_signal need background_thread=1; "
-            "with background_thread=0 no statistics segment is published and the signal dumps nothing");
+  if (!g_options.background_thread && g_options.flight_recorder_signal) {
+    LogLine("NITROHEAP_OPTIONS: flight_recorder_signal needs background_thread=1 (the thread writes "
+            "the recording); with background_thread=0 the signal dumps nothing");
   }
   if (!legacy) {
     PartitionConfig config;
@@ -137,6 +139,9 @@ void StartLocked() {
       }
     }
   }
+  // Before the heap is published: every thread that sees it running must
+  // see the key its cache registers with. (pthread_key_create never allocates.)
+  if (!legacy) g_thread_key_ok = pthread_key_create(&g_thread_key, ThreadExit) == 0;
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   g_start_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
@@ -154,7 +159,6 @@ void PostStart() {
   bool expected = false;
   if (!g_post_init_done.compare_exchange_strong(expected, true)) return;
   if (g_state.load(std::memory_order_acquire) != kReadyNitro) return;
-  g_thread_key_ok = pthread_key_create(&g_thread_key, ThreadExit) == 0;
   pthread_atfork(ForkPrepare, ForkParent, ForkChild);
   RegisterFaultPools(g_pool.initialized() ? &g_pool : nullptr, g_strict ? &g_zero : nullptr);
   InstallFaultHandler();
@@ -830,18 +834,45 @@ void* Realloc(void* p, size_t size) {
   size_t old = info.object_size;
   if (info.size_class != 0) {
     if (!g_strict && size <= old && (size > old / 2 || old <= kMinAlign)) return p;
+    if (g_strict && info.span->requested_sizes != nullptr && info.partition == g_default &&
+        size + 1 <= kSizeClasses.size(info.size_class) && size > kSizeClasses.size(info.size_class) / 2) {
+      // strict keeps the block when the new size still leaves canary room:
+      // the bytes past the new size become canaries again.
+      uint32_t slot = kSizeClasses.size(info.size_class);
+      auto* bytes = static_cast<unsigned char*>(p);
+      uint32_t idx = info.span->ObjectIndex(reinterpret_cast<uintptr_t>(p));
+      if (size < old) memset(bytes + size, g_canary, old - size);
+      for (size_t i = old > size ? old : size; i < slot; i++) {
+        if (bytes[i] != g_canary) {
+          ReportMisuse(misuse::kOverflow, bytes + i, "default",
+                       "the %zu-byte object at %p was written past its end (canary at offset %zu)", old, p, i);
+        }
+      }
+      info.span->requested_sizes[idx] = static_cast<uint32_t>(size);
+      return p;
+    }
   } else if (s->state == SpanState::kLarge && size > kMaxSmallSize) {
     if (info.partition->ResizeLargeInPlace(s, size)) return p;
   }
   // Growth by small steps (strings) copies once per step: grow by a quarter
   // at least, so a string crosses a quarter of the classes, not all of them.
+  // Only within the small classes, where the object's size is its class (a
+  // large or guarded block records the exact size, which free_sized checks).
   size_t target = size;
-  if (!g_strict && size > old && size - old < old / 4) target = old + old / 4;
+  if (!g_strict && size > old && size - old < old / 4 && old + old / 4 <= kMaxSmallSize) {
+    target = old + old / 4;
+  }
   void* q = info.partition == g_default ? Malloc(target) : info.partition->Allocate(target);
   if (q == nullptr && target != size) {
     q = info.partition == g_default ? Malloc(size) : info.partition->Allocate(size);
   }
   if (q == nullptr) return nullptr;
+  if (target != size) {
+    // A block the guarded pool served records its exact size: make it the
+    // caller's (the slack past it is simply not guarded).
+    Span* qs = GlobalPageMap().Get(q);
+    if (qs != nullptr && qs->state == SpanState::kGuarded) g_pool.Resize(qs, size);
+  }
   memcpy(q, p, old < size ? old : size);
   Free(p);
   return q;

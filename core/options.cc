@@ -36,7 +36,9 @@ constexpr OptionSpec kTable[] = {
     {"stats_print", OptionType::kBool, offsetof(Options, stats_print), 0, 1,
      "print the heap report to stderr at exit", nullptr},
     {"telemetry", OptionType::kBool, offsetof(Options, telemetry), 0, 1,
-     "publish live statistics in /dev/shm/nitroheap.<pid> for nitroheap.attach(pid)", nullptr},
+     "publish live statistics in /dev/shm/nitroheap.<pid> for nitroheap.attach(pid) (written "
+     "by the background thread: none with background_thread=0)",
+     nullptr},
     {"profile_rate", OptionType::kSize, offsetof(Options, profile_rate), 0, uint64_t{1} << 40,
      "mean bytes between allocations sampled into the flight recorder (0: off)", nullptr},
     {"flight_recorder_events", OptionType::kUint, offsetof(Options, flight_recorder_events), 16,

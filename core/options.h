@@ -28,7 +28,7 @@ struct Options {
   // Telemetry (docs/telemetry.md).
   bool telemetry = true;
   size_t profile_rate = size_t{512} << 10;
-  uint64_t flight_recorder_events = 4096;
+  uint64_t flight_recorder_events = 2048;
   uint64_t flight_recorder_signal = 0;
   char flight_recorder[256] = {};
   char heap_profile[256] = {};

@@ -528,8 +528,7 @@ class ShmPublisher {
     shm_unlink(name_);
     os::Unmap(header_, NITRO_SHM_SIZE);
     header_ = nullptr;
-    if (lock_fd_ >= 0) close(lock_fd_);
-    lock_fd_ = -1;
+    CloseLockFd();
   }
 
   // The child of a fork must not write its parent's segment. (The inherited
@@ -538,8 +537,7 @@ class ShmPublisher {
     if (header_ != nullptr) munmap(header_, NITRO_SHM_SIZE);
     header_ = nullptr;
     owner_pid_ = 0;
-    if (lock_fd_ >= 0) close(lock_fd_);
-    lock_fd_ = -1;
+    CloseLockFd();
   }
 
  private:
@@ -564,6 +562,17 @@ class ShmPublisher {
       failed_ = true;
       return false;
     }
+    // Keep the descriptor out of the way of programs that manage low
+    // descriptor numbers themselves (shells do).
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    if (high >= 0) {
+      close(fd);
+      fd = high;
+    }
+    struct stat st;
+    fstat(fd, &st);
+    lock_dev_ = st.st_dev;
+    lock_ino_ = st.st_ino;
     lock_fd_ = fd;
     memset(mem, 0, NITRO_SHM_HEADER_SIZE);
     if (stats_ == nullptr) stats_ = static_cast<nitro_stats_t*>(os::Reserve(sizeof(nitro_stats_t), kPageSize));
@@ -575,6 +584,16 @@ class ShmPublisher {
     header_->payload_capacity = NITRO_SHM_SIZE - NITRO_SHM_HEADER_SIZE;
     owner_pid_ = getpid();
     return stats_ != nullptr;
+  }
+
+  // A program may have closed our descriptor and reused its number: close
+  // it only if it still is our segment.
+  void CloseLockFd() {
+    struct stat st;
+    if (lock_fd_ >= 0 && fstat(lock_fd_, &st) == 0 && st.st_dev == lock_dev_ && st.st_ino == lock_ino_) {
+      close(lock_fd_);
+    }
+    lock_fd_ = -1;
   }
 
   // Segments of processes that died without exiting (a crash, _exit):
@@ -601,6 +620,8 @@ class ShmPublisher {
   nitro_stats_t* stats_ = nullptr;
   char name_[64] = {};
   int lock_fd_ = -1;
+  dev_t lock_dev_ = 0;
+  ino_t lock_ino_ = 0;
   pid_t owner_pid_ = 0;
   bool failed_ = false;
   uint64_t last_allocations_ = ~uint64_t{0};

@@ -447,7 +447,8 @@ def main():
                     "in every round and compared with it, never with the peers; '' for none "
                     "(default: %(default)s)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the callgrind fast-path count")
-    ap.add_argument("--timeout", type=int, default=None, help="seconds per run (default 180, quick 60)")
+    ap.add_argument("--timeout", type=int, default=None,
+                    help="seconds per run (default 300: strict mode's realloc run takes ~100 s; quick 60)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
     # Where the built pieces are (defaults: the bazel-bin outputs of this tree).
     ap.add_argument("--workloads-bin", default=os.path.join(ROOT, "bazel-bin/testing/bench/workloads"))
@@ -460,7 +461,7 @@ def main():
     if args.quick:
         args.rounds = 1
     scale = args.scale if args.scale is not None else (QUICK_SCALE if args.quick else 1.0)
-    timeout = args.timeout or (60 if args.quick else 180)
+    timeout = args.timeout or (60 if args.quick else 300)
     command = shlex.join(["/usr/bin/python3", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)]
                          + sys.argv[1:])
     if os.environ.get("NITRO_BENCH_VIA"):
@@ -533,9 +534,10 @@ def main():
     base_env = {"PATH": "/usr/bin:/bin", "HOME": workdir, "TMPDIR": workdir, "LC_ALL": "C", "TZ": "UTC",
                 "PYTHONDONTWRITEBYTECODE": "1", "PYTHONNOUSERSITE": "1"}
     machine = machine_info()
-    log("== %d round(s) x %d workloads x %d allocators (scale %g) on %s, %s cores, load %s"
-        % (args.rounds, len(suite), len(allocators), scale, machine["cpu"], machine["nproc"],
-           machine["load"]))
+    log("== %d round(s) x %d workloads x %d allocators%s (scale %g) on %s, %s cores, load %s"
+        % (args.rounds, len(suite), len(allocators),
+           " + %d NitroHeap variant(s)" % len(variants) if variants else "", scale, machine["cpu"],
+           machine["nproc"], machine["load"]))
 
     # A variant whose options NitroHeap rejects would silently measure the
     # defaults: try each one on a tiny run before spending the rounds.
@@ -754,10 +756,10 @@ def main():
     def cell(x, fmt):
         return fmt % x if x is not None else "FAIL"
 
-    def spread(wname):
+    def spread(wname, allocs=None):
         """Largest (max - min) / median of wall time over the rounds, any allocator."""
         worst = 0.0
-        for alloc in names:
+        for alloc in allocs or names:
             vals = [r.wall for r in results[wname][alloc] if not r.error]
             if len(vals) > 1 and statistics.median(vals) > 0:
                 worst = max(worst, (max(vals) - min(vals)) / statistics.median(vals))
@@ -831,7 +833,8 @@ def main():
         out.append(md_table(["allocator", "before", "peak", "right after free", "after 1 s",
                              "after malloc_trim(0)", "after 1 s / before"], rows))
         out.append("")
-    if variants:
+    if variants and timed:
+        gm3 = lambda xs: "%.3f" % geomean(xs) if xs else "n/a"
         out.append("## Cost of NitroHeap's modes and telemetry\n")
         out.append("The same NitroHeap library run with `NITROHEAP_OPTIONS` set, in the same "
                    "interleaved rounds, right after the default NitroHeap run of each workload (the "
@@ -848,37 +851,35 @@ def main():
         out.append("The always-on statistics counters cannot be switched off, so no variant "
                    "measures them; their cost is in the fast path's instruction count, measured by "
                    "callgrind (`testing/bench/callgrind_fastpath.sh`%s). A ratio above 1 means the "
-                   "variant is slower or larger than the default; the wall-time table's *spread* "
-                   "above says how much of a small difference is noise.\n"
+                   "variant is slower or larger than the default.\n"
                    % (", below" if callgrind is not None else ""))
         rows = []
         for x in variants:
             tr, mr = vratios[x.label]
-            rows.append((x.name, "`%s`" % x.opts, fmt_ratio(geomean(tr)), fmt_ratio(geomean(mr)),
-                         "%d" % min(len(tr), len(mr))))
+            rows.append((x.name, "`%s`" % x.opts, gm3(tr), gm3(mr), "%d" % min(len(tr), len(mr))))
         out.append(md_table(["variant", "NITROHEAP_OPTIONS", "wall time / default (geomean)",
                              "peak RSS / default (geomean)", "workloads"], rows,
                             ["l", "l", "r", "r", "r"]))
         out.append("")
-        out.append("Per workload (medians; the ratios are the variant's median over the default's):\n")
+        out.append("Per workload (medians; the ratios are the variant's median over the default's; "
+                   "*spread*: (max - min) / median of that row's wall time over the rounds):\n")
         rows = []
         for wl in timed:
             row = vrows[wl.name]
             d = row[NITRO]
             rows.append([wl.name, "default", cell(d[0], "%.3f"), "",
-                         cell(d[1] / 1024 if d[1] else None, "%.1f"), ""])
+                         cell(d[1] / 1024 if d[1] else None, "%.1f"), "", spread(wl.name, [NITRO])])
             for x in variants:
                 t, m = row[x.label]
                 rows.append(["", x.name, cell(t, "%.3f"),
                              fmt_ratio(t / d[0]) if t and d[0] else "n/a",
                              cell(m / 1024 if m else None, "%.1f"),
-                             fmt_ratio(m / d[1]) if m and d[1] else "n/a"])
+                             fmt_ratio(m / d[1]) if m and d[1] else "n/a", spread(wl.name, [x.label])])
         for x in variants:
             tr, mr = vratios[x.label]
-            rows.append(["**geomean**", x.name, "", "**%s**" % fmt_ratio(geomean(tr)), "",
-                         "**%s**" % fmt_ratio(geomean(mr))])
+            rows.append(["**geomean**", x.name, "", "**%s**" % gm3(tr), "", "**%s**" % gm3(mr), ""])
         out.append(md_table(["workload", "NitroHeap", "wall time (s)", "/ default", "peak RSS (MiB)",
-                             "/ default"], rows, ["l", "l", "r", "r", "r", "r"]))
+                             "/ default", "spread"], rows, ["l", "l", "r", "r", "r", "r", "r"]))
         out.append("")
     if callgrind is not None:
         out.append("## Fast path instruction count (callgrind)\n")
