@@ -725,8 +725,8 @@ void FreeSizedSlow(void* p, size_t size, size_t align) {
     }
     if (!ok) {
       ReportMisuse(misuse::kSizeMismatch, p, info.partition->name(),
-                   "freed with size %zu, but the object was allocated with %s %zu bytes", size,
-                   s->state == SpanState::kSlab && !(g_strict && s->requested_sizes) ? "a size up to" : "",
+                   "freed with size %zu, but the object was allocated with %s%zu bytes", size,
+                   s->state == SpanState::kSlab && !(g_strict && s->requested_sizes) ? "a size up to " : "",
                    s->state == SpanState::kSlab ? info.object_size : s->requested);
     }
   }

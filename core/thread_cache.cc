@@ -13,6 +13,7 @@ void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   max_bytes_ = max_bytes;
   sample_countdown_ = first_sample;
   record_countdown_ = first_record;
+  pick_rng_ = (reinterpret_cast<uintptr_t>(this) ^ key_) | 1;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     // Each class holds back up to quarantine/32 bytes, at least one object.
@@ -69,8 +70,10 @@ void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
   uint32_t skip = 0;
   if (pick > 1) {
     // Randomized reuse (strict): one of the first `pick` reusable objects.
-    sample_countdown_ ^= sample_countdown_ << 13;
-    uint64_t r = static_cast<uint64_t>(sample_countdown_) * 0x9E3779B97F4A7C15ull;
+    pick_rng_ ^= pick_rng_ << 13;
+    pick_rng_ ^= pick_rng_ >> 7;
+    pick_rng_ ^= pick_rng_ << 17;
+    uint64_t r = pick_rng_ * 0x9E3779B97F4A7C15ull;
     uint32_t span = pick < reusable ? pick : reusable;
     skip = static_cast<uint32_t>((r >> 33) % span);
   }

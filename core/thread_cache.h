@@ -131,6 +131,7 @@ class ThreadCache {
   int64_t record_countdown_ = 0;
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;
+  uint64_t pick_rng_ = 1;
   uint32_t real_max_[kNumClasses] = {};
   uint32_t real_depth_[kNumClasses] = {};
 };
