@@ -36,6 +36,17 @@ inline constexpr uintptr_t RoundDown(uintptr_t x, uintptr_t align) {
 inline constexpr bool IsPowerOfTwo(size_t x) { return x != 0 && (x & (x - 1)) == 0; }
 inline constexpr size_t PagesFor(size_t bytes) { return (bytes + kPageSize - 1) >> kPageShift; }
 
+// One step of xorshift64 (state must be non-zero): cheap randomness for
+// sampling and placement decisions, not for secrets (os::RandomBytes).
+inline uint64_t XorShift64(uint64_t* state) {
+  uint64_t x = *state;
+  x ^= x << 13;
+  x ^= x >> 7;
+  x ^= x << 17;
+  *state = x;
+  return x;
+}
+
 // Writes one line to stderr without touching the heap.
 void LogLine(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Prints "nitroheap: <message>" and aborts.

@@ -195,7 +195,10 @@ void CentralFreeList::Drain() {
     ReturnToSpans(b.head, static_cast<int>(b.count));
   }
   low_water_ = 0;
-  // Empty slabs kept for hysteresis go back too.
+  ReleaseEmptySlabs();  // those kept for hysteresis go back too
+}
+
+void CentralFreeList::ReleaseEmptySlabs() {
   for (Span* s = nonempty_.first(); s != nullptr;) {
     Span* next = s->next;
     if (s->allocated == 0) {
@@ -220,20 +223,7 @@ void CentralFreeList::ReleaseIdle() {
     batches_ -= idle;
   }
   low_water_ = batches_;
-  if (!slab_reused_) {
-    for (Span* s = nonempty_.first(); s != nullptr;) {
-      Span* next = s->next;
-      if (s->allocated == 0) {
-        nonempty_.Remove(s);
-        empty_slabs_--;
-        slabs_--;
-        span_free_ -= s->capacity;
-        RetireSlab(s);
-        owner_->pages().Free(s);
-      }
-      s = next;
-    }
-  }
+  if (!slab_reused_) ReleaseEmptySlabs();
   slab_reused_ = false;
 }
 

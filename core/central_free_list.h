@@ -57,6 +57,7 @@ class CentralFreeList {
   int FromSpans(void** head, void** tail, int n);
   void ReturnToSpans(void* head, int n);
   bool AddSlab();
+  void ReleaseEmptySlabs();  // lock held
 
   SpinLock lock_;
   Partition* owner_ = nullptr;

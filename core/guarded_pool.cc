@@ -165,11 +165,8 @@ void* GuardedPool::Allocate(size_t size, size_t align) {
   Slot& slot = slots_[i];
   uintptr_t data = SlotData(i);
   uintptr_t data_end = data + kDataPages * kPageSize;
-  rng_ ^= rng_ << 13;
-  rng_ ^= rng_ >> 7;
-  rng_ ^= rng_ << 17;
   // Against the right guard (overflows fault) or the left one (underflows).
-  uintptr_t ptr = (rng_ & 1) ? RoundDown(data_end - need, align) : data;
+  uintptr_t ptr = (XorShift64(&rng_) & 1) ? RoundDown(data_end - need, align) : data;
   uintptr_t first_page = RoundDown(ptr, kPageSize);
   uintptr_t last_page = RoundUp(ptr + need, kPageSize);
   if (!os::ProtectReadWrite(reinterpret_cast<void*>(first_page), last_page - first_page)) return nullptr;

@@ -54,15 +54,16 @@ size_t g_threads = 0;
 __thread bool tls_dead __attribute__((tls_model("initial-exec"))) = false;
 __thread uint64_t tls_rng __attribute__((tls_model("initial-exec"))) = 0;
 
+uint64_t ThreadRandom() {
+  if (tls_rng == 0) tls_rng = (reinterpret_cast<uintptr_t>(&tls_rng) ^ 0x9E3779B97F4A7C15ull) | 1;
+  return XorShift64(&tls_rng);
+}
+
 // Bytes until the next flight-recorder sample: uniform in [0, 2*rate).
 int64_t NextRecord() {
   uint64_t rate = g_options.profile_rate;
   if (rate == 0) return INT64_MAX;
-  if (tls_rng == 0) tls_rng = (reinterpret_cast<uintptr_t>(&tls_rng) ^ 0x9E3779B97F4A7C15ull) | 1;
-  tls_rng ^= tls_rng << 13;
-  tls_rng ^= tls_rng >> 7;
-  tls_rng ^= tls_rng << 17;
-  return static_cast<int64_t>(tls_rng % (2 * rate));
+  return static_cast<int64_t>(ThreadRandom() % (2 * rate));
 }
 
 // Allocations until the next guarded one: uniform in [0, 2*rate), so one in
@@ -71,14 +72,7 @@ int64_t NextSample() {
   uint64_t rate = g_options.sample_rate;
   if (rate == 0) return INT64_MAX;
   if (rate == 1) return 0;
-  if (tls_rng == 0) {
-    tls_rng = reinterpret_cast<uintptr_t>(&tls_rng) ^ 0x9E3779B97F4A7C15ull;
-    tls_rng |= 1;
-  }
-  tls_rng ^= tls_rng << 13;
-  tls_rng ^= tls_rng >> 7;
-  tls_rng ^= tls_rng << 17;
-  return static_cast<int64_t>(tls_rng % (2 * rate));
+  return static_cast<int64_t>(ThreadRandom() % (2 * rate));
 }
 
 uint64_t NowMs() {

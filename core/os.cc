@@ -51,12 +51,8 @@ void RandomBytes(void* buf, size_t len) {
   uint64_t x = static_cast<uint64_t>(ts.tv_nsec) ^ (static_cast<uint64_t>(ts.tv_sec) << 32) ^
                reinterpret_cast<uintptr_t>(buf) ^ reinterpret_cast<uintptr_t>(&ts);
   auto* out = static_cast<unsigned char*>(buf);
-  for (size_t i = 0; i < len; i++) {
-    x ^= x << 13;
-    x ^= x >> 7;
-    x ^= x << 17;
-    out[i] = static_cast<unsigned char>(x);
-  }
+  x |= 1;
+  for (size_t i = 0; i < len; i++) out[i] = static_cast<unsigned char>(XorShift64(&x));
 }
 
 }  // namespace nitro::os

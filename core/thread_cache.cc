@@ -70,10 +70,7 @@ void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
   uint32_t skip = 0;
   if (pick > 1) {
     // Randomized reuse (strict): one of the first `pick` reusable objects.
-    pick_rng_ ^= pick_rng_ << 13;
-    pick_rng_ ^= pick_rng_ >> 7;
-    pick_rng_ ^= pick_rng_ << 17;
-    uint64_t r = pick_rng_ * 0x9E3779B97F4A7C15ull;
+    uint64_t r = XorShift64(&pick_rng_) * 0x9E3779B97F4A7C15ull;
     uint32_t span = pick < reusable ? pick : reusable;
     skip = static_cast<uint32_t>((r >> 33) % span);
   }
