@@ -89,7 +89,8 @@ void ThreadExit(void* arg);
 
 void StartLocked() {
   bool legacy = NITROHEAP_DEFAULT_LEGACY;
-  if (const char* h = getenv("NITROHEAP")) {
+  const char* h = getenv("NITROHEAP");
+  if (h != nullptr && *h != '\0') {
     if (strcmp(h, "legacy") == 0) {
       legacy = true;
     } else if (strcmp(h, "nitro") == 0) {

@@ -501,15 +501,19 @@ namespace {
 
 class ShmPublisher {
  public:
-  void Tick() {
-    if (!CurrentOptions().telemetry) return;
-    if (header_ == nullptr && !Create()) return;
+  void Tick() { Publish(false); }
+
+  // The background thread only writes into the mapping: it opens and closes
+  // no descriptor, which could race with a program (a shell) rearranging its
+  // own descriptor numbers.
+  void Publish(bool force) {
+    if (header_ == nullptr) return;
     uint64_t now = NowNs();
     // Heartbeat once a second when idle; every tick while the heap changes.
     nitro_stats_t* st = stats_;
     CollectStats(st);
     bool changed = st->total.allocations != last_allocations_ || st->total.frees != last_frees_;
-    if (!changed && now - header_->update_time_ns < 1000000000ull) return;
+    if (!force && !changed && now - header_->update_time_ns < 1000000000ull) return;
     last_allocations_ = st->total.allocations;
     last_frees_ = st->total.frees;
     uint64_t seq = __atomic_load_n(&header_->sequence, __ATOMIC_RELAXED);
@@ -531,6 +535,15 @@ class ShmPublisher {
     CloseLockFd();
   }
 
+  // Called where the process is single-threaded: at start-up, and in the
+  // child of a fork (from its atfork handler).
+  // A fork child skips the sweep of stale segments: its parent just did it.
+  void CreateNow(bool sweep) {
+    if (CurrentOptions().telemetry && CurrentOptions().background_thread && Create(sweep)) {
+      Publish(true);  // readers find statistics from the start
+    }
+  }
+
   // The child of a fork must not write its parent's segment. (The inherited
   // descriptor shares the parent's lock: closing it here leaves that intact.)
   void ForgetAfterFork() {
@@ -541,11 +554,11 @@ class ShmPublisher {
   }
 
  private:
-  bool Create() {
+  bool Create(bool sweep) {
     if (failed_) return false;
-    RemoveStale();
+    if (sweep) RemoveStale();
     snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
-    int fd = shm_open(name_, O_CREAT | O_RDWR | O_CLOEXEC, 0644);
+    int fd = HighFd(shm_open(name_, O_CREAT | O_RDWR | O_CLOEXEC, 0644));
     // The writer holds an exclusive lock for its whole life: a segment whose
     // lock can be taken has no writer (see RemoveStale). A lock held by
     // someone else is a process of the same pid in another pid namespace:
@@ -561,13 +574,6 @@ class ShmPublisher {
       close(fd);
       failed_ = true;
       return false;
-    }
-    // Keep the descriptor out of the way of programs that manage low
-    // descriptor numbers themselves (shells do).
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
-    if (high >= 0) {
-      close(fd);
-      fd = high;
     }
     struct stat st;
     fstat(fd, &st);
@@ -596,24 +602,48 @@ class ShmPublisher {
     lock_fd_ = -1;
   }
 
+  // Keeps a descriptor out of the way of programs that manage low
+  // descriptor numbers themselves (shells do).
+  static int HighFd(int fd) {
+    if (fd < 0) return fd;
+    int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
+    if (high < 0) return fd;
+    close(fd);
+    return high;
+  }
+
   // Segments of processes that died without exiting (a crash, _exit):
   // those nobody holds the lock of. Live writers, in any pid namespace,
-  // hold theirs.
+  // hold theirs. Raw getdents64 into a stack buffer: no heap, no DIR.
   static void RemoveStale() {
-    DIR* dir = opendir("/dev/shm");
-    if (dir == nullptr) return;
-    while (struct dirent* d = readdir(dir)) {
-      int pid;
-      char rest;
-      if (sscanf(d->d_name, "nitroheap.%d%c", &pid, &rest) != 1) continue;
-      char name[300];
-      snprintf(name, sizeof(name), "/%.250s", d->d_name);
-      int fd = shm_open(name, O_RDONLY | O_CLOEXEC, 0);
-      if (fd < 0) continue;
-      if (flock(fd, LOCK_EX | LOCK_NB) == 0) shm_unlink(name);
-      close(fd);  // releases the lock if we took it
+    int dir = HighFd(open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    if (dir < 0) return;
+    alignas(8) char buf[4096];
+    for (;;) {
+      long n = syscall(SYS_getdents64, dir, buf, sizeof(buf));
+      if (n <= 0) break;
+      for (long off = 0; off < n;) {
+        struct Entry {
+          uint64_t ino;
+          int64_t off;
+          unsigned short reclen;
+          unsigned char type;
+          char name[1];
+        };
+        const Entry* e = reinterpret_cast<const Entry*>(buf + off);
+        off += e->reclen;
+        int pid;
+        char rest;
+        if (sscanf(e->name, "nitroheap.%d%c", &pid, &rest) != 1) continue;
+        char name[300];
+        snprintf(name, sizeof(name), "/%.250s", e->name);
+        int fd = HighFd(shm_open(name, O_RDONLY | O_CLOEXEC, 0));
+        if (fd < 0) continue;
+        if (flock(fd, LOCK_EX | LOCK_NB) == 0) shm_unlink(name);
+        close(fd);  // releases the lock if we took it
+      }
     }
-    closedir(dir);
+    close(dir);
   }
 
   nitro_shm_header* header_ = nullptr;
@@ -665,6 +695,7 @@ void OnExit() {
 void OnForkChild() {
   g_shm.ForgetAfterFork();
   g_recorder.ResetAfterFork();
+  g_shm.CreateNow(/*sweep=*/false);  // the child is single-threaded here
 }
 
 // A signal only raises a flag: the background thread writes the file, so a
@@ -684,6 +715,7 @@ void Install() {
   if (Mode() != HeapMode::kNitro) return;
   FlightRecorder::FindOwnText();
   SetTelemetryHooks(&kHooks);
+  g_shm.CreateNow(/*sweep=*/true);
   uint64_t sig = CurrentOptions().flight_recorder_signal;
   if (sig > 0 && sig < 65) {
     struct sigaction sa;

@@ -134,6 +134,10 @@ class LiveChild:
             self.kill()
             raise AssertionError("child did not get ready: %r; stderr: %s"
                                  % (line, self.proc.stderr.read().decode(errors="replace")))
+        # The segment exists from the child's start and is rewritten at least
+        # every 100 ms: give it two periods to show what the child did.
+        import time
+        time.sleep(0.25)
 
     def _readline(self, timeout):
         import selectors
