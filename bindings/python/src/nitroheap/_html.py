@@ -24,11 +24,7 @@ def _png(plt, fig):
 def _histogram_chart(plt, hist, color, xlabel):
     labels = [hist.label(i) for i in range(len(hist))]
     # Drop empty bins at both ends so the chart shows the data.
-    lo, hi = 0, len(hist.counts)
-    while lo < hi and hist.counts[lo] == 0:
-        lo += 1
-    while hi > lo and hist.counts[hi - 1] == 0:
-        hi -= 1
+    lo, hi = hist.nonempty_range()
     if lo == hi:
         lo, hi = 0, len(hist.counts)
     fig, ax = plt.subplots(figsize=(9, 3.8))

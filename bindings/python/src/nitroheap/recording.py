@@ -202,6 +202,15 @@ class Histogram:
             return ">= %s" % fmt(lo)
         return "%s - %s" % (fmt(lo), fmt(hi))
 
+    def nonempty_range(self):
+        """(lo, hi): the bins between the first and last non-empty ones."""
+        lo, hi = 0, len(self.counts)
+        while lo < hi and self.counts[lo] == 0:
+            lo += 1
+        while hi > lo and self.counts[hi - 1] == 0:
+            hi -= 1
+        return lo, hi
+
     def format(self, width=40):
         """A text rendering with one bar per bin."""
         lines = [self.title]
@@ -209,11 +218,7 @@ class Histogram:
         labels = [self.label(i) for i in range(len(self.counts))]
         lw = max([len(x) for x in labels] + [5])
         # Empty bins at both ends are left out.
-        lo, hi = 0, len(self.counts)
-        while lo < hi and self.counts[lo] == 0:
-            lo += 1
-        while hi > lo and self.counts[hi - 1] == 0:
-            hi -= 1
+        lo, hi = self.nonempty_range()
         if lo == hi:
             lines.append("  (no events)")
         for i in range(lo, hi):
