@@ -66,17 +66,15 @@ NITRO_EXPORT void* nitro_partition_aligned_alloc(nitro_partition_t* partition, s
 }
 
 NITRO_EXPORT void* nitro_partition_realloc(nitro_partition_t* partition, void* p, size_t size) {
-  return ToPartition(partition)->Reallocate(p, size);
+  return nitro::PartitionReallocate(ToPartition(partition), p, size);
 }
 
 NITRO_EXPORT void nitro_partition_free(nitro_partition_t* partition, void* p) {
-  ToPartition(partition)->Free(p);
+  nitro::PartitionFree(ToPartition(partition), p);
 }
 
 NITRO_EXPORT nitro_partition_t* nitro_partition_of(const void* p) {
-  nitro::PointerInfo info;
-  if (!nitro::Lookup(p, &info)) return nullptr;
-  return reinterpret_cast<nitro_partition_t*>(info.partition);
+  return reinterpret_cast<nitro_partition_t*>(nitro::PartitionOf(p));
 }
 
 NITRO_EXPORT size_t nitro_release_free_memory(void) {
@@ -209,7 +207,7 @@ NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const 
   bool writing = newp != nullptr || newlen != 0;
   if (strcmp(name, "heap.release") == 0 || strcmp(name, "thread.cache.flush") == 0) {
     if (oldp != nullptr) return EPERM;  // actions: nothing to read
-    if (name[0] == 'h') nitro_release_free_memory(); else nitro::Trim();
+    if (name[0] == 'h') nitro_release_free_memory(); else nitro::FlushThreadCache();
     return 0;
   }
   if (strcmp(name, "flight_recorder.dump") == 0 || strcmp(name, "profile.dump") == 0) {

@@ -18,7 +18,7 @@ extern "C" {
 NITRO_EXPORT void* malloc(size_t size) noexcept { return nitro::Malloc(size); }
 NITRO_EXPORT void free(void* p) noexcept { nitro::Free(p); }
 NITRO_EXPORT void* calloc(size_t n, size_t size) noexcept { return nitro::Calloc(n, size); }
-NITRO_EXPORT void* realloc(void* p, size_t size) noexcept { return nitro::Realloc(p, size); }
+NITRO_EXPORT void* realloc(void* p, size_t size) noexcept { return nitro::Reallocate(p, size); }
 
 NITRO_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept {
   size_t total;
@@ -26,7 +26,7 @@ NITRO_EXPORT void* reallocarray(void* p, size_t n, size_t size) noexcept {
     errno = ENOMEM;
     return nullptr;
   }
-  return nitro::Realloc(p, total);
+  return nitro::Reallocate(p, total);
 }
 
 NITRO_EXPORT int posix_memalign(void** out, size_t align, size_t size) noexcept {

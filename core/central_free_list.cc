@@ -18,7 +18,7 @@ MetaPool<SizeTable> g_size_tables;
 
 // A slab going back to the page heap drops its strict-mode size table.
 void RetireSlab(Span* s) {
-  s->cache_class = 0;
+  __atomic_store_n(&s->fast_free, uint32_t{0}, __ATOMIC_RELAXED);
   if (s->requested_sizes != nullptr) {
     g_size_tables.Delete(reinterpret_cast<SizeTable*>(s->requested_sizes));
     s->requested_sizes = nullptr;
@@ -26,6 +26,8 @@ void RetireSlab(Span* s) {
 }
 
 }  // namespace
+
+SpinLock& SizeTablePoolLock() { return g_size_tables.lock(); }
 
 void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
   owner_ = owner;
@@ -94,7 +96,8 @@ bool CentralFreeList::AddSlab() {
   Span* s = owner_->pages().Allocate(info.slab_pages, 1, SpanState::kSlab);
   if (s == nullptr) return false;
   s->size_class = static_cast<uint8_t>(size_class_);
-  s->cache_class = owner_->thread_cached() ? static_cast<uint8_t>(size_class_) : 0;
+  __atomic_store_n(&s->fast_free, owner_->thread_cached() ? static_cast<uint32_t>(size_class_) : 0u,
+                   __ATOMIC_RELAXED);
   s->capacity = info.capacity;
   s->object_size = info.size;
   s->magic = info.magic;

@@ -59,7 +59,7 @@ class CentralFreeList {
   bool AddSlab();
   void ReleaseEmptySlabs();  // lock held
 
-  SpinLock lock_;
+  SpinLock lock_{LockRank::kPartition};
   Partition* owner_ = nullptr;
   int size_class_ = 0;
   uint32_t size_ = 0;
@@ -80,6 +80,9 @@ class CentralFreeList {
   uint64_t direct_allocs_ = 0;
   uint64_t direct_frees_ = 0;
 };
+
+// strict mode's per-slab size tables come from this pool (fork takes it).
+SpinLock& SizeTablePoolLock();
 
 }  // namespace nitro
 

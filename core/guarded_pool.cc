@@ -53,7 +53,36 @@ bool ReportLargeFault(uintptr_t addr) {
   return true;
 }
 
+// Runs what was installed before us, or does what the default action would
+// have done: the process dies of `sig`, as it would without NitroHeap.
+void PassOn(int sig, siginfo_t* info, void* ctx) {
+  struct sigaction* old = sig == SIGBUS ? &g_old_bus : &g_old_segv;
+  bool sent = info->si_code <= 0;  // raise(), kill(), sigqueue(): no faulting access
+  if (old->sa_flags & SA_SIGINFO) {
+    old->sa_sigaction(sig, info, ctx);
+    return;
+  }
+  if (old->sa_handler == SIG_IGN) {
+    // An ignored signal someone sent is dropped; a real fault cannot be
+    // ignored (the kernel kills the process when it recurs), so it kills.
+    if (sent) return;
+  } else if (old->sa_handler != SIG_DFL) {
+    old->sa_handler(sig);
+    return;
+  }
+  signal(sig, SIG_DFL);
+  // A fault happens again when the handler returns and then kills; a sent
+  // signal does not, so send it again, now with the default action. (The
+  // handler runs with SA_NODEFER: it is delivered at once.)
+  if (sent) raise(sig);
+}
+
 void FaultHandler(int sig, siginfo_t* info, void* ctx) {
+  // Only a fault of the kernel's making has a faulting address.
+  if (info->si_code <= 0) {
+    PassOn(sig, info, ctx);
+    return;
+  }
   auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
   bool ours = false;
   if (g_fault_pool != nullptr && g_fault_pool->ReportFault(addr)) {
@@ -84,17 +113,7 @@ void FaultHandler(int sig, siginfo_t* info, void* ctx) {
     signal(sig, SIG_DFL);
     return;
   }
-  // Not ours: whatever the program had installed runs.
-  struct sigaction* old = sig == SIGBUS ? &g_old_bus : &g_old_segv;
-  if (old->sa_flags & SA_SIGINFO) {
-    old->sa_sigaction(sig, info, ctx);
-  } else if (old->sa_handler == SIG_IGN) {
-    return;
-  } else if (old->sa_handler != SIG_DFL) {
-    old->sa_handler(sig);
-  } else {
-    signal(sig, SIG_DFL);
-  }
+  PassOn(sig, info, ctx);
 }
 
 }  // namespace
@@ -172,6 +191,7 @@ void* GuardedPool::Allocate(size_t size, size_t align) {
   if (!os::ProtectReadWrite(reinterpret_cast<void*>(first_page), last_page - first_page)) return nullptr;
   // The slot may hold an earlier allocation's bytes: hand it out zeroed.
   memset(reinterpret_cast<void*>(first_page), 0, last_page - first_page);
+  if (canary_ != 0) memset(reinterpret_cast<void*>(ptr + size), canary_, last_page - (ptr + size));
   slot.state = SlotState::kLive;
   slot.ptr = ptr;
   slot.size = size;
@@ -186,19 +206,40 @@ void* GuardedPool::Allocate(size_t size, size_t align) {
   return reinterpret_cast<void*>(ptr);
 }
 
-void GuardedPool::Free(Span* s, void* p) {
+GuardedPool::Slot& GuardedPool::LiveSlot(Span* s, const void* p, const char* what) {
   auto a = reinterpret_cast<uintptr_t>(p);
+  Slot& slot = slots_[(s->start - base_ - kPageSize) / kStride];
+  if (slot.state == SlotState::kLive && a == slot.ptr) return slot;
+  if (slot.state == SlotState::kFreed && a == slot.ptr) {
+    ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "%s of a guarded allocation of %zu bytes, already freed",
+                 what, slot.size);
+  }
+  if (slot.state == SlotState::kLive) {
+    ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
+                 "%s of a pointer that is not the start of a guarded allocation (%zu bytes at %p)", what,
+                 slot.size, reinterpret_cast<void*>(slot.ptr));
+  }
+  ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
+               "%s of a pointer into a guarded slot that holds no live allocation", what);
+}
+
+size_t GuardedPool::UsableSize(Span* s, const void* p) {
+  LockGuard g(lock_);
+  return LiveSlot(s, p, "malloc_usable_size").size;
+}
+
+void GuardedPool::Free(Span* s, void* p) {
   size_t i = (s->start - base_ - kPageSize) / kStride;
   LockGuard g(lock_);
-  Slot& slot = slots_[i];
-  if (slot.state != SlotState::kLive) {
-    ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "a guarded allocation of %zu bytes, already freed",
-                 slot.size);
-  }
-  if (a != slot.ptr) {
-    ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
-                 "not the start of a guarded allocation (%zu bytes at %p)", slot.size,
-                 reinterpret_cast<void*>(slot.ptr));
+  Slot& slot = LiveSlot(s, p, "free");
+  if (canary_ != 0) {
+    for (uintptr_t b = slot.ptr + slot.size; b < SlackEnd(slot); b++) {
+      if (*reinterpret_cast<const uint8_t*>(b) != canary_) {
+        ReportMisuse(misuse::kOverflow, reinterpret_cast<void*>(b), owner_->name(),
+                     "the %zu-byte guarded object at %p was written past its end (canary at offset %zu)",
+                     slot.size, p, static_cast<size_t>(b - slot.ptr));
+      }
+    }
   }
   slot.state = SlotState::kFreed;
   slot.free_thread = static_cast<unsigned long>(pthread_self());
@@ -216,6 +257,7 @@ void GuardedPool::Resize(Span* s, size_t size) {
   LockGuard g(lock_);
   Slot& slot = slots_[i];
   if (slot.state != SlotState::kLive || size > slot.size) return;
+  if (canary_ != 0) memset(reinterpret_cast<void*>(slot.ptr + size), canary_, slot.size - size);
   live_bytes_ -= slot.size - size;
   slot.size = size;
   s->requested = size;
@@ -307,18 +349,34 @@ void* ZeroSizeRegion::Allocate() {
   return reinterpret_cast<void*>(base_ + i * kMinAlign);
 }
 
-void ZeroSizeRegion::Free(void* p) {
+namespace {
+
+// Reports `p` unless it is a live zero-size allocation; returns its index.
+size_t CheckZeroSize(uintptr_t base, const uint64_t* live_bits, size_t issued, const void* p,
+                     const char* partition, const char* what) {
   auto a = reinterpret_cast<uintptr_t>(p);
-  size_t i = (a - base_) / kMinAlign;
+  size_t i = (a - base) / kMinAlign;
+  if ((a - base) % kMinAlign != 0 || i >= issued) {
+    ReportMisuse(misuse::kInvalidFree, p, partition, "%s of a pointer that malloc(0) did not return", what);
+  }
+  if ((live_bits[i / 64] & (uint64_t{1} << (i % 64))) == 0) {
+    ReportMisuse(misuse::kDoubleFree, p, partition, "%s of a zero-size allocation, already freed", what);
+  }
+  return i;
+}
+
+}  // namespace
+
+void ZeroSizeRegion::Free(void* p) {
   LockGuard g(lock_);
-  if ((a - base_) % kMinAlign != 0) {
-    ReportMisuse(misuse::kInvalidFree, p, owner_->name(), "not a pointer returned by malloc(0)");
-  }
-  uint64_t bit = uint64_t{1} << (i % 64);
-  if ((live_bits_[i / 64] & bit) == 0) {
-    ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "a zero-size allocation, already freed");
-  }
-  live_bits_[i / 64] &= ~bit;
+  size_t i = CheckZeroSize(base_, live_bits_, next_, p, owner_->name(), "free");
+  live_bits_[i / 64] &= ~(uint64_t{1} << (i % 64));
+}
+
+size_t ZeroSizeRegion::UsableSize(const void* p) {
+  LockGuard g(lock_);
+  CheckZeroSize(base_, live_bits_, next_, p, owner_->name(), "malloc_usable_size");
+  return 0;
 }
 
 }  // namespace nitro

@@ -35,6 +35,12 @@ class GuardedPool {
   void Free(Span* s, void* p);
   // Records a smaller size for a live allocation (realloc's slack).
   void Resize(Span* s, size_t size);
+  // The usable size of a live allocation; reports a pointer that is not one.
+  size_t UsableSize(Span* s, const void* p);
+  // strict: the bytes between the end of an allocation and the end of its
+  // last page hold this canary, checked at free (0: none).
+  void set_canary(uint8_t canary) { canary_ = canary; }
+  SpinLock& lock() { return lock_; }
   // Prints a report and returns true if `addr` is in the pool.
   bool ReportFault(uintptr_t addr);
   size_t live() const { return live_; }
@@ -54,8 +60,14 @@ class GuardedPool {
     uintptr_t free_stack[kMaxFrames];
   };
   uintptr_t SlotData(size_t i) const { return base_ + kPageSize + i * kStride; }
+  // The slot of span `s`, checked: reports a pointer that does not start a
+  // live allocation (lock held).
+  Slot& LiveSlot(Span* s, const void* p, const char* what);
+  uintptr_t SlackEnd(const Slot& slot) const {
+    return RoundUp(slot.ptr + (slot.size == 0 ? 1 : slot.size), kPageSize);
+  }
 
-  SpinLock lock_;
+  SpinLock lock_{LockRank::kGuardedPool};
   uintptr_t base_ = 0;
   size_t bytes_ = 0;
   Slot* slots_ = nullptr;
@@ -65,6 +77,7 @@ class GuardedPool {
   size_t live_bytes_ = 0;
   uint64_t rng_ = 0x2545F4914F6CDD1Dull;
   Partition* owner_ = nullptr;
+  uint8_t canary_ = 0;
 };
 
 class ZeroSizeRegion {
@@ -74,10 +87,13 @@ class ZeroSizeRegion {
   // A fresh address with no accessible byte, or nullptr when exhausted.
   void* Allocate();
   void Free(void* p);
+  // 0 for a live zero-size allocation; reports any other pointer.
+  size_t UsableSize(const void* p);
+  SpinLock& lock() { return lock_; }
   bool Contains(uintptr_t a) const { return a >= base_ && a < base_ + kBytes; }
 
  private:
-  SpinLock lock_;
+  SpinLock lock_{LockRank::kZeroRegion};
   uintptr_t base_ = 0;
   uint64_t* live_bits_ = nullptr;
   size_t next_ = 0;

@@ -1,12 +1,14 @@
 // The process heap: the default partition behind per-thread caches, and the
 // whole life cycle around it (start-up, options, legacy mode, fork, thread
-// exit, the background reclaimer). Every C and C++ entry point in abi/ is a
-// thin call into the functions here.
+// exit, the background reclaimer). Every C, C++ and Rust entry point in abi/
+// is a thin call into the functions here.
 //
-// Fast paths: Malloc pops from the thread's list for the size class; Free
-// looks the page up and pushes onto that list. Anything else (an empty or
-// full list, a thread without a cache, a large or foreign pointer, a heap
-// not yet started, legacy mode) fails that one test and goes to a slow path.
+// One fast path and one slow path each way. Malloc pops from the thread's
+// list for the size class; Free looks the page up and pushes onto that list.
+// Anything else (an empty or full list, a thread without a cache, a sample
+// due, a large, aligned, zeroed or foreign request, a heap not yet started,
+// legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
+// FreeSlow. Every reallocation, whatever its ABI, is Reallocate.
 #ifndef NITROHEAP_CORE_HEAP_H_
 #define NITROHEAP_CORE_HEAP_H_
 
@@ -23,7 +25,11 @@ namespace nitro {
 
 extern __thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec")));
 
-NITRO_NOINLINE void* MallocSlow(size_t size);
+// The one allocation slow path. align: 0 (or up to kMinAlign) for the
+// natural alignment, else a power of two; zero: the block reads as zero.
+// Failure: nullptr with errno = ENOMEM (the C rule; abi/cpp_new.cc adds
+// the C++ one on top).
+NITRO_NOINLINE void* AllocateSlow(size_t size, size_t align, bool zero);
 NITRO_NOINLINE void* SampleSlow(void* p, size_t size);
 NITRO_NOINLINE void FreeSlow(void* p);
 NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
@@ -38,16 +44,17 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
       return SampleSlow(p, size);
     }
   }
-  return MallocSlow(size);
+  return AllocateSlow(size, 0, false);
 }
 
 // The checks every mode makes on a free, on the fast path: the pointer is
 // the start of an object of a default-partition slab, and that object is not
 // already free. Returns the size class, or 0 for "take the slow path" (also
-// for slabs holding flight-recorder samples, whose frees are timed).
+// for spans holding flight-recorder samples, whose frees are timed).
 NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
-  int cls = __atomic_load_n(&s->cache_class, __ATOMIC_RELAXED);
-  if (NITRO_UNLIKELY(cls == 0)) return 0;
+  uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
+  if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
+  int cls = static_cast<int>(word);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
   if (NITRO_UNLIKELY(idx * s->object_size != off || idx >= s->capacity)) return 0;
@@ -85,9 +92,30 @@ NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
 }
 
 void* Calloc(size_t n, size_t size);
-void* Realloc(void* p, size_t size);
+
+// Allocation with a policy: the alignment (0 or up to kMinAlign: natural)
+// and whether the block must read as zero.
+NITRO_ALWAYS_INLINE void* Allocate(size_t size, size_t align, bool zero) {
+  if (align <= kMinAlign) return zero ? Calloc(1, size) : Malloc(size);
+  return AllocateSlow(size, align, zero);
+}
+
 // align: any power of two; returns null with errno = EINVAL otherwise.
 void* AllocateAligned(size_t align, size_t size);
+// realloc for every ABI and partition. align: 0 for the natural alignment
+// (then size 0 frees p and returns nullptr, as glibc does), else the
+// alignment the block was made with and keeps. The block stays in place
+// exactly when a sized free with the new size would then be accepted.
+void* Reallocate(void* p, size_t size, size_t align = 0);
+// The partition a live block belongs to (guarded and zero-size blocks
+// included); nullptr for pointers that are not NitroHeap's.
+Partition* PartitionOf(const void* p);
+// nitro_partition_free / _realloc: the pointer must be the partition's
+// (reported otherwise); then the same paths as free and realloc.
+void PartitionFree(Partition* partition, void* p);
+void* PartitionReallocate(Partition* partition, void* p, size_t size);
+// Returns this thread's cached objects to the middle layer.
+bool FlushThreadCache();
 // 0 for null; the C library's answer for its own pointers.
 size_t UsableSize(const void* p);
 // Returns free memory of every partition to the kernel; true if any was.
@@ -116,6 +144,8 @@ void SetTelemetryHooks(const TelemetryHooks* hooks);
 // lock, then f(nullptr-free) for the counters of threads that have exited.
 void ForEachThreadCache(void (*f)(const ThreadCache* tc, void* ctx), void* ctx);
 const ThreadCache::Counters& ExitedThreadCounters();
+size_t ThreadCount();
+size_t ThreadCachedBytes();
 // Samples taken by the guarded pool and the flight recorder.
 size_t GuardedSamples();
 // The guarded pool's allocations (part of the default partition's counts).

@@ -88,7 +88,7 @@ TEST(HeapConcurrency, CrossThreadFreesKeepContents) {
         ASSERT_GE(UsableSize(b.p), b.size);
         // Half are freed here, half after a realloc on this thread.
         if (b.tag & 1) {
-          auto* q = static_cast<unsigned char*>(Realloc(b.p, b.size * 2));
+          auto* q = static_cast<unsigned char*>(Reallocate(b.p, b.size * 2));
           ASSERT_EQ(q[b.size - 1], b.tag);
           Free(q);
         } else {

@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/base.h"
@@ -17,7 +18,7 @@ namespace {
 
 alignas(64) char g_bootstrap[64 * 1024];
 size_t g_bootstrap_used = 0;
-SpinLock g_resolve_lock;
+SpinLock g_resolve_lock{LockRank::kLibcResolve};
 LibcHeap g_libc;
 bool g_resolved = false;
 __thread bool tls_resolving __attribute__((tls_model("initial-exec"))) = false;
@@ -55,6 +56,19 @@ uintptr_t StartBrk() {
   return value;
 }
 
+// Copies `len` bytes at `addr` without ever faulting: the kernel reads them
+// on our behalf and says EFAULT for memory that is unmapped or inaccessible
+// (mincore alone would pass a PROT_NONE page, which then faults). Where the
+// system call is refused (seccomp), nothing is read and the answer is no.
+bool ReadWithoutFault(uintptr_t addr, void* out, size_t len) {
+  int saved = errno;
+  struct iovec local = {out, len};
+  struct iovec remote = {reinterpret_cast<void*>(addr), len};
+  ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  errno = saved;
+  return n == static_cast<ssize_t>(len);
+}
+
 bool Mapped(uintptr_t addr, size_t len) {
   uintptr_t first = RoundDown(addr, kPageSize);
   uintptr_t last = RoundUp(addr + len, kPageSize);
@@ -71,8 +85,8 @@ bool Mapped(uintptr_t addr, size_t len) {
 
 bool LibcMayOwn(const void* p) {
   auto a = reinterpret_cast<uintptr_t>(p);
-  if (a % kMinAlign != 0 || a < 4096 || !Mapped(a - 16, 16)) return false;
-  const size_t* header = reinterpret_cast<const size_t*>(a - 16);
+  size_t header[2];
+  if (a % kMinAlign != 0 || a < 4096 || !ReadWithoutFault(a - 16, header, sizeof(header))) return false;
   size_t prev_size = header[0];
   size_t size_field = header[1];
   size_t chunk = size_field & ~size_t{7};
@@ -107,9 +121,7 @@ void* BootstrapAllocate(size_t size, size_t align) {
   return g_bootstrap + start;
 }
 
-void LockLibcResolve() { g_resolve_lock.Lock(); }
-void UnlockLibcResolve() { g_resolve_lock.Unlock(); }
-void ResetLibcResolveAfterFork() { g_resolve_lock.ResetAfterFork(); }
+SpinLock& LibcResolveLock() { return g_resolve_lock; }
 
 const LibcHeap* Libc() {
   if (__atomic_load_n(&g_resolved, __ATOMIC_ACQUIRE)) return g_libc.malloc ? &g_libc : nullptr;

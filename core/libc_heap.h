@@ -7,6 +7,8 @@
 
 #include <stddef.h>
 
+#include "core/lock.h"
+
 namespace nitro {
 
 struct LibcHeap {
@@ -33,9 +35,8 @@ size_t BootstrapBytesAfter(const void* p);
 // resolving on this thread.
 void* BootstrapAllocate(size_t size, size_t align);
 // For fork: the lock taken while resolving.
-void LockLibcResolve();
-void UnlockLibcResolve();
-void ResetLibcResolveAfterFork();
+// Held while the C library's functions are looked up (fork takes it).
+SpinLock& LibcResolveLock();
 
 }  // namespace nitro
 

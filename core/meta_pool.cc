@@ -8,7 +8,7 @@ namespace {
 constexpr size_t kChunkBytes = 4 << 20;
 
 struct MetaArena {
-  SpinLock lock;
+  SpinLock lock{LockRank::kMetaArena};
   uintptr_t cursor = 0;
   uintptr_t limit = 0;
   size_t mapped = 0;
@@ -44,7 +44,6 @@ void* MetaAllocRaw(size_t bytes) {
 }
 
 size_t MetaBytesMapped() { return Arena().mapped; }
-void MetaResetAfterFork() { Arena().lock.ResetAfterFork(); }
 SpinLock& MetaLock() { return Arena().lock; }
 
 }  // namespace nitro

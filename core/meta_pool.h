@@ -18,7 +18,6 @@ namespace nitro {
 void* MetaAllocRaw(size_t bytes);
 // Bytes of metadata mapped so far (a statistic).
 size_t MetaBytesMapped();
-void MetaResetAfterFork();
 SpinLock& MetaLock();
 
 template <typename T>
@@ -57,7 +56,7 @@ class MetaPool {
   SpinLock& lock() { return lock_; }
 
  private:
-  SpinLock lock_;
+  SpinLock lock_{LockRank::kMetaPool};
   void* free_ = nullptr;
   size_t in_use_ = 0;
 };

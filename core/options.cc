@@ -50,6 +50,10 @@ constexpr OptionSpec kTable[] = {
      nullptr},
     {"heap_profile", OptionType::kString, offsetof(Options, heap_profile), 0, 256,
      "write a pprof heap profile to this path at exit (%p becomes the pid)", nullptr},
+    {"lock_audit", OptionType::kBool, offsetof(Options, lock_audit), 0, 1,
+     "testing: abort when a lock is taken that the fork handler does not take, or out of rank "
+     "order",
+     nullptr},
     {nullptr, OptionType::kBool, 0, 0, 0, nullptr, nullptr},
 };
 

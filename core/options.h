@@ -32,6 +32,8 @@ struct Options {
   uint64_t flight_recorder_signal = 0;
   char flight_recorder[256] = {};
   char heap_profile[256] = {};
+  // Testing: check every lock against the fork handler's registry.
+  bool lock_audit = false;
 };
 
 // The quarantine actually in force.

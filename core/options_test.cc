@@ -103,7 +103,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 14);
+  EXPECT_EQ(n, 15);
 }
 
 }  // namespace

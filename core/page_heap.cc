@@ -17,18 +17,6 @@ MetaPool<PageHeap::Region>& PageHeap::RegionPool() {
   return pool;
 }
 
-void LockPageHeapPools() {
-  g_span_pool.lock().Lock();
-  PageHeap::RegionPool().lock().Lock();
-}
-void UnlockPageHeapPools() {
-  PageHeap::RegionPool().lock().Unlock();
-  g_span_pool.lock().Unlock();
-}
-void ResetPageHeapPoolsAfterFork() {
-  g_span_pool.lock().ResetAfterFork();
-  PageHeap::RegionPool().lock().ResetAfterFork();
-}
 
 void PageHeap::Init(Partition* owner, uint16_t id, size_t region_bytes,
                     size_t max_free_committed, Clock clock) {
@@ -36,6 +24,7 @@ void PageHeap::Init(Partition* owner, uint16_t id, size_t region_bytes,
   id_ = id;
   region_bytes_ = RoundUp(region_bytes < (size_t{64} << 20) ? (size_t{64} << 20) : region_bytes,
                           size_t{1} << 21);
+  next_region_bytes_ = size_t{64} << 20;
   max_free_committed_ = max_free_committed;
   clock_ = clock;
 }
@@ -105,13 +94,25 @@ Span* PageHeap::FindFree(size_t pages, bool released) {
 }
 
 PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
-  size_t size = region_bytes_;
-  if (min_bytes + kPageSize > size) size = RoundUp(min_bytes + kPageSize, region_bytes_);
-  if (size < min_bytes) return nullptr;  // overflow
-  // Aligned to the page map's leaf size, so a region needs few leaves.
-  size_t align = size_t{1} << PageMap::kLeafShift;
-  void* base = os::Reserve(size, align > size ? size_t{1} << 21 : align);
-  if (base == nullptr) return nullptr;
+  constexpr size_t kStep = size_t{2} << 20;
+  size_t need = RoundUp(min_bytes + kPageSize, kStep);
+  if (need < min_bytes) return nullptr;  // overflow
+  bool oversized = need > next_region_bytes_;
+  size_t size = oversized ? need : next_region_bytes_;
+  void* base = nullptr;
+  for (;;) {
+    // Aligned to a power of two up to the page map's leaf size, so that a
+    // region needs few leaves; with little address space to spare (a
+    // ulimit -v), aligned only to 2 MiB, which costs no padding.
+    size_t align = size_t{1} << PageMap::kLeafShift;
+    while (align > size) align >>= 1;
+    base = os::Reserve(size, align < kStep ? kStep : align);
+    if (base == nullptr && align > kStep) base = os::Reserve(size, kStep);
+    if (base != nullptr) break;
+    // Under an address-space limit a smaller region may still fit.
+    if (size <= need) return nullptr;
+    size = RoundUp(size / 2, kStep) < need ? need : RoundUp(size / 2, kStep);
+  }
   if (!GlobalPageMap().Ensure(reinterpret_cast<uintptr_t>(base), size)) {
     os::Unmap(base, size);
     return nullptr;
@@ -124,10 +125,14 @@ PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
   r->base = reinterpret_cast<uintptr_t>(base);
   r->size = size;
   r->frontier = r->base;
+  r->oversized = oversized;
   r->next = regions_;
   regions_ = r;
   reserved_ += size;
   region_count_++;
+  // Regions grow geometrically up to region_bytes_: a small program
+  // reserves little (and dumps a small core), a large one few regions.
+  if (!oversized) next_region_bytes_ = size * 2 < region_bytes_ ? size * 2 : region_bytes_;
   return r;
 }
 
@@ -141,7 +146,7 @@ Span* PageHeap::Carve(size_t pages) {
     if (r == nullptr) return nullptr;
     // A region made for one oversized run does not replace the current one;
     // the old region's uncarved rest is virgin and costs no memory.
-    if (r->size == region_bytes_ || current_ == nullptr) current_ = r;
+    if (!r->oversized || current_ == nullptr) current_ = r;
   }
   Span* s = NewSpan(r->frontier, pages);
   if (s == nullptr) return nullptr;
@@ -412,7 +417,8 @@ void PageHeap::Destroy() {
     }
     os::Unmap(reinterpret_cast<void*>(r->base), r->size);
     Region* next = r->next;
-    r = next;  // Region records are tiny and stay in the metadata pool.
+    RegionPool().Delete(r);
+    r = next;
   }
   regions_ = current_ = nullptr;
   for (auto& set : free_) for (auto& list : set) list = SpanList();

@@ -74,6 +74,7 @@ class PageHeap {
     uintptr_t base;
     size_t size;
     uintptr_t frontier;  // pages below are carved; the last page is never carved
+    bool oversized;      // made for one run larger than the regions of the time
     Region* next;
   };
   static MetaPool<Region>& RegionPool();
@@ -93,12 +94,13 @@ class PageHeap {
   void Unquarantine(Span* s);
   SpanList& ListFor(const Span* s);
 
-  SpinLock lock_;
+  SpinLock lock_{LockRank::kPartition};
   Partition* owner_ = nullptr;
   uint16_t id_ = 0;
   size_t region_bytes_ = kDefaultRegionBytes;
   size_t max_free_committed_ = 0;
   Clock clock_ = nullptr;
+  size_t next_region_bytes_ = 0;
   Region* regions_ = nullptr;
   Region* current_ = nullptr;
   SpanList free_[2][kBuckets + 1];  // [released][pages or kBuckets for larger]
@@ -121,10 +123,6 @@ class PageHeap {
 
 // Process-wide pools of metadata used by every partition.
 MetaPool<Span>& SpanPool();
-// For fork: the locks of the span and region pools.
-void LockPageHeapPools();
-void UnlockPageHeapPools();
-void ResetPageHeapPoolsAfterFork();
 
 }  // namespace nitro
 

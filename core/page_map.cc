@@ -10,7 +10,7 @@ bool PageMap::Ensure(uintptr_t start, size_t bytes) {
   if ((start + bytes - 1) >> kAddressBits) return false;
   for (uintptr_t i = first; i <= last; i++) {
     if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
-    LockGuard g(lock_);
+    LockGuard g(lock());
     if (root_[i].load(std::memory_order_relaxed) != nullptr) continue;
     void* leaf = os::Reserve(kLeafEntries * sizeof(Span*), kPageSize);
     if (leaf == nullptr) return false;
@@ -32,6 +32,12 @@ void PageMap::SetEnds(Span* span) {
   Set(span->start, 1, span);
   if (span->pages > 1) Set(span->end() - kPageSize, 1, span);
 }
+
+namespace {
+SpinLock g_leaf_lock{LockRank::kPageMap};
+}  // namespace
+
+SpinLock& PageMap::lock() { return g_leaf_lock; }
 
 PageMap g_page_map;
 

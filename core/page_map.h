@@ -39,12 +39,12 @@ class PageMap {
   void Set(uintptr_t start, size_t pages, Span* span);
   // Points the first and last page only (enough for a free run's neighbours).
   void SetEnds(Span* span);
-  void ResetAfterFork() { lock_.ResetAfterFork(); }
-  SpinLock& lock() { return lock_; }
+  // Held while a leaf is made. Kept outside the (zero-initialized, 1 MiB)
+  // root table, so that the table stays in .bss.
+  static SpinLock& lock();
 
  private:
   std::atomic<Span**> root_[kRootEntries] = {};
-  SpinLock lock_;
 };
 
 // Constant-initialized, so usable from the very first malloc, before any

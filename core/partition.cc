@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "core/free_list.h"
+#include "core/lock_registry.h"
 #include "core/os.h"
 #include "core/report.h"
 
@@ -11,7 +12,7 @@ namespace nitro {
 namespace {
 
 Partition* g_table[Partition::kMaxPartitions];
-SpinLock g_table_lock;
+SpinLock g_table_lock{LockRank::kPartitionTable};
 
 MetaPool<Partition>& PartitionPool() {
   static MetaPool<Partition> pool;
@@ -20,7 +21,37 @@ MetaPool<Partition>& PartitionPool() {
 
 }  // namespace
 
+// Every live partition's locks, for fork: by partition id, and within one
+// partition in the order its methods nest them (LockAll).
+void LockAllPartitions() {
+  for (int i = 1; i < Partition::kMaxPartitions; i++) {
+    if (Partition* p = PartitionSlot(i)) p->LockAll();
+  }
+}
+void UnlockAllPartitions() {
+  for (int i = Partition::kMaxPartitions - 1; i >= 1; i--) {
+    if (Partition* p = PartitionSlot(i)) p->UnlockAll();
+  }
+}
+void ResetAllPartitionLocks() {
+  for (int i = 1; i < Partition::kMaxPartitions; i++) {
+    if (Partition* p = PartitionSlot(i)) p->ResetLocksAfterFork();
+  }
+}
+bool PartitionOwnsLock(const SpinLock* lock) {
+  for (int i = 1; i < Partition::kMaxPartitions; i++) {
+    Partition* p = PartitionSlot(i);
+    auto a = reinterpret_cast<uintptr_t>(lock);
+    auto base = reinterpret_cast<uintptr_t>(p);
+    if (p != nullptr && a >= base && a < base + sizeof(Partition)) return true;
+  }
+  return false;
+}
+const LockGroup kPartitionLocks = {LockRank::kPartition, LockAllPartitions, UnlockAllPartitions,
+                                   ResetAllPartitionLocks, PartitionOwnsLock};
+
 SpinLock& PartitionTableLock() { return g_table_lock; }
+const LockGroup* PartitionLockGroup() { return &kPartitionLocks; }
 SpinLock& PartitionPoolLock() { return PartitionPool().lock(); }
 Partition* PartitionSlot(int id) { return __atomic_load_n(&g_table[id], __ATOMIC_ACQUIRE); }
 Partition* Partition::FromId(uint16_t id) {
@@ -209,10 +240,15 @@ void Partition::Free(void* p) {
     ReportMisuse(misuse::kInvalidFree, p, name_, "not the start of an object (%zu bytes into it)",
                  static_cast<size_t>(static_cast<char*>(p) - static_cast<char*>(info.object_start)));
   }
-  if (info.size_class != 0) {
+  if (info.span->state == SpanState::kSlab) {
     central_[info.size_class].FreeOne(p);
-  } else {
+  } else if (info.span->state == SpanState::kLarge) {
     FreeLarge(info.span, p);
+  } else {
+    // Guarded and zero-size blocks belong to the process heap's pools
+    // (nitro::PartitionFree in core/heap.h frees those).
+    ReportMisuse(misuse::kInvalidFree, p, name_,
+                 "a sampled or zero-size block: free it with free() or nitro_partition_free");
   }
 }
 
@@ -225,7 +261,8 @@ size_t Partition::UsableSize(const void* p) {
 void* Partition::Reallocate(void* p, size_t size) {
   if (p == nullptr) return Allocate(size);
   PointerInfo info;
-  if (!Lookup(p, &info) || info.partition != this || info.object_start != p || info.free_run) {
+  if (!Lookup(p, &info) || info.partition != this || info.object_start != p || info.free_run ||
+      (info.span->state != SpanState::kSlab && info.span->state != SpanState::kLarge)) {
     ReportMisuse(misuse::kInvalidFree, p, name_, "realloc of a pointer that is not a live object");
   }
   if (info.span->state == SpanState::kLarge && size > kMaxSmallSize &&

@@ -127,7 +127,7 @@ class Partition {
   bool large_guard_pages_ = true;
   PageHeap pages_;
   CentralFreeList central_[kNumClasses];
-  SpinLock large_lock_;
+  SpinLock large_lock_{LockRank::kPartition};
   size_t large_count_ = 0;
   size_t large_bytes_ = 0;
   size_t large_usable_ = 0;
@@ -142,6 +142,9 @@ bool Lookup(const void* p, PointerInfo* out);
 // The partition table lock (held by ForEach, Create and Destroy).
 SpinLock& PartitionTableLock();
 SpinLock& PartitionPoolLock();
+struct LockGroup;
+// The locks of every live partition, as one group of the lock registry.
+const LockGroup* PartitionLockGroup();
 Partition* PartitionSlot(int id);
 
 template <typename F>

@@ -17,6 +17,9 @@ class Partition;
 
 // kGuarded: a slot of the guarded sampling pool; kZeroSize: the region that
 // serves malloc(0) in strict mode with no accessible bytes.
+inline constexpr uint32_t kRecordedUnit = 256;
+static_assert(kNumClasses <= 256, "classes fit below kRecordedUnit");
+
 enum class SpanState : uint8_t { kFree = 0, kSlab = 1, kLarge = 2, kGuarded = 3, kZeroSize = 4 };
 
 struct Span {
@@ -24,10 +27,14 @@ struct Span {
   uint32_t pages;
   SpanState state;
   uint8_t size_class;  // slabs only
-  // The size class when the slab belongs to a partition served by thread
-  // caches (the default one), else 0: the one field free()'s fast path reads.
-  uint8_t cache_class;
   uint16_t partition_id;
+  // The one word free()'s fast path reads: the size class when the slab
+  // belongs to a partition served by thread caches (else 0), plus
+  // kRecordedUnit for each flight-recorder sample alive in the span. Only
+  // a value in [1, kNumClasses) lets a free take the fast path, so a span
+  // with a sample sends every free to the slow path, where it is timed.
+  // Changed only by atomic stores (a new slab) and atomic adds (samples).
+  uint32_t fast_free;
   // Slabs: the object geometry the free fast path checks, on this line.
   uint32_t object_size;
   uint32_t capacity;

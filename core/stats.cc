@@ -10,6 +10,10 @@
 #include "core/partition.h"
 
 namespace nitro {
+
+// One entry of the public per-class table for each small size class.
+static_assert(NITRO_STATS_CLASSES == kNumClasses - 1,
+              "NITRO_STATS_CLASSES in nitroheap.h must match the engine's size classes");
 namespace {
 
 struct CounterField {

@@ -22,6 +22,8 @@
 
 #include "core/heap.h"
 #include "core/lock.h"
+#include "core/lock_registry.h"
+#include "core/partition.h"
 #include "core/options.h"
 #include "core/os.h"
 #include "core/report.h"
@@ -37,7 +39,7 @@ constexpr int kFrames = 16;
 struct Event {
   uintptr_t address;
   uint64_t requested, usable, alignment;
-  const char* partition;  // names live as long as their partition
+  char partition[Partition::kNameMax];  // a copy: the partition may be destroyed before the dump
   uint64_t thread_id;
   int32_t cpu;
   uint32_t frames;
@@ -84,7 +86,7 @@ class FlightRecorder {
     e.requested = requested;
     e.usable = usable;
     e.alignment = align;
-    e.partition = partition->name();
+    snprintf(e.partition, sizeof(e.partition), "%s", partition->name());
     e.thread_id = ThreadId();
     e.cpu = sched_getcpu();
     e.alloc_ns = NowNs();
@@ -129,7 +131,7 @@ class FlightRecorder {
     return n;
   }
   size_t capacity() const { return capacity_; }
-  void ResetAfterFork() { lock_.ResetAfterFork(); }
+  SpinLock& lock() { return lock_; }
 
  private:
   bool Allocate() {
@@ -170,7 +172,7 @@ class FlightRecorder {
   }
 
  private:
-  SpinLock lock_;
+  SpinLock lock_{LockRank::kFlightRecorder};
   Event* ring_ = nullptr;
   size_t capacity_ = 0;
   uint64_t next_ = 0;
@@ -509,7 +511,8 @@ class ShmPublisher {
   void Publish(bool force) {
     if (header_ == nullptr) return;
     uint64_t now = NowNs();
-    // Heartbeat once a second when idle; every tick while the heap changes.
+    // Heartbeat once a second when idle (the stale sweep of other processes
+    // reads it); every tick while the heap changes.
     nitro_stats_t* st = stats_;
     CollectStats(st);
     bool changed = st->total.allocations != last_allocations_ || st->total.frees != last_frees_;
@@ -527,59 +530,92 @@ class ShmPublisher {
     __atomic_store_n(&header_->sequence, seq + 2, __ATOMIC_RELEASE);
   }
 
+  // At exit, after the background thread has stopped. The name goes; the
+  // mapping stays (the process is ending, and whatever still runs in it may
+  // keep writing into memory that exists).
   void Remove() {
     if (header_ == nullptr || owner_pid_ != getpid()) return;
-    shm_unlink(name_);
-    os::Unmap(header_, NITRO_SHM_SIZE);
-    header_ = nullptr;
-    CloseLockFd();
+    struct stat st;
+    char path[80];
+    snprintf(path, sizeof(path), "/dev/shm%s", name_);
+    // Only if the name still is our segment (in the sticky /dev/shm nobody
+    // else can have replaced it, but a privileged cleaner may have).
+    if (lstat(path, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) shm_unlink(name_);
   }
 
   // Called where the process is single-threaded: at start-up, and in the
-  // child of a fork (from its atfork handler).
-  // A fork child skips the sweep of stale segments: its parent just did it.
+  // child of a fork (from its atfork handler). A fork child skips the sweep
+  // of stale segments: its parent just did it.
   void CreateNow(bool sweep) {
     if (CurrentOptions().telemetry && CurrentOptions().background_thread && Create(sweep)) {
       Publish(true);  // readers find statistics from the start
     }
   }
 
-  // The child of a fork must not write its parent's segment. (The inherited
-  // descriptor shares the parent's lock: closing it here leaves that intact.)
+  // The child of a fork must not write its parent's segment.
   void ForgetAfterFork() {
     if (header_ != nullptr) munmap(header_, NITRO_SHM_SIZE);
     header_ = nullptr;
     owner_pid_ = 0;
-    CloseLockFd();
+    failed_ = false;
   }
 
  private:
+  // A segment file we may use or remove: a regular file of this user, of
+  // the segment's size, not a link, FIFO or device (opened O_NONBLOCK and
+  // O_NOFOLLOW, so opening one can neither block nor follow).
+  static int OpenOwnSegment(const char* name, int flags, struct stat* st) {
+    int fd = shm_open(name, flags | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    if (fd < 0) return -1;
+    if (fstat(fd, st) != 0 || !S_ISREG(st->st_mode) || st->st_uid != geteuid() ||
+        (st->st_size != 0 && st->st_size != static_cast<off_t>(NITRO_SHM_SIZE))) {
+      close(fd);
+      errno = EPERM;
+      return -1;
+    }
+    return fd;
+  }
+
   bool Create(bool sweep) {
     if (failed_) return false;
     if (sweep) RemoveStale();
     snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
-    int fd = HighFd(shm_open(name_, O_CREAT | O_RDWR | O_CLOEXEC, 0644));
-    // The writer holds an exclusive lock for its whole life: a segment whose
-    // lock can be taken has no writer (see RemoveStale). A lock held by
-    // someone else is a process of the same pid in another pid namespace:
-    // leave its segment alone.
-    if (fd < 0 || flock(fd, LOCK_EX | LOCK_NB) != 0 || ftruncate(fd, NITRO_SHM_SIZE) != 0) {
-      if (fd >= 0) close(fd);
-      failed_ = true;
-      return false;
+    int fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+    if (fd < 0 && errno == EEXIST) {
+      // Left by an earlier process with this pid. Ours to replace only if
+      // it is a segment of this user; anything else stays, and telemetry is
+      // off rather than writing into a file somebody else controls.
+      struct stat st;
+      int old = OpenOwnSegment(name_, O_RDONLY, &st);
+      if (old >= 0) {
+        close(old);
+        shm_unlink(name_);
+        fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
+      } else {
+        LogLine("telemetry: /dev/shm%s exists and is not this user's segment; live statistics are off",
+                name_);
+      }
     }
-    void* mem = mmap(nullptr, NITRO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
-    if (mem == MAP_FAILED) {
-      shm_unlink(name_);
-      close(fd);
+    if (fd < 0) {
       failed_ = true;
       return false;
     }
     struct stat st;
-    fstat(fd, &st);
-    lock_dev_ = st.st_dev;
-    lock_ino_ = st.st_ino;
-    lock_fd_ = fd;
+    void* mem = MAP_FAILED;
+    if (fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_uid == geteuid() &&
+        ftruncate(fd, NITRO_SHM_SIZE) == 0) {
+      mem = mmap(nullptr, NITRO_SHM_SIZE, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0);
+    }
+    // The mapping keeps the segment: no descriptor stays open in the
+    // program's descriptor table.
+    close(fd);
+    if (mem == MAP_FAILED) {
+      shm_unlink(name_);
+      failed_ = true;
+      return false;
+    }
+    dev_ = st.st_dev;
+    ino_ = st.st_ino;
     memset(mem, 0, NITRO_SHM_HEADER_SIZE);
     if (stats_ == nullptr) stats_ = static_cast<nitro_stats_t*>(os::Reserve(sizeof(nitro_stats_t), kPageSize));
     header_ = static_cast<nitro_shm_header*>(mem);
@@ -592,34 +628,21 @@ class ShmPublisher {
     return stats_ != nullptr;
   }
 
-  // A program may have closed our descriptor and reused its number: close
-  // it only if it still is our segment.
-  void CloseLockFd() {
-    struct stat st;
-    if (lock_fd_ >= 0 && fstat(lock_fd_, &st) == 0 && st.st_dev == lock_dev_ && st.st_ino == lock_ino_) {
-      close(lock_fd_);
-    }
-    lock_fd_ = -1;
-  }
-
-  // Keeps a descriptor out of the way of programs that manage low
-  // descriptor numbers themselves (shells do).
-  static int HighFd(int fd) {
-    if (fd < 0) return fd;
-    int high = fcntl(fd, F_DUPFD_CLOEXEC, 512);
-    if (high < 0) return fd;
-    close(fd);
-    return high;
-  }
-
-  // Segments of processes that died without exiting (a crash, _exit):
-  // those nobody holds the lock of. Live writers, in any pid namespace,
-  // hold theirs. Raw getdents64 into a stack buffer: no heap, no DIR.
+  // Segments of this user's processes that died without exiting (a crash,
+  // _exit). A segment is removed only when all of these hold: its name's
+  // pid does not exist here, it is a regular file of this user, and its
+  // writer has not written for a minute (a live writer in another pid
+  // namespace, whose pid means nothing here, writes every second). Bounded:
+  // it looks at a few hundred names and for a few milliseconds at most.
+  // Raw getdents64 into a stack buffer: no heap, no DIR.
   static void RemoveStale() {
-    int dir = HighFd(open("/dev/shm", O_RDONLY | O_DIRECTORY | O_CLOEXEC));
+    int dir = open("/dev/shm", O_RDONLY | O_DIRECTORY | O_NONBLOCK | O_CLOEXEC);
     if (dir < 0) return;
+    uint64_t deadline = NowNs() + 5000000;  // 5 ms
+    uint64_t stale_before = NowNs() - 60ull * 1000000000ull;
+    int examined = 0;
     alignas(8) char buf[4096];
-    for (;;) {
+    for (bool more = true; more;) {
       long n = syscall(SYS_getdents64, dir, buf, sizeof(buf));
       if (n <= 0) break;
       for (long off = 0; off < n;) {
@@ -634,13 +657,23 @@ class ShmPublisher {
         off += e->reclen;
         int pid;
         char rest;
-        if (sscanf(e->name, "nitroheap.%d%c", &pid, &rest) != 1) continue;
+        if (e->type != DT_REG || sscanf(e->name, "nitroheap.%d%c", &pid, &rest) != 1 || pid <= 0) continue;
+        if (++examined > 256 || NowNs() > deadline) {
+          more = false;
+          break;
+        }
+        if (kill(pid, 0) == 0 || errno != ESRCH) continue;  // alive here, or not ours to ask
         char name[300];
         snprintf(name, sizeof(name), "/%.250s", e->name);
-        int fd = HighFd(shm_open(name, O_RDONLY | O_CLOEXEC, 0));
+        struct stat st;
+        int fd = OpenOwnSegment(name, O_RDONLY, &st);
         if (fd < 0) continue;
-        if (flock(fd, LOCK_EX | LOCK_NB) == 0) shm_unlink(name);
-        close(fd);  // releases the lock if we took it
+        nitro_shm_header h;
+        bool stale = st.st_size == 0 ||
+                     (pread(fd, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) &&
+                      h.pid == static_cast<uint64_t>(pid) && h.update_time_ns < stale_before);
+        close(fd);
+        if (stale) shm_unlink(name);
       }
     }
     close(dir);
@@ -649,9 +682,8 @@ class ShmPublisher {
   nitro_shm_header* header_ = nullptr;
   nitro_stats_t* stats_ = nullptr;
   char name_[64] = {};
-  int lock_fd_ = -1;
-  dev_t lock_dev_ = 0;
-  ino_t lock_ino_ = 0;
+  dev_t dev_ = 0;
+  ino_t ino_ = 0;
   pid_t owner_pid_ = 0;
   bool failed_ = false;
   uint64_t last_allocations_ = ~uint64_t{0};
@@ -693,8 +725,8 @@ void OnExit() {
 }
 
 void OnForkChild() {
+  // The recorder's lock was reset with every registered lock.
   g_shm.ForgetAfterFork();
-  g_recorder.ResetAfterFork();
   g_shm.CreateNow(/*sweep=*/false);  // the child is single-threaded here
 }
 
@@ -714,6 +746,7 @@ void Install() {
   EnsureStarted();
   if (Mode() != HeapMode::kNitro) return;
   FlightRecorder::FindOwnText();
+  RegisterLock(&g_recorder.lock());
   SetTelemetryHooks(&kHooks);
   g_shm.CreateNow(/*sweep=*/true);
   uint64_t sig = CurrentOptions().flight_recorder_signal;

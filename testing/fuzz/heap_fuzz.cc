@@ -331,7 +331,7 @@ void ReallocBlock(size_t i, size_t size, bool via_partition) {
   if (via_partition) {
     q = g_parts[old.owner]->Reallocate(reinterpret_cast<void*>(old.p), size);
   } else {
-    q = nitro::Realloc(reinterpret_cast<void*>(old.p), size);
+    q = nitro::Reallocate(reinterpret_cast<void*>(old.p), size);
   }
   if (size == 0 && q == nullptr && !via_partition) return;  // realloc(p, 0) frees
   FUZZ_CHECK(q != nullptr, "realloc of %#lx to %zu failed", old.p, size);
@@ -408,9 +408,9 @@ void RunOne(Input& in) {
       break;
     }
     case 9: {
-      g_op_name = "Realloc(nullptr)";
+      g_op_name = "Reallocate(nullptr)";
       size_t size = PickSize(in);
-      if (!Full(size)) Adopt(nitro::Realloc(nullptr, size), size, 0, kDefault, false, false);
+      if (!Full(size)) Adopt(nitro::Reallocate(nullptr, size), size, 0, kDefault, false, false);
       break;
     }
     case 10: {
@@ -451,7 +451,7 @@ void RunOne(Input& in) {
       long i = PickBlock(in, 1);
       if (i < 0) break;
       if (op & 0x80) {
-        g_op_name = "Realloc(partition block)";
+        g_op_name = "Reallocate(partition block)";
         size_t size = PickSize(in);
         if (size == 0) size = 1;
         if (!Full(size)) ReallocBlock(static_cast<size_t>(i), size, false);

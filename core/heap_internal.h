@@ -1,0 +1,76 @@
+// What the files of the process heap share (heap.cc, thread_registry.cc,
+// sampling.cc, strict.cc, background.cc, fork.cc, heap_report.cc). Not a
+// public interface: abi/ and telemetry/ use core/heap.h.
+#ifndef NITROHEAP_CORE_HEAP_INTERNAL_H_
+#define NITROHEAP_CORE_HEAP_INTERNAL_H_
+
+#include <atomic>
+
+#include "core/background.h"
+#include "core/guarded_pool.h"
+#include "core/heap.h"
+#include "core/lock.h"
+
+namespace nitro {
+
+enum HeapState : int { kUninit = 0, kReadyNitro = 1, kReadyLegacy = 2 };
+
+extern std::atomic<int> g_state;
+extern Options g_options;
+extern Partition* g_default;
+extern bool g_strict;
+extern uint8_t g_canary;
+extern GuardedPool g_pool;
+extern ZeroSizeRegion g_zero;
+extern BackgroundThread g_background;
+extern std::atomic<const TelemetryHooks*> g_hooks;
+extern SpinLock g_init_lock;
+
+uint64_t NowMs();
+// Starts the heap if needed; true when NitroHeap (not legacy) serves calls.
+bool Started();
+
+// ---- thread registry (thread_registry.cc) ----
+// A thread's cache is made on its first slow-path call; nullptr when the
+// thread is exiting or the heap does not run.
+ThreadCache* CreateThreadCache();
+ThreadCache* CacheForThisThread();
+// At start-up, on the thread that starts the heap: the exit of the main
+// thread is noticed even if it never gets a cache.
+void RegisterThreadExitKey();
+// True once the main thread has exited (pthread_exit) and no thread with a
+// cache is left: the background thread then ends so the process can exit.
+bool ProgramThreadsGone();
+void DestroyOtherThreadCachesInChild();
+SpinLock& ThreadRegistryLock();
+SpinLock& ThreadCachePoolLock();
+
+// ---- sampling (sampling.cc) ----
+int64_t NextSample();
+int64_t NextRecord();
+// The one sampling decision, for an allocation whose countdowns ran out
+// (ThreadCache::AccountAlloc or RecordBytes returned true). `p` is the block
+// already chosen (class `cls`, 0 for large): it is returned, or replaced by a
+// guarded block (p then goes back to the cache). The result is recorded in
+// the flight recorder when due.
+void* Sampled(ThreadCache* tc, void* p, size_t size, size_t align, int cls);
+// The free of a possibly recorded object: tells telemetry, and lets the
+// span's frees take the fast path again once no sample is left in it.
+void RecordedFree(Span* s, void* p);
+
+// ---- strict mode (strict.cc) ----
+// False when the request is not for a small class (the caller takes the
+// large path); otherwise *out is the object, or nullptr with errno ENOMEM.
+bool StrictAllocate(size_t size, size_t align, void** out);
+void StrictFree(Span* s, void* p, int cls);
+// Keeps a small object in place for a new size when its slot still has room
+// for a canary; false when it must move.
+bool StrictResizeInPlace(const PointerInfo& info, void* p, size_t size);
+
+// ---- fork (fork.cc) ----
+// Registers every lock of the process heap and installs the fork handlers.
+void InstallForkHandlers();
+
+}  // namespace nitro
+
+#endif  // NITROHEAP_CORE_HEAP_INTERNAL_H_

@@ -1,0 +1,38 @@
+// The reclaimer: what the background thread does each period. Idle batches
+// and spare slabs go back to the page heap once per decay period; pages free
+// for longer than decay_ms go back to the kernel; telemetry publishes.
+#include "core/heap_internal.h"
+
+namespace nitro {
+namespace {
+
+uint64_t g_last_idle_release = 0;  // the background thread's own
+
+unsigned ReclaimerPeriodMs() {
+  uint64_t decay = g_options.decay_ms;
+  uint64_t period = decay / 4 < 10 ? 10 : (decay / 4 > 1000 ? 1000 : decay / 4);
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  if (hooks != nullptr && period > 100) period = 100;  // statistics at least every 100 ms
+  return static_cast<unsigned>(period);
+}
+
+void ReclaimerTick() {
+  uint64_t decay = g_options.decay_ms;
+  uint64_t now = NowMs();
+  uint64_t cutoff = now > decay ? now - decay : 0;
+  if (g_last_idle_release == 0) g_last_idle_release = now;
+  bool idle_round = now - g_last_idle_release >= (decay > 0 ? decay : 1);
+  if (idle_round) g_last_idle_release = now;
+  Partition::ForEach([cutoff, idle_round](Partition* p) {
+    if (idle_round) p->ReleaseIdleObjects();
+    p->ReleaseFreedBefore(cutoff);
+  });
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  if (hooks != nullptr && hooks->on_tick != nullptr) hooks->on_tick();
+}
+
+}  // namespace
+
+BackgroundThread g_background(ReclaimerTick, ReclaimerPeriodMs, ProgramThreadsGone);
+
+}  // namespace nitro

@@ -1,0 +1,95 @@
+// Sampling: which allocations go to the guarded pool (one in sample_rate, at
+// random) and which the flight recorder samples (one per profile_rate bytes).
+// Every allocation path reaches the decision through Sampled(), once.
+#include <stdint.h>
+
+#include "core/heap_internal.h"
+
+namespace nitro {
+namespace {
+
+std::atomic<uint64_t> g_recorded{0};
+__thread uint64_t tls_rng __attribute__((tls_model("initial-exec"))) = 0;
+
+uint64_t ThreadRandom() {
+  if (tls_rng == 0) tls_rng = (reinterpret_cast<uintptr_t>(&tls_rng) ^ 0x9E3779B97F4A7C15ull) | 1;
+  return XorShift64(&tls_rng);
+}
+
+// A flight-recorder sample: count it in its span, so that the span's frees
+// take the slow path (where they are timed), then hand it to telemetry.
+void Record(void* p, size_t size, size_t align) {
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  if (hooks == nullptr || hooks->on_sample == nullptr) return;
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) return;
+  size_t usable = s->requested;
+  uint32_t idx = 0;  // bit 0 stands for a large block or a guarded slot
+  if (s->state == SpanState::kSlab) {
+    idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
+    usable = kSizeClasses.size(s->size_class);
+  } else if (s->state == SpanState::kLarge) {
+    usable = s->usable_bytes();
+  } else if (s->state != SpanState::kGuarded) {
+    return;
+  }
+  uint64_t bit = uint64_t{1} << (idx % 64);
+  uint64_t old = __atomic_fetch_or(&s->recorded_bits[idx / 64], bit, __ATOMIC_ACQ_REL);
+  if ((old & bit) == 0) __atomic_fetch_add(&s->fast_free, kRecordedUnit, __ATOMIC_ACQ_REL);
+  g_recorded.fetch_add(1, std::memory_order_relaxed);
+  hooks->on_sample(p, size, usable, align, s->partition);
+}
+
+}  // namespace
+
+// Bytes until the next flight-recorder sample: uniform in [0, 2*rate).
+int64_t NextRecord() {
+  uint64_t rate = g_options.profile_rate;
+  if (rate == 0) return INT64_MAX;
+  return static_cast<int64_t>(ThreadRandom() % (2 * rate));
+}
+
+// Allocations until the next guarded one: uniform in [0, 2*rate), so one in
+// `rate` on average and never periodic.
+int64_t NextSample() {
+  uint64_t rate = g_options.sample_rate;
+  if (rate == 0) return INT64_MAX;
+  if (rate == 1) return 0;
+  return static_cast<int64_t>(ThreadRandom() % (2 * rate));
+}
+
+void* Sampled(ThreadCache* tc, void* p, size_t size, size_t align, int cls) {
+  bool record = tc->RecordDue();
+  if (record) tc->ResetRecordCountdown(NextRecord());
+  // Only small objects are guarded (a large block has guard pages of its
+  // own); strict's malloc(0) keeps its address with no accessible byte.
+  if (cls != 0 && tc->GuardDue()) {
+    tc->ResetSampleCountdown(NextSample());
+    bool zero_size = g_strict && size == 0 && align <= kMinAlign;
+    if (void* q = g_pool.initialized() && !zero_size ? g_pool.Allocate(size, align) : nullptr) {
+      // p goes back unused; the guarded pool counts this allocation.
+      tc->PushChecked(cls, p);
+      tc->UnaccountAlloc(cls);
+      p = q;
+    }
+  }
+  if (record) Record(p, size, align);
+  return p;
+}
+
+void RecordedFree(Span* s, void* p) {
+  uint32_t idx = s->state == SpanState::kSlab ? s->ObjectIndex(reinterpret_cast<uintptr_t>(p)) : 0;
+  uint64_t bit = uint64_t{1} << (idx % 64);
+  if ((__atomic_load_n(&s->recorded_bits[idx / 64], __ATOMIC_RELAXED) & bit) == 0) return;
+  // One atomic step decides who saw the sample: its count leaves the span
+  // exactly once, so a concurrent new sample keeps the span on the slow path.
+  uint64_t old = __atomic_fetch_and(&s->recorded_bits[idx / 64], ~bit, __ATOMIC_ACQ_REL);
+  if ((old & bit) == 0) return;
+  __atomic_fetch_sub(&s->fast_free, kRecordedUnit, __ATOMIC_ACQ_REL);
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
+}
+
+size_t GuardedSamples() { return g_pool.total_sampled() + g_recorded.load(std::memory_order_relaxed); }
+
+}  // namespace nitro
