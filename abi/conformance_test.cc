@@ -10,11 +10,13 @@
 
 #include <cstddef>
 #include <new>
+#include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "nitroheap/nitroheap.h"
+#include "nitroheap/rust.h"
 
 extern "C" {
 void free_sized(void*, size_t);
@@ -283,4 +285,70 @@ TEST(Conformance, OperatorNewFamily) {
   std::set_new_handler(nullptr);
 }
 
+// libstdc++'s nothrow new returns nullptr when the new-handler throws
+// bad_alloc; so must NitroHeap's (it used to terminate the program).
+TEST(Conformance, NothrowNewWithAThrowingHandlerReturnsNull) {
+  std::set_new_handler([] { throw std::bad_alloc(); });
+  EXPECT_EQ(::operator new(Opaque(SIZE_MAX / 2), std::nothrow), nullptr);
+  EXPECT_EQ(::operator new[](Opaque(SIZE_MAX / 2), std::nothrow), nullptr);
+  EXPECT_EQ(::operator new(Opaque(SIZE_MAX / 2), std::align_val_t(64), std::nothrow), nullptr);
+  EXPECT_EQ(::operator new[](Opaque(SIZE_MAX / 2), std::align_val_t(4096), std::nothrow), nullptr);
+  EXPECT_THROW(::operator new(Opaque(SIZE_MAX / 2)), std::bad_alloc);
+  // A handler that makes room lets the nothrow form succeed.
+  std::set_new_handler(nullptr);
+  void* p = ::operator new(100, std::nothrow);
+  EXPECT_NE(p, nullptr);
+  ::operator delete(p);
+}
+
+// Rust's GlobalAlloc: a block shrunk in place must be deallocatable with its
+// new size and alignment (it used to abort with "sized free with the wrong
+// size" for over-aligned large blocks).
+TEST(Conformance, RustReallocShrinkThenDeallocWithTheNewLayout) {
+  struct Layout {
+    size_t align, from, to;
+  };
+  const Layout cases[] = {
+      {4096, size_t{1} << 20, (size_t{1} << 20) - 8192},
+      {4096, size_t{1} << 20, 300000},
+      {32, 100, 80},
+      {64, 5000, 4000},
+      {16, 100, 60},
+      {8, 1000, 999},
+      {4096, 40000, 40000 + 4096},
+      {256, 300, 70000},
+  };
+  for (const Layout& l : cases) {
+    auto* p = static_cast<unsigned char*>(nitro_rust_alloc(l.from, l.align));
+    ASSERT_NE(p, nullptr);
+    EXPECT_TRUE(Aligned(p, l.align));
+    for (size_t i = 0; i < l.from; i++) p[i] = static_cast<unsigned char>(i * 7);
+    auto* q = static_cast<unsigned char*>(nitro_rust_realloc(p, l.from, l.align, l.to));
+    ASSERT_NE(q, nullptr);
+    EXPECT_TRUE(Aligned(q, l.align)) << l.align << " " << l.from << "->" << l.to;
+    size_t keep = l.from < l.to ? l.from : l.to;
+    for (size_t i = 0; i < keep; i++) ASSERT_EQ(q[i], static_cast<unsigned char>(i * 7));
+    nitro_rust_dealloc(q, l.to, l.align);  // aborts the test if the size is refused
+  }
+}
+
+// The variants of this test (abi/BUILD.bazel) run under their options.
+TEST(Conformance, OptionsFromTheEnvironmentAreInForce) {
+  const char* env = getenv("NITROHEAP_OPTIONS");
+  std::string opts = env != nullptr ? env : "";
+  char mode[16] = {};
+  size_t len = sizeof(mode);
+  ASSERT_EQ(nitro_ctl("opt.mode", mode, &len, nullptr, 0), 0);
+  std::string want = opts.find("mode=strict") != std::string::npos ? "strict"
+                     : opts.find("mode=fast") != std::string::npos ? "fast"
+                                                                    : "balanced";
+  EXPECT_EQ(std::string(mode), want) << opts;
+  uint64_t rate = 0;
+  len = sizeof(rate);
+  ASSERT_EQ(nitro_ctl("opt.sample_rate", &rate, &len, nullptr, 0), 0);
+  EXPECT_EQ(rate, opts.find("sample_rate=1") != std::string::npos ? 1u : 10000u) << opts;
+}
+
 }  // namespace
+
+

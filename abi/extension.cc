@@ -11,8 +11,7 @@
 #include "core/heap.h"
 #include "core/os.h"
 #include "core/partition.h"
-#include "core/stats.h"
-#include "telemetry/runtime.h"
+#include "telemetry/stats.h"
 
 using nitro::Partition;
 
@@ -213,8 +212,8 @@ NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const 
   if (strcmp(name, "flight_recorder.dump") == 0 || strcmp(name, "profile.dump") == 0) {
     if (newp == nullptr || newlen == 0 || static_cast<const char*>(newp)[newlen - 1] != '\0') return EINVAL;
     const char* path = static_cast<const char*>(newp);
-    return name[0] == 'f' ? nitro::telemetry::DumpFlightRecording(path)
-                          : nitro::telemetry::DumpHeapProfile(path);
+    return name[0] == 'f' ? nitro::DumpFlightRecording(path)
+                          : nitro::DumpHeapProfile(path);
   }
   if (writing) {
     // Everything else is read-only; unknown names stay unknown.
@@ -231,12 +230,12 @@ NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const 
 
 NITRO_EXPORT int nitro_flight_recorder_dump(const char* path) {
   if (path == nullptr) return EINVAL;
-  return nitro::telemetry::DumpFlightRecording(path);
+  return nitro::DumpFlightRecording(path);
 }
 
 NITRO_EXPORT int nitro_heap_profile_dump(const char* path) {
   if (path == nullptr) return EINVAL;
-  return nitro::telemetry::DumpHeapProfile(path);
+  return nitro::DumpHeapProfile(path);
 }
 
 }  // extern "C"

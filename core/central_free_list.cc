@@ -6,7 +6,6 @@
 #include "core/meta_pool.h"
 #include "core/report.h"
 #include "core/page_map.h"
-#include "core/partition.h"
 
 namespace nitro {
 namespace {
@@ -29,7 +28,7 @@ void RetireSlab(Span* s) {
 
 SpinLock& SizeTablePoolLock() { return g_size_tables.lock(); }
 
-void CentralFreeList::Init(Partition* owner, int size_class, uintptr_t key) {
+void CentralFreeList::Init(const SlabOwner* owner, int size_class, uintptr_t key) {
   owner_ = owner;
   size_class_ = size_class;
   size_ = kSizeClasses.size(size_class);
@@ -87,22 +86,22 @@ void CentralFreeList::FreeOne(void* p) {
   LockGuard g(lock_);
   direct_frees_++;
   SetLink(p, nullptr, key_);
-  static_cast<uintptr_t*>(p)[1] = owner_->free_marker();
+  static_cast<uintptr_t*>(p)[1] = owner_->free_marker;
   ReturnToSpans(p, 1);
 }
 
 bool CentralFreeList::AddSlab() {
   const SizeClassInfo& info = kSizeClasses.info(size_class_);
-  Span* s = owner_->pages().Allocate(info.slab_pages, 1, SpanState::kSlab);
+  Span* s = owner_->pages->Allocate(info.slab_pages, 1, SpanState::kSlab);
   if (s == nullptr) return false;
   s->size_class = static_cast<uint8_t>(size_class_);
-  __atomic_store_n(&s->fast_free, owner_->thread_cached() ? static_cast<uint32_t>(size_class_) : 0u,
+  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
                    __ATOMIC_RELAXED);
   s->capacity = info.capacity;
   s->object_size = info.size;
   s->magic = info.magic;
   s->allocated = 0;
-  if (owner_->strict()) {
+  if (owner_->strict) {
     // strict checks that a free object is still zero when reused.
     if (!s->zeroed) memset(reinterpret_cast<void*>(s->start), 0, s->bytes());
     SizeTable* t = g_size_tables.New();
@@ -163,13 +162,13 @@ void CentralFreeList::ReturnToSpans(void* head, int n) {
     void* next = GetLink(p, key_);
     Span* s = map.Get(p);
     if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
-      ReportMisuse(misuse::kCorruptFreeList, p, owner_->name(),
+      ReportMisuse(misuse::kCorruptFreeList, p, owner_->name,
                    "a free-list entry is not an object of the %u-byte class", size_);
     }
     uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
     uint64_t bit = uint64_t{1} << (idx % 64);
     if (s->free_bits[idx / 64] & bit) {
-      ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "a %u-byte object that is already free",
+      ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free",
                    size_);
     }
     if (s->allocated == s->capacity) nonempty_.PushFront(s);
@@ -184,7 +183,7 @@ void CentralFreeList::ReturnToSpans(void* head, int n) {
         slabs_--;
         span_free_ -= s->capacity;
         RetireSlab(s);
-        owner_->pages().Free(s);
+        owner_->pages->Free(s);
       }
     }
     p = next;
@@ -210,7 +209,7 @@ void CentralFreeList::ReleaseEmptySlabs() {
       slabs_--;
       span_free_ -= s->capacity;
       RetireSlab(s);
-      owner_->pages().Free(s);
+      owner_->pages->Free(s);
     }
     s = next;
   }

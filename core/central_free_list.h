@@ -13,11 +13,20 @@
 #include <stdint.h>
 
 #include "core/lock.h"
+#include "core/page_heap.h"
 #include "core/span.h"
 
 namespace nitro {
 
-class Partition;
+// What the middle layer needs of the partition it serves, owned by that
+// partition (the middle layer sits below it and does not know Partition).
+struct SlabOwner {
+  PageHeap* pages;
+  const char* name;
+  uintptr_t free_marker;  // written into the second word of every free object
+  bool thread_cached;     // slabs' frees may take the thread-cache fast path
+  bool strict;            // slabs are zeroed when made and record each object's size
+};
 
 struct CentralStats {
   uint64_t direct_allocs;   // AllocateOne: partitions without thread caches
@@ -34,7 +43,7 @@ class CentralFreeList {
   static constexpr int kMaxBatches = 32;
   static constexpr int kKeepEmptySlabs = 2;
 
-  void Init(Partition* owner, int size_class, uintptr_t key);
+  void Init(const SlabOwner* owner, int size_class, uintptr_t key);
   // Takes up to `n` objects as a linked list from *head to *tail; returns
   // how many (0 when out of memory).
   int RemoveRange(void** head, void** tail, int n);
@@ -60,7 +69,7 @@ class CentralFreeList {
   void ReleaseEmptySlabs();  // lock held
 
   SpinLock lock_{LockRank::kPartition};
-  Partition* owner_ = nullptr;
+  const SlabOwner* owner_ = nullptr;
   int size_class_ = 0;
   uint32_t size_ = 0;
   uintptr_t key_ = 0;

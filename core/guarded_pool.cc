@@ -17,6 +17,13 @@ namespace nitro {
 namespace {
 
 GuardedPool* g_fault_pool = nullptr;
+
+// An already freed block handed to `what`: freeing it again (free, sized
+// free, realloc) is a double free; asking its size is an invalid call.
+const char* FreedKind(const char* what) {
+  return strstr(what, "free") != nullptr || strcmp(what, "realloc") == 0 ? misuse::kDoubleFree
+                                                                         : misuse::kInvalidFree;
+}
 ZeroSizeRegion* g_fault_zero = nullptr;
 struct sigaction g_old_segv, g_old_bus;
 bool g_handler_installed = false;
@@ -211,8 +218,8 @@ GuardedPool::Slot& GuardedPool::LiveSlot(Span* s, const void* p, const char* wha
   Slot& slot = slots_[(s->start - base_ - kPageSize) / kStride];
   if (slot.state == SlotState::kLive && a == slot.ptr) return slot;
   if (slot.state == SlotState::kFreed && a == slot.ptr) {
-    ReportMisuse(misuse::kDoubleFree, p, owner_->name(), "%s of a guarded allocation of %zu bytes, already freed",
-                 what, slot.size);
+    ReportMisuse(FreedKind(what), p, owner_->name(),
+                 "%s of a guarded allocation of %zu bytes, already freed", what, slot.size);
   }
   if (slot.state == SlotState::kLive) {
     ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
@@ -223,9 +230,14 @@ GuardedPool::Slot& GuardedPool::LiveSlot(Span* s, const void* p, const char* wha
                "%s of a pointer into a guarded slot that holds no live allocation", what);
 }
 
-size_t GuardedPool::UsableSize(Span* s, const void* p) {
+GuardedPool::Counts GuardedPool::counts() {
   LockGuard g(lock_);
-  return LiveSlot(s, p, "malloc_usable_size").size;
+  return Counts{live_, total_, live_bytes_};
+}
+
+size_t GuardedPool::UsableSize(Span* s, const void* p, const char* what) {
+  LockGuard g(lock_);
+  return LiveSlot(s, p, what).size;
 }
 
 void GuardedPool::Free(Span* s, void* p) {
@@ -360,7 +372,7 @@ size_t CheckZeroSize(uintptr_t base, const uint64_t* live_bits, size_t issued, c
     ReportMisuse(misuse::kInvalidFree, p, partition, "%s of a pointer that malloc(0) did not return", what);
   }
   if ((live_bits[i / 64] & (uint64_t{1} << (i % 64))) == 0) {
-    ReportMisuse(misuse::kDoubleFree, p, partition, "%s of a zero-size allocation, already freed", what);
+    ReportMisuse(FreedKind(what), p, partition, "%s of a zero-size allocation, already freed", what);
   }
   return i;
 }
@@ -373,9 +385,9 @@ void ZeroSizeRegion::Free(void* p) {
   live_bits_[i / 64] &= ~(uint64_t{1} << (i % 64));
 }
 
-size_t ZeroSizeRegion::UsableSize(const void* p) {
+size_t ZeroSizeRegion::UsableSize(const void* p, const char* what) {
   LockGuard g(lock_);
-  CheckZeroSize(base_, live_bits_, next_, p, owner_->name(), "malloc_usable_size");
+  CheckZeroSize(base_, live_bits_, next_, p, owner_->name(), what);
   return 0;
 }
 

@@ -36,16 +36,18 @@ class GuardedPool {
   // Records a smaller size for a live allocation (realloc's slack).
   void Resize(Span* s, size_t size);
   // The usable size of a live allocation; reports a pointer that is not one.
-  size_t UsableSize(Span* s, const void* p);
+  size_t UsableSize(Span* s, const void* p, const char* what = "malloc_usable_size");
   // strict: the bytes between the end of an allocation and the end of its
   // last page hold this canary, checked at free (0: none).
   void set_canary(uint8_t canary) { canary_ = canary; }
   SpinLock& lock() { return lock_; }
   // Prints a report and returns true if `addr` is in the pool.
   bool ReportFault(uintptr_t addr);
-  size_t live() const { return live_; }
-  size_t total_sampled() const { return total_; }
-  size_t live_bytes() const { return live_bytes_; }
+  struct Counts {
+    size_t live, total, live_bytes;
+  };
+  // A consistent copy, taken under the pool's lock.
+  Counts counts();
 
  private:
   enum class SlotState : uint8_t { kUnused, kLive, kFreed };
@@ -88,7 +90,7 @@ class ZeroSizeRegion {
   void* Allocate();
   void Free(void* p);
   // 0 for a live zero-size allocation; reports any other pointer.
-  size_t UsableSize(const void* p);
+  size_t UsableSize(const void* p, const char* what = "malloc_usable_size");
   SpinLock& lock() { return lock_; }
   bool Contains(uintptr_t a) const { return a >= base_ && a < base_ + kBytes; }
 

@@ -287,11 +287,23 @@ HeapMode Mode() {
 const Options& CurrentOptions() { return g_options; }
 HardeningMode CurrentMode() { return g_options.mode; }
 void SetTelemetryHooks(const TelemetryHooks* hooks) { g_hooks.store(hooks, std::memory_order_release); }
+
+int DumpFlightRecording(const char* path) {
+  EnsureStarted();
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  return hooks != nullptr && hooks->dump_recording != nullptr ? hooks->dump_recording(path) : ENOSYS;
+}
+
+int DumpHeapProfile(const char* path) {
+  EnsureStarted();
+  const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
+  return hooks != nullptr && hooks->dump_profile != nullptr ? hooks->dump_profile(path) : ENOSYS;
+}
 uint64_t HeapStartTimeNs() { return g_start_ns; }
 Partition* DefaultPartition() { return Started() ? g_default : nullptr; }
 GuardedPoolCounts GuardedCounts() {
-  return GuardedPoolCounts{g_pool.total_sampled(), g_pool.total_sampled() - g_pool.live(), g_pool.live(),
-                           g_pool.live_bytes()};
+  GuardedPool::Counts c = g_pool.counts();
+  return GuardedPoolCounts{c.total, c.total - c.live, c.live, c.live_bytes};
 }
 
 // ---- the slow paths -----------------------------------------------------------
@@ -376,7 +388,7 @@ void FreeSizedSlow(void* p, size_t size, size_t align) {
     bool ok;
     bool class_granular = false;
     if (s->state == SpanState::kGuarded) {
-      recorded = g_pool.UsableSize(s, p);
+      recorded = g_pool.UsableSize(s, p, "sized free");
       ok = size == recorded;
     } else {
       PointerInfo info = CheckedInfo("sized free", p);
@@ -455,9 +467,9 @@ void* Reallocate(void* p, size_t size, size_t align) {
   size_t old;
   Partition* partition = s->partition;
   if (s->state == SpanState::kGuarded) {
-    old = g_pool.UsableSize(s, p);
+    old = g_pool.UsableSize(s, p, "realloc");
   } else if (s->state == SpanState::kZeroSize) {
-    old = g_zero.UsableSize(p);
+    old = g_zero.UsableSize(p, "realloc");
   } else {
     PointerInfo info = CheckedInfo("realloc", p);
     if (ResizeInPlace(info, p, size, align)) return p;

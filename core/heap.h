@@ -131,15 +131,22 @@ Partition* DefaultPartition();
 
 // Telemetry plugs in here (telemetry/runtime.cc registers it at start-up):
 // sampled allocations and their frees, a periodic tick from the background
-// thread, and process exit.
+// thread, process exit, and the dumps the extension API asks for. The
+// engine and the ABI reach telemetry only through these.
 struct TelemetryHooks {
   void (*on_sample)(void* p, size_t requested, size_t usable, size_t align, Partition* partition);
   void (*on_free)(void* p);
   void (*on_tick)();
   void (*on_exit)();
   void (*on_fork_child)();
+  int (*dump_recording)(const char* path);
+  int (*dump_profile)(const char* path);
 };
 void SetTelemetryHooks(const TelemetryHooks* hooks);
+// The flight recording or the pprof heap profile, written to `path`; an
+// errno value, ENOSYS when no telemetry runs (legacy mode).
+int DumpFlightRecording(const char* path);
+int DumpHeapProfile(const char* path);
 // The per-thread caches, for statistics: calls f(cache) under the registry
 // lock, then f(nullptr-free) for the counters of threads that have exited.
 void ForEachThreadCache(void (*f)(const ThreadCache* tc, void* ctx), void* ctx);

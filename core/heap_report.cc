@@ -63,8 +63,9 @@ HeapStats GetHeapStats() {
   size_t held = st.thread_cache_bytes + st.transfer_bytes + st.slab_free_bytes;
   st.allocated_bytes = st.in_use_page_bytes > held ? st.in_use_page_bytes - held : 0;
   st.metadata_bytes = MetaBytesMapped();
-  st.sampled_live = g_pool.live();
-  st.sampled_total = g_pool.total_sampled();
+  GuardedPool::Counts guarded = g_pool.counts();
+  st.sampled_live = guarded.live;
+  st.sampled_total = guarded.total;
   return st;
 }
 

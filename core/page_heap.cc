@@ -267,7 +267,8 @@ bool PageHeap::MakeAccessible(Span* s, bool guard_page) {
 }
 
 void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans) {
-  LockGuard g(lock_);
+  // Set before the partition is listed (Partition::Init): nobody else sees
+  // this page heap yet, and a lock fork does not take must not be taken.
   quarantine_max_bytes_ = max_bytes;
   quarantine_max_spans_ = max_spans;
 }

@@ -55,6 +55,7 @@ class PageHeap {
   // quarantine before it can be reused.
   void Free(Span* s, bool protect = false);
   // Bounds of the large-allocation quarantine (0 bytes: none).
+  // Before the page heap is in use (no lock taken).
   void SetQuarantine(size_t max_bytes, size_t max_spans);
   // Extends a large span into the free or never-used pages that follow it.
   bool GrowInPlace(Span* s, size_t new_pages);

@@ -88,20 +88,21 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   name_[n] = '\0';
   id_ = id;
   os::RandomBytes(&key_, sizeof(key_));
-  os::RandomBytes(&free_marker_, sizeof(free_marker_));
-  free_marker_ |= 1;  // never 0, the value allocation leaves
+  uintptr_t marker;
+  os::RandomBytes(&marker, sizeof(marker));
+  slab_owner_ = SlabOwner{&pages_, name_, marker | 1 /* never 0, the value allocation leaves */, false, false};
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
   pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
   large_guard_pages_ = config.large_guard_pages;
-  for (int c = 1; c < kNumClasses; c++) central_[c].Init(this, c, key_);
+  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, key_);
 }
 
 void Partition::Destroy(Partition* p) {
-  {
-    LockGuard g(g_table_lock);
-    __atomic_store_n(&g_table[p->id_], nullptr, __ATOMIC_RELEASE);
-  }
+  // Under the table lock: the reclaimer and statistics (ForEach) never see
+  // a partition half destroyed, and fork takes its locks while it is listed.
+  LockGuard g(g_table_lock);
   p->pages_.Destroy();
+  __atomic_store_n(&g_table[p->id_], nullptr, __ATOMIC_RELEASE);
   PartitionPool().Delete(p);
 }
 

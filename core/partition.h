@@ -96,16 +96,16 @@ class Partition {
   PartitionStats Stats();
 
   // Set once, for the default partition, before any allocation from it.
-  void set_thread_cached(bool v) { thread_cached_ = v; }
-  bool thread_cached() const { return thread_cached_; }
+  void set_thread_cached(bool v) { slab_owner_.thread_cached = v; }
+  bool thread_cached() const { return slab_owner_.thread_cached; }
   // strict mode: slabs are zeroed when made and record each object's size.
-  void set_strict(bool v) { strict_ = v; }
-  bool strict() const { return strict_; }
+  void set_strict(bool v) { slab_owner_.strict = v; }
+  bool strict() const { return slab_owner_.strict; }
   const char* name() const { return name_; }
   uint16_t id() const { return id_; }
   uintptr_t key() const { return key_; }
   // Written into the second word of every free object (see ThreadCache).
-  uintptr_t free_marker() const { return free_marker_; }
+  uintptr_t free_marker() const { return slab_owner_.free_marker; }
   PageHeap& pages() { return pages_; }
   CentralFreeList& central(int cls) { return central_[cls]; }
   void LockAll();
@@ -121,11 +121,9 @@ class Partition {
   char name_[kNameMax];
   uint16_t id_ = 0;
   uintptr_t key_ = 0;
-  uintptr_t free_marker_ = 0;
-  bool thread_cached_ = false;
-  bool strict_ = false;
   bool large_guard_pages_ = true;
   PageHeap pages_;
+  SlabOwner slab_owner_ = {};
   CentralFreeList central_[kNumClasses];
   SpinLock large_lock_{LockRank::kPartition};
   size_t large_count_ = 0;

@@ -90,6 +90,6 @@ void RecordedFree(Span* s, void* p) {
   if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
 }
 
-size_t GuardedSamples() { return g_pool.total_sampled() + g_recorded.load(std::memory_order_relaxed); }
+size_t GuardedSamples() { return g_pool.counts().total + g_recorded.load(std::memory_order_relaxed); }
 
 }  // namespace nitro

@@ -106,7 +106,7 @@ void StrictFree(Span* s, void* p, int cls) {
 
 bool StrictResizeInPlace(const PointerInfo& info, void* p, size_t size) {
   uint32_t slot = kSizeClasses.size(info.size_class);
-  if (info.span->requested_sizes == nullptr || info.partition != g_default || size + 1 > slot ||
+  if (info.span->requested_sizes == nullptr || info.partition != g_default || size >= slot ||
       size <= slot / 2) {
     return false;
   }

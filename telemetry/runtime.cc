@@ -27,7 +27,7 @@
 #include "core/options.h"
 #include "core/os.h"
 #include "core/report.h"
-#include "core/stats.h"
+#include "telemetry/stats.h"
 #include "telemetry/proto_writer.h"
 #include "telemetry/shm_layout.h"
 
@@ -519,9 +519,9 @@ class ShmPublisher {
     if (!force && !changed && now - header_->update_time_ns < 1000000000ull) return;
     last_allocations_ = st->total.allocations;
     last_frees_ = st->total.frees;
-    uint64_t seq = __atomic_load_n(&header_->sequence, __ATOMIC_RELAXED);
-    __atomic_store_n(&header_->sequence, seq + 1, __ATOMIC_RELEASE);  // odd: writing
-    __atomic_thread_fence(__ATOMIC_RELEASE);
+    // Odd: writing. An acquire read-modify-write, so that none of the
+    // payload's stores below can become visible before it.
+    uint64_t seq = __atomic_fetch_add(&header_->sequence, 1, __ATOMIC_ACQ_REL);
     char* payload = reinterpret_cast<char*>(header_) + NITRO_SHM_HEADER_SIZE;
     size_t len = StatsToJson(*st, payload, header_->payload_capacity);
     header_->payload_length = static_cast<uint32_t>(len < header_->payload_capacity ? len : 0);
@@ -734,7 +734,8 @@ void OnForkChild() {
 // signal arriving inside the allocator cannot deadlock on its locks.
 void OnDumpSignal(int) { g_dump_requested.store(true); }
 
-const TelemetryHooks kHooks = {OnSample, OnFree, OnTick, OnExit, OnForkChild};
+const TelemetryHooks kHooks = {OnSample, OnFree, OnTick, OnExit, OnForkChild, DumpFlightRecording,
+                               DumpHeapProfile};
 std::atomic<bool> g_installed{false};
 
 __attribute__((constructor)) void InstallAtLoad() { Install(); }

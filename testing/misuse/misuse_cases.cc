@@ -22,6 +22,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -618,6 +619,58 @@ CASE case_guarded_invalid_free() {
   return NotDetected();
 }
 
+// strict's checks hold for guarded objects too: a write into the slack
+// between the end of a guarded block and its page's end hits a canary.
+CASE case_guarded_overflow_slack() {
+  char* p = static_cast<char*>(Malloc(13));
+  CheckGuarded(p, 13);
+  Fill(p, 13, 0x33);
+  Expect(p + 13);
+  Opaque(p)[13] = 7;
+  free(p);
+  return NotDetected();
+}
+
+CASE case_guarded_usable_size_interior() {
+  char* p = static_cast<char*>(Malloc(100));
+  CheckGuarded(p, 100);
+  Expect(p + 1);
+  size_t n = malloc_usable_size(Opaque(p + 1));
+  (void)n;
+  return NotDetected();
+}
+
+CASE case_guarded_usable_size_freed() {
+  char* p = static_cast<char*>(Malloc(100));
+  CheckGuarded(p, 100);
+  free(p);
+  Expect(p);
+  size_t n = malloc_usable_size(Opaque(p));
+  (void)n;
+  return NotDetected();
+}
+
+// A wild pointer into a guarded slot whose allocation was freed: an invalid
+// free, not a double free or an overflow.
+CASE case_guarded_free_into_freed_slot() {
+  char* p = static_cast<char*>(Malloc(100));
+  CheckGuarded(p, 100);
+  free(p);
+  Expect(p + 48);
+  free(Opaque(p + 48));
+  return NotDetected();
+}
+
+// A free into a PROT_NONE mapping: the foreign-pointer check must read the
+// would-be chunk header without faulting.
+CASE case_free_prot_none() {
+  char* map = static_cast<char*>(mmap(nullptr, 2 * 4096, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+  if (map == MAP_FAILED) return 3;
+  Expect(map + 4096 + 16);
+  free(Opaque(map + 4096 + 16));
+  return NotDetected();
+}
+
 // ============================================================================
 // Fault handler chaining.
 // ============================================================================
@@ -1006,6 +1059,11 @@ const Case kCases[] = {
     ENTRY(guarded_uaf_read),
     ENTRY(guarded_double_free),
     ENTRY(guarded_invalid_free),
+    ENTRY(guarded_overflow_slack),
+    ENTRY(guarded_usable_size_interior),
+    ENTRY(guarded_usable_size_freed),
+    ENTRY(guarded_free_into_freed_slot),
+    ENTRY(free_prot_none),
     ENTRY(chain_nonheap_fault),
     ENTRY(chain_heap_fault),
     ENTRY(handler_installed_after),

@@ -172,9 +172,11 @@ CASES = {
     "overflow_small_canary": {
         "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
         "strict": abort(OVERFLOW, details=r"canary")},
+    # strict's malloc(0) has no accessible byte, sampled or not.
     "malloc0_access": {
         "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
-        "strict": segv(OVERFLOW, details=r"malloc\(0\)")},
+        "strict": segv(OVERFLOW, details=r"malloc\(0\)"),
+        "strict+s1": segv(OVERFLOW, details=r"malloc\(0\)")},
     # Outside strict the garbage link is followed: a wild pointer or a plain
     # crash, nothing to assert.
     "corrupt_free_list": {"fast": Observe(), "balanced": Observe(), "strict": abort(CORRUPT)},
@@ -197,6 +199,15 @@ CASES = {
     "guarded_uaf_read": every(segv(UAF, titles=GUARD_FREE, stdout_has=("GUARDED",)), SAMPLED),
     "guarded_double_free": every(abort(DOUBLE, stdout_has=("GUARDED",)), SAMPLED),
     "guarded_invalid_free": every(abort(INVALID, stdout_has=("GUARDED",)), SAMPLED),
+    "guarded_usable_size_interior": every(abort(INVALID, stdout_has=("GUARDED",)), SAMPLED),
+    "guarded_usable_size_freed": every(abort(INVALID, stdout_has=("GUARDED",)), SAMPLED),
+    "guarded_free_into_freed_slot": every(abort(INVALID, stdout_has=("GUARDED",)), SAMPLED),
+    # A mode's checks hold for every object it serves: strict's canaries
+    # cover guarded objects' slack too.
+    "guarded_overflow_slack": {
+        "fast+s1": NOT_DETECTED, "balanced+s1": NOT_DETECTED,
+        "strict+s1": abort(OVERFLOW, details=r"canary", stdout_has=("GUARDED",))},
+    "free_prot_none": dict(every(abort(FOREIGN, "(none)")), **every(abort(FOREIGN, "(none)"), SAMPLED)),
     # ---- the program's own SIGSEGV handler -----------------------------------
     # Installed first: faults that are not NitroHeap's reach it.
     "chain_nonheap_fault": dict(every(Exits(42, stdout_has=("OWN HANDLER",))),

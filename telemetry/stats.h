@@ -2,8 +2,8 @@
 // abi/include/nitroheap/nitroheap.h) for programs, and its JSON form for
 // people, telemetry and Python. Both are computed on read from counters kept
 // per thread and per partition; neither touches the heap.
-#ifndef NITROHEAP_CORE_STATS_H_
-#define NITROHEAP_CORE_STATS_H_
+#ifndef NITROHEAP_TELEMETRY_STATS_H_
+#define NITROHEAP_TELEMETRY_STATS_H_
 
 #include <stddef.h>
 
@@ -21,4 +21,4 @@ bool CounterByName(const nitro_counters_t& c, const char* name, uint64_t* out);
 
 }  // namespace nitro
 
-#endif  // NITROHEAP_CORE_STATS_H_
+#endif  // NITROHEAP_TELEMETRY_STATS_H_

@@ -1,5 +1,5 @@
 // Counters checked exactly on known workloads.
-#include "core/stats.h"
+#include "telemetry/stats.h"
 
 #include <gtest/gtest.h>
 #include <string.h>

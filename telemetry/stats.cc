@@ -1,4 +1,4 @@
-#include "core/stats.h"
+#include "telemetry/stats.h"
 
 #include <stdarg.h>
 #include <stdio.h>
