@@ -582,13 +582,24 @@ class ShmPublisher {
     snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
     int fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
-      // Left by an earlier process with this pid. Ours to replace only if
-      // it is a segment of this user; anything else stays, and telemetry is
-      // off rather than writing into a file somebody else controls.
+      // Left by an earlier process with this pid, or written right now by a
+      // process with the same pid number in another pid namespace (sandboxes
+      // share /dev/shm). Ours to replace only if it is a segment of this
+      // user whose writer has been silent for seconds (a live writer beats
+      // every second); a live one keeps it, and this process publishes
+      // nothing. Anything else stays too, and telemetry is off rather than
+      // writing into a file somebody else controls.
       struct stat st;
       int old = OpenOwnSegment(name_, O_RDONLY, &st);
       if (old >= 0) {
+        nitro_shm_header h;
+        bool live = pread(old, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) &&
+                    h.update_time_ns + 3000000000ull > NowNs();
         close(old);
+        if (live) {
+          failed_ = true;
+          return false;
+        }
         shm_unlink(name_);
         fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
       } else {

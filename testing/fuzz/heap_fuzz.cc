@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <iterator>
@@ -362,7 +363,7 @@ void CheckAll() {
 
 void RunOne(Input& in) {
   uint8_t op = in.U8();
-  switch (op % 20) {
+  switch (op % 23) {
     case 0: case 1: {
       g_op_name = "Malloc";
       size_t size = PickSize(in);
@@ -491,6 +492,75 @@ void RunOne(Input& in) {
     case 19: {
       g_op_name = "Partition::Destroy";
       if ((op & 0xc0) == 0xc0) DestroyPartition((op & 0x20) ? kPartB : kPartA);
+      break;
+    }
+    case 20: {
+      // Rust's realloc: the layout's alignment is kept, and the block (in
+      // place or moved) is later freed with its new size and alignment.
+      g_op_name = "Reallocate(aligned)";
+      long i = PickBlock(in, 0);
+      if (i < 0 || !(*g_live)[i].sized_align) break;
+      Block old = (*g_live)[i];
+      size_t size = (op & 0x80) ? old.requested - old.requested / (2 + in.U8() % 8) : PickSize(in);
+      if (size == 0) size = 1;
+      if (Full(size + old.align)) break;
+      CheckContents(old);
+      Retire(static_cast<size_t>(i));
+      void* q = nitro::Reallocate(reinterpret_cast<void*>(old.p), size, old.align);
+      FUZZ_CHECK(q != nullptr, "aligned realloc of %#lx to %zu failed", old.p, size);
+      size_t keep = old.fill < size ? old.fill : size;
+      size_t lost = FirstMismatch(static_cast<const uint8_t*>(q), 0, keep, old.seed);
+      FUZZ_CHECK(lost == keep, "aligned realloc %#lx -> %p lost byte %zu", old.p, q, lost);
+      Adopt(q, size, old.align, kDefault, true, false);
+      break;
+    }
+    case 21: {
+      // The extension API's partition calls, on any block: the partition a
+      // block belongs to (guarded and zero-size blocks included) frees and
+      // reallocates it.
+      long i = PickBlock(in, -1);
+      if (i < 0) break;
+      Block b = (*g_live)[i];
+      nitro::Partition* part = nitro::PartitionOf(reinterpret_cast<void*>(b.p));
+      FUZZ_CHECK(part != nullptr, "PartitionOf(%#lx) is null", b.p);
+      if (op & 0x80) {
+        g_op_name = "PartitionReallocate";
+        size_t size = PickSize(in);
+        if (size == 0) size = 1;
+        if (Full(size)) break;
+        CheckContents(b);
+        Retire(static_cast<size_t>(i));
+        void* q = nitro::PartitionReallocate(part, reinterpret_cast<void*>(b.p), size);
+        FUZZ_CHECK(q != nullptr, "partition realloc of %#lx to %zu failed", b.p, size);
+        FUZZ_CHECK(nitro::PartitionOf(q) == part, "partition realloc moved %#lx to another partition", b.p);
+        size_t keep = b.zero_size ? 0 : (b.fill < size ? b.fill : size);
+        size_t lost = FirstMismatch(static_cast<const uint8_t*>(q), 0, keep, b.seed);
+        FUZZ_CHECK(lost == keep, "partition realloc %#lx -> %p lost byte %zu", b.p, q, lost);
+        Adopt(q, size, 0, b.owner, false, false);
+      } else {
+        g_op_name = "PartitionFree";
+        Retire(static_cast<size_t>(i));
+        nitro::PartitionFree(part, reinterpret_cast<void*>(b.p));
+      }
+      break;
+    }
+    case 22: {
+      // fork while blocks are live: the child allocates and frees through
+      // every lock the parent's threads may hold, and exits.
+      g_op_name = "fork";
+      // Rare: a fork and its child's exit cost about 10 ms here.
+      if ((op & 0xe0) != 0xe0 || (in.U8() & 15) != 0) break;
+      pid_t pid = fork();
+      FUZZ_CHECK(pid >= 0, "fork failed");
+      if (pid == 0) {
+        for (int k = 0; k < 64; k++) nitro::Free(nitro::Malloc(static_cast<size_t>(k) * 97));
+        void* big = nitro::Malloc(300000);
+        nitro::Free(big);
+        _exit(0);
+      }
+      int status = 0;
+      FUZZ_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                 "fork child failed (status %#x)", status);
       break;
     }
   }
