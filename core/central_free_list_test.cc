@@ -1,0 +1,359 @@
+// CentralFreeList, the middle layer of one class of one partition: batches
+// in and out, single objects, double-free detection, Drain and the
+// reclaimer's ReleaseIdle.
+#include "core/central_free_list.h"
+
+#include <gtest/gtest.h>
+#include <stdint.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/free_list.h"
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+class CentralFreeListTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    part_ = Partition::Create(::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                              PartitionConfig{});
+    ASSERT_NE(part_, nullptr);
+    cls_ = kSizeClasses.ClassFor(64);
+    ASSERT_EQ(kSizeClasses.size(cls_), 64u);
+  }
+  void TearDown() override { Partition::Destroy(part_); }
+
+  CentralFreeList& central() { return part_->central(cls_); }
+  const SizeClassInfo& info() const { return kSizeClasses.info(cls_); }
+  size_t SlabBytes() const { return size_t{info().slab_pages} * kPageSize; }
+  size_t InUseBytes() { return part_->Stats().pages.in_use_bytes; }
+
+  // The objects of a list from head to its nullptr link.
+  std::vector<void*> Walk(void* head) {
+    std::vector<void*> out;
+    for (void* p = head; p != nullptr && out.size() <= 100000; p = GetLink(p, part_->key())) {
+      out.push_back(p);
+    }
+    return out;
+  }
+  struct Range {
+    void* head;
+    void* tail;
+    int n;
+  };
+  Range Remove(int n) {
+    Range r{nullptr, nullptr, 0};
+    r.n = central().RemoveRange(&r.head, &r.tail, n);
+    return r;
+  }
+  void Insert(const Range& r) { central().InsertRange(r.head, r.tail, r.n); }
+
+  Partition* part_ = nullptr;
+  int cls_ = 0;
+};
+
+TEST_F(CentralFreeListTest, RemoveRangeHandsOutALinkedListOfFreshObjects) {
+  const int batch = static_cast<int>(info().batch);
+  Range r = Remove(batch);
+  ASSERT_EQ(r.n, batch);
+  std::vector<void*> objs = Walk(r.head);
+  ASSERT_EQ(objs.size(), static_cast<size_t>(batch));
+  EXPECT_EQ(objs.back(), r.tail);
+  EXPECT_EQ(GetLink(r.tail, part_->key()), nullptr);
+  for (size_t i = 0; i < objs.size(); i++) {
+    PointerInfo pi;
+    ASSERT_TRUE(Lookup(objs[i], &pi));
+    EXPECT_EQ(pi.partition, part_);
+    EXPECT_EQ(pi.size_class, cls_);
+    EXPECT_EQ(pi.object_start, objs[i]);
+    // A fresh slab is handed out front to back.
+    if (i > 0) {
+      EXPECT_EQ(static_cast<char*>(objs[i]) - static_cast<char*>(objs[i - 1]), 64);
+    }
+  }
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.slabs, 1u);
+  EXPECT_EQ(st.transfer_objects, 0u);
+  EXPECT_EQ(st.span_free_objects, info().capacity - batch);
+  EXPECT_EQ(st.slab_objects_in_use, static_cast<size_t>(batch));
+  EXPECT_EQ(InUseBytes(), SlabBytes());
+
+  // More than a slab holds: the list continues in a new slab.
+  Range big = Remove(static_cast<int>(info().capacity));
+  ASSERT_EQ(big.n, static_cast<int>(info().capacity));
+  std::vector<void*> more = Walk(big.head);
+  ASSERT_EQ(more.size(), info().capacity);
+  std::set<void*> all(objs.begin(), objs.end());
+  all.insert(more.begin(), more.end());
+  EXPECT_EQ(all.size(), objs.size() + more.size()) << "an object was handed out twice";
+  EXPECT_EQ(central().Stats().slabs, 2u);
+  Insert(big);
+  Insert(r);
+}
+
+TEST_F(CentralFreeListTest, InsertRangeThenRemoveRangeTradesWholeBatches) {
+  const int batch = static_cast<int>(info().batch);
+  Range a = Remove(batch);
+  Range b = Remove(batch);
+  Range partial = Remove(5);
+  ASSERT_EQ(partial.n, 5);
+  CentralStats st0 = central().Stats();
+  Insert(a);
+  Insert(b);
+  Insert(partial);
+  CentralStats st1 = central().Stats();
+  EXPECT_EQ(st1.transfer_objects, st0.transfer_objects + 2 * batch + 5);
+  EXPECT_EQ(st1.span_free_objects, st0.span_free_objects) << "batches do not go back to slabs";
+  EXPECT_EQ(st1.slab_objects_in_use, st0.slab_objects_in_use);
+  // A stack: the last batch in is the first out, unchanged, whatever `n` asks.
+  Range r = Remove(batch);
+  EXPECT_EQ(r.n, 5);
+  EXPECT_EQ(r.head, partial.head);
+  EXPECT_EQ(r.tail, partial.tail);
+  r = Remove(batch);
+  EXPECT_EQ(r.n, batch);
+  EXPECT_EQ(r.head, b.head);
+  EXPECT_EQ(r.tail, b.tail);
+  EXPECT_EQ(Walk(r.head).size(), static_cast<size_t>(batch));
+  r = Remove(batch);
+  EXPECT_EQ(r.head, a.head);
+  EXPECT_EQ(central().Stats().transfer_objects, 0u);
+  // With no batch left, objects come from the slabs again.
+  Range c = Remove(batch);
+  std::set<void*> taken;
+  for (const Range& x : {a, b, partial}) {
+    for (void* p : Walk(x.head)) taken.insert(p);
+  }
+  for (void* p : Walk(c.head)) EXPECT_EQ(taken.count(p), 0u);
+  Insert(a);
+  Insert(b);
+  Insert(partial);
+  Insert(c);
+}
+
+TEST_F(CentralFreeListTest, TheBatchStackIsBoundedAndTheRestGoesToTheSlabs) {
+  const int batch = static_cast<int>(info().batch);
+  // 512 KiB of batches per class at most, at most kMaxBatches of them.
+  size_t per_batch = size_t{info().batch} * info().size;
+  int max_batches = static_cast<int>(std::min<size_t>(
+      CentralFreeList::kMaxBatches, std::max<size_t>(2, (512 * 1024) / per_batch)));
+  std::vector<Range> ranges;
+  for (int i = 0; i < max_batches + 3; i++) {
+    ranges.push_back(Remove(batch));
+    ASSERT_EQ(ranges.back().n, batch);
+  }
+  for (const Range& r : ranges) Insert(r);
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.transfer_objects, static_cast<size_t>(max_batches) * batch);
+  EXPECT_EQ(st.slab_objects_in_use, st.transfer_objects);
+  // 1120 objects came from five 256-object slabs; the 96 that did not fit
+  // went back to the last one, which is empty again (and kept).
+  ASSERT_EQ(info().capacity, 256u);
+  ASSERT_EQ(max_batches, 32);
+  EXPECT_EQ(st.slabs, 5u);
+  EXPECT_EQ(st.span_free_objects, 5u * 256 - 1024);
+}
+
+TEST_F(CentralFreeListTest, AllocateOneAndFreeOne) {
+  void* p = central().AllocateOne();
+  void* q = central().AllocateOne();
+  ASSERT_TRUE(p && q);
+  EXPECT_NE(p, q);
+  EXPECT_EQ(static_cast<uintptr_t*>(p)[1], 0u);
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.direct_allocs, 2u);
+  EXPECT_EQ(st.direct_frees, 0u);
+  EXPECT_EQ(st.slab_objects_in_use, 2u);
+  EXPECT_EQ(st.slabs, 1u);
+
+  central().FreeOne(p);
+  EXPECT_EQ(static_cast<uintptr_t*>(p)[1], part_->free_marker());
+  st = central().Stats();
+  EXPECT_EQ(st.direct_frees, 1u);
+  EXPECT_EQ(st.slab_objects_in_use, 1u);
+  EXPECT_EQ(st.span_free_objects, info().capacity - 1);
+  // The lowest free object of the slab comes back first.
+  void* again = central().AllocateOne();
+  EXPECT_EQ(again, p);
+  EXPECT_EQ(static_cast<uintptr_t*>(again)[1], 0u);
+  central().FreeOne(again);
+  central().FreeOne(q);
+  st = central().Stats();
+  EXPECT_EQ(st.direct_allocs, 3u);
+  EXPECT_EQ(st.direct_frees, 3u);
+  EXPECT_EQ(st.slab_objects_in_use, 0u);
+  // An empty slab is kept for the next allocation (hysteresis).
+  EXPECT_EQ(st.slabs, 1u);
+
+  // With a batch on the stack, AllocateOne takes the batch's head.
+  Range r = Remove(static_cast<int>(info().batch));
+  Insert(r);
+  void* h = central().AllocateOne();
+  EXPECT_EQ(h, r.head);
+  EXPECT_EQ(central().Stats().transfer_objects, info().batch - 1u);
+  central().FreeOne(h);
+}
+
+TEST_F(CentralFreeListTest, EmptySlabsBeyondTheKeptOnesGoBackToThePageHeap) {
+  const size_t cap = info().capacity;
+  std::vector<void*> objs;
+  for (size_t i = 0; i < 4 * cap; i++) objs.push_back(central().AllocateOne());
+  EXPECT_EQ(central().Stats().slabs, 4u);
+  EXPECT_EQ(InUseBytes(), 4 * SlabBytes());
+  for (void* p : objs) central().FreeOne(p);
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
+  EXPECT_EQ(st.slab_objects_in_use, 0u);
+  EXPECT_EQ(st.span_free_objects, CentralFreeList::kKeepEmptySlabs * cap);
+  EXPECT_EQ(InUseBytes(), CentralFreeList::kKeepEmptySlabs * SlabBytes());
+}
+
+TEST_F(CentralFreeListTest, DrainReturnsBatchesAndEmptySlabsToThePageHeap) {
+  const int batch = static_cast<int>(info().batch);
+  std::vector<Range> ranges;
+  for (int i = 0; i < 10; i++) ranges.push_back(Remove(batch));  // 320 objects, 2 slabs
+  void* live = central().AllocateOne();
+  for (const Range& r : ranges) Insert(r);
+  PartitionStats ps = part_->Stats();
+  EXPECT_EQ(ps.small_transfer_bytes, 10u * batch * 64);
+  EXPECT_EQ(ps.small_slabs, 2u);
+
+  central().Drain();
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.transfer_objects, 0u);
+  EXPECT_EQ(st.slab_objects_in_use, 1u);
+  EXPECT_EQ(st.slabs, 1u) << "only the slab holding the live object stays";
+  ps = part_->Stats();
+  EXPECT_EQ(ps.small_transfer_bytes, 0u);
+  EXPECT_EQ(ps.small_slabs, 1u);
+  EXPECT_EQ(ps.pages.in_use_bytes, SlabBytes());
+
+  central().FreeOne(live);
+  EXPECT_EQ(central().Stats().slabs, 1u);  // kept for hysteresis
+  central().Drain();                       // but not by Drain
+  st = central().Stats();
+  EXPECT_EQ(st.slabs, 0u);
+  EXPECT_EQ(st.span_free_objects, 0u);
+  EXPECT_EQ(InUseBytes(), 0u);
+  // And the class still works afterwards.
+  void* p = central().AllocateOne();
+  ASSERT_NE(p, nullptr);
+  central().FreeOne(p);
+}
+
+TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesUnusedForAWholePeriod) {
+  const int batch = static_cast<int>(info().batch);
+  std::vector<Range> ranges;
+  for (int i = 0; i < 6; i++) ranges.push_back(Remove(batch));
+  void* live = central().AllocateOne();  // keeps one slab from becoming empty
+  for (int i = 0; i < 4; i++) Insert(ranges[i]);
+  // Period 1 began with no batches: none has been idle for a whole period.
+  central().ReleaseIdle();
+  EXPECT_EQ(central().Stats().transfer_objects, 4u * batch);
+  // Period 2: one batch taken and given back, two new ones on top. Only the
+  // three at the bottom that nobody touched are idle.
+  Range top = Remove(batch);
+  EXPECT_EQ(top.head, ranges[3].head);
+  Insert(top);
+  Insert(ranges[4]);
+  Insert(ranges[5]);
+  central().ReleaseIdle();
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.transfer_objects, 3u * batch);
+  EXPECT_EQ(st.slab_objects_in_use, 3u * batch + 1);
+  // What is left on the stack is the top three, newest on top.
+  EXPECT_EQ(Remove(batch).head, ranges[5].head);
+  EXPECT_EQ(Remove(batch).head, ranges[4].head);
+  EXPECT_EQ(Remove(batch).head, ranges[3].head);
+  Insert(ranges[3]);
+  Insert(ranges[4]);
+  Insert(ranges[5]);
+  // Period 3: the removals above dropped the low-water mark to 0, so nothing
+  // goes; period 4 is quiet, so everything goes.
+  central().ReleaseIdle();
+  EXPECT_EQ(central().Stats().transfer_objects, 3u * batch);
+  central().ReleaseIdle();
+  st = central().Stats();
+  EXPECT_EQ(st.transfer_objects, 0u);
+  EXPECT_EQ(st.slab_objects_in_use, 1u);
+  central().FreeOne(live);
+}
+
+TEST_F(CentralFreeListTest, ReleaseIdleKeepsEmptySlabsWhileTheyAreReused) {
+  const size_t cap = info().capacity;
+  std::vector<void*> objs;
+  for (size_t i = 0; i < 4 * cap; i++) objs.push_back(central().AllocateOne());
+  for (void* p : objs) central().FreeOne(p);
+  ASSERT_EQ(central().Stats().slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
+  // Slabs were made (and so reused) in this period: the kept ones stay.
+  central().ReleaseIdle();
+  EXPECT_EQ(central().Stats().slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
+  EXPECT_EQ(InUseBytes(), CentralFreeList::kKeepEmptySlabs * SlabBytes());
+  // A period in which an empty slab served an allocation: still kept.
+  void* p = central().AllocateOne();
+  central().FreeOne(p);
+  central().ReleaseIdle();
+  EXPECT_EQ(central().Stats().slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
+  // A whole period without reuse: the spare slabs go back too.
+  central().ReleaseIdle();
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.slabs, 0u);
+  EXPECT_EQ(st.span_free_objects, 0u);
+  EXPECT_EQ(InUseBytes(), 0u);
+}
+
+TEST_F(CentralFreeListTest, ReleaseIdleNeverTakesASlabWithObjectsInUse) {
+  void* live = central().AllocateOne();
+  central().ReleaseIdle();
+  central().ReleaseIdle();
+  central().ReleaseIdle();
+  CentralStats st = central().Stats();
+  EXPECT_EQ(st.slabs, 1u);
+  EXPECT_EQ(st.slab_objects_in_use, 1u);
+  EXPECT_EQ(InUseBytes(), SlabBytes());
+  central().FreeOne(live);
+}
+
+TEST_F(CentralFreeListTest, DoubleFreeOneIsReported) {
+  void* p = central().AllocateOne();
+  void* keep = central().AllocateOne();
+  ASSERT_TRUE(p && keep);
+  central().FreeOne(p);
+  EXPECT_DEATH(central().FreeOne(p),
+               std::string("nitroheap: double free at 0x[0-9a-f]+ in partition ") + part_->name() +
+                   ": a 64-byte object that is already free");
+  // The parent is unharmed and p is still free exactly once.
+  EXPECT_EQ(central().Stats().slab_objects_in_use, 1u);
+  central().FreeOne(keep);
+}
+
+TEST_F(CentralFreeListTest, AnObjectInABatchThatIsAlreadyFreeIsReportedWhenItReachesItsSlab) {
+  Range r = Remove(4);
+  ASSERT_EQ(r.n, 4);
+  void* second = GetLink(r.head, part_->key());
+  central().FreeOne(second);  // freed directly, and still linked in the batch
+  Insert(r);
+  EXPECT_DEATH(central().Drain(), "nitroheap: double free at 0x[0-9a-f]+ in partition");
+}
+
+TEST_F(CentralFreeListTest, AForeignPointerInABatchIsReported) {
+  alignas(16) static uintptr_t not_heap[4];
+  SetLink(not_heap, nullptr, part_->key());
+  central().InsertRange(not_heap, not_heap, 1);
+  EXPECT_DEATH(central().Drain(),
+               std::string("nitroheap: corrupted free list at 0x[0-9a-f]+ in partition ") +
+                   part_->name() + ": a free-list entry is not an object of the 64-byte class");
+  // Take it out again before the partition drains at teardown.
+  void* h;
+  void* t;
+  EXPECT_EQ(central().RemoveRange(&h, &t, 1), 1);
+  EXPECT_EQ(h, static_cast<void*>(not_heap));
+}
+
+}  // namespace
+}  // namespace nitro

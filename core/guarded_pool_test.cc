@@ -1,0 +1,276 @@
+// GuardedPool: placement against a guard page, zeroing, alignment, limits,
+// misuse reports (double, interior and canary-checked frees) and, with the
+// fault handler installed, accesses to freed blocks and guard pages.
+#include "core/guarded_pool.h"
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/page_map.h"
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+class GuardedPoolTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    // Neither is ever destroyed: the pool's spans stay in the page map and
+    // point at the partition (the fault handler may consult them). So each
+    // test, and each repetition of it, gets a name of its own.
+    static int serial = 0;
+    std::string name = "guarded" + std::to_string(++serial);
+    part_ = Partition::Create(name.c_str(), PartitionConfig{});
+    ASSERT_NE(part_, nullptr);
+    pool_ = new GuardedPool;
+    ASSERT_TRUE(pool_->Init(part_));
+    ASSERT_TRUE(pool_->initialized());
+  }
+  static Span* SpanOf(const void* p) { return GlobalPageMap().Get(p); }
+  void Free(void* p) { pool_->Free(SpanOf(p), p); }
+  // The start of every report: kind, any address, this partition.
+  std::string Report(const char* kind) const {
+    return std::string("nitroheap: ") + kind + " at 0x[0-9a-f]+ in partition " + part_->name() +
+           ": ";
+  }
+
+  Partition* part_ = nullptr;
+  GuardedPool* pool_ = nullptr;
+};
+
+TEST_F(GuardedPoolTest, AllocationsLieAgainstAGuardPageZeroedAndAligned) {
+  const size_t sizes[] = {0, 1, 15, 16, 100, 128, 1000, 4095, 4096, 4097, 10000, 16383, 16384};
+  const size_t aligns[] = {0, 16, 64, 512, 4096};
+  int left = 0, right = 0;
+  std::set<Span*> spans;
+  for (int round = 0; round < 700; round++) {  // more than kSlots: slots are reused
+    size_t size = sizes[round % (sizeof(sizes) / sizeof(sizes[0]))];
+    size_t align = aligns[(round / 7) % (sizeof(aligns) / sizeof(aligns[0]))];
+    auto* p = static_cast<unsigned char*>(pool_->Allocate(size, align));
+    ASSERT_NE(p, nullptr) << size << " " << align;
+    auto a = reinterpret_cast<uintptr_t>(p);
+    size_t eff_align = std::max<size_t>(align, kMinAlign);
+    EXPECT_EQ(a % eff_align, 0u) << size << " " << align;
+    size_t need = size == 0 ? 1 : size;
+    bool starts_page = a % kPageSize == 0;
+    size_t end_gap = RoundUp(a + need, kPageSize) - (a + need);
+    // Against the left guard (starts a page) or the right one (ends within
+    // the alignment's rounding of a page end, exactly when the size allows).
+    EXPECT_TRUE(starts_page || end_gap < eff_align) << size << " " << align;
+    if (!starts_page && need % eff_align == 0) {
+      EXPECT_EQ(end_gap, 0u) << size << " " << align;
+    }
+    if (starts_page && end_gap >= eff_align) left++;
+    if (!starts_page) right++;
+    // The page map knows it.
+    Span* s = SpanOf(p);
+    ASSERT_NE(s, nullptr);
+    EXPECT_EQ(s->state, SpanState::kGuarded);
+    EXPECT_EQ(s->partition, part_);
+    EXPECT_EQ(s->start, a);
+    EXPECT_EQ(s->requested, size);
+    EXPECT_EQ(SpanOf(p + need - 1), s);
+    spans.insert(s);
+    EXPECT_EQ(pool_->UsableSize(s, p), size);
+    PointerInfo pi;
+    ASSERT_TRUE(Lookup(p, &pi));
+    EXPECT_EQ(pi.object_start, p);
+    EXPECT_EQ(pi.object_size, size);
+    // Zeroed, even where the slot held an earlier block's bytes.
+    for (size_t i = 0; i < size; i++) ASSERT_EQ(p[i], 0) << size << " at " << i;
+    memset(p, 0xAB, size);
+    EXPECT_EQ(pool_->live(), 1u);
+    EXPECT_EQ(pool_->live_bytes(), size);
+    Free(p);
+    EXPECT_EQ(pool_->live(), 0u);
+    EXPECT_EQ(pool_->live_bytes(), 0u);
+  }
+  EXPECT_EQ(pool_->total_sampled(), 700u);
+  EXPECT_EQ(spans.size(), GuardedPool::kSlots) << "every slot is used in turn";
+  // The side is random; ~300 chances each (a failure chance of 2^-300).
+  EXPECT_GT(left, 0);
+  EXPECT_GT(right, 0);
+}
+
+TEST_F(GuardedPoolTest, RefusesWhatDoesNotFitASlot) {
+  EXPECT_EQ(pool_->Allocate(GuardedPool::kDataPages * kPageSize + 1, 0), nullptr);
+  EXPECT_EQ(pool_->Allocate(size_t{1} << 20, 0), nullptr);
+  EXPECT_EQ(pool_->Allocate(64, 2 * kPageSize), nullptr);
+  EXPECT_EQ(pool_->total_sampled(), 0u);
+  EXPECT_EQ(pool_->live(), 0u);
+  void* whole = pool_->Allocate(GuardedPool::kDataPages * kPageSize, 0);
+  ASSERT_NE(whole, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(whole) % kPageSize, 0u);
+  void* paged = pool_->Allocate(64, kPageSize);
+  ASSERT_NE(paged, nullptr);
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(paged) % kPageSize, 0u);
+  EXPECT_EQ(pool_->live(), 2u);
+  Free(whole);
+  Free(paged);
+}
+
+TEST_F(GuardedPoolTest, RefusesWhenEverySlotIsLiveAndReusesTheFreedOne) {
+  std::vector<void*> blocks;
+  std::set<Span*> spans;
+  for (size_t i = 0; i < GuardedPool::kSlots; i++) {
+    void* p = pool_->Allocate(32, 0);
+    ASSERT_NE(p, nullptr) << i;
+    blocks.push_back(p);
+    spans.insert(SpanOf(p));
+  }
+  EXPECT_EQ(spans.size(), GuardedPool::kSlots);
+  EXPECT_EQ(pool_->live(), GuardedPool::kSlots);
+  EXPECT_EQ(pool_->live_bytes(), 32 * GuardedPool::kSlots);
+  EXPECT_EQ(pool_->Allocate(32, 0), nullptr);
+  EXPECT_EQ(pool_->Allocate(0, 0), nullptr);
+  Span* freed_slot = SpanOf(blocks[100]);
+  Free(blocks[100]);
+  void* again = pool_->Allocate(48, 0);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(SpanOf(again), freed_slot);
+  blocks[100] = again;
+  EXPECT_EQ(pool_->Allocate(32, 0), nullptr);
+  EXPECT_EQ(pool_->total_sampled(), GuardedPool::kSlots + 1);
+  for (void* p : blocks) Free(p);
+  EXPECT_EQ(pool_->live(), 0u);
+  EXPECT_EQ(pool_->live_bytes(), 0u);
+}
+
+TEST_F(GuardedPoolTest, UsableSizeAndResize) {
+  auto* p = static_cast<char*>(pool_->Allocate(1000, 0));
+  ASSERT_NE(p, nullptr);
+  Span* s = SpanOf(p);
+  EXPECT_EQ(pool_->UsableSize(s, p), 1000u);
+  pool_->Resize(s, 600);
+  EXPECT_EQ(pool_->UsableSize(s, p), 600u);
+  EXPECT_EQ(s->requested, 600u);
+  EXPECT_EQ(pool_->live_bytes(), 600u);
+  pool_->Resize(s, 2000);  // only ever smaller
+  EXPECT_EQ(pool_->UsableSize(s, p), 600u);
+  EXPECT_DEATH(pool_->UsableSize(s, p + 1),
+               Report("invalid free") +
+                   "malloc_usable_size of a pointer that is not the start of a guarded "
+                   "allocation \\(600 bytes at 0x[0-9a-f]+\\)");
+  void* z = pool_->Allocate(0, 0);
+  ASSERT_NE(z, nullptr);
+  EXPECT_EQ(pool_->UsableSize(SpanOf(z), z), 0u);
+  Free(z);
+  Free(p);
+}
+
+TEST_F(GuardedPoolTest, DoubleAndInteriorFreesAreReported) {
+  auto* p = static_cast<char*>(pool_->Allocate(64, 0));
+  auto* q = static_cast<char*>(pool_->Allocate(64, 0));
+  ASSERT_TRUE(p && q);
+  Span* ps = SpanOf(p);
+  Free(p);
+  EXPECT_DEATH(pool_->Free(ps, p),
+               Report("double free") + "free of a guarded allocation of 64 bytes, already freed");
+  EXPECT_DEATH(pool_->Free(ps, p + 16),
+               Report("invalid free") +
+                   "free of a pointer into a guarded slot that holds no live allocation");
+  EXPECT_DEATH(Free(q + 1),
+               Report("invalid free") +
+                   "free of a pointer that is not the start of a guarded allocation \\(64 bytes");
+  // None of it changed the parent's pool.
+  EXPECT_EQ(pool_->live(), 1u);
+  Free(q);
+  EXPECT_EQ(pool_->live(), 0u);
+}
+
+TEST_F(GuardedPoolTest, CanaryCatchesAWritePastTheEndAtFree) {
+  pool_->set_canary(0x5A);
+  auto* p = static_cast<unsigned char*>(pool_->Allocate(100, 0));
+  ASSERT_NE(p, nullptr);
+  uintptr_t slack_end = RoundUp(reinterpret_cast<uintptr_t>(p) + 100, kPageSize);
+  ASSERT_GT(slack_end, reinterpret_cast<uintptr_t>(p) + 100) << "no slack to write into";
+  for (uintptr_t b = reinterpret_cast<uintptr_t>(p) + 100; b < slack_end; b++) {
+    ASSERT_EQ(*reinterpret_cast<unsigned char*>(b), 0x5A);
+  }
+  for (int i = 0; i < 100; i++) EXPECT_EQ(p[i], 0);
+  memset(p, 0xFF, 100);  // all of the block is the caller's
+  Free(p);               // no report
+
+  auto* q = static_cast<unsigned char*>(pool_->Allocate(100, 0));
+  ASSERT_NE(q, nullptr);
+  q[100] = 0;  // one byte past the end, on the same page
+  EXPECT_DEATH(Free(q), Report("heap buffer overflow") +
+                            "the 100-byte guarded object at 0x[0-9a-f]+ was written past its end "
+                            "\\(canary at offset 100\\)");
+  q[100] = 0x5A;
+
+  // After a shrink the bytes given up become canary too.
+  Span* s = SpanOf(q);
+  pool_->Resize(s, 60);
+  EXPECT_EQ(q[80], 0x5A);
+  q[80] = 1;
+  EXPECT_DEATH(Free(q), Report("heap buffer overflow") +
+                            "the 60-byte guarded object at 0x[0-9a-f]+ was written past its end "
+                            "\\(canary at offset 80\\)");
+  q[80] = 0x5A;
+  Free(q);
+  EXPECT_EQ(pool_->live(), 0u);
+}
+
+// The fault handler turns a fault in the pool into a report, then lets the
+// process die of the signal.
+class GuardedPoolFaultTest : public GuardedPoolTest {
+ protected:
+  void SetUp() override {
+    GuardedPoolTest::SetUp();
+    InstallFaultHandler();
+    RegisterFaultPools(pool_, nullptr);
+  }
+  void TearDown() override { RegisterFaultPools(nullptr, nullptr); }
+  static NITRO_NOINLINE void Read(const void* p) { (void)*static_cast<const volatile char*>(p); }
+};
+
+TEST_F(GuardedPoolFaultTest, AccessAfterFreeFaultsAndIsReported) {
+  auto* p = static_cast<char*>(pool_->Allocate(64, 0));
+  ASSERT_NE(p, nullptr);
+  p[10] = 1;
+  Read(p + 10);  // fine while live
+  Free(p);
+  // The process dies of the fault itself, after the report.
+  EXPECT_EXIT(Read(p + 10), ::testing::KilledBySignal(SIGSEGV),
+              Report("use after free") +
+                  "offset 10 in a freed guarded allocation of 64 bytes at "
+                  "0x[0-9a-f]+.*freed by thread");
+  EXPECT_DEATH(p[0] = 2, Report("use after free") + "offset 0 in a freed guarded allocation");
+}
+
+TEST_F(GuardedPoolFaultTest, GuardPagesCatchOverflowAndUnderflow) {
+  // A whole-slot block touches both guards, whichever side it was put on.
+  auto* p = static_cast<char*>(pool_->Allocate(GuardedPool::kDataPages * kPageSize, 0));
+  ASSERT_NE(p, nullptr);
+  Read(p);
+  Read(p + GuardedPool::kDataPages * kPageSize - 1);
+  EXPECT_DEATH(Read(p + GuardedPool::kDataPages * kPageSize),
+               Report("heap buffer overflow") +
+                   "0 bytes past the end of a guarded allocation of 16384 bytes");
+  EXPECT_DEATH(Read(p - 1), Report("heap buffer underflow") +
+                                "1 bytes before a guarded allocation of 16384 bytes");
+  Free(p);
+}
+
+TEST_F(GuardedPoolFaultTest, FaultsOutsideThePoolAreNotClaimed) {
+  // A fault the pool does not own is passed on to the handler installed
+  // before: ThreadSanitizer's own under --config=tsan, else the default
+  // action, which kills with the signal.
+  volatile uintptr_t unmapped = 16;
+#if defined(__SANITIZE_THREAD__)
+  EXPECT_DEATH(Read(reinterpret_cast<void*>(unmapped)), "ThreadSanitizer: SEGV on unknown address");
+#else
+  EXPECT_EXIT(Read(reinterpret_cast<void*>(unmapped)), ::testing::KilledBySignal(SIGSEGV), "");
+#endif
+}
+
+}  // namespace
+}  // namespace nitro

@@ -1,0 +1,140 @@
+// PageMap on a private instance (the addresses are only numbers to it), and
+// the global map's view of a partition's memory.
+#include "core/page_map.h"
+
+#include <gtest/gtest.h>
+#include <stdint.h>
+
+#include <memory>
+
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+constexpr uintptr_t kGiB = uintptr_t{1} << 30;
+
+const void* Addr(uintptr_t a) { return reinterpret_cast<const void*>(a); }
+
+class PageMapTest : public ::testing::Test {
+ protected:
+  // 1 MiB of root, zero: no leaves.
+  std::unique_ptr<PageMap> map_ = std::make_unique<PageMap>();
+  Span a_{}, b_{};
+};
+
+TEST_F(PageMapTest, UnmappedAndNonCanonicalAddressesHaveNoSpan) {
+  EXPECT_EQ(map_->Get(nullptr), nullptr);
+  EXPECT_EQ(map_->Get(Addr(0x1000)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(0x7f0000001000)), nullptr);
+  EXPECT_EQ(map_->Get(Addr((uintptr_t{1} << kAddressBits) - 1)), nullptr);
+  // Beyond 47 bits: never looked up in the root (it would be out of bounds).
+  EXPECT_EQ(map_->Get(Addr(uintptr_t{1} << kAddressBits)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(0xffff800000000000)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(~uintptr_t{0})), nullptr);
+  // Even with every leaf near the top of the address space in place.
+  ASSERT_TRUE(map_->Ensure((uintptr_t{1} << kAddressBits) - kGiB, kGiB));
+  EXPECT_EQ(map_->Get(Addr((uintptr_t{1} << kAddressBits) - 1)), nullptr);
+  EXPECT_EQ(map_->Get(Addr((uintptr_t{1} << kAddressBits) + 0x1000)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(0xffffffffffff0000)), nullptr);
+}
+
+TEST_F(PageMapTest, EnsureRefusesRangesBeyondTheAddressSpace) {
+  EXPECT_FALSE(map_->Ensure((uintptr_t{1} << kAddressBits) - kPageSize, 2 * kPageSize));
+  EXPECT_FALSE(map_->Ensure(uintptr_t{1} << kAddressBits, kPageSize));
+  EXPECT_TRUE(map_->Ensure((uintptr_t{1} << kAddressBits) - kPageSize, kPageSize));
+}
+
+TEST_F(PageMapTest, SetThenGetCoversExactlyThePages) {
+  const uintptr_t start = 0x7f1234560000;
+  ASSERT_TRUE(map_->Ensure(start, 10 * kPageSize));
+  // A leaf alone points nowhere yet.
+  EXPECT_EQ(map_->Get(Addr(start)), nullptr);
+  map_->Set(start, 10, &a_);
+  for (uintptr_t off = 0; off < 10 * kPageSize; off += 512) {
+    EXPECT_EQ(map_->Get(Addr(start + off)), &a_) << off;
+  }
+  EXPECT_EQ(map_->Get(Addr(start + 10 * kPageSize - 1)), &a_);
+  EXPECT_EQ(map_->Get(Addr(start - 1)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(start + 10 * kPageSize)), nullptr);
+  // Neighbouring runs keep their own spans.
+  map_->Set(start + 10 * kPageSize, 1, &b_);
+  EXPECT_EQ(map_->Get(Addr(start + 10 * kPageSize)), &b_);
+  EXPECT_EQ(map_->Get(Addr(start + 10 * kPageSize - 1)), &a_);
+  // The same page offset in another GiB is another leaf entirely.
+  EXPECT_EQ(map_->Get(Addr(start + kGiB)), nullptr);
+}
+
+TEST_F(PageMapTest, RangesAcrossLeavesGetEveryLeaf) {
+  const uintptr_t start = 5 * kGiB - 3 * kPageSize;
+  ASSERT_TRUE(map_->Ensure(start, 6 * kPageSize));
+  map_->Set(start, 6, &a_);
+  for (int i = 0; i < 6; i++) EXPECT_EQ(map_->Get(Addr(start + i * kPageSize)), &a_) << i;
+  EXPECT_EQ(map_->Get(Addr(start + 6 * kPageSize)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(start - kPageSize)), nullptr);
+  // Ensure is idempotent: the leaves and their entries stay.
+  ASSERT_TRUE(map_->Ensure(start, 6 * kPageSize));
+  ASSERT_TRUE(map_->Ensure(4 * kGiB, 2 * kGiB));
+  EXPECT_EQ(map_->Get(Addr(start)), &a_);
+  EXPECT_EQ(map_->Get(Addr(start + 5 * kPageSize)), &a_);
+}
+
+TEST_F(PageMapTest, SetEndsPointsOnlyTheFirstAndLastPage) {
+  const uintptr_t start = 0x7e0000000000;
+  ASSERT_TRUE(map_->Ensure(start, 20 * kPageSize));
+  a_.start = start;
+  a_.pages = 8;
+  map_->SetEnds(&a_);
+  EXPECT_EQ(map_->Get(Addr(start)), &a_);
+  EXPECT_EQ(map_->Get(Addr(start + 8 * kPageSize - 1)), &a_);
+  for (int i = 1; i < 7; i++) EXPECT_EQ(map_->Get(Addr(start + i * kPageSize)), nullptr) << i;
+  EXPECT_EQ(map_->Get(Addr(start + 8 * kPageSize)), nullptr);
+  // A one-page run has one end.
+  b_.start = start + 10 * kPageSize;
+  b_.pages = 1;
+  map_->SetEnds(&b_);
+  EXPECT_EQ(map_->Get(Addr(b_.start)), &b_);
+  EXPECT_EQ(map_->Get(Addr(b_.start - 1)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(b_.start + kPageSize)), nullptr);
+}
+
+TEST_F(PageMapTest, SetToNullClears) {
+  const uintptr_t start = 0x600000000000;
+  ASSERT_TRUE(map_->Ensure(start, 4 * kPageSize));
+  map_->Set(start, 4, &a_);
+  map_->Set(start + kPageSize, 2, nullptr);
+  EXPECT_EQ(map_->Get(Addr(start)), &a_);
+  EXPECT_EQ(map_->Get(Addr(start + kPageSize)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(start + 3 * kPageSize - 1)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(start + 3 * kPageSize)), &a_);
+  map_->Set(start, 4, nullptr);
+  for (int i = 0; i < 4; i++) EXPECT_EQ(map_->Get(Addr(start + i * kPageSize)), nullptr) << i;
+}
+
+TEST(GlobalPageMap, KnowsEveryPageOfAPartitionsBlocks) {
+  Partition* p = Partition::Create("page_map_test", PartitionConfig{});
+  ASSERT_NE(p, nullptr);
+  char* small = static_cast<char*>(p->Allocate(100));
+  char* large = static_cast<char*>(p->Allocate(300 * 1024));  // above kMaxSmallSize
+  ASSERT_TRUE(small && large);
+  Span* ss = GlobalPageMap().Get(small);
+  ASSERT_NE(ss, nullptr);
+  EXPECT_EQ(ss->state, SpanState::kSlab);
+  EXPECT_EQ(ss->partition, p);
+  for (uintptr_t a = ss->start; a < ss->end(); a += kPageSize)
+    EXPECT_EQ(GlobalPageMap().Get(Addr(a)), ss);
+  Span* ls = GlobalPageMap().Get(large);
+  ASSERT_NE(ls, nullptr);
+  EXPECT_EQ(ls->state, SpanState::kLarge);
+  EXPECT_EQ(ls->start, reinterpret_cast<uintptr_t>(large));
+  EXPECT_EQ(GlobalPageMap().Get(large + 300 * 1024 - 1), ls);
+  p->Free(large);
+  p->Free(small);
+  Partition::Destroy(p);
+  // Destroy clears the partition's pages.
+  EXPECT_EQ(GlobalPageMap().Get(small), nullptr);
+  EXPECT_EQ(GlobalPageMap().Get(large), nullptr);
+}
+
+}  // namespace
+}  // namespace nitro

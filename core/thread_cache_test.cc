@@ -1,0 +1,514 @@
+// ThreadCache over a partition of its own: the FIFO lists, the quarantine,
+// the slow paths (Refill, Overflow, Flush), the counters and strict mode.
+#include "core/thread_cache.h"
+
+#include <gtest/gtest.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <algorithm>
+#include <deque>
+#include <map>
+#include <memory>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "core/free_list.h"
+#include "core/partition.h"
+
+namespace nitro {
+namespace {
+
+constexpr int64_t kNever = INT64_MAX;
+constexpr size_t kNoBound = size_t{1} << 40;  // tcache_max_bytes never reached
+
+// What Init derives per class (core/thread_cache.cc): the quarantine depth,
+// and at most two batches above it (fewer when the class's cache bound is
+// smaller).
+uint32_t DepthFor(int cls, size_t quarantine) {
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  uint64_t depth = quarantine / 32 / info.size;
+  if (depth > info.cache_max - info.batch) depth = info.cache_max - info.batch;
+  return depth < 1 ? 1 : static_cast<uint32_t>(depth);
+}
+uint32_t MaxFor(int cls, size_t quarantine) {
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  uint32_t band = info.cache_max < 2 * info.batch ? info.cache_max : 2 * info.batch;
+  return band + DepthFor(cls, quarantine);
+}
+
+class ThreadCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    part_ = Partition::Create(::testing::UnitTest::GetInstance()->current_test_info()->name(),
+                              PartitionConfig{});
+    ASSERT_NE(part_, nullptr);
+  }
+  void TearDown() override { Partition::Destroy(part_); }
+
+  std::unique_ptr<ThreadCache> NewCache(size_t quarantine, bool strict = false,
+                                        size_t max_bytes = kNoBound, int64_t first_sample = kNever,
+                                        int64_t first_record = kNever) {
+    auto tc = std::make_unique<ThreadCache>();
+    tc->Init(part_, max_bytes, quarantine, strict, first_sample, first_record);
+    return tc;
+  }
+  // malloc's and free's use of the cache (core/heap.h, core/heap.cc).
+  static void* Alloc(ThreadCache& tc, int cls) {
+    void* p = tc.Pop(cls);
+    return p != nullptr ? p : tc.Refill(cls);
+  }
+  static void Free(ThreadCache& tc, int cls, void* p) {
+    if (!tc.Push(cls, p)) tc.Overflow(cls, p);
+  }
+  static uintptr_t Word1(void* p) { return static_cast<uintptr_t*>(p)[1]; }
+
+  Partition* part_ = nullptr;
+};
+
+TEST_F(ThreadCacheTest, EmptyCacheHasNothingToGiveAndNoRoom) {
+  auto tc = NewCache(0);
+  EXPECT_FALSE(tc->is_sentinel());
+  EXPECT_EQ(tc->marker(), part_->free_marker());
+  alignas(16) uintptr_t dummy[4] = {7, 7, 7, 7};
+  for (int c = 1; c < kNumClasses; c++) {
+    EXPECT_EQ(tc->Pop(c), nullptr) << c;
+    EXPECT_EQ(tc->PopChecked(c, 0), nullptr) << c;
+    // The fast push needs a non-empty list (it links to the tail).
+    EXPECT_FALSE(tc->Push(c, dummy)) << c;
+    EXPECT_EQ(tc->ListCount(c), 0u) << c;
+  }
+  EXPECT_EQ(dummy[0], 7u);
+  EXPECT_EQ(dummy[1], 7u);
+  EXPECT_EQ(tc->CachedBytes(), 0u);
+  // Nothing was taken from the partition.
+  EXPECT_EQ(part_->Stats().small_slabs, 0u);
+}
+
+TEST_F(ThreadCacheTest, RefillThenPopHandsOutDistinctAlignedObjectsOfTheClass) {
+  auto tc = NewCache(0);
+  for (size_t size :
+       {size_t{16}, size_t{64}, size_t{1000}, size_t{5000}, size_t{40000}, kMaxSmallSize}) {
+    int cls = kSizeClasses.ClassFor(size);
+    const SizeClassInfo& info = kSizeClasses.info(cls);
+    ASSERT_EQ(tc->Pop(cls), nullptr);
+    void* first = tc->Refill(cls);
+    ASSERT_NE(first, nullptr) << size;
+    // One batch came in (a fresh slab always fills it) and one object left.
+    EXPECT_EQ(tc->ListCount(cls), info.batch - 1) << size;
+    std::vector<void*> got{first};
+    std::set<void*> distinct{first};
+    size_t n = 3 * info.batch + 1;
+    while (got.size() < n) {
+      void* p = Alloc(*tc, cls);
+      ASSERT_NE(p, nullptr);
+      got.push_back(p);
+      distinct.insert(p);
+    }
+    EXPECT_EQ(distinct.size(), n) << "an object was handed out twice, size " << size;
+    for (size_t i = 0; i < got.size(); i++) {
+      void* p = got[i];
+      EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kMinAlign, 0u);
+      EXPECT_EQ(Word1(p), 0u) << "an allocated object still carries the free marker";
+      PointerInfo pi;
+      ASSERT_TRUE(Lookup(p, &pi));
+      EXPECT_EQ(pi.partition, part_);
+      EXPECT_EQ(pi.size_class, cls);
+      EXPECT_EQ(pi.object_start, p) << "not the start of an object";
+      EXPECT_EQ(pi.object_size, info.size);
+      memset(p, static_cast<int>(i & 0xff), info.size);
+    }
+    // The objects do not overlap: every byte still holds its owner's value.
+    for (size_t i = 0; i < got.size(); i++) {
+      auto* b = static_cast<unsigned char*>(got[i]);
+      for (size_t k = 0; k < info.size; k += 61) ASSERT_EQ(b[k], i & 0xff) << size;
+      ASSERT_EQ(b[info.size - 1], i & 0xff);
+    }
+    // The middle layer counts handed-out and cached objects alike.
+    EXPECT_EQ(part_->central(cls).Stats().slab_objects_in_use, n + tc->ListCount(cls));
+  }
+}
+
+TEST_F(ThreadCacheTest, PopAndPushMaintainTheFreeMarker) {
+  auto tc = NewCache(0);
+  int cls = kSizeClasses.ClassFor(48);
+  void* a = Alloc(*tc, cls);
+  void* b = Alloc(*tc, cls);
+  ASSERT_TRUE(a && b);
+  ASSERT_TRUE(tc->Push(cls, a));
+  EXPECT_EQ(Word1(a), part_->free_marker());
+  ASSERT_TRUE(tc->Push(cls, b));
+  EXPECT_EQ(Word1(b), part_->free_marker());
+  // The links are XOR-encoded with the partition's key: b follows a.
+  EXPECT_EQ(GetLink(a, part_->key()), b);
+  EXPECT_NE(*static_cast<void**>(a), b);
+}
+
+// One free then alloc/free pairs: the freed object comes back after exactly
+// `depth` allocations of other objects of its class.
+TEST_F(ThreadCacheTest, FreedObjectWaitsExactlyDepthAllocations) {
+  int cls = kSizeClasses.ClassFor(64);
+  ASSERT_EQ(kSizeClasses.size(cls), 64u);
+  for (size_t quarantine : {size_t{0}, size_t{16} << 10, size_t{64} << 10, size_t{1} << 30}) {
+    auto tc = NewCache(quarantine);
+    uint32_t depth = DepthFor(cls, quarantine);
+    void* x = Alloc(*tc, cls);
+    ASSERT_NE(x, nullptr);
+    // Take everything above the depth: the list now holds exactly `depth`.
+    std::vector<void*> held;
+    while (void* p = tc->Pop(cls)) held.push_back(p);
+    ASSERT_EQ(tc->ListCount(cls), depth) << quarantine;
+    size_t in_use = part_->central(cls).Stats().slab_objects_in_use;
+    Free(*tc, cls, x);
+    uint32_t others = 0;
+    for (;;) {
+      void* q = Alloc(*tc, cls);
+      ASSERT_NE(q, nullptr);
+      if (q == x) break;
+      ASSERT_LT(others, 100000u) << "the freed object never came back";
+      others++;
+      Free(*tc, cls, q);
+    }
+    EXPECT_EQ(others, depth) << "quarantine " << quarantine;
+    // All of it happened inside the list: no refill, no overflow.
+    EXPECT_EQ(part_->central(cls).Stats().slab_objects_in_use, in_use);
+    EXPECT_EQ(tc->ListCount(cls), depth);
+    Free(*tc, cls, x);
+    for (void* p : held) Free(*tc, cls, p);
+    tc->Flush();
+  }
+}
+
+// Random traffic (a fixed seed) with refills and overflows: no object is
+// handed out twice, and a freed object comes back only after at least
+// `depth` other objects of its class were freed after it
+// (docs/security.md, "Quarantine").
+TEST_F(ThreadCacheTest, QuarantineHoldsUnderRandomTraffic) {
+  struct Case {
+    size_t size;
+    size_t quarantine;
+    uint32_t depth;
+  };
+  const Case cases[] = {
+      {64, 32 * 64 * 40, 40},               // two batches above the depth
+      {16, size_t{4} << 20, 480},           // strict's quarantine: the cap
+      {1024, size_t{64} << 10, 2},          // balanced's
+      {16384, size_t{4} << 20, 8},          // a class with small batches
+      {kMaxSmallSize, size_t{4} << 20, 1},  // one batch is the whole bound
+  };
+  for (const Case& k : cases) {
+    int cls = kSizeClasses.ClassFor(k.size);
+    auto tc = NewCache(k.quarantine);
+    const uint64_t depth = DepthFor(cls, k.quarantine);
+    ASSERT_EQ(depth, k.depth) << k.size;
+    uint64_t rng = 0x9E3779B97F4A7C15ull;
+    std::vector<void*> live;
+    std::set<void*> live_set;
+    std::map<void*, uint64_t> freed_at;  // object -> number of frees when it was freed
+    uint64_t frees = 0, reuses = 0;
+    for (int round = 0; round < 6; round++) {
+      // Grow to a few hundred live objects, then shrink, with the other
+      // operation mixed in.
+      size_t target = (100 + 150 * static_cast<size_t>(round % 3)) / (k.size >= 16384 ? 8 : 1);
+      for (int phase = 0; phase < 2; phase++) {
+        for (int step = 0; step < 1500; step++) {
+          bool grow = phase == 0 ? (XorShift64(&rng) % 4 != 0) : (XorShift64(&rng) % 4 == 0);
+          if (grow || live.empty()) {
+            void* p = Alloc(*tc, cls);
+            ASSERT_NE(p, nullptr);
+            ASSERT_TRUE(live_set.insert(p).second)
+                << "an object was handed out twice, size " << k.size;
+            live.push_back(p);
+            auto it = freed_at.find(p);
+            if (it != freed_at.end()) {
+              ASSERT_GE(frees - it->second, depth)
+                  << "reused before the quarantine ran out, size " << k.size;
+              freed_at.erase(it);
+              reuses++;
+            }
+          } else {
+            size_t i = XorShift64(&rng) % live.size();
+            void* p = live[i];
+            live[i] = live.back();
+            live.pop_back();
+            live_set.erase(p);
+            Free(*tc, cls, p);
+            frees++;
+            freed_at[p] = frees;
+          }
+          if (phase == 0 && live.size() >= target) break;
+        }
+      }
+    }
+    EXPECT_GT(reuses, 500u) << "the check above really ran, size " << k.size;
+    for (void* p : live) Free(*tc, cls, p);
+    tc->Flush();
+  }
+}
+
+TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMiddleLayer) {
+  int cls = kSizeClasses.ClassFor(64);
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  auto tc = NewCache(0);
+  const uint32_t max = MaxFor(cls, 0);  // depth 1 plus two batches
+  ASSERT_EQ(max, 1 + 2 * info.batch);
+  std::vector<void*> objs;
+  for (uint32_t i = 0; i < max + 10; i++) objs.push_back(Alloc(*tc, cls));
+  tc->Flush();
+  ASSERT_EQ(tc->ListCount(cls), 0u);
+
+  // An empty list takes its first object on the slow path only.
+  ASSERT_FALSE(tc->Push(cls, objs[0]));
+  tc->Overflow(cls, objs[0]);
+  ASSERT_EQ(tc->ListCount(cls), 1u);
+  uint32_t pushed = 1;
+  while (tc->Push(cls, objs[pushed])) {
+    pushed++;
+    ASSERT_LE(pushed, max) << "the list grew past its bound";
+  }
+  EXPECT_EQ(pushed, max);
+  EXPECT_EQ(tc->ListCount(cls), max);
+
+  CentralStats before = part_->central(cls).Stats();
+  tc->Overflow(cls, objs[pushed]);
+  CentralStats after = part_->central(cls).Stats();
+  EXPECT_EQ(tc->ListCount(cls), max - info.batch + 1);
+  EXPECT_EQ(after.transfer_objects, before.transfer_objects + info.batch);
+  EXPECT_EQ(after.slab_objects_in_use, before.slab_objects_in_use);
+  // The batch on top of the middle layer's stack is the list's head: the
+  // objects freed first, in order.
+  void* head = nullptr;
+  void* tail = nullptr;
+  ASSERT_EQ(part_->central(cls).RemoveRange(&head, &tail, static_cast<int>(info.batch)),
+            static_cast<int>(info.batch));
+  void* p = head;
+  for (uint32_t i = 0; i < info.batch; i++) {
+    ASSERT_EQ(p, objs[i]) << i;
+    p = GetLink(p, part_->key());
+  }
+  EXPECT_EQ(p, nullptr);
+  EXPECT_EQ(tail, objs[info.batch - 1]);
+  part_->central(cls).InsertRange(head, tail, static_cast<int>(info.batch));
+  // The fast push works again.
+  EXPECT_TRUE(tc->Push(cls, objs[pushed + 1]));
+}
+
+TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
+  int big = kSizeClasses.ClassFor(64);
+  int small = kSizeClasses.ClassFor(16);
+  const uint32_t max = MaxFor(big, 0);
+  const uint32_t after_batch = max - kSizeClasses.info(big).batch + 1;
+  // What the cache holds right after the overflow below, before any halving.
+  const size_t held = after_batch * 64 + 10 * 16;
+  for (size_t bound : {held, held - 1}) {
+    auto tc = NewCache(0, false, /*max_bytes=*/bound);
+    std::vector<void*> bigs, smalls;
+    for (uint32_t i = 0; i < max + 1; i++) bigs.push_back(Alloc(*tc, big));
+    for (int i = 0; i < 10; i++) smalls.push_back(Alloc(*tc, small));
+    tc->Flush();
+    for (void* p : smalls) Free(*tc, small, p);
+    ASSERT_EQ(tc->ListCount(small), 10u);
+    tc->Overflow(big, bigs[0]);
+    for (uint32_t i = 1; i < max; i++) {
+      ASSERT_TRUE(tc->Push(big, bigs[i]));  // the fast path never checks the byte bound
+    }
+    ASSERT_GT(tc->CachedBytes(), bound);
+    // Full: one batch goes back. Then, only if the cache is over its bound,
+    // every list returns half (rounded up) of what it holds.
+    tc->Overflow(big, bigs[max]);
+    if (bound == held) {
+      EXPECT_EQ(tc->ListCount(big), after_batch);
+      EXPECT_EQ(tc->ListCount(small), 10u);
+      EXPECT_EQ(tc->CachedBytes(), held);
+    } else {
+      EXPECT_EQ(tc->ListCount(big), after_batch - (after_batch + 1) / 2);
+      EXPECT_EQ(tc->ListCount(small), 5u);
+      EXPECT_EQ(tc->CachedBytes(), tc->ListCount(big) * 64 + tc->ListCount(small) * 16);
+    }
+    tc->Flush();
+  }
+}
+
+TEST_F(ThreadCacheTest, FlushReturnsEverythingToTheMiddleLayer) {
+  auto tc = NewCache(size_t{64} << 10);
+  const int classes[] = {kSizeClasses.ClassFor(16), kSizeClasses.ClassFor(200),
+                         kSizeClasses.ClassFor(3000)};
+  std::map<int, std::vector<void*>> objs;
+  for (int cls : classes) {
+    for (int i = 0; i < 150; i++) objs[cls].push_back(Alloc(*tc, cls));
+  }
+  for (int cls : classes) {
+    for (void* p : objs[cls]) Free(*tc, cls, p);
+  }
+  size_t expected_bytes = 0;
+  std::map<int, size_t> cached, transfer_before;
+  for (int cls : classes) {
+    cached[cls] = tc->ListCount(cls);
+    EXPECT_GT(cached[cls], 0u);
+    expected_bytes += cached[cls] * kSizeClasses.size(cls);
+    transfer_before[cls] = part_->central(cls).Stats().transfer_objects;
+  }
+  EXPECT_EQ(tc->CachedBytes(), expected_bytes);
+
+  tc->Flush();
+  EXPECT_EQ(tc->CachedBytes(), 0u);
+  for (int c = 1; c < kNumClasses; c++) EXPECT_EQ(tc->ListCount(c), 0u) << c;
+  for (int cls : classes) {
+    CentralStats st = part_->central(cls).Stats();
+    EXPECT_EQ(st.transfer_objects, transfer_before[cls] + cached[cls]) << cls;
+    // Nothing is in use any more: every object out of a slab is in a batch.
+    EXPECT_EQ(st.slab_objects_in_use, st.transfer_objects) << cls;
+  }
+  // Nothing was lost: draining the middle layer empties every slab.
+  part_->ReleaseFreeMemory();
+  PartitionStats ps = part_->Stats();
+  EXPECT_EQ(ps.small_slabs, 0u);
+  EXPECT_EQ(ps.pages.in_use_bytes, 0u);
+  // The cache still works after a flush.
+  void* p = Alloc(*tc, classes[0]);
+  EXPECT_NE(p, nullptr);
+}
+
+TEST_F(ThreadCacheTest, CountersCountExactly) {
+  auto tc = NewCache(0);
+  int a = kSizeClasses.ClassFor(32), b = kSizeClasses.ClassFor(4096);
+  ThreadCache::Counters c0 = tc->ReadCounters();
+  for (int i = 0; i < kNumClasses; i++) {
+    EXPECT_EQ(c0.allocs[i], 0u);
+    EXPECT_EQ(c0.frees[i], 0u);
+  }
+  for (int i = 0; i < 5; i++) EXPECT_FALSE(tc->AccountAlloc(a, 32));
+  for (int i = 0; i < 3; i++) EXPECT_FALSE(tc->AccountAlloc(b, 4096));
+  for (int i = 0; i < 4; i++) tc->AccountFree(a);
+  tc->UnaccountAlloc(a);  // served by the guarded pool instead
+  ThreadCache::Counters c = tc->ReadCounters();
+  for (int i = 0; i < kNumClasses; i++) {
+    uint64_t allocs = i == a ? 4 : (i == b ? 3 : 0);
+    uint64_t frees = i == a ? 4 : 0;
+    EXPECT_EQ(c.allocs[i], allocs) << i;
+    EXPECT_EQ(c.frees[i], frees) << i;
+  }
+  // Pop and Push themselves count nothing (malloc and free count).
+  void* p = Alloc(*tc, a);
+  Free(*tc, a, p);
+  EXPECT_EQ(tc->ReadCounters().allocs[a], 4u);
+  EXPECT_EQ(tc->ReadCounters().frees[a], 4u);
+}
+
+TEST_F(ThreadCacheTest, SamplingCountdownsFireWhenTheyRunOut) {
+  int cls = kSizeClasses.ClassFor(64);
+  // One in 3 allocations for the guarded pool: due at the 4th.
+  auto tc = NewCache(0, false, kNoBound, /*first_sample=*/3, /*first_record=*/kNever);
+  EXPECT_FALSE(tc->AccountAlloc(cls, 64));
+  EXPECT_FALSE(tc->AccountAlloc(cls, 64));
+  EXPECT_FALSE(tc->AccountAlloc(cls, 64));
+  EXPECT_FALSE(tc->GuardDue());
+  EXPECT_TRUE(tc->AccountAlloc(cls, 64));
+  EXPECT_TRUE(tc->GuardDue());
+  EXPECT_FALSE(tc->RecordDue());
+  tc->ResetSampleCountdown(kNever);
+  EXPECT_FALSE(tc->AccountAlloc(cls, 64));
+  EXPECT_EQ(tc->ReadCounters().allocs[cls], 5u);
+
+  // The flight recorder counts bytes: 100 bytes run out at the second
+  // 64-byte allocation.
+  auto tr = NewCache(0, false, kNoBound, kNever, /*first_record=*/100);
+  EXPECT_FALSE(tr->AccountAlloc(cls, 64));
+  EXPECT_TRUE(tr->AccountAlloc(cls, 64));
+  EXPECT_TRUE(tr->RecordDue());
+  EXPECT_FALSE(tr->GuardDue());
+  tr->ResetRecordCountdown(1000);
+  EXPECT_FALSE(tr->RecordBytes(999));
+  EXPECT_TRUE(tr->RecordBytes(2));
+}
+
+TEST_F(ThreadCacheTest, StrictBlocksBothFastPathsButNotTheCheckedOnes) {
+  int cls = kSizeClasses.ClassFor(64);
+  auto tc = NewCache(0, /*strict=*/true);
+  EXPECT_EQ(tc->Pop(cls), nullptr);
+  ASSERT_TRUE(tc->RefillList(cls));
+  uint32_t n = tc->ListCount(cls);
+  ASSERT_EQ(n, kSizeClasses.info(cls).batch);
+  // Plenty to give, plenty of room: the fast forms still refuse.
+  EXPECT_EQ(tc->Pop(cls), nullptr);
+  void* p = tc->PopChecked(cls, 0);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(Word1(p), 0u);
+  EXPECT_EQ(tc->ListCount(cls), n - 1);
+  EXPECT_FALSE(tc->Push(cls, p));
+  EXPECT_EQ(tc->ListCount(cls), n - 1);
+  tc->PushChecked(cls, p);
+  EXPECT_EQ(tc->ListCount(cls), n);
+  EXPECT_EQ(Word1(p), part_->free_marker());
+  for (int c = 1; c < kNumClasses; c++) {
+    EXPECT_EQ(tc->Pop(c), nullptr) << c;
+    EXPECT_FALSE(tc->Push(c, p)) << c;
+  }
+  // The real limits still apply on the checked path: depth 1 holds one back.
+  std::vector<void*> got;
+  while (void* q = tc->PopChecked(cls, 0)) got.push_back(q);
+  EXPECT_EQ(got.size(), n - 1);
+  EXPECT_EQ(tc->ListCount(cls), 1u);
+  // Refill works too (it pops with the checked form).
+  void* r = tc->Refill(cls);
+  EXPECT_NE(r, nullptr);
+  tc->PushChecked(cls, r);
+  for (void* q : got) tc->PushChecked(cls, q);
+  tc->Flush();
+  EXPECT_EQ(tc->CachedBytes(), 0u);
+}
+
+TEST_F(ThreadCacheTest, StrictRandomPickTakesOneOfTheFirstReusableObjects) {
+  int cls = kSizeClasses.ClassFor(64);
+  auto tc = NewCache(0, /*strict=*/true);
+  std::vector<void*> objs;
+  for (int i = 0; i < 40; i++) objs.push_back(part_->central(cls).AllocateOne());
+  // A model of the list: pushes go to the back, a pick removes one of the
+  // first min(4, count - depth).
+  std::deque<void*> model;
+  int not_head = 0;
+  for (int round = 0; round < 20; round++) {
+    for (void* p : objs) {
+      if (std::find(model.begin(), model.end(), p) != model.end()) continue;
+      tc->PushChecked(cls, p);
+      model.push_back(p);
+    }
+    for (int k = 0; k < 30; k++) {
+      size_t reusable = model.size() - 1;  // depth 1
+      void* p = tc->PopChecked(cls, 4);
+      ASSERT_NE(p, nullptr);
+      auto it = std::find(model.begin(), model.end(), p);
+      ASSERT_NE(it, model.end()) << "not an object of the list";
+      size_t pos = static_cast<size_t>(it - model.begin());
+      ASSERT_LT(pos, std::min<size_t>(4, reusable));
+      if (pos != 0) not_head++;
+      model.erase(it);
+      ASSERT_EQ(tc->ListCount(cls), model.size());
+    }
+  }
+  // 600 picks: the head alone has a chance of 4^-600 or so.
+  EXPECT_GT(not_head, 0);
+  // The list is still well linked after all the unlinking in the middle.
+  while (!model.empty()) {
+    void* p = tc->PopChecked(cls, 0);
+    if (p == nullptr) break;
+    ASSERT_EQ(p, model.front());
+    model.pop_front();
+  }
+  EXPECT_EQ(model.size(), 1u);  // the depth
+}
+
+bool RejectAll(void*, int) { return false; }
+
+TEST_F(ThreadCacheTest, StrictValidatorReportsACorruptLink) {
+  int cls = kSizeClasses.ClassFor(64);
+  auto tc = NewCache(0, /*strict=*/true);
+  ASSERT_TRUE(tc->RefillList(cls));
+  EXPECT_DEATH(tc->PopChecked(cls, 0, RejectAll),
+               std::string("nitroheap: corrupted free list at 0x[0-9a-f]+ in partition ") +
+                   part_->name() + ": a free-list link points outside the 64-byte class");
+}
+
+}  // namespace
+}  // namespace nitro
