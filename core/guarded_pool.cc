@@ -84,14 +84,23 @@ void PassOn(int sig, siginfo_t* info, void* ctx) {
   if (sent) raise(sig);
 }
 
+// Set while this thread reports a fault: a fault inside the report (it
+// must not happen, but a report must never loop) kills the process at once.
+__thread bool tls_reporting_fault __attribute__((tls_model("initial-exec"))) = false;
+
 void FaultHandler(int sig, siginfo_t* info, void* ctx) {
   // Only a fault of the kernel's making has a faulting address.
   if (info->si_code <= 0) {
     PassOn(sig, info, ctx);
     return;
   }
+  if (tls_reporting_fault) {
+    signal(sig, SIG_DFL);
+    return;
+  }
   auto addr = reinterpret_cast<uintptr_t>(info->si_addr);
   bool ours = false;
+  tls_reporting_fault = true;
   if (g_fault_pool != nullptr && g_fault_pool->ReportFault(addr)) {
     ours = true;
   } else if (g_fault_zero != nullptr && g_fault_zero->Contains(addr)) {
@@ -120,6 +129,7 @@ void FaultHandler(int sig, siginfo_t* info, void* ctx) {
     signal(sig, SIG_DFL);
     return;
   }
+  tls_reporting_fault = false;
   PassOn(sig, info, ctx);
 }
 

@@ -86,13 +86,13 @@ TEST_F(GuardedPoolTest, AllocationsLieAgainstAGuardPageZeroedAndAligned) {
     // Zeroed, even where the slot held an earlier block's bytes.
     for (size_t i = 0; i < size; i++) ASSERT_EQ(p[i], 0) << size << " at " << i;
     memset(p, 0xAB, size);
-    EXPECT_EQ(pool_->live(), 1u);
-    EXPECT_EQ(pool_->live_bytes(), size);
+    EXPECT_EQ(pool_->counts().live, 1u);
+    EXPECT_EQ(pool_->counts().live_bytes, size);
     Free(p);
-    EXPECT_EQ(pool_->live(), 0u);
-    EXPECT_EQ(pool_->live_bytes(), 0u);
+    EXPECT_EQ(pool_->counts().live, 0u);
+    EXPECT_EQ(pool_->counts().live_bytes, 0u);
   }
-  EXPECT_EQ(pool_->total_sampled(), 700u);
+  EXPECT_EQ(pool_->counts().total, 700u);
   EXPECT_EQ(spans.size(), GuardedPool::kSlots) << "every slot is used in turn";
   // The side is random; ~300 chances each (a failure chance of 2^-300).
   EXPECT_GT(left, 0);
@@ -103,15 +103,15 @@ TEST_F(GuardedPoolTest, RefusesWhatDoesNotFitASlot) {
   EXPECT_EQ(pool_->Allocate(GuardedPool::kDataPages * kPageSize + 1, 0), nullptr);
   EXPECT_EQ(pool_->Allocate(size_t{1} << 20, 0), nullptr);
   EXPECT_EQ(pool_->Allocate(64, 2 * kPageSize), nullptr);
-  EXPECT_EQ(pool_->total_sampled(), 0u);
-  EXPECT_EQ(pool_->live(), 0u);
+  EXPECT_EQ(pool_->counts().total, 0u);
+  EXPECT_EQ(pool_->counts().live, 0u);
   void* whole = pool_->Allocate(GuardedPool::kDataPages * kPageSize, 0);
   ASSERT_NE(whole, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(whole) % kPageSize, 0u);
   void* paged = pool_->Allocate(64, kPageSize);
   ASSERT_NE(paged, nullptr);
   EXPECT_EQ(reinterpret_cast<uintptr_t>(paged) % kPageSize, 0u);
-  EXPECT_EQ(pool_->live(), 2u);
+  EXPECT_EQ(pool_->counts().live, 2u);
   Free(whole);
   Free(paged);
 }
@@ -126,8 +126,8 @@ TEST_F(GuardedPoolTest, RefusesWhenEverySlotIsLiveAndReusesTheFreedOne) {
     spans.insert(SpanOf(p));
   }
   EXPECT_EQ(spans.size(), GuardedPool::kSlots);
-  EXPECT_EQ(pool_->live(), GuardedPool::kSlots);
-  EXPECT_EQ(pool_->live_bytes(), 32 * GuardedPool::kSlots);
+  EXPECT_EQ(pool_->counts().live, GuardedPool::kSlots);
+  EXPECT_EQ(pool_->counts().live_bytes, 32 * GuardedPool::kSlots);
   EXPECT_EQ(pool_->Allocate(32, 0), nullptr);
   EXPECT_EQ(pool_->Allocate(0, 0), nullptr);
   Span* freed_slot = SpanOf(blocks[100]);
@@ -137,10 +137,10 @@ TEST_F(GuardedPoolTest, RefusesWhenEverySlotIsLiveAndReusesTheFreedOne) {
   EXPECT_EQ(SpanOf(again), freed_slot);
   blocks[100] = again;
   EXPECT_EQ(pool_->Allocate(32, 0), nullptr);
-  EXPECT_EQ(pool_->total_sampled(), GuardedPool::kSlots + 1);
+  EXPECT_EQ(pool_->counts().total, GuardedPool::kSlots + 1);
   for (void* p : blocks) Free(p);
-  EXPECT_EQ(pool_->live(), 0u);
-  EXPECT_EQ(pool_->live_bytes(), 0u);
+  EXPECT_EQ(pool_->counts().live, 0u);
+  EXPECT_EQ(pool_->counts().live_bytes, 0u);
 }
 
 TEST_F(GuardedPoolTest, UsableSizeAndResize) {
@@ -151,7 +151,7 @@ TEST_F(GuardedPoolTest, UsableSizeAndResize) {
   pool_->Resize(s, 600);
   EXPECT_EQ(pool_->UsableSize(s, p), 600u);
   EXPECT_EQ(s->requested, 600u);
-  EXPECT_EQ(pool_->live_bytes(), 600u);
+  EXPECT_EQ(pool_->counts().live_bytes, 600u);
   pool_->Resize(s, 2000);  // only ever smaller
   EXPECT_EQ(pool_->UsableSize(s, p), 600u);
   EXPECT_DEATH(pool_->UsableSize(s, p + 1),
@@ -180,9 +180,9 @@ TEST_F(GuardedPoolTest, DoubleAndInteriorFreesAreReported) {
                Report("invalid free") +
                    "free of a pointer that is not the start of a guarded allocation \\(64 bytes");
   // None of it changed the parent's pool.
-  EXPECT_EQ(pool_->live(), 1u);
+  EXPECT_EQ(pool_->counts().live, 1u);
   Free(q);
-  EXPECT_EQ(pool_->live(), 0u);
+  EXPECT_EQ(pool_->counts().live, 0u);
 }
 
 TEST_F(GuardedPoolTest, CanaryCatchesAWritePastTheEndAtFree) {
@@ -216,7 +216,7 @@ TEST_F(GuardedPoolTest, CanaryCatchesAWritePastTheEndAtFree) {
                             "\\(canary at offset 80\\)");
   q[80] = 0x5A;
   Free(q);
-  EXPECT_EQ(pool_->live(), 0u);
+  EXPECT_EQ(pool_->counts().live, 0u);
 }
 
 // The fault handler turns a fault in the pool into a report, then lets the

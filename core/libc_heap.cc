@@ -5,11 +5,11 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <sys/mman.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include "core/base.h"
 #include "core/lock.h"
+#include "core/os.h"
 
 #include <errno.h>
 
@@ -56,19 +56,6 @@ uintptr_t StartBrk() {
   return value;
 }
 
-// Copies `len` bytes at `addr` without ever faulting: the kernel reads them
-// on our behalf and says EFAULT for memory that is unmapped or inaccessible
-// (mincore alone would pass a PROT_NONE page, which then faults). Where the
-// system call is refused (seccomp), nothing is read and the answer is no.
-bool ReadWithoutFault(uintptr_t addr, void* out, size_t len) {
-  int saved = errno;
-  struct iovec local = {out, len};
-  struct iovec remote = {reinterpret_cast<void*>(addr), len};
-  ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
-  errno = saved;
-  return n == static_cast<ssize_t>(len);
-}
-
 bool Mapped(uintptr_t addr, size_t len) {
   uintptr_t first = RoundDown(addr, kPageSize);
   uintptr_t last = RoundUp(addr + len, kPageSize);
@@ -86,7 +73,7 @@ bool Mapped(uintptr_t addr, size_t len) {
 bool LibcMayOwn(const void* p) {
   auto a = reinterpret_cast<uintptr_t>(p);
   size_t header[2];
-  if (a % kMinAlign != 0 || a < 4096 || !ReadWithoutFault(a - 16, header, sizeof(header))) return false;
+  if (a % kMinAlign != 0 || a < 4096 || !os::ReadWithoutFault(reinterpret_cast<const void*>(a - 16), header, sizeof(header))) return false;
   size_t prev_size = header[0];
   size_t size_field = header[1];
   size_t chunk = size_field & ~size_t{7};

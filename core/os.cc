@@ -5,6 +5,8 @@
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/uio.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "core/base.h"
@@ -39,6 +41,15 @@ void Release(void* p, size_t size) {
 bool ProtectNone(void* p, size_t size) { return mprotect(p, size, PROT_NONE) == 0; }
 bool ProtectReadWrite(void* p, size_t size) {
   return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
+}
+
+bool ReadWithoutFault(const void* addr, void* out, size_t len) {
+  int saved = errno;
+  struct iovec local = {out, len};
+  struct iovec remote = {const_cast<void*>(addr), len};
+  ssize_t n = process_vm_readv(getpid(), &local, 1, &remote, 1, 0);
+  errno = saved;
+  return n == static_cast<ssize_t>(len);
 }
 
 void RandomBytes(void* buf, size_t len) {

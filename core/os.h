@@ -19,6 +19,12 @@ void Release(void* p, size_t size);
 // Makes a range inaccessible (guard pages) or accessible again.
 bool ProtectNone(void* p, size_t size);
 bool ProtectReadWrite(void* p, size_t size);
+// Copies `len` bytes at `addr` into `out` without ever faulting: the kernel
+// reads them on our behalf (process_vm_readv) and says EFAULT for memory
+// that is unmapped or inaccessible (mincore alone would pass a PROT_NONE
+// page, which then faults). False when they cannot be read, or when the
+// system call is refused (seccomp): then nothing is known.
+bool ReadWithoutFault(const void* addr, void* out, size_t len);
 // Fills `buf` with random bytes from the kernel (getrandom, never blocking
 // after boot); falls back to address/time entropy.
 void RandomBytes(void* buf, size_t len);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "core/base.h"
+#include "core/os.h"
 
 namespace nitro {
 namespace {
@@ -28,11 +29,24 @@ namespace {
 // Frame pointers are kept in NitroHeap's build (and usually in the
 // program's); each frame is [saved fp][return address]. Stops at the first
 // implausible frame: the caller's frame is above, on the same stack, aligned.
-int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip) {
+// Code built without frame pointers leaves anything in the frame-pointer
+// register, so a walk must never fault: a frame on a page not yet known to
+// be readable is read through the kernel (one system call per page the walk
+// enters; `known_page` is a page already read, 0 for none).
+int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, uintptr_t known_page) {
   int n = 0;
   for (int depth = 0; fp != nullptr && n < max && depth < 256; depth++) {
-    uintptr_t next = fp[0];
-    uintptr_t ret = fp[1];
+    auto a = reinterpret_cast<uintptr_t>(fp);
+    uintptr_t words[2];
+    if (RoundDown(a, kPageSize) == known_page && RoundDown(a + 15, kPageSize) == known_page) {
+      words[0] = fp[0];
+      words[1] = fp[1];
+    } else {
+      if ((a & 7) != 0 || !os::ReadWithoutFault(fp, words, sizeof(words))) break;
+      known_page = RoundDown(a + 15, kPageSize) == RoundDown(a, kPageSize) ? RoundDown(a, kPageSize) : 0;
+    }
+    uintptr_t next = words[0];
+    uintptr_t ret = words[1];
     // Code built without frame pointers leaves garbage here: stop at it.
     if (ret < 0x10000) break;
     if (depth >= skip) frames[n++] = ret;
@@ -48,13 +62,16 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip) {
 }  // namespace
 
 int CaptureStack(uintptr_t* frames, int max, int skip) {
-  return WalkFrames(static_cast<uintptr_t*>(__builtin_frame_address(0)), frames, max, skip);
+  // This function's own frame is readable, and so is the rest of its page.
+  auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
+  return WalkFrames(fp, frames, max, skip, RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
 }
 
 int CaptureStackFrom(uintptr_t fp, uintptr_t pc, uintptr_t* frames, int max) {
   if (max <= 0) return 0;
   frames[0] = pc + 1;  // WriteStack steps back one byte, as for return addresses
-  return 1 + WalkFrames(reinterpret_cast<uintptr_t*>(fp), frames + 1, max - 1, 0);
+  // fp is whatever the faulting code left in the register: nothing is known.
+  return 1 + WalkFrames(reinterpret_cast<uintptr_t*>(fp), frames + 1, max - 1, 0, 0);
 }
 
 void WriteStack(int fd, const char* title, const uintptr_t* frames, int n) {

@@ -576,6 +576,22 @@ class ShmPublisher {
     return fd;
   }
 
+  // When the segment behind `fd` was last written: its header's heartbeat,
+  // or the file's own times (a segment being created has a zero header for
+  // a moment, and its file is new).
+  static uint64_t LastWriteNs(int fd, const struct stat& st) {
+    auto ns = [](const struct timespec& t) {
+      return static_cast<uint64_t>(t.tv_sec) * 1000000000ull + static_cast<uint64_t>(t.tv_nsec);
+    };
+    uint64_t last = ns(st.st_ctim) > ns(st.st_mtim) ? ns(st.st_ctim) : ns(st.st_mtim);
+    nitro_shm_header h;
+    if (st.st_size != 0 && pread(fd, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) &&
+        h.update_time_ns > last) {
+      last = h.update_time_ns;
+    }
+    return last;
+  }
+
   bool Create(bool sweep) {
     if (failed_) return false;
     if (sweep) RemoveStale();
@@ -592,9 +608,7 @@ class ShmPublisher {
       struct stat st;
       int old = OpenOwnSegment(name_, O_RDONLY, &st);
       if (old >= 0) {
-        nitro_shm_header h;
-        bool live = pread(old, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) &&
-                    h.update_time_ns + 3000000000ull > NowNs();
+        bool live = LastWriteNs(old, st) + 3000000000ull > NowNs();
         close(old);
         if (live) {
           failed_ = true;
@@ -679,10 +693,7 @@ class ShmPublisher {
         struct stat st;
         int fd = OpenOwnSegment(name, O_RDONLY, &st);
         if (fd < 0) continue;
-        nitro_shm_header h;
-        bool stale = st.st_size == 0 ||
-                     (pread(fd, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) &&
-                      h.pid == static_cast<uint64_t>(pid) && h.update_time_ns < stale_before);
+        bool stale = LastWriteNs(fd, st) < stale_before;
         close(fd);
         if (stale) shm_unlink(name);
       }
