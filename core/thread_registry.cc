@@ -29,8 +29,9 @@ __thread bool tls_dead __attribute__((tls_model("initial-exec"))) = false;
 
 bool IsMainThread() { return syscall(SYS_gettid) == getpid(); }
 
-void DestroyThreadCache(ThreadCache* tc) {
-  tc->Flush();
+// Unlinks a cache and keeps its counts; `flush` first returns its objects.
+void DestroyThreadCache(ThreadCache* tc, bool flush) {
+  if (flush) tc->Flush();
   LockGuard g(g_registry_lock);
   // Keep the counts of threads that are gone.
   ThreadCache::Counters c = tc->ReadCounters();
@@ -51,7 +52,7 @@ void ThreadExit(void* arg) {
     // middle layer directly instead of creating a new cache.
     tls_dead = true;
     tls_cache = &g_sentinel;
-    DestroyThreadCache(static_cast<ThreadCache*>(arg));
+    DestroyThreadCache(static_cast<ThreadCache*>(arg), /*flush=*/true);
   }
   if (main) g_main_exited.store(true, std::memory_order_release);
   if (ProgramThreadsGone()) g_background.Wake();
@@ -100,11 +101,17 @@ ThreadCache* CacheForThisThread() {
 }
 
 void DestroyOtherThreadCachesInChild() {
-  // The other threads are gone; what their caches held goes back.
+  // The other threads are gone. Their caches are dropped, not flushed: a
+  // cache's lists are changed without a lock by their owner, which may
+  // have been halfway through a push or a pop at the moment of fork, so
+  // their links cannot be trusted (following them crashed a strict-mode
+  // fork child about once in a few hundred forks under load). What they
+  // held stays allocated in the child: at most tcache_max_bytes (plus the
+  // quarantine) per thread of the parent.
   ThreadCache* mine = tls_cache;
   for (ThreadCache* tc = g_registry; tc != nullptr;) {
     ThreadCache* next = tc->next;
-    if (tc != mine) DestroyThreadCache(tc);
+    if (tc != mine) DestroyThreadCache(tc, /*flush=*/false);
     tc = next;
   }
   // The child's only thread is the one that forked: it is the program's

@@ -12,6 +12,7 @@ PACKAGES="
   libprotobuf-dev protobuf-compiler
   libjemalloc2 libgoogle-perftools4 libmimalloc2.0
   sqlite3 valgrind
+  libpython3.11-testsuite
 "
 
 # Rust: the rustup toolchain when there is one, else Debian's cargo.
