@@ -185,6 +185,7 @@ int ReadOption(const char* name, void* oldp, size_t* oldlenp) {
           return ReadU64(nitro::QuarantineBytes(o), oldp, oldlenp);
         }
         return ReadU64(*reinterpret_cast<const size_t*>(field), oldp, oldlenp);
+      case nitro::OptionType::kFileMode:
       case nitro::OptionType::kUint: return ReadU64(*reinterpret_cast<const uint64_t*>(field), oldp, oldlenp);
     }
   }

@@ -50,6 +50,10 @@ constexpr OptionSpec kTable[] = {
      nullptr},
     {"heap_profile", OptionType::kString, offsetof(Options, heap_profile), 0, 256,
      "write a pprof heap profile to this path at exit (%p becomes the pid)", nullptr},
+    {"output_mode", OptionType::kFileMode, offsetof(Options, output_mode), 0, 0777,
+     "permission bits (octal) of the files written for flight_recorder and heap_profile; "
+     "they are created exclusively and renamed into place, never written through a link",
+     nullptr},
     {"lock_audit", OptionType::kBool, offsetof(Options, lock_audit), 0, 1,
      "testing: abort when a lock is taken that the fork handler does not take, or out of rank "
      "order",
@@ -89,6 +93,18 @@ bool ParseNumber(const char* s, bool allow_suffix, uint64_t* out) {
     }
     if (v > (~uint64_t{0} >> shift)) return false;
     v <<= shift;
+  }
+  *out = v;
+  return true;
+}
+
+// Parses permission bits in octal ("600", "0640"); nothing else.
+bool ParseOctal(const char* s, uint64_t* out) {
+  if (*s == '\0') return false;
+  uint64_t v = 0;
+  for (const char* p = s; *p; p++) {
+    if (*p < '0' || *p > '7' || v > 07777) return false;
+    v = v * 8 + static_cast<uint64_t>(*p - '0');
   }
   *out = v;
   return true;
@@ -176,6 +192,8 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
             if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) v = 1;
             else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) v = 0;
             else ok = false;
+          } else if (o->type == OptionType::kFileMode) {
+            ok = ParseOctal(value, &v) && v <= o->max;
           } else {
             ok = ParseNumber(value, o->type == OptionType::kSize, &v) && v >= o->min && v <= o->max;
           }
@@ -183,6 +201,7 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
             const char* expected = o->type == OptionType::kString ? "a path shorter than 256 bytes"
                                    : o->type == OptionType::kChoice ? o->choices
                                    : o->type == OptionType::kBool ? "0 or 1"
+                                   : o->type == OptionType::kFileMode ? "permission bits in octal, 0 to 0777, such as 0600"
                                    : o->type == OptionType::kSize ? "a size such as 512K, 64M or 1G, in range"
                                                                   : "a whole number in range";
             Report(sink, ctx, "NITROHEAP_OPTIONS: option '%.64s' has a malformed value '%.64s'; expected %s",
@@ -219,6 +238,8 @@ void PrintOptionHelp(int fd, const Options& defaults) {
       snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field)));
     } else if (o->type == OptionType::kSize && *reinterpret_cast<const size_t*>(field) == kQuarantineFromMode) {
       snprintf(value, sizeof(value), "by mode");
+    } else if (o->type == OptionType::kFileMode) {
+      snprintf(value, sizeof(value), "%04llo", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field)));
     } else {
       unsigned long long v = o->type == OptionType::kBool   ? *reinterpret_cast<const bool*>(field)
                              : o->type == OptionType::kSize ? *reinterpret_cast<const size_t*>(field)

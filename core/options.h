@@ -32,6 +32,8 @@ struct Options {
   uint64_t flight_recorder_signal = 0;
   char flight_recorder[256] = {};
   char heap_profile[256] = {};
+  // Permission bits of the files NitroHeap writes (recordings, profiles).
+  uint64_t output_mode = 0600;
   // Testing: check every lock against the fork handler's registry.
   bool lock_audit = false;
 };
@@ -40,7 +42,9 @@ struct Options {
 size_t QuarantineBytes(const Options& o);
 const char* ModeName(HardeningMode m);
 
-enum class OptionType { kSize, kUint, kBool, kChoice, kString };
+// kFileMode: permission bits, written and printed in octal (0600), stored
+// as a uint64_t.
+enum class OptionType { kSize, kUint, kBool, kChoice, kString, kFileMode };
 
 struct OptionSpec {
   const char* name;

@@ -96,6 +96,26 @@ TEST(Options, OverflowingSizesAreRejected) {
   EXPECT_EQ(ParseOptions("max_free_committed=17179869184G", &o, nullptr, nullptr, nullptr), 1);
 }
 
+TEST(Options, OutputModeIsOctalPermissionBits) {
+  Options o;
+  EXPECT_EQ(o.output_mode, 0600u);
+  EXPECT_EQ(ParseOptions("output_mode=0640", &o, nullptr, nullptr, nullptr), 0);
+  EXPECT_EQ(o.output_mode, 0640u);
+  EXPECT_EQ(ParseOptions("output_mode=600", &o, nullptr, nullptr, nullptr), 0);
+  EXPECT_EQ(o.output_mode, 0600u);
+  EXPECT_EQ(ParseOptions("output_mode=0", &o, nullptr, nullptr, nullptr), 0);
+  EXPECT_EQ(o.output_mode, 0u);
+  std::string messages;
+  auto sink = [](const char* m, void* ctx) { *static_cast<std::string*>(ctx) += std::string(m) + "\n"; };
+  for (const char* bad : {"output_mode=0800", "output_mode=01000", "output_mode=4755", "output_mode=",
+                          "output_mode=rw", "output_mode=-1", "output_mode=0x180"}) {
+    Options p;
+    EXPECT_EQ(ParseOptions(bad, &p, nullptr, sink, &messages), 1) << bad;
+    EXPECT_EQ(p.output_mode, 0600u) << bad;  // a refused value changes nothing
+  }
+  EXPECT_NE(messages.find("permission bits in octal, 0 to 0777"), std::string::npos) << messages;
+}
+
 TEST(Options, TableIsCompleteAndDocumented) {
   int n = 0;
   for (const OptionSpec* s = OptionTable(); s->name; s++, n++) {
@@ -103,7 +123,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 15);
+  EXPECT_EQ(n, 16);
 }
 
 }  // namespace

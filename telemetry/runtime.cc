@@ -216,23 +216,52 @@ void ExpandPath(const char* path, char* out, size_t len) {
   out[o] = '\0';
 }
 
-int WriteFile(const char* path, const char* data, size_t len) {
-  char expanded[512];
-  ExpandPath(path, expanded, sizeof(expanded));
-  int fd = open(expanded, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) return errno;
+int WriteAll(int fd, const char* data, size_t len) {
   while (len > 0) {
     ssize_t w = write(fd, data, len);
     if (w < 0) {
       if (errno == EINTR) continue;
-      int err = errno;
-      close(fd);
-      return err;
+      return errno;
     }
     data += w;
     len -= static_cast<size_t>(w);
   }
-  return close(fd) == 0 ? 0 : errno;
+  return 0;
+}
+
+// Output files are replaced atomically and never written through whatever
+// sits at the path: the data goes to a new file (O_EXCL|O_NOFOLLOW, so a
+// link or FIFO planted at its name is refused, not followed) in the same
+// directory, which is then renamed over the path. A symlink or hard link at
+// the path is replaced, its target untouched; a reader sees the old file or
+// the whole new one. Mode: output_mode exactly (fchmod, not filtered by the
+// umask), 0600 by default: recordings hold addresses and the command line.
+int WriteFile(const char* path, const char* data, size_t len) {
+  char expanded[512];
+  ExpandPath(path, expanded, sizeof(expanded));
+  if (expanded[0] == '\0') return EINVAL;
+  size_t n = strlen(expanded);
+  if (expanded[n - 1] == '/') return EISDIR;
+  const char* slash = strrchr(expanded, '/');
+  int dir_len = slash ? static_cast<int>(slash - expanded) + 1 : 0;
+  const char* base = slash ? slash + 1 : expanded;
+  auto mode = static_cast<mode_t>(CurrentOptions().output_mode & 0777);
+  static std::atomic<uint32_t> counter{0};
+  char tmp[600];
+  int fd = -1;
+  for (int attempt = 0; attempt < 64 && fd < 0; attempt++) {
+    snprintf(tmp, sizeof(tmp), "%.*s.%.200s.%d.%u.tmp", dir_len, expanded, base, static_cast<int>(getpid()),
+             counter.fetch_add(1) ^ static_cast<uint32_t>(NowNs()));
+    fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
+    if (fd < 0 && errno != EEXIST) return errno;
+  }
+  if (fd < 0) return EEXIST;
+  int err = fchmod(fd, mode) == 0 ? 0 : errno;
+  if (err == 0) err = WriteAll(fd, data, len);
+  if (close(fd) != 0 && err == 0) err = errno;
+  if (err == 0 && rename(tmp, expanded) != 0) err = errno;
+  if (err != 0) unlink(tmp);
+  return err;
 }
 
 // Sorts and dedupes return addresses (no qsort: it may allocate).
@@ -365,6 +394,7 @@ int DumpFlightRecording(const char* path) {
                  field == reinterpret_cast<const char*>(&opts.quarantine) ? QuarantineBytes(opts)
                                                                            : *reinterpret_cast<const size_t*>(field));
         break;
+      case OptionType::kFileMode: snprintf(value, sizeof(value), "%04llo", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
       case OptionType::kUint: snprintf(value, sizeof(value), "%llu", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
     }
     char buf[400];
@@ -503,7 +533,16 @@ namespace {
 
 class ShmPublisher {
  public:
-  void Tick() { Publish(false); }
+  // The sweep of stale segments runs here, on the background thread's
+  // first tick, never on the start-up path: whatever /dev/shm holds cannot
+  // delay or block a process's start.
+  void Tick() {
+    if (sweep_pending_) {
+      sweep_pending_ = false;
+      RemoveStale();
+    }
+    Publish(false);
+  }
 
   // The background thread only writes into the mapping: it opens and closes
   // no descriptor, which could race with a program (a shell) rearranging its
@@ -545,9 +584,10 @@ class ShmPublisher {
 
   // Called where the process is single-threaded: at start-up, and in the
   // child of a fork (from its atfork handler). A fork child skips the sweep
-  // of stale segments: its parent just did it.
+  // of stale segments: its parent did it.
   void CreateNow(bool sweep) {
-    if (CurrentOptions().telemetry && CurrentOptions().background_thread && Create(sweep)) {
+    sweep_pending_ = sweep;
+    if (CurrentOptions().telemetry && CurrentOptions().background_thread && Create()) {
       Publish(true);  // readers find statistics from the start
     }
   }
@@ -592,9 +632,8 @@ class ShmPublisher {
     return last;
   }
 
-  bool Create(bool sweep) {
+  bool Create() {
     if (failed_) return false;
-    if (sweep) RemoveStale();
     snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
     int fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
@@ -669,7 +708,7 @@ class ShmPublisher {
     alignas(8) char buf[4096];
     for (bool more = true; more;) {
       long n = syscall(SYS_getdents64, dir, buf, sizeof(buf));
-      if (n <= 0) break;
+      if (n <= 0 || NowNs() > deadline) break;
       for (long off = 0; off < n;) {
         struct Entry {
           uint64_t ino;
@@ -708,6 +747,7 @@ class ShmPublisher {
   ino_t ino_ = 0;
   pid_t owner_pid_ = 0;
   bool failed_ = false;
+  bool sweep_pending_ = false;
   uint64_t last_allocations_ = ~uint64_t{0};
   uint64_t last_frees_ = 0;
 };

@@ -15,8 +15,8 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <stddef.h>
 #include <string.h>
-#include <sys/mman.h>
 #include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
@@ -280,100 +280,120 @@ uint64_t NowNs() {
   return static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);
 }
 
-class Mapping {
- public:
-  Mapping(void* p, size_t n) : p_(p), n_(n) {}
-  ~Mapping() {
-    if (p_ != MAP_FAILED && p_ != nullptr) munmap(p_, n_);
+// Reads exactly `n` bytes at `off`; false on a short read or an error.
+bool ReadAt(int fd, void* buf, size_t n, off_t off) {
+  auto* p = static_cast<char*>(buf);
+  while (n > 0) {
+    ssize_t r = pread(fd, p, n, off);
+    if (r < 0 && errno == EINTR) continue;
+    if (r <= 0) return false;
+    p += r;
+    n -= static_cast<size_t>(r);
+    off += r;
   }
-  const char* data() const { return static_cast<const char*>(p_); }
+  return true;
+}
 
- private:
-  void* p_;
-  size_t n_;
-};
+const char* FileType(mode_t m) {
+  return S_ISFIFO(m) ? "fifo" : S_ISDIR(m) ? "directory" : S_ISCHR(m) ? "character device"
+         : S_ISBLK(m) ? "block device" : S_ISSOCK(m) ? "socket" : S_ISLNK(m) ? "symbolic link" : "other";
+}
 
-// Returns a dict: "status" is "ok", "bad_magic", "bad_version", "short"
-// (file smaller than its header), "empty" (no payload written yet) or
-// "busy" (the writer never left a consistent state within timeout_s); with
-// "ok": the header fields and "payload" (bytes). Errors opening or mapping
-// raise OSError with the errno (FileNotFoundError: no segment).
+// The largest segment a reader looks at: version 1's is 512 KiB.
+constexpr size_t kMaxSegmentBytes = size_t{16} << 20;
+
+// Reads a segment that anybody may have planted at the path, so it trusts
+// nothing in it: opened without following a link and without blocking on a
+// FIFO, only a regular file of at most kMaxSegmentBytes, read with pread
+// (never mapped: a file truncated under a mapping kills the reader with
+// SIGBUS), every header field checked against the file's size.
+//
+// Returns a dict: "status" is "ok", "not_regular" (with "file_type"),
+// "too_large", "short" (smaller than its header), "bad_magic",
+// "bad_version", "corrupt" (header fields that contradict the file),
+// "empty" (no payload written yet) or "busy" (the writer never left a
+// consistent state within timeout_s); always "file_size", "owner_uid" and
+// "file_mode" once the file could be opened; with "ok": the header fields
+// and "payload" (bytes). Errors opening raise OSError with the errno
+// (FileNotFoundError: no segment, PermissionError: not readable).
 py::dict ShmRead(const std::string& path, double timeout_s) {
   py::dict out;
-  int fd = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  int fd = open(path.c_str(), O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC | O_NOCTTY);
+  if (fd < 0 && errno == ELOOP) {
+    out["status"] = "not_regular";
+    out["file_type"] = "symbolic link";
+    return out;
+  }
   if (fd < 0) RaiseErrno(errno, path);
+  struct Closer {
+    int fd;
+    ~Closer() { close(fd); }
+  } closer{fd};
   struct stat st;
-  if (fstat(fd, &st) != 0) {
-    int err = errno;
-    close(fd);
-    RaiseErrno(err, path);
+  if (fstat(fd, &st) != 0) RaiseErrno(errno, path);
+  out["owner_uid"] = static_cast<uint64_t>(st.st_uid);
+  out["file_mode"] = static_cast<uint64_t>(st.st_mode & 07777);
+  if (!S_ISREG(st.st_mode)) {
+    out["status"] = "not_regular";
+    out["file_type"] = FileType(st.st_mode);
+    return out;
   }
   size_t size = static_cast<size_t>(st.st_size);
   out["file_size"] = size;
+  if (size > kMaxSegmentBytes) {
+    out["status"] = "too_large";
+    return out;
+  }
   if (size < NITRO_SHM_HEADER_SIZE) {
-    close(fd);
     out["status"] = "short";
     return out;
   }
-  void* mem = mmap(nullptr, size, PROT_READ, MAP_SHARED, fd, 0);
-  int map_err = errno;
-  close(fd);
-  if (mem == MAP_FAILED) RaiseErrno(map_err, path);
-  Mapping map(mem, size);
-  const auto* h = reinterpret_cast<const nitro_shm_header*>(map.data());
-  if (memcmp(h->magic, NITRO_SHM_MAGIC, sizeof(NITRO_SHM_MAGIC)) != 0) {
+  nitro_shm_header h;
+  if (!ReadAt(fd, &h, sizeof(h), 0)) {
+    out["status"] = "short";
+    return out;
+  }
+  if (memcmp(h.magic, NITRO_SHM_MAGIC, sizeof(NITRO_SHM_MAGIC)) != 0) {
     out["status"] = "bad_magic";
-    out["magic"] = py::bytes(h->magic, sizeof(h->magic));
+    out["magic"] = py::bytes(h.magic, sizeof(h.magic));
     return out;
   }
-  uint32_t version = __atomic_load_n(&h->version, __ATOMIC_RELAXED);
-  out["version"] = version;
-  if (version != NITRO_SHM_VERSION) {
+  out["version"] = h.version;
+  if (h.version != NITRO_SHM_VERSION) {
     out["status"] = "bad_version";
     return out;
   }
-  uint32_t header_size = __atomic_load_n(&h->header_size, __ATOMIC_RELAXED);
-  if (header_size < NITRO_SHM_HEADER_SIZE || header_size > size) {
+  if (h.header_size < NITRO_SHM_HEADER_SIZE || h.header_size > size) {
     out["status"] = "bad_version";
-    out["header_size"] = header_size;
+    out["header_size"] = h.header_size;
     return out;
   }
-  const char* payload = map.data() + header_size;
-  size_t room = size - header_size;
+  const uint32_t header_size = h.header_size;
+  const size_t room = size - header_size;
   std::vector<char> copy(room);
-  uint64_t deadline = NowNs() + static_cast<uint64_t>(timeout_s * 1e9);
+  uint64_t deadline = NowNs() + static_cast<uint64_t>((timeout_s > 0 ? timeout_s : 0) * 1e9);
   int retries = 0;
+  const char* status = "busy";
   {
     py::gil_scoped_release nogil;
     for (;;) {
-      uint64_t s1 = __atomic_load_n(&h->sequence, __ATOMIC_ACQUIRE);
-      if ((s1 & 1) == 0) {
-        uint32_t len = __atomic_load_n(&h->payload_length, __ATOMIC_RELAXED);
-        uint64_t pid = __atomic_load_n(&h->pid, __ATOMIC_RELAXED);
-        uint64_t time_ns = __atomic_load_n(&h->update_time_ns, __ATOMIC_RELAXED);
-        uint64_t updates = __atomic_load_n(&h->updates, __ATOMIC_RELAXED);
-        uint32_t capacity = __atomic_load_n(&h->payload_capacity, __ATOMIC_RELAXED);
-        size_t n = len <= room ? len : 0;
-        memcpy(copy.data(), payload, n);
-        __atomic_thread_fence(__ATOMIC_ACQUIRE);
-        uint64_t s2 = __atomic_load_n(&h->sequence, __ATOMIC_RELAXED);
-        if (s1 == s2 && len <= room) {
-          py::gil_scoped_acquire gil;
-          out["pid"] = pid;
-          out["sequence"] = s1;
-          out["update_time_ns"] = time_ns;
-          out["updates"] = updates;
-          out["payload_capacity"] = capacity;
-          out["payload_length"] = len;
-          out["header_size"] = header_size;
-          out["retries"] = retries;
-          if (len == 0) {
-            out["status"] = "empty";
-          } else {
-            out["status"] = "ok";
-            out["payload"] = py::bytes(copy.data(), n);
+      uint64_t s2 = 0;
+      if (!ReadAt(fd, &h, sizeof(h), 0)) {
+        status = "short";  // truncated while we read
+        break;
+      }
+      if ((h.sequence & 1) == 0) {
+        if (h.payload_length > room || h.payload_length > h.payload_capacity) {
+          // Consistent and contradictory is a broken or hostile segment;
+          // under a writer it can be a torn read, so confirm it first.
+          if (ReadAt(fd, &s2, sizeof(s2), offsetof(nitro_shm_header, sequence)) && s2 == h.sequence) {
+            status = "corrupt";
+            break;
           }
-          return out;
+        } else if (ReadAt(fd, copy.data(), h.payload_length, header_size) &&
+                   ReadAt(fd, &s2, sizeof(s2), offsetof(nitro_shm_header, sequence)) && s2 == h.sequence) {
+          status = h.payload_length == 0 ? "empty" : "ok";
+          break;
         }
       }
       if (NowNs() > deadline) break;
@@ -382,8 +402,18 @@ py::dict ShmRead(const std::string& path, double timeout_s) {
       nanosleep(&pause, nullptr);
     }
   }
-  out["status"] = "busy";
+  out["status"] = status;
   out["retries"] = retries;
+  if (strcmp(status, "ok") == 0 || strcmp(status, "empty") == 0 || strcmp(status, "corrupt") == 0) {
+    out["pid"] = h.pid;
+    out["sequence"] = h.sequence;
+    out["update_time_ns"] = h.update_time_ns;
+    out["updates"] = h.updates;
+    out["payload_capacity"] = h.payload_capacity;
+    out["payload_length"] = h.payload_length;
+    out["header_size"] = header_size;
+  }
+  if (strcmp(status, "ok") == 0) out["payload"] = py::bytes(copy.data(), h.payload_length);
   return out;
 }
 

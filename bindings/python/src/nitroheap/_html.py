@@ -4,6 +4,7 @@ import base64
 import html
 import io
 
+from . import _safe
 from .recording import format_bytes, format_duration
 
 
@@ -74,7 +75,7 @@ img { max-width: 100%; border: 1px solid #eee; }
 """
 
 
-def write_report(rec, out_path, text_lines, top=10, by="bytes", group="function"):
+def write_report(rec, out_path, text_lines, top=10, by="bytes", group="function", mode=0o600):
     plt = _matplotlib()
     size_h = rec.size_histogram()
     life_h = rec.lifetime_histogram()
@@ -145,7 +146,6 @@ def write_report(rec, out_path, text_lines, top=10, by="bytes", group="function"
         out.append("</table>")
     out.append("<h2>Text report</h2><pre>%s</pre>" % e("\n".join(text_lines)))
     out.append("</body></html>")
-    with open(out_path, "w", encoding="utf-8") as f:
-        f.write("\n".join(out) + "\n")
+    _safe.write_atomic(out_path, ("\n".join(out) + "\n").encode("utf-8"), mode)
     return out_path
 

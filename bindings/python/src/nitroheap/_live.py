@@ -2,12 +2,13 @@
 
 import errno
 import json
-import mmap
 import os
+import stat
 import struct
 import threading
 import time
 
+from . import _safe
 from ._errors import (NOT_LOADED_HINT, NitroHeapError, NoTelemetryError,
                       NotActiveError, ProcessNotFoundError, SegmentFormatError)
 
@@ -85,8 +86,12 @@ def _unique_pairs(pairs):
 
 
 def parse_stats_json(raw):
-    """Parses a statistics document (bytes or str) as stats() does."""
-    return json.loads(raw, object_pairs_hook=_unique_pairs)
+    """Parses a statistics document (bytes or str) as stats() does; raises
+    ValueError for anything that is not JSON (RecursionError included)."""
+    try:
+        return json.loads(raw, object_pairs_hook=_unique_pairs)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
 
 
 def stats():
@@ -285,40 +290,91 @@ def _process_exists(pid):
     return True
 
 
+# The largest segment a reader looks at (version 1's is 512 KiB).
+MAX_SEGMENT_BYTES = 16 << 20
+
+
 def _read_segment_python(path, timeout_s):
-    """The seqlock read in pure Python (used when the extension is missing)."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size < SHM_HEADER_SIZE:
-            return {"status": "short", "file_size": size}
-        with mmap.mmap(f.fileno(), size, access=mmap.ACCESS_READ) as m:
-            magic, version, header_size = _HEADER.unpack_from(m, 0)[:3]
-            if magic != SHM_MAGIC:
-                return {"status": "bad_magic", "magic": magic, "file_size": size}
-            if version != SHM_VERSION:
-                return {"status": "bad_version", "version": version, "file_size": size}
-            if header_size < SHM_HEADER_SIZE or header_size > size:
-                return {"status": "bad_version", "version": version, "header_size": header_size}
-            deadline = time.monotonic() + timeout_s
-            retries = 0
-            while True:
-                (_, _, _, pid, seq1, update_ns, capacity, length, updates, _) = _HEADER.unpack_from(m, 0)
-                if seq1 % 2 == 0 and length <= size - header_size:
-                    payload = m[header_size:header_size + length]
-                    seq2 = struct.unpack_from("<Q", m, 24)[0]
-                    if seq1 == seq2:
-                        out = {"status": "ok" if length else "empty", "pid": pid, "sequence": seq1,
-                               "update_time_ns": update_ns, "updates": updates,
-                               "payload_capacity": capacity, "payload_length": length,
-                               "header_size": header_size, "version": version,
-                               "file_size": size, "retries": retries}
-                        if length:
-                            out["payload"] = payload
-                        return out
-                if time.monotonic() > deadline:
-                    return {"status": "busy", "retries": retries}
-                retries += 1
-                time.sleep(0.00002 if retries < 100 else 0.001)
+    """The reader of the native extension (native.cc, ShmRead) in pure
+    Python, with the same checks and the same result (used when the
+    extension is missing)."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except OSError as e:
+        if e.errno == errno.ELOOP:
+            return {"status": "not_regular", "file_type": "symbolic link"}
+        raise
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return {"status": "not_regular", "file_type": _safe.file_type(st.st_mode),
+                    "owner_uid": st.st_uid, "file_mode": st.st_mode & 0o7777}
+        return _read_segment_fd(fd, st, timeout_s)
+    finally:
+        os.close(fd)
+
+
+def _read_segment_fd(fd, st, timeout_s):
+    size = st.st_size
+    out = {"file_size": size, "owner_uid": st.st_uid, "file_mode": st.st_mode & 0o7777}
+    if size > MAX_SEGMENT_BYTES:
+        out["status"] = "too_large"
+        return out
+    if size < SHM_HEADER_SIZE:
+        out["status"] = "short"
+        return out
+    raw = _safe.read_exact(fd, SHM_HEADER_SIZE, 0)
+    if raw is None:
+        out["status"] = "short"
+        return out
+    magic, version, header_size = _HEADER.unpack(raw)[:3]
+    if magic != SHM_MAGIC:
+        out.update(status="bad_magic", magic=magic)
+        return out
+    out["version"] = version
+    if version != SHM_VERSION:
+        out["status"] = "bad_version"
+        return out
+    if header_size < SHM_HEADER_SIZE or header_size > size:
+        out.update(status="bad_version", header_size=header_size)
+        return out
+    room = size - header_size
+    deadline = time.monotonic() + max(timeout_s, 0)
+    retries = 0
+    status = "busy"
+    fields = None
+    payload = b""
+    while True:
+        raw = _safe.read_exact(fd, SHM_HEADER_SIZE, 0)
+        if raw is None:
+            status = "short"
+            break
+        (_, _, _, pid, seq1, update_ns, capacity, length, updates, _) = _HEADER.unpack(raw)
+        if seq1 % 2 == 0:
+            fields = (pid, seq1, update_ns, capacity, length, updates)
+            if length > room or length > capacity:
+                seq2 = _safe.read_exact(fd, 8, 24)
+                if seq2 is not None and struct.unpack("<Q", seq2)[0] == seq1:
+                    status = "corrupt"
+                    break
+            else:
+                payload = _safe.read_exact(fd, length, header_size)
+                seq2 = _safe.read_exact(fd, 8, 24)
+                if payload is not None and seq2 is not None and struct.unpack("<Q", seq2)[0] == seq1:
+                    status = "ok" if length else "empty"
+                    break
+        if time.monotonic() > deadline:
+            break
+        retries += 1
+        time.sleep(0.00002 if retries < 100 else 0.001)
+    out.update(status=status, retries=retries)
+    if status in ("ok", "empty", "corrupt"):
+        pid, seq1, update_ns, capacity, length, updates = fields
+        out.update(pid=pid, sequence=seq1, update_time_ns=update_ns, updates=updates,
+                   payload_capacity=capacity, payload_length=length, header_size=header_size)
+    if status == "ok":
+        out["payload"] = payload
+    return out
 
 
 def read_segment(path, timeout_s=1.0, use_native=True):
@@ -359,12 +415,23 @@ class Attached:
                 "telemetry=1 is the default of NITROHEAP_OPTIONS), or NitroHeap has not "
                 "published yet" % (pid, self.path)) from None
         except PermissionError as e:
-            raise NitroHeapError("cannot read %s: %s" % (self.path, e.strerror)) from None
+            raise NitroHeapError(
+                "cannot read %s: %s (a segment is readable only by its owner: run as the "
+                "process's user, or as root)" % (self.path, e.strerror)) from None
+        except OSError as e:
+            raise NitroHeapError("cannot read %s: %s" % (self.path, e.strerror or e)) from None
         if not exists:
             raise ProcessNotFoundError(
                 errno.ESRCH, "process %d does not exist (a stale segment %s is left from a "
                 "process that did not exit normally)" % (pid, self.path))
         status = seg.get("status")
+        if status == "not_regular":
+            raise SegmentFormatError("%s is a %s, not a statistics segment (not read)"
+                                     % (self.path, seg.get("file_type", "?")))
+        if status == "too_large":
+            raise SegmentFormatError("%s is %d bytes, more than a segment can be (%d); not read"
+                                     % (self.path, seg.get("file_size", 0), MAX_SEGMENT_BYTES))
+        self._check_owner(seg)
         if status == "short":
             raise SegmentFormatError("%s is %d bytes, shorter than its %d-byte header"
                                      % (self.path, seg.get("file_size", 0), SHM_HEADER_SIZE))
@@ -379,6 +446,11 @@ class Attached:
         if status == "busy":
             raise SegmentFormatError("%s: the writer did not leave a consistent payload within %.1f s"
                                      % (self.path, self.timeout_s))
+        if status == "corrupt":
+            raise SegmentFormatError("%s: header fields contradict the file (payload %d of capacity %d "
+                                     "in a %d-byte file)" % (self.path, seg.get("payload_length", 0),
+                                                             seg.get("payload_capacity", 0),
+                                                             seg.get("file_size", 0)))
         if status == "empty":
             raise NoTelemetryError(errno.EAGAIN, "process %d has a segment but has not published "
                                    "statistics yet (or they did not fit)" % pid)
@@ -387,12 +459,32 @@ class Attached:
         self.last_header = {k: v for k, v in seg.items() if k != "payload"}
         return seg
 
+    def _check_owner(self, seg):
+        """A segment is the process's own only if the process's user owns it
+        and nobody else can write it: anybody can create a file at a free
+        name in /dev/shm, for instance for a process running with
+        telemetry=0."""
+        uid = seg.get("owner_uid")
+        if uid is None:
+            return
+        try:
+            process_uid = os.stat("/proc/%d" % self.pid).st_uid
+        except OSError:
+            process_uid = None  # gone, or in another pid namespace: the pid check follows
+        if process_uid is not None and uid != process_uid:
+            raise SegmentFormatError("%s is owned by uid %d, but process %d runs as uid %d: not its "
+                                     "segment (not read)" % (self.path, uid, self.pid, process_uid))
+        if seg.get("file_mode", 0) & 0o022:
+            raise SegmentFormatError("%s is writable by other users (mode %04o): not read"
+                                     % (self.path, seg.get("file_mode", 0)))
+
     def header(self):
         """The segment's header fields (sequence, update_time_ns, updates, ...)."""
         seg = self._read()
         return {k: v for k, v in seg.items() if k != "payload"}
 
     def stats_json(self):
+        """The raw payload as str (not validated: parse it with stats())."""
         return self._read()["payload"].decode("utf-8", "replace")
 
     def stats(self):
@@ -402,7 +494,7 @@ class Attached:
             doc = parse_stats_json(seg["payload"])
         except ValueError as e:
             raise SegmentFormatError("%s: payload is not valid JSON: %s" % (self.path, e)) from None
-        return doc
+        return _safe.validate_stats(doc, self.path)
 
     def __repr__(self):
         return "<nitroheap.Attached pid=%d %s>" % (self.pid, self.path)

@@ -10,6 +10,7 @@ import sys
 import time
 
 from . import _live
+from ._safe import printable
 from ._errors import NitroHeapError, RecordingError
 from .recording import format_bytes, format_duration, read_flight_recorder
 
@@ -150,11 +151,13 @@ def cmd_top(args):
             except NitroHeapError as e:
                 if i == 1:
                     raise CliError(str(e))
-                print("%s top: process %d is gone or stopped publishing: %s" % (PROG, args.pid, e),
+                print("%s top: process %d is gone or stopped publishing: %s" % (PROG, args.pid, printable(e)),
                       file=sys.stderr)
                 return 0
             lines = render_top(args.pid, doc, header, prev, i, args.iterations, max_classes)
-            out = (CLEAR if clear else "") + "\n".join(lines) + "\n"
+            # Names and modes come from the segment, the command line from
+            # /proc: none of it reaches the terminal as control characters.
+            out = (CLEAR if clear else "") + printable("\n".join(lines), keep_newlines=True) + "\n"
             sys.stdout.write(out)
             sys.stdout.flush()
             prev = doc
@@ -218,9 +221,9 @@ def report_lines(rec, top=10, by="bytes", group="function"):
     return lines
 
 
-def write_html(rec, out_path, top=10, by="bytes", group="function"):
+def write_html(rec, out_path, top=10, by="bytes", group="function", mode=0o600):
     from . import _html
-    _html.write_report(rec, out_path, report_lines(rec, top, by, group), top, by, group)
+    _html.write_report(rec, out_path, report_lines(rec, top, by, group), top, by, group, mode)
 
 
 def cmd_report(args):
@@ -234,10 +237,10 @@ def cmd_report(args):
         raise CliError("cannot read %s: %s" % (args.file, e.strerror or e))
     except RecordingError as e:
         raise CliError(str(e))
-    print("\n".join(report_lines(rec, args.top, args.by, args.group)))
+    print(printable("\n".join(report_lines(rec, args.top, args.by, args.group)), keep_newlines=True))
     if args.html:
         try:
-            write_html(rec, args.html, args.top, args.by, args.group)
+            write_html(rec, args.html, args.top, args.by, args.group, args.mode)
         except ImportError as e:
             raise CliError("--html needs matplotlib (Debian: python3-matplotlib): %s" % e)
         except OSError as e:
@@ -261,6 +264,16 @@ def cmd_stats(args):
 
 # ---- main -----------------------------------------------------------------------
 
+def file_mode(text):
+    try:
+        mode = int(text, 8)
+    except ValueError:
+        mode = -1
+    if not 0 <= mode <= 0o777:
+        raise argparse.ArgumentTypeError("%r is not permission bits in octal (0 to 0777, such as 0600)" % text)
+    return mode
+
+
 def build_parser():
     p = argparse.ArgumentParser(prog="python3 -m nitroheap",
                                 description="NitroHeap observability: live heap views and flight recordings.")
@@ -280,6 +293,9 @@ def build_parser():
     r = sub.add_parser("report", help="summary of a flight recording, optionally as HTML with charts")
     r.add_argument("file", help="a FlightRecording file (NITROHEAP_OPTIONS=flight_recorder=PATH)")
     r.add_argument("--html", metavar="OUT", help="also write a self-contained HTML page with charts")
+    r.add_argument("--mode", type=file_mode, default=0o600, metavar="OCTAL",
+                   help="permission bits of the HTML file (0600); it is written to a new file and "
+                        "renamed into place, never through a link at the path")
     r.add_argument("--top", type=int, default=10, metavar="N", help="allocation sites to list (10)")
     r.add_argument("--by", default="bytes",
                    choices=["bytes", "count", "live_bytes", "live_count", "estimated_bytes", "estimated_count"],
@@ -301,7 +317,7 @@ def main(argv=None):
     try:
         return args.func(args)
     except CliError as e:
-        print("%s %s: error: %s" % (PROG, args.command, e), file=sys.stderr)
+        print("%s %s: error: %s" % (PROG, args.command, printable(e)), file=sys.stderr)
         return 1
     except BrokenPipeError:
         # `... | head`: stop quietly.

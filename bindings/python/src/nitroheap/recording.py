@@ -12,8 +12,9 @@ import math
 import os
 import re
 
+from . import _safe
 from ._errors import RecordingError
-from ._live import _unique_pairs
+from ._live import parse_stats_json
 
 try:
     from . import flight_recorder_pb2
@@ -28,6 +29,9 @@ except ImportError:  # pragma: no cover
         return name
 
 FORMAT_VERSION = 1
+# The largest recording read: 2^20 events (flight_recorder_events' maximum) of
+# about 200 bytes each, with their symbols, fit well below it.
+MAX_RECORDING_BYTES = 1 << 30
 
 _WIRE_NAMES = {0: "varint", 1: "64-bit", 2: "length-delimited", 3: "start-group", 4: "end-group",
                5: "32-bit"}
@@ -449,9 +453,10 @@ class Recording:
         self.options = {o.name: o.value for o in message.options}
         if message.stats_json:
             try:
-                self.stats = json.loads(message.stats_json, object_pairs_hook=_unique_pairs)
+                stats = parse_stats_json(message.stats_json)
             except ValueError as e:
                 raise RecordingError("%s: stats_json is not valid JSON: %s" % (path, e)) from None
+            self.stats = _safe.validate_stats(stats, "%s: stats_json" % path, RecordingError)
         else:
             self.stats = {}
         self.events = [Event(e) for e in message.events]
@@ -662,9 +667,11 @@ def read_flight_recorder(path, allocator_frames=None):
     NITROHEAP_OPTIONS=flight_recorder=PATH) into a Recording.
 
     Raises RecordingError for an empty, truncated or corrupt file, or a file
-    that is not a FlightRecording; OSError when it cannot be read.
+    that is not a FlightRecording; OSError when it cannot be read, and for a
+    FIFO, a device or a file over MAX_RECORDING_BYTES (nothing that could
+    hang or exhaust the reader is opened or read). A symbolic link is
+    followed: the caller named this path.
     """
     path = os.fspath(path)
-    with open(path, "rb") as f:
-        data = f.read()
+    data = _safe.read_regular(path, MAX_RECORDING_BYTES, follow_links=True)
     return parse_flight_recorder(data, path, allocator_frames)
