@@ -119,6 +119,14 @@ def printable(text, keep_newlines=False):
 # ---- the statistics document -----------------------------------------------------
 
 _STRING_FIELDS = ("heap_mode", "hardening_mode")
+# Every top-level number of the document (nitro_stats_json, telemetry/stats.cc).
+_COUNTER_FIELDS = frozenset((
+    "version", "pid", "time_ns", "threads",
+    "allocations", "frees", "live_objects", "live_bytes", "live_requested_bytes",
+    "mapped_bytes", "committed_bytes", "returned_bytes", "free_cached_bytes", "slabs",
+    "slab_objects", "slab_free_objects", "thread_cache_bytes", "middle_layer_bytes",
+    "remote_free_backlog", "quarantine_bytes", "lock_contention", "sampled_allocations",
+))
 _MAX_DEPTH = 6
 
 
@@ -191,10 +199,10 @@ def _validate_stats(doc, where):
             if not isinstance(value, list):
                 raise SegmentFormatError("%s: expected a list" % field)
             out[name] = [_counters(c, "%s[%d]" % (field, i)) for i, c in enumerate(value)]
-        elif isinstance(value, (dict, list, str, float, bool)) or value is None:
-            out[name] = _unknown(value, field, 1)
-        else:
+        elif key in _COUNTER_FIELDS:
             out[name] = _counter(value, field)
+        else:
+            out[name] = _unknown(value, field, 1)
     return out
 
 

@@ -10,7 +10,7 @@ import sys
 import time
 
 from . import _live
-from ._safe import printable
+from ._safe import UnsafeFileError, printable
 from ._errors import NitroHeapError, RecordingError
 from .recording import format_bytes, format_duration, read_flight_recorder
 
@@ -233,6 +233,8 @@ def cmd_report(args):
         raise CliError("cannot read %s: no such file" % args.file)
     except IsADirectoryError:
         raise CliError("cannot read %s: it is a directory" % args.file)
+    except UnsafeFileError as e:
+        raise CliError("not read: %s" % e.strerror)
     except OSError as e:
         raise CliError("cannot read %s: %s" % (args.file, e.strerror or e))
     except RecordingError as e:

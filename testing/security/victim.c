@@ -1,0 +1,125 @@
+/* The victim of testing/security/attack_test.sh: a plain program (NitroHeap
+ * comes by LD_PRELOAD) that allocates, optionally forks children that
+ * allocate, and optionally checks, for as long as it runs, that its live
+ * statistics segment exists and is its own.
+ *
+ *   victim [--alloc-ms N] [--fork N] [--check-segment] [--expect-no-segment]
+ *
+ * Exit status: 0 all well; 2 usage; 3 the segment was missing or not ours
+ * (--check-segment) or present (--expect-no-segment); 4 a child died of a
+ * signal or failed. Every failure prints one line on stderr. */
+#define _GNU_SOURCE
+#include <errno.h>
+#include <fcntl.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+static uint64_t now_ms(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+/* 0 when /dev/shm/nitroheap.<pid> is a regular file of this user, of the
+ * segment's size, whose header names this pid; else a reason. */
+static const char* segment_problem(void) {
+  char path[64];
+  snprintf(path, sizeof(path), "/dev/shm/nitroheap.%d", (int)getpid());
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0) return errno == ENOENT ? "missing" : "cannot open";
+  struct stat st;
+  const char* problem = NULL;
+  unsigned char header[24];
+  if (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode)) problem = "not a regular file";
+  else if (st.st_uid != geteuid()) problem = "owned by another user";
+  else if (st.st_size != 512 * 1024) problem = "wrong size";
+  else if ((st.st_mode & 077) != 0) problem = "readable or writable by others";
+  else if (pread(fd, header, sizeof(header), 0) != (ssize_t)sizeof(header) || memcmp(header, "NITROHP", 8) != 0)
+    problem = "no segment header";
+  else {
+    uint64_t pid;
+    memcpy(&pid, header + 16, sizeof(pid));
+    if (pid != (uint64_t)getpid()) problem = "header names another pid";
+  }
+  close(fd);
+  return problem;
+}
+
+static void churn(uint64_t ms) {
+  void* slots[256] = {0};
+  uint64_t end = now_ms() + ms;
+  unsigned r = (unsigned)getpid() * 2654435761u;
+  do {
+    for (int i = 0; i < 4096; i++) {
+      r = r * 1103515245u + 12345u;
+      unsigned k = (r >> 8) & 255;
+      free(slots[k]);
+      slots[k] = malloc(((r >> 16) & 1023) + 1);
+      if (slots[k]) memset(slots[k], 1, 8);
+    }
+  } while (now_ms() < end);
+  for (int i = 0; i < 256; i++) free(slots[i]);
+}
+
+int main(int argc, char** argv) {
+  uint64_t alloc_ms = 200;
+  int forks = 0, check = 0, expect_none = 0;
+  for (int i = 1; i < argc; i++) {
+    if (strcmp(argv[i], "--alloc-ms") == 0 && i + 1 < argc) alloc_ms = strtoull(argv[++i], NULL, 10);
+    else if (strcmp(argv[i], "--fork") == 0 && i + 1 < argc) forks = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--check-segment") == 0) check = 1;
+    else if (strcmp(argv[i], "--expect-no-segment") == 0) expect_none = 1;
+    else {
+      fprintf(stderr, "victim: unknown argument %s\n", argv[i]);
+      return 2;
+    }
+  }
+  int status = 0;
+  for (int c = 0; c < forks; c++) {
+    pid_t pid = fork();
+    if (pid < 0) {
+      fprintf(stderr, "victim: fork: %s\n", strerror(errno));
+      return 4;
+    }
+    if (pid == 0) {
+      churn(alloc_ms);
+      _exit(0);
+    }
+  }
+  uint64_t end = now_ms() + alloc_ms;
+  do {
+    churn(alloc_ms < 50 ? alloc_ms : 50);
+    if (check) {
+      const char* p = segment_problem();
+      if (p != NULL) {
+        fprintf(stderr, "victim %d: its statistics segment is %s\n", (int)getpid(), p);
+        status = 3;
+        break;
+      }
+    }
+  } while (now_ms() < end);
+  if (expect_none && segment_problem() == NULL) {
+    fprintf(stderr, "victim %d: has a segment, expected none\n", (int)getpid());
+    status = 3;
+  }
+  for (int c = 0; c < forks; c++) {
+    int ws;
+    pid_t pid = wait(&ws);
+    if (pid < 0) break;
+    if (WIFSIGNALED(ws)) {
+      fprintf(stderr, "victim: child %d died of signal %d\n", (int)pid, WTERMSIG(ws));
+      status = 4;
+    } else if (WEXITSTATUS(ws) != 0) {
+      fprintf(stderr, "victim: child %d exited %d\n", (int)pid, WEXITSTATUS(ws));
+      status = 4;
+    }
+  }
+  return status;
+}
