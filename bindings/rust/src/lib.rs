@@ -1,9 +1,13 @@
-//! Rust bindings for NitroHeap, a C++ malloc replacement.
+//! Rust bindings for NitroHeap, a hardened C++ malloc replacement.
 //!
 //! [`NitroHeap`] implements [`GlobalAlloc`] on top of NitroHeap's Rust API
 //! (`nitroheap/rust.h`), which honours Rust's contracts: any power-of-two
 //! alignment (over-aligned types included), sized deallocation, and a null
-//! return on failure.
+//! return on failure. Beyond allocation the crate exposes NitroHeap's
+//! extension API (`nitroheap/nitroheap.h`): [statistics](stats),
+//! [`nitro_ctl`](ctl_read_u64), [partitions](Partition), and the
+//! [flight recorder](dump_flight_recording) and
+//! [heap profile](dump_heap_profile) dumps.
 //!
 //! # Usage
 //!
@@ -14,49 +18,43 @@
 //! fn main() {
 //!     let v = vec![1u32, 2, 3];
 //!     assert!(nitroheap::owns(v.as_ptr().cast()));
+//!     println!("{} allocations", nitroheap::stats().unwrap().total.allocations);
 //! }
 //! ```
 //!
-//! # Building
+//! # Linking
 //!
-//! The build script links `libnitroheap.so` from the directory named by the
-//! `NITROHEAP_LIB_DIR` environment variable (a relative path is taken from the
-//! NitroHeap repository root):
+//! By default the build script compiles NitroHeap's C++ sources (from the
+//! repository this crate lives in, with the system C++ compiler) and links
+//! them into the program statically: `cargo run` needs no environment
+//! variable and no `LD_LIBRARY_PATH`. The program's C `malloc`/`free` and
+//! C++ `operator new`/`delete` are then NitroHeap's too, as with Bazel's
+//! `malloc = "//abi:malloc"`: one heap serves Rust, C and C++ code alike.
 //!
-//! ```text
-//! bazel build //abi:libnitroheap.so
-//! NITROHEAP_LIB_DIR=bazel-bin/abi cargo test
-//! ```
-//!
-//! This crate's own tests, examples and binaries get an rpath to that
-//! directory. Binaries of dependent crates do not: give them
-//! `LD_LIBRARY_PATH`, or their own `-Wl,-rpath` (the directory is exported to
-//! their build scripts as `DEP_NITROHEAP_LIB_DIR`).
-//!
-//! Loading the library also replaces `malloc`/`free` for the whole process.
+//! The cargo feature `dynamic`, or the environment variable
+//! `NITROHEAP_LIB_DIR`, links `libnitroheap.so` instead (built by
+//! `bazel build //abi:libnitroheap.so`); see the README for the run-time
+//! search path that dependents then need. [`LINKED_STATICALLY`] says which
+//! was built.
 
-#![no_std]
+use std::alloc::{GlobalAlloc, Layout};
+use std::ffi::CStr;
 
-use core::alloc::{GlobalAlloc, Layout};
-use core::ffi::{c_int, c_void};
+mod ctl;
+mod error;
+mod ffi;
+mod partition;
+mod stats;
 
-mod ffi {
-    use super::*;
+pub use ctl::{
+    ctl_read_string, ctl_read_u64, ctl_write, dump_flight_recording, dump_heap_profile, flush_thread_cache,
+    release_free_memory,
+};
+pub use error::{errno, Error};
+pub use partition::{Partition, PartitionBox, PARTITION_NAME_MAX};
+pub use stats::{stats, stats_json, ClassStats, Counters, PartitionStats, Stats};
 
-    extern "C" {
-        pub fn nitro_rust_alloc(size: usize, align: usize) -> *mut c_void;
-        pub fn nitro_rust_alloc_zeroed(size: usize, align: usize) -> *mut c_void;
-        pub fn nitro_rust_dealloc(ptr: *mut c_void, size: usize, align: usize);
-        pub fn nitro_rust_realloc(
-            ptr: *mut c_void,
-            old_size: usize,
-            align: usize,
-            new_size: usize,
-        ) -> *mut c_void;
-        pub fn nitro_owns(p: *const c_void) -> c_int;
-        pub fn nitro_is_active() -> c_int;
-    }
-}
+include!(concat!(env!("OUT_DIR"), "/linkage.rs"));
 
 /// The NitroHeap global allocator.
 ///
@@ -105,4 +103,10 @@ pub fn owns(ptr: *const u8) -> bool {
 pub fn is_active() -> bool {
     // SAFETY: takes no arguments and is safe to call at any time.
     unsafe { ffi::nitro_is_active() != 0 }
+}
+
+/// `"nitro"`, or `"legacy"` when every call goes to the C library.
+pub fn heap_mode() -> &'static str {
+    // SAFETY: nitro_heap_mode returns one of two static C strings.
+    unsafe { CStr::from_ptr(ffi::nitro_heap_mode()) }.to_str().unwrap_or("unknown")
 }
