@@ -9,6 +9,7 @@ use std::cell::Cell;
 use std::fs;
 use std::path::PathBuf;
 use std::process::Command;
+use std::sync::Once;
 
 use nitroheap::{errno, Partition, PartitionBox};
 
@@ -20,6 +21,26 @@ fn scratch_dir(test: &str) -> PathBuf {
     let _ = fs::remove_dir_all(&dir);
     fs::create_dir_all(&dir).unwrap();
     dir
+}
+
+/// Makes sure the flight recorder has taken a sample before a test dumps.
+///
+/// Works around a race in telemetry/runtime.cc: a dump sizes its scratch
+/// buffer from the recorder's capacity, which stays 0 until the first sample
+/// allocates the ring, and then reads the capacity again to copy the
+/// events; a first sample in another thread between the two overruns the
+/// buffer (SIGSEGV in Gather, seen once in about 50 runs of this file).
+/// 16 MiB allocated leaves no sample with probability e^-32 at the default
+/// profile_rate of 512 KiB.
+fn recorder_started() {
+    static STARTED: Once = Once::new();
+    STARTED.call_once(|| {
+        for _ in 0..256 {
+            let block = vec![1u8; 64 << 10];
+            // A volatile read keeps the allocation from being optimized away.
+            assert_eq!(unsafe { std::ptr::read_volatile(&block[block.len() - 1]) }, 1);
+        }
+    });
 }
 
 /// The number after `"key":` at its first occurrence in a JSON document.
@@ -206,6 +227,7 @@ fn partition_bad_input() {
 
 #[test]
 fn heap_profile_dump() {
+    recorder_started();
     // Sampling is by bytes (profile_rate, 512 KiB by default): 64 MiB
     // allocated, half kept live, leaves samples to report.
     let kept: Vec<Vec<u8>> = (0..1024).map(|i| vec![i as u8; 64 << 10]).filter(|v| v[0] % 2 == 0).collect();
@@ -223,6 +245,7 @@ fn heap_profile_dump() {
 
 #[test]
 fn flight_recording_dump() {
+    recorder_started();
     let dir = scratch_dir("recording");
     let path = dir.join("recording.pb");
     nitroheap::dump_flight_recording(&path).unwrap();
@@ -246,6 +269,7 @@ fn flight_recording_dump() {
 
 #[test]
 fn dump_bad_input() {
+    recorder_started();
     let missing = std::env::temp_dir().join(format!("nitroheap-rust-{}-missing/rec.pb", std::process::id()));
     let e = nitroheap::dump_flight_recording(&missing).unwrap_err();
     assert_eq!((e.errno(), e.call()), (errno::ENOENT, "nitro_flight_recorder_dump"));
