@@ -20,8 +20,10 @@
 //! `cargo::` instructions.
 
 use std::env;
+use std::collections::hash_map::DefaultHasher;
 use std::ffi::OsString;
 use std::fs;
+use std::hash::{Hash, Hasher};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::time::SystemTime;
@@ -351,60 +353,86 @@ fn starlark_tokens(text: &str) -> Result<Vec<Token>, String> {
     Ok(tokens)
 }
 
-/// Compiles the sources that changed into OUT_DIR/obj, as many at a time as
-/// cargo allows; returns every object. An object is rebuilt when its source
-/// or any header of the library is newer, or when the compiler or the flags
-/// changed (OUT_DIR/obj/flags holds the last ones).
+/// Compiles the sources that changed, as many at a time as cargo allows;
+/// returns every object. An object is rebuilt when its source or any header
+/// of the library is newer.
 fn compile(repo: &Path, out_dir: &Path, cxx: &OsString, flags: &[String], sources: &[PathBuf]) -> Vec<PathBuf> {
-    let obj_dir = out_dir.join("obj");
-    let flags_stamp = obj_dir.join("flags");
-    let stamp_text = format!("{cxx:?} {flags:?}\n");
-    let same_flags = fs::read_to_string(&flags_stamp).ok().as_deref() == Some(stamp_text.as_str());
+    let obj_dir = object_dir(out_dir, cxx, flags);
     let newest_header = newest_header(repo);
     let jobs = env::var("NUM_JOBS").ok().and_then(|n| n.parse().ok()).unwrap_or(1usize).max(1);
 
     let mut objects = Vec::new();
-    let mut running: Vec<(Child, PathBuf)> = Vec::new();
+    let mut running: Vec<Compile> = Vec::new();
     for source in sources {
         let relative = source.strip_prefix(repo).unwrap_or(source);
         let object = obj_dir.join(relative).with_extension("o");
         objects.push(object.clone());
-        let fresh = same_flags
-            && modified(&object).map_or(false, |built| {
-                modified(source).map_or(false, |m| m <= built) && newest_header.map_or(true, |h| h <= built)
-            });
+        let fresh = modified(&object).map_or(false, |built| {
+            modified(source).map_or(false, |m| m <= built) && newest_header.map_or(true, |h| h <= built)
+        });
         if fresh {
             continue;
         }
-        let parent = object.parent().expect("objects live in OUT_DIR/obj/<dir>");
+        let parent = object.parent().expect("objects live in <object dir>/<package>");
         if let Err(e) = fs::create_dir_all(parent) {
             fail(&format!("cannot create {}: {e}", parent.display()));
         }
         if running.len() == jobs {
-            let (child, source) = running.remove(0);
-            wait_compile(child, &source, cxx);
+            running.remove(0).finish(cxx);
         }
+        // Written beside and renamed into place: another cargo may be
+        // reading the object directory.
+        let partial = object.with_extension(format!("o.{}.partial", std::process::id()));
         let mut command = Command::new(cxx);
-        command.args(flags).arg("-c").arg(source).arg("-o").arg(&object);
+        command.args(flags).arg("-c").arg(source).arg("-o").arg(&partial);
         match command.spawn() {
-            Ok(child) => running.push((child, source.clone())),
+            Ok(child) => running.push(Compile { child, source: source.clone(), partial, object }),
             Err(e) => fail(&format!(
                 "cannot run the C++ compiler {cxx:?}: {e}; install g++ (apt-get install g++) or set CXX"
             )),
         }
     }
-    for (child, source) in running {
-        wait_compile(child, &source, cxx);
+    for compile in running {
+        compile.finish(cxx);
     }
-    write_if_changed(&flags_stamp, &stamp_text);
     objects
 }
 
-fn wait_compile(mut child: Child, source: &Path, cxx: &OsString) {
-    match child.wait() {
-        Ok(status) if status.success() => {}
-        Ok(status) => fail(&format!("{cxx:?} failed to compile {} ({status})", source.display())),
-        Err(e) => fail(&format!("waiting for {cxx:?} on {}: {e}", source.display())),
+/// Where the objects are kept: beside the build directories of this target
+/// directory and profile, in a folder named after the compiler and flags.
+/// Not in OUT_DIR, which differs between workspaces sharing a target
+/// directory (cargo hashes a path dependency's location relative to the
+/// workspace), so that this crate's tests and a program depending on it
+/// compile the C++ once.
+fn object_dir(out_dir: &Path, cxx: &OsString, flags: &[String]) -> PathBuf {
+    let mut hasher = DefaultHasher::new();
+    (cxx, flags).hash(&mut hasher);
+    // OUT_DIR is <target>/<profile>/build/nitroheap-<hash>/out.
+    match out_dir.parent().and_then(Path::parent) {
+        Some(build_dir) if build_dir.file_name().map_or(false, |name| name == "build") => {
+            build_dir.join(format!("nitroheap-objects-{:016x}", hasher.finish()))
+        }
+        _ => out_dir.join("obj"),
+    }
+}
+
+struct Compile {
+    child: Child,
+    source: PathBuf,
+    partial: PathBuf,
+    object: PathBuf,
+}
+
+impl Compile {
+    fn finish(mut self, cxx: &OsString) {
+        match self.child.wait() {
+            Ok(status) if status.success() => {}
+            Ok(status) => fail(&format!("{cxx:?} failed to compile {} ({status})", self.source.display())),
+            Err(e) => fail(&format!("waiting for {cxx:?} on {}: {e}", self.source.display())),
+        }
+        if let Err(e) = fs::rename(&self.partial, &self.object) {
+            fail(&format!("cannot rename {} to {}: {e}", self.partial.display(), self.object.display()));
+        }
     }
 }
 
