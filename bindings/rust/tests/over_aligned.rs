@@ -89,10 +89,13 @@ fn align_4096() {
 
 fn new_a1m(fill: u8) -> Box<A1M> {
     // Built in place: a 1 MiB value would not fit on a test thread's stack.
-    let mut b = Box::<A1M>::new_uninit();
+    // (Box::new_uninit needs Rust 1.82; this crate builds with 1.63.)
+    let layout = std::alloc::Layout::new::<A1M>();
     unsafe {
-        std::ptr::write_bytes(b.as_mut_ptr(), fill, 1);
-        b.assume_init()
+        let p = std::alloc::alloc(layout).cast::<A1M>();
+        assert!(!p.is_null());
+        std::ptr::write_bytes(p, fill, 1);
+        Box::from_raw(p)
     }
 }
 
