@@ -53,7 +53,7 @@ class PprofTest(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
         if not os.path.exists(GO):
-            raise unittest.SkipTest("go is not installed (Debian golang-go; tools/install_deps.sh installs it)")
+            raise AssertionError("go is not installed (Debian golang-go: run tools/install_deps.sh)")
         cls.dir = testlib.tmpdir()
         cls.go_env = testlib.clean_env(HOME=os.path.join(cls.dir, "home"), GOPATH=os.path.join(cls.dir, "gopath"),
                                        GOCACHE=os.path.join(cls.dir, "gocache"), GOFLAGS="-mod=mod",
