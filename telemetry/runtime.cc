@@ -1021,6 +1021,10 @@ void CheckOutputDirectories() {
   const Options& o = CurrentOptions();
   if (o.flight_recorder[0]) g_skip_flight_recorder = !OutputDirectoryWritable("flight_recorder", o.flight_recorder);
   if (o.heap_profile[0]) g_skip_heap_profile = !OutputDirectoryWritable("heap_profile", o.heap_profile);
+  if ((o.heap_profile_interval != 0 || o.heap_profile_seconds != 0) && !o.background_thread) {
+    LogLine("NITROHEAP_OPTIONS: heap_profile_interval and heap_profile_seconds need background_thread=1 (the "
+            "thread writes the profiles); with background_thread=0 none is written");
+  }
   if (o.flight_recorder_signal != 0 || o.heap_profile_interval != 0 || o.heap_profile_seconds != 0) {
     g_skip_numbered = !OutputDirectoryWritable("profile_prefix", *o.profile_prefix ? o.profile_prefix : "nitroheap");
   }
