@@ -218,6 +218,23 @@ class PprofTest(unittest.TestCase):
     def test_converted_recording_linked_in(self):
         self.check_converted(linked=True)
 
+    def test_converted_recording_without_mappings(self):
+        # A recording written before Process.mappings existed still converts:
+        # no mappings, functions named from its frames.
+        d = self.subdir("convert_old")
+        self.run_workload(False, "flight_recorder=%s/rec.pb,profile_rate=4096" % d)
+        from telemetry import flight_recorder_pb2
+        with open(os.path.join(d, "rec.pb"), "rb") as f:
+            msg = flight_recorder_pb2.FlightRecording.FromString(f.read())
+        self.assertGreater(len(msg.process.mappings), 0)
+        del msg.process.mappings[:]
+        rec = nitroheap.parse_flight_recorder(msg.SerializeToString(), "old.pb")
+        self.assertEqual(rec.process.mappings, [])
+        out = os.path.join(d, "old.pb.gz")
+        with open(out, "wb") as f:
+            f.write(nitroheap.recording_to_pprof(rec))
+        self.assertNamesSitesNotNitroHeap(out, "alloc_space")
+
     def test_report_names_a_pprof_file(self):
         d = self.subdir("report")
         self.run_workload(True, "heap_profile=%s/heap.pb.gz,profile_rate=4096" % d)
