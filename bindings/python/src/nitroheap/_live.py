@@ -134,7 +134,8 @@ def dump_flight_recording(path):
 
 
 def dump_heap_profile(path):
-    """Writes a pprof heap profile of the sampled allocations (nitro_heap_profile_dump)."""
+    """Writes a gzip-compressed pprof heap profile of the sampled allocations
+    (nitro_heap_profile_dump); `go tool pprof PATH` reads it."""
     native = _active_or_raise("nitroheap.dump_heap_profile()")
     native.heap_profile_dump(os.fspath(path))
 
