@@ -39,9 +39,22 @@ void OptionError(const char* message, void*) { LogLine("%s", message); }
 
 // ---- start-up and exit ------------------------------------------------------
 
+// A set-user-ID or set-group-ID program (secure mode) must not take its
+// heap's configuration from whoever started it: NITROHEAP_OPTIONS names
+// files to write (flight_recorder=/etc/passwd), so a user could make a
+// set-user-ID root program overwrite any file. The C library ignores its
+// own MALLOC_* variables there for the same reason.
+const char* ConfigurationVariable(const char* name) {
+  const char* value = getenv(name);
+  if (value == nullptr || getauxval(AT_SECURE) == 0) return value;
+  LogLine("%s is ignored: this is a set-user-ID or set-group-ID program, whose heap the person "
+          "starting it may not configure; the built-in defaults apply", name);
+  return nullptr;
+}
+
 void StartLocked() {
   bool legacy = NITROHEAP_DEFAULT_LEGACY;
-  const char* h = getenv("NITROHEAP");
+  const char* h = ConfigurationVariable("NITROHEAP");
   if (h != nullptr && *h != '\0') {
     if (strcmp(h, "legacy") == 0) {
       legacy = true;
@@ -53,7 +66,7 @@ void StartLocked() {
     }
   }
   bool help = false;
-  ParseOptions(getenv("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
+  ParseOptions(ConfigurationVariable("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
   if (help) PrintOptionHelp(2, Options{});
   if (!g_options.background_thread && g_options.flight_recorder_signal) {
     LogLine("NITROHEAP_OPTIONS: flight_recorder_signal needs background_thread=1 (the thread writes "

@@ -46,10 +46,21 @@ constexpr OptionSpec kTable[] = {
     {"flight_recorder", OptionType::kString, offsetof(Options, flight_recorder), 0, 256,
      "write the flight recording to this path at exit (%p becomes the pid)", nullptr},
     {"flight_recorder_signal", OptionType::kUint, offsetof(Options, flight_recorder_signal), 0, 64,
-     "write the flight recording (to flight_recorder, or nitroheap.%p.pb) on this signal (0: none)",
+     "on this signal write a numbered recording and heap profile, "
+     "<profile_prefix>.<pid>.<seq>.rec.pb and .heap.pb.gz (0: none)",
      nullptr},
     {"heap_profile", OptionType::kString, offsetof(Options, heap_profile), 0, 256,
-     "write a pprof heap profile to this path at exit (%p becomes the pid)", nullptr},
+     "write a gzip-compressed pprof heap profile to this path at exit (%p becomes the pid)", nullptr},
+    {"heap_profile_interval", OptionType::kSize, offsetof(Options, heap_profile_interval), 0, uint64_t{1} << 50,
+     "write a numbered heap profile, <profile_prefix>.<pid>.<seq>.heap.pb.gz, each time about this many "
+     "bytes have been allocated, as the samples estimate (0: off)",
+     nullptr},
+    {"heap_profile_seconds", OptionType::kUint, offsetof(Options, heap_profile_seconds), 0, 30 * 86400,
+     "write a numbered heap profile every this many seconds (0: off)", nullptr},
+    {"profile_prefix", OptionType::kString, offsetof(Options, profile_prefix), 0, 256,
+     "path prefix of numbered profiles and recordings (%p becomes the pid; default: nitroheap in the "
+     "working directory)",
+     nullptr},
     {"output_mode", OptionType::kFileMode, offsetof(Options, output_mode), 0, 0777,
      "permission bits (octal) of the files written for flight_recorder and heap_profile; "
      "they are created exclusively and renamed into place, never written through a link",

@@ -32,6 +32,11 @@ struct Options {
   uint64_t flight_recorder_signal = 0;
   char flight_recorder[256] = {};
   char heap_profile[256] = {};
+  // Numbered heap profiles, <profile_prefix>.<pid>.<seq>.heap.pb.gz, every
+  // heap_profile_interval bytes allocated and every heap_profile_seconds.
+  size_t heap_profile_interval = 0;
+  uint64_t heap_profile_seconds = 0;
+  char profile_prefix[256] = {};
   // Permission bits of the files NitroHeap writes (recordings, profiles).
   uint64_t output_mode = 0600;
   // Testing: check every lock against the fork handler's registry.

@@ -27,14 +27,18 @@
 #include "core/options.h"
 #include "core/os.h"
 #include "core/report.h"
+#include "telemetry/gzip.h"
 #include "telemetry/stats.h"
+#include "telemetry/symbolizer.h"
 #include "telemetry/proto_writer.h"
 #include "telemetry/shm_layout.h"
 
 namespace nitro::telemetry {
 namespace {
 
-constexpr int kFrames = 16;
+// Deep enough for the program's frames when NitroHeap is linked into it and
+// its own frames (dropped only when a profile is written) come first.
+constexpr int kFrames = 24;
 
 struct Event {
   uintptr_t address;
@@ -96,7 +100,13 @@ class FlightRecorder {
     int first = 0;
     while (first < n && InOwnObject(raw[first])) first++;
     for (int i = first; i < n && e.frames < kFrames; i++) e.stack[e.frames++] = raw[i];
+    // The bytes this sample stands for (as the profile weighs it): about
+    // profile_rate for a small request, the request itself for a large one.
+    double rate = static_cast<double>(CurrentOptions().profile_rate);
+    double size = static_cast<double>(requested);
+    auto stands_for = static_cast<uint64_t>(requested == 0 || rate == 0 ? rate : size / (1.0 - ExpNeg(size / rate)));
     LockGuard g(lock_);
+    estimated_bytes_ += stands_for;
     if (ring_ == nullptr && !Allocate()) return;
     uint64_t seq = next_++;
     if (seq >= capacity_) dropped_++;
@@ -131,6 +141,11 @@ class FlightRecorder {
     return n;
   }
   size_t capacity() const { return capacity_; }
+  // Bytes allocated since start-up, as the samples estimate them.
+  uint64_t estimated_bytes() {
+    LockGuard g(lock_);
+    return estimated_bytes_;
+  }
   SpinLock& lock() { return lock_; }
 
  private:
@@ -177,6 +192,7 @@ class FlightRecorder {
   size_t capacity_ = 0;
   uint64_t next_ = 0;
   uint64_t dropped_ = 0;
+  uint64_t estimated_bytes_ = 0;
 };
 
 uintptr_t FlightRecorder::g_own_text_start = 0;
@@ -296,17 +312,25 @@ struct Symbol {
   uint64_t offset;
 };
 
-Symbol Symbolize(uint64_t address) {
+// The function holding return address `address`: from the object's symbol
+// table (which names static and hidden functions too), else from dladdr.
+Symbol Symbolize(uint64_t address, Symbolizer& sym) {
   Dl_info info;
   Symbol s{"", "", 0};
-  if (dladdr(reinterpret_cast<void*>(address - 1), &info) != 0) {
-    s.object = info.dli_fname ? info.dli_fname : "";
-    if (info.dli_sname != nullptr) {
-      s.function = info.dli_sname;
-      s.offset = address - reinterpret_cast<uintptr_t>(info.dli_saddr);
-    } else {
-      s.offset = address - reinterpret_cast<uintptr_t>(info.dli_fbase);
-    }
+  uint64_t pc = address - 1;
+  int m = sym.MappingFor(pc);
+  bool found = dladdr(reinterpret_cast<void*>(pc), &info) != 0;
+  if (m >= 0) s.object = sym.mapping(static_cast<size_t>(m)).path;
+  else if (found && info.dli_fname != nullptr) s.object = info.dli_fname;
+  uint64_t offset;
+  if (const char* name = sym.FunctionName(pc, &offset)) {
+    s.function = name;
+    s.offset = offset + 1;
+  } else if (found && info.dli_sname != nullptr) {
+    s.function = info.dli_sname;
+    s.offset = address - reinterpret_cast<uintptr_t>(info.dli_saddr);
+  } else if (found) {
+    s.offset = address - reinterpret_cast<uintptr_t>(info.dli_fbase);
   }
   return s;
 }
@@ -360,7 +384,8 @@ int DumpFlightRecording(const char* path) {
   if (gather_mem.get() == nullptr) return ENOMEM;
   Gathered g;
   Gather(gather_mem, &g);
-  Scratch out_mem(g.count * 400 + g.address_count * 1200 + (size_t{1} << 20));
+  Symbolizer sym;
+  Scratch out_mem(g.count * 400 + g.address_count * 1200 + sym.mapping_count() * 400 + (size_t{1} << 20));
   Scratch stats_mem(sizeof(nitro_stats_t) + (size_t{256} << 10));
   if (out_mem.get() == nullptr || stats_mem.get() == nullptr) return ENOMEM;
   ProtoWriter w(out_mem.get(), out_mem.size());
@@ -370,14 +395,26 @@ int DumpFlightRecording(const char* path) {
     ssize_t n = readlink("/proc/self/exe", exe, sizeof(exe) - 1);
     exe[n > 0 ? n : 0] = '\0';
     ReadSmallFile("/proc/self/cmdline", cmdline, sizeof(cmdline), true);
-    char buf[4096];
-    ProtoWriter p(buf, sizeof(buf));
+    Scratch buf(4096 + sym.mapping_count() * 400);
+    if (buf.get() == nullptr) return ENOMEM;
+    ProtoWriter p(buf.get(), buf.size());
     p.U64(1, static_cast<uint64_t>(getpid()));
     p.String(2, exe);
     p.String(3, cmdline);
     p.U64(4, HeapStartTimeNs());
     p.String(5, Mode() == HeapMode::kNitro ? "nitro" : "legacy");
     p.String(6, ModeName(CurrentMode()));
+    for (size_t m = 0; m < sym.mapping_count(); m++) {
+      const CodeMapping& cm = sym.mapping(m);
+      char mbuf[400];
+      ProtoWriter mp(mbuf, sizeof(mbuf));
+      mp.U64(1, cm.start);
+      mp.U64(2, cm.limit);
+      mp.U64(3, cm.file_offset);
+      mp.String(4, cm.path);
+      mp.String(5, cm.build_id);
+      p.Message(7, mp);
+    }
     w.Message(2, p);
   }
   const Options& opts = CurrentOptions();
@@ -429,7 +466,7 @@ int DumpFlightRecording(const char* path) {
     w.Message(5, p);
   }
   for (size_t i = 0; i < g.address_count; i++) {
-    Symbol s = Symbolize(g.addresses[i]);
+    Symbol s = Symbolize(g.addresses[i], sym);
     char buf[1600];
     ProtoWriter p(buf, sizeof(buf));
     p.U64(1, g.addresses[i]);
@@ -449,19 +486,115 @@ int DumpFlightRecording(const char* path) {
   return WriteFile(path, w.data(), w.size());
 }
 
-int DumpHeapProfile(const char* path) {
+namespace {
+
+// pprof's string table: each distinct string once, by content. The strings
+// themselves are not copied: they are literals, the Symbolizer's paths and
+// build IDs, and function names in mapped symbol tables or loaded objects,
+// all alive until the profile is written.
+class StringTable {
+ public:
+  StringTable(Scratch& mem, size_t max_strings) {
+    slots_ = 16;
+    while (slots_ < 2 * max_strings) slots_ *= 2;
+    strings_ = reinterpret_cast<const char**>(mem.get());
+    index_ = reinterpret_cast<int32_t*>(mem.get() + max_strings * sizeof(char*));
+    max_ = max_strings;
+    memset(index_, 0xFF, slots_ * sizeof(int32_t));
+  }
+  static size_t Bytes(size_t max_strings) {
+    size_t slots = 16;
+    while (slots < 2 * max_strings) slots *= 2;
+    return max_strings * sizeof(char*) + slots * sizeof(int32_t);
+  }
+  int64_t Intern(const char* s) {
+    uint64_t h = 1469598103934665603ull;
+    for (const char* p = s; *p; p++) h = (h ^ static_cast<uint8_t>(*p)) * 1099511628211ull;
+    for (size_t i = h & (slots_ - 1);; i = (i + 1) & (slots_ - 1)) {
+      if (index_[i] < 0) {
+        if (count_ == max_) return 0;  // cannot happen: sized for every string
+        index_[i] = static_cast<int32_t>(count_);
+        strings_[count_] = s;
+        return static_cast<int64_t>(count_++);
+      }
+      if (strcmp(strings_[index_[i]], s) == 0) return index_[i];
+    }
+  }
+  size_t count() const { return count_; }
+  const char* at(size_t i) const { return strings_[i]; }
+
+ private:
+  const char** strings_;
+  int32_t* index_;
+  size_t slots_, max_, count_ = 0;
+};
+
+// Leading frames of NitroHeap's own code on an event's stack: the preload
+// library's were dropped when the stack was taken; linked into a program,
+// NitroHeap's functions are recognized here by name.
+uint32_t OwnFrames(const Event& e, Symbolizer& sym) {
+  uint32_t first = 0;
+  while (first < e.frames && sym.IsNitroHeapCode(e.stack[first] - 1)) first++;
+  return first;
+}
+
+int WriteHeapProfile(const char* path, const char* default_sample_type) {
   Install();
   Scratch gather_mem(GatherBytes());
   if (gather_mem.get() == nullptr) return ENOMEM;
   Gathered g;
   Gather(gather_mem, &g);
-  Scratch out_mem(g.count * 300 + g.address_count * 1400 + (size_t{1} << 20));
-  if (out_mem.get() == nullptr) return ENOMEM;
-  ProtoWriter w(out_mem.get(), out_mem.size());
-  // String table: 0 "", then the fixed names, then one function name and
-  // one file name per location (no dedupe: pprof does not require it).
+  Symbolizer sym;
+  // The events' stacks without NitroHeap's frames, and their distinct
+  // return addresses (Gather's address list is rebuilt without them).
+  Scratch first_mem(g.count + 1);
+  if (first_mem.get() == nullptr) return ENOMEM;
+  auto* first = reinterpret_cast<uint8_t*>(first_mem.get());
+  size_t n = 0;
+  for (size_t i = 0; i < g.count; i++) {
+    first[i] = static_cast<uint8_t>(OwnFrames(g.events[i], sym));
+    for (uint32_t f = first[i]; f < g.events[i].frames; f++) g.addresses[n++] = g.events[i].stack[f];
+  }
+  g.address_count = UniqueAddresses(g.addresses, n);
+
+  size_t max_strings = 16 + 2 * sym.mapping_count() + g.address_count;
+  Scratch strings_mem(StringTable::Bytes(max_strings) + g.address_count * (sizeof(int64_t) + sizeof(int32_t)) +
+                      sym.mapping_count() + max_strings + 1);
+  if (strings_mem.get() == nullptr) return ENOMEM;
+  StringTable strings(strings_mem, max_strings);
+  char* rest = strings_mem.get() + StringTable::Bytes(max_strings);
+  auto* name_index = reinterpret_cast<int64_t*>(rest);  // per address: its function's name, 0 if unknown
+  auto* mapping_of = reinterpret_cast<int32_t*>(rest + g.address_count * sizeof(int64_t));
+  auto* unnamed_in = reinterpret_cast<uint8_t*>(mapping_of + g.address_count);  // per mapping
+  uint8_t* function_written = unnamed_in + sym.mapping_count();                   // per string
+
   enum { kEmpty, kAllocObjects, kAllocSpace, kInuseObjects, kInuseSpace, kCount, kBytes, kFixed };
   const char* fixed[kFixed] = {"", "alloc_objects", "alloc_space", "inuse_objects", "inuse_space", "count", "bytes"};
+  for (const char* f : fixed) strings.Intern(f);
+  int64_t default_type = strings.Intern(default_sample_type);
+  for (size_t i = 0; i < g.address_count; i++) {
+    uint64_t pc = g.addresses[i] - 1;  // inside the call instruction
+    mapping_of[i] = sym.MappingFor(pc);
+    uint64_t offset;
+    const char* name = sym.FunctionName(pc, &offset);
+    Dl_info info;
+    if (name == nullptr && dladdr(reinterpret_cast<void*>(pc), &info) != 0) name = info.dli_sname;
+    name_index[i] = name != nullptr && *name ? strings.Intern(name) : 0;
+    // A mapping with an unnamed location is left for pprof to symbolize.
+    if (name_index[i] == 0 && mapping_of[i] >= 0) unnamed_in[mapping_of[i]] = 1;
+  }
+
+  Scratch out_mem(g.count * 300 + g.address_count * 100 + sym.mapping_count() * 80 + (size_t{1} << 20) +
+                  [&] {
+                    size_t bytes = 0;
+                    for (size_t i = 0; i < strings.count(); i++) bytes += strlen(strings.at(i)) + 4;
+                    for (size_t i = 0; i < sym.mapping_count(); i++) {
+                      bytes += strlen(sym.mapping(i).path) + strlen(sym.mapping(i).build_id) + 8;
+                    }
+                    return bytes;
+                  }());
+  if (out_mem.get() == nullptr) return ENOMEM;
+  ProtoWriter w(out_mem.get(), out_mem.size());
   auto value_type = [&w](int type, int unit, int field) {
     char buf[32];
     ProtoWriter v(buf, sizeof(buf));
@@ -483,49 +616,76 @@ int DumpHeapProfile(const char* path) {
     uint64_t bytes = static_cast<uint64_t>(weight * static_cast<double>(e.requested) + 0.5);
     bool live = e.free_ns == 0;
     uint64_t locations[kFrames];
-    for (uint32_t f = 0; f < e.frames; f++) locations[f] = IndexOf(g.addresses, g.address_count, e.stack[f]) + 1;
+    size_t depth = 0;
+    for (uint32_t f = first[i]; f < e.frames; f++) {
+      locations[depth++] = IndexOf(g.addresses, g.address_count, e.stack[f]) + 1;
+    }
     uint64_t values[4] = {objects, bytes, live ? objects : 0, live ? bytes : 0};
     char buf[400];
     ProtoWriter s(buf, sizeof(buf));
-    s.Packed(1, locations, e.frames);
+    s.Packed(1, locations, depth);
     s.Packed(2, values, 4);
     w.Message(2, s);
   }
-  for (size_t i = 0; i < g.address_count; i++) {
+  for (size_t m = 0; m < sym.mapping_count(); m++) {
+    const CodeMapping& cm = sym.mapping(m);
     char buf[64];
-    ProtoWriter line(buf, sizeof(buf));
-    line.U64(1, i + 1);  // function id
+    ProtoWriter p(buf, sizeof(buf));
+    p.U64(1, m + 1);
+    p.U64(2, cm.start);
+    p.U64(3, cm.limit);
+    p.U64(4, cm.file_offset);
+    p.I64(5, strings.Intern(cm.path));
+    p.I64(6, strings.Intern(cm.build_id));
+    p.Bool(7, !unnamed_in[m]);  // has_functions: pprof leaves it as it is
+    w.Message(3, p);
+  }
+  for (size_t i = 0; i < g.address_count; i++) {
     char lbuf[96];
     ProtoWriter loc(lbuf, sizeof(lbuf));
     loc.U64(1, i + 1);
-    loc.U64(3, g.addresses[i]);
-    loc.Message(4, line);
+    loc.U64(2, mapping_of[i] >= 0 ? static_cast<uint64_t>(mapping_of[i]) + 1 : 0);
+    loc.U64(3, g.addresses[i] - 1);
+    if (name_index[i] != 0) {
+      char buf[32];
+      ProtoWriter line(buf, sizeof(buf));
+      line.U64(1, static_cast<uint64_t>(name_index[i]));  // function id: its name's index
+      loc.Message(4, line);
+    }
     w.Message(4, loc);
   }
+  // One function per distinct name; its id is the name's string index.
   for (size_t i = 0; i < g.address_count; i++) {
+    if (name_index[i] == 0 || function_written[name_index[i]]) continue;
+    function_written[name_index[i]] = 1;
     char buf[48];
     ProtoWriter fn(buf, sizeof(buf));
-    fn.U64(1, i + 1);
-    fn.I64(2, static_cast<int64_t>(kFixed + 2 * i));      // name
-    fn.I64(3, static_cast<int64_t>(kFixed + 2 * i));      // system_name
-    fn.I64(4, static_cast<int64_t>(kFixed + 2 * i + 1));  // filename
+    fn.I64(1, name_index[i]);
+    fn.I64(2, name_index[i]);  // name
+    fn.I64(3, name_index[i]);  // system_name
+    fn.I64(4, mapping_of[i] >= 0 ? strings.Intern(sym.mapping(static_cast<size_t>(mapping_of[i])).path) : 0);
     w.Message(5, fn);
   }
-  for (int i = 0; i < kFixed; i++) w.StringAlways(6, fixed[i]);
-  for (size_t i = 0; i < g.address_count; i++) {
-    Symbol s = Symbolize(g.addresses[i]);
-    char name[640];
-    if (*s.function) snprintf(name, sizeof(name), "%s", s.function);
-    else snprintf(name, sizeof(name), "0x%llx", static_cast<unsigned long long>(g.addresses[i]));
-    w.StringAlways(6, name);
-    w.StringAlways(6, s.object);
-  }
+  for (size_t i = 0; i < strings.count(); i++) w.StringAlways(6, strings.at(i));
   w.I64(9, static_cast<int64_t>(NowNs()));
   value_type(kAllocSpace, kBytes, 11);  // period_type
   w.I64(12, static_cast<int64_t>(rate));
+  w.I64(14, default_type);
   if (w.overflowed()) return ENOSPC;
-  return WriteFile(path, w.data(), w.size());
+  Scratch gz_mem(GzipBound(w.size()) + kGzipScratchBytes);
+  if (gz_mem.get() == nullptr) return ENOMEM;
+  size_t gz_len = GzipCompress(reinterpret_cast<const uint8_t*>(w.data()), w.size(),
+                               reinterpret_cast<uint8_t*>(gz_mem.get() + kGzipScratchBytes), GzipBound(w.size()),
+                               gz_mem.get());
+  if (gz_len == 0) return ENOSPC;
+  return WriteFile(path, gz_mem.get() + kGzipScratchBytes, gz_len);
 }
+
+}  // namespace
+
+// From code (nitro_heap_profile_dump): the live heap is what a caller
+// asks about mid-run.
+int DumpHeapProfile(const char* path) { return WriteHeapProfile(path, "inuse_space"); }
 
 namespace {
 
@@ -760,30 +920,114 @@ void OnSample(void* p, size_t requested, size_t usable, size_t align, Partition*
 }
 void OnFree(void* p) { g_recorder.Freed(p); }
 
-const char* SignalDumpPath() {
-  const char* path = CurrentOptions().flight_recorder;
-  return *path ? path : "nitroheap.%p.pb";
+void ReportWrite(const char* what, const char* path, int err) {
+  if (err == 0) return;
+  char expanded[512];
+  ExpandPath(path, expanded, sizeof(expanded));
+  LogLine("%s: cannot write %s: %s", what, expanded, strerror(err));
+}
+
+// ---- numbered profiles: periodic and on the signal --------------------------
+//
+// <prefix>.<pid>.<seq>.heap.pb.gz, and <prefix>.<pid>.<seq>.rec.pb on the
+// signal; one sequence per process, so no dump replaces another (nor the
+// exit dump, which goes to heap_profile and flight_recorder). Written by the
+// background thread only: never inside malloc or a signal handler.
+uint64_t g_profile_seq = 0;
+uint64_t g_last_profile_ns = 0;
+// Outputs whose directory was found unwritable at start-up (and said so
+// then): not tried again, so the problem is reported once.
+bool g_skip_flight_recorder = false, g_skip_heap_profile = false, g_skip_numbered = false;
+uint64_t g_last_profile_bytes = 0;
+
+void NumberedPath(const char* suffix, uint64_t seq, char* out, size_t len) {
+  const char* prefix = CurrentOptions().profile_prefix;
+  char expanded[300];
+  ExpandPath(*prefix ? prefix : "nitroheap", expanded, sizeof(expanded));
+  snprintf(out, len, "%s.%d.%llu.%s", expanded, static_cast<int>(getpid()), static_cast<unsigned long long>(seq),
+           suffix);
+}
+
+void WriteNumbered(bool with_recording) {
+  if (g_skip_numbered) return;
+  uint64_t seq = g_profile_seq++;
+  char path[400];
+  if (with_recording) {
+    NumberedPath("rec.pb", seq, path, sizeof(path));
+    ReportWrite("flight recorder", path, DumpFlightRecording(path));
+  }
+  NumberedPath("heap.pb.gz", seq, path, sizeof(path));
+  ReportWrite("heap profile", path, WriteHeapProfile(path, "inuse_space"));
+}
+
+// heap_profile_seconds since the last numbered profile, or
+// heap_profile_interval bytes allocated since, as the samples estimate.
+bool PeriodicProfileDue() {
+  const Options& o = CurrentOptions();
+  if (o.heap_profile_seconds == 0 && (o.heap_profile_interval == 0 || o.profile_rate == 0)) return false;
+  uint64_t now = NowNs();
+  uint64_t bytes = g_recorder.estimated_bytes();
+  if (g_last_profile_ns == 0) g_last_profile_ns = HeapStartTimeNs();
+  bool due = (o.heap_profile_seconds != 0 && now - g_last_profile_ns >= o.heap_profile_seconds * 1000000000ull) ||
+             (o.heap_profile_interval != 0 && bytes - g_last_profile_bytes >= o.heap_profile_interval);
+  if (due) {
+    g_last_profile_ns = now;
+    g_last_profile_bytes = bytes;
+  }
+  return due;
 }
 
 void OnTick() {
   g_shm.Tick();
-  if (g_dump_requested.exchange(false)) {
-    int err = DumpFlightRecording(SignalDumpPath());
-    if (err != 0) LogLine("flight recorder: cannot write %s: %s", SignalDumpPath(), strerror(err));
-  }
+  bool signalled = g_dump_requested.exchange(false);
+  if (signalled || PeriodicProfileDue()) WriteNumbered(signalled);
 }
 
 void OnExit() {
   const Options& o = CurrentOptions();
-  if (o.flight_recorder[0]) {
-    int err = DumpFlightRecording(o.flight_recorder);
-    if (err != 0) LogLine("flight recorder: cannot write %s: %s", o.flight_recorder, strerror(err));
+  if (o.flight_recorder[0] && !g_skip_flight_recorder) {
+    ReportWrite("flight recorder", o.flight_recorder, DumpFlightRecording(o.flight_recorder));
   }
-  if (o.heap_profile[0]) {
-    int err = DumpHeapProfile(o.heap_profile);
-    if (err != 0) LogLine("heap profile: cannot write %s: %s", o.heap_profile, strerror(err));
+  // At exit most objects are freed: what was allocated is the useful view.
+  if (o.heap_profile[0] && !g_skip_heap_profile) {
+    ReportWrite("heap profile", o.heap_profile, WriteHeapProfile(o.heap_profile, "alloc_space"));
   }
   g_shm.Remove();
+}
+
+// A directory the process cannot write to is said at start-up, once, not
+// discovered at exit.
+bool OutputDirectoryWritable(const char* option, const char* path) {
+  char expanded[512];
+  ExpandPath(path, expanded, sizeof(expanded));
+  char dir[512];
+  const char* slash = strrchr(expanded, '/');
+  if (slash == nullptr) snprintf(dir, sizeof(dir), ".");
+  else if (slash == expanded) snprintf(dir, sizeof(dir), "/");
+  else snprintf(dir, sizeof(dir), "%.*s", static_cast<int>(slash - expanded), expanded);
+  struct stat st;
+  int err = 0;
+  if (stat(dir, &st) != 0) err = errno;
+  else if (!S_ISDIR(st.st_mode)) err = ENOTDIR;
+  else if (faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS) != 0) err = errno;
+  if (err != 0) {
+    LogLine("NITROHEAP_OPTIONS: %s=%s: cannot write in %s: %s; these files will not be written", option, expanded,
+            dir, strerror(err));
+  }
+  return err == 0;
+}
+
+void CheckOutputDirectories() {
+  const Options& o = CurrentOptions();
+  if (o.flight_recorder[0]) g_skip_flight_recorder = !OutputDirectoryWritable("flight_recorder", o.flight_recorder);
+  if (o.heap_profile[0]) g_skip_heap_profile = !OutputDirectoryWritable("heap_profile", o.heap_profile);
+  if ((o.heap_profile_interval != 0 || o.heap_profile_seconds != 0) && !o.background_thread) {
+    LogLine("NITROHEAP_OPTIONS: heap_profile_interval and heap_profile_seconds need background_thread=1 (the "
+            "thread writes the profiles); with background_thread=0 none is written");
+  }
+  if (o.flight_recorder_signal != 0 || o.heap_profile_interval != 0 || o.heap_profile_seconds != 0) {
+    g_skip_numbered = !OutputDirectoryWritable("profile_prefix", *o.profile_prefix ? o.profile_prefix : "nitroheap");
+  }
 }
 
 void OnForkChild() {
@@ -792,7 +1036,7 @@ void OnForkChild() {
   g_shm.CreateNow(/*sweep=*/false);  // the child is single-threaded here
 }
 
-// A signal only raises a flag: the background thread writes the file, so a
+// A signal only raises a flag: the background thread writes the files, so a
 // signal arriving inside the allocator cannot deadlock on its locks.
 void OnDumpSignal(int) { g_dump_requested.store(true); }
 
@@ -812,6 +1056,7 @@ void Install() {
   RegisterLock(&g_recorder.lock());
   SetTelemetryHooks(&kHooks);
   g_shm.CreateNow(/*sweep=*/true);
+  CheckOutputDirectories();
   uint64_t sig = CurrentOptions().flight_recorder_signal;
   if (sig > 0 && sig < 65) {
     struct sigaction sa;

@@ -72,15 +72,44 @@ class JsonWriter {
     va_end(ap);
     if (n > 0) pos_ += static_cast<size_t>(n);
   }
+  // JSON is UTF-8: a name that is not (a partition named with Latin-1
+  // bytes) would make the whole document unreadable, so each byte of an
+  // invalid sequence is written as U+FFFD.
   void String(const char* s) {
     Add("\"");
-    for (; *s; s++) {
+    while (*s) {
       unsigned char ch = static_cast<unsigned char>(*s);
+      size_t n = Utf8SequenceLength(reinterpret_cast<const unsigned char*>(s));
+      if (n > 1) {
+        Add("%.*s", static_cast<int>(n), s);
+        s += n;
+        continue;
+      }
       if (ch == '"' || ch == '\\') Add("\\%c", ch);
-      else if (ch < 0x20) Add("\\u%04x", ch);
+      else if (ch < 0x20 || ch == 0x7f) Add("\\u%04x", ch);
+      else if (ch >= 0x80) Add("\\ufffd");
       else Add("%c", ch);
+      s++;
     }
     Add("\"");
+  }
+
+  // The length of the valid multi-byte UTF-8 sequence at p (2 to 4), or 1.
+  static size_t Utf8SequenceLength(const unsigned char* p) {
+    unsigned char c = p[0];
+    size_t n;
+    uint32_t cp;
+    if (c >= 0xc2 && c <= 0xdf) { n = 2; cp = c & 0x1f; }
+    else if (c >= 0xe0 && c <= 0xef) { n = 3; cp = c & 0x0f; }
+    else if (c >= 0xf0 && c <= 0xf4) { n = 4; cp = c & 0x07; }
+    else return 1;
+    for (size_t i = 1; i < n; i++) {
+      if ((p[i] & 0xc0) != 0x80) return 1;  // also stops at the terminating NUL
+      cp = (cp << 6) | (p[i] & 0x3f);
+    }
+    bool overlong = (n == 3 && cp < 0x800) || (n == 4 && cp < 0x10000);
+    bool surrogate = cp >= 0xd800 && cp <= 0xdfff;
+    return overlong || surrogate || cp > 0x10ffff ? 1 : n;
   }
   void Counters(const nitro_counters_t& c) {
     for (size_t i = 0; i < kCounterCount; i++) {

@@ -115,6 +115,23 @@ TEST(Stats, JsonHasEveryCounterAndPartition) {
   Partition::Destroy(p);
 }
 
+TEST(Stats, JsonNamesAreValidUtf8WhateverTheBytes) {
+  EnsureStarted();
+  // Latin-1 bytes, a truncated sequence, an overlong '/', a surrogate, DEL,
+  // then valid two-, three- and four-byte sequences.
+  Partition* p = Partition::Create("a\xe9" "b\xe2\x82" "c\xc0\xaf\xed\xa0\x80\x7f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80",
+                                   PartitionConfig{});
+  ASSERT_NE(p, nullptr);
+  nitro_stats_t st;
+  CollectStats(&st);
+  std::string json(StatsToJson(st, nullptr, 0) + 1, '\0');
+  json.resize(StatsToJson(st, &json[0], json.size()));
+  const char* expected =
+      "\"a\\ufffdb\\ufffd\\ufffdc\\ufffd\\ufffd\\ufffd\\ufffd\\ufffd\\u007f\xc3\xa9\xe2\x82\xac\xf0\x9f\x98\x80\":{";
+  EXPECT_NE(json.find(expected), std::string::npos) << json.substr(0, 600);
+  Partition::Destroy(p);
+}
+
 TEST(Stats, CounterNames) {
   nitro_counters_t c;
   memset(&c, 0, sizeof(c));

@@ -13,6 +13,7 @@ PACKAGES="
   libjemalloc2 libgoogle-perftools4 libmimalloc2.0
   sqlite3 valgrind
   libpython3.11-testsuite
+  golang-go binutils
 "
 
 # Rust: the rustup toolchain when there is one, else Debian's cargo.

@@ -5,7 +5,7 @@
 # fs.protected_regular/_symlinks/_fifos at 0 for the duration (restored
 # after), so that the kernel's own protections hide nothing.
 #
-#   attack_test.sh LIBNITROHEAP VICTIM PYTHON_PACKAGE_PARENT
+#   attack_test.sh LIBNITROHEAP VICTIM PYTHON_PACKAGE_PARENT VICTIM_LINKED
 #
 # Needs root (namespaces, setpriv to another user). Each check prints
 # "ok - ..." or "FAIL - ..."; the exit status is the number of failures.
@@ -13,8 +13,8 @@ set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 
 if [[ -z "${NH_SECURITY_INNER:-}" ]]; then
-  if [[ $# -ne 3 ]]; then
-    echo "usage: $0 LIBNITROHEAP VICTIM PYTHON_PACKAGE_PARENT" >&2
+  if [[ $# -ne 4 ]]; then
+    echo "usage: $0 LIBNITROHEAP VICTIM PYTHON_PACKAGE_PARENT VICTIM_LINKED" >&2
     exit 2
   fi
   if [[ "$(id -u)" != 0 ]]; then
@@ -34,6 +34,7 @@ if [[ -z "${NH_SECURITY_INNER:-}" ]]; then
   cp "$1" "$scratch/bin/libnitroheap.so"
   cp "$2" "$scratch/bin/victim"
   cp -rL "$3/nitroheap" "$scratch/bin/nitroheap"
+  cp "$4" "$scratch/bin/victim_linked"
   chmod -R a+rX "$scratch/bin"
   # The kernel's protections are global: set to 0 for the run, restored after.
   declare -A saved=()
@@ -206,6 +207,18 @@ fi
 leftover=$(find "$PUBLIC" -name '*.tmp' | wc -l)
 if [[ $leftover == 0 ]]; then ok "no temporary output files left behind"; else fail "$leftover temporary files left in $PUBLIC"; fi
 
+# A set-user-ID root program with NitroHeap linked in, started by nobody
+# with options naming root's file: the options are ignored, and said so.
+install -o root -m 4755 "$BIN/victim_linked" "$S/work/suid_victim"
+as_nobody env NITROHEAP_OPTIONS="flight_recorder=$S/work/secret,heap_profile=$S/work/secret,stats_print=1" \
+  timeout 30 "$S/work/suid_victim" --alloc-ms 20 2>"$S/work/suid.err"
+rc=$?
+if [[ $rc == 0 && "$(cat "$S/work/secret")" == "root's secret" ]] && grep -q "NITROHEAP_OPTIONS is ignored" "$S/work/suid.err"; then
+  ok "a set-user-ID program ignores NITROHEAP_OPTIONS: $(head -1 "$S/work/suid.err" | cut -c1-120)"
+else
+  fail "set-user-ID program: exit $rc, secret now '$(head -c 40 "$S/work/secret")': $(head -c 300 "$S/work/suid.err")"
+fi
+
 # ---- 5. hostile segments against the readers ---------------------------------------
 reader() {  # reader LABEL EXPECTED_RC ARGS...: runs python3 -m nitroheap ARGS as root, 1 GB of address space
   local label="$1" expect="$2"; shift 2
@@ -272,7 +285,7 @@ as_nobody python3 -c "import os; f=open('$PUBLIC/big-rec.pb','wb'); os.truncate(
 reader "report of a 2 GiB sparse recording" 1 report "$PUBLIC/big-rec.pb"
 
 # ---- 6. who may read ------------------------------------------------------------------
-env LD_PRELOAD="$LIB" "$VICTIM" --alloc-ms 4000 & root_victim=$!
+env LD_PRELOAD="$LIB" "$VICTIM" --alloc-ms 60000 & root_victim=$!
 sleep 0.5
 mode=$(stat -c '%a %U' "/dev/shm/nitroheap.$root_victim" 2>&1)
 if [[ "$mode" == "600 root" ]]; then ok "a root process's segment is 0600 root"; else fail "root's segment: $mode"; fi
@@ -284,7 +297,7 @@ else
   fail "nobody reading root's segment: exit $rc: $(head -c 300 "$S/work/r.err")"
 fi
 reader "root reads root's statistics" 0 stats "$root_victim"
-wait "$root_victim"
+kill "$root_victim"; wait "$root_victim" 2>/dev/null
 
 echo "# $failures failures"
 exit "$failures"

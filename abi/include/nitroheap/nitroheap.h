@@ -120,8 +120,10 @@ int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const void* newp, s
  * Writes the recording (telemetry/flight_recorder.proto, FlightRecording)
  * to `path` ("%p" becomes the pid). Returns 0 or an errno value. */
 int nitro_flight_recorder_dump(const char* path);
-/* Writes a pprof profile.proto heap profile (uncompressed) of the sampled
- * allocations: alloc_objects, alloc_space, inuse_objects, inuse_space. */
+/* Writes a gzip-compressed pprof profile.proto heap profile of the sampled
+ * allocations (alloc_objects, alloc_space, inuse_objects, inuse_space;
+ * pprof opens inuse_space), with mappings and build IDs, to `path` ("%p"
+ * becomes the pid). Returns 0 or an errno value. */
 int nitro_heap_profile_dump(const char* path);
 
 #ifdef __cplusplus

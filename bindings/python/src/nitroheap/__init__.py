@@ -26,9 +26,10 @@ from ._live import (Attached, Partition, attach, ctl, dump_flight_recording,
                     dump_heap_profile, heap_mode, is_active, is_loaded,
                     parse_stats_json, read_segment, release_free_memory, segment_path, stats,
                     stats_json)
-from .recording import (ALLOCATOR_FRAMES, LIBRARY_FRAMES, Event, Frame, Histogram,
+from .recording import (ALLOCATOR_FRAMES, LIBRARY_FRAMES, Event, Frame, Histogram, Mapping,
                         RecordedProcess, Recording, Site, parse_flight_recorder,
                         read_flight_recorder)
+from ._pprof import recording_to_pprof
 
 __version__ = "1.0"
 
@@ -47,9 +48,9 @@ CLASS_FIELDS = (
 
 __all__ = [
     "ALLOCATOR_FRAMES", "Attached", "LIBRARY_FRAMES", "CLASS_FIELDS", "COUNTERS", "Event", "Frame", "Histogram",
-    "NitroHeapError", "NoTelemetryError", "NotActiveError", "Partition", "ProcessNotFoundError",
+    "Mapping", "NitroHeapError", "NoTelemetryError", "NotActiveError", "Partition", "ProcessNotFoundError",
     "RecordedProcess", "Recording", "RecordingError", "SegmentFormatError", "Site", "attach",
     "ctl", "dump_flight_recording", "dump_heap_profile", "heap_mode", "is_active", "is_loaded",
-    "parse_flight_recorder", "parse_stats_json", "read_flight_recorder", "read_segment", "release_free_memory",
-    "segment_path", "stats", "stats_json",
+    "parse_flight_recorder", "parse_stats_json", "read_flight_recorder", "read_segment", "recording_to_pprof",
+    "release_free_memory", "segment_path", "stats", "stats_json",
 ]

@@ -75,13 +75,9 @@ def _unique_pairs(pairs):
     unique, so a repeated key is kept as "name#2", "name#3", ... instead of
     silently replacing the first one."""
     out = {}
+    suffixes = {}
     for k, v in pairs:
-        if k in out:
-            n = 2
-            while "%s#%d" % (k, n) in out:
-                n += 1
-            k = "%s#%d" % (k, n)
-        out[k] = v
+        out[_safe.unique_name(k, out, suffixes)] = v
     return out
 
 
@@ -138,7 +134,8 @@ def dump_flight_recording(path):
 
 
 def dump_heap_profile(path):
-    """Writes a pprof heap profile of the sampled allocations (nitro_heap_profile_dump)."""
+    """Writes a gzip-compressed pprof heap profile of the sampled allocations
+    (nitro_heap_profile_dump); `go tool pprof PATH` reads it."""
     native = _active_or_raise("nitroheap.dump_heap_profile()")
     native.heap_profile_dump(os.fspath(path))
 
@@ -290,8 +287,10 @@ def _process_exists(pid):
     return True
 
 
-# The largest segment a reader looks at (version 1's is 512 KiB).
-MAX_SEGMENT_BYTES = 16 << 20
+# The largest segment a reader looks at: twice version 1's 512 KiB. As in
+# native.cc (kMaxSegmentBytes), bounded by time: parsing and validating a
+# hostile payload of this size takes under half a second (16 MiB: over 5 s).
+MAX_SEGMENT_BYTES = 1 << 20
 
 
 def _read_segment_python(path, timeout_s):

@@ -96,8 +96,13 @@ def read_exact(fd, n, offset):
     return out
 
 
-_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
-_UNPRINTABLE_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069]")
+# Lone surrogates (\ud800-\udfff, from JSON escapes such as "\ud800") too:
+# they cannot be written to a UTF-8 stream at all (UnicodeEncodeError), or
+# come out as raw bytes (0x9b is CSI) under errors="surrogateescape".
+_UNPRINTABLE = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                          r"\ud800-\udfff]")
+_UNPRINTABLE_ALL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069"
+                              r"\ud800-\udfff]")
 
 
 def _escape(m):
@@ -107,9 +112,10 @@ def _escape(m):
 
 def printable(text, keep_newlines=False):
     """`text` with control characters (C0, C1, DEL, bidirectional overrides,
-    line separators) written as visible escapes such as \\x1b, so that text
-    from a segment or a recording cannot move the cursor, recolour, retitle
-    or rewrite the terminal. Newlines (and tabs) stay when keep_newlines."""
+    line separators, lone surrogates) written as visible escapes such as
+    \\x1b, so that text from a segment or a recording cannot move the cursor,
+    recolour, retitle or rewrite the terminal. Newlines (and tabs) stay when
+    keep_newlines."""
     if not isinstance(text, str):
         text = str(text)
     pattern = _UNPRINTABLE if keep_newlines else _UNPRINTABLE_ALL
@@ -128,13 +134,30 @@ _COUNTER_FIELDS = frozenset((
     "remote_free_backlog", "quarantine_bytes", "lock_contention", "sampled_allocations",
 ))
 _MAX_DEPTH = 6
+_MAX_COUNTER = (1 << 64) - 1  # the writer's counters are uint64_t
 
 
 def _counter(value, where):
-    if type(value) is not int or value < 0:
-        raise SegmentFormatError("%s: expected a non-negative integer, found %s"
+    # Bounded: a 400-digit "counter" passes as an int but breaks float() in
+    # every formatter (OverflowError).
+    if type(value) is not int or not 0 <= value <= _MAX_COUNTER:
+        raise SegmentFormatError("%s: expected a non-negative integer (64 bits), found %s"
                                  % (where, printable(repr(value)[:40])))
     return value
+
+
+def unique_name(name, taken, next_suffix):
+    """`name`, or "name#2", "name#3", ... : the first one not in `taken`.
+    next_suffix ({name: n}, kept by the caller across calls) remembers
+    where the search for each name stopped, so that N copies of one name
+    cost O(N), not O(N^2) (a hostile segment holds ~100000 of them)."""
+    if name not in taken:
+        return name
+    n = next_suffix.get(name, 2)
+    while "%s#%d" % (name, n) in taken:
+        n += 1
+    next_suffix[name] = n + 1
+    return "%s#%d" % (name, n)
 
 
 def _counters(obj, where):
@@ -159,9 +182,10 @@ def _unknown(value, where, depth):
 
 
 def validate_stats(doc, where, error=SegmentFormatError):
-    """Checks a statistics document's shape and types (every counter a
-    non-negative int, partitions an object of counter objects, size_classes
-    a list of them) and returns it with every string made printable.
+    """Checks a statistics document's shape and types (every counter, at the
+    top level too, an int from 0 to 2^64-1, partitions an object of counter
+    objects, size_classes a list of them) and returns it with every string
+    made printable.
     Raises `error` (SegmentFormatError) naming the first field that is wrong."""
     try:
         return _validate_stats(doc, where)
@@ -186,13 +210,9 @@ def _validate_stats(doc, where):
             if not isinstance(value, dict):
                 raise SegmentFormatError("%s: expected an object" % field)
             parts = {}
+            suffixes = {}
             for pname, counters in value.items():
-                clean = printable(pname)[:64]
-                n = 2
-                base = clean
-                while clean in parts:
-                    clean = "%s#%d" % (base, n)
-                    n += 1
+                clean = unique_name(printable(pname)[:64], parts, suffixes)
                 parts[clean] = _counters(counters, "%s[%s]" % (field, clean))
             out[name] = parts
         elif key == "size_classes":

@@ -1,4 +1,5 @@
-"""The command line: python3 -m nitroheap top PID | report FILE [--html OUT] | stats [PID]."""
+"""The command line: python3 -m nitroheap top PID | report FILE [--html OUT] | pprof FILE -o OUT |
+stats [PID]."""
 
 import argparse
 import datetime
@@ -10,6 +11,8 @@ import sys
 import time
 
 from . import _live
+from . import _safe
+from ._pprof import SAMPLE_TYPES, recording_to_pprof
 from ._safe import UnsafeFileError, printable
 from ._errors import NitroHeapError, RecordingError
 from .recording import format_bytes, format_duration, read_flight_recorder
@@ -226,19 +229,23 @@ def write_html(rec, out_path, top=10, by="bytes", group="function", mode=0o600):
     _html.write_report(rec, out_path, report_lines(rec, top, by, group), top, by, group, mode)
 
 
-def cmd_report(args):
+def read_recording(path):
     try:
-        rec = read_flight_recorder(args.file)
+        return read_flight_recorder(path)
     except FileNotFoundError:
-        raise CliError("cannot read %s: no such file" % args.file)
+        raise CliError("cannot read %s: no such file" % path)
     except IsADirectoryError:
-        raise CliError("cannot read %s: it is a directory" % args.file)
+        raise CliError("cannot read %s: it is a directory" % path)
     except UnsafeFileError as e:
         raise CliError("not read: %s" % e.strerror)
     except OSError as e:
-        raise CliError("cannot read %s: %s" % (args.file, e.strerror or e))
+        raise CliError("cannot read %s: %s" % (path, e.strerror or e))
     except RecordingError as e:
         raise CliError(str(e))
+
+
+def cmd_report(args):
+    rec = read_recording(args.file)
     print(printable("\n".join(report_lines(rec, args.top, args.by, args.group)), keep_newlines=True))
     if args.html:
         try:
@@ -248,6 +255,20 @@ def cmd_report(args):
         except OSError as e:
             raise CliError("cannot write %s: %s" % (args.html, e.strerror or e))
         print("\nHTML report written to %s" % args.html)
+    return 0
+
+
+# ---- pprof ----------------------------------------------------------------------
+
+def cmd_pprof(args):
+    rec = read_recording(args.file)
+    data = recording_to_pprof(rec, args.sample_index)
+    try:
+        _safe.write_atomic(args.output, data, args.mode)
+    except OSError as e:
+        raise CliError("cannot write %s: %s" % (args.output, e.strerror or e))
+    print("%s: pprof heap profile of %d events (default view %s); open it with: go tool pprof %s"
+          % (args.output, len(rec.events), args.sample_index, args.output))
     return 0
 
 
@@ -305,6 +326,17 @@ def build_parser():
     r.add_argument("--group", default="function", choices=["function", "site", "stack"],
                    help="aggregate by the first non-allocator function, its call site, or the whole stack")
     r.set_defaults(func=cmd_report)
+
+    pp = sub.add_parser("pprof", help="convert a flight recording into a pprof heap profile (.pb.gz)")
+    pp.add_argument("file", help="a FlightRecording file")
+    pp.add_argument("-o", "--output", required=True, metavar="OUT",
+                    help="the gzip-compressed pprof profile to write (such as heap.pb.gz)")
+    pp.add_argument("--sample-index", default="alloc_space", choices=list(SAMPLE_TYPES),
+                    help="pprof's default view (alloc_space: every sampled allocation; "
+                         "inuse_space: those live at the dump)")
+    pp.add_argument("--mode", type=file_mode, default=0o600, metavar="OCTAL",
+                    help="permission bits of OUT (0600); written to a new file and renamed into place")
+    pp.set_defaults(func=cmd_pprof)
 
     s = sub.add_parser("stats", help="print the statistics of a process (or of this one) as JSON")
     s.add_argument("pid", type=int, nargs="?", help="process id (default: this process; needs NitroHeap preloaded)")

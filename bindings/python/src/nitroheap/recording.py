@@ -57,9 +57,30 @@ LIBRARY_FRAMES = [
 ]
 
 
+class Mapping:
+    """One loaded object's code segment (the Mapping message)."""
+    __slots__ = ("start", "limit", "file_offset", "path", "build_id")
+
+    def __init__(self, msg):
+        self.start = msg.start
+        self.limit = msg.limit
+        self.file_offset = msg.file_offset
+        self.path = msg.path
+        self.build_id = msg.build_id
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self):
+        return "Mapping(0x%x-0x%x, %r, build_id=%r)" % (self.start, self.limit, self.path, self.build_id)
+
+
 class RecordedProcess:
-    """Process of a recording (the Process message)."""
-    __slots__ = ("pid", "executable", "command_line", "start_time_ns", "heap_mode", "hardening_mode")
+    """Process of a recording (the Process message). mappings: the code
+    segments of its loaded objects (empty in recordings written before they
+    were added)."""
+    __slots__ = ("pid", "executable", "command_line", "start_time_ns", "heap_mode", "hardening_mode",
+                 "mappings")
 
     def __init__(self, msg):
         self.pid = msg.pid
@@ -68,9 +89,12 @@ class RecordedProcess:
         self.start_time_ns = msg.start_time_ns
         self.heap_mode = msg.heap_mode
         self.hardening_mode = msg.hardening_mode
+        self.mappings = [Mapping(m) for m in msg.mappings]
 
     def as_dict(self):
-        return {k: getattr(self, k) for k in self.__slots__}
+        d = {k: getattr(self, k) for k in self.__slots__}
+        d["mappings"] = [m.as_dict() for m in self.mappings]
+        return d
 
     def __repr__(self):
         return "RecordedProcess(pid=%d, executable=%r, heap_mode=%r, hardening_mode=%r)" % (
@@ -314,7 +338,10 @@ _SCHEMA = {
                         7: ("sample_interval_bytes", "u"), 8: ("dropped_events", "u"),
                         9: ("dump_time_ns", "u")},
     "Process": {1: ("pid", "u"), 2: ("executable", "s"), 3: ("command_line", "s"),
-                4: ("start_time_ns", "u"), 5: ("heap_mode", "s"), 6: ("hardening_mode", "s")},
+                4: ("start_time_ns", "u"), 5: ("heap_mode", "s"), 6: ("hardening_mode", "s"),
+                7: ("mappings", "Mapping")},
+    "Mapping": {1: ("start", "u"), 2: ("limit", "u"), 3: ("file_offset", "u"), 4: ("path", "s"),
+                5: ("build_id", "s")},
     "Option": {1: ("name", "s"), 2: ("value", "s")},
     "Event": {1: ("address", "u"), 2: ("requested_size", "u"), 3: ("usable_size", "u"),
               4: ("alignment", "u"), 5: ("partition", "s"), 6: ("thread_id", "u"), 7: ("cpu", "u"),
@@ -642,6 +669,15 @@ def parse_flight_recorder(data, path="<bytes>", allocator_frames=None):
     if not data:
         raise RecordingError("%s is empty (0 bytes): not a flight recording" % path)
     data = bytes(data)
+    if data[:2] == b"\x1f\x8b":
+        raise RecordingError("%s is not a NitroHeap flight recording: it is gzip-compressed, as pprof profiles "
+                             "are (heap_profile=, nitro_heap_profile_dump); open it with: go tool pprof %s"
+                             % (path, path))
+    if data[:1] == b"\x0a":
+        # FlightRecording starts with format_version (field 1, a varint);
+        # profile.proto starts with sample_type (field 1, a message).
+        raise RecordingError("%s is not a NitroHeap flight recording: it looks like an uncompressed pprof "
+                             "profile (profile.proto); open it with: go tool pprof %s" % (path, path))
     info = _check_wire(data, path)
     seen = info["seen"]
     if 1 not in seen:
