@@ -94,9 +94,10 @@ pub fn dump_flight_recording(path: impl AsRef<Path>) -> Result<(), Error> {
     check("nitro_flight_recorder_dump", &path.to_string_lossy(), rc)
 }
 
-/// Writes a heap profile of the sampled allocations to `path`, in pprof's
-/// `profile.proto` format (uncompressed; `go tool pprof` and `pprof` read
-/// it). Errors as for [`dump_flight_recording`].
+/// Writes a heap profile of the sampled allocations to `path`: pprof's
+/// `profile.proto`, gzip-compressed, with mappings and build IDs (`pprof`
+/// and `go tool pprof` open it); `%p` in the path becomes the pid. Errors as
+/// for [`dump_flight_recording`].
 pub fn dump_heap_profile(path: impl AsRef<Path>) -> Result<(), Error> {
     let path = path.as_ref();
     let c = c_path("nitro_heap_profile_dump", path)?;

@@ -232,11 +232,15 @@ fn heap_profile_dump() {
     // allocated, half kept live, leaves samples to report.
     let kept: Vec<Vec<u8>> = (0..1024).map(|i| vec![i as u8; 64 << 10]).filter(|v| v[0] % 2 == 0).collect();
     let dir = scratch_dir("profile");
-    nitroheap::dump_heap_profile(dir.join("heap.%p.pb")).unwrap();
-    let path = dir.join(format!("heap.{}.pb", std::process::id()));
+    nitroheap::dump_heap_profile(dir.join("heap.%p.pb.gz")).unwrap();
+    let path = dir.join(format!("heap.{}.pb.gz", std::process::id()));
     let data = fs::read(&path).unwrap();
+    assert_eq!(&data[..2], &[0x1f, 0x8b], "{} is not gzip", path.display());
+    let out = Command::new("gzip").arg("-dc").arg(&path).output().expect("gzip runs");
+    assert!(out.status.success(), "gzip -dc {}", path.display());
     for name in ["alloc_space", "inuse_space", "inuse_objects"] {
-        assert!(data.windows(name.len()).any(|w| w == name.as_bytes()), "{name} missing in {}", path.display());
+        let found = out.stdout.windows(name.len()).any(|w| w == name.as_bytes());
+        assert!(found, "{name} missing in {}", path.display());
     }
     assert!(nitroheap::ctl_read_u64("stats.sampled_allocations").unwrap() > 0);
     drop(kept);
