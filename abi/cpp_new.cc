@@ -82,9 +82,9 @@ NITRO_NOINLINE void* NewNothrowSlow(size_t size, size_t align) {
   // A handler is installed, and it may throw: let the C++ runtime's nothrow
   // new run the retry loop (through the throwing forms here) and catch.
   if (align <= nitro::kMinAlign) {
-    if (rt.nothrow_new != nullptr) return rt.nothrow_new(size, std::nothrow);
+    if (rt.nothrow_new != nullptr) return rt.nothrow_new(size, std::nothrow_t{});
   } else if (rt.nothrow_aligned_new != nullptr) {
-    return rt.nothrow_aligned_new(size, static_cast<std::align_val_t>(align), std::nothrow);
+    return rt.nothrow_aligned_new(size, static_cast<std::align_val_t>(align), std::nothrow_t{});
   }
   return nullptr;  // no C++ runtime to catch with: never let an exception out
 }

@@ -27,6 +27,19 @@ if [ "$leaked" -ne 0 ]; then
   echo "FAIL: $leaked engine symbols (nitro::) are exported"
   missing=$((missing + 1))
 fi
+# The preload library needs the C library only: no C++ runtime (it would be
+# loaded into C programs, and an undefined libstdc++ symbol ties the library
+# to one runtime's version).
+needed=$(readelf -d "$so" | awk '/NEEDED/ {print $NF}' | tr -d '[]' | grep -v '^libc\.so\.6$' || true)
+if [ -n "$needed" ]; then
+  echo "FAIL: $so needs more than libc.so.6: $needed"
+  missing=$((missing + 1))
+fi
+cxx_undefined=$(nm -D --undefined-only "$so" | awk '{print $2}' | grep '^_Z' || true)
+if [ -n "$cxx_undefined" ]; then
+  echo "FAIL: $so refers to C++ runtime symbols: $cxx_undefined"
+  missing=$((missing + 1))
+fi
 if [ "$missing" -ne 0 ]; then
   echo "0 passed, 1 failed"
   exit 1

@@ -140,7 +140,11 @@ class FlightRecorder {
     for (uint64_t seq = start; seq < next_ && n < cap; seq++) out[n++] = ring_[seq % capacity_];
     return n;
   }
-  size_t capacity() const { return capacity_; }
+  // The ring's size, fixed by the options before the first sample: a dump
+  // sizes its buffers with it whether or not the ring exists yet (reading
+  // capacity_ instead raced with the first sample of another thread, which
+  // sets it: the dump then copied 2048 events into room for one).
+  static size_t Capacity() { return CurrentOptions().flight_recorder_events; }
   // Bytes allocated since start-up, as the samples estimate them.
   uint64_t estimated_bytes() {
     LockGuard g(lock_);
@@ -150,7 +154,7 @@ class FlightRecorder {
 
  private:
   bool Allocate() {
-    capacity_ = CurrentOptions().flight_recorder_events;
+    capacity_ = Capacity();
     ring_ = static_cast<Event*>(os::Reserve(capacity_ * sizeof(Event), kPageSize));
     return ring_ != nullptr;
   }
@@ -359,7 +363,7 @@ struct Gathered {
 };
 
 bool Gather(Scratch& scratch, Gathered* g) {
-  size_t cap = g_recorder.capacity() ? g_recorder.capacity() : 1;
+  size_t cap = FlightRecorder::Capacity();
   g->events = reinterpret_cast<Event*>(scratch.get());
   g->count = g_recorder.Snapshot(g->events, cap, &g->dropped);
   g->addresses = reinterpret_cast<uint64_t*>(scratch.get() + cap * sizeof(Event));
@@ -372,7 +376,7 @@ bool Gather(Scratch& scratch, Gathered* g) {
 }
 
 size_t GatherBytes() {
-  size_t cap = g_recorder.capacity() ? g_recorder.capacity() : 1;
+  size_t cap = FlightRecorder::Capacity();
   return cap * sizeof(Event) + cap * kFrames * sizeof(uint64_t);
 }
 
