@@ -48,7 +48,10 @@ def _static_archive_impl(ctx):
 
     linkopts = ctx.actions.declare_file(ctx.attr.name + ".linkopts")
     ctx.actions.write(linkopts, " ".join(flags) + "\n")
-    return [DefaultInfo(files = depset([out, linkopts]))]
+    return [DefaultInfo(
+        files = depset([out, linkopts]),
+        runfiles = ctx.runfiles(files = [out, linkopts]),
+    )]
 
 static_archive = rule(
     implementation = _static_archive_impl,

@@ -69,6 +69,16 @@ else
   fail "layout"; ls -lR "$prefix"
 fi
 
+# LD_PRELOAD of the installed soname into a program that knows nothing of
+# NitroHeap (the interpreter looks the extension API up at run time).
+ask='import ctypes; print(ctypes.CDLL(None).nitro_is_active())'
+if [ "$(LD_PRELOAD="$lib/libnitroheap.so.$major" /usr/bin/python3 -c "$ask" 2>&1)" = "1" ] &&
+   [ "$(/usr/bin/python3 -c "import ctypes; print(hasattr(ctypes.CDLL(None), 'nitro_is_active'))")" = "False" ]; then
+  pass "LD_PRELOAD=lib/libnitroheap.so.$major: python3 runs on NitroHeap"
+else
+  fail "LD_PRELOAD=lib/libnitroheap.so.$major: nitro_is_active() is not 1 in python3"
+fi
+
 # pkg-config, shared: the program records the soname, and finds the library
 # through the rpath pkg-config's libdir gives.
 export PKG_CONFIG_PATH="$lib/pkgconfig"

@@ -11,7 +11,7 @@ int main() {
   void* block = std::malloc(100);
   std::string* text = new std::string(200, 'x');
   std::printf("active=%d mode=%s malloc_owned=%d new_owned=%d\n", nitro_is_active(),
-              nitro_heap_mode(), nitro_owns(block), nitro_owns(text.get()));
+              nitro_heap_mode(), nitro_owns(block), nitro_owns(text));
   delete text;
   std::free(block);
   return 0;
