@@ -8,7 +8,10 @@
 namespace nitro {
 namespace {
 
-void VWriteLine(const char* prefix, const char* fmt, va_list ap) {
+// The format attribute passes the callers' checked format strings on (clang's
+// -Wformat-nonliteral would otherwise flag the vsnprintf below).
+__attribute__((format(printf, 2, 0))) void VWriteLine(const char* prefix, const char* fmt,
+                                                      va_list ap) {
   char buf[512];
   int n = snprintf(buf, sizeof(buf), "%s", prefix);
   int m = vsnprintf(buf + n, sizeof(buf) - n - 1, fmt, ap);

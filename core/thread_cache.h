@@ -126,8 +126,9 @@ class ThreadCache {
   uintptr_t key_ = 0;
   uintptr_t marker_ = 0;
   int64_t sample_countdown_ = 0;
-  // Kept apart from sample_countdown_ (see AccountAlloc).
-  void* pad_ = nullptr;
+  // Kept apart from sample_countdown_ (see AccountAlloc); never read, which
+  // clang reports as an unused private field.
+  [[maybe_unused]] void* pad_ = nullptr;
   int64_t record_countdown_ = 0;
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;

@@ -10,3 +10,12 @@ heap_choice = rule(
     build_setting = config.string(flag = True),
     doc = "nitro or legacy: the heap used when NITROHEAP is not set at run time.",
 )
+
+def _on_off_impl(ctx):
+    return []
+
+on_off = rule(
+    implementation = _on_off_impl,
+    build_setting = config.bool(flag = True),
+    doc = "A true/false command-line setting: --//:NAME or --no//:NAME.",
+)

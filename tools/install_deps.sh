@@ -12,6 +12,7 @@ PACKAGES="
   libprotobuf-dev protobuf-compiler
   libjemalloc2 libgoogle-perftools4 libmimalloc2.0
   sqlite3 valgrind
+  cmake make pkg-config
   libpython3.11-testsuite
   golang-go binutils
 "
