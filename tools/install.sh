@@ -62,9 +62,9 @@ install -m 0644 "$headers"/*.h "$root/include/nitroheap/"
 
 # The static archive is linked whole: its objects that nothing references by
 # name (operator new, the telemetry runtime, the __libc_* aliases) must still
-# replace the C library's. cpp_new refers to std::nothrow, hence -lstdc++
-# also for C programs.
-static_libs="$(cat "$linkopts") -lstdc++"
+# replace the C library's. It needs no C++ runtime (abi/exported_symbols_test
+# checks the shared library for that).
+static_libs="$(cat "$linkopts")"
 
 cat > "$lib/pkgconfig/nitroheap.pc" <<PC
 prefix=$prefix
@@ -165,7 +165,7 @@ Package: nitroheap
 Version: $version
 Architecture: $(dpkg --print-architecture)
 Maintainer: NitroHeap developers <nitroheap@localhost>
-Depends: libc6, libstdc++6
+Depends: libc6
 Section: libs
 Priority: optional
 Description: hardened, partitioned, observable memory allocator

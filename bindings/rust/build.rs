@@ -162,11 +162,9 @@ fn link_static(repo: &Path) {
 
     println!("cargo:rustc-link-search=native={}", out_dir.display());
     println!("cargo:rustc-link-lib=static=nitroheap");
-    // //abi:libnitroheap.so's and its dependencies' linkopts. libstdc++ for
-    // the one C++ runtime symbol the library names, std::nothrow (in
-    // cpp_new.cc, as libnitroheap.so's NEEDED entry shows); rustc links with
-    // --as-needed, so it is dropped once nothing names it.
-    for lib in ["dl", "pthread", "rt", "stdc++"] {
+    // //abi:libnitroheap.so's and its dependencies' linkopts. No C++
+    // runtime: the library names none of its symbols (abi/exported_symbols_test).
+    for lib in ["dl", "pthread", "rt"] {
         println!("cargo:rustc-link-lib=dylib={lib}");
     }
     // For this crate's tests, which compare the archive's exports with the
