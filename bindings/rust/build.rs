@@ -266,7 +266,10 @@ fn bazelrc_copts(path: &Path) -> Vec<String> {
 }
 
 /// Evaluates `NAME = TERM + TERM ...` of a Starlark file, where each term is
-/// a list of string literals or the name of another such list.
+/// a list of string literals, the name of another such list, or
+/// `select({...})` of such lists, of which the `//conditions:default` branch
+/// counts (the crate's build is no Bazel configuration: no --//:werror, not
+/// -c opt).
 fn starlark_string_list(text: &str, name: &str) -> Result<Vec<String>, String> {
     let tokens = starlark_tokens(text)?;
     let start = tokens
@@ -277,16 +280,9 @@ fn starlark_string_list(text: &str, name: &str) -> Result<Vec<String>, String> {
     let mut i = start + 2;
     loop {
         match tokens.get(i) {
+            Some(Token::Name(call)) if call == "select" => values.extend(starlark_select_default(&tokens, &mut i, name)?),
             Some(Token::Name(other)) => values.extend(starlark_string_list(text, other)?),
-            Some(Token::Punct('[')) => loop {
-                i += 1;
-                match tokens.get(i) {
-                    Some(Token::Str(s)) => values.push(s.clone()),
-                    Some(Token::Punct(',')) => {}
-                    Some(Token::Punct(']')) => break,
-                    other => return Err(format!("{name}: unexpected {other:?} in a list")),
-                }
-            },
+            Some(Token::Punct('[')) => values.extend(starlark_list(&tokens, &mut i, name)?),
             other => return Err(format!("{name}: expected a list or a name, found {other:?}")),
         }
         i += 1;
@@ -295,6 +291,57 @@ fn starlark_string_list(text: &str, name: &str) -> Result<Vec<String>, String> {
         }
         i += 1;
     }
+}
+
+/// The list literal starting at tokens[*i] (a `[`); leaves *i at its `]`.
+fn starlark_list(tokens: &[Token], i: &mut usize, name: &str) -> Result<Vec<String>, String> {
+    let mut values = Vec::new();
+    loop {
+        *i += 1;
+        match tokens.get(*i) {
+            Some(Token::Str(s)) => values.push(s.clone()),
+            Some(Token::Punct(',')) => {}
+            Some(Token::Punct(']')) => return Ok(values),
+            other => return Err(format!("{name}: unexpected {:?} in a list", other)),
+        }
+    }
+}
+
+/// `select({"label": [...], ..., "//conditions:default": [...]})` starting at
+/// tokens[*i] (the name `select`): the default branch; leaves *i at the `)`.
+fn starlark_select_default(tokens: &[Token], i: &mut usize, name: &str) -> Result<Vec<String>, String> {
+    let expect = |at: usize, c: char| -> Result<(), String> {
+        if tokens.get(at) == Some(&Token::Punct(c)) {
+            Ok(())
+        } else {
+            Err(format!("{name}: expected '{c}' in select(), found {:?}", tokens.get(at)))
+        }
+    };
+    expect(*i + 1, '(')?;
+    expect(*i + 2, '{')?;
+    *i += 3;
+    let mut default = None;
+    loop {
+        match tokens.get(*i) {
+            Some(Token::Punct('}')) => break,
+            Some(Token::Punct(',')) => *i += 1,
+            Some(Token::Str(key)) => {
+                let key = key.clone();
+                expect(*i + 1, ':')?;
+                expect(*i + 2, '[')?;
+                *i += 2;
+                let list = starlark_list(tokens, i, name)?;
+                if key == "//conditions:default" {
+                    default = Some(list);
+                }
+                *i += 1;
+            }
+            other => return Err(format!("{name}: unexpected {:?} in select()", other)),
+        }
+    }
+    expect(*i + 1, ')')?;
+    *i += 1;
+    default.ok_or_else(|| format!("{name}: a select() without a //conditions:default branch"))
 }
 
 #[derive(Debug, PartialEq)]
