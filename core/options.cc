@@ -411,11 +411,11 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
   return errors;
 }
 
-void PrintOptionHelp(int fd, const Options& defaults) {
+void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults) {
   char line[320];
   int n = snprintf(line, sizeof(line),
                    "NITROHEAP_OPTIONS=key=value,... (sizes take K, M, G, T suffixes)\n");
-  if (write(fd, line, static_cast<size_t>(n)) < 0) return;
+  if (n > 0) sink(line, ctx);
   for (const OptionSpec* o = kTable; o->name; o++) {
     const char* field = reinterpret_cast<const char*>(&defaults) + o->offset;
     char value[32];
@@ -436,8 +436,15 @@ void PrintOptionHelp(int fd, const Options& defaults) {
       snprintf(value, sizeof(value), "%llu", v);
     }
     n = snprintf(line, sizeof(line), "  %-22s default %-10s %s\n", o->name, value, o->doc);
-    if (n > 0 && write(fd, line, static_cast<size_t>(n)) < 0) return;
+    if (n > 0) sink(line, ctx);
   }
+}
+
+void PrintOptionHelp(int fd, const Options& defaults) {
+  auto to_fd = [](const char* line, void* ctx) {
+    if (write(*static_cast<int*>(ctx), line, strlen(line)) < 0) return;
+  };
+  PrintOptionHelp(to_fd, &fd, defaults);
 }
 
 }  // namespace nitro

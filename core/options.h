@@ -93,6 +93,8 @@ const char* SignalName(uint64_t sig, char* buf, size_t len);
 
 // Writes the table, one option per line, to file descriptor `fd`.
 void PrintOptionHelp(int fd, const Options& defaults);
+// The same, one line at a time (each ending in '\n') to `sink`.
+void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults);
 
 }  // namespace nitro
 
