@@ -177,7 +177,7 @@ void nitro_register_error(nitro_error_fn* fn, void* arg);
 /* ---- Built-in defaults ----------------------------------------------------
  * A program can build options in by defining (like jemalloc's malloc_conf)
  *     const char* nitroheap_options = "mode=strict,sample_rate=1000";
- * at file scope (in C++ inside extern "C" or after including this header).
+ * at file scope (C or C++, with or without this header).
  * NitroHeap reads it at start-up, before NITROHEAP_OPTIONS, which overrides
  * it key by key; its errors are reported as "nitroheap_options: ...".
  * Linked in (//abi:malloc) it is found at link time; under LD_PRELOAD the
