@@ -178,7 +178,8 @@ int ReadOption(const char* name, void* oldp, size_t* oldlenp) {
       case nitro::OptionType::kString: return ReadString(field, oldp, oldlenp);
       case nitro::OptionType::kChoice:
         return ReadString(nitro::ModeName(*reinterpret_cast<const nitro::HardeningMode*>(field)), oldp, oldlenp);
-      case nitro::OptionType::kBool: return ReadU64(*reinterpret_cast<const bool*>(field), oldp, oldlenp);
+      case nitro::OptionType::kBool:
+        return ReadU64(__atomic_load_n(reinterpret_cast<const bool*>(field), __ATOMIC_RELAXED), oldp, oldlenp);
       case nitro::OptionType::kSize:
         // The quarantine's "by mode" default reads as the bytes in force.
         if (field == reinterpret_cast<const char*>(&o.quarantine)) {
@@ -186,7 +187,9 @@ int ReadOption(const char* name, void* oldp, size_t* oldlenp) {
         }
         return ReadU64(*reinterpret_cast<const size_t*>(field), oldp, oldlenp);
       case nitro::OptionType::kFileMode:
-      case nitro::OptionType::kUint: return ReadU64(*reinterpret_cast<const uint64_t*>(field), oldp, oldlenp);
+      case nitro::OptionType::kSignal:
+      case nitro::OptionType::kUint:
+        return ReadU64(__atomic_load_n(reinterpret_cast<const uint64_t*>(field), __ATOMIC_RELAXED), oldp, oldlenp);
     }
   }
   return ENOENT;
@@ -216,18 +219,44 @@ NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const 
     return name[0] == 'f' ? nitro::DumpFlightRecording(path)
                           : nitro::DumpHeapProfile(path);
   }
+  if (strncmp(name, "opt.", 4) == 0 && writing) {
+    // A write may also read the old value first, as in mallctl.
+    if (newp == nullptr || newlen != sizeof(uint64_t)) return EINVAL;
+    uint64_t old = 0;
+    size_t old_len = sizeof(old);
+    ReadOption(name + 4, &old, &old_len);  // fails only for options that are not numbers: never writable
+    uint64_t value;
+    memcpy(&value, newp, sizeof(value));
+    int err = nitro::SetOptionAtRunTime(name + 4, value);
+    if (err == 0 && oldp != nullptr) return ReadU64(old, oldp, oldlenp);
+    return err;
+  }
   if (writing) {
     // Everything else is read-only; unknown names stay unknown.
-    if (strncmp(name, "stats.", 6) == 0 || strncmp(name, "opt.", 4) == 0 || strcmp(name, "version") == 0) {
+    if (strncmp(name, "stats.", 6) == 0 || strncmp(name, "thread.", 7) == 0 || strcmp(name, "version") == 0) {
       return EPERM;
     }
     return ENOENT;
   }
+  if (strcmp(name, "thread.allocated") == 0) return ReadU64(nitro::ThisThreadBytes().allocated, oldp, oldlenp);
+  if (strcmp(name, "thread.deallocated") == 0) return ReadU64(nitro::ThisThreadBytes().freed, oldp, oldlenp);
   if (strcmp(name, "version") == 0) return ReadString("nitroheap 1 (stats v1)", oldp, oldlenp);
   if (strncmp(name, "stats.", 6) == 0) return ReadStat(name + 6, oldp, oldlenp);
   if (strncmp(name, "opt.", 4) == 0) return ReadOption(name + 4, oldp, oldlenp);
   return ENOENT;
 }
+
+NITRO_EXPORT uint64_t nitro_thread_allocated(void) {
+  return nitro::Mode() == nitro::HeapMode::kNitro ? nitro::ThisThreadBytes().allocated : 0;
+}
+
+NITRO_EXPORT uint64_t nitro_thread_deallocated(void) {
+  return nitro::Mode() == nitro::HeapMode::kNitro ? nitro::ThisThreadBytes().freed : 0;
+}
+
+NITRO_EXPORT void nitro_register_output(nitro_output_fn* fn, void* arg) { nitro::SetOutputCallback(fn, arg); }
+
+NITRO_EXPORT void nitro_register_error(nitro_error_fn* fn, void* arg) { nitro::SetErrorCallback(fn, arg); }
 
 NITRO_EXPORT int nitro_flight_recorder_dump(const char* path) {
   if (path == nullptr) return EINVAL;

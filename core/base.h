@@ -47,6 +47,23 @@ inline uint64_t XorShift64(uint64_t* state) {
   return x;
 }
 
+// Output. Every line NitroHeap writes to stderr goes through WriteOutput:
+// to the callback registered with SetOutputCallback, or else to fd 2.
+// Lines written to stderr before a callback is registered (start-up option
+// errors) are also kept, up to 4 KiB, and handed to the first callback.
+using OutputCallback = void (*)(const char* line, void* arg);
+void SetOutputCallback(OutputCallback fn, void* arg);
+// Writes `len` bytes of whole lines to `fd`; for fd 2 the callback, if any,
+// receives them one line at a time (NUL-terminated, ending in '\n').
+void WriteOutput(int fd, const char* text, size_t len);
+
+// Misuse. NotifyMisuse runs the registered error callback (once per thread:
+// a misuse inside the callback does not call it again); the caller aborts
+// afterwards whatever the callback does.
+using ErrorCallback = void (*)(const char* kind, const void* addr, void* arg);
+void SetErrorCallback(ErrorCallback fn, void* arg);
+void NotifyMisuse(const char* kind, const void* addr);
+
 // Writes one line to stderr without touching the heap.
 void LogLine(const char* fmt, ...) __attribute__((format(printf, 1, 2)));
 // Prints "nitroheap: <message>" and aborts.

@@ -28,15 +28,10 @@ ZeroSizeRegion* g_fault_zero = nullptr;
 struct sigaction g_old_segv, g_old_bus;
 bool g_handler_installed = false;
 
-void WriteLine(const char* s) {
-  size_t len = strlen(s);
-  while (len > 0) {
-    ssize_t w = write(2, s, len);
-    if (w <= 0) return;
-    s += w;
-    len -= static_cast<size_t>(w);
-  }
-}
+// The kind of the fault being reported, for the error callback.
+const char* g_fault_kind = nullptr;
+
+void WriteLine(const char* s) { WriteOutput(2, s, strlen(s)); }
 
 // Large allocations: freed runs and guard pages are PROT_NONE.
 bool ReportLargeFault(uintptr_t addr) {
@@ -44,10 +39,12 @@ bool ReportLargeFault(uintptr_t addr) {
   if (s == nullptr) return false;
   char line[320];
   if (s->state == SpanState::kFree && s->prot_none) {
+    g_fault_kind = misuse::kUseAfterFree;
     snprintf(line, sizeof(line),
              "nitroheap: %s at %p in partition %s: access to freed large memory (a free run of %zu bytes)\n",
              misuse::kUseAfterFree, reinterpret_cast<void*>(addr), s->partition->name(), s->bytes());
   } else if (s->state == SpanState::kLarge && s->guard_pages && addr >= s->end() - kPageSize) {
+    g_fault_kind = misuse::kOverflow;
     snprintf(line, sizeof(line),
              "nitroheap: %s at %p in partition %s: %zu bytes past the end of a %zu-byte allocation at %p\n",
              misuse::kOverflow, reinterpret_cast<void*>(addr), s->partition->name(),
@@ -105,6 +102,7 @@ void FaultHandler(int sig, siginfo_t* info, void* ctx) {
     ours = true;
   } else if (g_fault_zero != nullptr && g_fault_zero->Contains(addr)) {
     char line[256];
+    g_fault_kind = misuse::kOverflow;
     snprintf(line, sizeof(line),
              "nitroheap: %s at %p in partition default: access through a pointer returned by malloc(0)\n",
              misuse::kOverflow, reinterpret_cast<void*>(addr));
@@ -124,6 +122,7 @@ void FaultHandler(int sig, siginfo_t* info, void* ctx) {
     n = CaptureStack(frames, kMaxFrames, 0);
 #endif
     WriteStack(2, "faulting access at", frames, n);
+    NotifyMisuse(g_fault_kind != nullptr ? g_fault_kind : "fault", reinterpret_cast<void*>(addr));
     // Die of the original signal: restore the default action and return, so
     // the faulting access runs again.
     signal(sig, SIG_DFL);
@@ -250,7 +249,7 @@ size_t GuardedPool::UsableSize(Span* s, const void* p, const char* what) {
   return LiveSlot(s, p, what).size;
 }
 
-void GuardedPool::Free(Span* s, void* p) {
+size_t GuardedPool::Free(Span* s, void* p) {
   size_t i = (s->start - base_ - kPageSize) / kStride;
   LockGuard g(lock_);
   Slot& slot = LiveSlot(s, p, "free");
@@ -272,6 +271,7 @@ void GuardedPool::Free(Span* s, void* p) {
   os::Release(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
   live_--;
   live_bytes_ -= slot.size;
+  return slot.size;
 }
 
 void GuardedPool::Resize(Span* s, size_t size) {
@@ -329,6 +329,7 @@ bool GuardedPool::ReportFault(uintptr_t addr) {
     snprintf(detail, sizeof(detail), "inside a guarded allocation of %zu bytes at %p", s.size,
              reinterpret_cast<void*>(s.ptr));
   }
+  g_fault_kind = kind;
   snprintf(line, sizeof(line), "nitroheap: %s at %p in partition %s: %s\n", kind,
            reinterpret_cast<void*>(addr), owner_->name(), detail);
   WriteLine(line);

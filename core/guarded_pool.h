@@ -32,7 +32,8 @@ class GuardedPool {
   // nullptr when the request does not fit a slot or every slot is in use.
   void* Allocate(size_t size, size_t align);
   // `s` is the slot's span; reports double and invalid frees.
-  void Free(Span* s, void* p);
+  // Returns the freed block's size (what the caller asked for).
+  size_t Free(Span* s, void* p);
   // Records a smaller size for a live allocation (realloc's slack).
   void Resize(Span* s, size_t size);
   // The usable size of a live allocation; reports a pointer that is not one.

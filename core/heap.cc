@@ -5,6 +5,7 @@
 #include "core/heap.h"
 
 #include <errno.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/auxv.h>
@@ -30,12 +31,22 @@ GuardedPool g_pool;
 ZeroSizeRegion g_zero;
 std::atomic<const TelemetryHooks*> g_hooks{nullptr};
 
+}  // namespace nitro
+
+// Defaults a program builds in: `const char* nitroheap_options = "...";`
+// (like jemalloc's malloc_conf). A weak reference: null when the program
+// defines none. Under LD_PRELOAD the dynamic linker binds it when the
+// program exports the symbol (-rdynamic).
+extern "C" const char* nitroheap_options __attribute__((weak));
+
+namespace nitro {
 namespace {
 
 std::atomic<bool> g_post_init_done{false};
 uint64_t g_start_ns = 0;
 
 void OptionError(const char* message, void*) { LogLine("%s", message); }
+void HelpLine(const char* line, void*) { WriteOutput(2, line, strlen(line)); }
 
 // ---- start-up and exit ------------------------------------------------------
 
@@ -66,8 +77,13 @@ void StartLocked() {
     }
   }
   bool help = false;
+  // The program's built-in defaults first (trusted also in secure mode: the
+  // program's own); the environment overrides them.
+  if (&nitroheap_options != nullptr) {
+    ParseOptions(nitroheap_options, &g_options, &help, OptionError, nullptr, "nitroheap_options");
+  }
   ParseOptions(ConfigurationVariable("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
-  if (help) PrintOptionHelp(2, Options{});
+  if (help) PrintOptionHelp(HelpLine, nullptr, Options{});
   if (!g_options.background_thread && g_options.flight_recorder_signal) {
     LogLine("NITROHEAP_OPTIONS: flight_recorder_signal needs background_thread=1 (the thread writes "
             "the recording); with background_thread=0 the signal dumps nothing");
@@ -124,7 +140,7 @@ void AtExit() {
   if (const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire)) {
     if (hooks->on_exit != nullptr) hooks->on_exit();
   }
-  if (g_options.stats_print) PrintHeapReport(2);
+  if (__atomic_load_n(&g_options.stats_print, __ATOMIC_RELAXED)) PrintHeapReport(2);
 }
 
 // Steps that may allocate themselves, run once the heap already works.
@@ -198,7 +214,9 @@ void* AllocateLarge(size_t size, size_t align, bool zero) {
   if (zero && !zeroed) memset(p, 0, size);
   // Large allocations advance the flight recorder's byte countdown too.
   ThreadCache* tc = tls_cache;
-  if (!tc->is_sentinel() && tc->RecordBytes(size)) p = Sampled(tc, p, size, align, 0);
+  if (tc->is_sentinel()) return p;
+  tc->CountOtherAllocated(size);
+  if (tc->RecordBytes(size)) p = Sampled(tc, p, size, align, 0);
   return p;
 }
 
@@ -265,6 +283,12 @@ void* AllocateIn(Partition* partition, size_t size, size_t align) {
   return partition->Allocate(size, align);
 }
 
+// Bytes this thread frees outside the size-class lists (thread counters).
+void CountOtherFreed(size_t bytes) {
+  ThreadCache* tc = tls_cache;
+  if (!tc->is_sentinel()) tc->CountOtherFreed(bytes);
+}
+
 void FreeForeign(void* p) {
   if (IsBootstrapPointer(p)) return;
   ForeignOwner("free", p)->free(p);
@@ -299,6 +323,45 @@ HeapMode Mode() {
 }
 const Options& CurrentOptions() { return g_options; }
 HardeningMode CurrentMode() { return g_options.mode; }
+
+int SetOptionAtRunTime(const char* name, uint64_t value) {
+  enum Field { kSampleRate, kDecayMs, kStatsPrint, kFixed };
+  Field field = strcmp(name, "sample_rate") == 0  ? kSampleRate
+                : strcmp(name, "decay_ms") == 0   ? kDecayMs
+                : strcmp(name, "stats_print") == 0 ? kStatsPrint
+                                                   : kFixed;
+  // The table checks the range, exactly as at start-up, on a scratch copy.
+  Options scratch;
+  char text[24];
+  snprintf(text, sizeof(text), "%llu", static_cast<unsigned long long>(value));
+  int err = SetOption(name, text, &scratch, nullptr, nullptr, "nitro_ctl");
+  if (err == ENOENT) return ENOENT;
+  if (field == kFixed) return EPERM;
+  if (err != 0) return err;
+  EnsureStarted();
+  switch (field) {
+    case kSampleRate:
+      if (value != 0 && !g_pool.initialized()) return EPERM;
+      __atomic_store_n(&g_options.sample_rate, value, __ATOMIC_RELAXED);
+      break;
+    case kDecayMs:
+      __atomic_store_n(&g_options.decay_ms, value, __ATOMIC_RELAXED);
+      g_background.Wake();  // a shorter period starts now
+      break;
+    case kStatsPrint:
+      __atomic_store_n(&g_options.stats_print, value != 0, __ATOMIC_RELAXED);
+      break;
+    case kFixed:
+      break;
+  }
+  return 0;
+}
+
+ThreadBytes ThisThreadBytes() {
+  ThreadCache* tc = tls_cache;
+  if (!Started() || tc->is_sentinel()) return ThreadBytes{0, 0};
+  return ThreadBytes{tc->AllocatedBytes(), tc->FreedBytes()};
+}
 void SetTelemetryHooks(const TelemetryHooks* hooks) { g_hooks.store(hooks, std::memory_order_release); }
 
 int DumpFlightRecording(const char* path) {
@@ -353,10 +416,12 @@ void FreeSlow(void* p) {
     return;
   }
   switch (s->state) {
-    case SpanState::kGuarded:
-      g_pool.Free(s, p);
+    case SpanState::kGuarded: {
+      size_t size = g_pool.Free(s, p);
+      CountOtherFreed(size);
       RecordedFree(s, p);
       return;
+    }
     case SpanState::kZeroSize:
       g_zero.Free(p);
       return;
@@ -366,6 +431,7 @@ void FreeSlow(void* p) {
   PointerInfo info = CheckedInfo("free", p);
   if (s->state == SpanState::kLarge) {
     RecordedFree(s, p);
+    if (s->partition == g_default) CountOtherFreed(s->requested);
     s->partition->FreeLarge(s, p);
     return;
   }
@@ -485,7 +551,16 @@ void* Reallocate(void* p, size_t size, size_t align) {
     old = g_zero.UsableSize(p, "realloc");
   } else {
     PointerInfo info = CheckedInfo("realloc", p);
-    if (ResizeInPlace(info, p, size, align)) return p;
+    size_t before = s->requested;
+    if (ResizeInPlace(info, p, size, align)) {
+      // A large block resized in place: the thread counters see the change.
+      if (s->state == SpanState::kLarge && partition == g_default) {
+        ThreadCache* tc = tls_cache;
+        if (!tc->is_sentinel() && s->requested > before) tc->CountOtherAllocated(s->requested - before);
+        if (!tc->is_sentinel() && s->requested < before) tc->CountOtherFreed(before - s->requested);
+      }
+      return p;
+    }
     old = info.object_size;
   }
   // Growth by small steps (strings) copies once per step: grow by a quarter

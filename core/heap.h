@@ -127,6 +127,22 @@ HeapMode Mode();
 void EnsureStarted();
 const Options& CurrentOptions();
 HardeningMode CurrentMode();
+// Writes an option while threads run (nitro_ctl "opt.<name>"). Only options
+// whose every reader loads them atomically are writable: sample_rate (each
+// thread picks it up at its next sample), decay_ms (the background thread's
+// next period) and stats_print (read at exit). Returns 0, ENOENT for an
+// unknown option, EPERM for one fixed at start-up (or sample_rate turned on
+// when it was 0 at start-up: the guarded pool is reserved only then), or
+// EINVAL for a value outside the option's range.
+int SetOptionAtRunTime(const char* name, uint64_t value);
+// Bytes this thread allocated and freed through the default partition's
+// malloc family: size-class bytes for small objects, requested bytes for
+// large and guarded ones.
+struct ThreadBytes {
+  uint64_t allocated;
+  uint64_t freed;
+};
+ThreadBytes ThisThreadBytes();
 Partition* DefaultPartition();
 
 // Telemetry plugs in here (telemetry/runtime.cc registers it at start-up):

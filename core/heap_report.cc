@@ -22,16 +22,7 @@ class ReportBuffer {
     if (m > 0) n_ += static_cast<size_t>(m);
     if (n_ > sizeof(buf_)) n_ = sizeof(buf_);
   }
-  void WriteTo(int fd) const {
-    const char* p = buf_;
-    size_t len = n_;
-    while (len > 0) {
-      ssize_t w = write(fd, p, len);
-      if (w <= 0) break;
-      p += w;
-      len -= static_cast<size_t>(w);
-    }
-  }
+  void WriteTo(int fd) const { WriteOutput(fd, buf_, n_); }
 
  private:
   char buf_[4096];

@@ -1,6 +1,8 @@
 #include "core/options.h"
 
+#include <errno.h>
 #include <stdarg.h>
+#include <signal.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -45,9 +47,10 @@ constexpr OptionSpec kTable[] = {
      1u << 20, "events the flight recorder's ring buffer holds", nullptr},
     {"flight_recorder", OptionType::kString, offsetof(Options, flight_recorder), 0, 256,
      "write the flight recording to this path at exit (%p becomes the pid)", nullptr},
-    {"flight_recorder_signal", OptionType::kUint, offsetof(Options, flight_recorder_signal), 0, 64,
+    {"flight_recorder_signal", OptionType::kSignal, offsetof(Options, flight_recorder_signal), 0, 64,
      "on this signal write a numbered recording and heap profile, "
-     "<profile_prefix>.<pid>.<seq>.rec.pb and .heap.pb.gz (0: none)",
+     "<profile_prefix>.<pid>.<seq>.rec.pb and .heap.pb.gz: a name (SIGUSR1, USR1) or number "
+     "(0 or none: off)",
      nullptr},
     {"heap_profile", OptionType::kString, offsetof(Options, heap_profile), 0, 256,
      "write a gzip-compressed pprof heap profile to this path at exit (%p becomes the pid)", nullptr},
@@ -82,31 +85,112 @@ __attribute__((format(printf, 3, 4))) void Report(OptionErrorSink sink, void* ct
   if (sink) sink(line, ctx);
 }
 
-// Parses a decimal number with an optional K/M/G suffix (sizes only).
-bool ParseNumber(const char* s, bool allow_suffix, uint64_t* out) {
-  if (*s == '\0') return false;
+enum class NumberParse { kOk, kNotANumber, kTooLarge };
+
+// Parses a decimal number with an optional K/M/G/T suffix (sizes only).
+NumberParse ParseNumber(const char* s, bool allow_suffix, uint64_t* out) {
   uint64_t v = 0;
   const char* p = s;
+  bool too_large = false;
   for (; *p >= '0' && *p <= '9'; p++) {
     uint64_t d = static_cast<uint64_t>(*p - '0');
-    if (v > (~uint64_t{0} - d) / 10) return false;
+    if (v > (~uint64_t{0} - d) / 10) too_large = true;
     v = v * 10 + d;
   }
-  if (p == s) return false;
+  if (p == s) return NumberParse::kNotANumber;
   if (*p != '\0') {
-    if (!allow_suffix || p[1] != '\0') return false;
+    if (!allow_suffix || p[1] != '\0') return NumberParse::kNotANumber;
     int shift;
     switch (*p) {
       case 'k': case 'K': shift = 10; break;
       case 'm': case 'M': shift = 20; break;
       case 'g': case 'G': shift = 30; break;
-      default: return false;
+      case 't': case 'T': shift = 40; break;
+      default: return NumberParse::kNotANumber;
     }
-    if (v > (~uint64_t{0} >> shift)) return false;
+    if (v > (~uint64_t{0} >> shift)) too_large = true;
     v <<= shift;
   }
+  if (too_large) return NumberParse::kTooLarge;
   *out = v;
-  return true;
+  return NumberParse::kOk;
+}
+
+// "1099511627776" for a number; "1T" style for a size when that is exact.
+void FormatBound(uint64_t v, bool size, char* buf, size_t len) {
+  static const char kSuffix[] = "KMGT";
+  int shift = 0;
+  if (size && v != 0) {
+    while (shift < 40 && (v & ((uint64_t{1} << (shift + 10)) - 1)) == 0) shift += 10;
+  }
+  if (shift == 0) {
+    snprintf(buf, len, "%llu", static_cast<unsigned long long>(v));
+  } else {
+    snprintf(buf, len, "%llu%c", static_cast<unsigned long long>(v >> shift), kSuffix[shift / 10 - 1]);
+  }
+}
+
+// What a value of this option must look like, with its range.
+void DescribeExpected(const OptionSpec& o, char* buf, size_t len) {
+  char lo[32], hi[32];
+  switch (o.type) {
+    case OptionType::kString:
+      snprintf(buf, len, "a path shorter than %llu bytes", static_cast<unsigned long long>(o.max));
+      return;
+    case OptionType::kChoice: snprintf(buf, len, "%s", o.choices); return;
+    case OptionType::kBool: snprintf(buf, len, "0, 1, false or true"); return;
+    case OptionType::kFileMode:
+      snprintf(buf, len, "permission bits in octal, 0 to %04llo, such as 0600",
+               static_cast<unsigned long long>(o.max));
+      return;
+    case OptionType::kSignal:
+      snprintf(buf, len, "a signal name such as SIGUSR1 or USR1, a number from 1 to %llu, or none (0)",
+               static_cast<unsigned long long>(o.max));
+      return;
+    case OptionType::kSize:
+      FormatBound(o.min, true, lo, sizeof(lo));
+      FormatBound(o.max, true, hi, sizeof(hi));
+      snprintf(buf, len, "a size from %s to %s (bytes, or with a K, M, G or T suffix such as 64M)", lo, hi);
+      return;
+    case OptionType::kUint:
+      FormatBound(o.min, false, lo, sizeof(lo));
+      FormatBound(o.max, false, hi, sizeof(hi));
+      snprintf(buf, len, "a whole number from %s to %s", lo, hi);
+      return;
+  }
+  snprintf(buf, len, "a valid value");
+}
+
+struct SignalEntry {
+  const char* name;
+  int number;
+};
+// Linux's numbers (x86-64 and arm64 agree on these).
+constexpr SignalEntry kSignals[] = {
+    {"HUP", 1},   {"INT", 2},     {"QUIT", 3},  {"ILL", 4},   {"TRAP", 5},    {"ABRT", 6},
+    {"IOT", 6},   {"BUS", 7},     {"FPE", 8},   {"KILL", 9},  {"USR1", 10},   {"SEGV", 11},
+    {"USR2", 12}, {"PIPE", 13},   {"ALRM", 14}, {"TERM", 15}, {"STKFLT", 16}, {"CHLD", 17},
+    {"CONT", 18}, {"STOP", 19},   {"TSTP", 20}, {"TTIN", 21}, {"TTOU", 22},   {"URG", 23},
+    {"XCPU", 24}, {"XFSZ", 25},   {"VTALRM", 26}, {"PROF", 27}, {"WINCH", 28}, {"IO", 29},
+    {"POLL", 29}, {"PWR", 30},    {"SYS", 31},
+};
+
+bool SameIgnoringCase(const char* a, const char* b) {
+  for (; *a && *b; a++, b++) {
+    char x = *a >= 'a' && *a <= 'z' ? static_cast<char>(*a - 32) : *a;
+    if (x != *b) return false;
+  }
+  return *a == *b;
+}
+
+bool IsBlank(char c) { return c == ' ' || c == '\t'; }
+
+// Trims blanks at both ends of the string s in place; returns the new start.
+char* Trim(char* s) {
+  while (IsBlank(*s)) s++;
+  size_t n = strlen(s);
+  while (n > 0 && IsBlank(s[n - 1])) s[--n] = '\0';
+  return s;
 }
 
 // Parses permission bits in octal ("600", "0640"); nothing else.
@@ -157,75 +241,167 @@ const char* ModeName(HardeningMode m) {
 
 
 
-int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sink, void* ctx) {
+bool ParseSignal(const char* s, uint64_t* out) {
+  if (SameIgnoringCase(s, "NONE")) {
+    *out = 0;
+    return true;
+  }
+  uint64_t v = 0;
+  if (ParseNumber(s, false, &v) == NumberParse::kOk) {
+    if (v > 64) return false;
+    *out = v;
+    return true;
+  }
+  const char* name = s;
+  if ((s[0] == 'S' || s[0] == 's') && (s[1] == 'I' || s[1] == 'i') && (s[2] == 'G' || s[2] == 'g')) name = s + 3;
+  for (const SignalEntry& e : kSignals) {
+    if (SameIgnoringCase(name, e.name)) {
+      *out = static_cast<uint64_t>(e.number);
+      return true;
+    }
+  }
+  return false;
+}
+
+const char* SignalName(uint64_t sig, char* buf, size_t len) {
+  if (sig == 0) {
+    snprintf(buf, len, "none");
+    return buf;
+  }
+  for (const SignalEntry& e : kSignals) {
+    if (static_cast<uint64_t>(e.number) == sig) {
+      snprintf(buf, len, "SIG%s", e.name);
+      return buf;
+    }
+  }
+  snprintf(buf, len, "%llu", static_cast<unsigned long long>(sig));
+  return buf;
+}
+
+namespace {
+
+// Checks `value` against option `o` and stores it; false (after one
+// message to `sink`) when it is refused. `key` and `value` are trimmed.
+bool ApplyValue(const OptionSpec& o, const char* value, Options* out, OptionErrorSink sink, void* ctx,
+                const char* source) {
+  uint64_t v = 0;
+  bool ok = true;
+  bool out_of_range = false;
+  switch (o.type) {
+    case OptionType::kString:
+      ok = strlen(value) < o.max;
+      break;
+    case OptionType::kChoice: {
+      int idx = ChoiceIndex(o.choices, value);
+      ok = idx >= 0;
+      v = static_cast<uint64_t>(idx < 0 ? 0 : idx);
+      break;
+    }
+    case OptionType::kBool:
+      if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) v = 1;
+      else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) v = 0;
+      else ok = false;
+      break;
+    case OptionType::kFileMode:
+      ok = ParseOctal(value, &v);
+      out_of_range = ok && v > o.max;
+      break;
+    case OptionType::kSignal:
+      ok = ParseSignal(value, &v);
+      if (ok && (v == SIGKILL || v == SIGSTOP)) {
+        Report(sink, ctx, "%s: option '%s' cannot use signal %llu (%s): it cannot be caught", source, o.name,
+               static_cast<unsigned long long>(v), v == SIGKILL ? "SIGKILL" : "SIGSTOP");
+        return false;
+      }
+      break;
+    case OptionType::kSize:
+    case OptionType::kUint: {
+      NumberParse r = ParseNumber(value, o.type == OptionType::kSize, &v);
+      ok = r == NumberParse::kOk;
+      out_of_range = r == NumberParse::kTooLarge || (ok && (v < o.min || v > o.max));
+      break;
+    }
+  }
+  if (!ok || out_of_range) {
+    char expected[160];
+    DescribeExpected(o, expected, sizeof(expected));
+    if (out_of_range) {
+      Report(sink, ctx, "%s: option '%s' value '%.64s' is out of range; expected %s", source, o.name, value,
+             expected);
+    } else if (o.type == OptionType::kSignal) {
+      Report(sink, ctx, "%s: option '%s' has an unknown signal '%.64s'; expected %s", source, o.name, value,
+             expected);
+    } else {
+      Report(sink, ctx, "%s: option '%s' has a malformed value '%.64s'; expected %s", source, o.name, value,
+             expected);
+    }
+    return false;
+  }
+  char* field = reinterpret_cast<char*>(out) + o.offset;
+  switch (o.type) {
+    case OptionType::kString: memcpy(field, value, strlen(value) + 1); break;
+    case OptionType::kChoice: *reinterpret_cast<int*>(field) = static_cast<int>(v); break;
+    case OptionType::kBool: *reinterpret_cast<bool*>(field) = v != 0; break;
+    case OptionType::kSize: *reinterpret_cast<size_t*>(field) = static_cast<size_t>(v); break;
+    case OptionType::kUint:
+    case OptionType::kFileMode:
+    case OptionType::kSignal: *reinterpret_cast<uint64_t*>(field) = v; break;
+  }
+  return true;
+}
+
+const OptionSpec* FindOption(const char* name) {
+  const OptionSpec* o = kTable;
+  while (o->name && strcmp(o->name, name) != 0) o++;
+  return o->name ? o : nullptr;
+}
+
+}  // namespace
+
+int SetOption(const char* name, const char* value, Options* out, OptionErrorSink sink, void* ctx,
+              const char* source) {
+  const OptionSpec* o = FindOption(name);
+  if (o == nullptr) return ENOENT;
+  return ApplyValue(*o, value, out, sink, ctx, source) ? 0 : EINVAL;
+}
+
+int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sink, void* ctx,
+                 const char* source) {
   int errors = 0;
   if (spec == nullptr) return 0;
+  if (source == nullptr) source = "NITROHEAP_OPTIONS";
   const char* p = spec;
   while (*p != '\0') {
     const char* end = strchr(p, ',');
     size_t len = end ? static_cast<size_t>(end - p) : strlen(p);
-    char item[320];
-    if (len >= sizeof(item)) {
+    char buf[320];
+    if (len >= sizeof(buf)) {
       char shown[40];
       snprintf(shown, sizeof(shown), "%.32s", p);
-      Report(sink, ctx, "NITROHEAP_OPTIONS: item '%s...' is too long", shown);
+      Report(sink, ctx, "%s: item '%s...' is too long", source, shown);
       errors++;
-    } else if (len > 0) {
-      memcpy(item, p, len);
-      item[len] = '\0';
+    } else {
+      memcpy(buf, p, len);
+      buf[len] = '\0';
+      char* item = Trim(buf);
       char* eq = strchr(item, '=');
-      if (strcmp(item, "help") == 0) {
+      if (*item == '\0') {
+        // An empty item (",,", a trailing comma): nothing to do.
+      } else if (strcmp(item, "help") == 0) {
         if (help) *help = true;
       } else if (eq == nullptr) {
-        Report(sink, ctx, "NITROHEAP_OPTIONS: '%.127s' is not key=value", item);
+        Report(sink, ctx, "%s: '%.127s' is not key=value", source, item);
         errors++;
       } else {
         *eq = '\0';
-        const char* key = item;
-        const char* value = eq + 1;
-        const OptionSpec* o = kTable;
-        while (o->name && strcmp(o->name, key) != 0) o++;
-        if (o->name == nullptr) {
-          Report(sink, ctx, "NITROHEAP_OPTIONS: unknown option '%.127s' (NITROHEAP_OPTIONS=help lists them)",
-                 key);
+        const char* key = Trim(item);
+        const char* value = Trim(eq + 1);
+        const OptionSpec* o = FindOption(key);
+        if (o == nullptr) {
+          Report(sink, ctx, "%s: unknown option '%.127s' (NITROHEAP_OPTIONS=help lists them)", source, key);
           errors++;
-        } else {
-          uint64_t v = 0;
-          bool ok;
-          if (o->type == OptionType::kString) {
-            ok = strlen(value) < o->max;
-          } else if (o->type == OptionType::kChoice) {
-            int idx = ChoiceIndex(o->choices, value);
-            ok = idx >= 0;
-            v = static_cast<uint64_t>(idx < 0 ? 0 : idx);
-          } else if (o->type == OptionType::kBool) {
-            ok = true;
-            if (strcmp(value, "1") == 0 || strcmp(value, "true") == 0) v = 1;
-            else if (strcmp(value, "0") == 0 || strcmp(value, "false") == 0) v = 0;
-            else ok = false;
-          } else if (o->type == OptionType::kFileMode) {
-            ok = ParseOctal(value, &v) && v <= o->max;
-          } else {
-            ok = ParseNumber(value, o->type == OptionType::kSize, &v) && v >= o->min && v <= o->max;
-          }
-          if (!ok) {
-            const char* expected = o->type == OptionType::kString ? "a path shorter than 256 bytes"
-                                   : o->type == OptionType::kChoice ? o->choices
-                                   : o->type == OptionType::kBool ? "0 or 1"
-                                   : o->type == OptionType::kFileMode ? "permission bits in octal, 0 to 0777, such as 0600"
-                                   : o->type == OptionType::kSize ? "a size such as 512K, 64M or 1G, in range"
-                                                                  : "a whole number in range";
-            Report(sink, ctx, "NITROHEAP_OPTIONS: option '%.64s' has a malformed value '%.64s'; expected %s",
-                   key, value, expected);
-            errors++;
-          } else {
-            char* field = reinterpret_cast<char*>(out) + o->offset;
-            if (o->type == OptionType::kString) memcpy(field, value, strlen(value) + 1);
-            else if (o->type == OptionType::kChoice) *reinterpret_cast<int*>(field) = static_cast<int>(v);
-            else if (o->type == OptionType::kBool) *reinterpret_cast<bool*>(field) = v != 0;
-            else if (o->type == OptionType::kSize) *reinterpret_cast<size_t*>(field) = static_cast<size_t>(v);
-            else *reinterpret_cast<uint64_t*>(field) = v;
-          }
+        } else if (!ApplyValue(*o, value, out, sink, ctx, source)) {
+          errors++;
         }
       }
     }
@@ -235,11 +411,11 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
   return errors;
 }
 
-void PrintOptionHelp(int fd, const Options& defaults) {
+void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults) {
   char line[320];
   int n = snprintf(line, sizeof(line),
-                   "NITROHEAP_OPTIONS=key=value,... (sizes take K, M, G suffixes)\n");
-  if (write(fd, line, static_cast<size_t>(n)) < 0) return;
+                   "NITROHEAP_OPTIONS=key=value,... (sizes take K, M, G, T suffixes)\n");
+  if (n > 0) sink(line, ctx);
   for (const OptionSpec* o = kTable; o->name; o++) {
     const char* field = reinterpret_cast<const char*>(&defaults) + o->offset;
     char value[32];
@@ -249,6 +425,8 @@ void PrintOptionHelp(int fd, const Options& defaults) {
       snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field)));
     } else if (o->type == OptionType::kSize && *reinterpret_cast<const size_t*>(field) == kQuarantineFromMode) {
       snprintf(value, sizeof(value), "by mode");
+    } else if (o->type == OptionType::kSignal) {
+      SignalName(*reinterpret_cast<const uint64_t*>(field), value, sizeof(value));
     } else if (o->type == OptionType::kFileMode) {
       snprintf(value, sizeof(value), "%04llo", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field)));
     } else {
@@ -258,8 +436,15 @@ void PrintOptionHelp(int fd, const Options& defaults) {
       snprintf(value, sizeof(value), "%llu", v);
     }
     n = snprintf(line, sizeof(line), "  %-22s default %-10s %s\n", o->name, value, o->doc);
-    if (n > 0 && write(fd, line, static_cast<size_t>(n)) < 0) return;
+    if (n > 0) sink(line, ctx);
   }
+}
+
+void PrintOptionHelp(int fd, const Options& defaults) {
+  auto to_fd = [](const char* line, void* ctx) {
+    if (write(*static_cast<int*>(ctx), line, strlen(line)) < 0) return;
+  };
+  PrintOptionHelp(to_fd, &fd, defaults);
 }
 
 }  // namespace nitro

@@ -48,8 +48,9 @@ size_t QuarantineBytes(const Options& o);
 const char* ModeName(HardeningMode m);
 
 // kFileMode: permission bits, written and printed in octal (0600), stored
-// as a uint64_t.
-enum class OptionType { kSize, kUint, kBool, kChoice, kString, kFileMode };
+// as a uint64_t. kSignal: a signal number, written as a number, a name
+// ("SIGUSR1", "USR1") or "none" (0), stored as a uint64_t.
+enum class OptionType { kSize, kUint, kBool, kChoice, kString, kFileMode, kSignal };
 
 struct OptionSpec {
   const char* name;
@@ -68,14 +69,32 @@ const OptionSpec* OptionTable();
 // Called with one complete diagnostic line (without "nitroheap: ").
 using OptionErrorSink = void (*)(const char* message, void* ctx);
 
-// Parses "key=value,key=value" into *out. Every unknown key and every
-// malformed or out-of-range value is reported to `sink` and leaves that
-// option at its current value; the rest still apply. Returns the number of
-// errors. `help` (alone or among others) sets *help.
-int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sink, void* ctx);
+// Parses "key=value,key=value" into *out. Blanks around items, keys and
+// values are ignored ("a=1, b=2"). Every unknown key and every malformed or
+// out-of-range value is reported to `sink` (the message names the option,
+// the value, and what is expected, with the range) and leaves that option
+// at its current value; the rest still apply. Returns the number of errors.
+// `help` (alone or among others) sets *help. `source` names where the text
+// came from in messages ("NITROHEAP_OPTIONS"); null means that.
+int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sink, void* ctx,
+                 const char* source = nullptr);
+
+// Parses one option's value as ParseOptions would (same checks and
+// messages, reported to `sink` with `source` as the prefix) and stores it.
+// Returns 0, ENOENT for an unknown name, or EINVAL for a refused value.
+int SetOption(const char* name, const char* value, Options* out, OptionErrorSink sink, void* ctx,
+              const char* source);
+
+// Signal numbers and names: "SIGUSR1", "USR1", "10" -> 10; "none" or "0" -> 0.
+// Returns false for an unknown name or a number outside 0..64.
+bool ParseSignal(const char* s, uint64_t* out);
+// "SIGUSR1" for 10, "none" for 0, "signal 40" style numbers written into buf.
+const char* SignalName(uint64_t sig, char* buf, size_t len);
 
 // Writes the table, one option per line, to file descriptor `fd`.
 void PrintOptionHelp(int fd, const Options& defaults);
+// The same, one line at a time (each ending in '\n') to `sink`.
+void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults);
 
 }  // namespace nitro
 

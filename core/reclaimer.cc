@@ -8,8 +8,11 @@ namespace {
 
 uint64_t g_last_idle_release = 0;  // the background thread's own
 
+// decay_ms can change at run time (nitro_ctl): one atomic load per use.
+uint64_t DecayMs() { return __atomic_load_n(&g_options.decay_ms, __ATOMIC_RELAXED); }
+
 unsigned ReclaimerPeriodMs() {
-  uint64_t decay = g_options.decay_ms;
+  uint64_t decay = DecayMs();
   uint64_t period = decay / 4 < 10 ? 10 : (decay / 4 > 1000 ? 1000 : decay / 4);
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
   if (hooks != nullptr && period > 100) period = 100;  // statistics at least every 100 ms
@@ -17,7 +20,7 @@ unsigned ReclaimerPeriodMs() {
 }
 
 void ReclaimerTick() {
-  uint64_t decay = g_options.decay_ms;
+  uint64_t decay = DecayMs();
   uint64_t now = NowMs();
   uint64_t cutoff = now > decay ? now - decay : 0;
   if (g_last_idle_release == 0) g_last_idle_release = now;

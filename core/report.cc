@@ -13,14 +13,7 @@
 namespace nitro {
 namespace {
 
-void WriteAll(int fd, const char* p, size_t len) {
-  while (len > 0) {
-    ssize_t w = write(fd, p, len);
-    if (w <= 0) return;
-    p += w;
-    len -= static_cast<size_t>(w);
-  }
-}
+void WriteAll(int fd, const char* p, size_t len) { WriteOutput(fd, p, len); }
 
 }  // namespace
 
@@ -117,6 +110,7 @@ void ReportMisuse(const char* kind, const void* addr, const char* partition, con
   uintptr_t frames[kMaxFrames];
   int count = CaptureStack(frames, kMaxFrames, 1);
   WriteStack(2, "stack", frames, count);
+  NotifyMisuse(kind, addr);
   // abort() could run handlers that allocate; raise SIGABRT with the default action.
   signal(SIGABRT, SIG_DFL);
   abort();

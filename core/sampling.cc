@@ -49,27 +49,41 @@ int64_t NextRecord() {
   return static_cast<int64_t>(ThreadRandom() % (2 * rate));
 }
 
+// sample_rate can change at run time (nitro_ctl "opt.sample_rate"): read
+// it with one atomic load. With sampling off, a thread still looks again
+// after this many allocations, so that turning it on reaches every thread.
+constexpr int64_t kSampleRecheck = int64_t{1} << 20;
+
+uint64_t SampleRate() { return __atomic_load_n(&g_options.sample_rate, __ATOMIC_RELAXED); }
+
 // Allocations until the next guarded one: uniform in [0, 2*rate), so one in
 // `rate` on average and never periodic.
-int64_t NextSample() {
-  uint64_t rate = g_options.sample_rate;
-  if (rate == 0) return INT64_MAX;
+int64_t NextSample(uint64_t rate) {
+  if (rate == 0) return kSampleRecheck;
   if (rate == 1) return 0;
   return static_cast<int64_t>(ThreadRandom() % (2 * rate));
 }
+
+int64_t NextSample() { return NextSample(SampleRate()); }
 
 void* Sampled(ThreadCache* tc, void* p, size_t size, size_t align, int cls) {
   bool record = tc->RecordDue();
   if (record) tc->ResetRecordCountdown(NextRecord());
   // Only small objects are guarded (a large block has guard pages of its
   // own); strict's malloc(0) keeps its address with no accessible byte.
+  bool guard = false;
   if (cls != 0 && tc->GuardDue()) {
-    tc->ResetSampleCountdown(NextSample());
+    uint64_t rate = SampleRate();
+    tc->ResetSampleCountdown(NextSample(rate));
+    guard = rate != 0;  // with sampling off, only the recheck was due
+  }
+  if (guard) {
     bool zero_size = g_strict && size == 0 && align <= kMinAlign;
     if (void* q = g_pool.initialized() && !zero_size ? g_pool.Allocate(size, align) : nullptr) {
       // p goes back unused; the guarded pool counts this allocation.
       tc->PushChecked(cls, p);
       tc->UnaccountAlloc(cls);
+      tc->CountOtherAllocated(size);
       p = q;
     }
   }

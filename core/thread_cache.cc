@@ -14,6 +14,8 @@ void ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   sample_countdown_ = first_sample;
   record_countdown_ = first_record;
   pick_rng_ = (reinterpret_cast<uintptr_t>(this) ^ key_) | 1;
+  other_allocated_ = 0;
+  other_freed_ = 0;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     // Each class holds back up to quarantine/32 bytes, at least one object.
@@ -138,6 +140,18 @@ void ThreadCache::Overflow(int cls, void* p) {
 
 void ThreadCache::Flush() {
   for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, lists_[c].count);
+}
+
+uint64_t ThreadCache::AllocatedBytes() const {
+  uint64_t total = other_allocated_;
+  for (int c = 1; c < kNumClasses; c++) total += lists_[c].allocs * kSizeClasses.size(c);
+  return total;
+}
+
+uint64_t ThreadCache::FreedBytes() const {
+  uint64_t total = other_freed_;
+  for (int c = 1; c < kNumClasses; c++) total += lists_[c].frees * kSizeClasses.size(c);
+  return total;
 }
 
 ThreadCache::Counters ThreadCache::ReadCounters() const {

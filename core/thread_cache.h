@@ -86,6 +86,13 @@ class ThreadCache {
   // Large allocations only advance the flight recorder's byte countdown.
   bool RecordBytes(size_t size) { return (record_countdown_ -= static_cast<int64_t>(size)) < 0; }
   bool GuardDue() const { return sample_countdown_ < 0; }
+  // Bytes of blocks outside the size-class lists (large and guarded ones)
+  // this thread allocated and freed; with the lists' counters they make
+  // the thread's totals (nitro_thread_allocated), off the fast path.
+  void CountOtherAllocated(size_t bytes) { other_allocated_ += bytes; }
+  void CountOtherFreed(size_t bytes) { other_freed_ += bytes; }
+  uint64_t AllocatedBytes() const;
+  uint64_t FreedBytes() const;
   bool RecordDue() const { return record_countdown_ < 0; }
   void ResetSampleCountdown(int64_t countdown) { sample_countdown_ = countdown; }
   void ResetRecordCountdown(int64_t countdown) { record_countdown_ = countdown; }
@@ -133,6 +140,8 @@ class ThreadCache {
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;
   uint64_t pick_rng_ = 1;
+  uint64_t other_allocated_ = 0;
+  uint64_t other_freed_ = 0;
   uint32_t real_max_[kNumClasses] = {};
   uint32_t real_depth_[kNumClasses] = {};
 };

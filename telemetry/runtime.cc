@@ -436,6 +436,7 @@ int DumpFlightRecording(const char* path) {
                                                                            : *reinterpret_cast<const size_t*>(field));
         break;
       case OptionType::kFileMode: snprintf(value, sizeof(value), "%04llo", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
+      case OptionType::kSignal:
       case OptionType::kUint: snprintf(value, sizeof(value), "%llu", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
     }
     char buf[400];

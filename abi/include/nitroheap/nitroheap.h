@@ -108,13 +108,82 @@ void nitro_stats_print(void);
  * Reading: oldp/oldlenp receive the value (uint64_t for counters, char[]
  * for strings); writing: newp/newlen. Names: "stats.<counter>",
  * "stats.partitions.<name>.<counter>", "stats.classes.<size>.<field>",
- * "stats.threads", "version", "opt.<option>" (read), "heap.release"
- * (write, no value), "thread.cache.flush" (write, no value),
- * "flight_recorder.dump" (write: a NUL-terminated path), "profile.dump"
- * (write: a path, pprof format). Returns 0, ENOENT for an unknown name,
- * EINVAL for a wrong size, EPERM for writing a read-only name, or the
- * errno of a failed dump. */
+ * "stats.threads", "version", "opt.<option>" (read; see below for
+ * writes), "thread.allocated" and "thread.deallocated" (read, uint64_t:
+ * see nitro_thread_allocated), "heap.release" (write, no value),
+ * "thread.cache.flush" (write, no value), "flight_recorder.dump" (write:
+ * a NUL-terminated path), "profile.dump" (write: a path, pprof format).
+ * Returns 0, ENOENT for an unknown name, EINVAL for a wrong size or a value
+ * out of range, EPERM for writing a read-only name, or the errno of a
+ * failed dump.
+ *
+ * Writable options (newp: a uint64_t, newlen 8; oldp, if given, receives
+ * the value before the write), safe while threads run:
+ *   "opt.sample_rate"  each thread uses the new rate from its next sample
+ *                      (lowering it from N takes up to about 2N of that
+ *                      thread's allocations); EPERM when turning sampling
+ *                      on after a start with sample_rate=0 (its guarded
+ *                      pool is reserved only at start-up).
+ *   "opt.decay_ms"     the background thread's next period; decay_ms=0
+ *                      given at start-up also returns free pages at once,
+ *                      written later it returns them within 10 ms.
+ *   "opt.stats_print"  0 or 1: print the heap report at exit.
+ * Every other option is fixed at start-up: writing it returns EPERM
+ * (profile_rate weighs every recorded sample of a profile, telemetry and
+ * background_thread decide what exists at start-up). */
 int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const void* newp, size_t newlen);
+
+/* Bytes the calling thread has allocated and freed through the malloc
+ * family and operator new/delete (the default partition) since it started,
+ * like jemalloc's thread.allocated / thread.deallocated: the size class's
+ * bytes for small objects, the requested bytes for large and sampled ones
+ * (a large block resized in place counts the difference). Cheap: read from
+ * counters the thread cache keeps anyway (no cost on the malloc fast path).
+ * Frees count on the freeing thread. 0 when NitroHeap does not serve the
+ * process or the thread has not allocated yet. */
+uint64_t nitro_thread_allocated(void);
+uint64_t nitro_thread_deallocated(void);
+
+/* ---- Callbacks ----------------------------------------------------------
+ * Register at most one of each, from one thread at a time (typically at the
+ * start of main); NULL restores the default. Neither may allocate with
+ * this allocator's malloc or call back into NitroHeap: both can run with
+ * one of NitroHeap's locks held, and the error callback also inside a
+ * SIGSEGV handler. Use async-signal-safe work (write, a preallocated
+ * buffer). */
+
+/* Receives every line NitroHeap would write to stderr (heap reports, option
+ * errors, misuse diagnostics and their stacks, NITROHEAP_OPTIONS=help), one
+ * line per call, NUL-terminated and ending in '\n', instead of stderr.
+ * Lines written before the registration (start-up option errors: up to
+ * 4 KiB) went to stderr and are handed to the first callback registered, so
+ * a program that registers in main still sees them. */
+typedef void nitro_output_fn(const char* line, void* arg);
+void nitro_register_output(nitro_output_fn* fn, void* arg);
+
+/* Called when NitroHeap detects a heap misuse, after the diagnostic is
+ * written and before the process aborts. `kind` is the misuse as in the
+ * diagnostic's first line ("double free", "invalid free", "free of memory
+ * not from the heap", "sized free with the wrong size", "write after free",
+ * "heap buffer overflow", "heap buffer underflow", "use after free",
+ * "corrupted free list", "fault"); `addr` the address it concerns. The
+ * abort is unconditional: when the callback returns, the process dies of
+ * SIGABRT (or, for a faulting access, of its SIGSEGV). The callback may end
+ * the process itself (_exit) but must not longjmp or throw. It runs at most
+ * once per thread: a misuse inside it does not call it again. */
+typedef void nitro_error_fn(const char* kind, const void* addr, void* arg);
+void nitro_register_error(nitro_error_fn* fn, void* arg);
+
+/* ---- Built-in defaults ----------------------------------------------------
+ * A program can build options in by defining (like jemalloc's malloc_conf)
+ *     const char* nitroheap_options = "mode=strict,sample_rate=1000";
+ * at file scope (C or C++, with or without this header).
+ * NitroHeap reads it at start-up, before NITROHEAP_OPTIONS, which overrides
+ * it key by key; its errors are reported as "nitroheap_options: ...".
+ * Linked in (//abi:malloc) it is found at link time; under LD_PRELOAD the
+ * program must export it (link with -rdynamic, or
+ * -Wl,--export-dynamic-symbol=nitroheap_options). */
+extern const char* nitroheap_options;
 
 /* ---- Flight recorder ----------------------------------------------------
  * Writes the recording (telemetry/flight_recorder.proto, FlightRecording)

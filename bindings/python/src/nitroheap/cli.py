@@ -53,6 +53,50 @@ def table(headers, rows, align=None):
     return out
 
 
+def fit_table(headers, rows, width=None, align=None, drop=()):
+    """table(), narrowed to `width` columns of text: the columns named in
+    `drop` go first, in that order, until the table fits; a table that still
+    does not fit has its lines cut at the width."""
+    align = align or ["l"] + ["r"] * (len(headers) - 1)
+    keep = list(range(len(headers)))
+
+    def render():
+        return table([headers[i] for i in keep], [[r[i] for i in keep] for r in rows], [align[i] for i in keep])
+
+    lines = render()
+    for name in drop:
+        if width is None or max((len(x) for x in lines), default=0) <= width:
+            break
+        if name in headers and headers.index(name) in keep:
+            keep.remove(headers.index(name))
+            lines = render()
+    return [clip(x, width) for x in lines]
+
+
+def clip(line, width):
+    """The line cut to `width` characters, a cut one ending in '>'."""
+    if width is None or len(line) <= width:
+        return line
+    return line[:max(width - 1, 0)] + ">"
+
+
+def pack(fields, width, indent="  "):
+    """Fields joined by two spaces, wrapped onto as many lines as `width`
+    needs (never inside a field; a field longer than a line is cut)."""
+    if width is None:
+        return ["  ".join(fields)]
+    lines, cur = [], ""
+    for f in fields:
+        cand = f if not cur else cur + "  " + f
+        if cur and len(cand) > width:
+            lines.append(cur)
+            cand = indent + f
+        cur = cand
+    if cur:
+        lines.append(cur)
+    return [clip(x, width) for x in lines]
+
+
 def utc(ns):
     if not ns:
         return "-"
@@ -70,49 +114,67 @@ def process_name(pid):
 
 # ---- top ----------------------------------------------------------------------
 
-def render_top(pid, doc, header, prev, iteration, iterations, max_classes):
-    """One screen of `top` as a list of lines (no clear sequence)."""
+# Columns `top` drops first when the terminal is narrow, least useful first.
+PARTITION_DROP = ["middle", "tcache", "free cached", "slabs", "slab used", "mapped", "live objs"]
+CLASS_DROP = ["middle objs", "tcache objs", "slab objs", "live/slab", "slabs", "allocs", "slab used"]
+
+
+def render_top(pid, doc, header, prev, iteration, iterations, max_classes, width=None, height=None):
+    """One screen of `top` as a list of lines (no clear sequence).
+
+    width: fit every line in this many columns (fewer columns, wrapped
+    summary lines); None: no limit. height: with max_classes None, list as
+    many size classes as fit in this many lines.
+    """
     lines = []
     dt = (doc.get("time_ns", 0) - prev.get("time_ns", 0)) / 1e9 if prev else 0
     age = (time.time_ns() - header.get("update_time_ns", 0)) / 1e9 if header.get("update_time_ns") else 0
     it = "%d/%d" % (iteration, iterations) if iterations else str(iteration)
-    lines.append("NitroHeap top - pid %d  %s" % (pid, process_name(pid)))
-    lines.append("heap %s, hardening %s, %d threads; segment update #%s, %.2f s old; refresh %s"
-                 % (doc.get("heap_mode", "?"), doc.get("hardening_mode", "?"), doc.get("threads", 0),
-                    num(header.get("updates", 0)), max(age, 0.0), it))
-    lines.append("allocations %s (%s/s)  frees %s (%s/s)  live %s objects, %s (requested %s)"
-                 % (num(doc.get("allocations", 0)), rate(doc, prev, "allocations", dt),
-                    num(doc.get("frees", 0)), rate(doc, prev, "frees", dt),
-                    num(doc.get("live_objects", 0)), format_bytes(doc.get("live_bytes", 0)),
-                    format_bytes(doc.get("live_requested_bytes", 0))))
-    lines.append("mapped %s  committed %s  free cached %s  returned %s  quarantine %s  "
-                 "thread caches %s  middle layer %s  lock contention %s  sampled %s"
-                 % (format_bytes(doc.get("mapped_bytes", 0)), format_bytes(doc.get("committed_bytes", 0)),
-                    format_bytes(doc.get("free_cached_bytes", 0)), format_bytes(doc.get("returned_bytes", 0)),
-                    format_bytes(doc.get("quarantine_bytes", 0)), format_bytes(doc.get("thread_cache_bytes", 0)),
-                    format_bytes(doc.get("middle_layer_bytes", 0)), num(doc.get("lock_contention", 0)),
-                    num(doc.get("sampled_allocations", 0))))
+    lines.append(clip("NitroHeap top - pid %d  %s" % (pid, process_name(pid)), width))
+    lines += pack(["heap %s, hardening %s, %d threads;" % (doc.get("heap_mode", "?"), doc.get("hardening_mode", "?"),
+                                                          doc.get("threads", 0)),
+                   "segment update #%s, %.2f s old;" % (num(header.get("updates", 0)), max(age, 0.0)),
+                   "refresh %s" % it], width)
+    lines += pack(["allocations %s (%s/s)" % (num(doc.get("allocations", 0)), rate(doc, prev, "allocations", dt)),
+                   "frees %s (%s/s)" % (num(doc.get("frees", 0)), rate(doc, prev, "frees", dt)),
+                   "live %s objects, %s (requested %s)"
+                   % (num(doc.get("live_objects", 0)), format_bytes(doc.get("live_bytes", 0)),
+                      format_bytes(doc.get("live_requested_bytes", 0)))], width)
+    lines += pack(["mapped %s" % format_bytes(doc.get("mapped_bytes", 0)),
+                   "committed %s" % format_bytes(doc.get("committed_bytes", 0)),
+                   "free cached %s" % format_bytes(doc.get("free_cached_bytes", 0)),
+                   "returned %s" % format_bytes(doc.get("returned_bytes", 0)),
+                   "quarantine %s" % format_bytes(doc.get("quarantine_bytes", 0)),
+                   "thread caches %s" % format_bytes(doc.get("thread_cache_bytes", 0)),
+                   "middle layer %s" % format_bytes(doc.get("middle_layer_bytes", 0)),
+                   "lock contention %s" % num(doc.get("lock_contention", 0)),
+                   "sampled %s" % num(doc.get("sampled_allocations", 0))], width)
     lines.append("")
     parts = doc.get("partitions", {})
     prev_parts = (prev or {}).get("partitions", {})
     rows = []
+    # Partition names (up to 31 bytes) give way to numbers on a narrow screen.
+    name_width = None if width is None else max(10, width // 5)
     for name, c in sorted(parts.items(), key=lambda kv: (kv[0] != "default", -kv[1].get("live_bytes", 0))):
         so = c.get("slab_objects", 0)
-        rows.append([name, num(c.get("live_objects", 0)), format_bytes(c.get("live_bytes", 0)),
+        rows.append([clip(name, name_width), num(c.get("live_objects", 0)), format_bytes(c.get("live_bytes", 0)),
                      format_bytes(c.get("mapped_bytes", 0)), format_bytes(c.get("committed_bytes", 0)),
                      format_bytes(c.get("free_cached_bytes", 0)), num(c.get("slabs", 0)),
                      pct(so - c.get("slab_free_objects", 0), so),
                      format_bytes(c.get("thread_cache_bytes", 0)), format_bytes(c.get("middle_layer_bytes", 0)),
                      rate(c, prev_parts.get(name) if prev else None, "allocations", dt)])
     lines.append("PARTITIONS (%d)" % len(parts))
-    lines += table(["partition", "live objs", "live bytes", "mapped", "committed", "free cached",
-                    "slabs", "slab used", "tcache", "middle", "allocs/s"], rows)
+    lines += fit_table(["partition", "live objs", "live bytes", "mapped", "committed", "free cached",
+                        "slabs", "slab used", "tcache", "middle", "allocs/s"], rows, width, drop=PARTITION_DROP)
     lines.append("")
     classes = doc.get("size_classes", [])
     prev_classes = {c.get("size"): c for c in (prev or {}).get("size_classes", [])}
     used = [c for c in classes if c.get("slabs", 0) or c.get("live_objects", 0)
             or c.get("thread_cache_objects", 0) or c.get("middle_layer_objects", 0)]
     used.sort(key=lambda c: -(c.get("live_objects", 0) * c.get("size", 0)))
+    if max_classes is None and height is not None:
+        # The title, the table's header and the cursor's line take three.
+        max_classes = max(1, height - len(lines) - 3)
     shown = used if max_classes is None else used[:max_classes]
     rows = []
     for c in shown:
@@ -123,11 +185,25 @@ def render_top(pid, doc, header, prev, iteration, iterations, max_classes):
                      num(c.get("thread_cache_objects", 0)), num(c.get("middle_layer_objects", 0)),
                      num(c.get("allocations", 0)),
                      rate(c, prev_classes.get(c.get("size")) if prev else None, "allocations", dt)])
-    lines.append("SIZE CLASSES (default partition: %d of %d in use, by live bytes%s)"
-                 % (len(used), len(classes), "" if len(shown) == len(used) else "; top %d" % len(shown)))
-    lines += table(["size", "live objs", "live bytes", "slabs", "slab objs", "slab used", "live/slab",
-                    "tcache objs", "middle objs", "allocs", "allocs/s"], rows, ["r"] * 11)
+    lines.append(clip("SIZE CLASSES (default partition: %d of %d in use, by live bytes%s)"
+                      % (len(used), len(classes), "" if len(shown) == len(used) else "; top %d" % len(shown)),
+                      width))
+    lines += fit_table(["size", "live objs", "live bytes", "slabs", "slab objs", "slab used", "live/slab",
+                        "tcache objs", "middle objs", "allocs", "allocs/s"], rows, width, ["r"] * 11,
+                       drop=CLASS_DROP)
     return lines
+
+
+def terminal_size(args):
+    """(width, height) to fit, or (None, None) to print everything: --width,
+    else the terminal's (or COLUMNS/LINES when set) when stdout is one."""
+    env_cols = os.environ.get("COLUMNS", "").isdigit()
+    if not sys.stdout.isatty() and not env_cols and args.width is None:
+        return None, None
+    size = shutil.get_terminal_size((120, 40))
+    width = args.width if args.width is not None else size.columns
+    height = size.lines if sys.stdout.isatty() else None
+    return width, height
 
 
 def cmd_top(args):
@@ -135,14 +211,15 @@ def cmd_top(args):
         raise CliError("--interval must be > 0")
     if args.iterations is not None and args.iterations < 1:
         raise CliError("--iterations must be >= 1")
+    if args.width is not None and args.width < 40:
+        raise CliError("--width must be at least 40")
     try:
         view = _live.attach(args.pid)
     except NitroHeapError as e:
         raise CliError(str(e))
     clear = not args.no_clear
     max_classes = args.classes
-    if max_classes is None and sys.stdout.isatty():
-        max_classes = max(5, shutil.get_terminal_size((120, 40)).lines - 18)
+    width, height = terminal_size(args)
     prev = None
     i = 0
     try:
@@ -157,7 +234,7 @@ def cmd_top(args):
                 print("%s top: process %d is gone or stopped publishing: %s" % (PROG, args.pid, printable(e)),
                       file=sys.stderr)
                 return 0
-            lines = render_top(args.pid, doc, header, prev, i, args.iterations, max_classes)
+            lines = render_top(args.pid, doc, header, prev, i, args.iterations, max_classes, width, height)
             # Names and modes come from the segment, the command line from
             # /proc: none of it reaches the terminal as control characters.
             out = (CLEAR if clear else "") + printable("\n".join(lines), keep_newlines=True) + "\n"
@@ -174,7 +251,17 @@ def cmd_top(args):
 
 # ---- report ---------------------------------------------------------------------
 
-def report_lines(rec, top=10, by="bytes", group="function"):
+BY_TITLES = {
+    "estimated_bytes": "estimated bytes (each sample scaled by 1/P(sampled), as pprof ranks)",
+    "estimated_count": "estimated allocations (each sample scaled by 1/P(sampled))",
+    "bytes": "sampled bytes (large allocations dominate: each is far likelier to be sampled)",
+    "count": "samples",
+    "live_bytes": "sampled bytes still live at the dump",
+    "live_count": "samples still live at the dump",
+}
+
+
+def report_lines(rec, top=10, by="estimated_bytes", group="function"):
     s = rec.summary()
     p = rec.process
     lines = ["NitroHeap flight recording %s" % rec.path, ""]
@@ -205,14 +292,15 @@ def report_lines(rec, top=10, by="bytes", group="function"):
     lines.append("options      %s" % (opts or "-"))
     lines.append("")
     sites = rec.top_sites(top, by=by, group=group)
-    lines.append("TOP %d ALLOCATION SITES (by %s, grouped by %s)" % (len(sites), by, group))
+    lines.append("TOP %d ALLOCATION SITES by %s; grouped by %s (--by, --group)"
+                 % (len(sites), BY_TITLES.get(by, by), group))
     rows = []
     for i, site in enumerate(sites, 1):
-        rows.append([str(i), format_bytes(site.bytes), "%.1f%%" % (100 * site.share), num(site.count),
-                     format_bytes(site.live_bytes), format_bytes(site.estimated_bytes),
+        rows.append([str(i), format_bytes(site.estimated_bytes), "%.1f%%" % (100 * site.share),
+                     format_bytes(site.bytes), num(site.count), format_bytes(site.live_bytes),
                      "%s (%s)" % (site.function, site.object or "?") if site.named else site.function])
-    lines += table(["#", "bytes", "share", "count", "live bytes", "est. bytes", "function (object)"], rows,
-                   ["r", "r", "r", "r", "r", "r", "l"])
+    lines += table(["#", "est. bytes", "share", "sampled bytes", "samples", "live bytes", "function (object)"],
+                   rows, ["r", "r", "r", "r", "r", "r", "l"])
     if not sites:
         lines.append("  (no sampled events)")
     for i, site in enumerate(sites[:min(5, len(sites))], 1):
@@ -224,7 +312,7 @@ def report_lines(rec, top=10, by="bytes", group="function"):
     return lines
 
 
-def write_html(rec, out_path, top=10, by="bytes", group="function", mode=0o600):
+def write_html(rec, out_path, top=10, by="estimated_bytes", group="function", mode=0o600):
     from . import _html
     _html.write_report(rec, out_path, report_lines(rec, top, by, group), top, by, group, mode)
 
@@ -311,6 +399,9 @@ def build_parser():
     t.add_argument("--classes", type=int, default=None, metavar="N",
                    help="show at most N size classes (default: fit the terminal; all when not a terminal)")
     t.add_argument("--no-clear", action="store_true", help="do not clear the screen between refreshes")
+    t.add_argument("--width", type=int, default=None, metavar="COLS",
+                   help="fit lines in COLS columns (default: the terminal's width, or COLUMNS; "
+                        "no limit when not a terminal)")
     t.set_defaults(func=cmd_top)
 
     r = sub.add_parser("report", help="summary of a flight recording, optionally as HTML with charts")
@@ -320,9 +411,10 @@ def build_parser():
                    help="permission bits of the HTML file (0600); it is written to a new file and "
                         "renamed into place, never through a link at the path")
     r.add_argument("--top", type=int, default=10, metavar="N", help="allocation sites to list (10)")
-    r.add_argument("--by", default="bytes",
-                   choices=["bytes", "count", "live_bytes", "live_count", "estimated_bytes", "estimated_count"],
-                   help="rank sites by (bytes)")
+    r.add_argument("--by", default="estimated_bytes",
+                   choices=["estimated_bytes", "estimated_count", "bytes", "count", "live_bytes", "live_count"],
+                   help="rank sites by (estimated_bytes: sampled bytes scaled by the sampling probability, "
+                        "as pprof does; bytes: the sampled bytes themselves)")
     r.add_argument("--group", default="function", choices=["function", "site", "stack"],
                    help="aggregate by the first non-allocator function, its call site, or the whole stack")
     r.set_defaults(func=cmd_report)
