@@ -411,6 +411,24 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
   return errors;
 }
 
+void FormatOptionValue(const Options& opts, const OptionSpec* o, char* out, size_t len) {
+  const char* field = reinterpret_cast<const char*>(&opts) + o->offset;
+  auto u64 = [field] { return static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field)); };
+  switch (o->type) {
+    case OptionType::kString: snprintf(out, len, "%s", field); break;
+    case OptionType::kChoice: snprintf(out, len, "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field))); break;
+    case OptionType::kBool: snprintf(out, len, "%d", *reinterpret_cast<const bool*>(field) ? 1 : 0); break;
+    case OptionType::kSize:
+      snprintf(out, len, "%zu",
+               field == reinterpret_cast<const char*>(&opts.quarantine) ? QuarantineBytes(opts)
+                                                                         : *reinterpret_cast<const size_t*>(field));
+      break;
+    case OptionType::kSignal: SignalName(u64(), out, len); break;
+    case OptionType::kFileMode: snprintf(out, len, "%04llo", u64()); break;
+    case OptionType::kUint: snprintf(out, len, "%llu", u64()); break;
+  }
+}
+
 void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults) {
   char line[320];
   int n = snprintf(line, sizeof(line),
@@ -419,21 +437,12 @@ void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults) {
   for (const OptionSpec* o = kTable; o->name; o++) {
     const char* field = reinterpret_cast<const char*>(&defaults) + o->offset;
     char value[32];
-    if (o->type == OptionType::kString) {
-      snprintf(value, sizeof(value), "%s", *field ? field : "(none)");
-    } else if (o->type == OptionType::kChoice) {
-      snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field)));
-    } else if (o->type == OptionType::kSize && *reinterpret_cast<const size_t*>(field) == kQuarantineFromMode) {
+    if (o->type == OptionType::kString && *field == '\0') {
+      snprintf(value, sizeof(value), "(none)");
+    } else if (field == reinterpret_cast<const char*>(&defaults.quarantine) && defaults.quarantine == kQuarantineFromMode) {
       snprintf(value, sizeof(value), "by mode");
-    } else if (o->type == OptionType::kSignal) {
-      SignalName(*reinterpret_cast<const uint64_t*>(field), value, sizeof(value));
-    } else if (o->type == OptionType::kFileMode) {
-      snprintf(value, sizeof(value), "%04llo", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field)));
     } else {
-      unsigned long long v = o->type == OptionType::kBool   ? *reinterpret_cast<const bool*>(field)
-                             : o->type == OptionType::kSize ? *reinterpret_cast<const size_t*>(field)
-                                                            : *reinterpret_cast<const uint64_t*>(field);
-      snprintf(value, sizeof(value), "%llu", v);
+      FormatOptionValue(defaults, o, value, sizeof(value));
     }
     n = snprintf(line, sizeof(line), "  %-22s default %-10s %s\n", o->name, value, o->doc);
     if (n > 0) sink(line, ctx);

@@ -91,6 +91,12 @@ bool ParseSignal(const char* s, uint64_t* out);
 // "SIGUSR1" for 10, "none" for 0, "signal 40" style numbers written into buf.
 const char* SignalName(uint64_t sig, char* buf, size_t len);
 
+// The value of option `o` in `opts` as NITROHEAP_OPTIONS would take it
+// (sizes in bytes, file modes in octal, signals and choices by name); the
+// quarantine's "by mode" default as the bytes in force. One formatting for
+// the help text, nitro_ctl and recordings.
+void FormatOptionValue(const Options& opts, const OptionSpec* o, char* out, size_t len);
+
 // Writes the table, one option per line, to file descriptor `fd`.
 void PrintOptionHelp(int fd, const Options& defaults);
 // The same, one line at a time (each ending in '\n') to `sink`.

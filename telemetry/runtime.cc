@@ -423,22 +423,8 @@ int DumpFlightRecording(const char* path) {
   }
   const Options& opts = CurrentOptions();
   for (const OptionSpec* o = OptionTable(); o->name; o++) {
-    const char* field = reinterpret_cast<const char*>(&opts) + o->offset;
     char value[300];
-    switch (o->type) {
-      case OptionType::kString: snprintf(value, sizeof(value), "%s", field); break;
-      case OptionType::kChoice: snprintf(value, sizeof(value), "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field))); break;
-      case OptionType::kBool: snprintf(value, sizeof(value), "%d", *reinterpret_cast<const bool*>(field) ? 1 : 0); break;
-      case OptionType::kSize:
-        // The quarantine's "by mode" default is written as the bytes in force.
-        snprintf(value, sizeof(value), "%zu",
-                 field == reinterpret_cast<const char*>(&opts.quarantine) ? QuarantineBytes(opts)
-                                                                           : *reinterpret_cast<const size_t*>(field));
-        break;
-      case OptionType::kFileMode: snprintf(value, sizeof(value), "%04llo", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
-      case OptionType::kSignal:
-      case OptionType::kUint: snprintf(value, sizeof(value), "%llu", static_cast<unsigned long long>(*reinterpret_cast<const uint64_t*>(field))); break;
-    }
+    FormatOptionValue(opts, o, value, sizeof(value));
     char buf[400];
     ProtoWriter p(buf, sizeof(buf));
     p.String(1, o->name);
