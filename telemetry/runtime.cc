@@ -15,6 +15,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -680,6 +681,52 @@ int DumpHeapProfile(const char* path) { return WriteHeapProfile(path, "inuse_spa
 
 namespace {
 
+// ---- descriptors on the background thread -----------------------------------
+
+// Work of the background thread that opens descriptors (the stale sweep:
+// the directory and the segments; numbered dumps: output files, ELF files,
+// /proc). The descriptor table is the program's: a program thread that
+// closes a descriptor and then opens one, or dup2()s onto a number, expects
+// the number it gets, and a descriptor of ours open at that moment takes it
+// (then our close() closes the program's). CPython's test_subprocess caught
+// it once the sweep ran on this thread: a child that started with fd 1
+// closed got its stdout from our directory descriptor. So this work runs in
+// a clone child that shares the memory but has its own copy of the table
+// (no CLONE_FILES); CLONE_VFORK makes this thread wait for it, and with no
+// exit signal the program gets no SIGCHLD and its wait() does not see it.
+// Where clone is refused (a seccomp filter) the work runs here, as before;
+// also under ThreadSanitizer, which takes the clone for a fork of a
+// multi-threaded process and stops the program.
+#if defined(__SANITIZE_THREAD__)
+#define NITRO_TSAN 1
+#elif defined(__has_feature)
+#if __has_feature(thread_sanitizer)
+#define NITRO_TSAN 1
+#endif
+#endif
+void WithOwnDescriptorTable(void (*work)()) {
+#ifdef NITRO_TSAN
+  work();
+  return;
+#endif
+  constexpr size_t kStackBytes = size_t{256} << 10;
+  static char* stack = nullptr;  // the background thread's alone
+  if (stack == nullptr) stack = static_cast<char*>(os::Reserve(kStackBytes, kPageSize));
+  if (stack != nullptr) {
+    auto run = [](void* w) -> int {
+      reinterpret_cast<void (*)()>(w)();
+      return 0;
+    };
+    pid_t child = clone(run, stack + kStackBytes, CLONE_VM | CLONE_VFORK, reinterpret_cast<void*>(work));
+    if (child > 0) {
+      while (waitpid(child, nullptr, __WCLONE) < 0 && errno == EINTR) {
+      }
+      return;
+    }
+  }
+  work();
+}
+
 // ---- live statistics in shared memory -------------------------------------
 
 class ShmPublisher {
@@ -690,7 +737,7 @@ class ShmPublisher {
   void Tick() {
     if (sweep_pending_) {
       sweep_pending_ = false;
-      RemoveStale();
+      WithOwnDescriptorTable(RemoveStale);
     }
     Publish(false);
   }
@@ -971,7 +1018,8 @@ bool PeriodicProfileDue() {
 void OnTick() {
   g_shm.Tick();
   bool signalled = g_dump_requested.exchange(false);
-  if (signalled || PeriodicProfileDue()) WriteNumbered(signalled);
+  if (signalled) WithOwnDescriptorTable([] { WriteNumbered(true); });
+  else if (PeriodicProfileDue()) WithOwnDescriptorTable([] { WriteNumbered(false); });
 }
 
 void OnExit() {

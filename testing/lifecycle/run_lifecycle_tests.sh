@@ -147,6 +147,13 @@ case_fds() {
     fi
   done
   expect_exit close_fds 0 60 "$(lc_bin close_fds)"
+  # The background thread's files (the stale sweep, numbered profiles every
+  # tick) never take a number the program's own open() expects.
+  local opts=$OPTS
+  OPTS="${OPTS:+$OPTS,}profile_rate=4096,heap_profile_interval=1,profile_prefix=$LC_WORK/fd_steal"
+  [[ "$SO" == none ]] && OPTS=""
+  expect_exit fd_steal 0 60 "$(lc_bin fd_steal)" 3
+  OPTS=$opts
 }
 
 # --- f. signals the program raises (defect 10) ------------------------------
