@@ -114,6 +114,20 @@ Partition* PartitionOf(const void* p);
 // (reported otherwise); then the same paths as free and realloc.
 void PartitionFree(Partition* partition, void* p);
 void* PartitionReallocate(Partition* partition, void* p, size_t size);
+// An allocation in `partition` (nullptr or the default one: Allocate, with its fast
+// path); zero: the block reads as zero.
+void* AllocateIn(Partition* partition, size_t size, size_t align, bool zero);
+// The usable size a request for `size` bytes (alignment `align`) gets from
+// `partition` (nullptr: the default one): the size class for the slabs of a non-strict partition, the
+// size itself for strict mode's objects and for large blocks (which record
+// their exact size). An allocation of that many bytes reports exactly that
+// usable size, guarded samples included, and a sized free accepts it.
+// 0 for a request that can never succeed (nallocx).
+size_t UsableSizeFor(Partition* partition, size_t size, size_t align);
+// The in-place half of Reallocate alone (xallocx): p keeps its address for
+// `size` bytes exactly when Reallocate would keep it, and never moves.
+// Returns p's usable size afterwards (unchanged when it could not resize).
+size_t ResizeInPlaceOnly(void* p, size_t size, size_t align);
 // Returns this thread's cached objects to the middle layer.
 bool FlushThreadCache();
 // 0 for null; the C library's answer for its own pointers.
