@@ -3,11 +3,11 @@
 // flag encoding, plus NitroHeap's flags (NITRO_TRAIT_*,
 // NITRO_MALLOCX_PARTITION). Each is a thin call into core/heap.h: the same
 // allocation, reallocation, in-place and sized-free paths as the malloc
-// family. The one rule added here: a block is always allocated with the
-// usable size its request gets (UsableSizeFor), so sallocx(mallocx(n, f))
-// equals nallocx(n, f) whatever served it (slab, large block, guarded
-// sample, strict mode), and sdallocx accepts any size between the request
-// and that usable size, as jemalloc does.
+// family. The one rule added here: a request is made with the size
+// UsableSizeFor names, so sallocx(mallocx(n, f)) equals nallocx(n, f)
+// whatever served it (slab, large block, guarded sample, strict mode), and
+// sdallocx of a small block accepts any size from the request up to its
+// usable size, as jemalloc does (a large block: the size asked for).
 #include "nitroheap/mallocx.h"
 
 #include <errno.h>
@@ -101,12 +101,15 @@ NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
     errno = EINVAL;
     return nullptr;
   }
-  size_t usable = nitro::UsableSizeFor(f.partition, NonZero(size), f.align);
-  if (usable == 0) {
+  size_t request;
+  if (nitro::UsableSizeFor(f.partition, NonZero(size), f.align, &request) == 0) {
     errno = ENOMEM;
     return nullptr;
   }
-  return nitro::AllocateIn(f.partition, usable, f.align, f.zero);
+  void* p = nitro::AllocateIn(f.partition, request, f.align, f.zero);
+  // A large block's last page past the request reads as zero too.
+  if (p != nullptr && f.zero) ZeroGrowth(p, request, nitro::UsableSize(p));
+  return p;
 }
 
 NITRO_EXPORT void* rallocx(void* p, size_t size, int flags) noexcept {
@@ -118,14 +121,17 @@ NITRO_EXPORT void* rallocx(void* p, size_t size, int flags) noexcept {
     return nullptr;
   }
   // The block stays in its partition (Reallocate keeps it there).
-  size_t usable = nitro::UsableSizeFor(owner, NonZero(size), f.align);
-  if (usable == 0) {
+  size_t request;
+  if (nitro::UsableSizeFor(owner, NonZero(size), f.align, &request) == 0) {
     errno = ENOMEM;
     return nullptr;
   }
   size_t old_usable = f.zero ? nitro::UsableSize(p) : 0;
-  void* q = nitro::Reallocate(p, usable, f.align);
-  if (q != nullptr && f.zero) ZeroGrowth(q, old_usable, nitro::UsableSize(q));
+  void* q = nitro::Reallocate(p, request, f.align);
+  // What the block gained reads as zero: past the old usable size when it
+  // stayed, past what was copied when it moved.
+  size_t kept = q == p || old_usable < request ? old_usable : request;
+  if (q != nullptr && f.zero) ZeroGrowth(q, kept, nitro::UsableSize(q));
   return q;
 }
 
@@ -142,11 +148,12 @@ NITRO_EXPORT size_t xallocx(void* p, size_t size, size_t extra, int flags) noexc
   size_t want = NonZero(size);
   // Try size + extra first, then size alone, as jemalloc does.
   size_t with_extra = want + extra < want ? SIZE_MAX : want + extra;
-  size_t target = nitro::UsableSizeFor(owner, with_extra, f.align);
-  size_t now = target == 0 ? old_usable : nitro::ResizeInPlaceOnly(p, target, f.align);
-  if (now < want && extra != 0) {
-    target = nitro::UsableSizeFor(owner, want, f.align);
-    if (target != 0) now = nitro::ResizeInPlaceOnly(p, target, f.align);
+  size_t target;
+  size_t now = nitro::UsableSizeFor(owner, with_extra, f.align, &target) == 0
+                   ? old_usable
+                   : nitro::ResizeInPlaceOnly(p, target, f.align);
+  if (now < want && extra != 0 && nitro::UsableSizeFor(owner, want, f.align, &target) != 0) {
+    now = nitro::ResizeInPlaceOnly(p, target, f.align);
   }
   if (f.zero) ZeroGrowth(p, old_usable, now);
   return now;
@@ -166,9 +173,12 @@ NITRO_EXPORT void dallocx(void* p, int flags) noexcept {
 NITRO_EXPORT void sdallocx(void* p, size_t size, int flags) noexcept {
   Flags f = Decode(flags);
   if (flags != 0) CheckFreeFlags(f, p, flags, "sdallocx");
-  // The block was allocated with the usable size of its request, which is
-  // the usable size of every size between the request and it.
-  nitro::FreeSized(p, nitro::UsableSizeFor(nullptr, NonZero(size), f.align), f.align);
+  // A small block was allocated at the usable size of its request, which is
+  // that of every size between the request and it; a large one at the size
+  // asked for, which the sized free checks exactly.
+  size_t request;
+  nitro::UsableSizeFor(nullptr, NonZero(size), f.align, &request);
+  nitro::FreeSized(p, request, f.align);
 }
 
 NITRO_EXPORT size_t nallocx(size_t size, int flags) noexcept {

@@ -610,16 +610,20 @@ void* AllocateIn(Partition* partition, size_t size, size_t align, bool zero) {
   return p;
 }
 
-size_t UsableSizeFor(Partition* partition, size_t size, size_t align) {
+size_t UsableSizeFor(Partition* partition, size_t size, size_t align, size_t* request) {
+  if (request != nullptr) *request = size;
   if (size > kMaxRequest || align > kMaxRequest) return 0;
   if (!Started()) return size;  // legacy mode: the C library decides
   if (align < kMinAlign) align = 0;
   if (partition == nullptr) partition = g_default;
-  // Strict mode records each small object's exact size, and large blocks
-  // record theirs everywhere: only the non-strict slabs round up.
-  if (partition == g_default && g_strict) return size;
-  int cls = SmallClassFor(size, align);
-  return cls != 0 ? kSizeClasses.size(cls) : size;
+  // Strict mode records each small object's exact size; other slabs hold
+  // their class's size; large blocks own whole pages.
+  bool strict = partition == g_default && g_strict;
+  int cls = strict ? StrictClassFor(size, align) : SmallClassFor(size, align);
+  if (cls == 0) return RoundUp(size, kPageSize);
+  size_t usable = strict ? size : kSizeClasses.size(cls);
+  if (request != nullptr) *request = usable;
+  return usable;
 }
 
 size_t ResizeInPlaceOnly(void* p, size_t size, size_t align) {
