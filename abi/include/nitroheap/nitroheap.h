@@ -36,8 +36,8 @@ void nitro_partition_free(nitro_partition_t* partition, void* p);
 /* The partition that owns `p`, or NULL. */
 nitro_partition_t* nitro_partition_of(const void* p);
 
-/* The partition's number (0 for the default partition, below 256), for
- * NITRO_MALLOCX_PARTITION; -1 for NULL. */
+/* The partition's number (1 to 255, unique among live partitions; the
+ * default partition's too), for NITRO_MALLOCX_PARTITION; -1 for NULL. */
 int nitro_partition_id(const nitro_partition_t* partition);
 
 /* ---- NitroHeap's flags for the jemalloc-style API -----------------------
