@@ -11,7 +11,8 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     cfree mallopt malloc_stats malloc_info __libc_malloc __libc_free __libc_calloc \
     __libc_realloc __libc_memalign __libc_valloc __libc_pvalloc __posix_memalign \
     nitro_rust_alloc nitro_rust_alloc_zeroed nitro_rust_dealloc nitro_rust_realloc \
-    nitro_owns nitro_is_active nitro_partition_create nitro_ctl \
+    nitro_owns nitro_is_active nitro_partition_create nitro_partition_id nitro_ctl \
+    mallocx rallocx xallocx sallocx dallocx sdallocx nallocx \
     nitro_thread_allocated nitro_thread_deallocated nitro_register_output nitro_register_error \
     _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t \
     _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t \

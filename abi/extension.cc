@@ -72,6 +72,10 @@ NITRO_EXPORT void nitro_partition_free(nitro_partition_t* partition, void* p) {
   nitro::PartitionFree(ToPartition(partition), p);
 }
 
+NITRO_EXPORT int nitro_partition_id(const nitro_partition_t* partition) {
+  return partition == nullptr ? -1 : reinterpret_cast<const Partition*>(partition)->id();
+}
+
 NITRO_EXPORT nitro_partition_t* nitro_partition_of(const void* p) {
   return reinterpret_cast<nitro_partition_t*>(nitro::PartitionOf(p));
 }

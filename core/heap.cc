@@ -277,10 +277,29 @@ bool ResizeInPlace(const PointerInfo& info, void* p, size_t size, size_t align) 
   }
 }
 
-// A new block for a block of `partition` that moves.
-void* AllocateIn(Partition* partition, size_t size, size_t align) {
-  if (partition == g_default) return align <= kMinAlign ? Malloc(size) : AllocateSlow(size, align, false);
-  return partition->Allocate(size, align);
+// The in-place half of every reallocation (Reallocate, xallocx): checks p,
+// sets *old to its usable size, and keeps it for `size` bytes when
+// ResizeInPlace allows. True when p stays where it is.
+bool KeepInPlace(void* p, Span* s, size_t size, size_t align, const char* what, size_t* old) {
+  if (s->state == SpanState::kGuarded) {
+    *old = g_pool.UsableSize(s, p, what);
+    return false;
+  }
+  if (s->state == SpanState::kZeroSize) {
+    *old = g_zero.UsableSize(p, what);
+    return false;
+  }
+  PointerInfo info = CheckedInfo(what, p);
+  *old = info.object_size;
+  size_t before = s->requested;
+  if (!ResizeInPlace(info, p, size, align)) return false;
+  // A large block resized in place: the thread counters see the change.
+  if (s->state == SpanState::kLarge && s->partition == g_default) {
+    ThreadCache* tc = tls_cache;
+    if (!tc->is_sentinel() && s->requested > before) tc->CountOtherAllocated(s->requested - before);
+    if (!tc->is_sentinel() && s->requested < before) tc->CountOtherFreed(before - s->requested);
+  }
+  return true;
 }
 
 // Bytes this thread frees outside the size-class lists (thread counters).
@@ -545,24 +564,7 @@ void* Reallocate(void* p, size_t size, size_t align) {
   }
   size_t old;
   Partition* partition = s->partition;
-  if (s->state == SpanState::kGuarded) {
-    old = g_pool.UsableSize(s, p, "realloc");
-  } else if (s->state == SpanState::kZeroSize) {
-    old = g_zero.UsableSize(p, "realloc");
-  } else {
-    PointerInfo info = CheckedInfo("realloc", p);
-    size_t before = s->requested;
-    if (ResizeInPlace(info, p, size, align)) {
-      // A large block resized in place: the thread counters see the change.
-      if (s->state == SpanState::kLarge && partition == g_default) {
-        ThreadCache* tc = tls_cache;
-        if (!tc->is_sentinel() && s->requested > before) tc->CountOtherAllocated(s->requested - before);
-        if (!tc->is_sentinel() && s->requested < before) tc->CountOtherFreed(before - s->requested);
-      }
-      return p;
-    }
-    old = info.object_size;
-  }
+  if (KeepInPlace(p, s, size, align, "realloc", &old)) return p;
   // Growth by small steps (strings) copies once per step: grow by a quarter
   // at least, so a string crosses a quarter of the classes, not all of them.
   // Only where the object's size is its class (strict, guarded and large
@@ -572,10 +574,10 @@ void* Reallocate(void* p, size_t size, size_t align) {
       old + old / 4 <= kMaxSmallSize) {
     target = old + old / 4;
   }
-  void* q = AllocateIn(partition, target, align);
+  void* q = AllocateIn(partition, target, align, false);
   if (q == nullptr && target != size) {
     target = size;
-    q = AllocateIn(partition, size, align);
+    q = AllocateIn(partition, size, align, false);
   }
   if (q == nullptr) return nullptr;
   if (target != size) {
@@ -601,6 +603,38 @@ size_t UsableSize(const void* p) {
   return CheckedInfo("malloc_usable_size", const_cast<void*>(p)).object_size;
 }
 
+void* AllocateIn(Partition* partition, size_t size, size_t align, bool zero) {
+  if (partition == nullptr || partition == g_default) return Allocate(size, align, zero);
+  void* p = partition->Allocate(size, align);
+  if (p != nullptr && zero) memset(p, 0, size);
+  return p;
+}
+
+size_t UsableSizeFor(Partition* partition, size_t size, size_t align, size_t* request) {
+  if (request != nullptr) *request = size;
+  if (size > kMaxRequest || align > kMaxRequest) return 0;
+  if (!Started()) return size;  // legacy mode: the C library decides
+  if (align < kMinAlign) align = 0;
+  if (partition == nullptr) partition = g_default;
+  // Strict mode records each small object's exact size; other slabs hold
+  // their class's size; large blocks own whole pages.
+  bool strict = partition == g_default && g_strict;
+  int cls = strict ? StrictClassFor(size, align) : SmallClassFor(size, align);
+  if (cls == 0) return RoundUp(size, kPageSize);
+  size_t usable = strict ? size : kSizeClasses.size(cls);
+  if (request != nullptr) *request = usable;
+  return usable;
+}
+
+size_t ResizeInPlaceOnly(void* p, size_t size, size_t align) {
+  if (align < kMinAlign) align = 0;
+  Span* s = GlobalPageMap().Get(p);
+  if (s == nullptr) return UsableSize(p);  // the C library's block: never resized here
+  size_t old;
+  if (KeepInPlace(p, s, size, align, "xallocx", &old)) return UsableSize(p);
+  return old;
+}
+
 Partition* PartitionOf(const void* p) {
   PointerInfo info;
   if (!Lookup(p, &info) || info.free_run) return nullptr;
@@ -621,7 +655,7 @@ void PartitionFree(Partition* partition, void* p) {
 }
 
 void* PartitionReallocate(Partition* partition, void* p, size_t size) {
-  if (p == nullptr) return AllocateIn(partition, size, 0);
+  if (p == nullptr) return AllocateIn(partition, size, 0, false);
   CheckPartitionOwns(partition, p, "nitro_partition_realloc");
   return Reallocate(p, size, 0);
 }

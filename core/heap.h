@@ -114,6 +114,24 @@ Partition* PartitionOf(const void* p);
 // (reported otherwise); then the same paths as free and realloc.
 void PartitionFree(Partition* partition, void* p);
 void* PartitionReallocate(Partition* partition, void* p, size_t size);
+// An allocation in `partition` (nullptr or the default one: Allocate, with its fast
+// path); zero: the block reads as zero.
+void* AllocateIn(Partition* partition, size_t size, size_t align, bool zero);
+// The usable size a request for `size` bytes (alignment `align`) gets from
+// `partition` (nullptr: the default one), without allocating (nallocx): the
+// class's size for a slab object, the exact size for strict mode's small
+// objects (which record it), whole pages for a large block. 0 for a request
+// that can never succeed. *request: the size to ask for so that the block
+// reports exactly that usable size: the usable size itself for a small
+// object (a guarded sample then records it too), `size` for a large block
+// (which records the size asked for, and sized frees check it exactly).
+// Mapping a size through it before a sized free accepts every size from the
+// request up to the usable size of a small object.
+size_t UsableSizeFor(Partition* partition, size_t size, size_t align, size_t* request = nullptr);
+// The in-place half of Reallocate alone (xallocx): p keeps its address for
+// `size` bytes exactly when Reallocate would keep it, and never moves.
+// Returns p's usable size afterwards (unchanged when it could not resize).
+size_t ResizeInPlaceOnly(void* p, size_t size, size_t align);
 // Returns this thread's cached objects to the middle layer.
 bool FlushThreadCache();
 // 0 for null; the C library's answer for its own pointers.

@@ -61,6 +61,9 @@ void RecordedFree(Span* s, void* p);
 // ---- strict mode (strict.cc) ----
 // False when the request is not for a small class (the caller takes the
 // large path); otherwise *out is the object, or nullptr with errno ENOMEM.
+// The small class strict mode serves a request from (room for the canary
+// byte included), or 0 when the request takes the large path.
+int StrictClassFor(size_t size, size_t align);
 bool StrictAllocate(size_t size, size_t align, void** out);
 void StrictFree(Span* s, void* p, int cls);
 // Keeps a small object in place for a new size when its slot still has room

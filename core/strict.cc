@@ -37,12 +37,14 @@ void CheckCanaries(void* p, size_t requested, size_t from, size_t slot) {
 
 }  // namespace
 
+int StrictClassFor(size_t size, size_t align) {
+  if (size >= kMaxSmallSize) return 0;
+  return align <= kMinAlign ? kSizeClasses.ClassFor(size + 1)
+                            : (align <= kPageSize ? kSizeClasses.ClassForAligned(size + 1, align) : 0);
+}
+
 bool StrictAllocate(size_t size, size_t align, void** out) {
-  int cls = 0;
-  if (size < kMaxSmallSize) {
-    cls = align <= kMinAlign ? kSizeClasses.ClassFor(size + 1)
-                             : (align <= kPageSize ? kSizeClasses.ClassForAligned(size + 1, align) : 0);
-  }
+  int cls = StrictClassFor(size, align);
   if (cls == 0) return false;  // the caller takes the large path
   *out = nullptr;
   ThreadCache* tc = CacheForThisThread();

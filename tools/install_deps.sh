@@ -10,7 +10,7 @@ PACKAGES="
   libabsl-dev libgtest-dev libgmock-dev googletest libbenchmark-dev
   pybind11-dev python3-dev python3-protobuf python3-matplotlib
   libprotobuf-dev protobuf-compiler
-  libjemalloc2 libgoogle-perftools4 libmimalloc2.0
+  libjemalloc2 libjemalloc-dev libgoogle-perftools4 libmimalloc2.0
   sqlite3 valgrind
   cmake make pkg-config
   libpython3.11-testsuite

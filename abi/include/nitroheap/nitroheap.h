@@ -36,6 +36,35 @@ void nitro_partition_free(nitro_partition_t* partition, void* p);
 /* The partition that owns `p`, or NULL. */
 nitro_partition_t* nitro_partition_of(const void* p);
 
+/* The partition's number (1 to 255, unique among live partitions; the
+ * default partition's too), for NITRO_MALLOCX_PARTITION; -1 for NULL. */
+int nitro_partition_id(const nitro_partition_t* partition);
+
+/* ---- NitroHeap's flags for the jemalloc-style API -----------------------
+ * (mallocx and friends: nitroheap/mallocx.h, or jemalloc's own header.)
+ * jemalloc's flag word: bits 0-5 the log2 of the alignment, bit 6
+ * MALLOCX_ZERO, bits 8-19 MALLOCX_TCACHE, bits 20-31 MALLOCX_ARENA; bit 7 is
+ * unused. NitroHeap's flags set bit 7, NITRO_MALLOCX_FLAGS, which makes
+ * bits 14-19 traits and bits 20-31 a partition number instead of an arena
+ * (bits 8-13 keep their jemalloc meaning, so MALLOCX_TCACHE_NONE still
+ * combines). A program written for jemalloc never sets bit 7.
+ *
+ * Traits (several may be or-ed): partitions with a policy per trait are not
+ * built yet, so today every NITRO_TRAIT_* flag makes the call fail with NULL
+ * and errno = EINVAL ("not supported yet"); they are never ignored. */
+#define NITRO_MALLOCX_FLAGS ((int)0x80)
+#define NITRO_TRAIT_SECURE_STRICT (NITRO_MALLOCX_FLAGS | (1 << 14))
+#define NITRO_TRAIT_LOW_LATENCY (NITRO_MALLOCX_FLAGS | (1 << 15))
+#define NITRO_TRAIT_MOVABLE (NITRO_MALLOCX_FLAGS | (1 << 16))
+#define NITRO_TRAIT_SHARED_RW (NITRO_MALLOCX_FLAGS | (1 << 17))
+#define NITRO_TRAIT_PERSISTENT (NITRO_MALLOCX_FLAGS | (1 << 18))
+#define NITRO_TRAIT_TELEMETRY_SILENT (NITRO_MALLOCX_FLAGS | (1 << 19))
+/* The partition numbered `id` (nitro_partition_id): mallocx allocates there,
+ * and rallocx, xallocx, dallocx and sdallocx check that the block is that
+ * partition's (rallocx: NULL with EINVAL if not; the others report the
+ * misuse). An id with no live partition: NULL with errno = EINVAL. */
+#define NITRO_MALLOCX_PARTITION(id) (NITRO_MALLOCX_FLAGS | ((int)(((unsigned)(id) + 1u) << 20)))
+
 /* Returns free memory of every partition to the kernel; bytes released. */
 size_t nitro_release_free_memory(void);
 

@@ -1,0 +1,46 @@
+/* jemalloc's non-standard API as NitroHeap serves it: mallocx, rallocx,
+ * xallocx, sallocx, dallocx, sdallocx and nallocx with jemalloc's
+ * signatures and flag encoding (the MALLOCX_* macros below are jemalloc's,
+ * bit for bit), so a program built against <jemalloc/jemalloc.h> runs
+ * unchanged under NitroHeap. NitroHeap's own flags (NITRO_TRAIT_*,
+ * NITRO_MALLOCX_PARTITION) are in nitroheap/nitroheap.h. See README,
+ * "The jemalloc-style API", for what each flag does here. */
+#ifndef NITROHEAP_MALLOCX_H_
+#define NITROHEAP_MALLOCX_H_
+
+#include <stddef.h>
+
+#include "nitroheap/nitroheap.h"
+
+/* jemalloc's header declares the same functions and macros; include either. */
+#ifndef JEMALLOC_H_
+
+#define MALLOCX_LG_ALIGN(la) ((int)(la))
+#define MALLOCX_ALIGN(a) ((int)(__builtin_ffsl((long)(a)) - 1))
+#define MALLOCX_ZERO ((int)0x40)
+#define MALLOCX_TCACHE(tc) ((int)(((tc) + 2) << 8))
+#define MALLOCX_TCACHE_NONE MALLOCX_TCACHE(-1)
+#define MALLOCX_ARENA(a) ((((int)(a)) + 1) << 20)
+
+#ifdef __cplusplus
+extern "C" {
+#define NITRO_MALLOCX_NOTHROW throw()
+#else
+#define NITRO_MALLOCX_NOTHROW
+#endif
+
+void* mallocx(size_t size, int flags) NITRO_MALLOCX_NOTHROW;
+void* rallocx(void* ptr, size_t size, int flags) NITRO_MALLOCX_NOTHROW;
+size_t xallocx(void* ptr, size_t size, size_t extra, int flags) NITRO_MALLOCX_NOTHROW;
+size_t sallocx(const void* ptr, int flags) NITRO_MALLOCX_NOTHROW;
+void dallocx(void* ptr, int flags) NITRO_MALLOCX_NOTHROW;
+void sdallocx(void* ptr, size_t size, int flags) NITRO_MALLOCX_NOTHROW;
+size_t nallocx(size_t size, int flags) NITRO_MALLOCX_NOTHROW;
+
+#ifdef __cplusplus
+}
+#endif
+#undef NITRO_MALLOCX_NOTHROW
+
+#endif /* JEMALLOC_H_ */
+#endif /* NITROHEAP_MALLOCX_H_ */

@@ -1,0 +1,193 @@
+// jemalloc's non-standard API (include/nitroheap/mallocx.h): mallocx,
+// rallocx, xallocx, sallocx, dallocx, sdallocx and nallocx, with jemalloc's
+// flag encoding, plus NitroHeap's flags (NITRO_TRAIT_*,
+// NITRO_MALLOCX_PARTITION). Each is a thin call into core/heap.h: the same
+// allocation, reallocation, in-place and sized-free paths as the malloc
+// family. The one rule added here: a request is made with the size
+// UsableSizeFor names, so sallocx(mallocx(n, f)) equals nallocx(n, f)
+// whatever served it (slab, large block, guarded sample, strict mode), and
+// sdallocx of a small block accepts any size from the request up to its
+// usable size, as jemalloc does (a large block: the size asked for).
+#include "nitroheap/mallocx.h"
+
+#include <errno.h>
+#include <string.h>
+
+#include "core/heap.h"
+#include "core/partition.h"
+#include "core/report.h"
+
+namespace {
+
+using nitro::Partition;
+
+// jemalloc's fields (jemalloc.h), and NitroHeap's in the bits jemalloc
+// leaves free (nitroheap.h).
+constexpr unsigned kLgAlignMask = 0x3f;
+constexpr unsigned kJemallocTcacheShift = 8, kJemallocTcacheMask = 0xfff;
+constexpr unsigned kNitroTcacheMask = 0x3f;  // with NITRO_MALLOCX_FLAGS
+constexpr unsigned kTcacheAutomatic = 0, kTcacheNone = 1;
+constexpr unsigned kTraitShift = 14, kTraitMask = 0x3f;
+constexpr unsigned kArenaShift = 20;  // also the partition field
+
+struct Flags {
+  size_t align = 0;          // 0: natural
+  bool zero = false;
+  Partition* partition = nullptr;  // nullptr: the default one
+  const char* refused = nullptr;   // why the flags cannot be served
+};
+
+// The one decoding of a flag word, for every function.
+Flags Decode(int flags) {
+  Flags f;
+  unsigned bits = static_cast<unsigned>(flags);
+  unsigned lg = bits & kLgAlignMask;
+  f.align = lg == 0 ? 0 : size_t{1} << lg;
+  f.zero = (bits & MALLOCX_ZERO) != 0;
+  bool nitro_flags = (bits & NITRO_MALLOCX_FLAGS) != 0;
+  unsigned tcache = (bits >> kJemallocTcacheShift) & (nitro_flags ? kNitroTcacheMask : kJemallocTcacheMask);
+  // MALLOCX_TCACHE_NONE: every NitroHeap allocation is served as if by the
+  // thread's cache, which holds nothing a caller can observe; accepted.
+  // Explicit caches come from jemalloc's mallctl("tcache.create"), which
+  // NitroHeap does not have, so no valid id exists.
+  if (tcache != kTcacheAutomatic && tcache != kTcacheNone) {
+    f.refused = "MALLOCX_TCACHE(tc): NitroHeap has no explicit thread caches";
+  }
+  unsigned high = bits >> kArenaShift;
+  if (!nitro_flags) {
+    if (high != 0) f.refused = "MALLOCX_ARENA(a): NitroHeap has no arenas (see NITRO_MALLOCX_PARTITION)";
+    return f;
+  }
+  if (((bits >> kTraitShift) & kTraitMask) != 0) {
+    f.refused = "NITRO_TRAIT_*: partitions per trait are not supported yet";
+  }
+  if (high != 0) {
+    f.partition = Partition::FromId(static_cast<uint16_t>(high - 1));  // high < 4096
+    if (f.partition == nullptr) f.refused = "NITRO_MALLOCX_PARTITION(id): no live partition has this id";
+  }
+  return f;
+}
+
+// jemalloc leaves size 0 undefined; NitroHeap serves it as 1 byte, so every
+// call returns a block that can be resized and sized-freed.
+size_t NonZero(size_t size) { return size == 0 ? 1 : size; }
+
+// The free side cannot return an error: a flag word no allocation could
+// have been made with is reported like any other misuse.
+void CheckFreeFlags(const Flags& f, void* p, int flags, const char* what) {
+  if (f.refused != nullptr) {
+    nitro::ReportMisuse(nitro::misuse::kInvalidFree, p, "(none)", "%s with flags 0x%x: %s", what,
+                        static_cast<unsigned>(flags), f.refused);
+  }
+  if (f.partition != nullptr && p != nullptr && nitro::PartitionOf(p) != f.partition) {
+    nitro::ReportMisuse(nitro::misuse::kForeignFree, p, f.partition->name(),
+                        "%s: partition %s (NITRO_MALLOCX_PARTITION) does not own this pointer", what,
+                        f.partition->name());
+  }
+}
+
+// MALLOCX_ZERO on a resize: the bytes the block gained read as zero.
+void ZeroGrowth(void* p, size_t old_usable, size_t new_usable) {
+  if (new_usable > old_usable) memset(static_cast<char*>(p) + old_usable, 0, new_usable - old_usable);
+}
+
+}  // namespace
+
+extern "C" {
+
+NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
+  Flags f = Decode(flags);
+  if (f.refused != nullptr) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  size_t request;
+  if (nitro::UsableSizeFor(f.partition, NonZero(size), f.align, &request) == 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  void* p = nitro::AllocateIn(f.partition, request, f.align, f.zero);
+  // A large block's last page past the request reads as zero too.
+  if (p != nullptr && f.zero) ZeroGrowth(p, request, nitro::UsableSize(p));
+  return p;
+}
+
+NITRO_EXPORT void* rallocx(void* p, size_t size, int flags) noexcept {
+  if (p == nullptr) return mallocx(size, flags);  // undefined in jemalloc
+  Flags f = Decode(flags);
+  Partition* owner = nitro::PartitionOf(p);
+  if (f.refused != nullptr || (f.partition != nullptr && owner != f.partition)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  // The block stays in its partition (Reallocate keeps it there).
+  size_t request;
+  if (nitro::UsableSizeFor(owner, NonZero(size), f.align, &request) == 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  size_t old_usable = f.zero ? nitro::UsableSize(p) : 0;
+  void* q = nitro::Reallocate(p, request, f.align);
+  // What the block gained reads as zero: past the old usable size when it
+  // stayed, past what was copied when it moved.
+  size_t kept = q == p || old_usable < request ? old_usable : request;
+  if (q != nullptr && f.zero) ZeroGrowth(q, kept, nitro::UsableSize(q));
+  return q;
+}
+
+NITRO_EXPORT size_t xallocx(void* p, size_t size, size_t extra, int flags) noexcept {
+  Flags f = Decode(flags);
+  Partition* owner = nitro::PartitionOf(p);
+  if (f.refused != nullptr || (f.partition != nullptr && owner != f.partition)) {
+    // xallocx has no error return: nothing is resized, and the size it
+    // returns is the block's current one.
+    errno = EINVAL;
+    return nitro::UsableSize(p);
+  }
+  size_t old_usable = nitro::UsableSize(p);
+  size_t want = NonZero(size);
+  // Try size + extra first, then size alone, as jemalloc does.
+  size_t with_extra = want + extra < want ? SIZE_MAX : want + extra;
+  size_t target;
+  size_t now = nitro::UsableSizeFor(owner, with_extra, f.align, &target) == 0
+                   ? old_usable
+                   : nitro::ResizeInPlaceOnly(p, target, f.align);
+  if (now < want && extra != 0 && nitro::UsableSizeFor(owner, want, f.align, &target) != 0) {
+    now = nitro::ResizeInPlaceOnly(p, target, f.align);
+  }
+  if (f.zero) ZeroGrowth(p, old_usable, now);
+  return now;
+}
+
+// As in jemalloc, sallocx uses no flag.
+NITRO_EXPORT size_t sallocx(const void* p, int flags) noexcept {
+  (void)flags;
+  return nitro::UsableSize(p);
+}
+
+NITRO_EXPORT void dallocx(void* p, int flags) noexcept {
+  if (flags != 0) CheckFreeFlags(Decode(flags), p, flags, "dallocx");
+  nitro::Free(p);
+}
+
+NITRO_EXPORT void sdallocx(void* p, size_t size, int flags) noexcept {
+  Flags f = Decode(flags);
+  if (flags != 0) CheckFreeFlags(f, p, flags, "sdallocx");
+  // A small block was allocated at the usable size of its request, which is
+  // that of every size between the request and it; a large one at the size
+  // asked for, which the sized free checks exactly.
+  size_t request;
+  nitro::UsableSizeFor(nullptr, NonZero(size), f.align, &request);
+  nitro::FreeSized(p, request, f.align);
+}
+
+NITRO_EXPORT size_t nallocx(size_t size, int flags) noexcept {
+  Flags f = Decode(flags);
+  if (f.refused != nullptr) {
+    errno = EINVAL;
+    return 0;
+  }
+  return nitro::UsableSizeFor(f.partition, NonZero(size), f.align);
+}
+
+}  // extern "C"
