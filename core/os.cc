@@ -9,6 +9,8 @@
 #include <unistd.h>
 #include <time.h>
 
+#include <atomic>
+
 #include "core/base.h"
 
 namespace nitro::os {
@@ -65,5 +67,16 @@ void RandomBytes(void* buf, size_t len) {
   x |= 1;
   for (size_t i = 0; i < len; i++) out[i] = static_cast<unsigned char>(XorShift64(&x));
 }
+
+namespace {
+std::atomic<int> g_process_id_override{0};
+}  // namespace
+
+int ProcessId() {
+  int pid = g_process_id_override.load(std::memory_order_relaxed);
+  return pid != 0 ? pid : static_cast<int>(getpid());
+}
+
+void SetProcessIdOverride(int pid) { g_process_id_override.store(pid, std::memory_order_relaxed); }
 
 }  // namespace nitro::os

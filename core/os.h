@@ -25,6 +25,13 @@ bool ProtectReadWrite(void* p, size_t size);
 // page, which then faults). False when they cannot be read, or when the
 // system call is refused (seccomp): then nothing is known.
 bool ReadWithoutFault(const void* addr, void* out, size_t len);
+
+// getpid() of the process, also inside a clone child that does work for it
+// with its own descriptor table (telemetry), where getpid() is the child's:
+// file names and recordings must carry the process's pid. The override is
+// set around such a child's life and is the process's pid anyway.
+int ProcessId();
+void SetProcessIdOverride(int pid);  // 0: none
 // Fills `buf` with random bytes from the kernel (getrandom, never blocking
 // after boot); falls back to address/time entropy.
 void RandomBytes(void* buf, size_t len);

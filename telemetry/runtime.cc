@@ -227,7 +227,7 @@ void ExpandPath(const char* path, char* out, size_t len) {
   size_t o = 0;
   for (const char* p = path; *p && o + 1 < len; p++) {
     if (p[0] == '%' && p[1] == 'p') {
-      o += static_cast<size_t>(snprintf(out + o, len - o, "%d", static_cast<int>(getpid())));
+      o += static_cast<size_t>(snprintf(out + o, len - o, "%d", os::ProcessId()));
       p++;
     } else {
       out[o++] = *p;
@@ -271,7 +271,7 @@ int WriteFile(const char* path, const char* data, size_t len) {
   char tmp[600];
   int fd = -1;
   for (int attempt = 0; attempt < 64 && fd < 0; attempt++) {
-    snprintf(tmp, sizeof(tmp), "%.*s.%.200s.%d.%u.tmp", dir_len, expanded, base, static_cast<int>(getpid()),
+    snprintf(tmp, sizeof(tmp), "%.*s.%.200s.%d.%u.tmp", dir_len, expanded, base, os::ProcessId(),
              counter.fetch_add(1) ^ static_cast<uint32_t>(NowNs()));
     fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, mode);
     if (fd < 0 && errno != EEXIST) return errno;
@@ -403,7 +403,7 @@ int DumpFlightRecording(const char* path) {
     Scratch buf(4096 + sym.mapping_count() * 400);
     if (buf.get() == nullptr) return ENOMEM;
     ProtoWriter p(buf.get(), buf.size());
-    p.U64(1, static_cast<uint64_t>(getpid()));
+    p.U64(1, static_cast<uint64_t>(os::ProcessId()));
     p.String(2, exe);
     p.String(3, cmdline);
     p.U64(4, HeapStartTimeNs());
@@ -717,12 +717,15 @@ void WithOwnDescriptorTable(void (*work)()) {
       reinterpret_cast<void (*)()>(w)();
       return 0;
     };
+    os::SetProcessIdOverride(static_cast<int>(getpid()));
     pid_t child = clone(run, stack + kStackBytes, CLONE_VM | CLONE_VFORK, reinterpret_cast<void*>(work));
     if (child > 0) {
       while (waitpid(child, nullptr, __WCLONE) < 0 && errno == EINTR) {
       }
+      os::SetProcessIdOverride(0);
       return;
     }
+    os::SetProcessIdOverride(0);
   }
   work();
 }
@@ -982,7 +985,7 @@ void NumberedPath(const char* suffix, uint64_t seq, char* out, size_t len) {
   const char* prefix = CurrentOptions().profile_prefix;
   char expanded[300];
   ExpandPath(*prefix ? prefix : "nitroheap", expanded, sizeof(expanded));
-  snprintf(out, len, "%s.%d.%llu.%s", expanded, static_cast<int>(getpid()), static_cast<unsigned long long>(seq),
+  snprintf(out, len, "%s.%d.%llu.%s", expanded, os::ProcessId(), static_cast<unsigned long long>(seq),
            suffix);
 }
 

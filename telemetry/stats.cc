@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/heap.h"
+#include "core/os.h"
 #include "core/partition.h"
 
 namespace nitro {
@@ -141,7 +142,7 @@ void CollectStats(nitro_stats_t* out) {
   memset(out, 0, sizeof(*out));
   out->version = NITRO_STATS_VERSION;
   out->size = sizeof(nitro_stats_t);
-  out->pid = static_cast<uint64_t>(getpid());
+  out->pid = static_cast<uint64_t>(os::ProcessId());
   Partition* def = DefaultPartition();
   if (def == nullptr) return;
   CacheSums sums;
