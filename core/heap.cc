@@ -27,6 +27,7 @@ Options g_options;
 Partition* g_default = nullptr;
 bool g_strict = false;
 uint8_t g_canary = 0xA5;
+uint64_t g_canary_pattern = 0xA5A5A5A5A5A5A5A5;
 GuardedPool g_pool;
 ZeroSizeRegion g_zero;
 std::atomic<const TelemetryHooks*> g_hooks{nullptr};
@@ -114,6 +115,13 @@ void StartLocked() {
       g_default->set_thread_cached(true);
       g_default->set_strict(g_strict);
       g_canary = static_cast<uint8_t>(g_default->key() >> 24) | 1;
+      // Eight random non-zero bytes: an overflow writing any one value
+      // meets bytes it does not match.
+      uint64_t pattern = g_default->key() * 0x9E3779B97F4A7C15u;
+      for (int b = 0; b < 64; b += 8) {
+        if (((pattern >> b) & 0xFF) == 0) pattern |= uint64_t{0xA5} << b;
+      }
+      g_canary_pattern = pattern;
       if (g_options.sample_rate != 0 && !g_pool.Init(g_default)) {
         LogLine("cannot reserve the guarded sampling pool; sampling is off");
       }

@@ -19,7 +19,8 @@ extern std::atomic<int> g_state;
 extern Options g_options;
 extern Partition* g_default;
 extern bool g_strict;
-extern uint8_t g_canary;
+extern uint8_t g_canary;         // the guarded pool's slack bytes in strict mode
+extern uint64_t g_canary_pattern;  // strict small objects' slack (strict.cc)
 extern GuardedPool g_pool;
 extern ZeroSizeRegion g_zero;
 extern BackgroundThread g_background;

@@ -24,10 +24,24 @@ uint32_t& RequestedSize(Span* s, void* p) {
   return s->requested_sizes[s->ObjectIndex(reinterpret_cast<uintptr_t>(p))];
 }
 
-void CheckCanaries(void* p, size_t requested, size_t from, size_t slot) {
+// The slack after a request of `requested` bytes: its first byte is zero,
+// so a C string filling the request ends there instead of running on into
+// the next object (hardened_malloc's rule; an off-by-one write of the
+// terminator itself lands in the slot and harms nothing); the others come
+// from a random per-process pattern, so an overflow of any value is seen.
+unsigned char CanaryAt(size_t requested, size_t i) {
+  return i == requested ? 0 : static_cast<unsigned char>(g_canary_pattern >> (8 * (i & 7)));
+}
+
+void FillCanaries(void* p, size_t requested, size_t slot) {
   auto* bytes = static_cast<unsigned char*>(p);
-  for (size_t i = from; i < slot; i++) {
-    if (bytes[i] != g_canary) {
+  for (size_t i = requested; i < slot; i++) bytes[i] = CanaryAt(requested, i);
+}
+
+void CheckCanaries(void* p, size_t requested, size_t slot) {
+  auto* bytes = static_cast<unsigned char*>(p);
+  for (size_t i = requested; i < slot; i++) {
+    if (bytes[i] != CanaryAt(requested, i)) {
       ReportMisuse(misuse::kOverflow, bytes + i, g_default->name(),
                    "the %zu-byte object at %p was written past its end (canary at offset %zu)", requested,
                    p, i);
@@ -87,7 +101,7 @@ bool StrictAllocate(size_t size, size_t align, void** out) {
   }
   Span* s = GlobalPageMap().Get(p);
   if (s->requested_sizes != nullptr) RequestedSize(s, p) = static_cast<uint32_t>(size);
-  memset(bytes + size, g_canary, slot - size);
+  FillCanaries(p, size, slot);
   *out = p;
   return true;
 }
@@ -95,7 +109,7 @@ bool StrictAllocate(size_t size, size_t align, void** out) {
 void StrictFree(Span* s, void* p, int cls) {
   uint32_t slot = kSizeClasses.size(cls);
   size_t req = s->requested_sizes != nullptr ? RequestedSize(s, p) : slot;
-  CheckCanaries(p, req, req, slot);
+  CheckCanaries(p, req, slot);
   memset(p, 0, slot);  // a read after free sees no old data
   ThreadCache* tc = CacheForThisThread();
   if (tc == nullptr) {
@@ -112,11 +126,11 @@ bool StrictResizeInPlace(const PointerInfo& info, void* p, size_t size) {
       size <= slot / 2) {
     return false;
   }
-  // The bytes past the new size become canaries again; those past the old
-  // size must still be canaries.
+  // The bytes past the old size must still be canaries; those past the new
+  // size become canaries.
   size_t old = RequestedSize(info.span, p);
-  CheckCanaries(p, old, old, slot);
-  if (size < old) memset(static_cast<unsigned char*>(p) + size, g_canary, old - size);
+  CheckCanaries(p, old, slot);
+  FillCanaries(p, size, slot);
   RequestedSize(info.span, p) = static_cast<uint32_t>(size);
   return true;
 }
