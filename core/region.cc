@@ -433,29 +433,57 @@ void Region::Free(void* p) {
   }
 }
 
+void* Region::ResizeInPlace(void* p, size_t size) {
+  size_t need = BlockBytesFor(size);
+  Guard g(this);
+  Block* b = CheckedLiveBlock(p, "realloc");
+  if (need == 0) return nullptr;
+  size_t old_usable = b->size() - kBlockHeader;
+  void* q = kind_ == RegionKind::kBump ? BumpResize(b, need) : ListResize(b, need);
+  if (q != nullptr) live_bytes_ = live_bytes_ - old_usable + (b->size() - kBlockHeader);
+  return q;
+}
+
 void* Region::Reallocate(void* p, size_t size) {
   if (p == nullptr) return Allocate(size, kMinAlign);
-  size_t need = BlockBytesFor(size);
-  {
-    Guard g(this);
-    Block* b = CheckedLiveBlock(p, "realloc");
-    size_t old_usable = b->size() - kBlockHeader;
-    if (need != 0) {
-      void* q = kind_ == RegionKind::kBump ? BumpResize(b, need) : ListResize(b, need);
-      if (q != nullptr) {
-        live_bytes_ = live_bytes_ - old_usable + (b->size() - kBlockHeader);
-        return q;
-      }
-    }
-  }
+  if (void* q = ResizeInPlace(p, size)) return q;
   // Moves: a new block, the bytes, then the old block freed. Between the
-  // two steps another thread may allocate; p stays valid throughout.
+  // steps another thread may allocate; p stays valid throughout.
   void* q = Allocate(size, kMinAlign);
   if (q == nullptr) return nullptr;
   size_t old_usable = UsableSize(p);
   memcpy(q, p, old_usable < size ? old_usable : size);
   Free(p);
   return q;
+}
+
+bool Region::IsLiveBlock(const void* p) {
+  Guard g(this);
+  auto a = reinterpret_cast<uintptr_t>(p);
+  if (a < data_start_ + kBlockHeader || a >= BlocksEnd() || (a & 15) != 0) return false;
+  const Block* b = Block::Of(p);
+  return HeaderOk(b) && b->used();
+}
+
+bool Region::Validate() {
+  Guard g(this);
+  size_t free_seen = 0;
+  for (uintptr_t at = data_start_, end = BlocksEnd(); at < end;) {
+    auto* b = reinterpret_cast<Block*>(at);
+    if (!HeaderOk(b)) return false;
+    if (kind_ == RegionKind::kFreeList && !b->used()) free_seen++;
+    at += b->size();
+  }
+  if (kind_ == RegionKind::kBump) return true;
+  size_t listed = 0;
+  for (Block* b = free_head_; b != nullptr; b = LinksOf(b)->next) {
+    auto a = reinterpret_cast<uintptr_t>(b);
+    if (a < data_start_ || a >= data_end_ || (a & 15) != 0 || !HeaderOk(b) || b->used() ||
+        ++listed > free_seen) {
+      return false;
+    }
+  }
+  return listed == free_seen && listed == free_count_;
 }
 
 size_t Region::UsableSize(const void* p) {

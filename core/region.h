@@ -54,6 +54,13 @@ class Region {
   void Free(void* p);
   void* Reallocate(void* p, size_t size);
   size_t UsableSize(const void* p);
+  // Grows or shrinks p's block where it lies: p, or nullptr (p unchanged)
+  // when the block cannot reach `size` in place.
+  void* ResizeInPlace(void* p, size_t size);
+  // Checks without reporting: p is a live block / every header and link
+  // checks out (what HeapValidate asks).
+  bool IsLiveBlock(const void* p);
+  bool Validate();
   void Reset();
   RegionStats Stats();
   // f(block, usable, in_use) in address order, under the lock.
@@ -61,6 +68,9 @@ class Region {
   size_t Visit(F f);
 
   const char* name() const { return name_; }
+  // Where blocks may lie: [data_start, data_end).
+  uintptr_t data_start() const { return data_start_; }
+  uintptr_t data_end() const { return data_end_; }
 
  // A block's header, just below its payload (public for the free-list
   // links' helpers in region.cc).
