@@ -144,19 +144,26 @@ LPVOID NoMemory(WinHeap* h, DWORD flags, const char* what) {
   return nullptr;
 }
 
-// A live block of this heap, answered without reporting anything. A block
-// of the process heap freed into a thread cache still counts as live.
+// A live block of this heap, answered without reporting anything. On the
+// process heap only "NitroHeap owns it" is known here (its blocks may sit
+// in thread caches or the guarded pool), and nothing in legacy mode.
 bool IsLive(WinHeap* h, const void* p) {
   if (h->kind == Kind::kFixed) return h->region->IsLiveBlock(p);
-  nitro::PointerInfo info;
-  if (!nitro::Lookup(p, &info) || info.partition != h->partition || info.free_run ||
-      info.object_start != p) {
-    return false;
+  if (h->kind == Kind::kProcess) {
+    return p != nullptr && (nitro::Mode() != nitro::HeapMode::kNitro || nitro_owns(p));
   }
-  if (info.span->state == nitro::SpanState::kLarge) return true;
-  if (info.span->state != nitro::SpanState::kSlab) return h->kind == Kind::kProcess;  // sampled
-  uint32_t i = info.span->ObjectIndex(reinterpret_cast<uintptr_t>(p));
-  return (info.span->free_bits[i / 64] & (uint64_t{1} << (i % 64))) == 0;
+  nitro::PointerInfo info;
+  if (!nitro::Lookup(p, &info) || info.partition != h->partition || info.free_run) return false;
+  switch (info.span->state) {
+    case nitro::SpanState::kLarge:
+      return info.object_start == p;
+    case nitro::SpanState::kSlab: {
+      uint32_t i = info.span->ObjectIndex(reinterpret_cast<uintptr_t>(p));
+      return info.object_start == p && (info.span->free_bits[i / 64] & (uint64_t{1} << (i % 64))) == 0;
+    }
+    default:  // a sampled block: the guarded pool knows where it starts
+      return true;
+  }
 }
 
 size_t UsableSize(WinHeap* h, void* p) {

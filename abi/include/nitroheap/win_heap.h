@@ -47,7 +47,9 @@
  * misuse: reported (one line, the stack) and the process aborts, as free()
  * does. HeapSize answers (SIZE_T)-1 with ERROR_INVALID_PARAMETER, and
  * HeapValidate FALSE, for such a pointer: they never abort. On the process
- * heap a block freed into a thread cache still counts as live.
+ * heap they only know whether NitroHeap owns the address (malloc's blocks
+ * may sit in thread caches), and HeapSize of a pointer that is not a block
+ * start is reported as malloc_usable_size reports it.
  * HeapSize returns the block's usable size (at least what was asked for).
  * HeapWalk: a fixed-size heap first returns one PROCESS_HEAP_REGION entry
  * (the whole region committed), then every block, busy
