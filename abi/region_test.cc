@@ -215,6 +215,10 @@ TEST(Region, BadArguments) {
   EXPECT_EQ(errno, EINVAL);
   nitro_region_t* r = nitro_region_create(mem, sizeof(mem), NITRO_REGION_FREE_LIST);
   ASSERT_NE(r, nullptr);
+  errno = 0;  // the same memory again while r lives: refused, r untouched
+  EXPECT_EQ(nitro_region_create(mem, sizeof(mem), NITRO_REGION_BUMP | NITRO_REGION_SINGLE_THREADED),
+            nullptr);
+  EXPECT_EQ(errno, EBUSY);
   errno = 0;
   EXPECT_EQ(nitro_region_aligned_alloc(r, 48, 8), nullptr);
   EXPECT_EQ(errno, EINVAL);

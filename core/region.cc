@@ -98,28 +98,32 @@ Region* Region::Create(void* memory, size_t length, RegionKind kind, bool thread
   uintptr_t header = RoundUp(start, 64);
   uintptr_t data_start = RoundUp(header + sizeof(Region), 64);
   uintptr_t data_end = RoundDown(start + length, kMinAlign);
-  auto* r = new (reinterpret_cast<void*>(header)) Region();
-  r->Init(data_start, data_end, kind, thread_safe);
-  if (!thread_safe) {
-    r->slot_ = -1;
-    r->magic_ = kRegionMagic ^ header;
-    return r;
-  }
   // Registered before first use, so the fork handler and the lock audit
   // know the table lock and every region lock.
   RegisterLock(&RegionLocks::table_lock);
   RegisterLockGroup(&kRegionLockGroup);
   LockGuard g(RegionLocks::table_lock);
+  int free_slot = -1;
   for (int i = 0; i < kMaxThreadSafe; i++) {
-    if (RegionLocks::slots[i].load(std::memory_order_relaxed) == nullptr) {
-      r->slot_ = i;
-      r->magic_ = kRegionMagic ^ header;
-      RegionLocks::slots[i].store(r, std::memory_order_release);
-      return r;
+    Region* live = RegionLocks::slots[i].load(std::memory_order_relaxed);
+    // A live thread-safe region there: its header (and lock) must not be
+    // overwritten, or fork would take a lock nobody can release.
+    if (reinterpret_cast<uintptr_t>(live) == header) {
+      errno = EBUSY;
+      return nullptr;
     }
+    if (live == nullptr && free_slot < 0) free_slot = i;
   }
-  errno = ENOMEM;
-  return nullptr;
+  if (thread_safe && free_slot < 0) {
+    errno = ENOMEM;
+    return nullptr;
+  }
+  auto* r = new (reinterpret_cast<void*>(header)) Region();
+  r->Init(data_start, data_end, kind, thread_safe);
+  r->slot_ = thread_safe ? free_slot : -1;
+  r->magic_ = kRegionMagic ^ header;
+  if (thread_safe) RegionLocks::slots[free_slot].store(r, std::memory_order_release);
+  return r;
 }
 
 void Region::Init(uintptr_t data_start, uintptr_t data_end, RegionKind kind, bool thread_safe) {

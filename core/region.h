@@ -41,8 +41,8 @@ class Region {
   static constexpr size_t kBlockHeader = 16;
   static constexpr int kMaxThreadSafe = 4096;
 
-  // nullptr with errno EINVAL (bad arguments) or ENOMEM (table of
-  // thread-safe regions full).
+  // nullptr with errno EINVAL (bad arguments), EBUSY (a live thread-safe
+  // region starts there) or ENOMEM (table of thread-safe regions full).
   static Region* Create(void* memory, size_t length, RegionKind kind, bool thread_safe);
   // The region behind a handle; reports "invalid region handle" (and
   // aborts) when it is not a live region.

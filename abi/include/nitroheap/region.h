@@ -54,7 +54,8 @@ enum {
 
 /* Makes a heap of kind `kind` in [memory, memory + length). Returns the
  * handle (it lies at the start of `memory`), or NULL with errno = EINVAL
- * (NULL memory, length below NITRO_REGION_MIN_BYTES, unknown kind or flag)
+ * (NULL memory, length below NITRO_REGION_MIN_BYTES, unknown kind or flag),
+ * EBUSY (a live thread-safe region already starts there: destroy it first)
  * or ENOMEM (4096 thread-safe regions are already live). The memory must
  * stay readable and writable until nitro_region_destroy. */
 nitro_region_t* nitro_region_create(void* memory, size_t length, int kind);
