@@ -14,6 +14,13 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     nitro_owns nitro_is_active nitro_partition_create nitro_partition_id nitro_ctl \
     mallocx rallocx xallocx sallocx dallocx sdallocx nallocx \
     nitro_thread_allocated nitro_thread_deallocated nitro_register_output nitro_register_error \
+    nitro_partition_reset nitro_partition_visit nitro_region_create nitro_region_alloc \
+    nitro_region_aligned_alloc nitro_region_free nitro_region_realloc nitro_region_usable_size \
+    nitro_region_reset nitro_region_stats nitro_region_visit nitro_region_destroy \
+    nitro_win_HeapCreate nitro_win_HeapDestroy nitro_win_HeapAlloc nitro_win_HeapReAlloc \
+    nitro_win_HeapFree nitro_win_HeapSize nitro_win_HeapValidate nitro_win_HeapCompact \
+    nitro_win_HeapLock nitro_win_HeapUnlock nitro_win_HeapWalk nitro_win_GetProcessHeap \
+    nitro_win_GetProcessHeaps nitro_win_GetLastError nitro_win_SetLastError \
     _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t \
     _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t \
     _ZdlPv _ZdaPv _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvm _ZdaPvm \
@@ -30,6 +37,13 @@ if ! nm -D "$so" | grep -qE '^ +[wv] nitroheap_options$'; then
   echo "FAIL: nitroheap_options is not a weak undefined reference in $so"
   missing=$((missing + 1))
 fi
+# The Win32 names are the header's inline functions, never the library's.
+for s in HeapAlloc HeapFree HeapCreate GetProcessHeap GetLastError; do
+  if grep -qx "$s" <<<"$syms"; then
+    echo "FAIL: $s is exported: Win32 names must stay out of the preload's namespace"
+    missing=$((missing + 1))
+  fi
+done
 leaked=$(grep -c '^_ZN5nitro' <<<"$syms" || true)
 if [ "$leaked" -ne 0 ]; then
   echo "FAIL: $leaked engine symbols (nitro::) are exported"

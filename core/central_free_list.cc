@@ -190,6 +190,18 @@ void CentralFreeList::ReturnToSpans(void* head, int n) {
   }
 }
 
+void CentralFreeList::Retire(Span* slab) { RetireSlab(slab); }
+
+void CentralFreeList::ForgetAllLocked() {
+  batches_ = 0;
+  low_water_ = 0;
+  slab_reused_ = false;
+  nonempty_ = SpanList();
+  empty_slabs_ = 0;
+  slabs_ = 0;
+  span_free_ = 0;
+}
+
 void CentralFreeList::Drain() {
   LockGuard g(lock_);
   while (batches_ > 0) {

@@ -61,6 +61,10 @@ class CentralFreeList {
   void ReleaseIdle();
   CentralStats Stats();
   SpinLock& lock() { return lock_; }
+  // Partition reset, lock held: the page heap is about to drop every span,
+  // so the class forgets its batches and slabs (Retire each slab first).
+  void ForgetAllLocked();
+  static void Retire(Span* slab);
 
  private:
   int FromSpans(void** head, void** tail, int n);

@@ -52,7 +52,7 @@ __thread uint16_t tls_held[static_cast<int>(LockRank::kCount)] __attribute__((tl
 
 const char* LockRankName(LockRank rank) {
   static const char* const kNames[] = {
-      "libc-resolve", "heap-init",     "thread-registry", "partition-table", "partition",
+      "region-table", "region",       "libc-resolve", "heap-init",     "thread-registry", "partition-table", "partition",
       "guarded-pool", "zero-region",   "flight-recorder", "page-map",        "meta-pool",
       "meta-arena"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(LockRank::kCount),

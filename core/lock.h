@@ -18,7 +18,11 @@
 namespace nitro {
 
 enum class LockRank : uint8_t {
-  kLibcResolve = 0,   // dlsym of the C library's malloc (which may call malloc)
+  // Region heaps (core/region.h) first: their code takes no other lock, and
+  // an error callback run from a region misuse may take any other.
+  kRegionTable = 0,   // creating and destroying thread-safe regions
+  kRegion,            // one region heap
+  kLibcResolve,   // dlsym of the C library's malloc (which may call malloc)
   kHeapInit,          // process-heap start-up
   kThreadRegistry,    // the list of thread caches
   kPartitionTable,    // creating, destroying and walking partitions

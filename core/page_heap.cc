@@ -407,6 +407,10 @@ void PageHeap::Shrink(Span* s, size_t new_pages) {
 
 void PageHeap::Destroy() {
   LockGuard g(lock_);
+  DestroyLocked();
+}
+
+void PageHeap::DestroyLocked() {
   PageMap& map = GlobalPageMap();
   for (Region* r = regions_; r != nullptr;) {
     for (uintptr_t a = r->base; a < r->frontier;) {
@@ -429,6 +433,7 @@ void PageHeap::Destroy() {
   quarantine_bytes_ = quarantine_spans_ = 0;
   reserved_ = in_use_pages_ = 0;
   free_pages_[0] = free_pages_[1] = 0;
+  region_count_ = 0;
 }
 
 PageHeapStats PageHeap::Stats() {

@@ -16,6 +16,7 @@
 
 #include "core/lock.h"
 #include "core/meta_pool.h"
+#include "core/page_map.h"
 #include "core/span.h"
 
 namespace nitro {
@@ -67,6 +68,13 @@ class PageHeap {
   size_t ReleaseAll() { return ReleaseFreedBefore(~uint64_t{0}); }
   // Unmaps all regions; every span of the partition becomes invalid.
   void Destroy();
+  // The same with the lock held by the caller; the page heap is empty and
+  // usable afterwards (a partition reset).
+  void DestroyLocked();
+  // Calls f(span) for every span, free or not, region by region in address
+  // order. The lock is held by the caller.
+  template <typename F>
+  void ForEachSpanLocked(F f);
 
   PageHeapStats Stats();
   SpinLock& lock() { return lock_; }
@@ -121,6 +129,21 @@ class PageHeap {
   size_t quarantine_max_bytes_ = 0;
   size_t quarantine_max_spans_ = 0;
 };
+
+template <typename F>
+void PageHeap::ForEachSpanLocked(F f) {
+  for (Region* r = regions_; r != nullptr; r = r->next) {
+    for (uintptr_t a = r->base; a < r->frontier;) {
+      Span* s = GlobalPageMap().Get(reinterpret_cast<void*>(a));
+      if (s == nullptr || s->start != a) {  // not carved into a span yet
+        a += kPageSize;
+        continue;
+      }
+      f(s);
+      a = s->end();
+    }
+  }
+}
 
 // Process-wide pools of metadata used by every partition.
 MetaPool<Span>& SpanPool();

@@ -278,6 +278,26 @@ void* Partition::Reallocate(void* p, size_t size) {
   return q;
 }
 
+// Today only partitions without thread caches are reset, so every object
+// is in a slab or a batch of this partition's middle layer. Once other
+// partitions get thread caches (and remote-free queues), Reset must first
+// make every thread drop its cached objects of this partition -- e.g. bump
+// a per-partition epoch that each cache checks before using its lists, or
+// walk the thread registry under its lock and clear them -- since those
+// lists point into slabs that Reset unmaps; Visit likewise must count
+// cached objects as free.
+void Partition::Reset() {
+  LockAll();
+  pages_.ForEachSpanLocked([](Span* s) {
+    if (s->state == SpanState::kSlab) CentralFreeList::Retire(s);
+  });
+  for (int c = 1; c < kNumClasses; c++) central_[c].ForgetAllLocked();
+  pages_.DestroyLocked();
+  large_frees_total_ += large_count_;
+  large_count_ = large_bytes_ = large_usable_ = 0;
+  UnlockAll();
+}
+
 size_t Partition::ReleaseFreeMemory() {
   for (int c = 1; c < kNumClasses; c++) central_[c].Drain();
   return pages_.ReleaseAll();

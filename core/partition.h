@@ -95,6 +95,17 @@ class Partition {
   }
   PartitionStats Stats();
 
+  // Arena use (partitions without thread caches only; the caller checks).
+  // Reset frees every block at once: each slab and large block is dropped
+  // with its span, the address space unmapped (memory returned), in
+  // O(spans); the partition stays usable and its pointers become invalid.
+  void Reset();
+  // Calls f(block, usable_bytes) for each live block in address order, with
+  // every lock of the partition held, until f returns false. Returns the
+  // number of blocks f was called for.
+  template <typename F>
+  size_t Visit(F f);
+
   // Set once, for the default partition, before any allocation from it.
   void set_thread_cached(bool v) { slab_owner_.thread_cached = v; }
   bool thread_cached() const { return slab_owner_.thread_cached; }
@@ -144,6 +155,29 @@ struct LockGroup;
 // The locks of every live partition, as one group of the lock registry.
 const LockGroup* PartitionLockGroup();
 Partition* PartitionSlot(int id);
+
+template <typename F>
+size_t Partition::Visit(F f) {
+  LockAll();
+  size_t n = 0;
+  bool go = true;
+  pages_.ForEachSpanLocked([&](Span* s) {
+    if (!go) return;
+    if (s->state == SpanState::kLarge) {
+      n++;
+      go = f(reinterpret_cast<void*>(s->start), s->usable_bytes());
+    } else if (s->state == SpanState::kSlab) {
+      for (uint32_t i = 0; go && i < s->capacity; i++) {
+        if (s->free_bits[i / 64] & (uint64_t{1} << (i % 64))) continue;
+        n++;
+        go = f(reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(i) * s->object_size),
+               static_cast<size_t>(s->object_size));
+      }
+    }
+  });
+  UnlockAll();
+  return n;
+}
 
 template <typename F>
 void Partition::ForEach(F f) {

@@ -32,6 +32,7 @@ inline constexpr const char* kOverflow = "heap buffer overflow";
 inline constexpr const char* kUnderflow = "heap buffer underflow";
 inline constexpr const char* kUseAfterFree = "use after free";
 inline constexpr const char* kCorruptFreeList = "corrupted free list";
+inline constexpr const char* kBadRegion = "invalid region handle";  // core/region.h
 }  // namespace misuse
 
 [[noreturn]] void ReportMisuse(const char* kind, const void* addr, const char* partition,

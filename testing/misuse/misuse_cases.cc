@@ -533,6 +533,113 @@ CASE case_partition_overflow_slack() {
 }
 
 // ============================================================================
+// Heaps over a fixed region (nitroheap/region.h), one set per kind: the
+// region lies in a static array (memory NitroHeap does not own) and reports
+// in its own name, "region@<address>".
+// ============================================================================
+
+namespace {
+using RegionCreateFn = void* (*)(void*, size_t, int);
+using RegionAllocFn = void* (*)(void*, size_t);
+using RegionFreeFn = void (*)(void*, void*);
+using RegionDestroyFn = void (*)(void*);
+constexpr int kRegionBump = 1, kRegionFreeList = 2;  // NITRO_REGION_*
+
+alignas(64) char g_region_memory[64 << 10];
+
+void* MakeRegion(int kind) {
+  void* r = Sym<RegionCreateFn>("nitro_region_create")(g_region_memory, sizeof(g_region_memory), kind);
+  if (r == nullptr) {
+    Say("NO REGION\n");
+    _exit(3);
+  }
+  return r;
+}
+char* RegionAlloc(void* r, size_t n) {
+  return static_cast<char*>(Sym<RegionAllocFn>("nitro_region_alloc")(r, n));
+}
+void RegionFree(void* r, void* p) { Sym<RegionFreeFn>("nitro_region_free")(r, p); }
+
+int RegionDoubleFree(int kind) {
+  void* r = MakeRegion(kind);
+  char* p = RegionAlloc(r, 64);
+  RegionAlloc(r, 64);
+  Expect(p);
+  RegionFree(r, p);
+  RegionFree(r, Opaque(p));
+  return NotDetected();
+}
+int RegionInteriorFree(int kind) {
+  void* r = MakeRegion(kind);
+  char* p = RegionAlloc(r, 64);
+  RegionAlloc(r, 64);
+  Expect(p + 32);
+  RegionFree(r, Opaque(p + 32));
+  return NotDetected();
+}
+// A pointer from malloc given to the region.
+int RegionForeignFree(int kind) {
+  void* r = MakeRegion(kind);
+  char* p = static_cast<char*>(Malloc(64));
+  Expect(p);
+  RegionFree(r, Opaque(p));
+  return NotDetected();
+}
+// a's bytes run into b's header; a's free checks the header after it.
+int RegionOverflowIntoNeighbour(int kind) {
+  void* r = MakeRegion(kind);
+  char* a = RegionAlloc(r, 64);
+  char* b = RegionAlloc(r, 64);
+  Fill(a, 64 + 8, 0x41);
+  ExpectRange(reinterpret_cast<uintptr_t>(b) - 16, reinterpret_cast<uintptr_t>(b) - 16);
+  RegionFree(r, a);
+  return NotDetected();
+}
+}  // namespace
+
+CASE case_region_bump_double_free() { return RegionDoubleFree(kRegionBump); }
+CASE case_region_free_list_double_free() { return RegionDoubleFree(kRegionFreeList); }
+CASE case_region_bump_interior_free() { return RegionInteriorFree(kRegionBump); }
+CASE case_region_free_list_interior_free() { return RegionInteriorFree(kRegionFreeList); }
+CASE case_region_bump_foreign_free() { return RegionForeignFree(kRegionBump); }
+CASE case_region_free_list_foreign_free() { return RegionForeignFree(kRegionFreeList); }
+CASE case_region_bump_overflow() { return RegionOverflowIntoNeighbour(kRegionBump); }
+CASE case_region_free_list_overflow() { return RegionOverflowIntoNeighbour(kRegionFreeList); }
+
+// The overwritten block itself freed: its header no longer checks out.
+CASE case_region_free_list_overflow_victim_freed() {
+  void* r = MakeRegion(kRegionFreeList);
+  char* a = RegionAlloc(r, 64);
+  char* b = RegionAlloc(r, 64);
+  Fill(a, 64 + 4, 0x41);
+  ExpectRange(reinterpret_cast<uintptr_t>(b) - 16, reinterpret_cast<uintptr_t>(b) - 16);
+  RegionFree(r, b);
+  return NotDetected();
+}
+
+// A free-list link overwritten after free (write after free): the next
+// allocation's search finds a link that is not a free block.
+CASE case_region_free_list_corrupt_link() {
+  void* r = MakeRegion(kRegionFreeList);
+  char* a = RegionAlloc(r, 64);
+  RegionAlloc(r, 64);  // keeps a from merging with the rest
+  RegionFree(r, a);
+  uintptr_t bogus = reinterpret_cast<uintptr_t>(g_region_memory) + 1000;
+  memcpy(Opaque(a), &bogus, sizeof(bogus));
+  ExpectRange(bogus, bogus);
+  RegionAlloc(r, 60000);
+  return NotDetected();
+}
+
+CASE case_region_destroyed_handle() {
+  void* r = MakeRegion(kRegionBump);
+  Sym<RegionDestroyFn>("nitro_region_destroy")(r);
+  Expect(r);
+  RegionAlloc(Opaque(r), 16);
+  return NotDetected();
+}
+
+// ============================================================================
 // Guarded sampling (run with sample_rate=1).
 // ============================================================================
 
@@ -1051,6 +1158,17 @@ const Case kCases[] = {
     ENTRY(partition_wrong_partition),
     ENTRY(partition_large_uaf),
     ENTRY(partition_overflow_slack),
+    ENTRY(region_bump_double_free),
+    ENTRY(region_free_list_double_free),
+    ENTRY(region_bump_interior_free),
+    ENTRY(region_free_list_interior_free),
+    ENTRY(region_bump_foreign_free),
+    ENTRY(region_free_list_foreign_free),
+    ENTRY(region_bump_overflow),
+    ENTRY(region_free_list_overflow),
+    ENTRY(region_free_list_overflow_victim_freed),
+    ENTRY(region_free_list_corrupt_link),
+    ENTRY(region_destroyed_handle),
     ENTRY(guarded_overflow),
     ENTRY(guarded_overflow_far),
     ENTRY(guarded_underflow),

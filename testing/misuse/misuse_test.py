@@ -128,6 +128,9 @@ OVERFLOW = "heap buffer overflow"
 UNDERFLOW = "heap buffer underflow"
 UAF = "use after free"
 CORRUPT = "corrupted free list"
+BAD_REGION = "invalid region handle"
+# Region heaps report in their own name (the region's address varies).
+REGION = re.compile(r"region@0x[0-9a-f]+")
 
 GUARD_ALLOC = ("allocated by thread",)
 GUARD_FREE = ("allocated by thread", "freed by thread")
@@ -190,6 +193,18 @@ CASES = {
     "partition_large_uaf": every(segv(UAF, "misuse-part")),
     # No strict features outside the default partition.
     "partition_overflow_slack": every(NOT_DETECTED),
+    # ---- heaps over a fixed region (nitroheap/region.h), each kind ----------
+    "region_bump_double_free": every(abort(DOUBLE, REGION)),
+    "region_free_list_double_free": every(abort(DOUBLE, REGION)),
+    "region_bump_interior_free": every(abort(INVALID, REGION)),
+    "region_free_list_interior_free": every(abort(INVALID, REGION)),
+    "region_bump_foreign_free": every(abort(FOREIGN, REGION)),
+    "region_free_list_foreign_free": every(abort(FOREIGN, REGION)),
+    "region_bump_overflow": every(abort(OVERFLOW, REGION)),
+    "region_free_list_overflow": every(abort(OVERFLOW, REGION)),
+    "region_free_list_overflow_victim_freed": every(abort(OVERFLOW, REGION)),
+    "region_free_list_corrupt_link": every(abort(CORRUPT, REGION)),
+    "region_destroyed_handle": every(abort(BAD_REGION, "(none)")),
     # ---- guarded sampling ---------------------------------------------------
     "guarded_overflow": every(segv(OVERFLOW, titles=GUARD_ALLOC, stdout_has=("GUARDED",)), SAMPLED),
     "guarded_overflow_far": every(segv(OVERFLOW, titles=GUARD_ALLOC, stdout_has=("GUARDED",)), SAMPLED),
@@ -242,7 +257,8 @@ def check_report(case, exp, rc, out, err):
         return problems + ["first stderr line is not a diagnostic: %r" % lines[0][:200]]
     if m.group("kind") != exp.kind:
         problems.append("kind %r, expected %r" % (m.group("kind"), exp.kind))
-    if m.group("part") != exp.partition:
+    if (not exp.partition.fullmatch(m.group("part")) if isinstance(exp.partition, re.Pattern)
+            else m.group("part") != exp.partition):
         problems.append("partition %r, expected %r" % (m.group("part"), exp.partition))
     if exp.details and not re.search(exp.details, m.group("details")):
         problems.append("details %r lack %r" % (m.group("details"), exp.details))

@@ -40,6 +40,18 @@ nitro_partition_t* nitro_partition_of(const void* p);
  * default partition's too), for NITRO_MALLOCX_PARTITION; -1 for NULL. */
 int nitro_partition_id(const nitro_partition_t* partition);
 
+/* Arenas (docs/regions.md). Reset frees every block of the partition at
+ * once, in O(slabs and large blocks), and returns its memory to the kernel;
+ * the partition stays usable and every pointer into it becomes invalid.
+ * Visit calls cb(block, usable bytes, ctx) for each live block in address
+ * order until cb returns 0, and returns how many blocks it called cb for;
+ * cb runs with the partition locked, so it must not allocate or free in
+ * that partition. Both return -1 with errno = EINVAL for NULL or for a
+ * partition served by thread caches (today: the default partition). */
+int nitro_partition_reset(nitro_partition_t* partition);
+typedef int (*nitro_block_visitor)(void* block, size_t usable_size, void* ctx);
+long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb, void* ctx);
+
 /* ---- NitroHeap's flags for the jemalloc-style API -----------------------
  * (mallocx and friends: nitroheap/mallocx.h, or jemalloc's own header.)
  * jemalloc's flag word: bits 0-5 the log2 of the alignment, bit 6
