@@ -94,6 +94,8 @@ class Partition {
     for (int c = 1; c < kNumClasses; c++) central_[c].ReleaseIdle();
   }
   PartitionStats Stats();
+  // Hard and soft limits, pressure callback, state (core/contract.h).
+  Contract& contract() { return pages_.contract(); }
 
   // Set once, for the default partition, before any allocation from it.
   void set_thread_cached(bool v) { slab_owner_.thread_cached = v; }
@@ -117,6 +119,7 @@ class Partition {
   Partition() = default;
   ~Partition() = default;
   void Init(const char* name, uint16_t id, const PartitionConfig& config, PageHeap::Clock clock);
+  void* AllocateOnce(size_t size, size_t align);
 
   char name_[kNameMax];
   uint16_t id_ = 0;
