@@ -95,6 +95,7 @@ class Contract {
   void SetCallback(PressureCallback cb, void* ctx);
   void SetActions(uint32_t actions) { actions_.store(actions, std::memory_order_relaxed); }
   ContractState State() const;
+  size_t use() const { return budget_.used(); }
   // Runs the crossings queued for this contract: actions, then callback.
   void Deliver();
 

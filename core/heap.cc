@@ -414,9 +414,10 @@ void* AllocateSlow(size_t size, size_t align, bool zero) {
   if (NITRO_UNLIKELY(p == nullptr) && TakeLimitRefusal()) {
     // A hard limit refused pages: objects cached by this thread and the
     // middle layer count as use (their slabs), so they go back before one retry.
+    size_t use = g_default->contract().use();
     FlushThreadCache();
     for (int c = 1; c < kNumClasses; c++) g_default->central(c).Drain();
-    p = AllocateStarted(size, align, zero);
+    if (g_default->contract().use() < use) p = AllocateStarted(size, align, zero);
     TakeLimitRefusal();
   }
   return p;

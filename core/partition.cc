@@ -129,8 +129,9 @@ void* Partition::Allocate(size_t size, size_t align) {
   // A hard limit refused pages: free memory held in the middle layer's
   // batches and empty slabs counts as use, so it goes back before one retry.
   if (NITRO_UNLIKELY(p == nullptr) && TakeLimitRefusal()) {
+    size_t use = contract().use();
     for (int c = 1; c < kNumClasses; c++) central_[c].Drain();
-    p = AllocateOnce(size, align);
+    if (contract().use() < use) p = AllocateOnce(size, align);
     TakeLimitRefusal();
     if (p == nullptr) errno = ENOMEM;
   }
