@@ -205,8 +205,9 @@ void Contract::SetCallback(PressureCallback cb, void* ctx) {
     }
     seq = callback_seq_.load(std::memory_order_relaxed);
   }
-  callback_.store(cb, std::memory_order_relaxed);
-  callback_ctx_.store(ctx, std::memory_order_relaxed);
+  // Release: a reader that sees either new value also sees the odd count.
+  callback_.store(cb, std::memory_order_release);
+  callback_ctx_.store(ctx, std::memory_order_release);
   callback_seq_.store(seq + 2, std::memory_order_release);
 }
 
@@ -214,9 +215,10 @@ void Contract::ReadCallback(PressureCallback* cb, void** ctx) const {
   for (;;) {
     uint64_t before = callback_seq_.load(std::memory_order_acquire);
     if (before & 1) continue;
-    *cb = callback_.load(std::memory_order_relaxed);
-    *ctx = callback_ctx_.load(std::memory_order_relaxed);
-    std::atomic_thread_fence(std::memory_order_acquire);
+    // Acquire loads: the second look at the count cannot move above them
+    // (no fence: ThreadSanitizer does not model fences).
+    *cb = callback_.load(std::memory_order_acquire);
+    *ctx = callback_ctx_.load(std::memory_order_acquire);
     if (callback_seq_.load(std::memory_order_relaxed) == before) return;
   }
 }
