@@ -211,6 +211,10 @@ void nitro_stats_print(void);
  *                      given at start-up also returns free pages at once,
  *                      written later it returns them within 10 ms.
  *   "opt.stats_print"  0 or 1: print the heap report at exit.
+ *   "opt.memory_limit" the process limit (nitro_set_memory_limit).
+ * Heap contracts: "contract.<partition>.hard" and ".soft" (read, write:
+ * uint64_t, EINVAL for a soft limit above the hard one), ".use",
+ * ".crossings", ".callbacks", ".refusals", ".last_pressure_ns" (read).
  * Every other option is fixed at start-up: writing it returns EPERM
  * (profile_rate weighs every recorded sample of a profile, telemetry and
  * background_thread decide what exists at start-up). */
