@@ -4,6 +4,7 @@
  * NITROHEAP_OPTIONS with a contract for the partition named "configured".
  * Exits 0 when every check holds, else 1 after printing the failures. */
 #include <errno.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -110,6 +111,27 @@ int main(void) {
   CHECK(strstr(json, "\"contract_crossings\":1,\"contract_callbacks\":1,") != NULL);
   CHECK(strstr(json, "\"memory_limit_source\":") != NULL);
   free(json);
+  /* The typed snapshot: contracts[i] belongs to partitions[i]; a caller
+   * with the struct before the contracts were appended gets that prefix. */
+  nitro_stats_t* st = calloc(1, sizeof(*st));
+  st->size = sizeof(*st);
+  CHECK(nitro_stats_snapshot(st) == 0);
+  int found = 0;
+  for (uint32_t i = 0; i < st->partition_count; i++) {
+    if (strcmp(st->partitions[i].name, "db") != 0) continue;
+    found = 1;
+    CHECK(st->contracts[i].hard_limit == 4u << 20);
+    CHECK(st->contracts[i].crossings == 1 && st->contracts[i].callbacks == 1);
+    CHECK(st->contracts[i].use > 0 && st->contracts[i].use <= 4u << 20);
+  }
+  CHECK(found);
+  memset(st, 0, sizeof(*st));
+  st->size = (uint32_t)offsetof(nitro_stats_t, contracts);
+  CHECK(nitro_stats_snapshot(st) == 0);
+  CHECK(st->size == offsetof(nitro_stats_t, contracts) && st->partition_count >= 2 && st->contracts[0].use == 0);
+  st->size = (uint32_t)offsetof(nitro_stats_t, contracts) - 1;
+  CHECK(nitro_stats_snapshot(st) == EINVAL);
+  free(st);
   CHECK(ctl_read("contract.db.crossings") == 1);
   CHECK(ctl_read("contract.db.refusals") >= 1);
   CHECK(ctl_read("contract.db.use") <= 4u << 20);

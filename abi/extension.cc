@@ -112,10 +112,25 @@ NITRO_EXPORT size_t nitro_release_free_memory(void) {
 
 NITRO_EXPORT void nitro_stats_print(void) { nitro::PrintHeapReport(2); }
 
+namespace {
+// The struct before the heap contracts were appended: callers built with
+// that header (the Rust crate's RawStats) still get every field they know.
+constexpr size_t kStatsV1Size = offsetof(nitro_stats_t, contracts);
+}  // namespace
+
 NITRO_EXPORT int nitro_stats_snapshot(nitro_stats_t* out) {
-  if (out == nullptr || out->size < sizeof(nitro_stats_t)) return EINVAL;
+  if (out == nullptr || out->size < kStatsV1Size) return EINVAL;
   if (nitro::Mode() != nitro::HeapMode::kNitro) return ENOSYS;
-  nitro::CollectStats(out);
+  if (out->size >= sizeof(nitro_stats_t)) {
+    nitro::CollectStats(out);
+    return 0;
+  }
+  auto* full = static_cast<nitro_stats_t*>(nitro::os::Reserve(sizeof(nitro_stats_t), nitro::kPageSize));
+  if (full == nullptr) return ENOMEM;
+  nitro::CollectStats(full);
+  memcpy(out, full, kStatsV1Size);
+  out->size = static_cast<uint32_t>(kStatsV1Size);
+  nitro::os::Unmap(full, sizeof(nitro_stats_t));
   return 0;
 }
 

@@ -457,6 +457,10 @@ void PageHeap::Destroy() {
   quarantine_head_ = quarantine_tail_ = nullptr;
   quarantine_bytes_ = quarantine_spans_ = 0;
   contract_.Uncharge(in_use_pages_ << kPageShift);
+  // A crossing still queued on some thread must not call into a partition
+  // that is gone.
+  contract_.SetCallback(nullptr, nullptr);
+  contract_.SetActions(0);
   reserved_ = in_use_pages_ = 0;
   free_pages_[0] = free_pages_[1] = 0;
 }

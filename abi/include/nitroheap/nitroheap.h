@@ -177,9 +177,11 @@ typedef struct nitro_stats {
   uint32_t reserved2;
 } nitro_stats_t;
 
-/* Fills *out; returns 0, or EINVAL when out->size (set by the caller to
- * sizeof(nitro_stats_t)) is smaller than this library's, or ENOSYS when
- * NitroHeap does not serve the process. */
+/* Fills *out; returns 0, EINVAL when out->size (set by the caller to
+ * sizeof(nitro_stats_t)) is smaller than offsetof(nitro_stats_t,
+ * contracts), or ENOSYS when NitroHeap does not serve the process. A size
+ * from that offset up to sizeof(nitro_stats_t) (a program built before
+ * the contracts were appended) gets that prefix, and out->size says so. */
 int nitro_stats_snapshot(nitro_stats_t* out);
 /* Writes the statistics as a JSON document into buf (NUL-terminated when it
  * fits) and returns its length; call with len 0 to size the buffer. */
