@@ -5,7 +5,9 @@
 #include <errno.h>
 #include <stdlib.h>
 
+#include <atomic>
 #include <new>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -79,6 +81,63 @@ TEST(ContractCxx, ProcessLimitThrowsBadAlloc) {
   char* p = nullptr;
   EXPECT_NO_THROW(p = NewArray(size_t{64} << 20));
   delete[] p;
+}
+
+void CountPressure(nitro_partition_t*, size_t, size_t, void* ctx) {
+  static_cast<std::atomic<int>*>(ctx)->fetch_add(1);
+}
+
+// The malloc path under eight threads: all fill past the default
+// partition's soft limit, then all free below 7/8 of it, round after round.
+// Each round is one crossing and one callback, whichever thread crosses.
+TEST(ContractCxx, EightThreadsThroughMallocGetOneCallbackPerCrossing) {
+  constexpr size_t kBlock = 256 << 10;  // large: no thread cache in between
+  constexpr int kThreads = 8, kRounds = 20, kPerThread = 4;
+  nitro_partition_t* def = DefaultPartition();
+  uint64_t base = Use("default");
+  void* volatile probe = malloc(kBlock);
+  uint64_t charge = Use("default") - base;
+  free(probe);
+  ASSERT_GT(charge, kBlock);
+  std::atomic<int> calls{0};
+  ASSERT_EQ(nitro_partition_on_pressure(def, CountPressure, &calls), 0);
+  ASSERT_EQ(nitro_partition_set_limit(def, 0, base + (kThreads * kPerThread - 2) * charge), 0);
+  uint64_t crossings_before = 0;
+  {
+    uint64_t v = 0;
+    size_t len = sizeof(v);
+    ASSERT_EQ(nitro_ctl("contract.default.crossings", &v, &len, nullptr, 0), 0);
+    crossings_before = v;
+  }
+  std::atomic<int> arrived{0};
+  auto barrier = [&](int generation) {
+    arrived.fetch_add(1);
+    while (arrived.load() < generation * kThreads) std::this_thread::yield();
+  };
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&] {
+      int generation = 0;
+      void* mine[kPerThread];
+      for (int round = 0; round < kRounds; round++) {
+        for (void*& b : mine) {
+          void* volatile p = malloc(kBlock);
+          b = p;
+        }
+        barrier(++generation);
+        for (void* b : mine) free(b);
+        barrier(++generation);
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  ASSERT_EQ(nitro_partition_set_limit(def, 0, 0), 0);
+  ASSERT_EQ(nitro_partition_on_pressure(def, nullptr, nullptr), 0);
+  uint64_t crossings = 0;
+  size_t len = sizeof(crossings);
+  ASSERT_EQ(nitro_ctl("contract.default.crossings", &crossings, &len, nullptr, 0), 0);
+  EXPECT_EQ(crossings - crossings_before, static_cast<uint64_t>(kRounds));
+  EXPECT_EQ(calls.load(), kRounds);
 }
 
 }  // namespace
