@@ -450,6 +450,7 @@ TEST(ContractOptions, ReportsBadValuesOneLineEachAndKeepsTheContract) {
   EXPECT_NE(errors[2].find("malformed value 'lots'"), std::string::npos) << errors[2];
   EXPECT_NE(errors[3].find("release, caches, quarantine"), std::string::npos) << errors[3];
   EXPECT_NE(errors[4].find("memory_limit"), std::string::npos) << errors[4];
+  EXPECT_NE(errors[4].find(", or cgroup"), std::string::npos) << errors[4];
   EXPECT_NE(errors[5].find("out of range"), std::string::npos) << errors[5];
   for (const std::string& e : errors) EXPECT_EQ(e.find('\n'), std::string::npos) << e;
   EXPECT_STREQ(o.contracts[0].partition, "db");

@@ -73,10 +73,9 @@ constexpr OptionSpec kTable[] = {
      "order",
      nullptr},
     {"memory_limit", OptionType::kSize, offsetof(Options, memory_limit), 0, uint64_t{1} << 46,
-     "the process's heap limit (0: none; cgroup: the cgroup v2 memory.max, with memory.high as "
-     "the point where free memory goes back): past it allocations fail with ENOMEM, and at 7/8 "
-     "of it every partition returns its free pages; per partition: contract.<partition>=SIZE, "
-     "contract.<partition>.soft=SIZE, contract.<partition>.actions=release+caches+quarantine|none",
+     "the process's heap limit: allocations past it fail with ENOMEM, at 7/8 of it free pages go "
+     "back (cgroup: the cgroup v2 memory.max and memory.high; 0: none); per partition: "
+     "contract.<partition>=SIZE and .soft, .actions (README, Heap contracts)",
      nullptr},
     {nullptr, OptionType::kBool, 0, 0, 0, nullptr, nullptr},
 };
@@ -337,6 +336,10 @@ bool ApplyValue(const OptionSpec& o, const char* value, Options* out, OptionErro
   if (!ok || out_of_range) {
     char expected[160];
     DescribeExpected(o, expected, sizeof(expected));
+    if (o.offset == offsetof(Options, memory_limit)) {
+      size_t n = strlen(expected);
+      snprintf(expected + n, sizeof(expected) - n, ", or cgroup");
+    }
     if (out_of_range) {
       Report(sink, ctx, "%s: option '%s' value '%.64s' is out of range; expected %s", source, o.name, value,
              expected);
