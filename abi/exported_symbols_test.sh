@@ -21,6 +21,7 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     nitro_win_HeapFree nitro_win_HeapSize nitro_win_HeapValidate nitro_win_HeapCompact \
     nitro_win_HeapLock nitro_win_HeapUnlock nitro_win_HeapWalk nitro_win_GetProcessHeap \
     nitro_win_GetProcessHeaps nitro_win_GetLastError nitro_win_SetLastError \
+    nitro_partition_set_limit nitro_partition_on_pressure nitro_set_memory_limit \
     _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t \
     _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t \
     _ZdlPv _ZdaPv _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvm _ZdaPvm \

@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/mman.h>
 
+#include "core/contract.h"
 #include "core/heap.h"
 #include "core/os.h"
 #include "core/partition.h"
@@ -80,6 +81,29 @@ NITRO_EXPORT nitro_partition_t* nitro_partition_of(const void* p) {
   return reinterpret_cast<nitro_partition_t*>(nitro::PartitionOf(p));
 }
 
+NITRO_EXPORT int nitro_partition_set_limit(nitro_partition_t* partition, size_t hard_bytes, size_t soft_bytes) {
+  if (partition == nullptr || ToPartition(partition)->contract().SetLimits(hard_bytes, soft_bytes) != 0) {
+    errno = EINVAL;
+    return -1;
+  }
+  return 0;
+}
+
+NITRO_EXPORT int nitro_partition_on_pressure(nitro_partition_t* partition, nitro_pressure_fn* cb, void* ctx) {
+  if (partition == nullptr) {
+    errno = EINVAL;
+    return -1;
+  }
+  ToPartition(partition)->contract().SetCallback(cb, ctx);
+  return 0;
+}
+
+NITRO_EXPORT int nitro_set_memory_limit(size_t bytes) {
+  nitro::EnsureStarted();  // start-up sets the default (cgroup) limit: not after this call
+  nitro::SetProcessLimit(bytes, 0, nitro::LimitSource::kApi);
+  return 0;
+}
+
 NITRO_EXPORT size_t nitro_release_free_memory(void) {
   size_t released = 0;
   Partition::ForEach([&released](Partition* p) { released += p->ReleaseFreeMemory(); });
@@ -88,10 +112,25 @@ NITRO_EXPORT size_t nitro_release_free_memory(void) {
 
 NITRO_EXPORT void nitro_stats_print(void) { nitro::PrintHeapReport(2); }
 
+namespace {
+// The struct before the heap contracts were appended: callers built with
+// that header (the Rust crate's RawStats) still get every field they know.
+constexpr size_t kStatsV1Size = offsetof(nitro_stats_t, contracts);
+}  // namespace
+
 NITRO_EXPORT int nitro_stats_snapshot(nitro_stats_t* out) {
-  if (out == nullptr || out->size < sizeof(nitro_stats_t)) return EINVAL;
+  if (out == nullptr || out->size < kStatsV1Size) return EINVAL;
   if (nitro::Mode() != nitro::HeapMode::kNitro) return ENOSYS;
-  nitro::CollectStats(out);
+  if (out->size >= sizeof(nitro_stats_t)) {
+    nitro::CollectStats(out);
+    return 0;
+  }
+  auto* full = static_cast<nitro_stats_t*>(nitro::os::Reserve(sizeof(nitro_stats_t), nitro::kPageSize));
+  if (full == nullptr) return ENOMEM;
+  nitro::CollectStats(full);
+  memcpy(out, full, kStatsV1Size);
+  out->size = static_cast<uint32_t>(kStatsV1Size);
+  nitro::os::Unmap(full, sizeof(nitro_stats_t));
   return 0;
 }
 
@@ -173,7 +212,46 @@ int ReadStat(const char* name, void* oldp, size_t* oldlenp) {
   return ENOENT;
 }
 
+// "contract.<partition>.<field>": hard and soft read and write (uint64_t),
+// use, crossings, callbacks, refusals and last_pressure_ns read.
+int ContractControl(const char* name, void* oldp, size_t* oldlenp, const void* newp, size_t newlen) {
+  const char* field = strrchr(name, '.');
+  if (field == nullptr || field == name) return ENOENT;
+  size_t name_len = static_cast<size_t>(field - name);
+  field++;
+  Partition* found = nullptr;
+  Partition::ForEach([&](Partition* p) {
+    if (strlen(p->name()) == name_len && strncmp(p->name(), name, name_len) == 0) found = p;
+  });
+  if (found == nullptr) return ENOENT;
+  // The partition stays listed while the program uses it by name; a
+  // concurrent nitro_partition_destroy of it is the program's race.
+  nitro::Contract& c = found->contract();
+  nitro::ContractState st = c.State();
+  bool hard = strcmp(field, "hard") == 0, soft = strcmp(field, "soft") == 0;
+  uint64_t value = hard ? st.hard_limit
+                   : soft ? st.soft_limit
+                   : strcmp(field, "use") == 0 ? st.use
+                   : strcmp(field, "crossings") == 0 ? st.crossings
+                   : strcmp(field, "callbacks") == 0 ? st.callbacks
+                   : strcmp(field, "refusals") == 0 ? st.refusals
+                   : strcmp(field, "last_pressure_ns") == 0 ? st.last_pressure_ns
+                                                            : ~uint64_t{0};
+  if (value == ~uint64_t{0}) return ENOENT;
+  if (newp != nullptr || newlen != 0) {
+    if (!hard && !soft) return EPERM;
+    if (newp == nullptr || newlen != sizeof(uint64_t)) return EINVAL;
+    uint64_t v;
+    memcpy(&v, newp, sizeof(v));
+    int err = hard ? c.SetLimits(v, st.soft_limit) : c.SetLimits(st.hard_limit, v);
+    if (err != 0) return err;
+  }
+  return ReadU64(value, oldp, oldlenp);
+}
+
 int ReadOption(const char* name, void* oldp, size_t* oldlenp) {
+  // The limit in force (from the cgroup, the options or a call).
+  if (strcmp(name, "memory_limit") == 0) return ReadU64(nitro::GetProcessLimit().limit, oldp, oldlenp);
   const nitro::Options& o = nitro::CurrentOptions();
   for (const nitro::OptionSpec* s = nitro::OptionTable(); s->name; s++) {
     if (strcmp(s->name, name) != 0) continue;
@@ -223,6 +301,14 @@ NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const 
     return name[0] == 'f' ? nitro::DumpFlightRecording(path)
                           : nitro::DumpHeapProfile(path);
   }
+  if (strcmp(name, "opt.memory_limit") == 0 && writing) {
+    if (newp == nullptr || newlen != sizeof(uint64_t)) return EINVAL;
+    uint64_t old = nitro::GetProcessLimit().limit, value;
+    memcpy(&value, newp, sizeof(value));
+    nitro::SetProcessLimit(value, 0, nitro::LimitSource::kApi);
+    return oldp != nullptr ? ReadU64(old, oldp, oldlenp) : 0;
+  }
+  if (strncmp(name, "contract.", 9) == 0) return ContractControl(name + 9, oldp, oldlenp, newp, newlen);
   if (strncmp(name, "opt.", 4) == 0 && writing) {
     // A write may also read the old value first, as in mallctl.
     if (newp == nullptr || newlen != sizeof(uint64_t)) return EINVAL;

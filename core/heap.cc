@@ -12,6 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/contract.h"
 #include "core/heap_internal.h"
 #include "core/libc_heap.h"
 
@@ -96,6 +97,7 @@ void StartLocked() {
             page, kPageSize);
     legacy = true;
   }
+  ApplyContractOptions(g_options);  // before the default partition takes its contract
   if (!legacy) {
     PartitionConfig config;
     config.max_free_committed = g_options.decay_ms == 0 ? 0 : g_options.max_free_committed;
@@ -411,8 +413,25 @@ GuardedPoolCounts GuardedCounts() {
 
 // ---- the slow paths -----------------------------------------------------------
 
+static void* AllocateStarted(size_t size, size_t align, bool zero);
+
 void* AllocateSlow(size_t size, size_t align, bool zero) {
   if (NITRO_UNLIKELY(!Started())) return AllocateBeforeStart(size, align, zero);
+  ContractScope scope;  // pressure callbacks run as it ends, outside every lock
+  void* p = AllocateStarted(size, align, zero);
+  if (NITRO_UNLIKELY(p == nullptr) && TakeLimitRefusal()) {
+    // A hard limit refused pages: objects cached by this thread and the
+    // middle layer count as use (their slabs), so they go back before one retry.
+    size_t use = g_default->contract().use();
+    FlushThreadCache();
+    for (int c = 1; c < kNumClasses; c++) g_default->central(c).Drain();
+    if (g_default->contract().use() < use) p = AllocateStarted(size, align, zero);
+    TakeLimitRefusal();
+  }
+  return p;
+}
+
+static void* AllocateStarted(size_t size, size_t align, bool zero) {
   g_background.MaybeStart();
   if (g_strict) {
     void* p;

@@ -72,6 +72,11 @@ constexpr OptionSpec kTable[] = {
      "testing: abort when a lock is taken that the fork handler does not take, or out of rank "
      "order",
      nullptr},
+    {"memory_limit", OptionType::kSize, offsetof(Options, memory_limit), 0, uint64_t{1} << 46,
+     "the process's heap limit: allocations past it fail with ENOMEM, at 7/8 of it free pages go "
+     "back (cgroup: the cgroup v2 memory.max and memory.high; 0: none); per partition: "
+     "contract.<partition>=SIZE and .soft, .actions (README, Heap contracts)",
+     nullptr},
     {nullptr, OptionType::kBool, 0, 0, 0, nullptr, nullptr},
 };
 
@@ -86,6 +91,7 @@ __attribute__((format(printf, 3, 4))) void Report(OptionErrorSink sink, void* ct
 }
 
 enum class NumberParse { kOk, kNotANumber, kTooLarge };
+constexpr uint64_t kMaxContractBytes = uint64_t{1} << 46;
 
 // Parses a decimal number with an optional K/M/G/T suffix (sizes only).
 NumberParse ParseNumber(const char* s, bool allow_suffix, uint64_t* out) {
@@ -315,6 +321,11 @@ bool ApplyValue(const OptionSpec& o, const char* value, Options* out, OptionErro
       }
       break;
     case OptionType::kSize:
+      if (o.offset == offsetof(Options, memory_limit) && strcmp(value, "cgroup") == 0) {
+        v = kMemoryLimitFromCgroup;
+        break;
+      }
+      [[fallthrough]];
     case OptionType::kUint: {
       NumberParse r = ParseNumber(value, o.type == OptionType::kSize, &v);
       ok = r == NumberParse::kOk;
@@ -325,6 +336,10 @@ bool ApplyValue(const OptionSpec& o, const char* value, Options* out, OptionErro
   if (!ok || out_of_range) {
     char expected[160];
     DescribeExpected(o, expected, sizeof(expected));
+    if (o.offset == offsetof(Options, memory_limit)) {
+      size_t n = strlen(expected);
+      snprintf(expected + n, sizeof(expected) - n, ", or cgroup");
+    }
     if (out_of_range) {
       Report(sink, ctx, "%s: option '%s' value '%.64s' is out of range; expected %s", source, o.name, value,
              expected);
@@ -354,6 +369,92 @@ const OptionSpec* FindOption(const char* name) {
   const OptionSpec* o = kTable;
   while (o->name && strcmp(o->name, name) != 0) o++;
   return o->name ? o : nullptr;
+}
+
+// "contract.<partition>" (the hard limit), "contract.<partition>.soft" and
+// "contract.<partition>.actions". `key` and `value` are trimmed.
+bool ApplyContractOption(const char* key, const char* value, Options* out, OptionErrorSink sink, void* ctx,
+                         const char* source) {
+  const char* name = key + 9;
+  const char* last_dot = strrchr(name, '.');
+  enum { kHard, kSoft, kActions } field = kHard;
+  size_t name_len = strlen(name);
+  if (last_dot != nullptr && strcmp(last_dot, ".soft") == 0) {
+    field = kSoft;
+    name_len = static_cast<size_t>(last_dot - name);
+  } else if (last_dot != nullptr && strcmp(last_dot, ".actions") == 0) {
+    field = kActions;
+    name_len = static_cast<size_t>(last_dot - name);
+  } else if (last_dot != nullptr && strcmp(last_dot, ".hard") == 0) {
+    name_len = static_cast<size_t>(last_dot - name);
+  }
+  if (name_len == 0 || name_len >= sizeof(ContractOption{}.partition)) {
+    Report(sink, ctx, "%s: option '%.127s' needs a partition name of 1 to %zu bytes (contract.<partition>=SIZE)",
+           source, key, sizeof(ContractOption{}.partition) - 1);
+    return false;
+  }
+  ContractOption* entry = nullptr;
+  for (ContractOption& c : out->contracts) {
+    if (c.partition[0] != '\0' && strlen(c.partition) == name_len && strncmp(c.partition, name, name_len) == 0) {
+      entry = &c;
+      break;
+    }
+  }
+  ContractOption fresh = {};
+  memcpy(fresh.partition, name, name_len);
+  fresh.actions = kDefaultContractActions;
+  ContractOption updated = entry != nullptr ? *entry : fresh;
+  if (field == kActions) {
+    uint32_t actions = 0;
+    if (strcmp(value, "none") != 0) {
+      const char* p = value;
+      while (true) {
+        size_t n = strcspn(p, "+");
+        if (n == 7 && strncmp(p, "release", 7) == 0) actions |= kActionRelease;
+        else if (n == 6 && strncmp(p, "caches", 6) == 0) actions |= kActionCaches;
+        else if (n == 10 && strncmp(p, "quarantine", 10) == 0) actions |= kActionQuarantine;
+        else {
+          Report(sink, ctx, "%s: option '%.127s' has a malformed value '%.64s'; expected none or actions "
+                 "joined by '+': release, caches, quarantine", source, key, value);
+          return false;
+        }
+        if (p[n] == '\0') break;
+        p += n + 1;
+      }
+    }
+    updated.actions = actions;
+  } else {
+    uint64_t v = 0;
+    NumberParse r = ParseNumber(value, true, &v);
+    if (r != NumberParse::kOk || v > kMaxContractBytes) {
+      Report(sink, ctx, "%s: option '%.127s' %s '%.64s'; expected a size from 0 (none) to 64T (bytes, or "
+             "with a K, M, G or T suffix such as 600M)", source, key,
+             r == NumberParse::kNotANumber ? "has a malformed value" : "value is out of range:", value);
+      return false;
+    }
+    (field == kSoft ? updated.soft : updated.hard) = static_cast<size_t>(v);
+    if (updated.hard != 0 && updated.soft > updated.hard) {
+      Report(sink, ctx, "%s: option '%.127s=%.64s': the soft limit (%zu bytes) would be above the hard limit "
+             "(%zu bytes); the contract of '%s' is unchanged", source, key, value, updated.soft, updated.hard,
+             updated.partition);
+      return false;
+    }
+  }
+  if (entry == nullptr) {
+    for (ContractOption& c : out->contracts) {
+      if (c.partition[0] == '\0') {
+        entry = &c;
+        break;
+      }
+    }
+    if (entry == nullptr) {
+      Report(sink, ctx, "%s: option '%.127s': at most %d partitions can have a contract in the options "
+             "(nitro_partition_set_limit sets more)", source, key, kMaxContractOptions);
+      return false;
+    }
+  }
+  *entry = updated;
+  return true;
 }
 
 }  // namespace
@@ -397,7 +498,9 @@ int ParseOptions(const char* spec, Options* out, bool* help, OptionErrorSink sin
         const char* key = Trim(item);
         const char* value = Trim(eq + 1);
         const OptionSpec* o = FindOption(key);
-        if (o == nullptr) {
+        if (strncmp(key, "contract.", 9) == 0) {
+          if (!ApplyContractOption(key, value, out, sink, ctx, source)) errors++;
+        } else if (o == nullptr) {
           Report(sink, ctx, "%s: unknown option '%.127s' (NITROHEAP_OPTIONS=help lists them)", source, key);
           errors++;
         } else if (!ApplyValue(*o, value, out, sink, ctx, source)) {
@@ -419,6 +522,10 @@ void FormatOptionValue(const Options& opts, const OptionSpec* o, char* out, size
     case OptionType::kChoice: snprintf(out, len, "%s", ModeName(*reinterpret_cast<const HardeningMode*>(field))); break;
     case OptionType::kBool: snprintf(out, len, "%d", *reinterpret_cast<const bool*>(field) ? 1 : 0); break;
     case OptionType::kSize:
+      if (field == reinterpret_cast<const char*>(&opts.memory_limit) && opts.memory_limit == kMemoryLimitFromCgroup) {
+        snprintf(out, len, "cgroup");
+        break;
+      }
       snprintf(out, len, "%zu",
                field == reinterpret_cast<const char*>(&opts.quarantine) ? QuarantineBytes(opts)
                                                                          : *reinterpret_cast<const size_t*>(field));
@@ -441,6 +548,9 @@ void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults) {
       snprintf(value, sizeof(value), "(none)");
     } else if (field == reinterpret_cast<const char*>(&defaults.quarantine) && defaults.quarantine == kQuarantineFromMode) {
       snprintf(value, sizeof(value), "by mode");
+    } else if (field == reinterpret_cast<const char*>(&defaults.memory_limit) &&
+               defaults.memory_limit == kMemoryLimitFromCgroup) {
+      snprintf(value, sizeof(value), "cgroup");
     } else {
       FormatOptionValue(defaults, o, value, sizeof(value));
     }

@@ -12,6 +12,27 @@ namespace nitro {
 enum class HardeningMode : int { kFast = 0, kBalanced = 1, kStrict = 2 };
 
 inline constexpr size_t kQuarantineFromMode = ~size_t{0};
+// memory_limit's default: the cgroup's (core/contract.h).
+inline constexpr size_t kMemoryLimitFromCgroup = ~size_t{0};
+
+// Actions a partition takes when it crosses its soft limit (bits;
+// contract.<partition>.actions=release+caches+quarantine, or none).
+enum ContractAction : uint32_t {
+  kActionRelease = 1,     // return the partition's free pages to the kernel
+  kActionCaches = 2,      // return the middle layer's cached objects and empty slabs
+  kActionQuarantine = 4,  // double the large-block quarantine (the seed's example)
+};
+inline constexpr uint32_t kDefaultContractActions = kActionRelease;
+
+// A contract given in NITROHEAP_OPTIONS, applied when a partition of that
+// name is created (the default partition is "default").
+struct ContractOption {
+  char partition[32];  // "" : unused entry
+  size_t hard;         // contract.<partition>=SIZE (0: none)
+  size_t soft;         // contract.<partition>.soft=SIZE (0: none)
+  uint32_t actions;    // contract.<partition>.actions=...
+};
+inline constexpr int kMaxContractOptions = 8;
 
 struct Options {
   HardeningMode mode = HardeningMode::kBalanced;
@@ -41,6 +62,10 @@ struct Options {
   uint64_t output_mode = 0600;
   // Testing: check every lock against the fork handler's registry.
   bool lock_audit = false;
+  // Heap contracts (core/contract.h): the process limit (0: none) and the
+  // per-partition contracts, parsed from the contract.<partition> keys.
+  size_t memory_limit = kMemoryLimitFromCgroup;
+  ContractOption contracts[kMaxContractOptions] = {};
 };
 
 // The quarantine actually in force.

@@ -172,6 +172,19 @@ void PageHeap::Split(Span* s, size_t pages) {
 
 Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool guard_page) {
   if (pages == 0 || pages > (kMaxRequest >> kPageShift)) return nullptr;
+  // The contract is charged before any page is touched, so a refusal
+  // changes nothing; a run that then cannot be made gives the charge back.
+  if (!contract_.Charge(pages << kPageShift)) return nullptr;
+  Span* s = AllocateRun(pages, align_pages, state, guard_page);
+  if (s == nullptr) {
+    contract_.Uncharge(pages << kPageShift);
+  } else if (s->pages > pages) {
+    contract_.ChargeAnyway((s->pages - pages) << kPageShift);  // kept whole: no metadata to split
+  }
+  return s;
+}
+
+Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page) {
   if (align_pages == 0) align_pages = 1;
   size_t want = pages + align_pages - 1;
   LockGuard g(lock_);
@@ -270,7 +283,15 @@ void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans) {
   // Set before the partition is listed (Partition::Init): nobody else sees
   // this page heap yet, and a lock fork does not take must not be taken.
   quarantine_max_bytes_ = max_bytes;
+  quarantine_base_bytes_ = max_bytes;
   quarantine_max_spans_ = max_spans;
+}
+
+void PageHeap::EnlargeQuarantine(size_t factor) {
+  LockGuard g(lock_);
+  size_t cap = quarantine_base_bytes_ * 8;
+  quarantine_max_bytes_ = quarantine_max_bytes_ > cap / factor ? cap : quarantine_max_bytes_ * factor;
+  quarantine_max_spans_ = quarantine_max_spans_ * factor > 512 ? 512 : quarantine_max_spans_ * factor;
 }
 
 void PageHeap::Unquarantine(Span* s) {
@@ -288,6 +309,7 @@ void PageHeap::Free(Span* s, bool protect) {
   LockGuard g(lock_);
   NITRO_ASSERT(s->state != SpanState::kFree);
   in_use_pages_ -= s->pages;
+  contract_.Uncharge(s->bytes());
   s->state = SpanState::kFree;
   s->released = false;
   s->free_tick = clock_ ? clock_() : 0;
@@ -353,6 +375,13 @@ bool PageHeap::GrowInPlace(Span* s, size_t new_pages) {
   if (new_pages <= s->pages) return true;
   if (new_pages > (kMaxRequest >> kPageShift)) return false;
   size_t need = new_pages - s->pages;
+  if (!contract_.Charge(need << kPageShift)) return false;
+  bool grown = GrowRun(s, new_pages, need);
+  if (!grown) contract_.Uncharge(need << kPageShift);
+  return grown;
+}
+
+bool PageHeap::GrowRun(Span* s, size_t new_pages, size_t need) {
   LockGuard g(lock_);
   PageMap& map = GlobalPageMap();
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
@@ -431,6 +460,11 @@ void PageHeap::DestroyLocked() {
   lru_head_ = lru_tail_ = nullptr;
   quarantine_head_ = quarantine_tail_ = nullptr;
   quarantine_bytes_ = quarantine_spans_ = 0;
+  contract_.Uncharge(in_use_pages_ << kPageShift);
+  // A crossing still queued on some thread must not call into a partition
+  // that is gone.
+  contract_.SetCallback(nullptr, nullptr);
+  contract_.SetActions(0);
   reserved_ = in_use_pages_ = 0;
   free_pages_[0] = free_pages_[1] = 0;
   region_count_ = 0;

@@ -14,6 +14,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "core/contract.h"
 #include "core/lock.h"
 #include "core/meta_pool.h"
 #include "core/page_map.h"
@@ -78,6 +79,12 @@ class PageHeap {
 
   PageHeapStats Stats();
   SpinLock& lock() { return lock_; }
+  // The partition's heap contract: every run handed out for a slab or a
+  // large block is charged to it, and refused when a hard limit would pass.
+  Contract& contract() { return contract_; }
+  // Multiplies the large-block quarantine's byte bound by `factor`, up to
+  // 8 times the bound it was set up with (a contract's quarantine action).
+  void EnlargeQuarantine(size_t factor);
 
   struct Region {
     uintptr_t base;
@@ -89,7 +96,9 @@ class PageHeap {
   static MetaPool<Region>& RegionPool();
 
  private:
+  Span* AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page);
   Span* FindFree(size_t pages, bool released);
+  bool GrowRun(Span* s, size_t new_pages, size_t need);
   Span* Carve(size_t pages);
   Region* NewRegion(size_t min_bytes);
   Span* NewSpan(uintptr_t start, size_t pages);
@@ -128,6 +137,8 @@ class PageHeap {
   size_t quarantine_spans_ = 0;
   size_t quarantine_max_bytes_ = 0;
   size_t quarantine_max_spans_ = 0;
+  size_t quarantine_base_bytes_ = 0;
+  Contract contract_;
 };
 
 template <typename F>

@@ -19,7 +19,23 @@ MetaPool<Partition>& PartitionPool() {
   return pool;
 }
 
+// A contract's configured actions on a soft-limit crossing, run by the
+// crossing thread outside every lock (core/contract.h).
+void RunPressureActions(void* owner, uint32_t actions) {
+  auto* p = static_cast<Partition*>(owner);
+  if (actions & kActionQuarantine) p->pages().EnlargeQuarantine(2);
+  if (actions & kActionRelease) {
+    p->ReleaseFreeMemory();  // drains the middle layer too
+  } else if (actions & kActionCaches) {
+    for (int c = 1; c < kNumClasses; c++) p->central(c).Drain();
+  }
+}
+
 }  // namespace
+
+void ReleaseAllPartitionsForPressure() {
+  Partition::ForEach([](Partition* p) { p->ReleaseFreeMemory(); });
+}
 
 // Every live partition's locks, for fork: by partition id, and within one
 // partition in the order its methods nest them (LockAll).
@@ -93,6 +109,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   slab_owner_ = SlabOwner{&pages_, name_, marker | 1 /* never 0, the value allocation leaves */, false, false};
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
   pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
+  pages_.contract().Init(this, name_, RunPressureActions);
   large_guard_pages_ = config.large_guard_pages;
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, key_);
 }
@@ -107,6 +124,21 @@ void Partition::Destroy(Partition* p) {
 }
 
 void* Partition::Allocate(size_t size, size_t align) {
+  ContractScope scope;  // pressure callbacks run as it ends, outside every lock
+  void* p = AllocateOnce(size, align);
+  // A hard limit refused pages: free memory held in the middle layer's
+  // batches and empty slabs counts as use, so it goes back before one retry.
+  if (NITRO_UNLIKELY(p == nullptr) && TakeLimitRefusal()) {
+    size_t use = contract().use();
+    for (int c = 1; c < kNumClasses; c++) central_[c].Drain();
+    if (contract().use() < use) p = AllocateOnce(size, align);
+    TakeLimitRefusal();
+    if (p == nullptr) errno = ENOMEM;
+  }
+  return p;
+}
+
+void* Partition::AllocateOnce(size_t size, size_t align) {
   if (align <= kMinAlign) {
     if (size <= kMaxSmallSize) {
       void* p = central_[kSizeClasses.ClassFor(size)].AllocateOne();
@@ -166,6 +198,7 @@ void Partition::FreeLarge(Span* s, void* p) {
 }
 
 bool Partition::ResizeLargeInPlace(Span* s, size_t size) {
+  ContractScope scope;
   size_t old_usable = s->usable_bytes();
   size_t guard = s->guard_pages;
   size_t pages = PagesFor(size) + guard;

@@ -94,6 +94,8 @@ class Partition {
     for (int c = 1; c < kNumClasses; c++) central_[c].ReleaseIdle();
   }
   PartitionStats Stats();
+  // Hard and soft limits, pressure callback, state (core/contract.h).
+  Contract& contract() { return pages_.contract(); }
 
   // Arena use (partitions without thread caches only; the caller checks).
   // Reset frees every block at once: each slab and large block is dropped
@@ -128,6 +130,7 @@ class Partition {
   Partition() = default;
   ~Partition() = default;
   void Init(const char* name, uint16_t id, const PartitionConfig& config, PageHeap::Clock clock);
+  void* AllocateOnce(size_t size, size_t align);
 
   char name_[kNameMax];
   uint16_t id_ = 0;

@@ -6,6 +6,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "core/contract.h"
 #include "core/heap.h"
 #include "core/os.h"
 #include "core/partition.h"
@@ -118,6 +119,17 @@ class JsonWriter {
           static_cast<unsigned long long>(Field(c, i)));
     }
   }
+  // A contract's state as flat counters ("contract_use", ...), so that
+  // readers that take every partition field as a number keep working.
+  void Contract(const nitro_contract_stats_t& c, const char* prefix) {
+    Add(",\"%shard_limit\":%llu,\"%ssoft_limit\":%llu,\"%suse\":%llu,\"%scrossings\":%llu,"
+        "\"%scallbacks\":%llu,\"%srefusals\":%llu,\"%slast_pressure_ns\":%llu",
+        prefix, static_cast<unsigned long long>(c.hard_limit), prefix,
+        static_cast<unsigned long long>(c.soft_limit), prefix, static_cast<unsigned long long>(c.use), prefix,
+        static_cast<unsigned long long>(c.crossings), prefix, static_cast<unsigned long long>(c.callbacks),
+        prefix, static_cast<unsigned long long>(c.refusals), prefix,
+        static_cast<unsigned long long>(c.last_pressure_ns));
+  }
   size_t length() const { return pos_; }
 
  private:
@@ -154,6 +166,10 @@ void CollectStats(nitro_stats_t* out) {
     sums.frees[i] += __atomic_load_n(&gone.frees[i], __ATOMIC_RELAXED);
   }
   out->threads = GetHeapStats().threads;
+  ProcessLimitState lim = GetProcessLimit();
+  out->memory_limit = nitro_contract_stats_t{lim.limit, lim.pressure_point, lim.use, lim.crossings, 0,
+                                             lim.refusals, lim.last_pressure_ns};
+  out->memory_limit_source = static_cast<uint32_t>(lim.source);
 
   Partition::ForEach([&](Partition* p) {
     bool is_default = p == def;
@@ -225,6 +241,10 @@ void CollectStats(nitro_stats_t* out) {
       nitro_partition_stats_t& ps_out = out->partitions[out->partition_count++];
       snprintf(ps_out.name, sizeof(ps_out.name), "%s", p->name());
       ps_out.counters = c;
+      ContractState cs = p->contract().State();
+      out->contracts[out->partition_count - 1] =
+          nitro_contract_stats_t{cs.hard_limit, cs.soft_limit, cs.use, cs.crossings, cs.callbacks, cs.refusals,
+                                 cs.last_pressure_ns};
     }
   });
 }
@@ -240,12 +260,16 @@ size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len) {
         Mode() == HeapMode::kNitro ? "nitro" : "legacy", ModeName(CurrentMode()),
         static_cast<unsigned long long>(st.threads));
   w.Counters(st.total);
+  w.Contract(st.memory_limit, "memory_limit_");
+  w.Add(",\"memory_limit_source\":\"%s\"",
+        LimitSourceName(static_cast<LimitSource>(st.memory_limit_source <= 3 ? st.memory_limit_source : 0)));
   w.Add(",\"partitions\":{");
   for (uint32_t i = 0; i < st.partition_count; i++) {
     if (i) w.Add(",");
     w.String(st.partitions[i].name);
     w.Add(":{");
     w.Counters(st.partitions[i].counters);
+    w.Contract(st.contracts[i], "contract_");
     w.Add("}");
   }
   w.Add("},\"size_classes\":[");

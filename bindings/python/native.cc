@@ -255,6 +255,10 @@ void CtlWrite(const std::string& name, py::object value) {
   int err;
   if (value.is_none()) {
     err = fn(name.c_str(), nullptr, nullptr, nullptr, 0);
+  } else if (py::isinstance<py::int_>(value)) {
+    // Numbers (writable options, contract limits) travel as a uint64_t.
+    uint64_t v = value.cast<uint64_t>();
+    err = fn(name.c_str(), nullptr, nullptr, &v, sizeof(v));
   } else {
     std::string s = py::str(value);
     err = fn(name.c_str(), nullptr, nullptr, s.c_str(), s.size() + 1);

@@ -80,6 +80,44 @@ long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb,
 /* Returns free memory of every partition to the kernel; bytes released. */
 size_t nitro_release_free_memory(void);
 
+/* ---- Heap contracts -------------------------------------------------------
+ * A partition's "use" is the bytes of pages it holds for slabs and large
+ * blocks: it grows when a slab or a large block is carved (not per object),
+ * so it includes the free objects still inside slabs and thread caches, and
+ * excludes free pages (the decay cache) and the guarded sampling pool. A
+ * large block counts its pages, its guard page included. README, "Heap
+ * contracts". */
+
+/* hard_bytes: allocations that would take the partition's use past it fail
+ * (NULL with errno = ENOMEM, std::bad_alloc from operator new); the rest of
+ * the process is unaffected. soft_bytes: reaching it raises the pressure
+ * signal (the callback below and the configured actions), once per
+ * crossing: the next crossing counts only after use fell below 7/8 of it.
+ * 0 = none. Returns 0, or -1 with errno = EINVAL for a NULL partition or
+ * soft_bytes > hard_bytes (both non-zero); the limits are then unchanged.
+ * Lowering a hard limit below the current use frees nothing: allocations
+ * that need new pages fail until frees bring use under it. */
+int nitro_partition_set_limit(nitro_partition_t* partition, size_t hard_bytes, size_t soft_bytes);
+
+/* Called once per soft-limit crossing, by the thread whose allocation
+ * crossed, after that allocation is done and outside every NitroHeap lock:
+ * it may allocate and free (in any partition). `used` is the use when
+ * called, `soft_limit` the soft limit. NULL removes the callback. Returns 0,
+ * or -1 with errno = EINVAL for a NULL partition. */
+typedef void nitro_pressure_fn(nitro_partition_t* partition, size_t used, size_t soft_limit, void* ctx);
+int nitro_partition_on_pressure(nitro_partition_t* partition, nitro_pressure_fn* cb, void* ctx);
+
+/* The process-wide limit (like tcmalloc's SetMemoryLimit), over the use of
+ * all partitions together: when use reaches 7/8 of it, every partition
+ * returns its free pages to the kernel (once per crossing, as above); an
+ * allocation that would take use past it first returns the calling
+ * thread's cached objects and empty slabs, and fails with ENOMEM if that is
+ * not enough. 0 removes the limit. By default the limit is the cgroup v2
+ * memory.max of the process's cgroup (the tightest of its ancestors), with
+ * memory.high as the point where free pages go back. Returns 0 (never
+ * fails: any size is a limit). */
+int nitro_set_memory_limit(size_t bytes);
+
 /* ---- Statistics ---------------------------------------------------------
  * Counters are kept per thread and merged on read. All byte counts are
  * bytes; "usable" counts whole size-class slots, "requested" what callers
@@ -123,6 +161,17 @@ typedef struct nitro_class_stats {
   uint64_t thread_cache_objects, middle_layer_objects;
 } nitro_class_stats_t;
 
+/* A heap contract's state (0 for limits not set). */
+typedef struct nitro_contract_stats {
+  uint64_t hard_limit;
+  uint64_t soft_limit;
+  uint64_t use;                  /* bytes of pages held for slabs and large blocks */
+  uint64_t crossings;            /* soft-limit crossings */
+  uint64_t callbacks;            /* pressure callback calls */
+  uint64_t refusals;             /* allocations the hard limit refused */
+  uint64_t last_pressure_ns;     /* CLOCK_REALTIME of the last crossing; 0: never */
+} nitro_contract_stats_t;
+
 typedef struct nitro_stats {
   uint32_t version;              /* NITRO_STATS_VERSION */
   uint32_t size;                 /* sizeof(nitro_stats_t) of the writer */
@@ -133,11 +182,18 @@ typedef struct nitro_stats {
   uint32_t reserved;
   nitro_partition_stats_t partitions[NITRO_STATS_MAX_PARTITIONS];
   nitro_class_stats_t classes[NITRO_STATS_CLASSES]; /* default partition */
+  /* Heap contracts (appended: the fields above keep their offsets). */
+  nitro_contract_stats_t contracts[NITRO_STATS_MAX_PARTITIONS]; /* partitions[i]'s */
+  nitro_contract_stats_t memory_limit; /* the process: soft_limit is the pressure point */
+  uint32_t memory_limit_source;  /* 0 none, 1 cgroup, 2 NITROHEAP_OPTIONS, 3 nitro_set_memory_limit */
+  uint32_t reserved2;
 } nitro_stats_t;
 
-/* Fills *out; returns 0, or EINVAL when out->size (set by the caller to
- * sizeof(nitro_stats_t)) is smaller than this library's, or ENOSYS when
- * NitroHeap does not serve the process. */
+/* Fills *out; returns 0, EINVAL when out->size (set by the caller to
+ * sizeof(nitro_stats_t)) is smaller than offsetof(nitro_stats_t,
+ * contracts), or ENOSYS when NitroHeap does not serve the process. A size
+ * from that offset up to sizeof(nitro_stats_t) (a program built before
+ * the contracts were appended) gets that prefix, and out->size says so. */
 int nitro_stats_snapshot(nitro_stats_t* out);
 /* Writes the statistics as a JSON document into buf (NUL-terminated when it
  * fits) and returns its length; call with len 0 to size the buffer. */
@@ -169,6 +225,10 @@ void nitro_stats_print(void);
  *                      given at start-up also returns free pages at once,
  *                      written later it returns them within 10 ms.
  *   "opt.stats_print"  0 or 1: print the heap report at exit.
+ *   "opt.memory_limit" the process limit (nitro_set_memory_limit).
+ * Heap contracts: "contract.<partition>.hard" and ".soft" (read, write:
+ * uint64_t, EINVAL for a soft limit above the hard one), ".use",
+ * ".crossings", ".callbacks", ".refusals", ".last_pressure_ns" (read).
  * Every other option is fixed at start-up: writing it returns EPERM
  * (profile_rate weighs every recorded sample of a profile, telemetry and
  * background_thread decide what exists at start-up). */

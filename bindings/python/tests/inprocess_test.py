@@ -33,6 +33,14 @@ with nitroheap.Partition("py_test") as p:
     during = nitroheap.stats()["partitions"]["py_test"]
     out["during"] = during
     out["partition_stats"] = p.stats()["live_objects"]
+    nitroheap.ctl("contract.py_test.hard", 1 << 30)
+    nitroheap.ctl("contract.py_test.soft", 1 << 29)
+    try:
+        nitroheap.ctl("contract.py_test.soft", 2 << 30)
+    except OSError as e:
+        out["soft_above_hard_errno"] = e.errno
+    c = nitroheap.stats()["partitions"]["py_test"]
+    out["contract"] = {k: c["contract_" + k] for k in nitroheap.CONTRACT_FIELDS}
     for a in addrs[:60]:
         p.free(a)
     out["after_free"] = nitroheap.stats()["partitions"]["py_test"]["live_objects"]
@@ -129,6 +137,15 @@ class InProcessTest(unittest.TestCase):
         self.assertEqual(out["ctl_opt"], 512 * 1024)
         self.assertEqual(out["ctl_unknown_errno"], 2)  # ENOENT
         self.assertTrue(out["json_same_keys"])
+        for k in nitroheap.CONTRACT_FIELDS:
+            self.assertIn("memory_limit_" + k, out["keys"])
+        self.assertIn("memory_limit_source", out["keys"])
+        contract = out["contract"]
+        self.assertEqual(contract["hard_limit"], 1 << 30)
+        self.assertEqual(contract["soft_limit"], 1 << 29)
+        self.assertGreater(contract["use"], 100 * 1000)  # the slabs of 100 live 1000-byte objects
+        self.assertEqual(contract["crossings"], 0)
+        self.assertEqual(out["soft_above_hard_errno"], 22)  # EINVAL: the limits stay
 
     def test_not_preloaded(self):
         out = self.run_json(NOT_ACTIVE, testlib.clean_env(PYTHONPATH=testlib.package_parent()))

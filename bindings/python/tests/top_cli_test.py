@@ -123,6 +123,26 @@ class TopCliTest(unittest.TestCase):
                 self.assertRegex(text, r"\n +size +live objs +live bytes")
                 self.assertIn("SIZE CLASSES", text)
 
+    def test_render_top_shows_contracts_in_80_columns(self):
+        doc = busy_doc()
+        doc.update(memory_limit_hard_limit=8 << 30, memory_limit_soft_limit=7 << 30, memory_limit_use=5 << 30,
+                   memory_limit_crossings=2, memory_limit_refusals=1, memory_limit_source="cgroup",
+                   memory_limit_last_pressure_ns=1000000000)
+        doc["partitions"]["io"].update(contract_hard_limit=600 << 20, contract_soft_limit=500 << 20,
+                                       contract_use=550 << 20, contract_crossings=3, contract_callbacks=3,
+                                       contract_refusals=7, contract_last_pressure_ns=1500000000)
+        header = {"updates": 1, "update_time_ns": time.time_ns()}
+        lines = nitro_cli.render_top(os.getpid(), doc, header, None, 1, 1, None, 80, 40)
+        text = "\n".join(lines)
+        self.assertEqual([x for x in lines if len(x) > 80], [], text)
+        self.assertIn("memory limit 8 GiB (cgroup)", text)
+        self.assertIn("CONTRACTS (1)", text)
+        self.assertRegex(text, r"\nio +550 MiB +600 MiB +500 MiB +3 +3 +7")
+        # Partitions without a limit are not listed; no limit, no section.
+        plain = "\n".join(nitro_cli.render_top(os.getpid(), busy_doc(), header, None, 1, 1, None, 80, 40))
+        self.assertNotIn("CONTRACTS", plain)
+        self.assertNotIn("memory limit", plain)
+
     def test_top_width_option_and_pty(self):
         with testlib.LiveChild("telemetry=1", partition="top_part") as child:
             child.wait_for_segment()

@@ -40,6 +40,10 @@ COUNTERS = (
     "slab_objects", "slab_free_objects", "thread_cache_bytes", "middle_layer_bytes",
     "remote_free_backlog", "quarantine_bytes", "lock_contention", "sampled_allocations",
 )
+# Heap contracts: each partition's object has "contract_<field>" and the
+# document "memory_limit_<field>" (the process limit; soft_limit is its
+# pressure point) plus "memory_limit_source" (none, cgroup, option, api).
+CONTRACT_FIELDS = ("hard_limit", "soft_limit", "use", "crossings", "callbacks", "refusals", "last_pressure_ns")
 # The fields of each size_classes entry.
 CLASS_FIELDS = (
     "size", "allocations", "frees", "live_objects", "slabs", "slab_objects",

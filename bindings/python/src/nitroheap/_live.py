@@ -117,7 +117,8 @@ def ctl(name, value=None, *, write=False):
 
     ctl("stats.live_bytes") -> int; ctl("opt.profile_rate") -> int;
     ctl("version") -> str; ctl("heap.release", write=True);
-    ctl("flight_recorder.dump", "/tmp/rec.pb").
+    ctl("flight_recorder.dump", "/tmp/rec.pb"); an int is written as a
+    uint64_t: ctl("contract.db.hard", 600 << 20), ctl("opt.memory_limit", 0).
     Raises OSError (ENOENT: unknown name, EINVAL, EPERM) from nitro_ctl.
     """
     native = _active_or_raise("nitroheap.ctl(%r)" % name)

@@ -124,7 +124,7 @@ def printable(text, keep_newlines=False):
 
 # ---- the statistics document -----------------------------------------------------
 
-_STRING_FIELDS = ("heap_mode", "hardening_mode")
+_STRING_FIELDS = ("heap_mode", "hardening_mode", "memory_limit_source")
 # Every top-level number of the document (nitro_stats_json, telemetry/stats.cc).
 _COUNTER_FIELDS = frozenset((
     "version", "pid", "time_ns", "threads",
@@ -132,6 +132,8 @@ _COUNTER_FIELDS = frozenset((
     "mapped_bytes", "committed_bytes", "returned_bytes", "free_cached_bytes", "slabs",
     "slab_objects", "slab_free_objects", "thread_cache_bytes", "middle_layer_bytes",
     "remote_free_backlog", "quarantine_bytes", "lock_contention", "sampled_allocations",
+    "memory_limit_hard_limit", "memory_limit_soft_limit", "memory_limit_use", "memory_limit_crossings",
+    "memory_limit_callbacks", "memory_limit_refusals", "memory_limit_last_pressure_ns",
 ))
 _MAX_DEPTH = 6
 _MAX_COUNTER = (1 << 64) - 1  # the writer's counters are uint64_t

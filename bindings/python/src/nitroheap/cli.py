@@ -119,6 +119,44 @@ PARTITION_DROP = ["middle", "tcache", "free cached", "slabs", "slab used", "mapp
 CLASS_DROP = ["middle objs", "tcache objs", "slab objs", "live/slab", "slabs", "allocs", "slab used"]
 
 
+CONTRACT_DROP = ["last pressure", "callbacks"]
+
+
+def contract_lines(doc, width):
+    """Heap contracts: the process limit on one line when one is set, and a
+    table of the partitions with a hard or soft limit; nothing otherwise."""
+    def limit(n):
+        return format_bytes(n) if n else "-"
+
+    def ago(ns):
+        return "%.1f s ago" % max((doc.get("time_ns", 0) - ns) / 1e9, 0.0) if ns else "never"
+
+    lines = []
+    if doc.get("memory_limit_hard_limit", 0) or doc.get("memory_limit_soft_limit", 0):
+        lines += pack(["memory limit %s (%s)" % (limit(doc.get("memory_limit_hard_limit", 0)),
+                                                 doc.get("memory_limit_source", "?")),
+                       "use %s" % format_bytes(doc.get("memory_limit_use", 0)),
+                       "pressure at %s" % limit(doc.get("memory_limit_soft_limit", 0)),
+                       "crossings %s" % num(doc.get("memory_limit_crossings", 0)),
+                       "refused %s" % num(doc.get("memory_limit_refusals", 0)),
+                       "last pressure %s" % ago(doc.get("memory_limit_last_pressure_ns", 0))], width)
+    rows = []
+    name_width = None if width is None else max(10, width // 5)
+    for name, c in sorted(doc.get("partitions", {}).items()):
+        if not (c.get("contract_hard_limit", 0) or c.get("contract_soft_limit", 0)):
+            continue
+        rows.append([clip(name, name_width), format_bytes(c.get("contract_use", 0)),
+                     limit(c.get("contract_hard_limit", 0)), limit(c.get("contract_soft_limit", 0)),
+                     num(c.get("contract_crossings", 0)), num(c.get("contract_callbacks", 0)),
+                     num(c.get("contract_refusals", 0)), ago(c.get("contract_last_pressure_ns", 0))])
+    if rows:
+        lines.append("")
+        lines.append("CONTRACTS (%d)" % len(rows))
+        lines += fit_table(["partition", "use", "hard", "soft", "crossings", "callbacks", "refused",
+                            "last pressure"], rows, width, drop=CONTRACT_DROP)
+    return lines
+
+
 def render_top(pid, doc, header, prev, iteration, iterations, max_classes, width=None, height=None):
     """One screen of `top` as a list of lines (no clear sequence).
 
@@ -149,6 +187,7 @@ def render_top(pid, doc, header, prev, iteration, iterations, max_classes, width
                    "middle layer %s" % format_bytes(doc.get("middle_layer_bytes", 0)),
                    "lock contention %s" % num(doc.get("lock_contention", 0)),
                    "sampled %s" % num(doc.get("sampled_allocations", 0))], width)
+    lines += contract_lines(doc, width)
     lines.append("")
     parts = doc.get("partitions", {})
     prev_parts = (prev or {}).get("partitions", {})
