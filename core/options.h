@@ -41,6 +41,10 @@ struct Options {
   uint64_t output_mode = 0600;
   // Testing: check every lock against the fork handler's registry.
   bool lock_audit = false;
+  // The movable heap's background compaction (docs/movable.md): every
+  // compact_interval_ms (0: only on demand), at most compact_budget bytes moved.
+  uint64_t compact_interval_ms = 1000;
+  size_t compact_budget = size_t{16} << 20;
 };
 
 // The quarantine actually in force.
