@@ -14,6 +14,8 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     nitro_owns nitro_is_active nitro_partition_create nitro_partition_id nitro_ctl \
     mallocx rallocx xallocx sallocx dallocx sdallocx nallocx \
     nitro_thread_allocated nitro_thread_deallocated nitro_register_output nitro_register_error \
+    nitro_halloc nitro_hptr nitro_hpin nitro_hunpin nitro_hrealloc nitro_hfree nitro_hsize \
+    nitro_quiescent nitro_thread_offline nitro_compact nitro_movable_stats_snapshot \
     _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t \
     _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t \
     _ZdlPv _ZdaPv _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvm _ZdaPvm \

@@ -114,6 +114,10 @@ uint32_t g_slab_top = 0;     // slabs ever carved
 uint32_t* g_free_slabs = nullptr;  // stack of released slab numbers
 uint32_t g_free_slab_count = 0;
 uint32_t* g_scratch = nullptr;  // compaction's slab lists
+// Class + 1 of every slab in use, 0 for a released one: the compactor scans
+// this, never the metadata of released slabs (reading those pages would
+// fault in a zero page per slab, counted in RSS).
+uint8_t* g_slab_class = nullptr;
 uint32_t g_partial[kClassCount];
 Counters g_stats;
 uint64_t g_last_background_ms = 0;
@@ -165,7 +169,10 @@ bool InitLocked() {
   g_meta = static_cast<char*>(os::Reserve(g_arena_slabs * kMetaStride, kPageSize));
   g_free_slabs = static_cast<uint32_t*>(os::Reserve(RoundUp(g_arena_slabs * 4, kPageSize), kPageSize));
   g_scratch = static_cast<uint32_t*>(os::Reserve(RoundUp(g_arena_slabs * 4, kPageSize), kPageSize));
-  if (g_meta == nullptr || g_free_slabs == nullptr || g_scratch == nullptr) return false;
+  g_slab_class = static_cast<uint8_t*>(os::Reserve(RoundUp(g_arena_slabs, kPageSize), kPageSize));
+  if (g_meta == nullptr || g_free_slabs == nullptr || g_scratch == nullptr || g_slab_class == nullptr) {
+    return false;
+  }
   for (uint32_t& head : g_partial) head = kNone;
   if (pthread_key_create(&g_thread_key, ThreadExit) != 0) return false;
   g_pid = getpid();
@@ -307,6 +314,7 @@ uint32_t NewSlab(int cls) {
   memset(m, 0, offsetof(SlabMeta, owner));
   m->cls = static_cast<uint8_t>(cls);
   m->state = kActive;
+  g_slab_class[slab] = static_cast<uint8_t>(cls + 1);
   m->capacity = static_cast<uint16_t>(kSlabBytes / kClassSizes[cls]);
   SealTail(m);
   PartialPush(slab);
@@ -319,6 +327,7 @@ void ReleaseSlab(uint32_t slab) {
   SlabMeta* m = Meta(slab);
   PartialRemove(slab);
   m->state = kUnused;
+  g_slab_class[slab] = 0;
   os::Release(SlabBase(slab), kSlabBytes);
   os::Release(m, kMetaStride);
   g_free_slabs[g_free_slab_count++] = slab;
@@ -428,8 +437,9 @@ size_t MarkSources(size_t budget, uint32_t* sources) {
     uint32_t* slabs = g_scratch + count;
     size_t n = 0, live = 0;
     for (uint32_t s = 0; s < g_slab_top; s++) {
+      if (g_slab_class[s] != cls + 1) continue;
       SlabMeta* m = Meta(s);
-      if (m->state == kActive && m->cls == cls) {
+      if (m->state == kActive) {
         slabs[n++] = s;
         live += m->live;
       }
@@ -643,11 +653,24 @@ void Offline() {
   if (r != nullptr) r->epoch.store(0, std::memory_order_seq_cst);
 }
 
-size_t Compact(size_t budget, unsigned grace_timeout_ms) {
+namespace {
+
+// One compaction at a time: the background one gives way, one on demand
+// waits for its turn.
+bool TakeCompactionTurn(bool wait) {
+  for (;;) {
+    bool expected = false;
+    if (g_compacting.compare_exchange_strong(expected, true, std::memory_order_acquire)) return true;
+    if (!wait) return false;
+    struct timespec ts = {0, 200 * 1000};
+    nanosleep(&ts, nullptr);
+  }
+}
+
+size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
   Offline();  // a quiescent point of the caller, which must not wait for itself
   if (!g_ready.load(std::memory_order_acquire) || budget == 0) return 0;
-  bool expected = false;
-  if (!g_compacting.compare_exchange_strong(expected, true, std::memory_order_acquire)) return 0;
+  if (!TakeCompactionTurn(wait)) return 0;
   uint64_t start = NowNs();
   g_lock.Lock();
   size_t count = MarkSources(budget, g_scratch);
@@ -665,6 +688,10 @@ size_t Compact(size_t budget, unsigned grace_timeout_ms) {
   g_compacting.store(false, std::memory_order_release);
   return moved;
 }
+
+}  // namespace
+
+size_t Compact(size_t budget, unsigned grace_timeout_ms) { return CompactTurn(budget, grace_timeout_ms, true); }
 
 void GetStats(Stats* out) {
   out->live_objects = g_stats.live_objects.load(std::memory_order_relaxed);
@@ -713,7 +740,7 @@ void BackgroundTick(uint64_t now_ms, uint64_t interval_ms, size_t budget) {
   // A short grace period: the background thread never waits long for a
   // program thread that has not reached a quiescent point; it tries again
   // next time.
-  Compact(budget, 20);
+  CompactTurn(budget, 20, false);
 }
 
 }  // namespace nitro::movable
