@@ -25,11 +25,15 @@ constexpr const char* kStaleHandle = "stale handle";
 constexpr const char* kFreePinned = "free of a pinned handle";
 constexpr const char* kUnpinUnpinned = "unpin of a handle that is not pinned";
 
-// ---- Size classes: 16-byte steps to 128, then four classes per doubling.
-constexpr int kClassCount = 32;
+// ---- Size classes: 16-byte steps to 256, then eight classes per doubling
+// (at most about 6% of a slot lost to rounding).
+constexpr int kClassCount = 56;
 constexpr uint32_t kClassSizes[kClassCount] = {
-    16,   32,   48,   64,   80,   96,   112,  128,  160,  192,  224,  256,  320,  384,  448,  512,
-    640,  768,  896,  1024, 1280, 1536, 1792, 2048, 2560, 3072, 3584, 4096, 5120, 6144, 7168, 8192};
+    16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224,
+    240, 256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768,
+    832, 896, 960, 1024, 1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048, 2304, 2560,
+    2816, 3072, 3328, 3584, 3840, 4096, 4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,
+};
 static_assert(kClassSizes[kClassCount - 1] == kMaxClassSize, "the last class is the largest");
 constexpr size_t kMaxSlots = kSlabBytes / 16;
 
@@ -43,19 +47,40 @@ int ClassIndex(size_t size) {
   return lo;
 }
 
-// ---- Handle table. state: pin count in the low 30 bits, then two flags.
-constexpr uint32_t kPending = 1u << 30;  // marked by the compactor, waiting for a grace period
-constexpr uint32_t kCopying = 1u << 31;  // being copied: readers wait
-constexpr uint32_t kPinMask = kPending - 1;
+// ---- Handle table: one 64-bit word per handle, changed only as a whole
+// (one atomic load gives a consistent generation, address and state):
+//   bits  0-29  where the object is: its offset in the arena / 16; for an
+//               object above the largest class, the offset of a 16-byte
+//               cell holding its address (kLarge). While free: the next
+//               free index + 1 (0: none).
+//   bits 30-49  generation, odd while live
+//   bits 50-60  pin count
+//   bit  61     kLarge
+//   bit  62     kPending: marked by the compactor, waiting for a grace period
+//   bit  63     kCopying: being copied, readers wait
+// Eight bytes per handle: the table is sized by the peak number of objects
+// and never compacted (handles are the program's names for its objects).
+using Word = uint64_t;
+constexpr int kGenShift = 30, kGenBits = 20, kPinShift = 50, kPinBits = 11;
+constexpr Word kLocMask = (Word{1} << kGenShift) - 1;
+constexpr Word kGenMask = ((Word{1} << kGenBits) - 1) << kGenShift;
+constexpr Word kPinOne = Word{1} << kPinShift;
+constexpr Word kPinMask = ((Word{1} << kPinBits) - 1) << kPinShift;
+constexpr Word kLarge = Word{1} << 61;
+constexpr Word kPending = Word{1} << 62;
+constexpr Word kCopying = Word{1} << 63;
+constexpr uint32_t kMaxPins = (1u << kPinBits) - 1;
 
 struct Entry {
-  std::atomic<uintptr_t> addr;  // object address while live; next free index + 1 while free
-  std::atomic<uint32_t> gen;    // odd while live
-  std::atomic<uint32_t> state;
+  std::atomic<Word> word;
 };
-static_assert(sizeof(Entry) == 16, "handle entries stay small: the table is never compacted");
+static_assert(sizeof(Entry) == 8, "handle entries stay small: the table is never compacted");
 
 constexpr size_t kMaxHandles = size_t{1} << 26;
+constexpr size_t kGrain = 16;  // location unit; the arena spans at most 2^30 of them
+
+uint32_t GenOf(Word w) { return static_cast<uint32_t>((w & kGenMask) >> kGenShift); }
+Word WithGen(uint32_t gen) { return (Word{gen} << kGenShift) & kGenMask; }
 
 // ---- Slabs: metadata out of line, one stride per slab.
 enum SlabState : uint8_t { kUnused = 0, kActive = 1, kEvacuating = 2 };
@@ -105,7 +130,10 @@ __thread ThreadRecord* tls_record __attribute__((tls_model("initial-exec"))) = n
 
 Entry* g_table = nullptr;
 std::atomic<uint32_t> g_table_used{0};  // entries ever handed out (bound for validation)
-uint32_t g_free_handle = 0;             // index + 1 of the first free entry
+// Freed handles wait in FIFO order (index + 1; 0: none), so that an index
+// comes back as late as possible: a stale handle keeps failing validation
+// until its index went round the whole free list 2^19 times.
+uint32_t g_free_head = 0, g_free_tail = 0;
 
 char* g_arena = nullptr;
 size_t g_arena_slabs = 0;
@@ -124,10 +152,6 @@ uint64_t g_last_background_ms = 0;
 
 SlabMeta* Meta(uint32_t slab) { return reinterpret_cast<SlabMeta*>(g_meta + size_t{slab} * kMetaStride); }
 char* SlabBase(uint32_t slab) { return g_arena + size_t{slab} * kSlabBytes; }
-bool InArena(uintptr_t a) {
-  return a >= reinterpret_cast<uintptr_t>(g_arena) &&
-         a < reinterpret_cast<uintptr_t>(g_arena) + g_arena_slabs * kSlabBytes;
-}
 uint32_t SlabOf(uintptr_t a) { return static_cast<uint32_t>((a - reinterpret_cast<uintptr_t>(g_arena)) / kSlabBytes); }
 
 void Add(std::atomic<uint64_t>& c, uint64_t v) { c.fetch_add(v, std::memory_order_relaxed); }
@@ -163,7 +187,7 @@ bool InitLocked() {
   g_table = static_cast<Entry*>(ReserveUpTo(table_bytes, size_t{1} << 20, kPageSize, &got));
   if (g_table == nullptr) return false;
   // The arena: up to 16 GiB of address space, backed only where touched.
-  g_arena = static_cast<char*>(ReserveUpTo(size_t{16} << 30, size_t{16} << 20, kSlabBytes, &got));
+  g_arena = static_cast<char*>(ReserveUpTo(kLocMask * kGrain + kGrain, size_t{16} << 20, kSlabBytes, &got));
   if (g_arena == nullptr) return false;
   g_arena_slabs = got / kSlabBytes;
   g_meta = static_cast<char*>(os::Reserve(g_arena_slabs * kMetaStride, kPageSize));
@@ -196,22 +220,38 @@ bool EnsureReady() {
                "%s(0x%llx): %s", call, static_cast<unsigned long long>(h), why);
 }
 
-Entry* Validate(Handle h, const char* call) {
+// The entry of a plausible handle (the generation is checked against each
+// word the caller reads: CheckGen).
+Entry* EntryOf(Handle h, const char* call) {
   uint32_t index = static_cast<uint32_t>(h);
-  uint32_t gen = static_cast<uint32_t>(h >> 32);
-  if (NITRO_UNLIKELY((gen & 1) == 0 || !g_ready.load(std::memory_order_acquire) ||
+  uint64_t gen = h >> 32;
+  if (NITRO_UNLIKELY((gen & 1) == 0 || gen >= (uint64_t{1} << kGenBits) ||
+                     !g_ready.load(std::memory_order_acquire) ||
                      index >= g_table_used.load(std::memory_order_acquire))) {
     ReportBadHandle(kInvalidHandle, call, h, "not a handle nitro_halloc returned");
   }
-  Entry* e = &g_table[index];
-  uint32_t current = e->gen.load(std::memory_order_acquire);
-  if (NITRO_UNLIKELY(current != gen)) {
-    // Generations only grow: an older one is a handle that was freed.
-    if (static_cast<int32_t>(current - gen) > 0) ReportBadHandle(kStaleHandle, call, h, "the object was freed");
-    ReportBadHandle(kInvalidHandle, call, h, "not a handle nitro_halloc returned");
-  }
-  return e;
+  return &g_table[index];
 }
+
+[[noreturn]] NITRO_NOINLINE void ReportGenMismatch(Handle h, Word w, const char* call) {
+  // Generations only grow (modulo 2^20): an older one is a handle that was freed.
+  uint32_t current = GenOf(w), gen = static_cast<uint32_t>(h >> 32);
+  uint32_t ahead = (current - gen) & ((1u << kGenBits) - 1);
+  if (ahead != 0 && ahead < (1u << (kGenBits - 1))) ReportBadHandle(kStaleHandle, call, h, "the object was freed");
+  ReportBadHandle(kInvalidHandle, call, h, "not a handle nitro_halloc returned");
+}
+
+NITRO_ALWAYS_INLINE void CheckGen(Handle h, Word w, const char* call) {
+  if (NITRO_UNLIKELY(GenOf(w) != static_cast<uint32_t>(h >> 32))) ReportGenMismatch(h, w, call);
+}
+
+// A live word's object address (a large object's through its cell).
+uintptr_t AddressOf(Word w) {
+  uintptr_t at = reinterpret_cast<uintptr_t>(g_arena) + (w & kLocMask) * kGrain;
+  if (w & kLarge) return *reinterpret_cast<const uintptr_t*>(at);
+  return at;
+}
+Word LocationOf(uintptr_t slot) { return (slot - reinterpret_cast<uintptr_t>(g_arena)) / kGrain; }
 
 // ---- QSBR.
 ThreadRecord* RegisterThisThread() {
@@ -372,65 +412,93 @@ void FreeSlot(uintptr_t addr) {
   }
 }
 
-size_t UsableOf(uintptr_t addr) {
-  if (InArena(addr)) return kClassSizes[Meta(SlabOf(addr))->cls];
-  auto* hdr = reinterpret_cast<const LargeHeader*>(addr - kLargeHeaderBytes);
-  if (hdr->magic != kLargeMagic) Fatal("movable heap: corrupted header of a large object at %p", reinterpret_cast<void*>(addr));
+// Usable bytes of a live word's object.
+size_t UsableOf(Word w) {
+  if (!(w & kLarge)) {
+    uintptr_t slot = reinterpret_cast<uintptr_t>(g_arena) + (w & kLocMask) * kGrain;
+    return kClassSizes[Meta(SlabOf(slot))->cls];
+  }
+  auto* hdr = reinterpret_cast<const LargeHeader*>(AddressOf(w) - kLargeHeaderBytes);
+  if (hdr->magic != kLargeMagic) Fatal("movable heap: corrupted header of a large object at %p", hdr);
   return hdr->map_bytes - kLargeHeaderBytes;
 }
 
-// Memory for `size` bytes owned by handle `index` (under g_lock).
-uintptr_t AllocObject(size_t size, uint32_t index) {
+// Memory for `size` bytes owned by handle `index` (under g_lock): the
+// location bits (and kLarge) of its word, or ~0 when out of memory.
+constexpr Word kNoMemory = ~Word{0};
+Word AllocObject(size_t size, uint32_t index) {
   if (size <= kMaxClassSize) {
     int cls = ClassIndex(size);
-    uintptr_t a = AllocSlot(cls, index, true);
-    if (a != 0) Add(g_stats.live_bytes, kClassSizes[cls]);
-    return a;
+    uintptr_t slot = AllocSlot(cls, index, true);
+    if (slot == 0) return kNoMemory;
+    Add(g_stats.live_bytes, kClassSizes[cls]);
+    return LocationOf(slot);
   }
-  if (size > (size_t{1} << 40)) return 0;
+  if (size > (size_t{1} << 40)) return kNoMemory;
   size_t map_bytes = RoundUp(size + kLargeHeaderBytes, kPageSize);
+  uintptr_t cell = AllocSlot(0, index, true);  // holds the address: the word has no room for it
+  if (cell == 0) return kNoMemory;
   char* base = static_cast<char*>(os::Reserve(map_bytes, kPageSize));
-  if (base == nullptr) return 0;
+  if (base == nullptr) {
+    FreeSlot(cell);
+    return kNoMemory;
+  }
   auto* hdr = reinterpret_cast<LargeHeader*>(base);
   hdr->magic = kLargeMagic;
   hdr->map_bytes = map_bytes;
+  *reinterpret_cast<uintptr_t*>(cell) = reinterpret_cast<uintptr_t>(base) + kLargeHeaderBytes;
   Add(g_stats.large_bytes, map_bytes);
   Add(g_stats.live_bytes, map_bytes - kLargeHeaderBytes);
-  return reinterpret_cast<uintptr_t>(base) + kLargeHeaderBytes;
+  return LocationOf(cell) | kLarge;
 }
 
-void FreeObject(uintptr_t addr) {
-  size_t usable = UsableOf(addr);
+void FreeObject(Word w) {
+  size_t usable = UsableOf(w);
   Sub(g_stats.live_bytes, usable);
-  if (InArena(addr)) {
-    FreeSlot(addr);
-    return;
+  uintptr_t slot = reinterpret_cast<uintptr_t>(g_arena) + (w & kLocMask) * kGrain;
+  if (w & kLarge) {
+    size_t map_bytes = usable + kLargeHeaderBytes;
+    os::Unmap(reinterpret_cast<char*>(AddressOf(w)) - kLargeHeaderBytes, map_bytes);
+    Sub(g_stats.large_bytes, map_bytes);
+    Add(g_stats.pages_returned, map_bytes / kPageSize);
   }
-  size_t map_bytes = usable + kLargeHeaderBytes;
-  os::Unmap(reinterpret_cast<char*>(addr) - kLargeHeaderBytes, map_bytes);
-  Sub(g_stats.large_bytes, map_bytes);
-  Add(g_stats.pages_returned, map_bytes / kPageSize);
+  FreeSlot(slot);
 }
 
 uint32_t NewHandleIndex() {
-  if (g_free_handle != 0) {
-    uint32_t index = g_free_handle - 1;
-    g_free_handle = static_cast<uint32_t>(g_table[index].addr.load(std::memory_order_relaxed));
+  if (g_free_head != 0) {
+    uint32_t index = g_free_head - 1;
+    g_free_head = static_cast<uint32_t>(g_table[index].word.load(std::memory_order_relaxed) & kLocMask);
+    if (g_free_head == 0) g_free_tail = 0;
     return index;
   }
   uint32_t used = g_table_used.load(std::memory_order_relaxed);
   if (used >= kMaxHandles) return kNone;
-  g_table[used].gen.store(0, std::memory_order_relaxed);
+  g_table[used].word.store(0, std::memory_order_relaxed);  // generation 0: free
   g_table_used.store(used + 1, std::memory_order_release);
   return used;
+}
+
+// A freed entry: generation `gen` (even), at the tail of the free list.
+void ReleaseHandleIndex(uint32_t index, uint32_t gen) {
+  g_table[index].word.store(WithGen(gen), std::memory_order_release);
+  if (g_free_tail != 0) {
+    Entry* tail = &g_table[g_free_tail - 1];
+    Word w = tail->word.load(std::memory_order_relaxed);
+    tail->word.store((w & ~kLocMask) | (index + 1), std::memory_order_relaxed);
+  } else {
+    g_free_head = index + 1;
+  }
+  g_free_tail = index + 1;
 }
 
 // ---- Compaction (the slab phases under g_lock).
 // Chooses the sparsest slabs of each class whose objects fit in the others'
 // free slots, marks them evacuating and their movable objects pending.
 // Returns how many slabs went to `sources`.
-size_t MarkSources(size_t budget, uint32_t* sources) {
+size_t MarkSources(size_t budget, uint32_t* sources, size_t* marked) {
   size_t count = 0, bytes = 0;
+  *marked = 0;
   for (int cls = 0; cls < kClassCount; cls++) {
     // This class's active slabs, listed after the slabs chosen so far; the
     // i-th chosen one is written over the i-th candidate, already read.
@@ -456,13 +524,15 @@ size_t MarkSources(size_t budget, uint32_t* sources) {
       sources[count++] = slabs[i];
       for (size_t slot = 0; slot < m->capacity; slot++) {
         if (!(m->used[slot / 64] & (uint64_t{1} << (slot % 64)))) continue;
-        Entry* e = &g_table[m->owner[slot]];
-        uint32_t expected = 0;
         if (bytes + kClassSizes[cls] > budget) break;  // the rest stays where it is
-        if (e->state.compare_exchange_strong(expected, kPending, std::memory_order_seq_cst)) {
-          bytes += kClassSizes[cls];
-        } else if (expected & kPinMask) {
+        Entry* e = &g_table[m->owner[slot]];
+        Word w = e->word.load(std::memory_order_relaxed);
+        if (w & kPinMask) {
           Add(g_stats.pinned_skipped, 1);
+        } else if (!(w & (kLarge | kPending | kCopying)) &&  // a large object's cell stays put
+                   e->word.compare_exchange_strong(w, w | kPending, std::memory_order_seq_cst)) {
+          bytes += kClassSizes[cls];
+          ++*marked;
         }
       }
     }
@@ -472,8 +542,8 @@ size_t MarkSources(size_t budget, uint32_t* sources) {
 
 // After a grace period: copies every object still pending, then returns the
 // emptied slabs. With `cancel`, only takes the marks back.
-size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel) {
-  size_t moved = 0;
+size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, size_t* claimed_out) {
+  size_t moved = 0, claimed = 0;
   for (size_t i = 0; i < count; i++) {
     uint32_t slab = sources[i];
     SlabMeta* m = Meta(slab);
@@ -482,24 +552,26 @@ size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel) {
       if (!(m->used[slot / 64] & (uint64_t{1} << (slot % 64)))) continue;
       uint32_t index = m->owner[slot];
       Entry* e = &g_table[index];
-      uint32_t expected = kPending;
+      Word w = e->word.load(std::memory_order_relaxed);
+      if ((w & (kPending | kPinMask | kCopying)) != kPending) continue;  // not marked, or asked for since
       if (cancel) {
-        e->state.compare_exchange_strong(expected, 0, std::memory_order_seq_cst);
+        e->word.compare_exchange_strong(w, w & ~kPending, std::memory_order_seq_cst);
         continue;
       }
-      if (!e->state.compare_exchange_strong(expected, kCopying, std::memory_order_seq_cst)) {
-        Add(g_stats.busy_skipped, 1);  // a thread asked for it (or pinned it) since the mark
-        continue;
+      if (!e->word.compare_exchange_strong(w, (w & ~kPending) | kCopying, std::memory_order_seq_cst)) {
+        continue;  // asked for (or pinned) this instant
       }
       uintptr_t from = reinterpret_cast<uintptr_t>(SlabBase(slab)) + slot * size;
       uintptr_t to = AllocSlot(m->cls, index, false);
+      claimed++;
       if (to == 0) {  // no room left in denser slabs: stays
-        e->state.store(0, std::memory_order_release);
+        e->word.store(w & ~kPending, std::memory_order_seq_cst);
         continue;
       }
       memcpy(reinterpret_cast<void*>(to), reinterpret_cast<const void*>(from), size);
-      e->addr.store(to, std::memory_order_release);
-      e->state.store(0, std::memory_order_seq_cst);  // readers waiting in kCopying go on
+      // The new address and the end of the copy in one store (readers
+      // waiting in kCopying go on with it).
+      e->word.store((w & ~(kPending | kLocMask)) | LocationOf(to), std::memory_order_seq_cst);
       FreeSlot(from);
       moved += size;
       Add(g_stats.objects_moved, 1);
@@ -513,6 +585,7 @@ size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel) {
     }
   }
   Add(g_stats.bytes_moved, moved);
+  *claimed_out = claimed;
   return moved;
 }
 
@@ -527,118 +600,137 @@ Handle Allocate(size_t size) {
   }
   g_lock.Lock();
   uint32_t index = NewHandleIndex();
-  uintptr_t addr = index == kNone ? 0 : AllocObject(size, index);
-  if (addr == 0) {
-    if (index != kNone) {
-      g_table[index].addr.store(g_free_handle, std::memory_order_relaxed);
-      g_free_handle = index + 1;
-    }
+  Word where = index == kNone ? kNoMemory : AllocObject(size, index);
+  if (where == kNoMemory) {
+    if (index != kNone) ReleaseHandleIndex(index, GenOf(g_table[index].word.load(std::memory_order_relaxed)));
     g_lock.Unlock();
     errno = ENOMEM;
     return 0;
   }
   Entry* e = &g_table[index];
-  e->addr.store(addr, std::memory_order_relaxed);
-  e->state.store(0, std::memory_order_relaxed);
-  uint32_t gen = e->gen.load(std::memory_order_relaxed) + 1;  // even (free) -> odd (live)
-  e->gen.store(gen, std::memory_order_release);
+  uint32_t gen = (GenOf(e->word.load(std::memory_order_relaxed)) + 1) & ((1u << kGenBits) - 1);  // even -> odd
+  e->word.store(WithGen(gen) | where, std::memory_order_release);
   g_lock.Unlock();
   Add(g_stats.live_objects, 1);
   return (Handle{gen} << 32) | index;
 }
 
 void* Pointer(Handle h) {
-  Entry* e = Validate(h, "nitro_hptr");
-  EnsureOnline();  // before the state is read
+  Entry* e = EntryOf(h, "nitro_hptr");
+  EnsureOnline();  // before the word is read
   for (;;) {
-    uint32_t s = e->state.load(std::memory_order_seq_cst);
-    if (NITRO_UNLIKELY(s & kPending)) {
-      e->state.compare_exchange_weak(s, s & ~kPending, std::memory_order_seq_cst);  // cancels the move
+    Word w = e->word.load(std::memory_order_seq_cst);
+    CheckGen(h, w, "nitro_hptr");
+    if (NITRO_UNLIKELY(w & (kPending | kCopying))) {
+      if (w & kPending) {
+        e->word.compare_exchange_weak(w, w & ~kPending, std::memory_order_seq_cst);  // cancels the move
+      } else {
+        WaitForCopy();
+      }
       continue;
     }
-    if (NITRO_UNLIKELY(s & kCopying)) {
-      WaitForCopy();
-      continue;
-    }
-    void* p = reinterpret_cast<void*>(e->addr.load(std::memory_order_acquire));
-    if (NITRO_UNLIKELY(e->gen.load(std::memory_order_acquire) != static_cast<uint32_t>(h >> 32))) {
-      Validate(h, "nitro_hptr");  // freed by another thread meanwhile: reports
-    }
-    return p;
+    return reinterpret_cast<void*>(AddressOf(w));
   }
 }
 
 void* Pin(Handle h) {
-  Entry* e = Validate(h, "nitro_hpin");
+  Entry* e = EntryOf(h, "nitro_hpin");
   for (;;) {
-    uint32_t s = e->state.load(std::memory_order_seq_cst);
-    if (NITRO_UNLIKELY(s & kCopying)) {
+    Word w = e->word.load(std::memory_order_seq_cst);
+    CheckGen(h, w, "nitro_hpin");
+    if (NITRO_UNLIKELY(w & kCopying)) {
       WaitForCopy();
       continue;
     }
-    if (NITRO_UNLIKELY((s & kPinMask) == kPinMask)) Fatal("movable heap: more than %u pins of one object", kPinMask);
-    if (e->state.compare_exchange_weak(s, (s & ~kPending) + 1, std::memory_order_seq_cst)) break;
+    if (NITRO_UNLIKELY((w & kPinMask) == kPinMask)) Fatal("movable heap: more than %u pins of one object", kMaxPins);
+    Word pinned = (w & ~kPending) + kPinOne;
+    if (e->word.compare_exchange_weak(w, pinned, std::memory_order_seq_cst)) return reinterpret_cast<void*>(AddressOf(pinned));
   }
-  return reinterpret_cast<void*>(e->addr.load(std::memory_order_acquire));
 }
 
 void Unpin(Handle h) {
-  Entry* e = Validate(h, "nitro_hunpin");
-  uint32_t s = e->state.load(std::memory_order_relaxed);
+  Entry* e = EntryOf(h, "nitro_hunpin");
+  Word w = e->word.load(std::memory_order_relaxed);
   do {
-    if (NITRO_UNLIKELY((s & kPinMask) == 0)) ReportBadHandle(kUnpinUnpinned, "nitro_hunpin", h, "more unpins than pins");
-  } while (!e->state.compare_exchange_weak(s, s - 1, std::memory_order_release, std::memory_order_relaxed));
+    CheckGen(h, w, "nitro_hunpin");
+    if (NITRO_UNLIKELY((w & kPinMask) == 0)) ReportBadHandle(kUnpinUnpinned, "nitro_hunpin", h, "more unpins than pins");
+  } while (!e->word.compare_exchange_weak(w, w - kPinOne, std::memory_order_release, std::memory_order_relaxed));
 }
 
 size_t UsableSize(Handle h) {
-  Entry* e = Validate(h, "nitro_hsize");
+  Entry* e = EntryOf(h, "nitro_hsize");
   g_lock.Lock();  // a large object's header, or a slot being moved
-  size_t usable = UsableOf(e->addr.load(std::memory_order_relaxed));
+  Word w = e->word.load(std::memory_order_relaxed);
+  if (GenOf(w) != static_cast<uint32_t>(h >> 32)) {
+    g_lock.Unlock();
+    ReportGenMismatch(h, w, "nitro_hsize");
+  }
+  size_t usable = UsableOf(w);
   g_lock.Unlock();
   return usable;
 }
 
+// The word of a live handle, read under g_lock; reports (after unlocking)
+// a stale handle. Frees and moves happen under the lock, so it stays valid
+// until the unlock except for pins and marks.
+Word LockedWord(Handle h, Entry* e, const char* call) {
+  Word w = e->word.load(std::memory_order_relaxed);
+  if (NITRO_UNLIKELY(GenOf(w) != static_cast<uint32_t>(h >> 32))) {
+    g_lock.Unlock();
+    ReportGenMismatch(h, w, call);
+  }
+  return w;
+}
+
 void Free(Handle h) {
   if (h == 0) return;
-  Validate(h, "nitro_hfree");
+  Entry* e = EntryOf(h, "nitro_hfree");
   g_lock.Lock();
-  Entry* e = Validate(h, "nitro_hfree");  // again under the lock: two frees race
-  if (NITRO_UNLIKELY(e->state.load(std::memory_order_relaxed) & kPinMask)) {
+  Word w = LockedWord(h, e, "nitro_hfree");
+  // No pin may come between the check and the free: the free takes the
+  // word (a pin racing with it fails its compare-and-swap and then finds
+  // the handle stale).
+  while (!(w & kPinMask) && !e->word.compare_exchange_weak(w, w | kCopying, std::memory_order_seq_cst)) {
+  }
+  if (NITRO_UNLIKELY(w & kPinMask)) {
     g_lock.Unlock();
     ReportBadHandle(kFreePinned, "nitro_hfree", h, "the object is pinned (nitro_hpin without nitro_hunpin)");
   }
-  FreeObject(e->addr.load(std::memory_order_relaxed));
-  uint32_t index = static_cast<uint32_t>(h);
-  e->state.store(0, std::memory_order_relaxed);
-  e->gen.store(e->gen.load(std::memory_order_relaxed) + 1, std::memory_order_release);  // odd -> even: stale
-  e->addr.store(g_free_handle, std::memory_order_relaxed);
-  g_free_handle = index + 1;
+  FreeObject(w);
+  ReleaseHandleIndex(static_cast<uint32_t>(h), (GenOf(w) + 1) & ((1u << kGenBits) - 1));  // odd -> even: stale
   g_lock.Unlock();
   Sub(g_stats.live_objects, 1);
 }
 
 int Resize(Handle h, size_t size) {
-  Validate(h, "nitro_hrealloc");
+  Entry* e = EntryOf(h, "nitro_hrealloc");
   g_lock.Lock();
-  Entry* e = Validate(h, "nitro_hrealloc");
-  uintptr_t from = e->addr.load(std::memory_order_relaxed);
-  size_t usable = UsableOf(from);
+  Word w = LockedWord(h, e, "nitro_hrealloc");
+  size_t usable = UsableOf(w);
   // In place when it fits and does not waste more than half the slot.
   bool fits = size <= usable && (size > usable / 2 || usable <= 16);
-  uint32_t s = e->state.load(std::memory_order_relaxed);
-  if (fits || (s & kPinMask)) {
+  if (fits || (w & kPinMask)) {
     g_lock.Unlock();
     return fits || size <= usable ? 0 : EBUSY;
   }
-  uintptr_t to = AllocObject(size, static_cast<uint32_t>(h));
-  if (to == 0) {
+  Word where = AllocObject(size, static_cast<uint32_t>(h));
+  if (where == kNoMemory) {
     g_lock.Unlock();
     return ENOMEM;
   }
-  memcpy(reinterpret_cast<void*>(to), reinterpret_cast<const void*>(from), size < usable ? size : usable);
-  e->addr.store(to, std::memory_order_release);
-  e->state.store(0, std::memory_order_seq_cst);  // a pending mark is moot: it moved
-  FreeObject(from);
+  memcpy(reinterpret_cast<void*>(AddressOf(where)), reinterpret_cast<const void*>(AddressOf(w)),
+         size < usable ? size : usable);
+  // A pin racing with the move: the compare-and-swap fails, and the pinned
+  // object stays where it was (EBUSY).
+  Word moved = (w & kGenMask) | where;  // a pending mark is moot: it moved
+  while (!(w & kPinMask) && !e->word.compare_exchange_weak(w, moved, std::memory_order_seq_cst)) {
+  }
+  if (w & kPinMask) {
+    FreeObject(where);
+    g_lock.Unlock();
+    return EBUSY;
+  }
+  FreeObject(w);
   g_lock.Unlock();
   return 0;
 }
@@ -673,15 +765,21 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
   if (!TakeCompactionTurn(wait)) return 0;
   uint64_t start = NowNs();
   g_lock.Lock();
-  size_t count = MarkSources(budget, g_scratch);
+  size_t marked;
+  size_t count = MarkSources(budget, g_scratch, &marked);
   g_lock.Unlock();
   size_t moved = 0;
   if (count > 0) {
     bool grace = WaitForGracePeriod(grace_timeout_ms);
+    size_t claimed;
     g_lock.Lock();
-    moved = MoveOrCancel(g_scratch, count, !grace);
+    moved = MoveOrCancel(g_scratch, count, !grace, &claimed);
     g_lock.Unlock();
-    if (!grace) Add(g_stats.grace_timeouts, 1);
+    if (grace) {
+      Add(g_stats.busy_skipped, marked - claimed);  // threads asked for them between mark and copy
+    } else {
+      Add(g_stats.grace_timeouts, 1);
+    }
   }
   Add(g_stats.compactions, 1);
   Add(g_stats.compact_ns, NowNs() - start);

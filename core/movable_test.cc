@@ -43,7 +43,9 @@ TEST(MovableTest, SizeClasses) {
   EXPECT_EQ(ClassSizeFor(0), 16u);
   EXPECT_EQ(ClassSizeFor(1), 16u);
   EXPECT_EQ(ClassSizeFor(17), 32u);
-  EXPECT_EQ(ClassSizeFor(129), 160u);
+  EXPECT_EQ(ClassSizeFor(129), 144u);
+  EXPECT_EQ(ClassSizeFor(257), 288u);
+  EXPECT_EQ(ClassSizeFor(8000), 8192u);
   EXPECT_EQ(ClassSizeFor(8192), 8192u);
   EXPECT_EQ(ClassSizeFor(8193), 0u);
 }
