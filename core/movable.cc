@@ -121,7 +121,7 @@ struct Counters {
 // ---- The heap (one per process today).
 SpinLock g_lock{LockRank::kMovableHeap};
 std::atomic<bool> g_ready{false};
-std::atomic<bool> g_compacting{false};
+std::atomic<int> g_compacting{0};  // pid of the process compacting; 0: none
 std::atomic<uint64_t> g_epoch{1};
 ThreadRecord g_threads[kMaxThreads];
 pthread_key_t g_thread_key;
@@ -142,6 +142,7 @@ uint32_t g_slab_top = 0;     // slabs ever carved
 uint32_t* g_free_slabs = nullptr;  // stack of released slab numbers
 uint32_t g_free_slab_count = 0;
 uint32_t* g_scratch = nullptr;  // compaction's slab lists
+size_t g_source_count = 0;      // slabs at the start of g_scratch being evacuated
 // Class + 1 of every slab in use, 0 for a released one: the compactor scans
 // this, never the metadata of released slabs (reading those pages would
 // fault in a zero page per slab, counted in RSS).
@@ -165,6 +166,7 @@ uint64_t NowNs() {
 
 void ThreadExit(void* arg) {
   auto* r = static_cast<ThreadRecord*>(arg);
+  tls_record = nullptr;  // a later destructor's nitro_hptr registers again
   r->epoch.store(0, std::memory_order_seq_cst);
   r->in_use.store(0, std::memory_order_release);
 }
@@ -750,9 +752,20 @@ namespace {
 // One compaction at a time: the background one gives way, one on demand
 // waits for its turn.
 bool TakeCompactionTurn(bool wait) {
+  int self = getpid();
   for (;;) {
-    bool expected = false;
-    if (g_compacting.compare_exchange_strong(expected, true, std::memory_order_acquire)) return true;
+    int expected = 0;
+    if (g_compacting.compare_exchange_strong(expected, self, std::memory_order_acquire)) return true;
+    // A fork child of a compacting process: that compaction's thread is not
+    // here; its marks are taken back and its source slabs serve again.
+    if (expected != self && g_compacting.compare_exchange_strong(expected, self, std::memory_order_acquire)) {
+      size_t claimed;
+      g_lock.Lock();
+      MoveOrCancel(g_scratch, g_source_count, true, &claimed);
+      g_source_count = 0;
+      g_lock.Unlock();
+      return true;
+    }
     if (!wait) return false;
     struct timespec ts = {0, 200 * 1000};
     nanosleep(&ts, nullptr);
@@ -767,6 +780,7 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
   g_lock.Lock();
   size_t marked;
   size_t count = MarkSources(budget, g_scratch, &marked);
+  g_source_count = count;
   g_lock.Unlock();
   size_t moved = 0;
   if (count > 0) {
@@ -774,6 +788,7 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
     size_t claimed;
     g_lock.Lock();
     moved = MoveOrCancel(g_scratch, count, !grace, &claimed);
+    g_source_count = 0;
     g_lock.Unlock();
     if (grace) {
       Add(g_stats.busy_skipped, marked - claimed);  // threads asked for them between mark and copy
@@ -783,7 +798,7 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
   }
   Add(g_stats.compactions, 1);
   Add(g_stats.compact_ns, NowNs() - start);
-  g_compacting.store(false, std::memory_order_release);
+  g_compacting.store(0, std::memory_order_release);
   return moved;
 }
 

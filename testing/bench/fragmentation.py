@@ -139,10 +139,27 @@ def write_doc(results, total_mib):
             r["rss_churn"] / r["live_bytes"]))
     body = "\n".join([
         BEGIN,
-        "Measured %s UTC, `--mib=%d`, one run each (RSS in MiB, from /proc/self/statm):" % (
-            datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M"), total_mib),
+        "## Fragmentation: movable allocations against every malloc",
         "",
-    ] + rows + ["", END])
+        "`testing/bench/fragmentation.cc`: %d MiB in objects of 16..1024 bytes (uniform), every "
+        "byte written; 90%% freed at random (the survivors' index moved to an array of their own); "
+        "then as many operations as survivors, each reading one survivor and replacing it with a "
+        "new object of the same size. The peers and NitroHeap's malloc run `fragmentation malloc` "
+        "by `LD_PRELOAD`; *movable* runs `fragmentation movable` under NitroHeap: `nitro_halloc`/"
+        "`nitro_hptr`/`nitro_hfree`, and `nitro_compact(NULL, SIZE_MAX)` after the frees and after "
+        "the churn (the background compactor runs too, at its defaults). RSS from "
+        "`/proc/self/statm`, in MiB; *live* is the bytes the program asked for and still holds; "
+        "every run's checksum of the survivors' contents matched. Goal: movable within %.1f times "
+        "the live bytes. Measured %s UTC, one run each:" % (
+            total_mib, GOAL, datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M")),
+        "",
+    ] + rows + [
+        "",
+        "Command: `bazel build //testing/bench:fragmentation //abi:libnitroheap.so && "
+        "/usr/bin/python3 testing/bench/fragmentation.py --mib=%d --write` (CI runs it at 256 MiB "
+        "under glibc and movable: `//testing/bench:fragmentation_smoke_test`). Where the rest of "
+        "the movable heap's RSS goes: docs/movable.md, *What it costs*." % total_mib,
+        END])
     path = os.path.join(ROOT, "docs/benchmarks.md")
     with open(path) as f:
         text = f.read()

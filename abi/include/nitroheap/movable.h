@@ -46,8 +46,8 @@
 extern "C" {
 #endif
 
-/* A handle: generation in the high 32 bits (odd while live), table index in
- * the low 32. 0 is never a handle. */
+/* A handle: a 20-bit generation in bits 32-51 (odd while live), the table
+ * index in bits 0-31. 0 is never a handle. */
 typedef uint64_t nitro_handle_t;
 #define NITRO_HANDLE_NULL ((nitro_handle_t)0)
 
@@ -59,8 +59,8 @@ nitro_handle_t nitro_halloc(size_t size, int traits);
 /* The object's current address: valid until the calling thread's next
  * quiescent point (see above). */
 void* nitro_hptr(nitro_handle_t h);
-/* Pins the object (pins nest: each pin needs one unpin) and returns its
- * address, which stays valid until the matching nitro_hunpin. */
+/* Pins the object (pins nest, up to 2047: each pin needs one unpin) and
+ * returns its address, which stays valid until the matching nitro_hunpin. */
 void* nitro_hpin(nitro_handle_t h);
 /* Unpinning an object that is not pinned is a misuse (reported). */
 void nitro_hunpin(nitro_handle_t h);
