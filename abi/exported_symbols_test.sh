@@ -22,6 +22,8 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     nitro_win_HeapLock nitro_win_HeapUnlock nitro_win_HeapWalk nitro_win_GetProcessHeap \
     nitro_win_GetProcessHeaps nitro_win_GetLastError nitro_win_SetLastError \
     nitro_partition_set_limit nitro_partition_on_pressure nitro_set_memory_limit \
+    nitro_halloc nitro_hptr nitro_hpin nitro_hunpin nitro_hrealloc nitro_hfree nitro_hsize \
+    nitro_quiescent nitro_thread_offline nitro_compact nitro_movable_stats_snapshot \
     _Znwm _Znam _ZnwmRKSt9nothrow_t _ZnamRKSt9nothrow_t _ZnwmSt11align_val_t \
     _ZnamSt11align_val_t _ZnwmSt11align_val_tRKSt9nothrow_t _ZnamSt11align_val_tRKSt9nothrow_t \
     _ZdlPv _ZdaPv _ZdlPvRKSt9nothrow_t _ZdaPvRKSt9nothrow_t _ZdlPvm _ZdaPvm \

@@ -10,6 +10,7 @@
 
 #include "core/contract.h"
 #include "core/heap.h"
+#include "core/movable.h"
 #include "core/os.h"
 #include "core/partition.h"
 #include "telemetry/stats.h"
@@ -331,6 +332,10 @@ NITRO_EXPORT int nitro_ctl(const char* name, void* oldp, size_t* oldlenp, const 
   if (strcmp(name, "thread.allocated") == 0) return ReadU64(nitro::ThisThreadBytes().allocated, oldp, oldlenp);
   if (strcmp(name, "thread.deallocated") == 0) return ReadU64(nitro::ThisThreadBytes().freed, oldp, oldlenp);
   if (strcmp(name, "version") == 0) return ReadString("nitroheap 1 (stats v1)", oldp, oldlenp);
+  if (strncmp(name, "stats.movable.", 14) == 0) {
+    uint64_t v;
+    return nitro::movable::StatByName(name + 14, &v) ? ReadU64(v, oldp, oldlenp) : ENOENT;
+  }
   if (strncmp(name, "stats.", 6) == 0) return ReadStat(name + 6, oldp, oldlenp);
   if (strncmp(name, "opt.", 4) == 0) return ReadOption(name + 4, oldp, oldlenp);
   return ENOENT;

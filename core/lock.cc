@@ -54,7 +54,7 @@ const char* LockRankName(LockRank rank) {
   static const char* const kNames[] = {
       "region-table", "region",       "libc-resolve", "heap-init",     "thread-registry", "partition-table", "partition",
       "guarded-pool", "zero-region",   "flight-recorder", "page-map",        "meta-pool",
-      "meta-arena"};
+      "meta-arena",   "movable-heap"};
   static_assert(sizeof(kNames) / sizeof(kNames[0]) == static_cast<size_t>(LockRank::kCount),
                 "a name for every rank");
   int r = static_cast<int>(rank);

@@ -33,6 +33,7 @@ enum class LockRank : uint8_t {
   kPageMap,           // page-map leaves
   kMetaPool,          // every metadata pool's free list
   kMetaArena,         // the metadata arena below the pools
+  kMovableHeap,       // the movable heap's handles and slabs (core/movable.cc): takes no other lock
   kCount
 };
 const char* LockRankName(LockRank rank);

@@ -31,6 +31,12 @@ constexpr OptionSpec kTable[] = {
      "returned to the kernel at once", nullptr},
     {"decay_ms", OptionType::kUint, offsetof(Options, decay_ms), 0, 3600 * 1000,
      "free pages idle this long are returned to the kernel (0: at once)", nullptr},
+    {"compact_interval_ms", OptionType::kUint, offsetof(Options, compact_interval_ms), 0,
+     3600 * 1000,
+     "the background thread compacts the movable heap this often (0: only nitro_compact)",
+     nullptr},
+    {"compact_budget", OptionType::kSize, offsetof(Options, compact_budget), 0, uint64_t{1} << 40,
+     "most bytes one background compaction of the movable heap moves", nullptr},
     {"background_thread", OptionType::kBool, offsetof(Options, background_thread), 0, 1,
      "run a thread (started on first need) that returns idle memory on time and publishes "
      "telemetry, even when the program makes no calls",

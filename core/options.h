@@ -66,6 +66,10 @@ struct Options {
   // per-partition contracts, parsed from the contract.<partition> keys.
   size_t memory_limit = kMemoryLimitFromCgroup;
   ContractOption contracts[kMaxContractOptions] = {};
+  // The movable heap's background compaction (docs/movable.md): every
+  // compact_interval_ms (0: only on demand), at most compact_budget bytes moved.
+  uint64_t compact_interval_ms = 1000;
+  size_t compact_budget = size_t{16} << 20;
 };
 
 // The quarantine actually in force.

@@ -227,7 +227,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 20);
+  EXPECT_EQ(n, 22);
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 // and spare slabs go back to the page heap once per decay period; pages free
 // for longer than decay_ms go back to the kernel; telemetry publishes.
 #include "core/heap_internal.h"
+#include "core/movable.h"
 
 namespace nitro {
 namespace {
@@ -30,6 +31,7 @@ void ReclaimerTick() {
     if (idle_round) p->ReleaseIdleObjects();
     p->ReleaseFreedBefore(cutoff);
   });
+  movable::BackgroundTick(now, g_options.compact_interval_ms, g_options.compact_budget);
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
   if (hooks != nullptr && hooks->on_tick != nullptr) hooks->on_tick();
 }

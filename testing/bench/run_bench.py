@@ -905,6 +905,14 @@ def main():
     print(report)
     if args.write:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
+        # The fragmentation benchmark's section (testing/bench/fragmentation.py
+        # writes it) survives a new report.
+        if os.path.exists(args.out):
+            with open(args.out) as f:
+                old = f.read()
+            begin, end = "<!-- fragmentation:begin -->", "<!-- fragmentation:end -->"
+            if begin in old and end in old:
+                report = report.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
         with open(args.out, "w") as f:
             f.write(report)
         log("run_bench: wrote %s" % args.out)

@@ -205,7 +205,8 @@ void nitro_stats_print(void);
  * Reading: oldp/oldlenp receive the value (uint64_t for counters, char[]
  * for strings); writing: newp/newlen. Names: "stats.<counter>",
  * "stats.partitions.<name>.<counter>", "stats.classes.<size>.<field>",
- * "stats.threads", "version", "opt.<option>" (read; see below for
+ * "stats.threads", "stats.movable.<counter>" (the movable heap:
+ * nitroheap/movable.h), "version", "opt.<option>" (read; see below for
  * writes), "thread.allocated" and "thread.deallocated" (read, uint64_t:
  * see nitro_thread_allocated), "heap.release" (write, no value),
  * "thread.cache.flush" (write, no value), "flight_recorder.dump" (write:
