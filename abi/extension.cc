@@ -34,7 +34,7 @@ NITRO_EXPORT int nitro_owns(const void* p) {
 
 NITRO_EXPORT nitro_partition_t* nitro_partition_create(const char* name) {
   nitro::EnsureStarted();
-  return reinterpret_cast<nitro_partition_t*>(Partition::Create(name, nitro::PartitionConfig{}));
+  return reinterpret_cast<nitro_partition_t*>(nitro::CreatePartition(name, nitro::DefaultPolicy()));
 }
 
 NITRO_EXPORT int nitro_partition_destroy(nitro_partition_t* partition) {
@@ -43,7 +43,7 @@ NITRO_EXPORT int nitro_partition_destroy(nitro_partition_t* partition) {
     errno = EINVAL;
     return -1;
   }
-  Partition::Destroy(p);
+  nitro::DestroyPartition(p);
   return 0;
 }
 
@@ -52,7 +52,7 @@ NITRO_EXPORT const char* nitro_partition_name(const nitro_partition_t* partition
 }
 
 NITRO_EXPORT void* nitro_partition_malloc(nitro_partition_t* partition, size_t size) {
-  return ToPartition(partition)->Allocate(size);
+  return nitro::PartitionMalloc(ToPartition(partition), size);
 }
 
 NITRO_EXPORT void* nitro_partition_aligned_alloc(nitro_partition_t* partition, size_t align,
@@ -61,7 +61,7 @@ NITRO_EXPORT void* nitro_partition_aligned_alloc(nitro_partition_t* partition, s
     errno = EINVAL;
     return nullptr;
   }
-  return ToPartition(partition)->Allocate(size, align);
+  return nitro::AllocateIn(ToPartition(partition), size, align, false);
 }
 
 NITRO_EXPORT void* nitro_partition_realloc(nitro_partition_t* partition, void* p, size_t size) {
