@@ -11,6 +11,7 @@
 #include "core/heap.h"
 #include "core/os.h"
 #include "core/partition.h"
+#include "core/traits.h"
 #include "telemetry/stats.h"
 
 using nitro::Partition;
@@ -39,7 +40,8 @@ NITRO_EXPORT nitro_partition_t* nitro_partition_create(const char* name) {
 
 NITRO_EXPORT int nitro_partition_destroy(nitro_partition_t* partition) {
   Partition* p = ToPartition(partition);
-  if (p == nullptr || p == nitro::DefaultPartition()) {
+  // Trait sets name their partitions for the whole process.
+  if (p == nullptr || p == nitro::DefaultPartition() || nitro::IsTraitPartition(p)) {
     errno = EINVAL;
     return -1;
   }
