@@ -93,6 +93,9 @@ bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out)
       return true;
     }
   }
+  // The list link and free marker were the only non-zero bytes: the object
+  // reads as zero (SECURE_STRICT's zero on allocation).
+  memset(bytes, 0, 16);
   Span* s = GlobalPageMap().Get(p);
   if (s->requested_sizes != nullptr) RequestedSize(s, p) = static_cast<uint32_t>(size);
   memset(bytes + size, g_canary, slot - size);

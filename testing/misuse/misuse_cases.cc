@@ -502,6 +502,28 @@ CASE case_partition_interior_free() {
 }
 
 // Freed through the wrong partition: reported by the partition asked.
+// A SECURE_STRICT object (a trait partition with strict's checks) in a
+// process of any mode: the write after free is caught when the slot is
+// reused, exactly as strict mode catches it in the default partition.
+CASE case_secure_strict_write_after_free() {
+  using ForTraitsFn = void* (*)(int);
+  constexpr int kSecureStrict = 0x80 | (1 << 14);  // NITRO_TRAIT_SECURE_STRICT
+  void* part = Sym<ForTraitsFn>("nitro_partition_for_traits")(kSecureStrict);
+  if (part == nullptr) {
+    Say("NO PARTITION\n");
+    _exit(3);
+  }
+  auto part_malloc = Sym<PartMallocFn>("nitro_partition_malloc");
+  auto part_free = Sym<PartFreeFn>("nitro_partition_free");
+  char* p = static_cast<char*>(part_malloc(part, 64));
+  Fill(p, 64, 0x11);
+  part_free(part, p);
+  Expect(p + 40);
+  Opaque(p)[40] = 7;
+  for (int i = 0; i < 200000; i++) part_free(part, Opaque(part_malloc(part, 64)));
+  return NotDetected();
+}
+
 CASE case_partition_wrong_partition() {
   void* a = MakePartition("misuse-a");
   void* b = MakePartition("misuse-b");
@@ -1049,6 +1071,7 @@ const Case kCases[] = {
     ENTRY(partition_double_free),
     ENTRY(partition_interior_free),
     ENTRY(partition_wrong_partition),
+    ENTRY(secure_strict_write_after_free),
     ENTRY(partition_large_uaf),
     ENTRY(partition_overflow_slack),
     ENTRY(guarded_overflow),

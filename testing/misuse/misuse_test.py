@@ -187,6 +187,9 @@ CASES = {
     "partition_double_free": every(abort(DOUBLE, "misuse-part")),
     "partition_interior_free": every(abort(INVALID, "misuse-part")),
     "partition_wrong_partition": every(abort(FOREIGN, "misuse-b")),
+    # NITRO_TRAIT_SECURE_STRICT brings strict's checks to its partition in
+    # every process mode.
+    "secure_strict_write_after_free": every(abort(WAF, "traits:strict")),
     "partition_large_uaf": every(segv(UAF, "misuse-part")),
     # No strict features outside the default partition.
     "partition_overflow_slack": every(NOT_DETECTED),
