@@ -720,9 +720,12 @@ static void CheckPartitionOwns(Partition* partition, void* p, const char* what) 
   }
 }
 
-void PartitionFree(Partition* partition, void* p) {
-  CheckPartitionOwns(partition, p, "nitro_partition_free");
-  Free(p);
+void PartitionFreeSlow(Partition* partition, void* p) {
+  Span* s = GlobalPageMap().Get(p);
+  // The span's partition owns every block the page map knows (guarded
+  // blocks: the default partition); anything else is looked up in full.
+  if (s == nullptr || s->partition != partition) CheckPartitionOwns(partition, p, "nitro_partition_free");
+  FreeSlow(p);
 }
 
 void* PartitionReallocate(Partition* partition, void* p, size_t size) {

@@ -139,7 +139,19 @@ void* Reallocate(void* p, size_t size, size_t align = 0);
 Partition* PartitionOf(const void* p);
 // nitro_partition_free / _realloc: the pointer must be the partition's
 // (reported otherwise); then the same paths as free and realloc.
-void PartitionFree(Partition* partition, void* p);
+NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p);
+NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p) {
+  Span* s = GlobalPageMap().Get(p);
+  if (NITRO_LIKELY(s != nullptr && s->partition == partition)) {
+    ThreadCache* tc;
+    int cls = FastFreeClass(p, s, tc);
+    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
+      tc->AccountFree(cls);
+      return;
+    }
+  }
+  PartitionFreeSlow(partition, p);
+}
 void* PartitionReallocate(Partition* partition, void* p, size_t size);
 // Malloc in a named partition: the same fast path with that partition's
 // cache in this thread (the sentinel's when it has none, or when requests
