@@ -94,14 +94,14 @@ void DestroyThreadCache(ThreadCache* tc, bool flush) {
 
 void ThreadExit(void* arg) {
   bool main = IsMainThread();
+  // Later destructors of this thread may still allocate: they go to the
+  // middle layer directly instead of making (and registering) new caches.
+  tls_dead = true;
   {
     LockGuard g(g_registry_lock);
     ReleasePartitionCachesLocked(&tls_caches, /*flush=*/true);
   }
   if (arg != &g_main_marker && arg != &g_partition_caches_marker) {
-    // Later destructors of this thread may still allocate: they go to the
-    // middle layer directly instead of creating a new cache.
-    tls_dead = true;
     tls_cache = &g_sentinel;
     tls_caches.by_slot[g_default->id()] = &g_sentinel;
     DestroyThreadCache(static_cast<ThreadCache*>(arg), /*flush=*/true);
