@@ -192,7 +192,9 @@ CASES = {
     "secure_strict_write_after_free": every(abort(WAF, "traits:strict")),
     "partition_large_uaf": every(segv(UAF, "misuse-part")),
     # No strict features outside the default partition.
-    "partition_overflow_slack": every(NOT_DETECTED),
+    "partition_overflow_slack": {
+        "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
+        "strict": abort(OVERFLOW, "misuse-part", details=r"canary")},
     # ---- guarded sampling ---------------------------------------------------
     "guarded_overflow": every(segv(OVERFLOW, titles=GUARD_ALLOC, stdout_has=("GUARDED",)), SAMPLED),
     "guarded_overflow_far": every(segv(OVERFLOW, titles=GUARD_ALLOC, stdout_has=("GUARDED",)), SAMPLED),
