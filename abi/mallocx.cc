@@ -189,8 +189,10 @@ NITRO_EXPORT void sdallocx(void* p, size_t size, int flags) noexcept {
   // A small block was allocated at the usable size of its request, which is
   // that of every size between the request and it; a large one at the size
   // asked for, which the sized free checks exactly.
+  // The block's own partition decides (a strict one records exact sizes).
   size_t request;
-  nitro::UsableSizeFor(f.partition, NonZero(size), f.align, &request);
+  Partition* owner = f.partition != nullptr ? f.partition : nitro::PartitionOf(p);
+  nitro::UsableSizeFor(owner, NonZero(size), f.align, &request);
   nitro::FreeSized(p, request, f.align);
 }
 

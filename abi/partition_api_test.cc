@@ -203,6 +203,19 @@ TEST(Traits, LowLatencyReusesAtOnceSecureStrictWaits) {
   EXPECT_TRUE(strict < 0 || strict > 2 * low) << "low latency " << low << ", secure strict " << strict;
 }
 
+// A sized free without flags finds the block's partition: a SECURE_STRICT
+// block records its exact size, and sdallocx with it is accepted.
+TEST(Traits, SizedFreeWithoutFlagsOfATraitBlock) {
+  for (size_t size : {1, 20, 100, 1000, 5000, 100000}) {
+    void* p = mallocx(size, NITRO_TRAIT_SECURE_STRICT);
+    ASSERT_NE(p, nullptr);
+    sdallocx(p, size, 0);
+    void* q = mallocx(size, NITRO_TRAIT_SHARED_RW);
+    ASSERT_NE(q, nullptr);
+    sdallocx(q, size, 0);
+  }
+}
+
 TEST(Traits, SecureStrictZeroesOnAllocAndFree) {
   nitro_partition_t* strict = nitro_partition_for_traits(NITRO_TRAIT_SECURE_STRICT);
   ASSERT_NE(strict, nullptr);
