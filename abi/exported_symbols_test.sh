@@ -12,7 +12,10 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     __libc_realloc __libc_memalign __libc_valloc __libc_pvalloc __posix_memalign \
     nitro_rust_alloc nitro_rust_alloc_zeroed nitro_rust_dealloc nitro_rust_realloc \
     nitro_owns nitro_is_active nitro_partition_create nitro_partition_id nitro_ctl \
-    mallocx rallocx xallocx sallocx dallocx sdallocx nallocx \
+    mallocx rallocx xallocx sallocx dallocx sdallocx nallocx malloc_stats_print \
+    nitro_partition_calloc nitro_partition_usable_size nitro_partition_strdup nitro_partition_strndup \
+    nitro_partition_create_typed nitro_partition_free_typed nitro_partition_for_traits \
+    nitro_set_thread_partition nitro_thread_partition \
     nitro_thread_allocated nitro_thread_deallocated nitro_register_output nitro_register_error \
     nitro_partition_reset nitro_partition_visit nitro_region_create nitro_region_alloc \
     nitro_region_aligned_alloc nitro_region_free nitro_region_realloc nitro_region_usable_size \

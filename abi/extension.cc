@@ -13,6 +13,7 @@
 #include "core/movable.h"
 #include "core/os.h"
 #include "core/partition.h"
+#include "core/traits.h"
 #include "telemetry/stats.h"
 
 using nitro::Partition;
@@ -36,16 +37,17 @@ NITRO_EXPORT int nitro_owns(const void* p) {
 
 NITRO_EXPORT nitro_partition_t* nitro_partition_create(const char* name) {
   nitro::EnsureStarted();
-  return reinterpret_cast<nitro_partition_t*>(Partition::Create(name, nitro::PartitionConfig{}));
+  return reinterpret_cast<nitro_partition_t*>(nitro::CreatePartition(name, nitro::DefaultPolicy()));
 }
 
 NITRO_EXPORT int nitro_partition_destroy(nitro_partition_t* partition) {
   Partition* p = ToPartition(partition);
-  if (p == nullptr || p == nitro::DefaultPartition()) {
+  // Trait sets name their partitions for the whole process.
+  if (p == nullptr || p == nitro::DefaultPartition() || nitro::IsTraitPartition(p)) {
     errno = EINVAL;
     return -1;
   }
-  Partition::Destroy(p);
+  nitro::DestroyPartition(p);
   return 0;
 }
 
@@ -54,7 +56,7 @@ NITRO_EXPORT const char* nitro_partition_name(const nitro_partition_t* partition
 }
 
 NITRO_EXPORT void* nitro_partition_malloc(nitro_partition_t* partition, size_t size) {
-  return ToPartition(partition)->Allocate(size);
+  return nitro::PartitionMalloc(ToPartition(partition), size);
 }
 
 NITRO_EXPORT void* nitro_partition_aligned_alloc(nitro_partition_t* partition, size_t align,
@@ -63,7 +65,7 @@ NITRO_EXPORT void* nitro_partition_aligned_alloc(nitro_partition_t* partition, s
     errno = EINVAL;
     return nullptr;
   }
-  return ToPartition(partition)->Allocate(size, align);
+  return nitro::AllocateIn(ToPartition(partition), size, align, false);
 }
 
 NITRO_EXPORT void* nitro_partition_realloc(nitro_partition_t* partition, void* p, size_t size) {

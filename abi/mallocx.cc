@@ -12,10 +12,13 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include "core/heap.h"
 #include "core/partition.h"
 #include "core/report.h"
+#include "core/traits.h"
 
 namespace {
 
@@ -58,8 +61,18 @@ Flags Decode(int flags) {
     if (high != 0) f.refused = "MALLOCX_ARENA(a): NitroHeap has no arenas (see NITRO_MALLOCX_PARTITION)";
     return f;
   }
-  if (((bits >> kTraitShift) & kTraitMask) != 0) {
-    f.refused = "NITRO_TRAIT_*: partitions per trait are not supported yet";
+  unsigned traits = (bits >> kTraitShift) & kTraitMask;
+  if (traits != 0 && high != 0) {
+    f.refused = "NITRO_TRAIT_* and NITRO_MALLOCX_PARTITION(id) both name a partition";
+    return f;
+  }
+  if (traits != 0) {
+    // The trait set names one partition (made on first use).
+    f.refused = nitro::TraitsRefused(traits);
+    if (f.refused == nullptr) {
+      f.partition = nitro::PartitionForTraits(traits);
+      if (f.partition == nullptr) f.refused = "NITRO_TRAIT_*: the trait set's partition cannot be made";
+    }
   }
   if (high != 0) {
     f.partition = Partition::FromId(static_cast<uint16_t>(high - 1));  // high < 4096
@@ -176,8 +189,10 @@ NITRO_EXPORT void sdallocx(void* p, size_t size, int flags) noexcept {
   // A small block was allocated at the usable size of its request, which is
   // that of every size between the request and it; a large one at the size
   // asked for, which the sized free checks exactly.
+  // The block's own partition decides (a strict one records exact sizes).
   size_t request;
-  nitro::UsableSizeFor(nullptr, NonZero(size), f.align, &request);
+  Partition* owner = f.partition != nullptr ? f.partition : nitro::PartitionOf(p);
+  nitro::UsableSizeFor(owner, NonZero(size), f.align, &request);
   nitro::FreeSized(p, request, f.align);
 }
 
@@ -188,6 +203,36 @@ NITRO_EXPORT size_t nallocx(size_t size, int flags) noexcept {
     return 0;
   }
   return nitro::UsableSizeFor(f.partition, NonZero(size), f.align);
+}
+
+// jemalloc's statistics call: NitroHeap's heap report (the one
+// nitro_stats_print writes) handed to write_cb in NUL-terminated pieces;
+// with no callback, to standard error, as jemalloc does. opts (jemalloc's
+// section letters) selects nothing: the report is short.
+NITRO_EXPORT void malloc_stats_print(void (*write_cb)(void*, const char*), void* opaque,
+                                     const char* opts) noexcept {
+  (void)opts;
+  if (write_cb == nullptr) {
+    nitro::PrintHeapReport(2);
+    return;
+  }
+  // The report is written to a file descriptor: an anonymous memory file
+  // holds it, so nothing is allocated while the heap is being described.
+  int fd = static_cast<int>(syscall(SYS_memfd_create, "nitroheap-stats", 0u));
+  if (fd < 0) {
+    write_cb(opaque, "<jemalloc>: NitroHeap: malloc_stats_print: cannot create a memory file\n");
+    return;
+  }
+  nitro::PrintHeapReport(fd);
+  char chunk[512];
+  off_t at = 0;
+  ssize_t n;
+  while ((n = pread(fd, chunk, sizeof(chunk) - 1, at)) > 0) {
+    chunk[n] = '\0';
+    write_cb(opaque, chunk);
+    at += n;
+  }
+  close(fd);
 }
 
 }  // extern "C"

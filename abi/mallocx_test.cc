@@ -232,9 +232,9 @@ TEST(Mallocx, TcacheNoneIsAccepted) {
 TEST(Mallocx, RefusedFlagsFailWithEinval) {
   const int refused[] = {
       MALLOCX_ARENA(0),           MALLOCX_ARENA(7),           MALLOCX_TCACHE(0),
-      MALLOCX_TCACHE(5),          NITRO_TRAIT_SECURE_STRICT,  NITRO_TRAIT_LOW_LATENCY,
-      NITRO_TRAIT_MOVABLE,        NITRO_TRAIT_SHARED_RW,      NITRO_TRAIT_PERSISTENT,
-      NITRO_TRAIT_TELEMETRY_SILENT, NITRO_TRAIT_SECURE_STRICT | NITRO_MALLOCX_PARTITION(1),
+      MALLOCX_TCACHE(5),          NITRO_TRAIT_MOVABLE,        NITRO_TRAIT_MOVABLE | NITRO_TRAIT_SHARED_RW,
+      NITRO_TRAIT_SECURE_STRICT | NITRO_TRAIT_LOW_LATENCY,  // conflicting traits
+      NITRO_TRAIT_SECURE_STRICT | NITRO_MALLOCX_PARTITION(1),
       NITRO_MALLOCX_PARTITION(0),  NITRO_MALLOCX_PARTITION(255), NITRO_MALLOCX_PARTITION(4000),
   };
   void* block = mallocx(100, 0);
@@ -259,7 +259,9 @@ TEST(Mallocx, RefusedFlagsFailWithEinval) {
 
 TEST(MallocxDeathTest, FreeWithRefusedFlagsIsReported) {
   EXPECT_DEATH(dallocx(mallocx(100, 0), MALLOCX_TCACHE(3)), "invalid free.*MALLOCX_TCACHE");
-  EXPECT_DEATH(sdallocx(mallocx(100, 0), 100, NITRO_TRAIT_LOW_LATENCY), "invalid free.*NITRO_TRAIT");
+  EXPECT_DEATH(sdallocx(mallocx(100, 0), 100, NITRO_TRAIT_MOVABLE), "invalid free.*NITRO_TRAIT");
+  // A trait set names a partition: a block of another one is reported.
+  EXPECT_DEATH(dallocx(mallocx(100, 0), NITRO_TRAIT_LOW_LATENCY), "traits:lowlat");
 }
 
 TEST(Mallocx, NitroFlagsUseBitsJemallocLeavesFree) {

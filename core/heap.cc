@@ -52,6 +52,19 @@ void HelpLine(const char* line, void*) { WriteOutput(2, line, strlen(line)); }
 
 // ---- start-up and exit ------------------------------------------------------
 
+// A partition's page-level configuration from its policy.
+PartitionConfig ConfigFor(const PartitionPolicy& policy) {
+  PartitionConfig config;
+  config.policy = policy;
+  config.max_free_committed = g_options.decay_ms == 0 ? 0 : g_options.max_free_committed;
+  // Even fast mode keeps a few freed large runs back, so a double free of a
+  // large block is caught also after the next large allocation.
+  config.large_quarantine_bytes = policy.quarantine_bytes * 64;
+  if (config.large_quarantine_bytes < (size_t{8} << 20)) config.large_quarantine_bytes = size_t{8} << 20;
+  config.large_quarantine_spans = policy.strict ? 64 : policy.quarantine_bytes == 0 ? 2 : 8;
+  return config;
+}
+
 // A set-user-ID or set-group-ID program (secure mode) must not take its
 // heap's configuration from whoever started it: NITROHEAP_OPTIONS names
 // files to write (flight_recorder=/etc/passwd), so a user could make a
@@ -99,23 +112,15 @@ void StartLocked() {
   }
   ApplyContractOptions(g_options);  // before the default partition takes its contract
   if (!legacy) {
-    PartitionConfig config;
-    config.max_free_committed = g_options.decay_ms == 0 ? 0 : g_options.max_free_committed;
-    // Even fast mode keeps a few freed large runs back, so a double free of a
-    // large block is caught also after the next large allocation.
-    config.large_quarantine_bytes = QuarantineBytes(g_options) * 64;
-    if (config.large_quarantine_bytes < (size_t{8} << 20)) config.large_quarantine_bytes = size_t{8} << 20;
-    config.large_quarantine_spans = g_options.mode == HardeningMode::kStrict ? 64
-                                    : g_options.mode == HardeningMode::kFast ? 2 : 8;
     g_strict = g_options.mode == HardeningMode::kStrict;
-    g_default = Partition::Create("default", config, NowMs);
+    g_default = Partition::Create("default", ConfigFor(DefaultPolicy()), NowMs);
     if (g_default == nullptr) {
       LogLine("cannot reserve address space for the default partition; using the C library's "
               "allocator");
       legacy = true;
     } else {
+      // Whatever the options, malloc's partition has thread caches.
       g_default->set_thread_cached(true);
-      g_default->set_strict(g_strict);
       g_canary = static_cast<uint8_t>(g_default->key() >> 24) | 1;
       // Eight random non-zero bytes: an overflow writing any one value
       // meets bytes it does not match.
@@ -201,15 +206,12 @@ void* AllocateBeforeStart(size_t size, size_t align, bool zero) {
   return zero ? libc->calloc(1, size) : libc->malloc(size);
 }
 
-void* AllocateSmall(int cls) {
-  ThreadCache* tc = tls_cache;
-  if (tc->is_sentinel()) {
-    tc = CreateThreadCache();
-    if (tc == nullptr) {
-      void* p = g_default->central(cls).AllocateOne();
-      if (p == nullptr) errno = ENOMEM;
-      return p;
-    }
+// tc: this thread's cache of the partition, or nullptr (none).
+void* AllocateSmall(Partition* partition, ThreadCache* tc, int cls) {
+  if (tc == nullptr) {
+    void* p = partition->central(cls).AllocateOne();
+    if (p == nullptr) errno = ENOMEM;
+    return p;
   }
   void* p = tc->Pop(cls);
   if (p == nullptr) p = tc->Refill(cls);
@@ -217,17 +219,32 @@ void* AllocateSmall(int cls) {
   return p;
 }
 
-void* AllocateLarge(size_t size, size_t align, bool zero) {
+void* AllocateLarge(Partition* partition, size_t size, size_t align, bool zero) {
   bool zeroed = false;
-  void* p = g_default->AllocateLarge(size, align, &zeroed);
+  void* p = partition->AllocateLarge(size, align, &zeroed);
   if (p == nullptr) return nullptr;
   if (zero && !zeroed) memset(p, 0, size);
   // Large allocations advance the flight recorder's byte countdown too.
-  ThreadCache* tc = tls_cache;
-  if (tc->is_sentinel()) return p;
-  tc->CountOtherAllocated(size);
-  if (tc->RecordBytes(size)) p = Sampled(tc, p, size, align, 0);
+  ThreadCache* tc = CacheFor(partition);
+  if (tc == nullptr) return p;
+  if (partition == g_default) tc->CountOtherAllocated(size);
+  if (tc->RecordBytes(size)) p = Sampled(partition, tc, p, size, align, 0);
   return p;
+}
+
+// A request as the partition's policy serves it: typed partitions serve
+// their one size (false for a larger or over-aligned request), SHARED_RW
+// ones whole cache lines.
+bool AdjustRequest(const PartitionPolicy& policy, size_t* size, size_t* align) {
+  if (policy.object_size != 0) {
+    if (*size > policy.object_size || *align > kMinAlign) return false;
+    *size = policy.object_size;
+  }
+  if (policy.min_align != 0) {
+    if (*align < policy.min_align) *align = policy.min_align;
+    *size = RoundUp(*size == 0 ? 1 : *size, policy.min_align);
+  }
+  return true;
 }
 
 // The small class for a request, or 0 when it takes the large path.
@@ -258,7 +275,7 @@ PointerInfo CheckedInfo(const char* what, void* p) {
     ReportMisuse(misuse::kDoubleFree, p, part, "%s of a %zu-byte object that is already free", what,
                  info.object_size);
   }
-  if (g_strict && info.span->requested_sizes != nullptr) {
+  if (info.partition->strict() && info.span->requested_sizes != nullptr) {
     info.object_size = info.span->requested_sizes[info.span->ObjectIndex(reinterpret_cast<uintptr_t>(p))];
   }
   return info;
@@ -278,7 +295,9 @@ bool ResizeInPlace(const PointerInfo& info, void* p, size_t size, size_t align) 
   if (reinterpret_cast<uintptr_t>(p) % (align > kMinAlign ? align : kMinAlign) != 0) return false;
   switch (info.span->state) {
     case SpanState::kSlab:
-      if (g_strict && info.span->requested_sizes != nullptr) return StrictResizeInPlace(info, p, size);
+      if (info.partition->strict() && info.span->requested_sizes != nullptr) {
+        return StrictResizeInPlace(info, p, size);
+      }
       return SlabSizeFits(info, size, align) && (size > info.object_size / 2 || info.object_size <= kMinAlign);
     case SpanState::kLarge:
       return size > kMaxSmallSize && info.partition->ResizeLargeInPlace(info.span, size);
@@ -305,7 +324,7 @@ bool KeepInPlace(void* p, Span* s, size_t size, size_t align, const char* what, 
   if (!ResizeInPlace(info, p, size, align)) return false;
   // A large block resized in place: the thread counters see the change.
   if (s->state == SpanState::kLarge && s->partition == g_default) {
-    ThreadCache* tc = tls_cache;
+    ThreadCache* tc = DefaultCache();
     if (!tc->is_sentinel() && s->requested > before) tc->CountOtherAllocated(s->requested - before);
     if (!tc->is_sentinel() && s->requested < before) tc->CountOtherFreed(before - s->requested);
   }
@@ -314,7 +333,7 @@ bool KeepInPlace(void* p, Span* s, size_t size, size_t align, const char* what, 
 
 // Bytes this thread frees outside the size-class lists (thread counters).
 void CountOtherFreed(size_t bytes) {
-  ThreadCache* tc = tls_cache;
+  ThreadCache* tc = DefaultCache();
   if (!tc->is_sentinel()) tc->CountOtherFreed(bytes);
 }
 
@@ -387,8 +406,9 @@ int SetOptionAtRunTime(const char* name, uint64_t value) {
 }
 
 ThreadBytes ThisThreadBytes() {
-  ThreadCache* tc = tls_cache;
-  if (!Started() || tc->is_sentinel()) return ThreadBytes{0, 0};
+  if (!Started()) return ThreadBytes{0, 0};
+  ThreadCache* tc = DefaultCache();
+  if (tc->is_sentinel()) return ThreadBytes{0, 0};
   return ThreadBytes{tc->AllocatedBytes(), tc->FreedBytes()};
 }
 void SetTelemetryHooks(const TelemetryHooks* hooks) { g_hooks.store(hooks, std::memory_order_release); }
@@ -413,45 +433,62 @@ GuardedPoolCounts GuardedCounts() {
 
 // ---- the slow paths -----------------------------------------------------------
 
-static void* AllocateStarted(size_t size, size_t align, bool zero);
+static void* AllocateStarted(Partition* partition, size_t size, size_t align, bool zero);
 
 void* AllocateSlow(size_t size, size_t align, bool zero) {
-  if (NITRO_UNLIKELY(!Started())) return AllocateBeforeStart(size, align, zero);
+  // The thread's current partition (SetThreadPartition) is read here only.
+  return AllocateSlowIn(CurrentPartition(), size, align, zero);
+}
+
+void* AllocateSlowIn(Partition* partition, size_t size, size_t align, bool zero) {
+  if (partition == nullptr) {
+    if (NITRO_UNLIKELY(!Started())) return AllocateBeforeStart(size, align, zero);
+    partition = g_default;
+  }
   ContractScope scope;  // pressure callbacks run as it ends, outside every lock
-  void* p = AllocateStarted(size, align, zero);
+  void* p = AllocateStarted(partition, size, align, zero);
   if (NITRO_UNLIKELY(p == nullptr) && TakeLimitRefusal()) {
     // A hard limit refused pages: objects cached by this thread and the
     // middle layer count as use (their slabs), so they go back before one retry.
-    size_t use = g_default->contract().use();
+    size_t use = partition->contract().use();
     FlushThreadCache();
-    for (int c = 1; c < kNumClasses; c++) g_default->central(c).Drain();
-    if (g_default->contract().use() < use) p = AllocateStarted(size, align, zero);
+    for (int c = 1; c < kNumClasses; c++) partition->central(c).Drain();
+    if (partition->contract().use() < use) p = AllocateStarted(partition, size, align, zero);
     TakeLimitRefusal();
   }
   return p;
 }
 
-static void* AllocateStarted(size_t size, size_t align, bool zero) {
+static void* AllocateStarted(Partition* partition, size_t size, size_t align, bool zero) {
   g_background.MaybeStart();
-  if (g_strict) {
+  if (!AdjustRequest(partition->policy(), &size, &align)) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (partition->strict()) {
     void* p;
-    if (StrictAllocate(size, align, &p)) {
+    if (StrictAllocate(partition, size, align, &p)) {
       if (p != nullptr && zero) memset(p, 0, size);
       return p;
     }
   } else if (int cls = SmallClassFor(size, align)) {
-    void* p = AllocateSmall(cls);
+    ThreadCache* tc = CacheFor(partition);
+    void* p = AllocateSmall(partition, tc, cls);
     if (p == nullptr) return nullptr;
-    ThreadCache* tc = tls_cache;
-    if (!tc->is_sentinel() && tc->AccountAlloc(cls, size)) p = Sampled(tc, p, size, align, cls);
+    if (tc != nullptr && tc->AccountAlloc(cls, size)) p = Sampled(partition, tc, p, size, align, cls);
     if (zero) memset(p, 0, size);
     return p;
   }
-  return AllocateLarge(size, align, zero);
+  return AllocateLarge(partition, size, align, zero);
 }
 
 void* SampleSlow(void* p, size_t size) {
-  return Sampled(tls_cache, p, size, 0, kSizeClasses.ClassFor(size));
+  return Sampled(CurrentPartition(), tls_cache, p, size, 0, kSizeClasses.ClassFor(size));
+}
+
+void* SampleSlowIn(Partition* partition, void* p, size_t size) {
+  return Sampled(partition, tls_caches.by_slot[partition->alloc_slot()], p, size, 0,
+                 kSizeClasses.ClassFor(size));
 }
 
 void FreeSlow(void* p) {
@@ -474,27 +511,22 @@ void FreeSlow(void* p) {
     default:
       break;
   }
-  PointerInfo info = CheckedInfo("free", p);
+  CheckedInfo("free", p);
+  Partition* partition = s->partition;
+  RecordedFree(s, p);
   if (s->state == SpanState::kLarge) {
-    RecordedFree(s, p);
-    if (s->partition == g_default) CountOtherFreed(s->requested);
-    s->partition->FreeLarge(s, p);
+    if (partition == g_default) CountOtherFreed(s->requested);
+    partition->FreeLarge(s, p);
     return;
   }
   int cls = s->size_class;
-  if (!s->partition->thread_cached()) {
-    // A slab of a partition without thread caches.
-    info.partition->central(cls).FreeOne(p);
-    return;
-  }
-  RecordedFree(s, p);
-  if (g_strict) {
+  if (partition->strict()) {
     StrictFree(s, p, cls);
     return;
   }
-  ThreadCache* tc = CacheForThisThread();
+  ThreadCache* tc = CacheFor(partition);
   if (tc == nullptr) {
-    g_default->central(cls).FreeOne(p);
+    partition->central(cls).FreeOne(p);
     return;
   }
   tc->Overflow(cls, p);
@@ -518,7 +550,7 @@ void FreeSizedSlow(void* p, size_t size, size_t align) {
     } else {
       PointerInfo info = CheckedInfo("sized free", p);
       recorded = s->state == SpanState::kSlab ? info.object_size : s->requested;
-      if (s->state == SpanState::kSlab && !(g_strict && s->requested_sizes != nullptr)) {
+      if (s->state == SpanState::kSlab && !(s->partition->strict() && s->requested_sizes != nullptr)) {
         // Class granularity: any size that may have made, or been kept in,
         // this object (see ResizeInPlace).
         class_granular = true;
@@ -597,7 +629,7 @@ void* Reallocate(void* p, size_t size, size_t align) {
   // Only where the object's size is its class (strict, guarded and large
   // blocks record the exact size, which sized frees check).
   size_t target = size;
-  if (!g_strict && s->state == SpanState::kSlab && size > old && size - old < old / 4 &&
+  if (!partition->strict() && s->state == SpanState::kSlab && size > old && size - old < old / 4 &&
       old + old / 4 <= kMaxSmallSize) {
     target = old + old / 4;
   }
@@ -631,11 +663,48 @@ size_t UsableSize(const void* p) {
 }
 
 void* AllocateIn(Partition* partition, size_t size, size_t align, bool zero) {
-  if (partition == nullptr || partition == g_default) return Allocate(size, align, zero);
-  void* p = partition->Allocate(size, align);
+  if (partition == nullptr) return Allocate(size, align, zero);
+  if (align > kMinAlign) return AllocateSlowIn(partition, size, align, zero);
+  void* p = PartitionMalloc(partition, size);
   if (p != nullptr && zero) memset(p, 0, size);
   return p;
 }
+
+PartitionPolicy DefaultPolicy() {
+  PartitionPolicy policy;
+  policy.strict = g_options.mode == HardeningMode::kStrict;
+  policy.cache_max_bytes = g_options.tcache_max_bytes;
+  policy.quarantine_bytes = QuarantineBytes(g_options);
+  return policy;
+}
+
+Partition* CreatePartition(const char* name, const PartitionPolicy& policy) {
+  if (policy.object_size > kMaxSmallSize) {
+    errno = EINVAL;  // a typed partition serves one small class
+    return nullptr;
+  }
+  PartitionConfig config = ConfigFor(policy);
+  // Legacy mode has no thread caches: its partitions take their locks.
+  if (!Started()) config.policy.thread_caches = false;
+  return Partition::Create(name, config, NowMs);
+}
+
+void DestroyPartition(Partition* partition) {
+  DropPartitionCaches(partition);
+  Partition::Destroy(partition);
+}
+
+Partition* SetThreadPartition(Partition* partition) {
+  if (!Started()) return nullptr;
+  Partition* previous = CurrentPartition();
+  tls_partition = partition == g_default ? nullptr : partition;
+  // The cache malloc's fast path pops from becomes that partition's (the
+  // sentinel until its slow path makes one).
+  tls_cache = tls_caches.by_slot[CurrentPartition()->alloc_slot()];
+  return previous;
+}
+
+Partition* ThreadPartition() { return Started() ? CurrentPartition() : nullptr; }
 
 size_t UsableSizeFor(Partition* partition, size_t size, size_t align, size_t* request) {
   if (request != nullptr) *request = size;
@@ -645,7 +714,8 @@ size_t UsableSizeFor(Partition* partition, size_t size, size_t align, size_t* re
   if (partition == nullptr) partition = g_default;
   // Strict mode records each small object's exact size; other slabs hold
   // their class's size; large blocks own whole pages.
-  bool strict = partition == g_default && g_strict;
+  if (!AdjustRequest(partition->policy(), &size, &align)) return 0;
+  bool strict = partition->strict();
   int cls = strict ? StrictClassFor(size, align) : SmallClassFor(size, align);
   if (cls == 0) return RoundUp(size, kPageSize);
   size_t usable = strict ? size : kSizeClasses.size(cls);
@@ -676,9 +746,12 @@ static void CheckPartitionOwns(Partition* partition, void* p, const char* what) 
   }
 }
 
-void PartitionFree(Partition* partition, void* p) {
-  CheckPartitionOwns(partition, p, "nitro_partition_free");
-  Free(p);
+void PartitionFreeSlow(Partition* partition, void* p) {
+  Span* s = GlobalPageMap().Get(p);
+  // The span's partition owns every block the page map knows (guarded
+  // blocks: the default partition); anything else is looked up in full.
+  if (s == nullptr || s->partition != partition) CheckPartitionOwns(partition, p, "nitro_partition_free");
+  FreeSlow(p);
 }
 
 void* PartitionReallocate(Partition* partition, void* p, size_t size) {
@@ -689,7 +762,8 @@ void* PartitionReallocate(Partition* partition, void* p, size_t size) {
 
 bool FlushThreadCache() {
   if (!Started()) return false;
-  ThreadCache* tc = tls_cache;
+  FlushPartitionCaches();
+  ThreadCache* tc = DefaultCache();
   if (tc->is_sentinel()) return false;
   tc->Flush();
   return true;

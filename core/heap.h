@@ -9,6 +9,15 @@
 // due, a large, aligned, zeroed or foreign request, a heap not yet started,
 // legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
 // FreeSlow. Every reallocation, whatever its ABI, is Reallocate.
+//
+// Every partition numbered below kCachedPartitions has thread caches too:
+// a thread holds one cache per partition it uses (tls_caches, by partition
+// id, made on the slow path). PartitionMalloc is Malloc with the cache of
+// the partition named; Free pushes onto the cache of the partition whose
+// span holds the object. malloc's own cache, tls_cache, is the cache of
+// the thread's current partition: the default one, or the one a scoped
+// partition (SetThreadPartition) names, so switching costs the fast path
+// nothing.
 #ifndef NITROHEAP_CORE_HEAP_H_
 #define NITROHEAP_CORE_HEAP_H_
 
@@ -23,14 +32,29 @@
 
 namespace nitro {
 
+// The cache malloc pops from: that of the thread's current partition.
 extern __thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec")));
+// The thread's caches, by partition id (an empty sentinel where it has none;
+// slot 0 always). Other threads write a slot only when the partition is
+// destroyed (DestroyPartition), under the registry lock.
+struct ThreadCaches {
+  ThreadCache* by_slot[kCachedPartitions];
+  ThreadCaches* next;  // the registry of threads holding partition caches
+  ThreadCaches* prev;
+  ThreadCache** current;  // &tls_cache of the owning thread
+  bool registered;
+};
+extern __thread ThreadCaches tls_caches __attribute__((tls_model("initial-exec")));
 
 // The one allocation slow path. align: 0 (or up to kMinAlign) for the
 // natural alignment, else a power of two; zero: the block reads as zero.
 // Failure: nullptr with errno = ENOMEM (the C rule; abi/cpp_new.cc adds
 // the C++ one on top).
 NITRO_NOINLINE void* AllocateSlow(size_t size, size_t align, bool zero);
+// The same in a named partition (nullptr: the default one).
+NITRO_NOINLINE void* AllocateSlowIn(Partition* partition, size_t size, size_t align, bool zero);
 NITRO_NOINLINE void* SampleSlow(void* p, size_t size);
+NITRO_NOINLINE void* SampleSlowIn(Partition* partition, void* p, size_t size);
 NITRO_NOINLINE void FreeSlow(void* p);
 NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
 
@@ -48,12 +72,15 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 }
 
 // The checks every mode makes on a free, on the fast path: the pointer is
-// the start of an object of a default-partition slab, and that object is not
-// already free. Returns the size class, or 0 for "take the slow path" (also
+// the start of an object of a thread-cached partition's slab, and that
+// object is not already free; *tc: that partition's cache in this thread. Returns the size class, or 0 for "take the slow path" (also
 // for spans holding flight-recorder samples, whose frees are timed).
-NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
+NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc) {
   uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
+  // Only partitions numbered below kCachedPartitions mark their slabs with a
+  // class (Partition::Init), so the slot exists.
+  tc = tls_caches.by_slot[s->partition_id];
   int cls = static_cast<int>(word);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
@@ -65,7 +92,7 @@ NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
 NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr)) {
-    ThreadCache* tc = tls_cache;
+    ThreadCache* tc;
     int cls = FastFreeClass(p, s, tc);
     if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
       tc->AccountFree(cls);
@@ -80,7 +107,7 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
-    ThreadCache* tc = tls_cache;
+    ThreadCache* tc;
     int cls = FastFreeClass(p, s, tc);
     if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls) &&
         NITRO_LIKELY(tc->Push(cls, p))) {
@@ -112,11 +139,54 @@ void* Reallocate(void* p, size_t size, size_t align = 0);
 Partition* PartitionOf(const void* p);
 // nitro_partition_free / _realloc: the pointer must be the partition's
 // (reported otherwise); then the same paths as free and realloc.
-void PartitionFree(Partition* partition, void* p);
+NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p);
+NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p) {
+  Span* s = GlobalPageMap().Get(p);
+  if (NITRO_LIKELY(s != nullptr && s->partition == partition)) {
+    ThreadCache* tc;
+    int cls = FastFreeClass(p, s, tc);
+    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
+      tc->AccountFree(cls);
+      return;
+    }
+  }
+  PartitionFreeSlow(partition, p);
+}
 void* PartitionReallocate(Partition* partition, void* p, size_t size);
-// An allocation in `partition` (nullptr or the default one: Allocate, with its fast
-// path); zero: the block reads as zero.
+// Malloc in a named partition: the same fast path with that partition's
+// cache in this thread (the sentinel's when it has none, or when requests
+// need adjusting: SHARED_RW, typed partitions; those take the slow path).
+NITRO_ALWAYS_INLINE void* PartitionMalloc(Partition* partition, size_t size) {
+  if (NITRO_LIKELY(size <= kMaxSmallSize)) {
+    ThreadCache* tc = tls_caches.by_slot[partition->alloc_slot()];
+    int cls = kSizeClasses.ClassFor(size);
+    void* p = tc->Pop(cls);
+    if (NITRO_LIKELY(p != nullptr)) {
+      if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
+      return SampleSlowIn(partition, p, size);
+    }
+  }
+  return AllocateSlowIn(partition, size, 0, false);
+}
+
+// An allocation in `partition` (nullptr: the thread's current partition,
+// Allocate); zero: the block reads as zero.
 void* AllocateIn(Partition* partition, size_t size, size_t align, bool zero);
+
+// A partition with a policy (core/partition.h), made and destroyed by the
+// process heap so that thread caches follow: DestroyPartition first drops
+// every thread's cache of it (without touching its memory), then unmaps it.
+// nullptr with errno as Partition::Create.
+Partition* CreatePartition(const char* name, const PartitionPolicy& policy);
+// The policy a partition created without one gets: the process options'.
+PartitionPolicy DefaultPolicy();
+void DestroyPartition(Partition* partition);
+// The thread's current partition: malloc, new and every call that names no
+// partition allocate there (nullptr or the default partition: the default).
+// Returns the previous one. Checked on the slow path only: switching sets
+// the cache malloc's fast path pops from.
+Partition* SetThreadPartition(Partition* partition);
+Partition* ThreadPartition();
 // The usable size a request for `size` bytes (alignment `align`) gets from
 // `partition` (nullptr: the default one), without allocating (nallocx): the
 // class's size for a slab object, the exact size for strict mode's small

@@ -36,6 +36,22 @@ bool Started();
 // thread is exiting or the heap does not run.
 ThreadCache* CreateThreadCache();
 ThreadCache* CacheForThisThread();
+// This thread's cache of `partition`, made on first use; nullptr when the
+// partition has no thread caches, the thread is exiting, or memory runs out.
+// The default partition's is CacheForThisThread's.
+ThreadCache* CacheFor(Partition* partition);
+// This thread's cache of the default partition (the sentinel if none): the
+// one that counts the thread's bytes (ThisThreadBytes).
+inline ThreadCache* DefaultCache() { return tls_caches.by_slot[g_default->id()]; }
+// The partition malloc serves this thread from (SetThreadPartition).
+extern __thread Partition* tls_partition __attribute__((tls_model("initial-exec")));
+inline Partition* CurrentPartition() { return tls_partition != nullptr ? tls_partition : g_default; }
+// Returns this thread's cached objects of every partition but the default
+// one to their partitions.
+void FlushPartitionCaches();
+// Drops every thread's cache of `partition` without touching its objects
+// (it is being destroyed).
+void DropPartitionCaches(Partition* partition);
 // At start-up, on the thread that starts the heap: the exit of the main
 // thread is noticed even if it never gets a cache.
 void RegisterThreadExitKey();
@@ -49,12 +65,15 @@ SpinLock& ThreadCachePoolLock();
 // ---- sampling (sampling.cc) ----
 int64_t NextSample();
 int64_t NextRecord();
+// The first countdowns of a cache of `partition` (its policy's rates).
+int64_t NextSample(Partition* partition);
+int64_t NextRecord(Partition* partition);
 // The one sampling decision, for an allocation whose countdowns ran out
 // (ThreadCache::AccountAlloc or RecordBytes returned true). `p` is the block
 // already chosen (class `cls`, 0 for large): it is returned, or replaced by a
 // guarded block (p then goes back to the cache). The result is recorded in
 // the flight recorder when due.
-void* Sampled(ThreadCache* tc, void* p, size_t size, size_t align, int cls);
+void* Sampled(Partition* partition, ThreadCache* tc, void* p, size_t size, size_t align, int cls);
 // The free of a possibly recorded object: tells telemetry, and lets the
 // span's frees take the fast path again once no sample is left in it.
 void RecordedFree(Span* s, void* p);
@@ -65,7 +84,7 @@ void RecordedFree(Span* s, void* p);
 // The small class strict mode serves a request from (room for the canary
 // byte included), or 0 when the request takes the large path.
 int StrictClassFor(size_t size, size_t align);
-bool StrictAllocate(size_t size, size_t align, void** out);
+bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out);
 void StrictFree(Span* s, void* p, int cls);
 // Keeps a small object in place for a new size when its slot still has room
 // for a canary; false when it must move.

@@ -45,6 +45,13 @@ bool ProtectReadWrite(void* p, size_t size) {
   return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }
 
+bool AdviseHugePages(void* p, size_t size) {
+  int saved = errno;  // a hint: a kernel without THP leaves errno as it was
+  bool ok = madvise(p, size, MADV_HUGEPAGE) == 0;
+  errno = saved;
+  return ok;
+}
+
 bool ReadWithoutFault(const void* addr, void* out, size_t len) {
   int saved = errno;
   struct iovec local = {out, len};

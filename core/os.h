@@ -19,6 +19,8 @@ void Release(void* p, size_t size);
 // Makes a range inaccessible (guard pages) or accessible again.
 bool ProtectNone(void* p, size_t size);
 bool ProtectReadWrite(void* p, size_t size);
+// Asks for transparent huge pages on a range (a hint; false if refused).
+bool AdviseHugePages(void* p, size_t size);
 // Copies `len` bytes at `addr` into `out` without ever faulting: the kernel
 // reads them on our behalf (process_vm_readv) and says EFAULT for memory
 // that is unmapped or inaccessible (mincore alone would pass a PROT_NONE

@@ -117,6 +117,7 @@ PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
     os::Unmap(base, size);
     return nullptr;
   }
+  if (huge_pages_) os::AdviseHugePages(base, size);
   Region* r = RegionPool().New();
   if (r == nullptr) {
     os::Unmap(base, size);

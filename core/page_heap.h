@@ -43,6 +43,8 @@ class PageHeap {
   // runs beyond it are released oldest first.
   void Init(Partition* owner, uint16_t id, size_t region_bytes, size_t max_free_committed,
             Clock clock);
+  // Regions reserved from now on ask the kernel for transparent huge pages.
+  void AdviseHugePages() { huge_pages_ = true; }
 
   // A run of `pages` pages whose start is aligned to `align_pages` pages, or
   // nullptr when address space or metadata run out. The span's pages point
@@ -113,6 +115,7 @@ class PageHeap {
   SpanList& ListFor(const Span* s);
 
   SpinLock lock_{LockRank::kPartition};
+  bool huge_pages_ = false;
   Partition* owner_ = nullptr;
   uint16_t id_ = 0;
   size_t region_bytes_ = kDefaultRegionBytes;

@@ -111,6 +111,12 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
   pages_.contract().Init(this, name_, RunPressureActions);
   large_guard_pages_ = config.large_guard_pages;
+  policy_ = config.policy;
+  bool cached = id < kCachedPartitions && policy_.thread_caches;
+  slab_owner_.thread_cached = cached;
+  slab_owner_.strict = policy_.strict;
+  alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
+  if (policy_.huge_pages) pages_.AdviseHugePages();
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, key_);
 }
 

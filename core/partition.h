@@ -21,6 +21,40 @@
 
 namespace nitro {
 
+// How a partition serves its objects (set at creation; the heap layer fills
+// it from the process options or a trait set, core/heap.h).
+struct PartitionPolicy {
+  // Every strict-mode check (core/strict.cc): zero on free and verified on
+  // reuse, canaries past each request, checked links, randomized reuse.
+  bool strict = false;
+  // false: no thread caches (every call takes the partition's locks).
+  bool thread_caches = true;
+  // Bytes each thread's cache of this partition holds before it returns a
+  // batch (tcache_max_bytes for the default partition).
+  size_t cache_max_bytes = size_t{256} << 10;
+  // Freed small objects a thread cache holds back before reuse, in bytes
+  // per cache (ThreadCache::Init turns it into a depth per class).
+  size_t quarantine_bytes = size_t{64} << 10;
+  // Flight-recorder sampling; false: never recorded (TELEMETRY_SILENT).
+  bool record = true;
+  // Free pages go back to the kernel after decay_ms; false: kept (PERSISTENT).
+  bool decay = true;
+  // madvise(MADV_HUGEPAGE) on the partition's region (PERSISTENT).
+  bool huge_pages = false;
+  // Every object starts at a multiple of this and its size is rounded up
+  // to it (SHARED_RW: 64, one cache line per object); 0: natural.
+  uint32_t min_align = 0;
+  // Typed partitions: the one object size served; other requests fail with
+  // EINVAL and the memory is never used for another class.
+  uint32_t object_size = 0;
+};
+
+// Thread caches exist for the partitions numbered below this: each thread
+// holds a table of that many cache pointers (core/heap.h), indexed by the
+// partition id that every span carries. Partitions numbered higher take
+// their locks on every call.
+inline constexpr int kCachedPartitions = 32;
+
 struct PartitionConfig {
   size_t region_bytes = PageHeap::kDefaultRegionBytes;
   // Free page runs kept committed before the oldest are released at once;
@@ -31,6 +65,7 @@ struct PartitionConfig {
   // Freed large runs wait (protected) before reuse; 0 bytes: no quarantine.
   size_t large_quarantine_bytes = size_t{16} << 20;
   size_t large_quarantine_spans = 8;
+  PartitionPolicy policy;
 };
 
 // What the page map says about an address.
@@ -108,12 +143,18 @@ class Partition {
   template <typename F>
   size_t Visit(F f);
 
-  // Set once, for the default partition, before any allocation from it.
+  // Set once at creation, before any allocation from the partition: its
+  // slabs' frees take the thread-cache fast path (ids below kCachedPartitions).
   void set_thread_cached(bool v) { slab_owner_.thread_cached = v; }
   bool thread_cached() const { return slab_owner_.thread_cached; }
   // strict mode: slabs are zeroed when made and record each object's size.
   void set_strict(bool v) { slab_owner_.strict = v; }
   bool strict() const { return slab_owner_.strict; }
+  const PartitionPolicy& policy() const { return policy_; }
+  // The thread-cache slot the allocation fast path may use: the id when a
+  // request needs no adjusting (no min_align, not typed) and the partition
+  // is thread cached, else 0, whose cache is always the empty sentinel.
+  uint16_t alloc_slot() const { return alloc_slot_; }
   const char* name() const { return name_; }
   uint16_t id() const { return id_; }
   uintptr_t key() const { return key_; }
@@ -136,6 +177,8 @@ class Partition {
   uint16_t id_ = 0;
   uintptr_t key_ = 0;
   bool large_guard_pages_ = true;
+  uint16_t alloc_slot_ = 0;
+  PartitionPolicy policy_;
   PageHeap pages_;
   SlabOwner slab_owner_ = {};
   CentralFreeList central_[kNumClasses];

@@ -29,7 +29,8 @@ void ReclaimerTick() {
   if (idle_round) g_last_idle_release = now;
   Partition::ForEach([cutoff, idle_round](Partition* p) {
     if (idle_round) p->ReleaseIdleObjects();
-    p->ReleaseFreedBefore(cutoff);
+    // A partition without decay (PERSISTENT) keeps its free pages.
+    if (p->policy().decay) p->ReleaseFreedBefore(cutoff);
   });
   movable::BackgroundTick(now, g_options.compact_interval_ms, g_options.compact_budget);
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);

@@ -66,19 +66,30 @@ int64_t NextSample(uint64_t rate) {
 
 int64_t NextSample() { return NextSample(SampleRate()); }
 
-void* Sampled(ThreadCache* tc, void* p, size_t size, size_t align, int cls) {
-  bool record = tc->RecordDue();
-  if (record) tc->ResetRecordCountdown(NextRecord());
+// The guarded pool's blocks belong to the default partition, so only its
+// allocations are guarded; other partitions' caches only recheck.
+int64_t NextSample(Partition* partition) {
+  return partition == g_default ? NextSample() : kSampleRecheck;
+}
+
+// A TELEMETRY_SILENT partition's countdown never runs out.
+int64_t NextRecord(Partition* partition) {
+  return partition->policy().record ? NextRecord() : INT64_MAX;
+}
+
+void* Sampled(Partition* partition, ThreadCache* tc, void* p, size_t size, size_t align, int cls) {
+  bool record = tc->RecordDue() && partition->policy().record;
+  if (tc->RecordDue()) tc->ResetRecordCountdown(NextRecord(partition));
   // Only small objects are guarded (a large block has guard pages of its
   // own); strict's malloc(0) keeps its address with no accessible byte.
   bool guard = false;
   if (cls != 0 && tc->GuardDue()) {
-    uint64_t rate = SampleRate();
+    uint64_t rate = partition == g_default ? SampleRate() : 0;
     tc->ResetSampleCountdown(NextSample(rate));
     guard = rate != 0;  // with sampling off, only the recheck was due
   }
   if (guard) {
-    bool zero_size = g_strict && size == 0 && align <= kMinAlign;
+    bool zero_size = partition->strict() && size == 0 && align <= kMinAlign;
     if (void* q = g_pool.initialized() && !zero_size ? g_pool.Allocate(size, align) : nullptr) {
       // p goes back unused; the guarded pool counts this allocation.
       tc->PushChecked(cls, p);

@@ -2,7 +2,9 @@
 // objects are zero (a write after free shows as a non-zero byte when the
 // object is reused), the bytes past each request hold canaries (an overflow
 // into the slack is caught at free or realloc), free-list links are checked
-// before they are followed, and reuse is randomized.
+// before they are followed, and reuse is randomized. Every partition whose
+// policy is strict takes it: the default one in strict mode, SECURE_STRICT
+// ones in every mode.
 #include <errno.h>
 #include <string.h>
 
@@ -11,9 +13,13 @@
 namespace nitro {
 namespace {
 
+// The partition whose free list ValidStrictObject vets (the validator takes
+// no context: ThreadCache::Validator).
+__thread Partition* tls_vetted __attribute__((tls_model("initial-exec"))) = nullptr;
+
 bool ValidStrictObject(void* q, int cls) {
   Span* s = GlobalPageMap().Get(q);
-  if (s == nullptr || s->state != SpanState::kSlab || s->partition != g_default || s->size_class != cls) {
+  if (s == nullptr || s->state != SpanState::kSlab || s->partition != tls_vetted || s->size_class != cls) {
     return false;
   }
   uintptr_t off = reinterpret_cast<uintptr_t>(q) - s->start;
@@ -38,11 +44,11 @@ void FillCanaries(void* p, size_t requested, size_t slot) {
   for (size_t i = requested; i < slot; i++) bytes[i] = CanaryAt(requested, i);
 }
 
-void CheckCanaries(void* p, size_t requested, size_t slot) {
+void CheckCanaries(const Partition* partition, void* p, size_t requested, size_t slot) {
   auto* bytes = static_cast<unsigned char*>(p);
   for (size_t i = requested; i < slot; i++) {
     if (bytes[i] != CanaryAt(requested, i)) {
-      ReportMisuse(misuse::kOverflow, bytes + i, g_default->name(),
+      ReportMisuse(misuse::kOverflow, bytes + i, partition->name(),
                    "the %zu-byte object at %p was written past its end (canary at offset %zu)", requested,
                    p, i);
     }
@@ -57,12 +63,13 @@ int StrictClassFor(size_t size, size_t align) {
                             : (align <= kPageSize ? kSizeClasses.ClassForAligned(size + 1, align) : 0);
 }
 
-bool StrictAllocate(size_t size, size_t align, void** out) {
+bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out) {
   int cls = StrictClassFor(size, align);
   if (cls == 0) return false;  // the caller takes the large path
   *out = nullptr;
-  ThreadCache* tc = CacheForThisThread();
-  if (size == 0 && align <= kMinAlign) {
+  ThreadCache* tc = CacheFor(partition);
+  // The zero-size region is the default partition's (made in strict mode).
+  if (size == 0 && align <= kMinAlign && partition == g_default) {
     // No accessible byte, whatever the sampling says.
     if (void* q = g_zero.Allocate()) {
       *out = q;
@@ -70,35 +77,39 @@ bool StrictAllocate(size_t size, size_t align, void** out) {
     }
   }
   void* p = nullptr;
+  tls_vetted = partition;
   if (tc != nullptr) {
     p = tc->PopChecked(cls, 8, ValidStrictObject);
     while (p == nullptr && tc->RefillList(cls)) p = tc->PopChecked(cls, 8, ValidStrictObject);
   } else {
-    p = g_default->central(cls).AllocateOne();
+    p = partition->central(cls).AllocateOne();
   }
   if (p == nullptr) {
     errno = ENOMEM;
     return true;
   }
   if (!ValidStrictObject(p, cls)) {
-    ReportMisuse(misuse::kCorruptFreeList, p, g_default->name(),
+    ReportMisuse(misuse::kCorruptFreeList, p, partition->name(),
                  "a free-list link points outside the %u-byte class", kSizeClasses.size(cls));
   }
   uint32_t slot = kSizeClasses.size(cls);
   auto* bytes = static_cast<unsigned char*>(p);
   for (uint32_t i = 16; i < slot; i++) {
     if (bytes[i] != 0) {
-      ReportMisuse(misuse::kWriteAfterFree, bytes + i, g_default->name(),
+      ReportMisuse(misuse::kWriteAfterFree, bytes + i, partition->name(),
                    "byte %u of a freed %u-byte object at %p was written after it was freed", i, slot, p);
     }
   }
   if (tc != nullptr && tc->AccountAlloc(cls, size)) {
-    void* q = Sampled(tc, p, size, align, cls);
+    void* q = Sampled(partition, tc, p, size, align, cls);
     if (q != p) {
       *out = q;  // p went back to the cache, still zero
       return true;
     }
   }
+  // The list link and free marker were the only non-zero bytes: the object
+  // reads as zero (SECURE_STRICT's zero on allocation).
+  memset(bytes, 0, 16);
   Span* s = GlobalPageMap().Get(p);
   if (s->requested_sizes != nullptr) RequestedSize(s, p) = static_cast<uint32_t>(size);
   FillCanaries(p, size, slot);
@@ -109,11 +120,11 @@ bool StrictAllocate(size_t size, size_t align, void** out) {
 void StrictFree(Span* s, void* p, int cls) {
   uint32_t slot = kSizeClasses.size(cls);
   size_t req = s->requested_sizes != nullptr ? RequestedSize(s, p) : slot;
-  CheckCanaries(p, req, slot);
+  CheckCanaries(s->partition, p, req, slot);
   memset(p, 0, slot);  // a read after free sees no old data
-  ThreadCache* tc = CacheForThisThread();
+  ThreadCache* tc = CacheFor(s->partition);
   if (tc == nullptr) {
-    g_default->central(cls).FreeOne(p);
+    s->partition->central(cls).FreeOne(p);
     return;
   }
   tc->PushChecked(cls, p);
@@ -122,14 +133,14 @@ void StrictFree(Span* s, void* p, int cls) {
 
 bool StrictResizeInPlace(const PointerInfo& info, void* p, size_t size) {
   uint32_t slot = kSizeClasses.size(info.size_class);
-  if (info.span->requested_sizes == nullptr || info.partition != g_default || size >= slot ||
+  if (info.span->requested_sizes == nullptr || !info.partition->strict() || size >= slot ||
       size <= slot / 2) {
     return false;
   }
   // The bytes past the old size must still be canaries; those past the new
   // size become canaries.
   size_t old = RequestedSize(info.span, p);
-  CheckCanaries(p, old, slot);
+  CheckCanaries(info.partition, p, old, slot);
   FillCanaries(p, size, slot);
   RequestedSize(info.span, p) = static_cast<uint32_t>(size);
   return true;

@@ -27,6 +27,53 @@ char g_main_marker;
 
 __thread bool tls_dead __attribute__((tls_model("initial-exec"))) = false;
 
+// Threads holding caches of partitions other than the default one, under
+// g_registry_lock (each ThreadCaches lives in its thread's TLS until the
+// thread exits and unlinks it).
+ThreadCaches* g_partition_threads = nullptr;
+// The thread-exit key's value for a thread with partition caches but no
+// default-partition cache, so that its exit is seen.
+char g_partition_caches_marker;
+
+constexpr ThreadCaches EmptyThreadCaches(ThreadCache* sentinel) {
+  ThreadCaches t{};
+  for (ThreadCache*& c : t.by_slot) c = sentinel;
+  return t;
+}
+
+bool IsDefaultSlot(int slot) { return g_default != nullptr && slot == g_default->id(); }
+
+// Takes one cache out of a thread's table (and out of its malloc slot when
+// the thread's current partition is that one). Under g_registry_lock.
+ThreadCache* TakeSlot(ThreadCaches* t, int slot) {
+  ThreadCache* tc = t->by_slot[slot];
+  if (tc == &g_sentinel) return nullptr;
+  __atomic_store_n(&t->by_slot[slot], &g_sentinel, __ATOMIC_RELAXED);
+  if (t->current != nullptr && __atomic_load_n(t->current, __ATOMIC_RELAXED) == tc) {
+    __atomic_store_n(t->current, &g_sentinel, __ATOMIC_RELAXED);
+  }
+  return tc;
+}
+
+// Unlinks this thread's partition caches (not the default partition's),
+// returning their objects first when `flush`. Under g_registry_lock, so a
+// DestroyPartition running at the same time either dropped a cache before
+// or waits until it is flushed.
+void ReleasePartitionCachesLocked(ThreadCaches* t, bool flush) {
+  if (!t->registered) return;
+  for (int i = 1; i < kCachedPartitions; i++) {
+    if (IsDefaultSlot(i)) continue;
+    if (ThreadCache* tc = TakeSlot(t, i)) {
+      if (flush) tc->Flush();
+      g_cache_pool.Delete(tc);
+    }
+  }
+  if (t->prev) t->prev->next = t->next; else g_partition_threads = t->next;
+  if (t->next) t->next->prev = t->prev;
+  t->next = t->prev = nullptr;
+  t->registered = false;
+}
+
 bool IsMainThread() { return syscall(SYS_gettid) == getpid(); }
 
 // Unlinks a cache and keeps its counts; `flush` first returns its objects.
@@ -47,11 +94,16 @@ void DestroyThreadCache(ThreadCache* tc, bool flush) {
 
 void ThreadExit(void* arg) {
   bool main = IsMainThread();
-  if (arg != &g_main_marker) {
-    // Later destructors of this thread may still allocate: they go to the
-    // middle layer directly instead of creating a new cache.
-    tls_dead = true;
+  // Later destructors of this thread may still allocate: they go to the
+  // middle layer directly instead of making (and registering) new caches.
+  tls_dead = true;
+  {
+    LockGuard g(g_registry_lock);
+    ReleasePartitionCachesLocked(&tls_caches, /*flush=*/true);
+  }
+  if (arg != &g_main_marker && arg != &g_partition_caches_marker) {
     tls_cache = &g_sentinel;
+    tls_caches.by_slot[g_default->id()] = &g_sentinel;
     DestroyThreadCache(static_cast<ThreadCache*>(arg), /*flush=*/true);
   }
   if (main) g_main_exited.store(true, std::memory_order_release);
@@ -61,6 +113,9 @@ void ThreadExit(void* arg) {
 }  // namespace
 
 __thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec"))) = &g_sentinel;
+__thread ThreadCaches tls_caches __attribute__((tls_model("initial-exec"))) =
+    EmptyThreadCaches(&g_sentinel);
+__thread Partition* tls_partition __attribute__((tls_model("initial-exec"))) = nullptr;
 
 SpinLock& ThreadRegistryLock() { return g_registry_lock; }
 SpinLock& ThreadCachePoolLock() { return g_cache_pool.lock(); }
@@ -90,14 +145,68 @@ ThreadCache* CreateThreadCache() {
     g_registry = tc;
     __atomic_store_n(&g_threads, g_threads + 1, __ATOMIC_RELAXED);
   }
-  tls_cache = tc;
+  tls_caches.by_slot[g_default->id()] = tc;
+  if (CurrentPartition() == g_default) tls_cache = tc;
   if (g_thread_key_ok) pthread_setspecific(g_thread_key, tc);
   return tc;
 }
 
 ThreadCache* CacheForThisThread() {
-  ThreadCache* tc = tls_cache;
+  ThreadCache* tc = DefaultCache();
   return tc->is_sentinel() ? CreateThreadCache() : tc;
+}
+
+ThreadCache* CacheFor(Partition* partition) {
+  if (partition == g_default) return CacheForThisThread();
+  if (!partition->thread_cached()) return nullptr;
+  int slot = partition->id();
+  ThreadCache* tc = tls_caches.by_slot[slot];
+  if (!tc->is_sentinel()) return tc;
+  if (tls_dead || g_state.load(std::memory_order_relaxed) != kReadyNitro) return nullptr;
+  tc = g_cache_pool.New();
+  if (tc == nullptr) return nullptr;
+  const PartitionPolicy& policy = partition->policy();
+  tc->Init(partition, policy.cache_max_bytes, policy.quarantine_bytes, policy.strict,
+           NextSample(partition), NextRecord(partition));
+  tc->owner_thread = static_cast<unsigned long>(pthread_self());
+  {
+    LockGuard g(g_registry_lock);
+    ThreadCaches* t = &tls_caches;
+    if (!t->registered) {
+      t->current = &tls_cache;
+      t->next = g_partition_threads;
+      t->prev = nullptr;
+      if (g_partition_threads) g_partition_threads->prev = t;
+      g_partition_threads = t;
+      t->registered = true;
+    }
+    t->by_slot[slot] = tc;
+  }
+  if (tls_partition == partition && partition->alloc_slot() != 0) tls_cache = tc;
+  // The exit of a thread that never made a default-partition cache must
+  // still release this one.
+  if (g_thread_key_ok && pthread_getspecific(g_thread_key) == nullptr) {
+    pthread_setspecific(g_thread_key, &g_partition_caches_marker);
+  }
+  return tc;
+}
+
+void FlushPartitionCaches() {
+  LockGuard g(g_registry_lock);
+  for (int i = 1; i < kCachedPartitions; i++) {
+    ThreadCache* tc = tls_caches.by_slot[i];
+    if (!IsDefaultSlot(i) && !tc->is_sentinel()) tc->Flush();
+  }
+}
+
+void DropPartitionCaches(Partition* partition) {
+  int slot = partition->id();
+  if (slot >= kCachedPartitions || IsDefaultSlot(slot)) return;
+  LockGuard g(g_registry_lock);
+  for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
+    // Dropped, not flushed: the partition's memory is about to be unmapped.
+    if (ThreadCache* tc = TakeSlot(t, slot)) g_cache_pool.Delete(tc);
+  }
 }
 
 void DestroyOtherThreadCachesInChild() {
@@ -108,11 +217,18 @@ void DestroyOtherThreadCachesInChild() {
   // fork child about once in a few hundred forks under load). What they
   // held stays allocated in the child: at most tcache_max_bytes (plus the
   // quarantine) per thread of the parent.
-  ThreadCache* mine = tls_cache;
+  ThreadCache* mine = DefaultCache();
   for (ThreadCache* tc = g_registry; tc != nullptr;) {
     ThreadCache* next = tc->next;
     if (tc != mine) DestroyThreadCache(tc, /*flush=*/false);
     tc = next;
+  }
+  // Their partition caches too (the same reason: dropped, not flushed).
+  LockGuard g(g_registry_lock);
+  for (ThreadCaches* t = g_partition_threads; t != nullptr;) {
+    ThreadCaches* next = t->next;
+    if (t != &tls_caches) ReleasePartitionCachesLocked(t, /*flush=*/false);
+    t = next;
   }
   // The child's only thread is the one that forked: it is the program's
   // main thread from now on.

@@ -8,7 +8,10 @@
 # program; every run checks that malloc came from the expected library.
 #
 # Usage: testing/bench/callgrind_fastpath.sh [--no-build] [--n N] [--size BYTES]
-#            [--bin PATH] [--nitroheap-so PATH]
+#            [--bin PATH] [--nitroheap-so PATH] [--api API]
+# API (fastpath_pairs' third argument): malloc (default, every allocator),
+# or NitroHeap's partition, mallocx, mallocx-trait (NitroHeap only; mallocx
+# also jemalloc).
 # Output: a table, and one machine-readable line per allocator:
 #   callgrind <allocator> <instructions per pair> <N> <object defining malloc>
 set -euo pipefail
@@ -20,6 +23,7 @@ N=200000
 SIZE=64
 BIN="$ROOT/bazel-bin/testing/bench/fastpath_pairs"
 SO="$ROOT/bazel-bin/abi/libnitroheap.so"
+API=malloc
 while [ $# -gt 0 ]; do
   case "$1" in
     --no-build) BUILD=0 ;;
@@ -27,7 +31,8 @@ while [ $# -gt 0 ]; do
     --size) SIZE=$2; shift ;;
     --bin) BIN=$2; shift ;;
     --nitroheap-so) SO=$2; shift ;;
-    *) echo "usage: $0 [--no-build] [--n N] [--size BYTES] [--bin PATH] [--nitroheap-so PATH]" >&2; exit 2 ;;
+    --api) API=$2; shift ;;
+    *) echo "usage: $0 [--no-build] [--n N] [--size BYTES] [--bin PATH] [--nitroheap-so PATH] [--api API]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -38,21 +43,29 @@ fi
 
 LIB=/usr/lib/x86_64-linux-gnu
 ALLOCATORS="glibc: nitroheap:$SO mimalloc:$LIB/libmimalloc.so.2 jemalloc:$LIB/libjemalloc.so.2 tcmalloc:$LIB/libtcmalloc_minimal.so.4"
+case "$API" in
+  malloc) ;;
+  mallocx) ALLOCATORS="nitroheap:$SO jemalloc:$LIB/libjemalloc.so.2" ;;
+  *) ALLOCATORS="nitroheap:$SO" ;;
+esac
 
 # count PRELOAD PAIRS -> prints "INSTRUCTIONS MALLOC_FROM"
 count() {
   local preload=$1 pairs=$2 log out
   log=$(mktemp)
   out=$(env ${preload:+LD_PRELOAD=$preload} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
-          "$BIN" "$pairs" "$SIZE" 2>"$log") || { cat "$log" >&2; rm -f "$log"; return 1; }
-  local ir
-  ir=$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\).*/\1/p' "$log")
+          "$BIN" "$pairs" "$SIZE" "$API" 2>"$log") || { cat "$log" >&2; rm -f "$log"; return 1; }
+  local ir pid
+  # The program's own count: a helper process (NitroHeap's background work
+  # in its own descriptor table) reports a second one.
+  pid=$(sed -n 's/^==\([0-9]*\)==.*/\1/p' "$log" | head -1)
+  ir=$(sed -n "s/^==$pid== Collected : \([0-9]*\).*/\1/p" "$log")
   rm -f "$log"
   [ -n "$ir" ] || { echo "callgrind_fastpath: no instruction count" >&2; return 1; }
   echo "$ir ${out##*malloc_from=}"
 }
 
-printf '%-10s %18s %10s  %s\n' allocator "instr/pair ($SIZE B)" N "malloc from"
+printf '%-10s %18s %10s  %s\n' allocator "instr/pair ($SIZE B, $API)" N "malloc from"
 status=0
 machine=
 for entry in $ALLOCATORS; do

@@ -5,10 +5,16 @@
 // instructions per pair of its own (two calls through the PLT, a store, a
 // load, the counter).
 //
-// Usage: fastpath_pairs N [SIZE]      (SIZE defaults to 64)
+// Usage: fastpath_pairs N [SIZE [API]]      (SIZE defaults to 64)
+// API: malloc (the default: malloc/free), partition (nitro_partition_malloc
+// / nitro_partition_free in a partition of its own), mallocx-trait
+// (mallocx/dallocx with NITRO_TRAIT_LOW_LATENCY) or mallocx (flags 0).
+// NitroHeap's functions are looked up at run time, so the program still
+// runs under other allocators for the malloc API.
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -22,13 +28,58 @@ int main(int argc, char** argv) {
   void* w = malloc(size);
   asm volatile("" : : "r"(w) : "memory");
   free(w);
+  const char* api = argc > 3 ? argv[3] : "malloc";
   unsigned sum = 0;
-  for (long i = 0; i < n; i++) {
-    char* p = static_cast<char*>(malloc(size));
-    p[0] = static_cast<char>(i);
-    asm volatile("" : : "r"(p) : "memory");  // keeps the pair and the store
-    sum += static_cast<unsigned char>(p[0]);
-    free(p);
+  if (strcmp(api, "malloc") == 0) {
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(malloc(size));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");  // keeps the pair and the store
+      sum += static_cast<unsigned char>(p[0]);
+      free(p);
+    }
+  } else if (strcmp(api, "partition") == 0) {
+    using CreateFn = void* (*)(const char*);
+    using MallocFn = void* (*)(void*, size_t);
+    using FreeFn = void (*)(void*, void*);
+    auto create = reinterpret_cast<CreateFn>(dlsym(RTLD_DEFAULT, "nitro_partition_create"));
+    auto pmalloc = reinterpret_cast<MallocFn>(dlsym(RTLD_DEFAULT, "nitro_partition_malloc"));
+    auto pfree = reinterpret_cast<FreeFn>(dlsym(RTLD_DEFAULT, "nitro_partition_free"));
+    if (create == nullptr || pmalloc == nullptr || pfree == nullptr) {
+      fprintf(stderr, "fastpath_pairs: the partition API needs NitroHeap\n");
+      return 2;
+    }
+    void* part = create("fastpath");
+    pfree(part, pmalloc(part, size));  // warm-up: this thread's cache of it
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(pmalloc(part, size));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      sum += static_cast<unsigned char>(p[0]);
+      pfree(part, p);
+    }
+  } else if (strcmp(api, "mallocx") == 0 || strcmp(api, "mallocx-trait") == 0) {
+    using MallocxFn = void* (*)(size_t, int);
+    using DallocxFn = void (*)(void*, int);
+    auto mx = reinterpret_cast<MallocxFn>(dlsym(RTLD_DEFAULT, "mallocx"));
+    auto dx = reinterpret_cast<DallocxFn>(dlsym(RTLD_DEFAULT, "dallocx"));
+    if (mx == nullptr || dx == nullptr) {
+      fprintf(stderr, "fastpath_pairs: mallocx needs NitroHeap or jemalloc\n");
+      return 2;
+    }
+    // NITRO_TRAIT_LOW_LATENCY (nitroheap.h).
+    const int flags = strcmp(api, "mallocx") == 0 ? 0 : (0x80 | (1 << 15));
+    dx(mx(size, flags), flags);  // warm-up
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(mx(size, flags));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      sum += static_cast<unsigned char>(p[0]);
+      dx(p, flags);
+    }
+  } else {
+    fprintf(stderr, "fastpath_pairs: unknown API %s (malloc, partition, mallocx, mallocx-trait)\n", api);
+    return 2;
   }
   Dl_info info;
   void* sym = dlsym(RTLD_DEFAULT, "malloc");

@@ -404,8 +404,10 @@ def versions(nitro_so):
     return v
 
 
-def run_callgrind(paths, quick, timeout):
-    """Runs callgrind_fastpath.sh; returns (rows, raw text) or (None, why)."""
+def run_callgrind(paths, quick, timeout, api="malloc"):
+    """Runs callgrind_fastpath.sh; returns (rows, raw text) or (None, why).
+    api: fastpath_pairs' pair loop (malloc, or NitroHeap's partition,
+    mallocx, mallocx-trait); its rows name it beside the allocator."""
     script = os.path.join(os.path.dirname(os.path.abspath(__file__)), "callgrind_fastpath.sh")
     if not shutil.which("valgrind"):
         return None, "valgrind not installed"
@@ -413,6 +415,7 @@ def run_callgrind(paths, quick, timeout):
            "--nitroheap-so", paths["nitroheap_so"]]
     if quick:
         cmd += ["--n", "20000"]
+    cmd += ["--api", api]
     try:
         p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -421,6 +424,8 @@ def run_callgrind(paths, quick, timeout):
     for line in p.stdout.splitlines():
         parts = line.split()
         if len(parts) >= 4 and parts[0] == "callgrind":
+            if api != "malloc":
+                parts[1] = "%s (%s)" % (parts[1], api)
             rows.append(parts[1:])
     if p.returncode != 0 or not rows:
         return None, "callgrind_fastpath.sh failed (%d): %s" % (p.returncode, p.stderr.strip()[-500:])
@@ -574,6 +579,11 @@ def main():
     if not args.no_callgrind and paths.get("fastpath_pairs"):
         log("== callgrind fast path")
         callgrind = run_callgrind(paths, args.quick, 600)
+        # The same pair through a partition and the jemalloc-style API.
+        for api in ("partition", "mallocx", "mallocx-trait"):
+            extra = run_callgrind(paths, args.quick, 600, api)
+            if callgrind[0] is not None and extra[0] is not None:
+                callgrind[0].extend(extra[0])
 
     # ---- analysis
     failures = []
@@ -891,7 +901,10 @@ def main():
                        "(I(2N) - I(N)) / N under `valgrind --tool=callgrind`, start-up cancelled, "
                        "including about 12 instructions of the loop itself (two calls through the "
                        "PLT, a store, a load, the counter); each run checks that malloc came from "
-                       "the preloaded library.\n")
+                       "the preloaded library. Rows with an API name the pair loop: "
+                       "`partition` is nitro_partition_malloc/free in a partition of its own, "
+                       "`mallocx` mallocx/dallocx with flags 0, `mallocx-trait` with "
+                       "NITRO_TRAIT_LOW_LATENCY.\n")
             staged = {paths["nitroheap_so"]: args.nitroheap_so}
             out.append(md_table(["allocator", "instructions / pair", "N", "malloc from"],
                                 [(r[0], r[1], r[2], "`%s`" % display_path(staged.get(r[3], r[3])))

@@ -502,6 +502,28 @@ CASE case_partition_interior_free() {
 }
 
 // Freed through the wrong partition: reported by the partition asked.
+// A SECURE_STRICT object (a trait partition with strict's checks) in a
+// process of any mode: the write after free is caught when the slot is
+// reused, exactly as strict mode catches it in the default partition.
+CASE case_secure_strict_write_after_free() {
+  using ForTraitsFn = void* (*)(int);
+  constexpr int kSecureStrict = 0x80 | (1 << 14);  // NITRO_TRAIT_SECURE_STRICT
+  void* part = Sym<ForTraitsFn>("nitro_partition_for_traits")(kSecureStrict);
+  if (part == nullptr) {
+    Say("NO PARTITION\n");
+    _exit(3);
+  }
+  auto part_malloc = Sym<PartMallocFn>("nitro_partition_malloc");
+  auto part_free = Sym<PartFreeFn>("nitro_partition_free");
+  char* p = static_cast<char*>(part_malloc(part, 64));
+  Fill(p, 64, 0x11);
+  part_free(part, p);
+  Expect(p + 40);
+  Opaque(p)[40] = 7;
+  for (int i = 0; i < 200000; i++) part_free(part, Opaque(part_malloc(part, 64)));
+  return NotDetected();
+}
+
 CASE case_partition_wrong_partition() {
   void* a = MakePartition("misuse-a");
   void* b = MakePartition("misuse-b");
@@ -521,12 +543,14 @@ CASE case_partition_large_uaf() {
   return NotDetected();
 }
 
-// Non-default partitions get no strict features: an overflow into the slot's
-// slack is not seen at free, even in strict mode.
+// A partition made without a policy takes the process mode's: in strict
+// mode its objects have canaries too, so an overflow into the slot's slack
+// is seen at free; in the other modes it is not.
 CASE case_partition_overflow_slack() {
   void* part = MakePartition("misuse-part");
   char* p = static_cast<char*>(Sym<PartMallocFn>("nitro_partition_malloc")(part, 60));
   Fill(p, 60, 1);
+  Expect(p + 62);
   Opaque(p)[62] = 7;
   free(p);
   return NotDetected();
@@ -1156,6 +1180,7 @@ const Case kCases[] = {
     ENTRY(partition_double_free),
     ENTRY(partition_interior_free),
     ENTRY(partition_wrong_partition),
+    ENTRY(secure_strict_write_after_free),
     ENTRY(partition_large_uaf),
     ENTRY(partition_overflow_slack),
     ENTRY(region_bump_double_free),

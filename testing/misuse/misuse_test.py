@@ -190,9 +190,15 @@ CASES = {
     "partition_double_free": every(abort(DOUBLE, "misuse-part")),
     "partition_interior_free": every(abort(INVALID, "misuse-part")),
     "partition_wrong_partition": every(abort(FOREIGN, "misuse-b")),
+    # NITRO_TRAIT_SECURE_STRICT brings strict's checks to its partition in
+    # every process mode.
+    "secure_strict_write_after_free": every(abort(WAF, "traits:strict")),
     "partition_large_uaf": every(segv(UAF, "misuse-part")),
-    # No strict features outside the default partition.
-    "partition_overflow_slack": every(NOT_DETECTED),
+    # strict mode covers every partition (a partition made without a policy
+    # takes the process's mode).
+    "partition_overflow_slack": {
+        "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
+        "strict": abort(OVERFLOW, "misuse-part", details=r"canary")},
     # ---- heaps over a fixed region (nitroheap/region.h), each kind ----------
     "region_bump_double_free": every(abort(DOUBLE, REGION)),
     "region_free_list_double_free": every(abort(DOUBLE, REGION)),

@@ -36,6 +36,10 @@ size_t sallocx(const void* ptr, int flags) NITRO_MALLOCX_NOTHROW;
 void dallocx(void* ptr, int flags) NITRO_MALLOCX_NOTHROW;
 void sdallocx(void* ptr, size_t size, int flags) NITRO_MALLOCX_NOTHROW;
 size_t nallocx(size_t size, int flags) NITRO_MALLOCX_NOTHROW;
+/* jemalloc's statistics call: NitroHeap's heap report through write_cb (to
+ * standard error when it is NULL); opts is accepted and ignored. */
+void malloc_stats_print(void (*write_cb)(void*, const char*), void* opaque,
+                        const char* opts) NITRO_MALLOCX_NOTHROW;
 
 #ifdef __cplusplus
 }

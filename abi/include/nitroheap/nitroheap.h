@@ -25,7 +25,9 @@ typedef struct nitro_partition nitro_partition_t;
  * or EEXIST when a live partition already has this name. */
 nitro_partition_t* nitro_partition_create(const char* name);
 /* Unmaps everything the partition holds; its pointers become invalid. The
- * default partition cannot be destroyed (EINVAL, returns -1). */
+ * default partition and those trait sets name cannot be destroyed (EINVAL,
+ * returns -1). Other threads' cached objects of it are dropped; no thread
+ * may use it, or have it as its current partition, meanwhile. */
 int nitro_partition_destroy(nitro_partition_t* partition);
 const char* nitro_partition_name(const nitro_partition_t* partition);
 void* nitro_partition_malloc(nitro_partition_t* partition, size_t size);
@@ -35,6 +37,35 @@ void* nitro_partition_realloc(nitro_partition_t* partition, void* p, size_t size
 void nitro_partition_free(nitro_partition_t* partition, void* p);
 /* The partition that owns `p`, or NULL. */
 nitro_partition_t* nitro_partition_of(const void* p);
+
+/* calloc, malloc_usable_size, strdup and strndup in a partition (as
+ * mimalloc's mi_heap_*). nitro_partition_usable_size: 0 for NULL and for a
+ * pointer the partition does not own. */
+void* nitro_partition_calloc(nitro_partition_t* partition, size_t n, size_t size);
+size_t nitro_partition_usable_size(nitro_partition_t* partition, const void* p);
+char* nitro_partition_strdup(nitro_partition_t* partition, const char* s);
+char* nitro_partition_strndup(nitro_partition_t* partition, const char* s, size_t n);
+/* A typed partition (Slitter's type stability): it serves objects of one
+ * size only, and its memory is never used by another partition or size
+ * class. Requests for more than object_size bytes (or over-aligned) fail
+ * with NULL and EINVAL. object_size: 1 to 32 KiB (EINVAL otherwise). */
+nitro_partition_t* nitro_partition_create_typed(const char* name, size_t object_size);
+/* free for a typed partition, checking both the partition and the size:
+ * a pointer of another partition, or a size other than the partition's
+ * object size, is reported as a misuse (the process aborts). */
+void nitro_partition_free_typed(nitro_partition_t* partition, void* p, size_t size);
+/* The partition a trait set names (NITRO_TRAIT_* flags or-ed, see below):
+ * one per set and process, made on first use, never destroyed; 0 names the
+ * default partition. NULL with errno = EINVAL for NITRO_TRAIT_MOVABLE, for
+ * conflicting traits (SECURE_STRICT with LOW_LATENCY) and for other bits. */
+nitro_partition_t* nitro_partition_for_traits(int flags);
+/* The thread's current partition: malloc, calloc, realloc(NULL, n),
+ * operator new and mallocx without a partition flag allocate there
+ * (mimalloc's mi_heap_set_default). NULL or the default partition: back to
+ * the default. Returns the previous one (the default partition when none
+ * was set). Frees always go to the partition that owns the block. */
+nitro_partition_t* nitro_set_thread_partition(nitro_partition_t* partition);
+nitro_partition_t* nitro_thread_partition(void);
 
 /* The partition's number (1 to 255, unique among live partitions; the
  * default partition's too), for NITRO_MALLOCX_PARTITION; -1 for NULL. */
@@ -61,9 +92,18 @@ long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb,
  * (bits 8-13 keep their jemalloc meaning, so MALLOCX_TCACHE_NONE still
  * combines). A program written for jemalloc never sets bit 7.
  *
- * Traits (several may be or-ed): partitions with a policy per trait are not
- * built yet, so today every NITRO_TRAIT_* flag makes the call fail with NULL
- * and errno = EINVAL ("not supported yet"); they are never ignored. */
+ * Traits (several may be or-ed): each set names one partition whose policy
+ * fits (nitro_partition_for_traits), so the call allocates there:
+ *   SECURE_STRICT     every strict-mode check whatever the process mode:
+ *                     zero on free and checked on reuse (a write after free
+ *                     is reported), canaries, checked links, large quarantine
+ *   LOW_LATENCY       four times the thread-cache size, no quarantine
+ *   MOVABLE           reserved: NULL with errno = EINVAL (not ignored)
+ *   SHARED_RW         each object on cache lines of its own (64-byte multiples)
+ *   PERSISTENT        transparent huge pages asked for, no decay
+ *   TELEMETRY_SILENT  never sampled into the flight recorder
+ * SECURE_STRICT with LOW_LATENCY conflict: NULL with errno = EINVAL. A trait
+ * set with NITRO_MALLOCX_PARTITION(id) is refused the same way. */
 #define NITRO_MALLOCX_FLAGS ((int)0x80)
 #define NITRO_TRAIT_SECURE_STRICT (NITRO_MALLOCX_FLAGS | (1 << 14))
 #define NITRO_TRAIT_LOW_LATENCY (NITRO_MALLOCX_FLAGS | (1 << 15))

@@ -1,0 +1,86 @@
+#include "core/traits.h"
+
+#include <errno.h>
+#include <sched.h>
+#include <stdio.h>
+
+#include "core/heap.h"
+
+namespace nitro {
+namespace {
+
+// One partition per trait set, published once with a compare-and-swap.
+Partition* g_trait_partitions[kTraitAll + 1];
+
+void NameFor(unsigned traits, char* out, size_t len) {
+  static const char* const kNames[] = {"strict", "lowlat", "movable", "sharedrw", "persist", "silent"};
+  size_t n = static_cast<size_t>(snprintf(out, len, "traits"));
+  for (int i = 0; i < 6 && n < len; i++) {
+    if (traits & (1u << i)) n += static_cast<size_t>(snprintf(out + n, len - n, "%c%s", n == 6 ? ':' : '+', kNames[i]));
+  }
+}
+
+}  // namespace
+
+const char* TraitsRefused(unsigned traits) {
+  if (traits & kTraitMovable) return "NITRO_TRAIT_MOVABLE: movable allocations are not supported yet";
+  if ((traits & kTraitSecureStrict) && (traits & kTraitLowLatency)) {
+    return "NITRO_TRAIT_SECURE_STRICT and NITRO_TRAIT_LOW_LATENCY conflict (strict checks and "
+           "quarantine against no quarantine)";
+  }
+  return nullptr;
+}
+
+PartitionPolicy PolicyForTraits(unsigned traits) {
+  PartitionPolicy policy = DefaultPolicy();
+  if (traits & kTraitSecureStrict) {
+    policy.strict = true;
+    if (policy.quarantine_bytes < (size_t{4} << 20)) policy.quarantine_bytes = size_t{4} << 20;
+  }
+  if (traits & kTraitLowLatency) {
+    policy.strict = false;
+    policy.quarantine_bytes = 0;
+    policy.cache_max_bytes *= 4;
+  }
+  if (traits & kTraitSharedRw) policy.min_align = 64;
+  if (traits & kTraitPersistent) {
+    policy.decay = false;
+    policy.huge_pages = true;
+  }
+  if (traits & kTraitTelemetrySilent) policy.record = false;
+  return policy;
+}
+
+Partition* PartitionForTraits(unsigned traits) {
+  if (traits & ~static_cast<unsigned>(kTraitAll) || TraitsRefused(traits) != nullptr) {
+    errno = EINVAL;
+    return nullptr;
+  }
+  if (traits == 0) return DefaultPartition();
+  Partition* p = __atomic_load_n(&g_trait_partitions[traits], __ATOMIC_ACQUIRE);
+  if (p != nullptr) return p;
+  char name[Partition::kNameMax];
+  NameFor(traits, name, sizeof(name));
+  p = CreatePartition(name, PolicyForTraits(traits));
+  if (p == nullptr && errno == EEXIST) {
+    // Another thread is making it: its name is taken just before it is
+    // published.
+    for (int i = 0; i < 100000; i++) {
+      if (Partition* q = __atomic_load_n(&g_trait_partitions[traits], __ATOMIC_ACQUIRE)) return q;
+      sched_yield();
+    }
+    return nullptr;  // errno EEXIST: a partition the program made has the name
+  }
+  if (p == nullptr) return nullptr;
+  __atomic_store_n(&g_trait_partitions[traits], p, __ATOMIC_RELEASE);
+  return p;
+}
+
+bool IsTraitPartition(const Partition* partition) {
+  for (unsigned t = 1; t <= kTraitAll; t++) {
+    if (__atomic_load_n(&g_trait_partitions[t], __ATOMIC_ACQUIRE) == partition) return true;
+  }
+  return false;
+}
+
+}  // namespace nitro
