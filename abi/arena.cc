@@ -3,15 +3,17 @@
 #include <errno.h>
 
 #include "core/base.h"
+#include "core/heap.h"
 #include "core/partition.h"
 #include "nitroheap/nitroheap.h"
 
 namespace {
-// Reset and visit see every object in the partition's slabs, which holds
-// only without thread caches (see Partition::Reset).
-nitro::Partition* Arena(nitro_partition_t* partition) {
+// Reset and visit see every object in the partition's slabs, so threads'
+// caches of it go first: flushed back for a visit (their objects are free),
+// dropped for a reset.
+nitro::Partition* Arena(nitro_partition_t* partition, bool flush) {
   auto* p = reinterpret_cast<nitro::Partition*>(partition);
-  if (p == nullptr || p->thread_cached()) {
+  if (!nitro::ReleaseCachesForArena(p, flush)) {
     errno = EINVAL;
     return nullptr;
   }
@@ -22,7 +24,7 @@ nitro::Partition* Arena(nitro_partition_t* partition) {
 extern "C" {
 
 NITRO_EXPORT int nitro_partition_reset(nitro_partition_t* partition) {
-  nitro::Partition* p = Arena(partition);
+  nitro::Partition* p = Arena(partition, /*flush=*/false);
   if (p == nullptr) return -1;
   p->Reset();
   return 0;
@@ -30,8 +32,8 @@ NITRO_EXPORT int nitro_partition_reset(nitro_partition_t* partition) {
 
 NITRO_EXPORT long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb,
                                         void* ctx) {
-  nitro::Partition* p = Arena(partition);
-  if (p == nullptr || cb == nullptr) {
+  nitro::Partition* p = cb == nullptr ? nullptr : Arena(partition, /*flush=*/true);
+  if (p == nullptr) {
     errno = EINVAL;
     return -1;
   }

@@ -4,7 +4,9 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <atomic>
 #include <random>
+#include <thread>
 #include <set>
 #include <utility>
 #include <vector>
@@ -99,7 +101,57 @@ TEST(Arena, ResetFreesEverythingAndReturnsTheMemory) {
   EXPECT_EQ(nitro_partition_destroy(p), 0);
 }
 
-TEST(Arena, RefusedWhereThreadCachesServe) {
+// Objects other threads freed sit in those threads' caches of the
+// partition: a visit sees them as free, a reset drops them, and the threads
+// (still alive, not using the partition meanwhile) allocate there again.
+TEST(Arena, OtherThreadsCachesAreFlushedForVisitAndDroppedForReset) {
+  nitro_partition_t* p = nitro_partition_create("arena-threads");
+  ASSERT_NE(p, nullptr);
+  constexpr int kThreads = 4, kBlocks = 500;
+  std::vector<std::vector<char*>> kept(kThreads);
+  std::atomic<int> phase{0}, done{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      std::vector<char*> all;
+      for (int i = 0; i < kBlocks; i++) {
+        auto* b = static_cast<char*>(nitro_partition_malloc(p, 16 + (i % 7) * 40));
+        if (b == nullptr) abort();
+        all.push_back(b);
+      }
+      for (int i = 0; i < kBlocks; i++) {
+        if (i % 2 == 0) nitro_partition_free(p, all[i]);  // into this thread's cache
+        else kept[t].push_back(all[i]);
+      }
+      done++;
+      while (phase.load() == 0) std::this_thread::yield();
+      // After the reset: the dropped cache is made again on the slow path.
+      for (int i = 0; i < kBlocks; i++) {
+        auto* b = static_cast<char*>(nitro_partition_malloc(p, 64));
+        if (b == nullptr) abort();
+        memset(b, 7, 64);
+        nitro_partition_free(p, b);
+      }
+      done++;
+    });
+  }
+  while (done.load() < kThreads) std::this_thread::yield();
+  std::set<uintptr_t> expected;
+  for (auto& v : kept)
+    for (char* b : v) expected.insert(reinterpret_cast<uintptr_t>(b));
+  std::set<uintptr_t> seen;
+  for (auto& [a, usable] : Visit(p)) seen.insert(a);
+  EXPECT_EQ(seen, expected);
+  ASSERT_EQ(nitro_partition_reset(p), 0);
+  EXPECT_EQ(Visit(p).size(), 0u);
+  phase = 1;
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(done.load(), 2 * kThreads);
+  EXPECT_EQ(Visit(p).size(), 0u);
+  EXPECT_EQ(nitro_partition_destroy(p), 0);
+}
+
+TEST(Arena, RefusedForMallocsPartitionAndBadInput) {
   void* m = malloc(64);
   memset(m, 0, 64);
   nitro_partition_t* def = nitro_partition_of(m);
@@ -111,6 +163,12 @@ TEST(Arena, RefusedWhereThreadCachesServe) {
   EXPECT_EQ(nitro_partition_visit(def, [](void*, size_t, void*) { return 1; }, nullptr), -1);
   EXPECT_EQ(errno, EINVAL);
   EXPECT_EQ(nitro_partition_reset(nullptr), -1);
+  nitro_partition_t* p = nitro_partition_create("arena-null-cb");
+  ASSERT_NE(p, nullptr);
+  errno = 0;
+  EXPECT_EQ(nitro_partition_visit(p, nullptr, nullptr), -1);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_EQ(nitro_partition_destroy(p), 0);
   free(m);
 }
 

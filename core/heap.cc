@@ -690,8 +690,20 @@ Partition* CreatePartition(const char* name, const PartitionPolicy& policy) {
 }
 
 void DestroyPartition(Partition* partition) {
+  // Dropped, not flushed: the partition's memory is about to be unmapped.
   DropPartitionCaches(partition);
   Partition::Destroy(partition);
+}
+
+bool ReleaseCachesForArena(Partition* partition, bool flush) {
+  if (partition == nullptr || partition == g_default) return false;
+  DropPartitionCaches(partition, flush);
+  // A visit reads slabs' free bits: objects in the middle layer's batches
+  // go back into their slabs first.
+  if (flush) {
+    for (int c = 1; c < kNumClasses; c++) partition->central(c).Drain();
+  }
+  return true;
 }
 
 Partition* SetThreadPartition(Partition* partition) {

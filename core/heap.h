@@ -181,6 +181,13 @@ Partition* CreatePartition(const char* name, const PartitionPolicy& policy);
 // The policy a partition created without one gets: the process options'.
 PartitionPolicy DefaultPolicy();
 void DestroyPartition(Partition* partition);
+// Before a partition is reset or visited as an arena (abi/arena.cc): every
+// thread's cache of it is taken away, its objects returned to the partition
+// first when `flush` (a visit then sees them as free) or dropped (a reset
+// frees everything anyway). As for destroy, using the partition from
+// another thread meanwhile is the program's error. False for the default
+// partition (malloc's, never an arena) and for nullptr.
+bool ReleaseCachesForArena(Partition* partition, bool flush);
 // The thread's current partition: malloc, new and every call that names no
 // partition allocate there (nullptr or the default partition: the default).
 // Returns the previous one. Checked on the slow path only: switching sets

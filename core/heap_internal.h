@@ -51,7 +51,7 @@ inline Partition* CurrentPartition() { return tls_partition != nullptr ? tls_par
 void FlushPartitionCaches();
 // Drops every thread's cache of `partition` without touching its objects
 // (it is being destroyed).
-void DropPartitionCaches(Partition* partition);
+void DropPartitionCaches(Partition* partition, bool flush = false);
 // At start-up, on the thread that starts the heap: the exit of the main
 // thread is noticed even if it never gets a cache.
 void RegisterThreadExitKey();

@@ -317,14 +317,9 @@ void* Partition::Reallocate(void* p, size_t size) {
   return q;
 }
 
-// Today only partitions without thread caches are reset, so every object
-// is in a slab or a batch of this partition's middle layer. Once other
-// partitions get thread caches (and remote-free queues), Reset must first
-// make every thread drop its cached objects of this partition -- e.g. bump
-// a per-partition epoch that each cache checks before using its lists, or
-// walk the thread registry under its lock and clear them -- since those
-// lists point into slabs that Reset unmaps; Visit likewise must count
-// cached objects as free.
+// Threads' caches of this partition are gone before this runs
+// (ReleaseCachesForArena, core/heap.h): their lists point into slabs that
+// Reset unmaps, and Visit must see their objects as free.
 void Partition::Reset() {
   LockAll();
   pages_.ForEachSpanLocked([](Span* s) {

@@ -132,7 +132,8 @@ class Partition {
   // Hard and soft limits, pressure callback, state (core/contract.h).
   Contract& contract() { return pages_.contract(); }
 
-  // Arena use (partitions without thread caches only; the caller checks).
+  // Arena use, once no thread caches the partition's objects (the caller,
+  // ReleaseCachesForArena, sees to it).
   // Reset frees every block at once: each slab and large block is dropped
   // with its span, the address space unmapped (memory returned), in
   // O(spans); the partition stays usable and its pointers become invalid.

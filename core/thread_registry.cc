@@ -199,13 +199,15 @@ void FlushPartitionCaches() {
   }
 }
 
-void DropPartitionCaches(Partition* partition) {
+void DropPartitionCaches(Partition* partition, bool flush) {
   int slot = partition->id();
   if (slot >= kCachedPartitions || IsDefaultSlot(slot)) return;
   LockGuard g(g_registry_lock);
   for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
-    // Dropped, not flushed: the partition's memory is about to be unmapped.
-    if (ThreadCache* tc = TakeSlot(t, slot)) g_cache_pool.Delete(tc);
+    if (ThreadCache* tc = TakeSlot(t, slot)) {
+      if (flush) tc->Flush();
+      g_cache_pool.Delete(tc);
+    }
   }
 }
 

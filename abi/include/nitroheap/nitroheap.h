@@ -77,8 +77,10 @@ int nitro_partition_id(const nitro_partition_t* partition);
  * Visit calls cb(block, usable bytes, ctx) for each live block in address
  * order until cb returns 0, and returns how many blocks it called cb for;
  * cb runs with the partition locked, so it must not allocate or free in
- * that partition. Both return -1 with errno = EINVAL for NULL or for a
- * partition served by thread caches (today: the default partition). */
+ * that partition. Threads' cached objects of the partition are returned
+ * to it first (visit) or dropped (reset); no other thread may use the
+ * partition meanwhile, as for destroy. Both return -1 with errno = EINVAL
+ * for NULL, a NULL cb, or the default partition (malloc's, never an arena). */
 int nitro_partition_reset(nitro_partition_t* partition);
 typedef int (*nitro_block_visitor)(void* block, size_t usable_size, void* ctx);
 long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb, void* ctx);
