@@ -104,6 +104,15 @@ void StartLocked() {
     if (config.large_quarantine_bytes < (size_t{8} << 20)) config.large_quarantine_bytes = size_t{8} << 20;
     config.large_quarantine_spans = g_options.mode == HardeningMode::kStrict ? 64
                                     : g_options.mode == HardeningMode::kFast ? 2 : 8;
+    // Protecting a freed large block costs two system calls a cycle (free
+    // and reuse): strict pays them for every block; fast and balanced for
+    // one freed block in kLargeProtectSample at random (every one with
+    // sample_rate=1, none with sample_rate=0), like guarded sampling.
+    constexpr uint32_t kLargeProtectSample = 32;
+    config.large_protect_rate = g_options.mode == HardeningMode::kStrict ? 1
+                                : g_options.sample_rate == 0            ? 0
+                                : g_options.sample_rate == 1            ? 1
+                                                                        : kLargeProtectSample;
     g_strict = g_options.mode == HardeningMode::kStrict;
     g_default = Partition::Create("default", config, NowMs);
     if (g_default == nullptr) {

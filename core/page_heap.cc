@@ -31,16 +31,16 @@ void PageHeap::Init(Partition* owner, uint16_t id, size_t region_bytes,
 
 SpanList& PageHeap::ListFor(const Span* s) {
   size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
-  return free_[s->released ? 1 : 0][bucket];
+  return free_[SetOf(s)][bucket];
 }
 
 void PageHeap::InsertFree(Span* s) {
   s->state = SpanState::kFree;
-  int set = s->released ? 1 : 0;
+  int set = SetOf(s);
   size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
   free_[set][bucket].PushFront(s);
   nonempty_[set][bucket / 64] |= uint64_t{1} << (bucket % 64);
-  free_pages_[set] += s->pages;
+  free_pages_[s->released ? 1 : 0] += s->pages;
   if (!s->released) {
     s->lru_prev = lru_tail_;
     s->lru_next = nullptr;
@@ -50,11 +50,11 @@ void PageHeap::InsertFree(Span* s) {
 }
 
 void PageHeap::RemoveFree(Span* s) {
-  int set = s->released ? 1 : 0;
+  int set = SetOf(s);
   size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
   free_[set][bucket].Remove(s);
   if (free_[set][bucket].empty()) nonempty_[set][bucket / 64] &= ~(uint64_t{1} << (bucket % 64));
-  free_pages_[set] -= s->pages;
+  free_pages_[s->released ? 1 : 0] -= s->pages;
   if (!s->released) {
     if (s->lru_prev) s->lru_prev->lru_next = s->lru_next; else lru_head_ = s->lru_next;
     if (s->lru_next) s->lru_next->lru_prev = s->lru_prev; else lru_tail_ = s->lru_prev;
@@ -72,8 +72,7 @@ Span* PageHeap::NewSpan(uintptr_t start, size_t pages) {
   return s;
 }
 
-Span* PageHeap::FindFree(size_t pages, bool released) {
-  int set = released ? 1 : 0;
+Span* PageHeap::FindFree(size_t pages, FreeSet set) {
   if (pages < kBuckets) {
     // First non-empty exact-size bucket at or above `pages`.
     for (size_t word = pages / 64; word < (kBuckets + 63) / 64; word++) {
@@ -166,6 +165,7 @@ void PageHeap::Split(Span* s, size_t pages) {
   tail->prot_none = s->prot_none;
   tail->free_tick = s->free_tick;
   s->pages = static_cast<uint32_t>(pages);
+  NITRO_ASSERT(!s->guard_tail);  // guard-tail runs are cut by TakeGuardTail
   GlobalPageMap().Set(tail->start, tail->pages, tail);
   InsertFree(tail);
 }
@@ -175,8 +175,17 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool
   if (align_pages == 0) align_pages = 1;
   size_t want = pages + align_pages - 1;
   LockGuard g(lock_);
-  Span* s = FindFree(want, false);
-  if (s == nullptr) s = FindFree(want, true);
+  // A guard-tail run ends in a guard page already: its tail serves an
+  // unaligned guarded run with no system call.
+  if (guard_page && pages > 1 && align_pages == 1) {
+    if (Span* run = FindFree(pages, kGuardTail)) {
+      Span* s = TakeGuardTail(run, pages);
+      s->guard_pages = 1;
+      return Handed(s, state);
+    }
+  }
+  Span* s = FindFree(want, kCommitted);
+  if (s == nullptr) s = FindFree(want, kReleased);
   if (s != nullptr) {
     RemoveFree(s);
   } else {
@@ -212,6 +221,10 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool
     InsertFree(MergeNeighbours(s));
     return nullptr;
   }
+  return Handed(s, state);
+}
+
+Span* PageHeap::Handed(Span* s, SpanState state) {
   s->state = state;
   s->zeroed = s->released;
   s->released = false;
@@ -221,20 +234,43 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool
   return s;
 }
 
+Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
+  RemoveFree(run);
+  run->state = SpanState::kLarge;  // taken: the head must not merge with it
+  run->guard_tail = false;
+  if (run->pages > pages) {
+    // The head stays free as an ordinary committed run (all accessible).
+    // Without metadata for it the whole run is used: wasteful, never wrong.
+    if (Span* head = NewSpan(run->start, run->pages - pages)) {
+      head->released = run->released;
+      head->free_tick = run->free_tick;
+      run->start = head->end();
+      run->pages = static_cast<uint32_t>(pages);
+      GlobalPageMap().Set(head->start, head->pages, head);
+      InsertFree(MergeNeighbours(head));
+    }
+  }
+  return run;
+}
+
 Span* PageHeap::MergeNeighbours(Span* s) {
-  // s is free, not on a list. Absorb free neighbours of the same kind.
+  // s is free, not on a list. Absorb free neighbours of the same kind. A
+  // guard-tail run's guard page must stay its last page: it absorbs a plain
+  // run on its left (the result is a guard-tail run), never one on its right.
   PageMap& map = GlobalPageMap();
   Span* left = map.Get(reinterpret_cast<void*>(s->start - 1));
   if (left != nullptr && left->state == SpanState::kFree && left->partition == owner_ &&
       left->released == s->released && left->prot_none == s->prot_none && !left->quarantined &&
-      left->end() == s->start) {
+      !left->guard_tail && left->end() == s->start) {
     RemoveFree(left);
     left->pages += s->pages;
+    left->guard_tail = s->guard_tail;
     if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
     map.Set(s->start, s->pages, left);
     SpanPool().Delete(s);
     s = left;
   }
+  if (s->guard_tail) return s;
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
   if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
       right->released == s->released && right->prot_none == s->prot_none && !right->quarantined &&
@@ -242,6 +278,7 @@ Span* PageHeap::MergeNeighbours(Span* s) {
     RemoveFree(right);
     map.Set(right->start, right->pages, s);
     s->pages += right->pages;
+    s->guard_tail = right->guard_tail;
     if (right->free_tick > s->free_tick) s->free_tick = right->free_tick;
     SpanPool().Delete(right);
   }
@@ -284,19 +321,23 @@ void PageHeap::Unquarantine(Span* s) {
   InsertFree(MergeNeighbours(s));
 }
 
-void PageHeap::Free(Span* s, bool protect) {
+void PageHeap::Free(Span* s, bool quarantine, bool protect) {
   LockGuard g(lock_);
   NITRO_ASSERT(s->state != SpanState::kFree);
   in_use_pages_ -= s->pages;
   s->state = SpanState::kFree;
   s->released = false;
   s->free_tick = clock_ ? clock_() : 0;
-  // prot_none means "may hold inaccessible pages": a guard page, or the
-  // whole run when protected. The run is made accessible again before reuse.
-  if (protect) os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes());
-  s->prot_none = protect || s->guard_pages != 0;
+  // prot_none means "the whole run may be inaccessible" (protected on free);
+  // such a run is made accessible again before reuse. An unprotected block
+  // keeps its guard page as the last page of a guard-tail run.
+  if (protect && !os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes())) {
+    protect = false;  // the kernel refused (the mapping limit): keep it unprotected
+  }
+  s->prot_none = protect;
+  s->guard_tail = !protect && s->guard_pages != 0;
   s->guard_pages = 0;
-  if (protect && quarantine_max_bytes_ > 0) {
+  if (quarantine && quarantine_max_bytes_ > 0) {
     s->quarantined = true;
     s->next = nullptr;
     if (quarantine_tail_) quarantine_tail_->next = s; else quarantine_head_ = s;
@@ -322,11 +363,20 @@ void PageHeap::EnforceCommittedBound() {
   }
 }
 
-void PageHeap::ReleaseSpan(Span* s) {
-  RemoveFree(s);
+void PageHeap::ReleasePages(Span* s) {
+  // s is free and on no list. A released run is an ordinary one: a
+  // guard-tail run gives its guard page up, so that it can merge again.
   os::Release(reinterpret_cast<void*>(s->start), s->bytes());
+  if (s->guard_tail && os::ProtectReadWrite(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
+    s->guard_tail = false;
+  }
   released_total_pages_ += s->pages;
   s->released = true;
+}
+
+void PageHeap::ReleaseSpan(Span* s) {
+  RemoveFree(s);
+  ReleasePages(s);
   InsertFree(MergeNeighbours(s));
 }
 
@@ -336,9 +386,7 @@ size_t PageHeap::ReleaseFreedBefore(uint64_t tick) {
   // Quarantined runs keep their place but not their memory.
   for (Span* q = quarantine_head_; q != nullptr; q = q->next) {
     if (!q->released && q->free_tick <= tick) {
-      os::Release(reinterpret_cast<void*>(q->start), q->bytes());
-      q->released = true;
-      released_total_pages_ += q->pages;
+      ReleasePages(q);
       released += q->bytes();
     }
   }
@@ -356,8 +404,10 @@ bool PageHeap::GrowInPlace(Span* s, size_t new_pages) {
   LockGuard g(lock_);
   PageMap& map = GlobalPageMap();
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
+  // A guard-tail neighbour gives pages short of its guard page only.
   if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
-      !right->quarantined && right->start == s->end() && right->pages >= need) {
+      !right->quarantined && right->start == s->end() &&
+      right->pages >= need + (right->guard_tail ? 1 : 0)) {
     if (right->prot_none &&
         !os::ProtectReadWrite(reinterpret_cast<void*>(right->start), need << kPageShift)) {
       return false;
@@ -402,7 +452,7 @@ void PageHeap::Shrink(Span* s, size_t new_pages) {
     s->pages = static_cast<uint32_t>(new_pages);
     GlobalPageMap().Set(tail->start, tail->pages, tail);
   }
-  Free(tail, /*protect=*/true);
+  Free(tail, /*quarantine=*/true, /*protect=*/true);
 }
 
 void PageHeap::Destroy() {

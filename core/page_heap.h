@@ -4,10 +4,18 @@
 // time-based decay rather than at free time (a freed run stays committed and
 // is reused at once by the next request of that size; see docs/architecture.md).
 //
-// Free runs are kept in two sets, committed (dirty) and released (zero), each
-// with an exact-size list per page count up to kBuckets and one list beyond.
-// Runs merge only with neighbours of the same set, so a run is always wholly
-// committed or wholly released and the statistics are exact.
+// Free runs are kept in three sets, committed (dirty), released (zero) and
+// guard-tail (committed freed large blocks whose guard page is still in
+// place), each with an exact-size list per page count up to kBuckets and one
+// list beyond. Runs merge only with neighbours of the same set (guard-tail
+// runs never), so a run is always wholly committed or wholly released and the
+// statistics are exact.
+//
+// Guard-tail runs are how a large alloc/free cycle avoids system calls: a
+// large allocation with a guard page takes the tail of the smallest
+// guard-tail run that fits (its last page is the guard already) and leaves
+// the head as an ordinary committed run; only runs that are protected on
+// free (strict, sampled) pay mprotect at free and at reuse.
 #ifndef NITROHEAP_CORE_PAGE_HEAP_H_
 #define NITROHEAP_CORE_PAGE_HEAP_H_
 
@@ -47,13 +55,16 @@ class PageHeap {
   // at it in the page map. `state` (kSlab or kLarge) is set under the lock,
   // since neighbours read it when they coalesce.
   // With `guard_page`, the run's last page is left (or made) PROT_NONE and
-  // recorded in guard_pages: one mprotect covers both.
+  // recorded in guard_pages: one mprotect covers both, none when the run is
+  // the tail of a guard-tail run.
   Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge,
                  bool guard_page = false);
-  // Takes a slab or large span back as a free run. With `protect`, its
-  // pages become PROT_NONE (so use after free faults) and it waits in the
-  // quarantine before it can be reused.
-  void Free(Span* s, bool protect = false);
+  // Takes a slab or large span back as a free run. With `quarantine`, it
+  // waits in the large-allocation quarantine before it can be reused (a
+  // double free is still caught after other large allocations); with
+  // `protect`, its pages also become PROT_NONE (so use after free faults).
+  // A large span freed unprotected keeps its guard page (a guard-tail run).
+  void Free(Span* s, bool quarantine = false, bool protect = false);
   // Bounds of the large-allocation quarantine (0 bytes: none).
   // Before the page heap is in use (no lock taken).
   void SetQuarantine(size_t max_bytes, size_t max_spans);
@@ -81,7 +92,16 @@ class PageHeap {
   static MetaPool<Region>& RegionPool();
 
  private:
-  Span* FindFree(size_t pages, bool released);
+  // The sets of free runs (free_ and nonempty_).
+  enum FreeSet { kCommitted = 0, kReleased = 1, kGuardTail = 2, kFreeSets = 3 };
+  static FreeSet SetOf(const Span* s) {
+    return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
+  }
+  Span* FindFree(size_t pages, FreeSet set);
+  Span* TakeGuardTail(Span* run, size_t pages);
+  // Marks a run taken (state) and points its pages at it.
+  Span* Handed(Span* s, SpanState state);
+  void ReleasePages(Span* s);
   Span* Carve(size_t pages);
   Region* NewRegion(size_t min_bytes);
   Span* NewSpan(uintptr_t start, size_t pages);
@@ -104,13 +124,13 @@ class PageHeap {
   size_t next_region_bytes_ = 0;
   Region* regions_ = nullptr;
   Region* current_ = nullptr;
-  SpanList free_[2][kBuckets + 1];  // [released][pages or kBuckets for larger]
-  uint64_t nonempty_[2][(kBuckets + 1 + 63) / 64] = {};
-  Span* lru_head_ = nullptr;  // committed free runs, oldest first
+  SpanList free_[kFreeSets][kBuckets + 1];  // [FreeSet][pages or kBuckets for larger]
+  uint64_t nonempty_[kFreeSets][(kBuckets + 1 + 63) / 64] = {};
+  Span* lru_head_ = nullptr;  // committed free runs (guard-tail ones too), oldest first
   Span* lru_tail_ = nullptr;
   size_t reserved_ = 0;
   size_t in_use_pages_ = 0;
-  size_t free_pages_[2] = {0, 0};
+  size_t free_pages_[2] = {0, 0};  // [released]
   size_t released_total_pages_ = 0;
   size_t region_count_ = 0;
   // Quarantine: a FIFO of freed large runs through next/prev.

@@ -94,6 +94,9 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
   pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
   large_guard_pages_ = config.large_guard_pages;
+  large_protect_rate_ = config.large_protect_rate;
+  os::RandomBytes(&large_protect_rng_, sizeof(large_protect_rng_));
+  large_protect_rng_ |= 1;  // xorshift needs a non-zero state
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, key_);
 }
 
@@ -155,14 +158,17 @@ void Partition::FreeLarge(Span* s, void* p) {
     ReportMisuse(misuse::kInvalidFree, p, name_, "not the start of the large allocation at %p",
                  reinterpret_cast<void*>(s->start));
   }
+  bool protect;
   {
     LockGuard g(large_lock_);
     large_count_--;
     large_bytes_ -= s->requested;
     large_usable_ -= s->usable_bytes();
     large_frees_total_++;
+    protect = large_protect_rate_ == 1 ||
+              (large_protect_rate_ > 1 && XorShift64(&large_protect_rng_) % large_protect_rate_ == 0);
   }
-  pages_.Free(s, /*protect=*/true);
+  pages_.Free(s, /*quarantine=*/true, protect);
 }
 
 bool Partition::ResizeLargeInPlace(Span* s, size_t size) {

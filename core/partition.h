@@ -28,9 +28,14 @@ struct PartitionConfig {
   size_t max_free_committed = size_t{64} << 20;
   // A PROT_NONE page after every large allocation.
   bool large_guard_pages = true;
-  // Freed large runs wait (protected) before reuse; 0 bytes: no quarantine.
+  // Freed large runs wait before reuse; 0 bytes: no quarantine.
   size_t large_quarantine_bytes = size_t{16} << 20;
   size_t large_quarantine_spans = 8;
+  // Freed large runs made PROT_NONE (use after free faults): 1 every one,
+  // N one in N at random, 0 none. A protected run costs an mprotect at the
+  // free and another at its reuse; an unprotected one keeps its guard page
+  // and is reused with no system call (core/page_heap.h).
+  uint32_t large_protect_rate = 1;
 };
 
 // What the page map says about an address.
@@ -122,6 +127,8 @@ class Partition {
   uint16_t id_ = 0;
   uintptr_t key_ = 0;
   bool large_guard_pages_ = true;
+  uint32_t large_protect_rate_ = 1;
+  uint64_t large_protect_rng_ = 0;  // under large_lock_
   PageHeap pages_;
   SlabOwner slab_owner_ = {};
   CentralFreeList central_[kNumClasses];

@@ -167,6 +167,8 @@ def workloads(paths, quick):
                  mode("realloc")),
         Workload("large", "(f) 16 live blocks of 64 KiB..8 MiB, replaced and filled",
                  mode("large")),
+        Workload("large_cycle", "(f) 100k cycles: 16 live blocks of 64 KiB..4 MiB, one replaced "
+                 "per cycle, untouched (system calls per cycle)", mode("large_cycle")),
         Workload("large_trap", "(f) allocate, zero-fill, free 5..25 MiB blocks",
                  mode("large_trap")),
         Workload("stl", "(g) map<string, vector<int>>, unordered_map, string concatenation",
