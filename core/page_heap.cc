@@ -6,10 +6,10 @@
 namespace nitro {
 
 namespace {
-MetaPool<Span> g_span_pool;
+ReturningMetaPool<Span> g_span_pool;
 }  // namespace
 
-MetaPool<Span>& SpanPool() { return g_span_pool; }
+ReturningMetaPool<Span>& SpanPool() { return g_span_pool; }
 
 
 MetaPool<PageHeap::Region>& PageHeap::RegionPool() {
@@ -154,6 +154,24 @@ Span* PageHeap::Carve(size_t pages) {
   return s;
 }
 
+void PageHeap::MapFree(Span* s) {
+  if (MappedByEnds(s)) {
+    GlobalPageMap().SetEndsOnly(s);
+  } else {
+    GlobalPageMap().Set(s->start, s->pages, s);
+  }
+}
+
+void PageHeap::MapPiece(const Span* whole, Span* piece) {
+  // The interior of a run mapped by its ends (or of virgin memory) holds no
+  // entries: the piece's ends are all it needs.
+  if (MappedByEnds(whole)) {
+    GlobalPageMap().SetEnds(piece);
+  } else {
+    GlobalPageMap().Set(piece->start, piece->pages, piece);
+  }
+}
+
 void PageHeap::Split(Span* s, size_t pages) {
   // s is not on any list. Its tail beyond `pages` becomes a free run of the
   // same kind; its right neighbour cannot be a free run of that kind (runs are
@@ -164,9 +182,9 @@ void PageHeap::Split(Span* s, size_t pages) {
   tail->released = s->released;
   tail->prot_none = s->prot_none;
   tail->free_tick = s->free_tick;
-  s->pages = static_cast<uint32_t>(pages);
   NITRO_ASSERT(!s->guard_tail);  // guard-tail runs are cut by TakeGuardTail
-  GlobalPageMap().Set(tail->start, tail->pages, tail);
+  MapPiece(s, tail);
+  s->pages = static_cast<uint32_t>(pages);
   InsertFree(tail);
 }
 
@@ -203,9 +221,9 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool
       if (head != nullptr) {
         head->released = s->released;
         head->prot_none = s->prot_none;
+        MapPiece(s, head);
         s->start = aligned;
         s->pages -= static_cast<uint32_t>(lead);
-        GlobalPageMap().Set(head->start, head->pages, head);
         InsertFree(MergeNeighbours(head));
       } else {
         // No metadata for the lead: give the run back whole.
@@ -218,6 +236,7 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool
   if (!MakeAccessible(s, guard_page && pages > 1)) {
     // The kernel refused (the mapping count limit): give the run back.
     s->state = SpanState::kFree;
+    MapFree(s);  // Split gave its old last page to the tail
     InsertFree(MergeNeighbours(s));
     return nullptr;
   }
@@ -246,11 +265,22 @@ Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
       head->free_tick = run->free_tick;
       run->start = head->end();
       run->pages = static_cast<uint32_t>(pages);
-      GlobalPageMap().Set(head->start, head->pages, head);
+      MapFree(head);
       InsertFree(MergeNeighbours(head));
     }
   }
   return run;
+}
+
+void PageHeap::ClearAround(Span* merged, uintptr_t junction) {
+  // The parts' interiors were cleared (and their whole pages of entries
+  // returned) when they were released; the pages of entries that straddle
+  // the junction become wholly interior only now.
+  PageMap& map = GlobalPageMap();
+  map.SetEnds(merged);
+  uintptr_t lo = merged->start + kPageSize, hi = merged->end() - kPageSize;
+  uintptr_t from = junction - PageMap::kEntryPageSpan, to = junction + PageMap::kEntryPageSpan;
+  map.ReleaseClear(from > lo ? from : lo, to < hi ? to : hi);
 }
 
 Span* PageHeap::MergeNeighbours(Span* s) {
@@ -263,10 +293,18 @@ Span* PageHeap::MergeNeighbours(Span* s) {
       left->released == s->released && left->prot_none == s->prot_none && !left->quarantined &&
       !left->guard_tail && left->end() == s->start) {
     RemoveFree(left);
+    bool ends_only = MappedByEnds(left) && MappedByEnds(s);
+    if (ends_only) {
+      // Only the ends are mapped: the two inner ends become interior.
+      if (left->pages > 1) map.Set(left->end() - kPageSize, 1, nullptr);
+      if (s->pages > 1) map.Set(s->start, 1, nullptr);
+    } else {
+      map.Set(s->start, s->pages, left);
+    }
     left->pages += s->pages;
     left->guard_tail = s->guard_tail;
     if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
-    map.Set(s->start, s->pages, left);
+    if (ends_only) ClearAround(left, s->start);
     SpanPool().Delete(s);
     s = left;
   }
@@ -276,10 +314,17 @@ Span* PageHeap::MergeNeighbours(Span* s) {
       right->released == s->released && right->prot_none == s->prot_none && !right->quarantined &&
       right->start == s->end()) {
     RemoveFree(right);
-    map.Set(right->start, right->pages, s);
+    bool ends_only = MappedByEnds(s) && MappedByEnds(right);
+    if (ends_only) {
+      if (s->pages > 1) map.Set(s->end() - kPageSize, 1, nullptr);
+      if (right->pages > 1) map.Set(right->start, 1, nullptr);
+    } else {
+      map.Set(right->start, right->pages, s);
+    }
     s->pages += right->pages;
     s->guard_tail = right->guard_tail;
     if (right->free_tick > s->free_tick) s->free_tick = right->free_tick;
+    if (ends_only) ClearAround(s, right->start);
     SpanPool().Delete(right);
   }
   return s;
@@ -318,6 +363,7 @@ void PageHeap::Unquarantine(Span* s) {
   quarantine_bytes_ -= s->bytes();
   quarantine_spans_--;
   s->quarantined = false;
+  if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);  // released while it waited
   InsertFree(MergeNeighbours(s));
 }
 
@@ -372,6 +418,7 @@ void PageHeap::ReleasePages(Span* s) {
   }
   released_total_pages_ += s->pages;
   s->released = true;
+  if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);
 }
 
 void PageHeap::ReleaseSpan(Span* s) {
@@ -417,6 +464,7 @@ bool PageHeap::GrowInPlace(Span* s, size_t new_pages) {
       // Keep the rest of the neighbour as a (shorter) free run.
       right->start += need << kPageShift;
       right->pages -= static_cast<uint32_t>(need);
+      if (MappedByEnds(right)) map.SetEnds(right);  // its new first page was interior
       InsertFree(right);
     } else {
       SpanPool().Delete(right);

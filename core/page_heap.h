@@ -98,6 +98,20 @@ class PageHeap {
     return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
   }
   Span* FindFree(size_t pages, FreeSet set);
+  // A free run given back to the kernel (and not waiting in the quarantine,
+  // nor holding PROT_NONE pages) has only its first and last page in the
+  // page map: its interior entries are cleared and the page-map memory that
+  // held them is returned too. Every other run has all its pages mapped.
+  static bool MappedByEnds(const Span* s) {
+    return s->released && !s->prot_none && !s->guard_tail && !s->quarantined;
+  }
+  // Maps a free run as MappedByEnds says.
+  void MapFree(Span* s);
+  // Maps `piece`, cut from the free run `whole` (not yet shortened).
+  void MapPiece(const Span* whole, Span* piece);
+  // Maps a run merged of two runs mapped by their ends, `junction` the
+  // start of the right one.
+  void ClearAround(Span* merged, uintptr_t junction);
   Span* TakeGuardTail(Span* run, size_t pages);
   // Marks a run taken (state) and points its pages at it.
   Span* Handed(Span* s, SpanState state);
@@ -143,7 +157,7 @@ class PageHeap {
 };
 
 // Process-wide pools of metadata used by every partition.
-MetaPool<Span>& SpanPool();
+ReturningMetaPool<Span>& SpanPool();
 
 }  // namespace nitro
 

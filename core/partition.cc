@@ -286,7 +286,8 @@ void* Partition::Reallocate(void* p, size_t size) {
 
 size_t Partition::ReleaseFreeMemory() {
   for (int c = 1; c < kNumClasses; c++) central_[c].Drain();
-  return pages_.ReleaseAll();
+  size_t released = pages_.ReleaseAll();
+  return released + SpanPool().ReleaseEmpty(/*now=*/true);
 }
 
 PartitionStats Partition::Stats() {
