@@ -30,9 +30,8 @@ void ReclaimerTick() {
     if (idle_round) p->ReleaseIdleObjects();
     p->ReleaseFreedBefore(cutoff);
   });
-  // Span descriptors of runs merged or returned since: their chunks go back
-  // once a whole decay period found them empty.
-  if (idle_round) SpanPool().ReleaseEmpty();
+  // Chunks of span descriptors found empty at two ticks in a row go back.
+  SpanPool().ReleaseEmpty();
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
   if (hooks != nullptr && hooks->on_tick != nullptr) hooks->on_tick();
 }
