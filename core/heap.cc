@@ -108,11 +108,15 @@ void StartLocked() {
     // and reuse): strict pays them for every block; fast and balanced for
     // one freed block in kLargeProtectSample at random (every one with
     // sample_rate=1, none with sample_rate=0), like guarded sampling.
-    constexpr uint32_t kLargeProtectSample = 32;
+    constexpr uint32_t kLargeProtectSample = 256;
     config.large_protect_rate = g_options.mode == HardeningMode::kStrict ? 1
                                 : g_options.sample_rate == 0            ? 0
                                 : g_options.sample_rate == 1            ? 1
                                                                         : kLargeProtectSample;
+    // Sampled blocks stay protected while quarantined only: kept PROT_NONE
+    // until reuse, they fragment the heap (page faults cost more than the
+    // mprotect calls). strict keeps them closed until reuse.
+    config.large_protect_until_reuse = g_options.mode == HardeningMode::kStrict;
     g_strict = g_options.mode == HardeningMode::kStrict;
     g_default = Partition::Create("default", config, NowMs);
     if (g_default == nullptr) {

@@ -348,11 +348,12 @@ bool PageHeap::MakeAccessible(Span* s, bool guard_page) {
   return true;
 }
 
-void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans) {
+void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans, bool keeps_protection) {
   // Set before the partition is listed (Partition::Init): nobody else sees
   // this page heap yet, and a lock fork does not take must not be taken.
   quarantine_max_bytes_ = max_bytes;
   quarantine_max_spans_ = max_spans;
+  quarantine_keeps_protection_ = keeps_protection;
 }
 
 void PageHeap::Unquarantine(Span* s) {
@@ -363,6 +364,14 @@ void PageHeap::Unquarantine(Span* s) {
   quarantine_bytes_ -= s->bytes();
   quarantine_spans_--;
   s->quarantined = false;
+  if (s->prot_none && !quarantine_keeps_protection_ && s->pages > 1 &&
+      os::ProtectReadWrite(reinterpret_cast<void*>(s->start), s->bytes() - kPageSize)) {
+    // Opened now rather than at reuse (the same one mprotect): as a
+    // guard-tail run it merges and is reused like any unprotected block,
+    // where PROT_NONE runs, merging only with each other, fragment the heap.
+    s->prot_none = false;
+    s->guard_tail = true;
+  }
   if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);  // released while it waited
   InsertFree(MergeNeighbours(s));
 }

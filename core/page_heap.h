@@ -65,9 +65,10 @@ class PageHeap {
   // `protect`, its pages also become PROT_NONE (so use after free faults).
   // A large span freed unprotected keeps its guard page (a guard-tail run).
   void Free(Span* s, bool quarantine = false, bool protect = false);
-  // Bounds of the large-allocation quarantine (0 bytes: none).
-  // Before the page heap is in use (no lock taken).
-  void SetQuarantine(size_t max_bytes, size_t max_spans);
+  // Bounds of the large-allocation quarantine (0 bytes: none). A protected
+  // run stays PROT_NONE until reused with `keeps_protection`, else until it
+  // leaves the quarantine. Before the page heap is in use (no lock taken).
+  void SetQuarantine(size_t max_bytes, size_t max_spans, bool keeps_protection = true);
   // Extends a large span into the free or never-used pages that follow it.
   bool GrowInPlace(Span* s, size_t new_pages);
   // Gives the tail of a large span beyond `new_pages` back (protected).
@@ -154,6 +155,7 @@ class PageHeap {
   size_t quarantine_spans_ = 0;
   size_t quarantine_max_bytes_ = 0;
   size_t quarantine_max_spans_ = 0;
+  bool quarantine_keeps_protection_ = true;
 };
 
 // Process-wide pools of metadata used by every partition.

@@ -92,7 +92,8 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   os::RandomBytes(&marker, sizeof(marker));
   slab_owner_ = SlabOwner{&pages_, name_, marker | 1 /* never 0, the value allocation leaves */, false, false};
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
-  pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
+  pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans,
+                       config.large_protect_until_reuse);
   large_guard_pages_ = config.large_guard_pages;
   large_protect_rate_ = config.large_protect_rate;
   os::RandomBytes(&large_protect_rng_, sizeof(large_protect_rng_));

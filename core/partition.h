@@ -36,6 +36,10 @@ struct PartitionConfig {
   // free and another at its reuse; an unprotected one keeps its guard page
   // and is reused with no system call (core/page_heap.h).
   uint32_t large_protect_rate = 1;
+  // A protected run stays PROT_NONE until reused (true) or only while it is
+  // in the quarantine (false: it is opened when it leaves, as a guard-tail
+  // run that merges; PROT_NONE runs merge only with each other).
+  bool large_protect_until_reuse = true;
 };
 
 // What the page map says about an address.

@@ -4,8 +4,8 @@
 # runs under strace -c with libnitroheap.so preloaded, and the memory system
 # calls (mprotect, madvise, mmap, munmap) of the whole process are counted.
 # A count, not a time:
-#   balanced (the default options): fewer than 0.25 per cycle (one freed
-#     block in 32 is protected, two mprotect each; the rest reuse guard-tail
+#   balanced (the default options): fewer than 0.05 per cycle (one freed
+#     block in 256 is protected, two mprotect each; the rest reuse guard-tail
 #     runs with none);
 #   sample_rate=0: fewer than 0.01 per cycle (no protected frees at all);
 #   strict: at least 1.5 per cycle (every freed block is protected and
@@ -49,7 +49,7 @@ check() {
   fi
 }
 
-check balanced "mode=balanced" 20000 0 250
+check balanced "mode=balanced" 20000 0 50
 check balanced-s0 "mode=balanced,sample_rate=0" 20000 0 10
 check fast-s0 "mode=fast,sample_rate=0" 20000 0 10
 check strict "mode=strict,sample_rate=0" 2000 1500 1000000

@@ -164,7 +164,7 @@ CASES = {
     "sized_delete_array_wrong_size": every(abort(SIZE)),
     "rust_dealloc_wrong_size": every(abort(SIZE)),
     # Freed large blocks are PROT_NONE in strict; in fast and balanced one in
-    # 32 at random is (sample_rate=0: none; sample_rate=1: every one).
+    # 256 at random is (sample_rate=0: none; sample_rate=1: every one).
     "large_uaf_write": dict({"fast": NOT_DETECTED, "balanced": NOT_DETECTED, "strict": segv(UAF)},
                             **every(segv(UAF), SAMPLED)),
     "large_uaf_read": dict({"fast": NOT_DETECTED, "balanced": NOT_DETECTED, "strict": segv(UAF)},
