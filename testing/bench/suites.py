@@ -220,7 +220,7 @@ def run_timed(spawn, argv, env, cwd, stdin_path, timeout):
     return float(m.group(2)), int(m.group(5)), int(m.group(1)), out
 
 
-def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir):
+def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None):
     lines = ["## mimalloc-bench programs\n"]
     src = mb_source()
     if src is None:
@@ -234,6 +234,11 @@ def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir):
         return lines, []
     procs = os.cpu_count() or 2
     progs = mb_programs(src, procs, quick)
+    if only:
+        unknown = sorted(set(only) - {p[0] for p in progs})
+        if unknown:
+            raise ValueError("unknown mimalloc-bench program(s): %s" % ", ".join(unknown))
+        progs = [p for p in progs if p[0] in only]
     rev = ""
     try:
         with open(os.path.join(os.path.dirname(src), "REVISION")) as f:
@@ -305,9 +310,11 @@ def table_with_ratios(progs, allocs, data, kind):
 # ---- redis -----------------------------------------------------------------
 
 REDIS_LOADS = [
-    # name, redis-benchmark arguments (mixed commands, random keys)
-    ("small", ["-t", "set,get,incr,lpush,lpop,sadd,hset", "-d", "16"]),
-    ("4KiB", ["-t", "set,get,lpush,lpop", "-d", "4096"]),
+    # name, redis-benchmark arguments (mixed commands, random keys among
+    # 100,000), share of the requests (LPUSH grows one list by every request
+    # before LPOP empties it: 4 KiB values get a fifth of the requests).
+    ("small", ["-t", "set,get,incr,lpush,lpop,sadd,hset", "-d", "16"], 1.0),
+    ("4KiB", ["-t", "set,get,lpush,lpop", "-d", "4096"], 0.2),
 ]
 
 
@@ -329,8 +336,11 @@ def rss_kib(pid):
 
 
 def redis_cli(port, *args):
-    return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True, text=True,
-                          timeout=30).stdout.strip()
+    try:
+        return subprocess.run(["redis-cli", "-p", str(port)] + list(args), capture_output=True, text=True,
+                              timeout=120).stdout.strip()
+    except subprocess.TimeoutExpired:
+        return "(timed out)"
 
 
 def redis_once(lib, requests, workdir):
@@ -353,16 +363,20 @@ def redis_once(lib, requests, workdir):
         else:
             return None, "redis-server did not answer"
         result = {}
-        for name, args in REDIS_LOADS:
-            out = subprocess.run(["redis-benchmark", "-p", str(port), "-n", str(requests), "-r", "100000",
-                                  "-P", "16", "-c", "50", "--csv"] + args,
-                                 capture_output=True, text=True, timeout=600).stdout
+        for name, args, share in REDIS_LOADS:
+            try:
+                out = subprocess.run(["redis-benchmark", "-p", str(port), "-n", str(int(requests * share)),
+                                      "-r", "100000", "-P", "16", "-c", "50", "--csv"] + args,
+                                     capture_output=True, text=True, timeout=600).stdout
+            except subprocess.TimeoutExpired:
+                return None, "redis-benchmark timed out on %s" % name
             rps = [float(m.group(1)) for m in re.finditer(r'^"[^"]+","([\d.]+)"', out, re.M)]
             if not rps:
                 return None, "redis-benchmark printed no result for %s" % name
             result["%s rps" % name] = geomean(rps)
         result["RSS loaded MiB"] = (rss_kib(server.pid) or 0) / 1024.0
-        redis_cli(port, "flushall")
+        if redis_cli(port, "flushall") != "OK":
+            return None, "FLUSHALL failed"
         time.sleep(1.0)
         result["RSS after FLUSHALL MiB"] = (rss_kib(server.pid) or 0) / 1024.0
         redis_cli(port, "shutdown", "nosave")
@@ -384,7 +398,7 @@ def suite_redis(allocs, rounds, quick, workdir):
     # Debian's redis-server links jemalloc: with nothing preloaded it runs on
     # jemalloc (redis's own default), so there is no glibc row.
     allocs = [(a, l) for a, l in allocs if a != "glibc"]
-    requests = 20000 if quick else 200000
+    requests = 20000 if quick else 100000
     metrics = ["small rps", "4KiB rps", "RSS loaded MiB", "RSS after FLUSHALL MiB"]
     data = {a: {m: [] for m in metrics} for a, _ in allocs}
     failures = []
@@ -400,9 +414,9 @@ def suite_redis(allocs, rounds, quick, workdir):
             log("suites: round %d redis %-10s %s" % (r + 1, alloc,
                                                      " ".join("%s=%.1f" % (m, res[m]) for m in metrics)))
     version = subprocess.run(["redis-server", "--version"], capture_output=True, text=True).stdout.strip()
-    lines.append("%s; redis-benchmark `-n %d -r 100000 -P 16 -c 50`, two loads: *small* (SET, GET, "
-                 "INCR, LPUSH, LPOP, SADD, HSET with 16-byte values) and *4KiB* (SET, GET, LPUSH, "
-                 "LPOP with 4096-byte values); throughput is the geomean of the commands' requests "
+    lines.append("%s; redis-benchmark `-r 100000 -P 16 -c 50`, two loads: *small* (`-n %d`: SET, GET, "
+                 "INCR, LPUSH, LPOP, SADD, HSET with 16-byte values) and *4KiB* (a fifth of the requests: "
+                 "SET, GET, LPUSH, LPOP with 4096-byte values); throughput is the geomean of the commands' requests "
                  "per second; RSS (VmRSS) with the data loaded and 1 s after FLUSHALL. Medians of "
                  "%d round(s). jemalloc is redis's own allocator (nothing preloaded: Debian links "
                  "it), the others by LD_PRELOAD; no glibc row for that reason.\n"
@@ -421,7 +435,7 @@ def suite_redis(allocs, rounds, quick, workdir):
     return lines, failures
 
 
-def run_suites(which, nitro_so, spawn, rounds, quick):
+def run_suites(which, nitro_so, spawn, rounds, quick, programs=None):
     """Markdown lines and failures for the suites named in `which`."""
     allocs = PEERS + [(NITRO, nitro_so)]
     allocs = [(a, l) for a, l in allocs if l is None or os.path.exists(l)]
@@ -429,7 +443,7 @@ def run_suites(which, nitro_so, spawn, rounds, quick):
     with tempfile.TemporaryDirectory(prefix="nitro-suites-") as workdir:
         for s in which:
             if s == "mimalloc-bench":
-                l, f = suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir)
+                l, f = suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, programs)
             elif s == "redis":
                 l, f = suite_redis(allocs, rounds, quick, workdir)
             else:
@@ -450,6 +464,7 @@ def main():
     r.add_argument("--suites", default=",".join(SUITES))
     r.add_argument("--rounds", type=int, default=1)
     r.add_argument("--quick", action="store_true")
+    r.add_argument("--programs", default="", help="mimalloc-bench programs to run (default: all)")
     r.add_argument("--nitroheap-so", default=os.path.join(ROOT, "bazel-bin", "abi", "libnitroheap.so"))
     r.add_argument("--spawn", default=os.path.join(ROOT, "bazel-bin", "testing", "bench", "spawn_rusage"))
     args = ap.parse_args()
@@ -463,7 +478,8 @@ def main():
             return 2
     try:
         lines, failures = run_suites([s for s in args.suites.split(",") if s], os.path.abspath(args.nitroheap_so),
-                                     os.path.abspath(args.spawn), args.rounds, args.quick)
+                                     os.path.abspath(args.spawn), args.rounds, args.quick,
+                                     [p for p in args.programs.split(",") if p] or None)
     except ValueError as e:
         print("suites: %s" % e, file=sys.stderr)
         return 2
