@@ -31,6 +31,7 @@ void* MetaAllocRaw(size_t bytes) {
     void* raw = os::Reserve(chunk, kPageSize);
     if (raw == nullptr) return nullptr;
     uintptr_t base = reinterpret_cast<uintptr_t>(raw);
+    os::NoHugePages(raw, chunk);  // filled a little at a time
     // Guard pages: an overflow out of, or into, metadata faults.
     os::ProtectNone(raw, kPageSize);
     os::ProtectNone(reinterpret_cast<void*>(base + chunk - kPageSize), kPageSize);

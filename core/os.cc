@@ -40,6 +40,12 @@ void Release(void* p, size_t size) {
   errno = saved;
 }
 
+void NoHugePages(void* p, size_t size) {
+  int saved = errno;
+  madvise(p, size, MADV_NOHUGEPAGE);  // advice only: a kernel without THP says EINVAL
+  errno = saved;
+}
+
 bool ProtectNone(void* p, size_t size) { return mprotect(p, size, PROT_NONE) == 0; }
 bool ProtectReadWrite(void* p, size_t size) {
   return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;

@@ -16,6 +16,9 @@ void Unmap(void* p, size_t size);
 // Returns the physical pages of a range to the kernel; the range stays mapped
 // and reads as zero afterwards.
 void Release(void* p, size_t size);
+// Asks for small pages only in a range (metadata written sparsely, where a
+// transparent huge page would make 2 MiB resident for a few entries).
+void NoHugePages(void* p, size_t size);
 // Makes a range inaccessible (guard pages) or accessible again.
 bool ProtectNone(void* p, size_t size);
 bool ProtectReadWrite(void* p, size_t size);

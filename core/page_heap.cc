@@ -6,10 +6,10 @@
 namespace nitro {
 
 namespace {
-MetaPool<Span> g_span_pool;
+ReturningMetaPool<Span> g_span_pool;
 }  // namespace
 
-MetaPool<Span>& SpanPool() { return g_span_pool; }
+ReturningMetaPool<Span>& SpanPool() { return g_span_pool; }
 
 
 MetaPool<PageHeap::Region>& PageHeap::RegionPool() {
@@ -31,16 +31,16 @@ void PageHeap::Init(Partition* owner, uint16_t id, size_t region_bytes,
 
 SpanList& PageHeap::ListFor(const Span* s) {
   size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
-  return free_[s->released ? 1 : 0][bucket];
+  return free_[SetOf(s)][bucket];
 }
 
 void PageHeap::InsertFree(Span* s) {
   s->state = SpanState::kFree;
-  int set = s->released ? 1 : 0;
+  int set = SetOf(s);
   size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
   free_[set][bucket].PushFront(s);
   nonempty_[set][bucket / 64] |= uint64_t{1} << (bucket % 64);
-  free_pages_[set] += s->pages;
+  free_pages_[s->released ? 1 : 0] += s->pages;
   if (!s->released) {
     s->lru_prev = lru_tail_;
     s->lru_next = nullptr;
@@ -50,11 +50,11 @@ void PageHeap::InsertFree(Span* s) {
 }
 
 void PageHeap::RemoveFree(Span* s) {
-  int set = s->released ? 1 : 0;
+  int set = SetOf(s);
   size_t bucket = s->pages < kBuckets ? s->pages : kBuckets;
   free_[set][bucket].Remove(s);
   if (free_[set][bucket].empty()) nonempty_[set][bucket / 64] &= ~(uint64_t{1} << (bucket % 64));
-  free_pages_[set] -= s->pages;
+  free_pages_[s->released ? 1 : 0] -= s->pages;
   if (!s->released) {
     if (s->lru_prev) s->lru_prev->lru_next = s->lru_next; else lru_head_ = s->lru_next;
     if (s->lru_next) s->lru_next->lru_prev = s->lru_prev; else lru_tail_ = s->lru_prev;
@@ -72,8 +72,7 @@ Span* PageHeap::NewSpan(uintptr_t start, size_t pages) {
   return s;
 }
 
-Span* PageHeap::FindFree(size_t pages, bool released) {
-  int set = released ? 1 : 0;
+Span* PageHeap::FindFree(size_t pages, FreeSet set) {
   if (pages < kBuckets) {
     // First non-empty exact-size bucket at or above `pages`.
     for (size_t word = pages / 64; word < (kBuckets + 63) / 64; word++) {
@@ -156,6 +155,24 @@ Span* PageHeap::Carve(size_t pages) {
   return s;
 }
 
+void PageHeap::MapFree(Span* s) {
+  if (MappedByEnds(s)) {
+    GlobalPageMap().SetEndsOnly(s);
+  } else {
+    GlobalPageMap().Set(s->start, s->pages, s);
+  }
+}
+
+void PageHeap::MapPiece(const Span* whole, Span* piece) {
+  // The interior of a run mapped by its ends (or of virgin memory) holds no
+  // entries: the piece's ends are all it needs.
+  if (MappedByEnds(whole)) {
+    GlobalPageMap().SetEnds(piece);
+  } else {
+    GlobalPageMap().Set(piece->start, piece->pages, piece);
+  }
+}
+
 void PageHeap::Split(Span* s, size_t pages) {
   // s is not on any list. Its tail beyond `pages` becomes a free run of the
   // same kind; its right neighbour cannot be a free run of that kind (runs are
@@ -166,8 +183,9 @@ void PageHeap::Split(Span* s, size_t pages) {
   tail->released = s->released;
   tail->prot_none = s->prot_none;
   tail->free_tick = s->free_tick;
+  NITRO_ASSERT(!s->guard_tail);  // guard-tail runs are cut by TakeGuardTail
+  MapPiece(s, tail);
   s->pages = static_cast<uint32_t>(pages);
-  GlobalPageMap().Set(tail->start, tail->pages, tail);
   InsertFree(tail);
 }
 
@@ -189,8 +207,17 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   if (align_pages == 0) align_pages = 1;
   size_t want = pages + align_pages - 1;
   LockGuard g(lock_);
-  Span* s = FindFree(want, false);
-  if (s == nullptr) s = FindFree(want, true);
+  // A guard-tail run ends in a guard page already: its tail serves an
+  // unaligned guarded run with no system call.
+  if (guard_page && pages > 1 && align_pages == 1) {
+    if (Span* run = FindFree(pages, kGuardTail)) {
+      Span* s = TakeGuardTail(run, pages);
+      s->guard_pages = 1;
+      return Handed(s, state);
+    }
+  }
+  Span* s = FindFree(want, kCommitted);
+  if (s == nullptr) s = FindFree(want, kReleased);
   if (s != nullptr) {
     RemoveFree(s);
   } else {
@@ -208,9 +235,9 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
       if (head != nullptr) {
         head->released = s->released;
         head->prot_none = s->prot_none;
+        MapPiece(s, head);
         s->start = aligned;
         s->pages -= static_cast<uint32_t>(lead);
-        GlobalPageMap().Set(head->start, head->pages, head);
         InsertFree(MergeNeighbours(head));
       } else {
         // No metadata for the lead: give the run back whole.
@@ -223,9 +250,14 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   if (!MakeAccessible(s, guard_page && pages > 1)) {
     // The kernel refused (the mapping count limit): give the run back.
     s->state = SpanState::kFree;
+    MapFree(s);  // Split gave its old last page to the tail
     InsertFree(MergeNeighbours(s));
     return nullptr;
   }
+  return Handed(s, state);
+}
+
+Span* PageHeap::Handed(Span* s, SpanState state) {
   s->state = state;
   s->zeroed = s->released;
   s->released = false;
@@ -235,28 +267,78 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   return s;
 }
 
+Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
+  RemoveFree(run);
+  run->state = SpanState::kLarge;  // taken: the head must not merge with it
+  run->guard_tail = false;
+  if (run->pages > pages) {
+    // The head stays free as an ordinary committed run (all accessible).
+    // Without metadata for it the whole run is used: wasteful, never wrong.
+    if (Span* head = NewSpan(run->start, run->pages - pages)) {
+      head->released = run->released;
+      head->free_tick = run->free_tick;
+      run->start = head->end();
+      run->pages = static_cast<uint32_t>(pages);
+      MapFree(head);
+      InsertFree(MergeNeighbours(head));
+    }
+  }
+  return run;
+}
+
+void PageHeap::ClearAround(Span* merged, uintptr_t junction) {
+  // The parts' interiors were cleared (and their whole pages of entries
+  // returned) when they were released; the pages of entries that straddle
+  // the junction become wholly interior only now.
+  PageMap& map = GlobalPageMap();
+  map.SetEnds(merged);
+  uintptr_t lo = merged->start + kPageSize, hi = merged->end() - kPageSize;
+  uintptr_t from = junction - PageMap::kEntryPageSpan, to = junction + PageMap::kEntryPageSpan;
+  map.ReleaseClear(from > lo ? from : lo, to < hi ? to : hi);
+}
+
 Span* PageHeap::MergeNeighbours(Span* s) {
-  // s is free, not on a list. Absorb free neighbours of the same kind.
+  // s is free, not on a list. Absorb free neighbours of the same kind. A
+  // guard-tail run's guard page must stay its last page: it absorbs a plain
+  // run on its left (the result is a guard-tail run), never one on its right.
   PageMap& map = GlobalPageMap();
   Span* left = map.Get(reinterpret_cast<void*>(s->start - 1));
   if (left != nullptr && left->state == SpanState::kFree && left->partition == owner_ &&
       left->released == s->released && left->prot_none == s->prot_none && !left->quarantined &&
-      left->end() == s->start) {
+      !left->guard_tail && left->end() == s->start) {
     RemoveFree(left);
+    bool ends_only = MappedByEnds(left) && MappedByEnds(s);
+    if (ends_only) {
+      // Only the ends are mapped: the two inner ends become interior.
+      if (left->pages > 1) map.Set(left->end() - kPageSize, 1, nullptr);
+      if (s->pages > 1) map.Set(s->start, 1, nullptr);
+    } else {
+      map.Set(s->start, s->pages, left);
+    }
     left->pages += s->pages;
+    left->guard_tail = s->guard_tail;
     if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
-    map.Set(s->start, s->pages, left);
+    if (ends_only) ClearAround(left, s->start);
     SpanPool().Delete(s);
     s = left;
   }
+  if (s->guard_tail) return s;
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
   if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
       right->released == s->released && right->prot_none == s->prot_none && !right->quarantined &&
       right->start == s->end()) {
     RemoveFree(right);
-    map.Set(right->start, right->pages, s);
+    bool ends_only = MappedByEnds(s) && MappedByEnds(right);
+    if (ends_only) {
+      if (s->pages > 1) map.Set(s->end() - kPageSize, 1, nullptr);
+      if (right->pages > 1) map.Set(right->start, 1, nullptr);
+    } else {
+      map.Set(right->start, right->pages, s);
+    }
     s->pages += right->pages;
+    s->guard_tail = right->guard_tail;
     if (right->free_tick > s->free_tick) s->free_tick = right->free_tick;
+    if (ends_only) ClearAround(s, right->start);
     SpanPool().Delete(right);
   }
   return s;
@@ -280,12 +362,13 @@ bool PageHeap::MakeAccessible(Span* s, bool guard_page) {
   return true;
 }
 
-void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans) {
+void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans, bool keeps_protection) {
   // Set before the partition is listed (Partition::Init): nobody else sees
   // this page heap yet, and a lock fork does not take must not be taken.
   quarantine_max_bytes_ = max_bytes;
   quarantine_base_bytes_ = max_bytes;
   quarantine_max_spans_ = max_spans;
+  quarantine_keeps_protection_ = keeps_protection;
 }
 
 void PageHeap::EnlargeQuarantine(size_t factor) {
@@ -303,10 +386,19 @@ void PageHeap::Unquarantine(Span* s) {
   quarantine_bytes_ -= s->bytes();
   quarantine_spans_--;
   s->quarantined = false;
+  if (s->prot_none && !quarantine_keeps_protection_ && s->pages > 1 &&
+      os::ProtectReadWrite(reinterpret_cast<void*>(s->start), s->bytes() - kPageSize)) {
+    // Opened now rather than at reuse (the same one mprotect): as a
+    // guard-tail run it merges and is reused like any unprotected block,
+    // where PROT_NONE runs, merging only with each other, fragment the heap.
+    s->prot_none = false;
+    s->guard_tail = true;
+  }
+  if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);  // released while it waited
   InsertFree(MergeNeighbours(s));
 }
 
-void PageHeap::Free(Span* s, bool protect) {
+void PageHeap::Free(Span* s, bool quarantine, bool protect) {
   LockGuard g(lock_);
   NITRO_ASSERT(s->state != SpanState::kFree);
   in_use_pages_ -= s->pages;
@@ -314,12 +406,16 @@ void PageHeap::Free(Span* s, bool protect) {
   s->state = SpanState::kFree;
   s->released = false;
   s->free_tick = clock_ ? clock_() : 0;
-  // prot_none means "may hold inaccessible pages": a guard page, or the
-  // whole run when protected. The run is made accessible again before reuse.
-  if (protect) os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes());
-  s->prot_none = protect || s->guard_pages != 0;
+  // prot_none means "the whole run may be inaccessible" (protected on free);
+  // such a run is made accessible again before reuse. An unprotected block
+  // keeps its guard page as the last page of a guard-tail run.
+  if (protect && !os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes())) {
+    protect = false;  // the kernel refused (the mapping limit): keep it unprotected
+  }
+  s->prot_none = protect;
+  s->guard_tail = !protect && s->guard_pages != 0;
   s->guard_pages = 0;
-  if (protect && quarantine_max_bytes_ > 0) {
+  if (quarantine && quarantine_max_bytes_ > 0) {
     s->quarantined = true;
     s->next = nullptr;
     if (quarantine_tail_) quarantine_tail_->next = s; else quarantine_head_ = s;
@@ -345,11 +441,21 @@ void PageHeap::EnforceCommittedBound() {
   }
 }
 
-void PageHeap::ReleaseSpan(Span* s) {
-  RemoveFree(s);
+void PageHeap::ReleasePages(Span* s) {
+  // s is free and on no list. A released run is an ordinary one: a
+  // guard-tail run gives its guard page up, so that it can merge again.
   os::Release(reinterpret_cast<void*>(s->start), s->bytes());
+  if (s->guard_tail && os::ProtectReadWrite(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
+    s->guard_tail = false;
+  }
   released_total_pages_ += s->pages;
   s->released = true;
+  if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);
+}
+
+void PageHeap::ReleaseSpan(Span* s) {
+  RemoveFree(s);
+  ReleasePages(s);
   InsertFree(MergeNeighbours(s));
 }
 
@@ -359,9 +465,7 @@ size_t PageHeap::ReleaseFreedBefore(uint64_t tick) {
   // Quarantined runs keep their place but not their memory.
   for (Span* q = quarantine_head_; q != nullptr; q = q->next) {
     if (!q->released && q->free_tick <= tick) {
-      os::Release(reinterpret_cast<void*>(q->start), q->bytes());
-      q->released = true;
-      released_total_pages_ += q->pages;
+      ReleasePages(q);
       released += q->bytes();
     }
   }
@@ -386,8 +490,10 @@ bool PageHeap::GrowRun(Span* s, size_t new_pages, size_t need) {
   LockGuard g(lock_);
   PageMap& map = GlobalPageMap();
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
+  // A guard-tail neighbour gives pages short of its guard page only.
   if (right != nullptr && right->state == SpanState::kFree && right->partition == owner_ &&
-      !right->quarantined && right->start == s->end() && right->pages >= need) {
+      !right->quarantined && right->start == s->end() &&
+      right->pages >= need + (right->guard_tail ? 1 : 0)) {
     if (right->prot_none &&
         !os::ProtectReadWrite(reinterpret_cast<void*>(right->start), need << kPageShift)) {
       return false;
@@ -397,6 +503,7 @@ bool PageHeap::GrowRun(Span* s, size_t new_pages, size_t need) {
       // Keep the rest of the neighbour as a (shorter) free run.
       right->start += need << kPageShift;
       right->pages -= static_cast<uint32_t>(need);
+      if (MappedByEnds(right)) map.SetEnds(right);  // its new first page was interior
       InsertFree(right);
     } else {
       SpanPool().Delete(right);
@@ -432,7 +539,7 @@ void PageHeap::Shrink(Span* s, size_t new_pages) {
     s->pages = static_cast<uint32_t>(new_pages);
     GlobalPageMap().Set(tail->start, tail->pages, tail);
   }
-  Free(tail, /*protect=*/true);
+  Free(tail, /*quarantine=*/true, /*protect=*/true);
 }
 
 void PageHeap::Destroy() {

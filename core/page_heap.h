@@ -4,10 +4,18 @@
 // time-based decay rather than at free time (a freed run stays committed and
 // is reused at once by the next request of that size; see docs/architecture.md).
 //
-// Free runs are kept in two sets, committed (dirty) and released (zero), each
-// with an exact-size list per page count up to kBuckets and one list beyond.
-// Runs merge only with neighbours of the same set, so a run is always wholly
-// committed or wholly released and the statistics are exact.
+// Free runs are kept in three sets, committed (dirty), released (zero) and
+// guard-tail (committed freed large blocks whose guard page is still in
+// place), each with an exact-size list per page count up to kBuckets and one
+// list beyond. Runs merge only with neighbours of the same set (guard-tail
+// runs never), so a run is always wholly committed or wholly released and the
+// statistics are exact.
+//
+// Guard-tail runs are how a large alloc/free cycle avoids system calls: a
+// large allocation with a guard page takes the tail of the smallest
+// guard-tail run that fits (its last page is the guard already) and leaves
+// the head as an ordinary committed run; only runs that are protected on
+// free (strict, sampled) pay mprotect at free and at reuse.
 #ifndef NITROHEAP_CORE_PAGE_HEAP_H_
 #define NITROHEAP_CORE_PAGE_HEAP_H_
 
@@ -51,16 +59,20 @@ class PageHeap {
   // at it in the page map. `state` (kSlab or kLarge) is set under the lock,
   // since neighbours read it when they coalesce.
   // With `guard_page`, the run's last page is left (or made) PROT_NONE and
-  // recorded in guard_pages: one mprotect covers both.
+  // recorded in guard_pages: one mprotect covers both, none when the run is
+  // the tail of a guard-tail run.
   Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge,
                  bool guard_page = false);
-  // Takes a slab or large span back as a free run. With `protect`, its
-  // pages become PROT_NONE (so use after free faults) and it waits in the
-  // quarantine before it can be reused.
-  void Free(Span* s, bool protect = false);
-  // Bounds of the large-allocation quarantine (0 bytes: none).
-  // Before the page heap is in use (no lock taken).
-  void SetQuarantine(size_t max_bytes, size_t max_spans);
+  // Takes a slab or large span back as a free run. With `quarantine`, it
+  // waits in the large-allocation quarantine before it can be reused (a
+  // double free is still caught after other large allocations); with
+  // `protect`, its pages also become PROT_NONE (so use after free faults).
+  // A large span freed unprotected keeps its guard page (a guard-tail run).
+  void Free(Span* s, bool quarantine = false, bool protect = false);
+  // Bounds of the large-allocation quarantine (0 bytes: none). A protected
+  // run stays PROT_NONE until reused with `keeps_protection`, else until it
+  // leaves the quarantine. Before the page heap is in use (no lock taken).
+  void SetQuarantine(size_t max_bytes, size_t max_spans, bool keeps_protection = true);
   // Extends a large span into the free or never-used pages that follow it.
   bool GrowInPlace(Span* s, size_t new_pages);
   // Gives the tail of a large span beyond `new_pages` back (protected).
@@ -99,8 +111,31 @@ class PageHeap {
 
  private:
   Span* AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page);
-  Span* FindFree(size_t pages, bool released);
   bool GrowRun(Span* s, size_t new_pages, size_t need);
+  // The sets of free runs (free_ and nonempty_).
+  enum FreeSet { kCommitted = 0, kReleased = 1, kGuardTail = 2, kFreeSets = 3 };
+  static FreeSet SetOf(const Span* s) {
+    return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
+  }
+  Span* FindFree(size_t pages, FreeSet set);
+  // A free run given back to the kernel (and not waiting in the quarantine,
+  // nor holding PROT_NONE pages) has only its first and last page in the
+  // page map: its interior entries are cleared and the page-map memory that
+  // held them is returned too. Every other run has all its pages mapped.
+  static bool MappedByEnds(const Span* s) {
+    return s->released && !s->prot_none && !s->guard_tail && !s->quarantined;
+  }
+  // Maps a free run as MappedByEnds says.
+  void MapFree(Span* s);
+  // Maps `piece`, cut from the free run `whole` (not yet shortened).
+  void MapPiece(const Span* whole, Span* piece);
+  // Maps a run merged of two runs mapped by their ends, `junction` the
+  // start of the right one.
+  void ClearAround(Span* merged, uintptr_t junction);
+  Span* TakeGuardTail(Span* run, size_t pages);
+  // Marks a run taken (state) and points its pages at it.
+  Span* Handed(Span* s, SpanState state);
+  void ReleasePages(Span* s);
   Span* Carve(size_t pages);
   Region* NewRegion(size_t min_bytes);
   Span* NewSpan(uintptr_t start, size_t pages);
@@ -124,13 +159,13 @@ class PageHeap {
   size_t next_region_bytes_ = 0;
   Region* regions_ = nullptr;
   Region* current_ = nullptr;
-  SpanList free_[2][kBuckets + 1];  // [released][pages or kBuckets for larger]
-  uint64_t nonempty_[2][(kBuckets + 1 + 63) / 64] = {};
-  Span* lru_head_ = nullptr;  // committed free runs, oldest first
+  SpanList free_[kFreeSets][kBuckets + 1];  // [FreeSet][pages or kBuckets for larger]
+  uint64_t nonempty_[kFreeSets][(kBuckets + 1 + 63) / 64] = {};
+  Span* lru_head_ = nullptr;  // committed free runs (guard-tail ones too), oldest first
   Span* lru_tail_ = nullptr;
   size_t reserved_ = 0;
   size_t in_use_pages_ = 0;
-  size_t free_pages_[2] = {0, 0};
+  size_t free_pages_[2] = {0, 0};  // [released]
   size_t released_total_pages_ = 0;
   size_t region_count_ = 0;
   // Quarantine: a FIFO of freed large runs through next/prev.
@@ -142,6 +177,7 @@ class PageHeap {
   size_t quarantine_max_spans_ = 0;
   size_t quarantine_base_bytes_ = 0;
   Contract contract_;
+  bool quarantine_keeps_protection_ = true;
 };
 
 template <typename F>
@@ -160,7 +196,7 @@ void PageHeap::ForEachSpanLocked(F f) {
 }
 
 // Process-wide pools of metadata used by every partition.
-MetaPool<Span>& SpanPool();
+ReturningMetaPool<Span>& SpanPool();
 
 }  // namespace nitro
 

@@ -3,6 +3,9 @@
 #include <gtest/gtest.h>
 #include <string.h>
 
+#include <vector>
+
+#include "core/os.h"
 #include "core/page_map.h"
 #include "core/partition.h"
 
@@ -141,6 +144,114 @@ TEST_F(PageHeapTest, GrowsInPlaceIntoFreeNeighboursAndShrinks) {
   EXPECT_TRUE(tail->prot_none);
   EXPECT_EQ(tail->pages, 6u);
   heap().Free(a);
+  heap().Free(sep);
+}
+
+bool Readable(uintptr_t a) {
+  char c;
+  return os::ReadWithoutFault(reinterpret_cast<const void*>(a), &c, 1);
+}
+
+// A large block freed unprotected keeps its guard page; the next guarded
+// block takes the tail of that run and ends at the same guard (no mprotect).
+TEST_F(PageHeapTest, FreedGuardedRunsKeepTheirGuardForTheNextBlock) {
+  Span* a = heap().Allocate(9, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  ASSERT_TRUE(a && sep);
+  ASSERT_EQ(a->guard_pages, 1);
+  uintptr_t start = a->start, guard = a->end() - kPageSize;
+  EXPECT_FALSE(Readable(guard));
+  heap().Free(a);
+  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(run, nullptr);
+  EXPECT_EQ(run->state, SpanState::kFree);
+  EXPECT_TRUE(run->guard_tail);
+  EXPECT_FALSE(run->prot_none);
+  EXPECT_EQ(run->pages, 9u);
+  EXPECT_TRUE(Readable(start));
+  EXPECT_FALSE(Readable(guard));
+
+  Span* b = heap().Allocate(5, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->start, start + 4 * kPageSize);
+  EXPECT_EQ(b->end(), guard + kPageSize);
+  EXPECT_EQ(b->guard_pages, 1);
+  EXPECT_FALSE(b->zeroed);
+  EXPECT_FALSE(Readable(guard));
+  Span* head = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  EXPECT_EQ(head->state, SpanState::kFree);
+  EXPECT_FALSE(head->guard_tail);
+  EXPECT_EQ(head->pages, 4u);
+
+  // Freed again, the block's run absorbs the free head on its left.
+  heap().Free(b);
+  Span* merged = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  EXPECT_TRUE(merged->guard_tail);
+  EXPECT_EQ(merged->pages, 9u);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(guard)), merged);
+
+  // Returned to the kernel, it gives its guard page up and merges again.
+  heap().ReleaseAll();
+  merged = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  EXPECT_FALSE(merged->guard_tail);
+  EXPECT_TRUE(merged->released);
+  EXPECT_TRUE(Readable(guard));
+  heap().Free(sep);
+}
+
+// A protected free makes the whole run PROT_NONE (guard included); it is
+// opened again, but for the new guard, when reused.
+TEST_F(PageHeapTest, ProtectedFreesCloseTheWholeRun) {
+  Span* a = heap().Allocate(6, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  ASSERT_TRUE(a && sep);
+  uintptr_t start = a->start;
+  heap().Free(a, /*quarantine=*/false, /*protect=*/true);
+  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  EXPECT_TRUE(run->prot_none);
+  EXPECT_FALSE(run->guard_tail);
+  for (int i = 0; i < 6; i++) EXPECT_FALSE(Readable(start + i * kPageSize));
+  Span* b = heap().Allocate(6, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_EQ(b->start, start);
+  for (int i = 0; i < 5; i++) EXPECT_TRUE(Readable(start + i * kPageSize));
+  EXPECT_FALSE(Readable(start + 5 * kPageSize));
+  heap().Free(b);
+  heap().Free(sep);
+}
+
+// Runs given back to the kernel give back the page-map memory of their
+// interior too, also when they were released one by one and merged.
+TEST_F(PageHeapTest, ReleasedRunsReturnTheirPageMapMemory) {
+  constexpr int kBlocks = 32;  // one region (the first is 64 MiB)
+  constexpr size_t kPages = 257;  // 1 MiB and a guard page
+  std::vector<Span*> blocks;
+  for (int i = 0; i < kBlocks; i++) {
+    blocks.push_back(heap().Allocate(kPages, 1, SpanState::kLarge, /*guard_page=*/true));
+    ASSERT_NE(blocks.back(), nullptr);
+  }
+  Span* sep = heap().Allocate(1);
+  uintptr_t start = blocks.front()->start;
+  size_t bytes = blocks.back()->end() - start;
+  ASSERT_EQ(bytes, kBlocks * kPages * kPageSize);  // one contiguous stretch
+  ASSERT_GE(GlobalPageMap().ResidentEntryBytes(start, bytes), 15 * kPageSize);
+  for (int i = 0; i < kBlocks; i++) {
+    heap().Free(blocks[i]);
+    g_now++;  // released one by one, oldest first
+  }
+  heap().ReleaseAll();
+  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(run, nullptr);
+  EXPECT_EQ(run->pages, kBlocks * kPages);
+  EXPECT_TRUE(run->released);
+  // Only the leaf pages holding the run's two ends stay.
+  EXPECT_LE(GlobalPageMap().ResidentEntryBytes(start, bytes), 2 * kPageSize);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(start + bytes / 2)), nullptr);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(start + bytes - 1)), run);
+  // Taken again, the run is mapped in full.
+  Span* again = heap().Allocate(kBlocks * kPages);
+  ASSERT_EQ(again, run);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(start + bytes / 2)), again);
+  heap().Free(again);
   heap().Free(sep);
 }
 

@@ -2,6 +2,8 @@
 
 #include "core/os.h"
 
+#include <sys/mman.h>
+
 namespace nitro {
 
 bool PageMap::Ensure(uintptr_t start, size_t bytes) {
@@ -14,6 +16,9 @@ bool PageMap::Ensure(uintptr_t start, size_t bytes) {
     if (root_[i].load(std::memory_order_relaxed) != nullptr) continue;
     void* leaf = os::Reserve(kLeafEntries * sizeof(Span*), kPageSize);
     if (leaf == nullptr) return false;
+    // Entries are written sparsely and returned page by page: a huge page
+    // would make the whole 2 MiB leaf resident at the first entry.
+    os::NoHugePages(leaf, kLeafEntries * sizeof(Span*));
     root_[i].store(static_cast<Span**>(leaf), std::memory_order_release);
   }
   return true;
@@ -31,6 +36,66 @@ void PageMap::Set(uintptr_t start, size_t pages, Span* span) {
 void PageMap::SetEnds(Span* span) {
   Set(span->start, 1, span);
   if (span->pages > 1) Set(span->end() - kPageSize, 1, span);
+}
+
+void PageMap::SetEndsOnly(Span* span) {
+  SetEnds(span);
+  if (span->pages > 2) Clear(span->start + kPageSize, span->end() - kPageSize);
+}
+
+void PageMap::Clear(uintptr_t first, uintptr_t last) {
+  while (first < last) {
+    // One leaf at a time: [first, stop) lies in one leaf.
+    uintptr_t leaf_end = (first | ((uintptr_t{1} << kLeafShift) - 1)) + 1;
+    uintptr_t stop = last < leaf_end ? last : leaf_end;
+    Span** leaf = root_[first >> kLeafShift].load(std::memory_order_acquire);
+    NITRO_ASSERT(leaf != nullptr);
+    Span** lo = &leaf[(first >> kPageShift) & (kLeafEntries - 1)];
+    Span** hi = lo + ((stop - first) >> kPageShift);
+    // Whole pages of entries go back to the kernel; the entries on the
+    // partly covered pages at either end are cleared one by one (written
+    // only when set, so that a page already returned is not touched).
+    auto page_lo = reinterpret_cast<Span**>(RoundUp(reinterpret_cast<uintptr_t>(lo), kPageSize));
+    auto page_hi = reinterpret_cast<Span**>(RoundDown(reinterpret_cast<uintptr_t>(hi), kPageSize));
+    if (page_lo >= page_hi) page_lo = page_hi = hi;
+    for (Span** e = lo; e < page_lo; e++) {
+      if (__atomic_load_n(e, __ATOMIC_RELAXED) != nullptr) __atomic_store_n(e, nullptr, __ATOMIC_RELAXED);
+    }
+    if (page_lo < page_hi) {
+      os::Release(page_lo, reinterpret_cast<uintptr_t>(page_hi) - reinterpret_cast<uintptr_t>(page_lo));
+    }
+    for (Span** e = page_hi; e < hi; e++) {
+      if (__atomic_load_n(e, __ATOMIC_RELAXED) != nullptr) __atomic_store_n(e, nullptr, __ATOMIC_RELAXED);
+    }
+    first = stop;
+  }
+}
+
+void PageMap::ReleaseClear(uintptr_t first, uintptr_t last) {
+  // Whole pages of entries only: the entries of a page partly outside the
+  // range may be set, and reading one of a returned page would fault it in.
+  first = RoundUp(first, kEntryPageSpan);
+  last = RoundDown(last, kEntryPageSpan);
+  while (first < last) {
+    uintptr_t leaf_end = (first | ((uintptr_t{1} << kLeafShift) - 1)) + 1;
+    uintptr_t stop = last < leaf_end ? last : leaf_end;
+    Span** leaf = root_[first >> kLeafShift].load(std::memory_order_acquire);
+    NITRO_ASSERT(leaf != nullptr);
+    os::Release(&leaf[(first >> kPageShift) & (kLeafEntries - 1)], ((stop - first) >> kPageShift) * sizeof(Span*));
+    first = stop;
+  }
+}
+
+size_t PageMap::ResidentEntryBytes(uintptr_t start, size_t bytes) const {
+  size_t resident = 0;
+  for (uintptr_t a = RoundDown(start, kEntryPageSpan); a < start + bytes; a += kEntryPageSpan) {
+    Span** leaf = root_[a >> kLeafShift].load(std::memory_order_acquire);
+    if (leaf == nullptr) continue;
+    void* page = &leaf[(a >> kPageShift) & (kLeafEntries - 1)];
+    unsigned char in_core = 0;
+    if (mincore(page, kPageSize, &in_core) == 0 && (in_core & 1)) resident += kPageSize;
+  }
+  return resident;
 }
 
 namespace {

@@ -39,6 +39,21 @@ class PageMap {
   void Set(uintptr_t start, size_t pages, Span* span);
   // Points the first and last page only (enough for a free run's neighbours).
   void SetEnds(Span* span);
+  // Points the first and last page at `span` and clears the entries of the
+  // pages between, returning the leaf pages that held only those entries to
+  // the kernel (they read as nullptr again). For free runs given back to the
+  // kernel: an address inside one then looks up as not the heap's.
+  void SetEndsOnly(Span* span);
+  // Clears the entries of the pages [first, last) the same way.
+  void Clear(uintptr_t first, uintptr_t last);
+  // Returns the leaf pages that hold only entries of pages in [first, last)
+  // to the kernel, touching no entry: for a range whose entries are clear.
+  void ReleaseClear(uintptr_t first, uintptr_t last);
+  // Resident bytes of the leaf pages holding the entries of [start, start +
+  // bytes) (mincore; tests and statistics).
+  size_t ResidentEntryBytes(uintptr_t start, size_t bytes) const;
+  // Bytes of address space whose entries fill one page of a leaf.
+  static constexpr size_t kEntryPageSpan = (kPageSize / sizeof(Span*)) << kPageShift;
   // Held while a leaf is made. Kept outside the (zero-initialized, 1 MiB)
   // root table, so that the table stays in .bss.
   static SpinLock& lock();

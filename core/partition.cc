@@ -108,9 +108,13 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   os::RandomBytes(&marker, sizeof(marker));
   slab_owner_ = SlabOwner{&pages_, name_, marker | 1 /* never 0, the value allocation leaves */, false, false};
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
-  pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans);
+  pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans,
+                       config.large_protect_until_reuse);
   pages_.contract().Init(this, name_, RunPressureActions);
   large_guard_pages_ = config.large_guard_pages;
+  large_protect_rate_ = config.large_protect_rate;
+  os::RandomBytes(&large_protect_rng_, sizeof(large_protect_rng_));
+  large_protect_rng_ |= 1;  // xorshift needs a non-zero state
   policy_ = config.policy;
   bool cached = id < kCachedPartitions && policy_.thread_caches;
   slab_owner_.thread_cached = cached;
@@ -193,14 +197,17 @@ void Partition::FreeLarge(Span* s, void* p) {
     ReportMisuse(misuse::kInvalidFree, p, name_, "not the start of the large allocation at %p",
                  reinterpret_cast<void*>(s->start));
   }
+  bool protect;
   {
     LockGuard g(large_lock_);
     large_count_--;
     large_bytes_ -= s->requested;
     large_usable_ -= s->usable_bytes();
     large_frees_total_++;
+    protect = large_protect_rate_ == 1 ||
+              (large_protect_rate_ > 1 && XorShift64(&large_protect_rng_) % large_protect_rate_ == 0);
   }
-  pages_.Free(s, /*protect=*/true);
+  pages_.Free(s, /*quarantine=*/true, protect);
 }
 
 bool Partition::ResizeLargeInPlace(Span* s, size_t size) {
@@ -334,7 +341,8 @@ void Partition::Reset() {
 
 size_t Partition::ReleaseFreeMemory() {
   for (int c = 1; c < kNumClasses; c++) central_[c].Drain();
-  return pages_.ReleaseAll();
+  size_t released = pages_.ReleaseAll();
+  return released + SpanPool().ReleaseEmpty(/*now=*/true);
 }
 
 PartitionStats Partition::Stats() {

@@ -62,10 +62,19 @@ struct PartitionConfig {
   size_t max_free_committed = size_t{64} << 20;
   // A PROT_NONE page after every large allocation.
   bool large_guard_pages = true;
-  // Freed large runs wait (protected) before reuse; 0 bytes: no quarantine.
+  // Freed large runs wait before reuse; 0 bytes: no quarantine.
   size_t large_quarantine_bytes = size_t{16} << 20;
   size_t large_quarantine_spans = 8;
   PartitionPolicy policy;
+  // Freed large runs made PROT_NONE (use after free faults): 1 every one,
+  // N one in N at random, 0 none. A protected run costs an mprotect at the
+  // free and another at its reuse; an unprotected one keeps its guard page
+  // and is reused with no system call (core/page_heap.h).
+  uint32_t large_protect_rate = 1;
+  // A protected run stays PROT_NONE until reused (true) or only while it is
+  // in the quarantine (false: it is opened when it leaves, as a guard-tail
+  // run that merges; PROT_NONE runs merge only with each other).
+  bool large_protect_until_reuse = true;
 };
 
 // What the page map says about an address.
@@ -180,6 +189,8 @@ class Partition {
   bool large_guard_pages_ = true;
   uint16_t alloc_slot_ = 0;
   PartitionPolicy policy_;
+  uint32_t large_protect_rate_ = 1;
+  uint64_t large_protect_rng_ = 0;  // under large_lock_
   PageHeap pages_;
   SlabOwner slab_owner_ = {};
   CentralFreeList central_[kNumClasses];

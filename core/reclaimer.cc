@@ -33,6 +33,8 @@ void ReclaimerTick() {
     if (p->policy().decay) p->ReleaseFreedBefore(cutoff);
   });
   movable::BackgroundTick(now, g_options.compact_interval_ms, g_options.compact_budget);
+  // Chunks of span descriptors found empty at two ticks in a row go back.
+  SpanPool().ReleaseEmpty();
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
   if (hooks != nullptr && hooks->on_tick != nullptr) hooks->on_tick();
 }

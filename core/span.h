@@ -56,6 +56,11 @@ struct Span {
   bool prot_none;
   // Free runs: waiting in the large-allocation quarantine, not reusable yet.
   bool quarantined;
+  // Free runs: a freed large block that kept its guard page: every page is
+  // accessible but the last, which is PROT_NONE. Such a run absorbs free
+  // neighbours on its left only; a large allocation reuses its tail, guard
+  // included, with no system call.
+  bool guard_tail;
   // Large: the last page is a PROT_NONE guard page, not part of the block.
   uint8_t guard_pages;
   // Strict mode slabs: the size each object was asked for (canaries).

@@ -11,7 +11,7 @@ PACKAGES="
   pybind11-dev python3-dev python3-protobuf python3-matplotlib
   libprotobuf-dev protobuf-compiler
   libjemalloc2 libjemalloc-dev libgoogle-perftools4 libmimalloc2.0
-  sqlite3 valgrind
+  sqlite3 valgrind strace redis-server redis-tools
   cmake make pkg-config
   libpython3.11-testsuite
   golang-go binutils

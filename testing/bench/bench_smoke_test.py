@@ -34,7 +34,8 @@ def main():
                     "## Memory return"]:
         if section not in report:
             failures.append("report lacks the section %r" % section)
-    for name in ["fastpath", "working_set", "prodcons", "larson", "realloc", "large", "large_trap",
+    for name in ["fastpath", "working_set", "prodcons", "larson", "realloc", "large", "large_cycle",
+                 "large_trap",
                  "stl", "larson_8t", "larson_32t", "python", "python_malloc", "gcc"]:
         # Rows of the wall, CPU and RSS tables (not the workload list).
         rows = [l for l in report.splitlines() if l.startswith("| %s |" % name)

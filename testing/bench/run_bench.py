@@ -167,6 +167,8 @@ def workloads(paths, quick):
                  mode("realloc")),
         Workload("large", "(f) 16 live blocks of 64 KiB..8 MiB, replaced and filled",
                  mode("large")),
+        Workload("large_cycle", "(f) 100k cycles: 16 live blocks of 64 KiB..4 MiB, one replaced "
+                 "per cycle, untouched (system calls per cycle)", mode("large_cycle")),
         Workload("large_trap", "(f) allocate, zero-fill, free 5..25 MiB blocks",
                  mode("large_trap")),
         Workload("stl", "(g) map<string, vector<int>>, unordered_map, string concatenation",
@@ -452,6 +454,10 @@ def main():
                     "in every round and compared with it, never with the peers; '' for none "
                     "(default: %(default)s)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the callgrind fast-path count")
+    ap.add_argument("--suites", default=None, metavar="NAME,...",
+                    help="external suites after the workloads (testing/bench/suites.py): "
+                         "mimalloc-bench, redis; default both, none with --quick; a suite "
+                         "whose programs are missing says so and is skipped")
     ap.add_argument("--timeout", type=int, default=None,
                     help="seconds per run (default 300: strict mode's realloc run takes ~100 s; quick 60)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -910,6 +916,16 @@ def main():
                                 [(r[0], r[1], r[2], "`%s`" % display_path(staged.get(r[3], r[3])))
                                  for r in rows_cg], ["l", "r", "r", "l"]))
             out.append("")
+    suites = args.suites if args.suites is not None else ("" if args.quick else "mimalloc-bench,redis")
+    if suites:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import suites as external  # testing/bench/suites.py
+        log("run_bench: external suites: %s" % suites)
+        lines, suite_failures = external.run_suites(
+            [x for x in suites.split(",") if x], paths["nitroheap_so"], paths["spawn"],
+            args.rounds, args.quick)
+        out += lines
+        failures += suite_failures
     out.append("## Workloads\n")
     out.append(md_table(["workload", "what"], [(w.name, w.what) for w in suite], ["l", "l"]))
     out.append("")

@@ -11,8 +11,8 @@
 // Usage: workloads MODE [--scale=F] [--threads=N]
 //   --scale multiplies the operation counts (and, below 1, the live sets):
 //   1 is the benchmark size, 0.01 a smoke test.
-//   Modes: fastpath working_set prodcons larson realloc large large_trap stl
-//          memreturn
+//   Modes: fastpath working_set prodcons larson realloc large large_cycle
+//          large_trap stl memreturn
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -375,6 +375,39 @@ int Large() {
   return 0;
 }
 
+// (f) Large alloc/free cycles, the loop of issue 13: 16 live blocks of
+// 64 KiB..4 MiB (log-uniform), one replaced per cycle, 100,000 cycles. Only
+// the first and last byte of a block are written, so the time is the
+// allocator's own (system calls, not page faults). testing/bench's
+// large_syscalls_test runs it under strace to count system calls per cycle.
+int LargeCycle() {
+  constexpr int kSlots = 16;
+  const uint64_t ops = Scaled(100000, 20);
+  Rng rng(9);
+  unsigned char* slot[kSlots] = {};
+  size_t size[kSlots] = {};
+  uint64_t sum = 0;
+  for (uint64_t i = 0; i < ops; i++) {
+    int k = static_cast<int>(i % kSlots);
+    if (slot[k] != nullptr) {
+      if (slot[k][0] != slot[k][size[k] - 1]) Corrupt("large_cycle", slot[k], "contents");
+      sum += slot[k][0] + size[k];
+      free(slot[k]);
+    }
+    size[k] = rng.LogSize(64 << 10, 4 << 20);
+    slot[k] = static_cast<unsigned char*>(Malloc(size[k]));
+    slot[k][0] = slot[k][size[k] - 1] = static_cast<unsigned char>(i);
+  }
+  for (int k = 0; k < kSlots; k++) {
+    if (slot[k] != nullptr) {
+      sum += slot[k][0] + size[k];
+      free(slot[k]);
+    }
+  }
+  Report("large_cycle", sum, ops);
+  return 0;
+}
+
 // (f) The trap from DESIGN.md: allocate a 5..25 MiB block, zero-fill it, free
 // it, again and again. Returning the block to the kernel on each free turns
 // every iteration into thousands of page faults.
@@ -568,6 +601,7 @@ int main(int argc, char** argv) {
   if (mode == "larson") return Larson();
   if (mode == "realloc") return Realloc();
   if (mode == "large") return Large();
+  if (mode == "large_cycle") return LargeCycle();
   if (mode == "large_trap") return LargeTrap();
   if (mode == "stl") return Stl();
   if (mode == "memreturn") return Memreturn();
