@@ -49,27 +49,33 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 
 // The checks every mode makes on a free, on the fast path: the pointer is
 // the start of an object of a default-partition slab, and that object is not
-// already free. Returns the size class, or 0 for "take the slow path" (also
-// for spans holding flight-recorder samples, whose frees are timed).
-NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache* tc) {
+// already free (its flag in the span, outside the object). Returns the size
+// class and the flag's address, or 0 for "take the slow path" (also for
+// spans holding flight-recorder samples, whose frees are timed).
+NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, uint8_t** free_flag) {
   uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
   int cls = static_cast<int>(word);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
   if (NITRO_UNLIKELY(idx * s->object_size != off || idx >= s->capacity)) return 0;
-  if (NITRO_UNLIKELY(static_cast<uintptr_t*>(p)[1] == tc->marker())) return 0;
+  uint8_t* flag = &s->object_free[idx];
+  if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return 0;
+  *free_flag = flag;
   return cls;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr)) {
-    ThreadCache* tc = tls_cache;
-    int cls = FastFreeClass(p, s, tc);
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
-      tc->AccountFree(cls);
-      return;
+    uint8_t* flag;
+    int cls = FastFreeClass(p, s, &flag);
+    if (NITRO_LIKELY(cls != 0)) {
+      ThreadCache* tc = tls_cache;
+      if (NITRO_LIKELY(tc->Push(cls, p, flag))) {
+        tc->AccountFree(cls);
+        return;
+      }
     }
   }
   FreeSlow(p);
@@ -80,12 +86,14 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
-    ThreadCache* tc = tls_cache;
-    int cls = FastFreeClass(p, s, tc);
-    if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls) &&
-        NITRO_LIKELY(tc->Push(cls, p))) {
-      tc->AccountFree(cls);
-      return;
+    uint8_t* flag;
+    int cls = FastFreeClass(p, s, &flag);
+    if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls)) {
+      ThreadCache* tc = tls_cache;
+      if (NITRO_LIKELY(tc->Push(cls, p, flag))) {
+        tc->AccountFree(cls);
+        return;
+      }
     }
   }
   FreeSizedSlow(p, size, align);
