@@ -102,8 +102,6 @@ bool CentralFreeList::AddSlab() {
   Span* s = owner_->pages->Allocate(info.slab_pages, 1, SpanState::kSlab);
   if (s == nullptr) return false;
   s->size_class = static_cast<uint8_t>(size_class_);
-  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
-                   __ATOMIC_RELAXED);
   s->capacity = info.capacity;
   s->object_size = info.size;
   s->magic = info.magic;
@@ -115,14 +113,19 @@ bool CentralFreeList::AddSlab() {
     s->requested_sizes = t != nullptr ? t->sizes : nullptr;
   }
   // Every object starts free (flag set) until a thread cache or AllocateOne
-  // hands it to the program.
-  memset(s->object_free, 1, info.capacity);
+  // hands it to the program; so does the one past the end, which the tail
+  // of a slab would index (free's fast path has no capacity check).
+  memset(s->object_free, 1, info.capacity + 1);
   for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64; w++) {
     uint32_t lo = w * 64;
     if (info.capacity >= lo + 64) s->free_bits[w] = ~uint64_t{0};
     else if (info.capacity > lo) s->free_bits[w] = (uint64_t{1} << (info.capacity - lo)) - 1;
     else s->free_bits[w] = 0;
   }
+  // Last, and released: a free that sees the class sees the geometry and
+  // flags above (free's fast path trusts them to index object_free).
+  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
+                   __ATOMIC_RELEASE);
   nonempty_.PushFront(s);
   empty_slabs_++;
   slabs_++;

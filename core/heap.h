@@ -58,7 +58,9 @@ NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, uint8_t** free_flag) {
   int cls = static_cast<int>(word);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
-  if (NITRO_UNLIKELY(idx * s->object_size != off || idx >= s->capacity)) return 0;
+  if (NITRO_UNLIKELY(idx * s->object_size != off)) return 0;
+  // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
+  // which sends a pointer into the slab's unused tail to the slow path.
   uint8_t* flag = &s->object_free[idx];
   if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return 0;
   *free_flag = flag;

@@ -78,7 +78,9 @@ struct Span {
   // read it here, outside the object, so a freed object carries no marker.
   // A byte, not a bit: threads freeing neighbours store to their own bytes
   // with plain (relaxed atomic) stores and never race on a shared word.
-  uint8_t object_free[kMaxObjectsPerSlab];
+  // The byte after the last object is set too: it stands for the slab's
+  // unused tail, so a free there fails the flag check instead of a bound check.
+  uint8_t object_free[kMaxObjectsPerSlab + 1];
 
   uintptr_t end() const { return start + (static_cast<uintptr_t>(pages) << kPageShift); }
   size_t bytes() const { return static_cast<size_t>(pages) << kPageShift; }

@@ -102,8 +102,9 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   Entry* next_ring = store_;
   for (int c = 1; c < kNumClasses; c++) {
     // strict blocks both fast paths: max 0 fails every push, depth ~0 every pop.
-    mags_[c] = Magazine{next_ring, 0, 0, ring_size[c] - 1, strict ? 0 : real_max_[c],
-                        strict ? ~uint32_t{0} : real_depth_[c], 0, 0, 0};
+    mags_[c] = Magazine{next_ring, 0, 0, ring_size[c] * kEntryBytes - 1,
+                        strict ? 0 : real_max_[c] * kEntryBytes,
+                        strict ? ~uint32_t{0} : real_depth_[c] * kEntryBytes, 0, 0, 0};
     next_ring += ring_size[c];
   }
   partition_ = partition;
@@ -113,14 +114,13 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
 void ThreadCache::Prepend(int cls, void* const* objects, int n) {
   // A refill goes in front: the objects freed last keep waiting. objects[0]
   // is taken first (the middle layer hands a fresh slab out in address order).
-  Magazine& m = mags_[cls];
   Span* span = nullptr;
-  uint32_t head = m.head;
+  uint32_t head = mags_[cls].head;
   for (int i = n - 1; i >= 0; i--) {
-    head--;
-    m.ring[head & m.mask] = Entry{objects[i], FreeFlagOf(objects[i], &span)};
+    head -= kEntryBytes;
+    At(cls, head) = Entry{objects[i], FreeFlagOf(objects[i], &span)};
   }
-  __atomic_store_n(&m.head, head, __ATOMIC_RELAXED);
+  __atomic_store_n(&mags_[cls].head, head, __ATOMIC_RELAXED);
 }
 
 bool ThreadCache::RefillList(int cls) {
@@ -156,14 +156,14 @@ void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
     skip = static_cast<uint32_t>((r >> 33) % span);
   }
   uint32_t head = m.head;
-  Entry e = m.ring[(head + skip) & m.mask];
+  Entry e = At(cls, head + skip * kEntryBytes);
   // The older entries in front of it move up by one.
-  for (uint32_t i = skip; i > 0; i--) m.ring[(head + i) & m.mask] = m.ring[(head + i - 1) & m.mask];
+  for (uint32_t i = skip; i > 0; i--) At(cls, head + i * kEntryBytes) = At(cls, head + (i - 1) * kEntryBytes);
   if (valid != nullptr && !valid(e.object, cls)) {
     ReportMisuse(misuse::kCorruptFreeList, e.object, partition_->name(),
                  "a thread-cache entry points outside the %u-byte class", kSizeClasses.size(cls));
   }
-  __atomic_store_n(&m.head, head + 1, __ATOMIC_RELAXED);
+  __atomic_store_n(&m.head, head + kEntryBytes, __ATOMIC_RELAXED);
   __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED);
   return e.object;
 }
@@ -174,8 +174,8 @@ void ThreadCache::PushChecked(int cls, void* p) {
   Span* span = nullptr;
   uint8_t* flag = FreeFlagOf(p, &span);
   uint32_t tail = m.tail;
-  m.ring[tail & m.mask] = Entry{p, flag};
-  __atomic_store_n(&m.tail, tail + 1, __ATOMIC_RELAXED);
+  At(cls, tail) = Entry{p, flag};
+  __atomic_store_n(&m.tail, tail + kEntryBytes, __ATOMIC_RELAXED);
   __atomic_store_n(flag, uint8_t{1}, __ATOMIC_RELAXED);
 }
 
@@ -188,8 +188,8 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
   while (n > 0) {
     uint32_t k = n < CentralFreeList::kMaxBatchObjects ? n : CentralFreeList::kMaxBatchObjects;
     uint32_t head = m.head;
-    for (uint32_t i = 0; i < k; i++) objects[i] = m.ring[(head + i) & m.mask].object;
-    __atomic_store_n(&m.head, head + k, __ATOMIC_RELAXED);
+    for (uint32_t i = 0; i < k; i++) objects[i] = At(cls, head + i * kEntryBytes).object;
+    __atomic_store_n(&m.head, head + k * kEntryBytes, __ATOMIC_RELAXED);
     partition_->central(cls).InsertRange(objects, static_cast<int>(k));
     n -= k;
   }

@@ -46,7 +46,11 @@ count() {
   out=$(env ${preload:+LD_PRELOAD=$preload} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
           "$BIN" "$pairs" "$SIZE" 2>"$log") || { cat "$log" >&2; rm -f "$log"; return 1; }
   local ir
-  ir=$(sed -n 's/^==[0-9]*== Collected : \([0-9]*\).*/\1/p' "$log")
+  # The program's own count: valgrind also traces the heap's background
+  # clone children (fork without exec), each with its own Collected line.
+  local pid
+  pid=$(sed -n 's/^==\([0-9]*\)== Command: .*/\1/p' "$log" | head -n 1)
+  ir=$(sed -n "s/^==$pid== Collected : \([0-9]*\).*/\1/p" "$log")
   rm -f "$log"
   [ -n "$ir" ] || { echo "callgrind_fastpath: no instruction count" >&2; return 1; }
   echo "$ir ${out##*malloc_from=}"
