@@ -52,7 +52,7 @@ class ThreadCacheTest : public ::testing::Test {
                                         size_t max_bytes = kNoBound, int64_t first_sample = kNever,
                                         int64_t first_record = kNever) {
     auto tc = std::make_unique<ThreadCache>();
-    tc->Init(part_, max_bytes, quarantine, strict, first_sample, first_record);
+    EXPECT_TRUE(tc->Init(part_, max_bytes, quarantine, strict, first_sample, first_record));
     return tc;
   }
   // malloc's and free's use of the cache (core/heap.h, core/heap.cc).
