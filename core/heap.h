@@ -4,8 +4,8 @@
 // is a thin call into the functions here.
 //
 // One fast path and one slow path each way. Malloc pops from the thread's
-// list for the size class; Free looks the page up and pushes onto that list.
-// Anything else (an empty or full list, a thread without a cache, a sample
+// magazine for the size class; Free looks the page up and pushes onto that
+// magazine. Anything else (an empty or full magazine, a thread without a cache, a sample
 // due, a large, aligned, zeroed or foreign request, a heap not yet started,
 // legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
 // FreeSlow. Every reallocation, whatever its ABI, is Reallocate.

@@ -108,8 +108,8 @@ class ThreadCache {
   // Large allocations only advance the flight recorder's byte countdown.
   bool RecordBytes(size_t size) { return (record_countdown_ -= static_cast<int64_t>(size)) < 0; }
   bool GuardDue() const { return sample_countdown_ < 0; }
-  // Bytes of blocks outside the size-class lists (large and guarded ones)
-  // this thread allocated and freed; with the lists' counters they make
+  // Bytes of blocks outside the size-class magazines (large and guarded
+  // ones) this thread allocated and freed; with the magazines' counters they make
   // the thread's totals (nitro_thread_allocated), off the fast path.
   void CountOtherAllocated(size_t bytes) { other_allocated_ += bytes; }
   void CountOtherFreed(size_t bytes) { other_freed_ += bytes; }
