@@ -2,7 +2,6 @@
 
 #include <string.h>
 
-#include "core/free_list.h"
 #include "core/meta_pool.h"
 #include "core/report.h"
 #include "core/page_map.h"
@@ -28,66 +27,74 @@ void RetireSlab(Span* s) {
 
 SpinLock& SizeTablePoolLock() { return g_size_tables.lock(); }
 
-void CentralFreeList::Init(const SlabOwner* owner, int size_class, uintptr_t key) {
+void CentralFreeList::Init(const SlabOwner* owner, int size_class) {
   owner_ = owner;
   size_class_ = size_class;
   size_ = kSizeClasses.size(size_class);
-  key_ = key;
   const SizeClassInfo& info = kSizeClasses.info(size_class);
   size_t per_batch = static_cast<size_t>(info.batch) * info.size;
   size_t n = (512 * 1024) / per_batch;
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 
-int CentralFreeList::RemoveRange(void** head, void** tail, int n) {
+int CentralFreeList::RemoveRange(void** out, int n) {
   LockGuard g(lock_);
-  if (batches_ > 0) {
-    Batch b = batch_[--batches_];
-    if (batches_ < low_water_) low_water_ = batches_;
-    *head = b.head;
-    *tail = b.tail;
-    return static_cast<int>(b.count);
-  }
-  return FromSpans(head, tail, n);
+  return RemoveRangeLocked(out, n);
 }
 
-void CentralFreeList::InsertRange(void* head, void* tail, int n) {
-  LockGuard g(lock_);
-  if (batches_ < max_batches_) {
-    batch_[batches_++] = Batch{head, tail, static_cast<uint32_t>(n)};
-    return;
+int CentralFreeList::RemoveRangeLocked(void** out, int n) {
+  if (batches_ > 0) {
+    // The top batch, or its last n objects when it holds more.
+    Batch& b = batch_[batches_ - 1];
+    int take = static_cast<int>(b.count) < n ? static_cast<int>(b.count) : n;
+    b.count -= static_cast<uint32_t>(take);
+    memcpy(out, b.objects + b.count, sizeof(void*) * static_cast<size_t>(take));
+    if (b.count == 0) batches_--;
+    if (batches_ < low_water_) low_water_ = batches_;
+    return take;
   }
-  ReturnToSpans(head, n);
+  return FromSpans(out, n);
+}
+
+void CentralFreeList::InsertRange(void* const* objects, int n) {
+  LockGuard g(lock_);
+  while (n > 0) {
+    int k = n < static_cast<int>(kMaxBatchObjects) ? n : static_cast<int>(kMaxBatchObjects);
+    if (batches_ < max_batches_) {
+      Batch& b = batch_[batches_++];
+      b.count = static_cast<uint32_t>(k);
+      memcpy(b.objects, objects, sizeof(void*) * static_cast<size_t>(k));
+    } else {
+      ReturnToSpans(objects, k);
+    }
+    objects += k;
+    n -= k;
+  }
 }
 
 void* CentralFreeList::AllocateOne() {
-  LockGuard g(lock_);
-  direct_allocs_++;
-  if (batches_ > 0) {
-    Batch& b = batch_[batches_ - 1];
-    void* p = b.head;
-    b.head = GetLink(p, key_);
-    if (--b.count == 0) batches_--;
-    if (batches_ < low_water_) low_water_ = batches_;
-    static_cast<uintptr_t*>(p)[1] = 0;
-    return p;
+  void* p = nullptr;
+  {
+    LockGuard g(lock_);
+    if (RemoveRangeLocked(&p, 1) != 1) return nullptr;
+    direct_allocs_++;
   }
-  void* head = nullptr;
-  void* tail = nullptr;
-  if (FromSpans(&head, &tail, 1) != 1) {
-    direct_allocs_--;
-    return nullptr;
-  }
-  static_cast<uintptr_t*>(head)[1] = 0;
-  return head;
+  __atomic_store_n(GlobalPageMap().Get(p)->FreeFlag(p), uint8_t{0}, __ATOMIC_RELAXED);
+  return p;
 }
 
 void CentralFreeList::FreeOne(void* p) {
   LockGuard g(lock_);
   direct_frees_++;
-  SetLink(p, nullptr, key_);
-  static_cast<uintptr_t*>(p)[1] = owner_->free_marker;
-  ReturnToSpans(p, 1);
+  Span* s = GlobalPageMap().Get(p);
+  if (s != nullptr && s->state == SpanState::kSlab && s->size_class == size_class_) {
+    uint8_t* flag = s->FreeFlag(p);
+    if (__atomic_load_n(flag, __ATOMIC_RELAXED) != 0) {
+      ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free", size_);
+    }
+    __atomic_store_n(flag, uint8_t{1}, __ATOMIC_RELAXED);
+  }
+  ReturnToSpans(&p, 1);  // reports anything else
 }
 
 bool CentralFreeList::AddSlab() {
@@ -95,8 +102,6 @@ bool CentralFreeList::AddSlab() {
   Span* s = owner_->pages->Allocate(info.slab_pages, 1, SpanState::kSlab);
   if (s == nullptr) return false;
   s->size_class = static_cast<uint8_t>(size_class_);
-  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
-                   __ATOMIC_RELAXED);
   s->capacity = info.capacity;
   s->object_size = info.size;
   s->magic = info.magic;
@@ -107,12 +112,20 @@ bool CentralFreeList::AddSlab() {
     SizeTable* t = g_size_tables.New();
     s->requested_sizes = t != nullptr ? t->sizes : nullptr;
   }
+  // Every object starts free (flag set) until a thread cache or AllocateOne
+  // hands it to the program; so does the one past the end, which the tail
+  // of a slab would index (free's fast path has no capacity check).
+  memset(s->object_free, 1, info.capacity + 1);
   for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64; w++) {
     uint32_t lo = w * 64;
     if (info.capacity >= lo + 64) s->free_bits[w] = ~uint64_t{0};
     else if (info.capacity > lo) s->free_bits[w] = (uint64_t{1} << (info.capacity - lo)) - 1;
     else s->free_bits[w] = 0;
   }
+  // Last, and released: a free that sees the class sees the geometry and
+  // flags above (free's fast path trusts them to index object_free).
+  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
+                   __ATOMIC_RELEASE);
   nonempty_.PushFront(s);
   empty_slabs_++;
   slabs_++;
@@ -120,11 +133,9 @@ bool CentralFreeList::AddSlab() {
   return true;
 }
 
-int CentralFreeList::FromSpans(void** head, void** tail, int n) {
-  // Objects are linked in address order, so a fresh slab is handed out front
-  // to back.
-  void* first = nullptr;
-  void* last = nullptr;
+int CentralFreeList::FromSpans(void** out, int n) {
+  // Objects come out in address order, so a fresh slab is handed out front
+  // to back; nothing is written into them.
   int got = 0;
   while (got < n) {
     if (nonempty_.empty() && !AddSlab()) break;
@@ -138,28 +149,21 @@ int CentralFreeList::FromSpans(void** head, void** tail, int n) {
       while (bits != 0 && got < n) {
         uint32_t idx = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
         bits &= bits - 1;
-        void* obj = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * size_);
-        if (last) SetLink(last, obj, key_); else first = obj;
-        last = obj;
-        got++;
+        out[got++] = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * size_);
         s->allocated++;
       }
       s->free_bits[w] = bits;
     }
     if (s->allocated == s->capacity) nonempty_.Remove(s);
   }
-  if (last) SetLink(last, nullptr, key_);
   span_free_ -= static_cast<size_t>(got);
-  *head = first;
-  *tail = last;
   return got;
 }
 
-void CentralFreeList::ReturnToSpans(void* head, int n) {
+void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
   PageMap& map = GlobalPageMap();
-  void* p = head;
-  for (int i = 0; i < n && p != nullptr; i++) {
-    void* next = GetLink(p, key_);
+  for (int i = 0; i < n; i++) {
+    void* p = objects[i];
     Span* s = map.Get(p);
     if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
       ReportMisuse(misuse::kCorruptFreeList, p, owner_->name,
@@ -186,7 +190,6 @@ void CentralFreeList::ReturnToSpans(void* head, int n) {
         owner_->pages->Free(s);
       }
     }
-    p = next;
   }
 }
 
@@ -205,8 +208,8 @@ void CentralFreeList::ForgetAllLocked() {
 void CentralFreeList::Drain() {
   LockGuard g(lock_);
   while (batches_ > 0) {
-    Batch b = batch_[--batches_];
-    ReturnToSpans(b.head, static_cast<int>(b.count));
+    Batch& b = batch_[--batches_];
+    ReturnToSpans(b.objects, static_cast<int>(b.count));
   }
   low_water_ = 0;
   ReleaseEmptySlabs();  // those kept for hysteresis go back too
@@ -232,7 +235,7 @@ void CentralFreeList::ReleaseIdle() {
   // The bottom `low_water_` batches were not touched for a whole period.
   int idle = low_water_ < batches_ ? low_water_ : batches_;
   if (idle > 0) {
-    for (int i = 0; i < idle; i++) ReturnToSpans(batch_[i].head, static_cast<int>(batch_[i].count));
+    for (int i = 0; i < idle; i++) ReturnToSpans(batch_[i].objects, static_cast<int>(batch_[i].count));
     memmove(batch_, batch_ + idle, sizeof(Batch) * static_cast<size_t>(batches_ - idle));
     batches_ -= idle;
   }

@@ -1,6 +1,7 @@
 // CentralFreeList: the middle layer for one size class of one partition.
-// Thread caches move objects to and from it in batches (linked lists of
-// `batch` objects). It keeps whole batches in a bounded transfer cache, so a
+// Thread caches move objects to and from it in batches (arrays of up to
+// kMaxBatchObjects object pointers: nothing is written into a free object).
+// It keeps whole batches in a bounded transfer cache, so a
 // producer/consumer pair trades batches in O(1), and otherwise returns objects
 // to their slabs, whose free objects are tracked by an out-of-line bitmap.
 // A slab that becomes empty goes back to the page heap, except for a few
@@ -23,7 +24,6 @@ namespace nitro {
 struct SlabOwner {
   PageHeap* pages;
   const char* name;
-  uintptr_t free_marker;  // written into the second word of every free object
   bool thread_cached;     // slabs' frees may take the thread-cache fast path
   bool strict;            // slabs are zeroed when made and record each object's size
 };
@@ -42,15 +42,18 @@ class CentralFreeList {
  public:
   static constexpr int kMaxBatches = 32;
   static constexpr int kKeepEmptySlabs = 2;
+  static constexpr uint32_t kMaxBatchObjects = 32;  // >= every class's batch
 
-  void Init(const SlabOwner* owner, int size_class, uintptr_t key);
-  // Takes up to `n` objects as a linked list from *head to *tail; returns
-  // how many (0 when out of memory).
-  int RemoveRange(void** head, void** tail, int n);
-  // Gives back a linked list of `n` objects ending at `tail`.
-  void InsertRange(void* head, void* tail, int n);
-  // One object at a time, for callers without a thread cache. FreeOne
-  // returns the object straight to its slab, so a double free is caught at once.
+  void Init(const SlabOwner* owner, int size_class);
+  // Takes up to `n` objects into out[] (room for n; from a batch, at most
+  // the top batch, taken from its end); returns how
+  // many (0 when out of memory). Their free flags stay set.
+  int RemoveRange(void** out, int n);
+  // Gives back `n` objects (any number), whose free flags are set.
+  void InsertRange(void* const* objects, int n);
+  // One object at a time, for callers without a thread cache: AllocateOne
+  // clears the object's free flag, FreeOne checks and sets it and returns
+  // the object straight to its slab, so a double free is caught at once.
   void* AllocateOne();
   void FreeOne(void* p);
   // Returns every batch to the slabs and empty slabs to the page heap.
@@ -67,8 +70,9 @@ class CentralFreeList {
   static void Retire(Span* slab);
 
  private:
-  int FromSpans(void** head, void** tail, int n);
-  void ReturnToSpans(void* head, int n);
+  int RemoveRangeLocked(void** out, int n);
+  int FromSpans(void** out, int n);
+  void ReturnToSpans(void* const* objects, int n);
   bool AddSlab();
   void ReleaseEmptySlabs();  // lock held
 
@@ -76,15 +80,13 @@ class CentralFreeList {
   const SlabOwner* owner_ = nullptr;
   int size_class_ = 0;
   uint32_t size_ = 0;
-  uintptr_t key_ = 0;
   int max_batches_ = 0;
   int batches_ = 0;
   int low_water_ = 0;  // fewest batches held since the last ReleaseIdle
   bool slab_reused_ = false;
   struct Batch {
-    void* head;
-    void* tail;
     uint32_t count;
+    void* objects[kMaxBatchObjects];
   } batch_[kMaxBatches];  // entries below batches_ are valid; left untouched until used
   SpanList nonempty_;  // slabs with at least one free object
   int empty_slabs_ = 0;

@@ -11,7 +11,7 @@
 #include <string>
 #include <vector>
 
-#include "core/free_list.h"
+#include "core/page_map.h"
 #include "core/partition.h"
 
 namespace nitro {
@@ -33,39 +33,35 @@ class CentralFreeListTest : public ::testing::Test {
   size_t SlabBytes() const { return size_t{info().slab_pages} * kPageSize; }
   size_t InUseBytes() { return part_->Stats().pages.in_use_bytes; }
 
-  // The objects of a list from head to its nullptr link.
-  std::vector<void*> Walk(void* head) {
-    std::vector<void*> out;
-    for (void* p = head; p != nullptr && out.size() <= 100000; p = GetLink(p, part_->key())) {
-      out.push_back(p);
-    }
-    return out;
-  }
+  // A batch as the middle layer hands it out: an array of objects.
   struct Range {
-    void* head;
-    void* tail;
+    std::vector<void*> objs;
     int n;
+    void* head() const { return objs.front(); }
+    void* tail() const { return objs.back(); }
   };
   Range Remove(int n) {
-    Range r{nullptr, nullptr, 0};
-    r.n = central().RemoveRange(&r.head, &r.tail, n);
+    Range r{std::vector<void*>(static_cast<size_t>(n)), 0};
+    r.n = central().RemoveRange(r.objs.data(), n);
+    r.objs.resize(static_cast<size_t>(r.n));
     return r;
   }
-  void Insert(const Range& r) { central().InsertRange(r.head, r.tail, r.n); }
+  void Insert(const Range& r) { central().InsertRange(r.objs.data(), r.n); }
+  static bool IsFree(void* p) { return GlobalPageMap().Get(p)->ObjectIsFree(p); }
 
   Partition* part_ = nullptr;
   int cls_ = 0;
 };
 
-TEST_F(CentralFreeListTest, RemoveRangeHandsOutALinkedListOfFreshObjects) {
+TEST_F(CentralFreeListTest, RemoveRangeHandsOutAnArrayOfFreshObjects) {
   const int batch = static_cast<int>(info().batch);
   Range r = Remove(batch);
   ASSERT_EQ(r.n, batch);
-  std::vector<void*> objs = Walk(r.head);
+  std::vector<void*> objs = r.objs;
   ASSERT_EQ(objs.size(), static_cast<size_t>(batch));
-  EXPECT_EQ(objs.back(), r.tail);
-  EXPECT_EQ(GetLink(r.tail, part_->key()), nullptr);
   for (size_t i = 0; i < objs.size(); i++) {
+    // Still free until a thread cache hands them to the program.
+    EXPECT_TRUE(IsFree(objs[i]));
     PointerInfo pi;
     ASSERT_TRUE(Lookup(objs[i], &pi));
     EXPECT_EQ(pi.partition, part_);
@@ -83,10 +79,10 @@ TEST_F(CentralFreeListTest, RemoveRangeHandsOutALinkedListOfFreshObjects) {
   EXPECT_EQ(st.slab_objects_in_use, static_cast<size_t>(batch));
   EXPECT_EQ(InUseBytes(), SlabBytes());
 
-  // More than a slab holds: the list continues in a new slab.
+  // More than a slab holds: the array continues in a new slab.
   Range big = Remove(static_cast<int>(info().capacity));
   ASSERT_EQ(big.n, static_cast<int>(info().capacity));
-  std::vector<void*> more = Walk(big.head);
+  std::vector<void*> more = big.objs;
   ASSERT_EQ(more.size(), info().capacity);
   std::set<void*> all(objs.begin(), objs.end());
   all.insert(more.begin(), more.end());
@@ -110,26 +106,28 @@ TEST_F(CentralFreeListTest, InsertRangeThenRemoveRangeTradesWholeBatches) {
   EXPECT_EQ(st1.transfer_objects, st0.transfer_objects + 2 * batch + 5);
   EXPECT_EQ(st1.span_free_objects, st0.span_free_objects) << "batches do not go back to slabs";
   EXPECT_EQ(st1.slab_objects_in_use, st0.slab_objects_in_use);
-  // A stack: the last batch in is the first out, unchanged, whatever `n` asks.
+  // A stack: the last batch in is the first out, unchanged (at most `n`
+  // of it).
   Range r = Remove(batch);
   EXPECT_EQ(r.n, 5);
-  EXPECT_EQ(r.head, partial.head);
-  EXPECT_EQ(r.tail, partial.tail);
+  EXPECT_EQ(r.objs, partial.objs);
   r = Remove(batch);
   EXPECT_EQ(r.n, batch);
-  EXPECT_EQ(r.head, b.head);
-  EXPECT_EQ(r.tail, b.tail);
-  EXPECT_EQ(Walk(r.head).size(), static_cast<size_t>(batch));
+  EXPECT_EQ(r.objs, b.objs);
+  // Asking for less than the top batch holds takes its last objects.
+  r = Remove(batch - 3);
+  EXPECT_EQ(r.n, batch - 3);
+  EXPECT_EQ(r.objs, std::vector<void*>(a.objs.begin() + 3, a.objs.end()));
   r = Remove(batch);
-  EXPECT_EQ(r.head, a.head);
+  EXPECT_EQ(r.objs, std::vector<void*>(a.objs.begin(), a.objs.begin() + 3));
   EXPECT_EQ(central().Stats().transfer_objects, 0u);
   // With no batch left, objects come from the slabs again.
   Range c = Remove(batch);
   std::set<void*> taken;
   for (const Range& x : {a, b, partial}) {
-    for (void* p : Walk(x.head)) taken.insert(p);
+    for (void* p : x.objs) taken.insert(p);
   }
-  for (void* p : Walk(c.head)) EXPECT_EQ(taken.count(p), 0u);
+  for (void* p : c.objs) EXPECT_EQ(taken.count(p), 0u);
   Insert(a);
   Insert(b);
   Insert(partial);
@@ -164,7 +162,8 @@ TEST_F(CentralFreeListTest, AllocateOneAndFreeOne) {
   void* q = central().AllocateOne();
   ASSERT_TRUE(p && q);
   EXPECT_NE(p, q);
-  EXPECT_EQ(static_cast<uintptr_t*>(p)[1], 0u);
+  EXPECT_FALSE(IsFree(p));
+  EXPECT_FALSE(IsFree(q));
   CentralStats st = central().Stats();
   EXPECT_EQ(st.direct_allocs, 2u);
   EXPECT_EQ(st.direct_frees, 0u);
@@ -172,7 +171,7 @@ TEST_F(CentralFreeListTest, AllocateOneAndFreeOne) {
   EXPECT_EQ(st.slabs, 1u);
 
   central().FreeOne(p);
-  EXPECT_EQ(static_cast<uintptr_t*>(p)[1], part_->free_marker());
+  EXPECT_TRUE(IsFree(p));
   st = central().Stats();
   EXPECT_EQ(st.direct_frees, 1u);
   EXPECT_EQ(st.slab_objects_in_use, 1u);
@@ -180,7 +179,7 @@ TEST_F(CentralFreeListTest, AllocateOneAndFreeOne) {
   // The lowest free object of the slab comes back first.
   void* again = central().AllocateOne();
   EXPECT_EQ(again, p);
-  EXPECT_EQ(static_cast<uintptr_t*>(again)[1], 0u);
+  EXPECT_FALSE(IsFree(again));
   central().FreeOne(again);
   central().FreeOne(q);
   st = central().Stats();
@@ -190,11 +189,12 @@ TEST_F(CentralFreeListTest, AllocateOneAndFreeOne) {
   // An empty slab is kept for the next allocation (hysteresis).
   EXPECT_EQ(st.slabs, 1u);
 
-  // With a batch on the stack, AllocateOne takes the batch's head.
+  // With a batch on the stack, AllocateOne takes the batch's last object.
   Range r = Remove(static_cast<int>(info().batch));
   Insert(r);
   void* h = central().AllocateOne();
-  EXPECT_EQ(h, r.head);
+  EXPECT_EQ(h, r.tail());
+  EXPECT_FALSE(IsFree(h));
   EXPECT_EQ(central().Stats().transfer_objects, info().batch - 1u);
   central().FreeOne(h);
 }
@@ -258,7 +258,7 @@ TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesUnusedForAWholePeriod) 
   // Period 2: one batch taken and given back, two new ones on top. Only the
   // three at the bottom that nobody touched are idle.
   Range top = Remove(batch);
-  EXPECT_EQ(top.head, ranges[3].head);
+  EXPECT_EQ(top.objs, ranges[3].objs);
   Insert(top);
   Insert(ranges[4]);
   Insert(ranges[5]);
@@ -267,9 +267,9 @@ TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesUnusedForAWholePeriod) 
   EXPECT_EQ(st.transfer_objects, 3u * batch);
   EXPECT_EQ(st.slab_objects_in_use, 3u * batch + 1);
   // What is left on the stack is the top three, newest on top.
-  EXPECT_EQ(Remove(batch).head, ranges[5].head);
-  EXPECT_EQ(Remove(batch).head, ranges[4].head);
-  EXPECT_EQ(Remove(batch).head, ranges[3].head);
+  EXPECT_EQ(Remove(batch).objs, ranges[5].objs);
+  EXPECT_EQ(Remove(batch).objs, ranges[4].objs);
+  EXPECT_EQ(Remove(batch).objs, ranges[3].objs);
   Insert(ranges[3]);
   Insert(ranges[4]);
   Insert(ranges[5]);
@@ -332,26 +332,39 @@ TEST_F(CentralFreeListTest, DoubleFreeOneIsReported) {
   central().FreeOne(keep);
 }
 
+TEST_F(CentralFreeListTest, FreeOneOfAnObjectWaitingInABatchIsReportedAtOnce) {
+  Range r = Remove(4);
+  ASSERT_EQ(r.n, 4);
+  Insert(r);
+  // Its free flag is set: freeing it is a double free, caught before it
+  // could reach its slab while still in the batch.
+  EXPECT_DEATH(central().FreeOne(r.objs[2]),
+               std::string("nitroheap: double free at 0x[0-9a-f]+ in partition ") + part_->name() +
+                   ": a 64-byte object that is already free");
+}
+
 TEST_F(CentralFreeListTest, AnObjectInABatchThatIsAlreadyFreeIsReportedWhenItReachesItsSlab) {
   Range r = Remove(4);
   ASSERT_EQ(r.n, 4);
-  void* second = GetLink(r.head, part_->key());
-  central().FreeOne(second);  // freed directly, and still linked in the batch
+  void* second = r.objs[1];
+  // As if a thread cache had handed it out, the program freed it directly,
+  // and it also stayed in the batch.
+  *GlobalPageMap().Get(second)->FreeFlag(second) = 0;
+  central().FreeOne(second);
   Insert(r);
   EXPECT_DEATH(central().Drain(), "nitroheap: double free at 0x[0-9a-f]+ in partition");
 }
 
 TEST_F(CentralFreeListTest, AForeignPointerInABatchIsReported) {
   alignas(16) static uintptr_t not_heap[4];
-  SetLink(not_heap, nullptr, part_->key());
-  central().InsertRange(not_heap, not_heap, 1);
+  void* entry = not_heap;
+  central().InsertRange(&entry, 1);
   EXPECT_DEATH(central().Drain(),
                std::string("nitroheap: corrupted free list at 0x[0-9a-f]+ in partition ") +
                    part_->name() + ": a free-list entry is not an object of the 64-byte class");
   // Take it out again before the partition drains at teardown.
   void* h;
-  void* t;
-  EXPECT_EQ(central().RemoveRange(&h, &t, 1), 1);
+  EXPECT_EQ(central().RemoveRange(&h, 1), 1);
   EXPECT_EQ(h, static_cast<void*>(not_heap));
 }
 

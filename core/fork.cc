@@ -47,6 +47,7 @@ void InstallForkHandlers() {
   RegisterLock(&PageHeap::RegionPool().lock());
   RegisterLock(&SizeTablePoolLock());
   RegisterLock(&ThreadCachePoolLock());
+  RegisterLock(&MagazineStoreLock());
   RegisterLock(&MetaLock());
   if (g_options.lock_audit) {
     SetLockAuditor(Registered);

@@ -284,7 +284,7 @@ PointerInfo CheckedInfo(const char* what, void* p) {
                  what, static_cast<size_t>(static_cast<char*>(p) - static_cast<char*>(info.object_start)),
                  info.object_size, info.object_start);
   }
-  if (info.size_class != 0 && static_cast<uintptr_t*>(p)[1] == info.partition->free_marker()) {
+  if (info.size_class != 0 && info.span->ObjectIsFree(p)) {
     ReportMisuse(misuse::kDoubleFree, p, part, "%s of a %zu-byte object that is already free", what,
                  info.object_size);
   }

@@ -4,8 +4,8 @@
 // is a thin call into the functions here.
 //
 // One fast path and one slow path each way. Malloc pops from the thread's
-// list for the size class; Free looks the page up and pushes onto that list.
-// Anything else (an empty or full list, a thread without a cache, a sample
+// magazine for the size class; Free looks the page up and pushes onto that
+// magazine. Anything else (an empty or full magazine, a thread without a cache, a sample
 // due, a large, aligned, zeroed or foreign request, a heap not yet started,
 // legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
 // FreeSlow. Every reallocation, whatever its ABI, is Reallocate.
@@ -73,9 +73,11 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 
 // The checks every mode makes on a free, on the fast path: the pointer is
 // the start of an object of a thread-cached partition's slab, and that
-// object is not already free; *tc: that partition's cache in this thread. Returns the size class, or 0 for "take the slow path" (also
-// for spans holding flight-recorder samples, whose frees are timed).
-NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc) {
+// object is not already free (its flag in the span, outside the object).
+// Returns the size class, *tc (that partition's cache in this thread) and
+// *free_flag (the flag's address), or 0 for "take the slow path" (also for
+// spans holding flight-recorder samples, whose frees are timed).
+NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
   uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
   // Only partitions numbered below kCachedPartitions mark their slabs with a
@@ -84,8 +86,12 @@ NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc) {
   int cls = static_cast<int>(word);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
-  if (NITRO_UNLIKELY(idx * s->object_size != off || idx >= s->capacity)) return 0;
-  if (NITRO_UNLIKELY(static_cast<uintptr_t*>(p)[1] == tc->marker())) return 0;
+  if (NITRO_UNLIKELY(idx * s->object_size != off)) return 0;
+  // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
+  // which sends a pointer into the slab's unused tail to the slow path.
+  uint8_t* flag = &s->object_free[idx];
+  if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return 0;
+  *free_flag = flag;
   return cls;
 }
 
@@ -93,8 +99,9 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr)) {
     ThreadCache* tc;
-    int cls = FastFreeClass(p, s, tc);
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
+    uint8_t* flag;
+    int cls = FastFreeClass(p, s, tc, &flag);
+    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p, flag))) {
       tc->AccountFree(cls);
       return;
     }
@@ -108,9 +115,10 @@ NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
     ThreadCache* tc;
-    int cls = FastFreeClass(p, s, tc);
+    uint8_t* flag;
+    int cls = FastFreeClass(p, s, tc, &flag);
     if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls) &&
-        NITRO_LIKELY(tc->Push(cls, p))) {
+        NITRO_LIKELY(tc->Push(cls, p, flag))) {
       tc->AccountFree(cls);
       return;
     }
@@ -144,8 +152,9 @@ NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p) {
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr && s->partition == partition)) {
     ThreadCache* tc;
-    int cls = FastFreeClass(p, s, tc);
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p))) {
+    uint8_t* flag;
+    int cls = FastFreeClass(p, s, tc, &flag);
+    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p, flag))) {
       tc->AccountFree(cls);
       return;
     }

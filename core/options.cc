@@ -13,7 +13,7 @@ namespace {
 constexpr OptionSpec kTable[] = {
     {"mode", OptionType::kChoice, offsetof(Options, mode), 0, 2,
      "hardening: fast, balanced (misuse detection, quarantine) or strict (also zero on "
-     "free, canaries, checked free lists, randomized reuse)",
+     "free, canaries, checked thread-cache entries, randomized reuse)",
      "fast|balanced|strict"},
     {"quarantine", OptionType::kSize, offsetof(Options, quarantine), 0, uint64_t{1} << 32,
      "bytes of freed small objects each thread holds back before reuse (default by mode: "

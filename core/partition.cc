@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <string.h>
 
-#include "core/free_list.h"
 #include "core/lock_registry.h"
 #include "core/os.h"
 #include "core/report.h"
@@ -104,9 +103,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   name_[n] = '\0';
   id_ = id;
   os::RandomBytes(&key_, sizeof(key_));
-  uintptr_t marker;
-  os::RandomBytes(&marker, sizeof(marker));
-  slab_owner_ = SlabOwner{&pages_, name_, marker | 1 /* never 0, the value allocation leaves */, false, false};
+  slab_owner_ = SlabOwner{&pages_, name_, false, false};
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
   pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans,
                        config.large_protect_until_reuse);
@@ -121,7 +118,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   slab_owner_.strict = policy_.strict;
   alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
   if (policy_.huge_pages) pages_.AdviseHugePages();
-  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, key_);
+  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);
 }
 
 void Partition::Destroy(Partition* p) {

@@ -167,9 +167,8 @@ class Partition {
   uint16_t alloc_slot() const { return alloc_slot_; }
   const char* name() const { return name_; }
   uint16_t id() const { return id_; }
+  // The partition's secret (strict's canary byte derives from it).
   uintptr_t key() const { return key_; }
-  // Written into the second word of every free object (see ThreadCache).
-  uintptr_t free_marker() const { return slab_owner_.free_marker; }
   PageHeap& pages() { return pages_; }
   CentralFreeList& central(int cls) { return central_[cls]; }
   void LockAll();

@@ -76,6 +76,17 @@ struct Span {
   Span* lru_next;  // free committed runs, oldest first
   Span* lru_prev;
 
+  // Slabs: one byte per object, 1 while the program does not hold it (in
+  // the slab, in a middle-layer batch or in a thread cache's magazine), 0
+  // while it does. Set on every free and cleared on every allocation, in
+  // every mode: the double-free and never-allocated checks of the fast path
+  // read it here, outside the object, so a freed object carries no marker.
+  // A byte, not a bit: threads freeing neighbours store to their own bytes
+  // with plain (relaxed atomic) stores and never race on a shared word.
+  // The byte after the last object is set too: it stands for the slab's
+  // unused tail, so a free there fails the flag check instead of a bound check.
+  uint8_t object_free[kMaxObjectsPerSlab + 1];
+
   uintptr_t end() const { return start + (static_cast<uintptr_t>(pages) << kPageShift); }
   size_t bytes() const { return static_cast<size_t>(pages) << kPageShift; }
   // Large: the bytes the caller may use (the guard page excluded).
@@ -84,6 +95,11 @@ struct Span {
   uint32_t ObjectIndex(uintptr_t addr) const {
     return static_cast<uint32_t>(((addr - start) * kSizeClasses.info(size_class).magic) >>
                                  kMagicShift);
+  }
+  // The free flag of the slab object starting at `p`.
+  uint8_t* FreeFlag(const void* p) { return &object_free[ObjectIndex(reinterpret_cast<uintptr_t>(p))]; }
+  bool ObjectIsFree(const void* p) const {
+    return __atomic_load_n(&object_free[ObjectIndex(reinterpret_cast<uintptr_t>(p))], __ATOMIC_RELAXED) != 0;
   }
 };
 

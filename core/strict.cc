@@ -1,10 +1,11 @@
 // strict mode: every small allocation and free takes this path. Free
 // objects are zero (a write after free shows as a non-zero byte when the
 // object is reused), the bytes past each request hold canaries (an overflow
-// into the slack is caught at free or realloc), free-list links are checked
-// before they are followed, and reuse is randomized. Every partition whose
-// policy is strict takes it: the default one in strict mode, SECURE_STRICT
-// ones in every mode.
+// into the slack is caught at free or realloc), every object taken from a
+// magazine is checked against its class, and reuse is randomized. Free
+// objects hold no link or marker, so every byte of them is checked. Every
+// partition whose policy is strict takes it: the default one in strict
+// mode, SECURE_STRICT ones in every mode.
 #include <errno.h>
 #include <string.h>
 
@@ -90,11 +91,11 @@ bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out)
   }
   if (!ValidStrictObject(p, cls)) {
     ReportMisuse(misuse::kCorruptFreeList, p, partition->name(),
-                 "a free-list link points outside the %u-byte class", kSizeClasses.size(cls));
+                 "a cached object lies outside the %u-byte class", kSizeClasses.size(cls));
   }
   uint32_t slot = kSizeClasses.size(cls);
   auto* bytes = static_cast<unsigned char*>(p);
-  for (uint32_t i = 16; i < slot; i++) {
+  for (uint32_t i = 0; i < slot; i++) {
     if (bytes[i] != 0) {
       ReportMisuse(misuse::kWriteAfterFree, bytes + i, partition->name(),
                    "byte %u of a freed %u-byte object at %p was written after it was freed", i, slot, p);

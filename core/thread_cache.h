@@ -1,16 +1,20 @@
-// ThreadCache: one thread's free lists, one per size class, in front of the
+// ThreadCache: one thread's magazines, one per size class, in front of the
 // default partition. Pop and Push are the whole malloc/free fast path.
 //
-// Each list is a FIFO: frees append at the tail, allocations take the head,
-// and an allocation needs more than `depth` objects in the list. So a freed
-// object waits at least `depth` allocations of its class before reuse (the
-// quarantine), at the cost of one compare. Every free object carries the
-// partition's free marker in its second word and allocation clears it, so
-// freeing an object that is already free is caught on the fast path.
+// A magazine is a ring of entries (object pointer, address of the object's
+// free flag in its Span), kept outside the objects: a freed object holds no
+// link and no marker, so a use-after-free write into it cannot redirect a
+// later allocation nor fake a free state. Each magazine is a FIFO: frees
+// append at the tail, allocations take the head, and an allocation needs
+// more than `depth` objects in the ring. So a freed object waits at least
+// `depth` allocations of its class before reuse (the quarantine), at the
+// cost of one compare. Allocation clears the object's free flag and a free
+// sets it (Span::object_free), so freeing an object that is already free,
+// or one never handed out, is caught on the fast path.
 //
-// Every miss (empty or full list, a thread with no cache yet, strict mode)
+// Every miss (empty or full ring, a thread with no cache yet, strict mode)
 // takes the same slow path: a not-yet-created cache is a shared sentinel
-// whose lists have no room and nothing to give.
+// whose magazines have no room and nothing to give.
 #ifndef NITROHEAP_CORE_THREAD_CACHE_H_
 #define NITROHEAP_CORE_THREAD_CACHE_H_
 
@@ -18,7 +22,7 @@
 #include <stdint.h>
 
 #include "core/base.h"
-#include "core/free_list.h"
+#include "core/lock.h"
 #include "core/size_class.h"
 
 namespace nitro {
@@ -27,43 +31,61 @@ class Partition;
 
 class ThreadCache {
  public:
-  struct List {
-    void* head;
-    void* tail;
-    uint32_t count;
-    uint32_t max_m1;  // pushes need 0 < count <= max_m1 (0 in the sentinel and in strict)
-    uint32_t depth;   // pops need count > depth (>= 1)
+  struct Entry {
+    void* object;
+    uint8_t* free_flag;  // &span->object_free[index]
+  };
+  // One cache line per class. The indices are byte offsets into the ring
+  // (entry index * sizeof(Entry)), and depth and max are scaled alike, so
+  // the fast paths index the ring without a shift.
+  struct alignas(64) Magazine {
+    Entry* ring;     // mask / sizeof(Entry) + 1 entries, from the magazine store
+    uint32_t head;   // free-running: ring at (head & mask) is the oldest object
+    uint32_t tail;   // free-running: the next push goes to (tail & mask)
+    uint32_t mask;   // ring bytes - 1 (a power of two)
+    uint32_t max;    // pushes need count < max (0 in the sentinel and in strict)
+    uint32_t depth;  // pops need count > depth (>= 1 entry)
     uint32_t unused;
-    // Statistics beside the list, on the cache line the fast path touches.
+    // Statistics beside the ring's indices, on the cache line the fast path touches.
     uint64_t allocs;
     uint64_t frees;
   };
+  static constexpr uint32_t kEntryBytes = sizeof(Entry);
 
   NITRO_ALWAYS_INLINE void* Pop(int cls) {
-    List& l = lists_[cls];
-    if (NITRO_UNLIKELY(l.count <= l.depth)) return nullptr;
-    void* p = l.head;
-    l.head = GetLink(p, key_);
-    __atomic_store_n(&l.count, l.count - 1, __ATOMIC_RELAXED);
-    static_cast<uintptr_t*>(p)[1] = 0;  // no longer free
+    Magazine& m = mags_[cls];
+    uint32_t head = m.head;
+    if (NITRO_UNLIKELY(m.tail - head <= m.depth)) return nullptr;
+    const Entry& e = *reinterpret_cast<const Entry*>(reinterpret_cast<char*>(m.ring) + (head & m.mask));
+    __atomic_store_n(&m.head, head + kEntryBytes, __ATOMIC_RELAXED);
+    __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED);  // held by the program now
+    void* p = e.object;
+    if (p == nullptr) __builtin_unreachable();  // entries are objects: one test less in malloc
     return p;
   }
-  // False when the list is empty or full, or this is the sentinel.
-  NITRO_ALWAYS_INLINE bool Push(int cls, void* p) {
-    List& l = lists_[cls];
-    if (NITRO_UNLIKELY(l.count - 1 >= l.max_m1)) return false;
-    SetLink(l.tail, p, key_);
-    l.tail = p;
-    __atomic_store_n(&l.count, l.count + 1, __ATOMIC_RELAXED);
-    static_cast<uintptr_t*>(p)[1] = marker_;
+  // False when the ring is full or this is the sentinel. `free_flag`: the
+  // object's flag, which the caller found clear (not already free).
+  NITRO_ALWAYS_INLINE bool Push(int cls, void* p, uint8_t* free_flag) {
+    Magazine& m = mags_[cls];
+    uint32_t tail = m.tail;
+    if (NITRO_UNLIKELY(tail - m.head >= m.max)) return false;
+    *reinterpret_cast<Entry*>(reinterpret_cast<char*>(m.ring) + (tail & m.mask)) = Entry{p, free_flag};
+    __atomic_store_n(&m.tail, tail + kEntryBytes, __ATOMIC_RELAXED);
+    __atomic_store_n(free_flag, uint8_t{1}, __ATOMIC_RELAXED);
     return true;
   }
-  // Relaxed atomic add by the owner: a plain add in the code, but readers on
-  // other threads see whole values.
+  // An add by the owner that readers on other threads (relaxed loads) see
+  // whole. On x86-64 one `add` to memory (an aligned 8-byte store is never
+  // torn; no lock prefix, since only the owner writes): the relaxed
+  // load-add-store form costs three instructions on each fast path, as
+  // GCC does not fold atomics into a memory operand.
   static NITRO_ALWAYS_INLINE void Bump(uint64_t& x, uint64_t d) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    asm("addq %1, %0" : "+m"(x) : "er"(d));
+#else
     __atomic_store_n(&x, __atomic_load_n(&x, __ATOMIC_RELAXED) + d, __ATOMIC_RELAXED);
+#endif
   }
-  uintptr_t marker() const { return marker_; }
 
   // Statistics, written by the owning thread only and read by others with
   // relaxed loads (merged on read): the fast path pays one addition each.
@@ -75,19 +97,19 @@ class ThreadCache {
   // (one in sample_rate allocations) and the flight recorder's (one every
   // profile_rate bytes). One branch: true when either is due.
   NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) {
-    Bump(lists_[cls].allocs, 1);
+    Bump(mags_[cls].allocs, 1);
     int64_t c = --sample_countdown_;
     int64_t b = (record_countdown_ -= static_cast<int64_t>(size));
     return NITRO_UNLIKELY((c | b) < 0);
   }
-  NITRO_ALWAYS_INLINE void AccountFree(int cls) { Bump(lists_[cls].frees, 1); }
+  NITRO_ALWAYS_INLINE void AccountFree(int cls) { Bump(mags_[cls].frees, 1); }
   // An allocation that the guarded pool served instead (counted there).
-  void UnaccountAlloc(int cls) { Bump(lists_[cls].allocs, ~uint64_t{0}); }
+  void UnaccountAlloc(int cls) { Bump(mags_[cls].allocs, ~uint64_t{0}); }
   // Large allocations only advance the flight recorder's byte countdown.
   bool RecordBytes(size_t size) { return (record_countdown_ -= static_cast<int64_t>(size)) < 0; }
   bool GuardDue() const { return sample_countdown_ < 0; }
-  // Bytes of blocks outside the size-class lists (large and guarded ones)
-  // this thread allocated and freed; with the lists' counters they make
+  // Bytes of blocks outside the size-class magazines (large and guarded
+  // ones) this thread allocated and freed; with the magazines' counters they make
   // the thread's totals (nitro_thread_allocated), off the fast path.
   void CountOtherAllocated(size_t bytes) { other_allocated_ += bytes; }
   void CountOtherFreed(size_t bytes) { other_freed_ += bytes; }
@@ -98,11 +120,18 @@ class ThreadCache {
   void ResetRecordCountdown(int64_t countdown) { record_countdown_ = countdown; }
   // A copy of the counters, read with relaxed loads.
   Counters ReadCounters() const;
-  uint32_t ListCount(int cls) const { return __atomic_load_n(&lists_[cls].count, __ATOMIC_RELAXED); }
+  uint32_t ListCount(int cls) const {
+    return (__atomic_load_n(&mags_[cls].tail, __ATOMIC_RELAXED) -
+            __atomic_load_n(&mags_[cls].head, __ATOMIC_RELAXED)) / kEntryBytes;
+  }
 
   // quarantine_bytes sets each class's depth; strict routes every call to
   // the slow path (the fast fields block) where PopChecked/PushChecked run.
-  void Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes, bool strict,
+  // The rings come from the magazine store (sized here, returned by the
+  // destructor); without memory for them the cache stays a sentinel.
+  ~ThreadCache();
+  // False (and the cache unusable) when there is no memory for the rings.
+  bool Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes, bool strict,
             int64_t first_sample, int64_t first_record);
   // Slow paths: refill from the middle layer and pop; make room and push.
   void* Refill(int cls);
@@ -110,28 +139,29 @@ class ThreadCache {
   void Overflow(int cls, void* p);
   // The slow-path forms, honouring the real limits even in strict mode.
   // `pick` > 1 takes a random one of the first `pick` reusable objects;
-  // `valid`, if given, vets every object before its link is read.
+  // `valid`, if given, vets the object taken (a magazine entry is metadata,
+  // but strict checks what it hands out all the same).
   using Validator = bool (*)(void* object, int cls);
   void* PopChecked(int cls, uint32_t pick, Validator valid = nullptr);
   void PushChecked(int cls, void* p);
   // Returns every cached object to the middle layer.
   void Flush();
   size_t CachedBytes() const;
-  uint64_t cached_objects(int cls) const { return lists_[cls].count; }
+  uint64_t cached_objects(int cls) const { return ListCount(cls); }
   bool is_sentinel() const { return partition_ == nullptr; }
-
-  // Registry links (all live caches, for fork and statistics).
-  ThreadCache* next = nullptr;
-  ThreadCache* prev = nullptr;
-  unsigned long owner_thread = 0;
 
  private:
   void ReleaseBatch(int cls, uint32_t n);
-  void Prepend(int cls, void* head, void* tail, int n);
+  void Prepend(int cls, void* const* objects, int n);
+  uint32_t Count(int cls) const { return (mags_[cls].tail - mags_[cls].head) / kEntryBytes; }
+  Entry& At(int cls, uint32_t offset) {
+    Magazine& m = mags_[cls];
+    return *reinterpret_cast<Entry*>(reinterpret_cast<char*>(m.ring) + (offset & m.mask));
+  }
 
-  List lists_[kNumClasses];
-  uintptr_t key_ = 0;
-  uintptr_t marker_ = 0;
+  Magazine mags_[kNumClasses];
+  Entry* store_ = nullptr;  // every ring, one block
+  size_t store_bytes_ = 0;
   int64_t sample_countdown_ = 0;
   // Kept apart from sample_countdown_ (see AccountAlloc); never read, which
   // clang reports as an unused private field.
@@ -144,7 +174,19 @@ class ThreadCache {
   uint64_t other_freed_ = 0;
   uint32_t real_max_[kNumClasses] = {};
   uint32_t real_depth_[kNumClasses] = {};
+
+ public:
+  // Registry links (all live caches, for fork and statistics). After the
+  // magazines, which start the object: the fast paths then address a
+  // magazine as cache + (cls << 6) in one form.
+  ThreadCache* next = nullptr;
+  ThreadCache* prev = nullptr;
+  unsigned long owner_thread = 0;
 };
+
+// The magazine store's lock (rings of exited threads wait there for the
+// next thread); the fork handler takes it.
+SpinLock& MagazineStoreLock();
 
 }  // namespace nitro
 

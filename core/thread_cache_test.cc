@@ -1,5 +1,6 @@
-// ThreadCache over a partition of its own: the FIFO lists, the quarantine,
-// the slow paths (Refill, Overflow, Flush), the counters and strict mode.
+// ThreadCache over a partition of its own: the FIFO magazines, the
+// quarantine, the free flags outside the objects, the slow paths (Refill,
+// Overflow, Flush), the counters and strict mode.
 #include "core/thread_cache.h"
 
 #include <gtest/gtest.h>
@@ -14,7 +15,7 @@
 #include <string>
 #include <vector>
 
-#include "core/free_list.h"
+#include "core/page_map.h"
 #include "core/partition.h"
 
 namespace nitro {
@@ -51,7 +52,7 @@ class ThreadCacheTest : public ::testing::Test {
                                         size_t max_bytes = kNoBound, int64_t first_sample = kNever,
                                         int64_t first_record = kNever) {
     auto tc = std::make_unique<ThreadCache>();
-    tc->Init(part_, max_bytes, quarantine, strict, first_sample, first_record);
+    EXPECT_TRUE(tc->Init(part_, max_bytes, quarantine, strict, first_sample, first_record));
     return tc;
   }
   // malloc's and free's use of the cache (core/heap.h, core/heap.cc).
@@ -60,9 +61,12 @@ class ThreadCacheTest : public ::testing::Test {
     return p != nullptr ? p : tc.Refill(cls);
   }
   static void Free(ThreadCache& tc, int cls, void* p) {
-    if (!tc.Push(cls, p)) tc.Overflow(cls, p);
+    ASSERT_FALSE(IsFree(p)) << "freeing a free object";
+    if (!tc.Push(cls, p, Flag(p))) tc.Overflow(cls, p);
   }
-  static uintptr_t Word1(void* p) { return static_cast<uintptr_t*>(p)[1]; }
+  // The object's free flag in its span (what free's fast path checks).
+  static uint8_t* Flag(void* p) { return GlobalPageMap().Get(p)->FreeFlag(p); }
+  static bool IsFree(void* p) { return *Flag(p) != 0; }
 
   Partition* part_ = nullptr;
 };
@@ -70,17 +74,11 @@ class ThreadCacheTest : public ::testing::Test {
 TEST_F(ThreadCacheTest, EmptyCacheHasNothingToGiveAndNoRoom) {
   auto tc = NewCache(0);
   EXPECT_FALSE(tc->is_sentinel());
-  EXPECT_EQ(tc->marker(), part_->free_marker());
-  alignas(16) uintptr_t dummy[4] = {7, 7, 7, 7};
   for (int c = 1; c < kNumClasses; c++) {
     EXPECT_EQ(tc->Pop(c), nullptr) << c;
     EXPECT_EQ(tc->PopChecked(c, 0), nullptr) << c;
-    // The fast push needs a non-empty list (it links to the tail).
-    EXPECT_FALSE(tc->Push(c, dummy)) << c;
     EXPECT_EQ(tc->ListCount(c), 0u) << c;
   }
-  EXPECT_EQ(dummy[0], 7u);
-  EXPECT_EQ(dummy[1], 7u);
   EXPECT_EQ(tc->CachedBytes(), 0u);
   // Nothing was taken from the partition.
   EXPECT_EQ(part_->Stats().small_slabs, 0u);
@@ -110,7 +108,7 @@ TEST_F(ThreadCacheTest, RefillThenPopHandsOutDistinctAlignedObjectsOfTheClass) {
     for (size_t i = 0; i < got.size(); i++) {
       void* p = got[i];
       EXPECT_EQ(reinterpret_cast<uintptr_t>(p) % kMinAlign, 0u);
-      EXPECT_EQ(Word1(p), 0u) << "an allocated object still carries the free marker";
+      EXPECT_FALSE(IsFree(p)) << "an allocated object is still flagged free";
       PointerInfo pi;
       ASSERT_TRUE(Lookup(p, &pi));
       EXPECT_EQ(pi.partition, part_);
@@ -130,19 +128,66 @@ TEST_F(ThreadCacheTest, RefillThenPopHandsOutDistinctAlignedObjectsOfTheClass) {
   }
 }
 
-TEST_F(ThreadCacheTest, PopAndPushMaintainTheFreeMarker) {
+TEST_F(ThreadCacheTest, PopAndPushKeepTheFreeFlagAndWriteNothingIntoObjects) {
   auto tc = NewCache(0);
   int cls = kSizeClasses.ClassFor(48);
   void* a = Alloc(*tc, cls);
   void* b = Alloc(*tc, cls);
   ASSERT_TRUE(a && b);
-  ASSERT_TRUE(tc->Push(cls, a));
-  EXPECT_EQ(Word1(a), part_->free_marker());
-  ASSERT_TRUE(tc->Push(cls, b));
-  EXPECT_EQ(Word1(b), part_->free_marker());
-  // The links are XOR-encoded with the partition's key: b follows a.
-  EXPECT_EQ(GetLink(a, part_->key()), b);
-  EXPECT_NE(*static_cast<void**>(a), b);
+  EXPECT_FALSE(IsFree(a));
+  EXPECT_FALSE(IsFree(b));
+  memset(a, 0xAB, 48);
+  memset(b, 0xCD, 48);
+  ASSERT_TRUE(tc->Push(cls, a, Flag(a)));
+  EXPECT_TRUE(IsFree(a));
+  ASSERT_TRUE(tc->Push(cls, b, Flag(b)));
+  EXPECT_TRUE(IsFree(b));
+  // No link, no marker: every byte of the freed objects is the program's.
+  for (int i = 0; i < 48; i++) {
+    ASSERT_EQ(static_cast<unsigned char*>(a)[i], 0xAB) << i;
+    ASSERT_EQ(static_cast<unsigned char*>(b)[i], 0xCD) << i;
+  }
+  // FIFO: the objects come back in the order they were freed, a then b,
+  // with their flags cleared again.
+  std::vector<void*> popped;
+  while (void* p = tc->Pop(cls)) popped.push_back(p);
+  auto ia = std::find(popped.begin(), popped.end(), a);
+  ASSERT_NE(ia, popped.end());
+  EXPECT_TRUE(ia + 1 == popped.end() || *(ia + 1) == b);
+  EXPECT_FALSE(IsFree(a));
+  for (void* p : popped) EXPECT_FALSE(IsFree(p));
+}
+
+// The property the magazines exist for: a use-after-free write into a
+// freed object (here a pointer to a stack buffer in every word of it) does
+// not change what later allocations return.
+TEST_F(ThreadCacheTest, UseAfterFreeWriteCannotRedirectAnAllocation) {
+  for (size_t quarantine : {size_t{0}, size_t{64} << 10}) {
+    auto tc = NewCache(quarantine);
+    int cls = kSizeClasses.ClassFor(64);
+    alignas(16) char stack_buffer[64];
+    std::vector<void*> live;
+    for (int i = 0; i < 100; i++) live.push_back(Alloc(*tc, cls));
+    std::set<void*> expected(live.begin(), live.end());
+    for (void* p : live) Free(*tc, cls, p);
+    for (void* p : live) {
+      void** words = static_cast<void**>(p);
+      for (int w = 0; w < 8; w++) words[w] = stack_buffer;  // after free
+    }
+    // Every allocation is one of the freed objects or a fresh one of the
+    // class, never the planted address.
+    for (int i = 0; i < 300; i++) {
+      void* q = Alloc(*tc, cls);
+      ASSERT_NE(q, nullptr);
+      ASSERT_NE(q, static_cast<void*>(stack_buffer));
+      PointerInfo pi;
+      ASSERT_TRUE(Lookup(q, &pi));
+      ASSERT_EQ(pi.size_class, cls);
+      ASSERT_EQ(pi.object_start, q);
+      ASSERT_FALSE(IsFree(q));
+    }
+    tc->Flush();
+  }
 }
 
 // One free then alloc/free pairs: the freed object comes back after exactly
@@ -258,12 +303,8 @@ TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMidd
   tc->Flush();
   ASSERT_EQ(tc->ListCount(cls), 0u);
 
-  // An empty list takes its first object on the slow path only.
-  ASSERT_FALSE(tc->Push(cls, objs[0]));
-  tc->Overflow(cls, objs[0]);
-  ASSERT_EQ(tc->ListCount(cls), 1u);
-  uint32_t pushed = 1;
-  while (tc->Push(cls, objs[pushed])) {
+  uint32_t pushed = 0;
+  while (tc->Push(cls, objs[pushed], Flag(objs[pushed]))) {
     pushed++;
     ASSERT_LE(pushed, max) << "the list grew past its bound";
   }
@@ -276,22 +317,15 @@ TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMidd
   EXPECT_EQ(tc->ListCount(cls), max - info.batch + 1);
   EXPECT_EQ(after.transfer_objects, before.transfer_objects + info.batch);
   EXPECT_EQ(after.slab_objects_in_use, before.slab_objects_in_use);
-  // The batch on top of the middle layer's stack is the list's head: the
+  // The batch on top of the middle layer's stack is the ring's head: the
   // objects freed first, in order.
-  void* head = nullptr;
-  void* tail = nullptr;
-  ASSERT_EQ(part_->central(cls).RemoveRange(&head, &tail, static_cast<int>(info.batch)),
+  void* batch[CentralFreeList::kMaxBatchObjects];
+  ASSERT_EQ(part_->central(cls).RemoveRange(batch, static_cast<int>(info.batch)),
             static_cast<int>(info.batch));
-  void* p = head;
-  for (uint32_t i = 0; i < info.batch; i++) {
-    ASSERT_EQ(p, objs[i]) << i;
-    p = GetLink(p, part_->key());
-  }
-  EXPECT_EQ(p, nullptr);
-  EXPECT_EQ(tail, objs[info.batch - 1]);
-  part_->central(cls).InsertRange(head, tail, static_cast<int>(info.batch));
+  for (uint32_t i = 0; i < info.batch; i++) ASSERT_EQ(batch[i], objs[i]) << i;
+  part_->central(cls).InsertRange(batch, static_cast<int>(info.batch));
   // The fast push works again.
-  EXPECT_TRUE(tc->Push(cls, objs[pushed + 1]));
+  EXPECT_TRUE(tc->Push(cls, objs[pushed + 1], Flag(objs[pushed + 1])));
 }
 
 TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
@@ -311,7 +345,7 @@ TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
     ASSERT_EQ(tc->ListCount(small), 10u);
     tc->Overflow(big, bigs[0]);
     for (uint32_t i = 1; i < max; i++) {
-      ASSERT_TRUE(tc->Push(big, bigs[i]));  // the fast path never checks the byte bound
+      ASSERT_TRUE(tc->Push(big, bigs[i], Flag(bigs[i])));  // the fast path never checks the byte bound
     }
     ASSERT_GT(tc->CachedBytes(), bound);
     // Full: one batch goes back. Then, only if the cache is over its bound,
@@ -434,16 +468,17 @@ TEST_F(ThreadCacheTest, StrictBlocksBothFastPathsButNotTheCheckedOnes) {
   EXPECT_EQ(tc->Pop(cls), nullptr);
   void* p = tc->PopChecked(cls, 0);
   ASSERT_NE(p, nullptr);
-  EXPECT_EQ(Word1(p), 0u);
+  EXPECT_FALSE(IsFree(p));
   EXPECT_EQ(tc->ListCount(cls), n - 1);
-  EXPECT_FALSE(tc->Push(cls, p));
+  EXPECT_FALSE(tc->Push(cls, p, Flag(p)));
+  EXPECT_FALSE(IsFree(p)) << "a refused push leaves the flag alone";
   EXPECT_EQ(tc->ListCount(cls), n - 1);
   tc->PushChecked(cls, p);
   EXPECT_EQ(tc->ListCount(cls), n);
-  EXPECT_EQ(Word1(p), part_->free_marker());
+  EXPECT_TRUE(IsFree(p));
   for (int c = 1; c < kNumClasses; c++) {
     EXPECT_EQ(tc->Pop(c), nullptr) << c;
-    EXPECT_FALSE(tc->Push(c, p)) << c;
+    EXPECT_FALSE(tc->Push(c, p, Flag(p))) << c;
   }
   // The real limits still apply on the checked path: depth 1 holds one back.
   std::vector<void*> got;
@@ -464,7 +499,7 @@ TEST_F(ThreadCacheTest, StrictRandomPickTakesOneOfTheFirstReusableObjects) {
   auto tc = NewCache(0, /*strict=*/true);
   std::vector<void*> objs;
   for (int i = 0; i < 40; i++) objs.push_back(part_->central(cls).AllocateOne());
-  // A model of the list: pushes go to the back, a pick removes one of the
+  // A model of the ring: pushes go to the back, a pick removes one of the
   // first min(4, count - depth).
   std::deque<void*> model;
   int not_head = 0;
@@ -489,7 +524,7 @@ TEST_F(ThreadCacheTest, StrictRandomPickTakesOneOfTheFirstReusableObjects) {
   }
   // 600 picks: the head alone has a chance of 4^-600 or so.
   EXPECT_GT(not_head, 0);
-  // The list is still well linked after all the unlinking in the middle.
+  // The ring is still in order after all the removals in the middle.
   while (!model.empty()) {
     void* p = tc->PopChecked(cls, 0);
     if (p == nullptr) break;
@@ -501,13 +536,13 @@ TEST_F(ThreadCacheTest, StrictRandomPickTakesOneOfTheFirstReusableObjects) {
 
 bool RejectAll(void*, int) { return false; }
 
-TEST_F(ThreadCacheTest, StrictValidatorReportsACorruptLink) {
+TEST_F(ThreadCacheTest, StrictValidatorReportsABadEntry) {
   int cls = kSizeClasses.ClassFor(64);
   auto tc = NewCache(0, /*strict=*/true);
   ASSERT_TRUE(tc->RefillList(cls));
   EXPECT_DEATH(tc->PopChecked(cls, 0, RejectAll),
                std::string("nitroheap: corrupted free list at 0x[0-9a-f]+ in partition ") +
-                   part_->name() + ": a free-list link points outside the 64-byte class");
+                   part_->name() + ": a thread-cache entry points outside the 64-byte class");
 }
 
 }  // namespace

@@ -135,8 +135,11 @@ ThreadCache* CreateThreadCache() {
   if (tls_dead || g_state.load(std::memory_order_relaxed) != kReadyNitro) return nullptr;
   ThreadCache* tc = g_cache_pool.New();
   if (tc == nullptr) return nullptr;
-  tc->Init(g_default, g_options.tcache_max_bytes, QuarantineBytes(g_options), g_strict, NextSample(),
-           NextRecord());
+  if (!tc->Init(g_default, g_options.tcache_max_bytes, QuarantineBytes(g_options), g_strict,
+                NextSample(), NextRecord())) {
+    g_cache_pool.Delete(tc);
+    return nullptr;
+  }
   tc->owner_thread = static_cast<unsigned long>(pthread_self());
   {
     LockGuard g(g_registry_lock);
@@ -213,10 +216,11 @@ void DropPartitionCaches(Partition* partition, bool flush) {
 
 void DestroyOtherThreadCachesInChild() {
   // The other threads are gone. Their caches are dropped, not flushed: a
-  // cache's lists are changed without a lock by their owner, which may
+  // cache's magazines are changed without a lock by their owner, which may
   // have been halfway through a push or a pop at the moment of fork, so
-  // their links cannot be trusted (following them crashed a strict-mode
-  // fork child about once in a few hundred forks under load). What they
+  // their contents cannot be trusted (following the linked lists they were
+  // before crashed a strict-mode fork child about once in a few hundred
+  // forks under load). What they
   // held stays allocated in the child: at most tcache_max_bytes (plus the
   // quarantine) per thread of the parent.
   ThreadCache* mine = DefaultCache();

@@ -56,9 +56,9 @@ count() {
   out=$(env ${preload:+LD_PRELOAD=$preload} valgrind --tool=callgrind --callgrind-out-file=/dev/null \
           "$BIN" "$pairs" "$SIZE" "$API" 2>"$log") || { cat "$log" >&2; rm -f "$log"; return 1; }
   local ir pid
-  # The program's own count: a helper process (NitroHeap's background work
-  # in its own descriptor table) reports a second one.
-  pid=$(sed -n 's/^==\([0-9]*\)==.*/\1/p' "$log" | head -1)
+  # The program's own count: valgrind also traces the heap's background
+  # clone children (fork without exec), each with its own Collected line.
+  pid=$(sed -n 's/^==\([0-9]*\)== Command: .*/\1/p' "$log" | head -n 1)
   ir=$(sed -n "s/^==$pid== Collected : \([0-9]*\).*/\1/p" "$log")
   rm -f "$log"
   [ -n "$ir" ] || { echo "callgrind_fastpath: no instruction count" >&2; return 1; }

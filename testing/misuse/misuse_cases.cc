@@ -444,8 +444,9 @@ CASE case_malloc0_access() {
   return NotDetected();
 }
 
-// Two objects of one class, freed; the link word of the first is overwritten;
-// then the class is allocated until the list walk reaches the bad link.
+// Two objects of one class, freed; the first word of the first (where a
+// free-list link lived before thread caches became magazines) is
+// overwritten; then the class is allocated many times.
 CASE case_corrupt_free_list() {
   char* a = static_cast<char*>(Malloc(96));
   char* b = static_cast<char*>(Malloc(96));
@@ -458,15 +459,53 @@ CASE case_corrupt_free_list() {
   return NotDetected();
 }
 
-// Not a detection: strict zeroes freed objects (except the 16 bytes of list
-// link and free marker). Prints ZEROED or STALE.
+// A use-after-free write plants a pointer to a stack buffer in every word
+// of a freed small object; the class is then allocated again and again. No
+// link lives in a freed object, so no allocation returns the planted
+// address. Prints NOT REDIRECTED (or REDIRECTED and exits 1).
+CASE case_uaf_write_redirect() {
+  alignas(64) char stack_buffer[256];
+  memset(stack_buffer, 0, sizeof(stack_buffer));
+  void* planted = Opaque(static_cast<void*>(stack_buffer));
+  void** p = static_cast<void**>(Malloc(96));
+  void** q = static_cast<void**>(Malloc(96));
+  free(p);
+  free(q);
+  ExpectRange(reinterpret_cast<uintptr_t>(p), reinterpret_cast<uintptr_t>(p) + 95);
+  for (int w = 0; w < 12; w++) Opaque(p)[w] = planted;  // after free
+  for (int i = 0; i < 4000; i++) {
+    void* r = Malloc(96);
+    if (r == planted || (r > planted && r < static_cast<void*>(stack_buffer + sizeof(stack_buffer)))) {
+      Say("REDIRECTED\n");
+      return 1;
+    }
+    if (i % 2 == 0) g_keep[(i / 2) % 1000] = r; else free(r);
+  }
+  Say("NOT REDIRECTED\n");
+  return 0;
+}
+
+// Free, wipe the whole freed object (a use-after-free write that erases
+// whatever an allocator keeps inside it), free again: the double free is
+// still seen, on free's fast path, from the flag outside the object.
+CASE case_double_free_after_wipe() {
+  void* p = Malloc(64);
+  free(p);
+  memset(Opaque(p), 0, 64);
+  Expect(p);
+  free(Opaque(p));
+  return NotDetected();
+}
+
+// Not a detection: strict zeroes freed objects, every byte (nothing of the
+// heap's lives in a freed object). Prints ZEROED or STALE.
 CASE case_read_after_free_small() {
   uint64_t* p = static_cast<uint64_t*>(Malloc(64));
   for (int i = 0; i < 8; i++) Opaque(p)[i] = 0x4141414141414141ull;
   free(p);
   volatile uint64_t* q = Opaque(p);
   bool zero = true;
-  for (int i = 2; i < 8; i++) zero = zero && q[i] == 0;
+  for (int i = 0; i < 8; i++) zero = zero && q[i] == 0;
   Say(zero ? "ZEROED\n" : "STALE\n");
   return 0;
 }
@@ -1178,6 +1217,8 @@ const Case kCases[] = {
     ENTRY(overflow_small_canary),
     ENTRY(malloc0_access),
     ENTRY(corrupt_free_list),
+    ENTRY(uaf_write_redirect),
+    ENTRY(double_free_after_wipe),
     ENTRY(read_after_free_small),
     ENTRY(partition_double_free),
     ENTRY(partition_interior_free),
