@@ -158,8 +158,8 @@ bool IsLive(WinHeap* h, const void* p) {
     case nitro::SpanState::kLarge:
       return info.object_start == p;
     case nitro::SpanState::kSlab: {
-      uint32_t i = info.span->ObjectIndex(reinterpret_cast<uintptr_t>(p));
-      return info.object_start == p && (info.span->free_bits[i / 64] & (uint64_t{1} << (i % 64))) == 0;
+      // Free objects, in a thread cache or not, have their flag set.
+      return info.object_start == p && !info.span->ObjectIsFree(p);
     }
     default:  // a sampled block: the guarded pool knows where it starts
       return true;

@@ -124,6 +124,8 @@ void StartLocked() {
     legacy = true;
   }
   ApplyContractOptions(g_options);  // before the default partition takes its contract
+  // Dropped, not flushed: the partition's memory is about to be unmapped.
+  Partition::SetBeforeDestroy([](Partition* p) { ForgetPartitionCaches(p); });
   if (!legacy) {
     g_strict = g_options.mode == HardeningMode::kStrict;
     g_default = Partition::Create("default", ConfigFor(DefaultPolicy()), NowMs);
@@ -703,8 +705,7 @@ Partition* CreatePartition(const char* name, const PartitionPolicy& policy) {
 }
 
 void DestroyPartition(Partition* partition) {
-  // Dropped, not flushed: the partition's memory is about to be unmapped.
-  DropPartitionCaches(partition);
+  // Threads' caches of it are dropped first (the hook StartLocked installs).
   Partition::Destroy(partition);
 }
 

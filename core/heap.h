@@ -271,6 +271,17 @@ int DumpHeapProfile(const char* path);
 // lock, then f(nullptr-free) for the counters of threads that have exited.
 void ForEachThreadCache(void (*f)(const ThreadCache* tc, void* ctx), void* ctx);
 const ThreadCache::Counters& ExitedThreadCounters();
+// The per-class counts of other partitions' thread caches (allocations,
+// frees, objects cached), from every thread's cache and from caches gone,
+// added into out[id] for each thread-cached partition id (kCachedPartitions
+// entries; the default partition's are ForEachThreadCache's). Takes the
+// registry lock: call it before Partition::ForEach, whose lock ranks after.
+struct PartitionCacheSums {
+  uint64_t allocs[kNumClasses];
+  uint64_t frees[kNumClasses];
+  uint64_t cached[kNumClasses];
+};
+void SumPartitionCaches(PartitionCacheSums* out);
 size_t ThreadCount();
 size_t ThreadCachedBytes();
 // Samples taken by the guarded pool and the flight recorder.

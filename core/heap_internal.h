@@ -52,6 +52,8 @@ void FlushPartitionCaches();
 // Drops every thread's cache of `partition` without touching its objects
 // (it is being destroyed).
 void DropPartitionCaches(Partition* partition, bool flush = false);
+// Before a partition is destroyed: its caches dropped, their counts forgotten.
+void ForgetPartitionCaches(Partition* partition);
 // At start-up, on the thread that starts the heap: the exit of the main
 // thread is noticed even if it never gets a cache.
 void RegisterThreadExitKey();

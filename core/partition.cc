@@ -1,5 +1,7 @@
 #include "core/partition.h"
 
+#include <atomic>
+
 #include <errno.h>
 #include <string.h>
 
@@ -121,7 +123,16 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);
 }
 
+namespace {
+std::atomic<void (*)(Partition*)> g_before_destroy{nullptr};
+}  // namespace
+
+void Partition::SetBeforeDestroy(void (*hook)(Partition* p)) {
+  g_before_destroy.store(hook, std::memory_order_release);
+}
+
 void Partition::Destroy(Partition* p) {
+  if (auto* hook = g_before_destroy.load(std::memory_order_acquire)) hook(p);
   // Under the table lock: the reclaimer and statistics (ForEach) never see
   // a partition half destroyed, and fork takes its locks while it is listed.
   LockGuard g(g_table_lock);

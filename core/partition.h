@@ -112,6 +112,11 @@ class Partition {
                            PageHeap::Clock clock = nullptr);
   // Unmaps everything the partition holds; its pointers become invalid.
   static void Destroy(Partition* p);
+  // Called first by every Destroy: the process heap (core/heap.cc) drops
+  // each thread's cache of the partition there, whoever destroys it (the
+  // C API, the Windows heap API, tests), since those caches point into
+  // memory Destroy unmaps and the id is reused. Set once at start-up.
+  static void SetBeforeDestroy(void (*hook)(Partition* p));
   static Partition* FromId(uint16_t id);
   // Calls f(partition) for every live partition, under the table lock.
   template <typename F>
@@ -225,7 +230,9 @@ size_t Partition::Visit(F f) {
       go = f(reinterpret_cast<void*>(s->start), s->usable_bytes());
     } else if (s->state == SpanState::kSlab) {
       for (uint32_t i = 0; go && i < s->capacity; i++) {
-        if (s->free_bits[i / 64] & (uint64_t{1} << (i % 64))) continue;
+        // Set for every object the program does not hold (in a slab, a
+        // batch or a thread cache).
+        if (__atomic_load_n(&s->object_free[i], __ATOMIC_RELAXED) != 0) continue;
         n++;
         go = f(reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(i) * s->object_size),
                static_cast<size_t>(s->object_size));

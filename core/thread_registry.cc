@@ -2,6 +2,7 @@
 // statistics and fork, destroyed when the thread exits.
 #include <pthread.h>
 #include <sys/syscall.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "core/heap_internal.h"
@@ -18,6 +19,10 @@ SpinLock g_registry_lock{LockRank::kThreadRegistry};
 ThreadCache* g_registry = nullptr;  // under g_registry_lock
 size_t g_threads = 0;               // under g_registry_lock
 ThreadCache::Counters g_exited_counters;  // under g_registry_lock
+// The counts of partition caches no longer held (their thread exited, or
+// they were flushed or dropped), by partition slot; zeroed when the
+// partition is destroyed. Under g_registry_lock.
+ThreadCache::Counters g_partition_gone[kCachedPartitions];
 pthread_key_t g_thread_key;
 bool g_thread_key_ok = false;
 std::atomic<bool> g_main_exited{false};
@@ -55,6 +60,18 @@ ThreadCache* TakeSlot(ThreadCaches* t, int slot) {
   return tc;
 }
 
+// The end of a partition cache taken out of its slot: its objects go back
+// first when `flush`, its counts are kept. Under g_registry_lock.
+void RetirePartitionCache(int slot, ThreadCache* tc, bool flush) {
+  if (flush) tc->Flush();
+  ThreadCache::Counters c = tc->ReadCounters();
+  for (int i = 0; i < kNumClasses; i++) {
+    ThreadCache::Bump(g_partition_gone[slot].allocs[i], c.allocs[i]);
+    ThreadCache::Bump(g_partition_gone[slot].frees[i], c.frees[i]);
+  }
+  g_cache_pool.Delete(tc);
+}
+
 // Unlinks this thread's partition caches (not the default partition's),
 // returning their objects first when `flush`. Under g_registry_lock, so a
 // DestroyPartition running at the same time either dropped a cache before
@@ -63,10 +80,7 @@ void ReleasePartitionCachesLocked(ThreadCaches* t, bool flush) {
   if (!t->registered) return;
   for (int i = 1; i < kCachedPartitions; i++) {
     if (IsDefaultSlot(i)) continue;
-    if (ThreadCache* tc = TakeSlot(t, i)) {
-      if (flush) tc->Flush();
-      g_cache_pool.Delete(tc);
-    }
+    if (ThreadCache* tc = TakeSlot(t, i)) RetirePartitionCache(i, tc, flush);
   }
   if (t->prev) t->prev->next = t->next; else g_partition_threads = t->next;
   if (t->next) t->next->prev = t->prev;
@@ -207,9 +221,38 @@ void DropPartitionCaches(Partition* partition, bool flush) {
   if (slot >= kCachedPartitions || IsDefaultSlot(slot)) return;
   LockGuard g(g_registry_lock);
   for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
-    if (ThreadCache* tc = TakeSlot(t, slot)) {
-      if (flush) tc->Flush();
-      g_cache_pool.Delete(tc);
+    if (ThreadCache* tc = TakeSlot(t, slot)) RetirePartitionCache(slot, tc, flush);
+  }
+}
+
+void ForgetPartitionCaches(Partition* partition) {
+  int slot = partition->id();
+  if (slot >= kCachedPartitions || IsDefaultSlot(slot)) return;
+  DropPartitionCaches(partition, /*flush=*/false);
+  LockGuard g(g_registry_lock);
+  memset(&g_partition_gone[slot], 0, sizeof(g_partition_gone[slot]));
+}
+
+void SumPartitionCaches(PartitionCacheSums* out) {
+  LockGuard g(g_registry_lock);
+  for (int slot = 1; slot < kCachedPartitions; slot++) {
+    if (IsDefaultSlot(slot)) continue;
+    for (int i = 1; i < kNumClasses; i++) {
+      out[slot].allocs[i] += __atomic_load_n(&g_partition_gone[slot].allocs[i], __ATOMIC_RELAXED);
+      out[slot].frees[i] += __atomic_load_n(&g_partition_gone[slot].frees[i], __ATOMIC_RELAXED);
+    }
+  }
+  // Racy reads of other threads' counts: a statistic, not an invariant.
+  for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
+    for (int slot = 1; slot < kCachedPartitions; slot++) {
+      const ThreadCache* tc = __atomic_load_n(&t->by_slot[slot], __ATOMIC_RELAXED);
+      if (IsDefaultSlot(slot) || tc->is_sentinel()) continue;
+      ThreadCache::Counters c = tc->ReadCounters();
+      for (int i = 1; i < kNumClasses; i++) {
+        out[slot].allocs[i] += c.allocs[i];
+        out[slot].frees[i] += c.frees[i];
+        out[slot].cached[i] += tc->ListCount(i);
+      }
     }
   }
 }

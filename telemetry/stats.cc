@@ -170,17 +170,35 @@ void CollectStats(nitro_stats_t* out) {
   out->memory_limit = nitro_contract_stats_t{lim.limit, lim.pressure_point, lim.use, lim.crossings, 0,
                                              lim.refusals, lim.last_pressure_ns};
   out->memory_limit_source = static_cast<uint32_t>(lim.source);
+  // Summed before the partition table is locked (the registry's lock ranks
+  // before it), in memory of its own: too large for a helper's stack.
+  const size_t others_bytes = RoundUp(sizeof(PartitionCacheSums) * kCachedPartitions, kPageSize);
+  auto* others = static_cast<PartitionCacheSums*>(os::Reserve(others_bytes, kPageSize));  // zero
+  if (others != nullptr) SumPartitionCaches(others);
 
   Partition::ForEach([&](Partition* p) {
     bool is_default = p == def;
     nitro_counters_t c;
     memset(&c, 0, sizeof(c));
     uint64_t small_live_usable = 0, small_live_requested = 0;
+    // Another partition's thread caches count its objects as the default
+    // partition's count malloc's.
+    static const PartitionCacheSums kNoCaches = {};
+    const uint64_t* c_allocs = sums.allocs;
+    const uint64_t* c_frees = sums.frees;
+    const uint64_t* c_cached = sums.cached;
+    if (!is_default) {
+      const PartitionCacheSums& own =
+          others != nullptr && p->id() < kCachedPartitions ? others[p->id()] : kNoCaches;
+      c_allocs = own.allocs;
+      c_frees = own.frees;
+      c_cached = own.cached;
+    }
     for (int cls = 1; cls < kNumClasses; cls++) {
       CentralStats cs = p->central(cls).Stats();
       uint64_t size = kSizeClasses.size(cls);
-      uint64_t allocs = cs.direct_allocs + (is_default ? sums.allocs[cls] : 0);
-      uint64_t frees = cs.direct_frees + (is_default ? sums.frees[cls] : 0);
+      uint64_t allocs = cs.direct_allocs + c_allocs[cls];
+      uint64_t frees = cs.direct_frees + c_frees[cls];
       uint64_t live = allocs > frees ? allocs - frees : 0;
       c.allocations += allocs;
       c.frees += frees;
@@ -198,7 +216,7 @@ void CollectStats(nitro_stats_t* out) {
       c.middle_layer_bytes += cs.transfer_objects * size;
       c.remote_free_backlog += cs.transfer_objects;
       c.lock_contention += cs.lock_contention;
-      uint64_t cached = is_default ? sums.cached[cls] : 0;
+      uint64_t cached = c_cached[cls];
       c.thread_cache_bytes += cached * size;
       if (is_default) {
         nitro_class_stats_t& k = out->classes[cls - 1];
@@ -247,6 +265,7 @@ void CollectStats(nitro_stats_t* out) {
                                  cs.last_pressure_ns};
     }
   });
+  if (others != nullptr) os::Unmap(others, others_bytes);
 }
 
 size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len) {

@@ -203,7 +203,12 @@ CASES = {
     # NITRO_TRAIT_SECURE_STRICT brings strict's checks to its partition in
     # every process mode.
     "secure_strict_write_after_free": every(abort(WAF, "traits:strict")),
-    "partition_large_uaf": every(segv(UAF, "misuse-part")),
+    # Other partitions protect freed large blocks as the default one does:
+    # every block in strict, one in 256 at random otherwise (none with
+    # sample_rate=0), every one with sample_rate=1.
+    "partition_large_uaf": dict({"fast": NOT_DETECTED, "balanced": NOT_DETECTED,
+                                 "strict": segv(UAF, "misuse-part")},
+                                **every(segv(UAF, "misuse-part"), SAMPLED)),
     # strict mode covers every partition (a partition made without a policy
     # takes the process's mode).
     "partition_overflow_slack": {
