@@ -451,6 +451,9 @@ GuardedPoolCounts GuardedCounts() {
 static void* AllocateStarted(Partition* partition, size_t size, size_t align, bool zero);
 
 void* AllocateSlow(size_t size, size_t align, bool zero) {
+  // Started() first: its acquire is what makes g_default (read by
+  // CurrentPartition) and the partition behind it safe to read.
+  if (NITRO_UNLIKELY(!Started())) return AllocateBeforeStart(size, align, zero);
   // The thread's current partition (SetThreadPartition) is read here only.
   return AllocateSlowIn(CurrentPartition(), size, align, zero);
 }
