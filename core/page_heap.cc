@@ -267,10 +267,10 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   if (s == nullptr) s = FindFree(want, kReleased);
   if (s != nullptr) {
     RemoveFree(s);
-  } else {
-    s = Carve(want);
-    if (s == nullptr) return nullptr;
+  } else if ((s = Carve(want)) != nullptr) {
     s->released = true;  // virgin pages read as zero, like released ones
+  } else if ((s = TakeAfterMakingRoom(want)) == nullptr) {
+    return nullptr;
   }
   // Mark it taken at once, so that merging its trimmed lead cannot absorb it.
   s->state = SpanState::kLarge;
@@ -302,6 +302,19 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
     return nullptr;
   }
   return Handed(s, state);
+}
+
+Span* PageHeap::TakeAfterMakingRoom(size_t pages) {
+  // Only the caller's memory (UseFixed) cannot grow: there the quarantine
+  // and the guard-tail runs, which only some requests can use, give their
+  // pages up, and every free run merges with its neighbours, before a
+  // request fails.
+  if (fixed_bytes_ == 0) return nullptr;
+  while (quarantine_head_ != nullptr) Unquarantine(quarantine_head_);
+  while (lru_head_ != nullptr) ReleaseSpan(lru_head_);  // no system call here
+  Span* s = FindFree(pages, kReleased);
+  if (s != nullptr) RemoveFree(s);
+  return s;
 }
 
 Span* PageHeap::Handed(Span* s, SpanState state) {

@@ -149,6 +149,8 @@ class PageHeap {
   // start of the right one.
   void ClearAround(Span* merged, uintptr_t junction);
   Span* TakeGuardTail(Span* run, size_t pages);
+  // A free run of `pages` found once every free run could be reused.
+  Span* TakeAfterMakingRoom(size_t pages);
   // Marks a run taken (state) and points its pages at it.
   Span* Handed(Span* s, SpanState state);
   void ReleasePages(Span* s);
