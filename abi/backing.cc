@@ -17,6 +17,15 @@ namespace {
 // Less than this leaves no room for a slab beside the never-carved last page.
 constexpr size_t kMinFixedBytes = size_t{64} << 10;
 
+// True when a page of [base, base + length) belongs to a partition already
+// (a block from malloc, say): two partitions cannot own one page.
+bool OwnedByAPartition(uintptr_t base, size_t length) {
+  for (uintptr_t a = base; a < base + length; a += nitro::kPageSize) {
+    if (nitro::GlobalPageMap().Get(reinterpret_cast<void*>(a)) != nullptr) return true;
+  }
+  return false;
+}
+
 // The unlinked file of a FILE partition, or -1 with errno set.
 int OpenBackingFile(const char* directory) {
   if (directory == nullptr) directory = getenv("TMPDIR");
@@ -44,6 +53,10 @@ NITRO_EXPORT nitro_partition_t* nitro_partition_create_with(
     return nullptr;
   }
   nitro::EnsureStarted();
+  if (backing == NITRO_BACKING_FIXED && OwnedByAPartition(fixed, length)) {
+    errno = EINVAL;
+    return nullptr;
+  }
   int fd = -1;
   if (backing == NITRO_BACKING_FILE && (fd = OpenBackingFile(config->directory)) < 0) {
     return nullptr;

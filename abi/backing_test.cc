@@ -340,6 +340,15 @@ TEST(Backing, BadInputFailsAndLeavesNothing) {
     EXPECT_EQ(nitro_partition_create_with("backing-bad", &c.config), nullptr) << c.config.backing;
     EXPECT_EQ(errno, c.error) << c.config.backing;
   }
+  // Memory NitroHeap serves already (a block from malloc) cannot back a
+  // partition: its pages belong to the default partition.
+  void* from_malloc = aligned_alloc(kPage, 1 << 20);
+  ASSERT_NE(from_malloc, nullptr);
+  nitro_partition_config_t owned = {NITRO_BACKING_FIXED, nullptr, from_malloc, 1 << 20};
+  errno = 0;
+  EXPECT_EQ(nitro_partition_create_with("backing-bad", &owned), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  free(from_malloc);
   EXPECT_EQ(OpenFds(), fds);
   // No partition was left behind under the name, and the buffer is usable.
   nitro_partition_config_t fixed = {NITRO_BACKING_FIXED, nullptr, buffer, sizeof(buffer)};

@@ -105,7 +105,8 @@ long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb,
  *                            it (mprotect) and opened again by reset and
  *                            destroy, after which the caller owns it again.
  * config NULL: anonymous. NULL with errno = EINVAL for an unknown backing, a
- * FIXED range that is NULL, unaligned or too small, or a directory that
+ * FIXED range that is NULL, unaligned, too small or NitroHeap's already
+ * (memory from malloc: map it with mmap instead), or a directory that
  * cannot hold such a file (else the error of open(2)); ENOMEM or EEXIST as
  * for nitro_partition_create. Nothing is left behind on failure. */
 #define NITRO_BACKING_ANONYMOUS 0
