@@ -508,7 +508,7 @@ void PageHeap::ReleasePages(Span* s) {
   if (s->guard_tail && os::ProtectReadWrite(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
     s->guard_tail = false;
   }
-  released_total_pages_ += s->pages;
+  if (fixed_bytes_ == 0) released_total_pages_ += s->pages;  // the caller's memory never goes
   s->released = true;
   if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);
 }
