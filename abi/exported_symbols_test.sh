@@ -17,7 +17,7 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     nitro_partition_create_typed nitro_partition_free_typed nitro_partition_for_traits \
     nitro_set_thread_partition nitro_thread_partition \
     nitro_thread_allocated nitro_thread_deallocated nitro_register_output nitro_register_error \
-    nitro_partition_reset nitro_partition_visit nitro_region_create nitro_region_alloc \
+    nitro_partition_reset nitro_partition_visit nitro_partition_create_with nitro_region_create nitro_region_alloc \
     nitro_region_aligned_alloc nitro_region_free nitro_region_realloc nitro_region_usable_size \
     nitro_region_reset nitro_region_stats nitro_region_visit nitro_region_destroy \
     nitro_win_HeapCreate nitro_win_HeapDestroy nitro_win_HeapAlloc nitro_win_HeapReAlloc \

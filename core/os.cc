@@ -1,10 +1,12 @@
 #include "core/os.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
 #include <sys/random.h>
+#include <sys/stat.h>
 #include <sys/uio.h>
 #include <unistd.h>
 #include <time.h>
@@ -37,6 +39,38 @@ void Release(void* p, size_t size) {
   // touch sees zeros: callers rely on released memory being zero.
   int saved = errno;
   madvise(p, size, MADV_DONTNEED);
+  errno = saved;
+}
+
+bool MapFile(void* at, size_t size, int fd, size_t offset) {
+  struct stat st;
+  if (fstat(fd, &st) != 0) return false;
+  if (static_cast<size_t>(st.st_size) < offset + size &&
+      ftruncate(fd, static_cast<off_t>(offset + size)) != 0) {
+    return false;
+  }
+  void* p = mmap(at, size, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_FIXED | MAP_NORESERVE, fd,
+                 static_cast<off_t>(offset));
+  return p == at;
+}
+
+void PunchHole(int fd, size_t offset, size_t size) {
+  int saved = errno;  // a file system without holes keeps its blocks
+  fallocate(fd, FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE, static_cast<off_t>(offset),
+            static_cast<off_t>(size));
+  errno = saved;
+}
+
+void TruncateFile(int fd, size_t size) {
+  int saved = errno;  // only ever shrinks the file, to free its blocks
+  if (ftruncate(fd, static_cast<off_t>(size)) != 0) {
+  }
+  errno = saved;
+}
+
+void Close(int fd) {
+  int saved = errno;
+  close(fd);
   errno = saved;
 }
 

@@ -16,6 +16,14 @@ void Unmap(void* p, size_t size);
 // Returns the physical pages of a range to the kernel; the range stays mapped
 // and reads as zero afterwards.
 void Release(void* p, size_t size);
+// Maps `size` bytes of the file `fd` from `offset` over the reserved range at
+// `at` (MAP_SHARED, so dirty pages are written back to the file), growing
+// the file to cover them. False when the file cannot grow or be mapped.
+bool MapFile(void* at, size_t size, int fd, size_t offset);
+// Frees the file's blocks in [offset, offset + size) (they read as zero).
+void PunchHole(int fd, size_t offset, size_t size);
+void TruncateFile(int fd, size_t size);
+void Close(int fd);
 // Asks for small pages only in a range (metadata written sparsely, where a
 // transparent huge page would make 2 MiB resident for a few entries).
 void NoHugePages(void* p, size_t size);

@@ -93,6 +93,12 @@ Span* PageHeap::FindFree(size_t pages, FreeSet set) {
 }
 
 PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
+  if (fixed_bytes_ != 0) {
+    // The caller's memory is the only region there can be.
+    if (regions_ != nullptr || min_bytes > fixed_bytes_ - kPageSize) return nullptr;
+    if (!GlobalPageMap().Ensure(fixed_base_, fixed_bytes_)) return nullptr;
+    return AddRegion(fixed_base_, fixed_bytes_, /*oversized=*/false, 0);
+  }
   constexpr size_t kStep = size_t{2} << 20;
   size_t need = RoundUp(min_bytes + kPageSize, kStep);
   if (need < min_bytes) return nullptr;  // overflow
@@ -117,23 +123,64 @@ PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
     return nullptr;
   }
   if (huge_pages_) os::AdviseHugePages(base, size);
-  Region* r = RegionPool().New();
+  size_t file_offset = file_bytes_;
+  if (file_fd_ >= 0) {
+    // The reserved range becomes the file's next `size` bytes.
+    if (!os::MapFile(base, size, file_fd_, file_offset)) {
+      os::Unmap(base, size);
+      return nullptr;
+    }
+    file_bytes_ += size;
+  }
+  Region* r = AddRegion(reinterpret_cast<uintptr_t>(base), size, oversized, file_offset);
   if (r == nullptr) {
     os::Unmap(base, size);
     return nullptr;
   }
-  r->base = reinterpret_cast<uintptr_t>(base);
-  r->size = size;
-  r->frontier = r->base;
-  r->oversized = oversized;
-  r->next = regions_;
-  regions_ = r;
-  reserved_ += size;
-  region_count_++;
   // Regions grow geometrically up to region_bytes_: a small program
   // reserves little (and dumps a small core), a large one few regions.
   if (!oversized) next_region_bytes_ = size * 2 < region_bytes_ ? size * 2 : region_bytes_;
   return r;
+}
+
+PageHeap::Region* PageHeap::AddRegion(uintptr_t base, size_t size, bool oversized,
+                                      size_t file_offset) {
+  Region* r = RegionPool().New();
+  if (r == nullptr) return nullptr;
+  r->base = base;
+  r->size = size;
+  r->frontier = r->base;
+  r->oversized = oversized;
+  r->file_offset = file_offset;
+  r->next = regions_;
+  regions_ = r;
+  reserved_ += size;
+  region_count_++;
+  return r;
+}
+
+void PageHeap::GiveBackRegion(uintptr_t base, size_t size) {
+  // The caller's memory is never unmapped: only the guard pages the heap
+  // made in it are opened again.
+  if (fixed_bytes_ != 0) {
+    os::ProtectReadWrite(reinterpret_cast<void*>(base), size);
+  } else {
+    os::Unmap(reinterpret_cast<void*>(base), size);
+  }
+}
+
+void PageHeap::ReturnPages(uintptr_t start, size_t bytes) {
+  if (fixed_bytes_ != 0) return;  // the caller's memory stays as it is
+  if (file_fd_ >= 0) {
+    // The hole frees the file's blocks; the madvise below drops the pages.
+    for (Region* r = regions_; r != nullptr; r = r->next) {
+      if (start >= r->base && start < r->base + r->size) {
+        os::PunchHole(file_fd_, r->file_offset + (start - r->base), bytes);
+        break;
+      }
+    }
+  }
+  os::Release(reinterpret_cast<void*>(start), bytes);
 }
 
 Span* PageHeap::Carve(size_t pages) {
@@ -220,10 +267,10 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   if (s == nullptr) s = FindFree(want, kReleased);
   if (s != nullptr) {
     RemoveFree(s);
-  } else {
-    s = Carve(want);
-    if (s == nullptr) return nullptr;
+  } else if ((s = Carve(want)) != nullptr) {
     s->released = true;  // virgin pages read as zero, like released ones
+  } else if ((s = TakeAfterMakingRoom(want)) == nullptr) {
+    return nullptr;
   }
   // Mark it taken at once, so that merging its trimmed lead cannot absorb it.
   s->state = SpanState::kLarge;
@@ -257,9 +304,22 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   return Handed(s, state);
 }
 
+Span* PageHeap::TakeAfterMakingRoom(size_t pages) {
+  // Only the caller's memory (UseFixed) cannot grow: there the quarantine
+  // and the guard-tail runs, which only some requests can use, give their
+  // pages up, and every free run merges with its neighbours, before a
+  // request fails.
+  if (fixed_bytes_ == 0) return nullptr;
+  while (quarantine_head_ != nullptr) Unquarantine(quarantine_head_);
+  while (lru_head_ != nullptr) ReleaseSpan(lru_head_);  // no system call here
+  Span* s = FindFree(pages, kReleased);
+  if (s != nullptr) RemoveFree(s);
+  return s;
+}
+
 Span* PageHeap::Handed(Span* s, SpanState state) {
   s->state = state;
-  s->zeroed = s->released;
+  s->zeroed = s->released && released_reads_zero_;
   s->released = false;
   s->next = s->prev = s->lru_next = s->lru_prev = nullptr;
   in_use_pages_ += s->pages;
@@ -444,11 +504,11 @@ void PageHeap::EnforceCommittedBound() {
 void PageHeap::ReleasePages(Span* s) {
   // s is free and on no list. A released run is an ordinary one: a
   // guard-tail run gives its guard page up, so that it can merge again.
-  os::Release(reinterpret_cast<void*>(s->start), s->bytes());
+  ReturnPages(s->start, s->bytes());
   if (s->guard_tail && os::ProtectReadWrite(reinterpret_cast<void*>(s->end() - kPageSize), kPageSize)) {
     s->guard_tail = false;
   }
-  released_total_pages_ += s->pages;
+  if (fixed_bytes_ == 0) released_total_pages_ += s->pages;  // the caller's memory never goes
   s->released = true;
   if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);
 }
@@ -545,6 +605,8 @@ void PageHeap::Shrink(Span* s, size_t new_pages) {
 void PageHeap::Destroy() {
   LockGuard g(lock_);
   DestroyLocked();
+  if (file_fd_ >= 0) os::Close(file_fd_);
+  file_fd_ = -1;
 }
 
 void PageHeap::DestroyLocked() {
@@ -557,12 +619,14 @@ void PageHeap::DestroyLocked() {
       if (s != nullptr && s->start == a) SpanPool().Delete(s);
       a += pages << kPageShift;
     }
-    os::Unmap(reinterpret_cast<void*>(r->base), r->size);
+    GiveBackRegion(r->base, r->size);
     Region* next = r->next;
     RegionPool().Delete(r);
     r = next;
   }
   regions_ = current_ = nullptr;
+  if (file_fd_ >= 0) os::TruncateFile(file_fd_, 0);  // the file's blocks go too
+  file_bytes_ = 0;
   for (auto& set : free_) for (auto& list : set) list = SpanList();
   for (auto& set : nonempty_) for (auto& w : set) w = 0;
   lru_head_ = lru_tail_ = nullptr;

@@ -53,6 +53,21 @@ class PageHeap {
             Clock clock);
   // Regions reserved from now on ask the kernel for transparent huge pages.
   void AdviseHugePages() { huge_pages_ = true; }
+  // Backing memory other than anonymous mappings (nitro_partition_create_with,
+  // docs/regions.md), chosen before the page heap is in use.
+  // A file: each region maps its own range of the unlinked file `fd`
+  // (MAP_SHARED, grown with ftruncate), so the kernel writes cold pages
+  // back to the file rather than to swap; released pages are punched out of
+  // the file. The page heap owns fd from now on (closed by Destroy).
+  void UseFile(int fd) { file_fd_ = fd; }
+  // The caller's memory [base, base + bytes) (page-aligned) is the only
+  // region there will be: nothing is mapped, unmapped or released, and its
+  // free pages are never assumed to read as zero.
+  void UseFixed(void* base, size_t bytes) {
+    fixed_base_ = reinterpret_cast<uintptr_t>(base);
+    fixed_bytes_ = bytes;
+    released_reads_zero_ = false;
+  }
 
   // A run of `pages` pages whose start is aligned to `align_pages` pages, or
   // nullptr when address space or metadata run out. The span's pages point
@@ -105,6 +120,7 @@ class PageHeap {
     size_t size;
     uintptr_t frontier;  // pages below are carved; the last page is never carved
     bool oversized;      // made for one run larger than the regions of the time
+    size_t file_offset;  // where the region lies in the backing file (UseFile)
     Region* next;
   };
   static MetaPool<Region>& RegionPool();
@@ -133,11 +149,18 @@ class PageHeap {
   // start of the right one.
   void ClearAround(Span* merged, uintptr_t junction);
   Span* TakeGuardTail(Span* run, size_t pages);
+  // A free run of `pages` found once every free run could be reused.
+  Span* TakeAfterMakingRoom(size_t pages);
   // Marks a run taken (state) and points its pages at it.
   Span* Handed(Span* s, SpanState state);
   void ReleasePages(Span* s);
   Span* Carve(size_t pages);
   Region* NewRegion(size_t min_bytes);
+  Region* AddRegion(uintptr_t base, size_t size, bool oversized, size_t file_offset);
+  // Gives a region's address space back as its backing allows.
+  void GiveBackRegion(uintptr_t base, size_t size);
+  // Returns the memory of a free run to the kernel (to the file's holes).
+  void ReturnPages(uintptr_t start, size_t bytes);
   Span* NewSpan(uintptr_t start, size_t pages);
   void Split(Span* s, size_t pages);
   void InsertFree(Span* s);
@@ -151,6 +174,11 @@ class PageHeap {
 
   SpinLock lock_{LockRank::kPartition};
   bool huge_pages_ = false;
+  int file_fd_ = -1;          // UseFile
+  size_t file_bytes_ = 0;     // the file's length: regions map consecutive ranges
+  uintptr_t fixed_base_ = 0;  // UseFixed
+  size_t fixed_bytes_ = 0;
+  bool released_reads_zero_ = true;
   Partition* owner_ = nullptr;
   uint16_t id_ = 0;
   size_t region_bytes_ = kDefaultRegionBytes;

@@ -85,6 +85,43 @@ int nitro_partition_reset(nitro_partition_t* partition);
 typedef int (*nitro_block_visitor)(void* block, size_t usable_size, void* ctx);
 long nitro_partition_visit(nitro_partition_t* partition, nitro_block_visitor cb, void* ctx);
 
+/* Backing memory (docs/regions.md, "Backing memory"), chosen when the
+ * partition is created:
+ *   NITRO_BACKING_ANONYMOUS  anonymous mappings, as nitro_partition_create.
+ *   NITRO_BACKING_HUGE_PAGES the same with madvise(MADV_HUGEPAGE).
+ *   NITRO_BACKING_FILE       MAP_SHARED mappings of one unlinked file made
+ *                            (O_TMPFILE) in `directory` (NULL: $TMPDIR, else
+ *                            /tmp): cold pages go back to the file, not to
+ *                            swap; freed pages released (decay,
+ *                            nitro_release_free_memory) are punched out of
+ *                            the file. Parent and child share the memory
+ *                            after fork: use the partition in one of them.
+ *   NITRO_BACKING_FIXED      the caller's memory [memory, memory + length),
+ *                            page-aligned, at least 64 KiB, readable and
+ *                            writable: the only memory the partition ever
+ *                            uses (no mmap: when it is full, allocation
+ *                            fails with ENOMEM). It is never unmapped nor
+ *                            returned to the kernel; guard pages are made in
+ *                            it (mprotect) and opened again by reset and
+ *                            destroy, after which the caller owns it again.
+ * config NULL: anonymous. NULL with errno = EINVAL for an unknown backing, a
+ * FIXED range that is NULL, unaligned, too small or NitroHeap's already
+ * (memory from malloc: map it with mmap instead), or a directory that
+ * cannot hold such a file (else the error of open(2)); ENOMEM or EEXIST as
+ * for nitro_partition_create. Nothing is left behind on failure. */
+#define NITRO_BACKING_ANONYMOUS 0
+#define NITRO_BACKING_HUGE_PAGES 1
+#define NITRO_BACKING_FILE 2
+#define NITRO_BACKING_FIXED 3
+typedef struct nitro_partition_config {
+  int backing;           /* NITRO_BACKING_* */
+  const char* directory; /* FILE */
+  void* memory;          /* FIXED */
+  size_t length;         /* FIXED */
+} nitro_partition_config_t;
+nitro_partition_t* nitro_partition_create_with(const char* name,
+                                               const nitro_partition_config_t* config);
+
 /* ---- NitroHeap's flags for the jemalloc-style API -----------------------
  * (mallocx and friends: nitroheap/mallocx.h, or jemalloc's own header.)
  * jemalloc's flag word: bits 0-5 the log2 of the alignment, bit 6
