@@ -35,7 +35,6 @@ constexpr uint32_t kClassSizes[kClassCount] = {
     2816, 3072, 3328, 3584, 3840, 4096, 4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,
 };
 static_assert(kClassSizes[kClassCount - 1] == kMaxClassSize, "the last class is the largest");
-constexpr size_t kMaxSlots = kSlabBytes / 16;
 
 int ClassIndex(size_t size) {
   if (size == 0) size = 1;
@@ -82,7 +81,11 @@ constexpr size_t kGrain = 16;  // location unit; the arena spans at most 2^30 of
 uint32_t GenOf(Word w) { return static_cast<uint32_t>((w & kGenMask) >> kGenShift); }
 Word WithGen(uint32_t gen) { return (Word{gen} << kGenShift) & kGenMask; }
 
-// ---- Slabs: metadata out of line, one stride per slab.
+// ---- Slabs: the metadata at the start of the slab itself, sized by its
+// class (a header, a bitmap of used slots, the owning handle of each slot:
+// about 4 bytes per slot), then the slots. Out of line, metadata sized for
+// the smallest class cost a page per 64 KiB slab (6% of every slab); in
+// line it costs what the class needs and goes back with the slab.
 enum SlabState : uint8_t { kUnused = 0, kActive = 1, kEvacuating = 2 };
 constexpr uint32_t kNone = 0xffffffffu;
 
@@ -93,10 +96,32 @@ struct SlabMeta {
   uint16_t live;
   uint16_t on_partial;     // 1 while on its class's partial list
   uint32_t prev, next;     // the partial list
-  uint64_t used[kMaxSlots / 64];
-  uint32_t owner[kMaxSlots];  // handle index of each used slot
+  // Then uint64_t used[words] and uint32_t owner[capacity] (SlabLayout).
 };
-constexpr size_t kMetaStride = RoundUp(sizeof(SlabMeta), kPageSize);
+static_assert(sizeof(SlabMeta) == 16, "the bitmap follows the header 8-byte aligned");
+
+// Where a class's metadata ends and its slots begin.
+struct SlabLayout {
+  uint16_t capacity;     // slots
+  uint16_t words;        // 64-bit words of the used-slot bitmap
+  uint32_t data_offset;  // first slot, a multiple of 64 bytes
+};
+constexpr size_t MetaBytes(size_t capacity) {
+  return sizeof(SlabMeta) + (capacity + 63) / 64 * 8 + capacity * 4;
+}
+constexpr SlabLayout LayoutFor(size_t size) {
+  size_t capacity = kSlabBytes / size;
+  while (RoundUp(MetaBytes(capacity), 64) + capacity * size > kSlabBytes) capacity--;
+  return SlabLayout{static_cast<uint16_t>(capacity), static_cast<uint16_t>((capacity + 63) / 64),
+                    static_cast<uint32_t>(RoundUp(MetaBytes(capacity), 64))};
+}
+struct LayoutTable {
+  SlabLayout of[kClassCount];
+  constexpr LayoutTable() : of{} {
+    for (int cls = 0; cls < kClassCount; cls++) of[cls] = LayoutFor(kClassSizes[cls]);
+  }
+};
+constexpr LayoutTable kLayouts;
 
 // ---- Threads that hold unpinned pointers (QSBR records).
 constexpr int kMaxThreads = 1024;
@@ -137,7 +162,6 @@ uint32_t g_free_head = 0, g_free_tail = 0;
 
 char* g_arena = nullptr;
 size_t g_arena_slabs = 0;
-char* g_meta = nullptr;
 uint32_t g_slab_top = 0;     // slabs ever carved
 uint32_t* g_free_slabs = nullptr;  // stack of released slab numbers
 uint32_t g_free_slab_count = 0;
@@ -151,8 +175,14 @@ uint32_t g_partial[kClassCount];
 Counters g_stats;
 uint64_t g_last_background_ms = 0;
 
-SlabMeta* Meta(uint32_t slab) { return reinterpret_cast<SlabMeta*>(g_meta + size_t{slab} * kMetaStride); }
 char* SlabBase(uint32_t slab) { return g_arena + size_t{slab} * kSlabBytes; }
+SlabMeta* Meta(uint32_t slab) { return reinterpret_cast<SlabMeta*>(SlabBase(slab)); }
+uint64_t* UsedBits(SlabMeta* m) { return reinterpret_cast<uint64_t*>(m + 1); }
+uint32_t* Owners(SlabMeta* m) { return reinterpret_cast<uint32_t*>(UsedBits(m) + kLayouts.of[m->cls].words); }
+bool SlotUsed(SlabMeta* m, size_t slot) { return UsedBits(m)[slot / 64] & (uint64_t{1} << (slot % 64)); }
+uintptr_t SlotAddress(uint32_t slab, int cls, size_t slot) {
+  return reinterpret_cast<uintptr_t>(SlabBase(slab)) + kLayouts.of[cls].data_offset + slot * kClassSizes[cls];
+}
 uint32_t SlabOf(uintptr_t a) { return static_cast<uint32_t>((a - reinterpret_cast<uintptr_t>(g_arena)) / kSlabBytes); }
 
 void Add(std::atomic<uint64_t>& c, uint64_t v) { c.fetch_add(v, std::memory_order_relaxed); }
@@ -192,11 +222,10 @@ bool InitLocked() {
   g_arena = static_cast<char*>(ReserveUpTo(kLocMask * kGrain + kGrain, size_t{16} << 20, kSlabBytes, &got));
   if (g_arena == nullptr) return false;
   g_arena_slabs = got / kSlabBytes;
-  g_meta = static_cast<char*>(os::Reserve(g_arena_slabs * kMetaStride, kPageSize));
   g_free_slabs = static_cast<uint32_t*>(os::Reserve(RoundUp(g_arena_slabs * 4, kPageSize), kPageSize));
   g_scratch = static_cast<uint32_t*>(os::Reserve(RoundUp(g_arena_slabs * 4, kPageSize), kPageSize));
   g_slab_class = static_cast<uint8_t*>(os::Reserve(RoundUp(g_arena_slabs, kPageSize), kPageSize));
-  if (g_meta == nullptr || g_free_slabs == nullptr || g_scratch == nullptr || g_slab_class == nullptr) {
+  if (g_free_slabs == nullptr || g_scratch == nullptr || g_slab_class == nullptr) {
     return false;
   }
   for (uint32_t& head : g_partial) head = kNone;
@@ -337,10 +366,7 @@ void PartialRemove(uint32_t slab) {
 // Marks the rest of a slab's capacity as used, so that AllocSlot never finds
 // the bits past the last slot free.
 void SealTail(SlabMeta* m) {
-  for (size_t slot = m->capacity; slot < kMaxSlots && slot % 64 != 0; slot++) {
-    m->used[slot / 64] |= uint64_t{1} << (slot % 64);
-  }
-  for (size_t w = (m->capacity + 63) / 64; w < kMaxSlots / 64; w++) m->used[w] = ~uint64_t{0};
+  for (size_t slot = m->capacity; slot % 64 != 0; slot++) UsedBits(m)[slot / 64] |= uint64_t{1} << (slot % 64);
 }
 
 uint32_t NewSlab(int cls) {
@@ -353,28 +379,27 @@ uint32_t NewSlab(int cls) {
     return kNone;
   }
   SlabMeta* m = Meta(slab);
-  memset(m, 0, offsetof(SlabMeta, owner));
+  memset(m, 0, sizeof(SlabMeta) + kLayouts.of[cls].words * 8);
   m->cls = static_cast<uint8_t>(cls);
   m->state = kActive;
   g_slab_class[slab] = static_cast<uint8_t>(cls + 1);
-  m->capacity = static_cast<uint16_t>(kSlabBytes / kClassSizes[cls]);
+  m->capacity = kLayouts.of[cls].capacity;
   SealTail(m);
   PartialPush(slab);
   Add(g_stats.slabs, 1);
   return slab;
 }
 
-// Gives an empty slab's pages (and its metadata's) back to the kernel.
+// Gives an empty slab's pages (metadata included) back to the kernel.
 void ReleaseSlab(uint32_t slab) {
   SlabMeta* m = Meta(slab);
   PartialRemove(slab);
   m->state = kUnused;
   g_slab_class[slab] = 0;
   os::Release(SlabBase(slab), kSlabBytes);
-  os::Release(m, kMetaStride);
   g_free_slabs[g_free_slab_count++] = slab;
   Sub(g_stats.slabs, 1);
-  Add(g_stats.pages_returned, (kSlabBytes + kMetaStride) / kPageSize);
+  Add(g_stats.pages_returned, kSlabBytes / kPageSize);
 }
 
 // A slot of class `cls` owned by handle `index`, from the first partial slab;
@@ -388,22 +413,22 @@ uintptr_t AllocSlot(int cls, uint32_t index, bool may_grow) {
   }
   SlabMeta* m = Meta(slab);
   for (size_t w = 0;; w++) {
-    uint64_t free_bits = ~m->used[w];
+    uint64_t free_bits = ~UsedBits(m)[w];
     if (free_bits == 0) continue;
     size_t slot = w * 64 + static_cast<size_t>(__builtin_ctzll(free_bits));
     NITRO_ASSERT(slot < m->capacity);
-    m->used[w] |= uint64_t{1} << (slot % 64);
-    m->owner[slot] = index;
+    UsedBits(m)[w] |= uint64_t{1} << (slot % 64);
+    Owners(m)[slot] = index;
     if (++m->live == m->capacity) PartialRemove(slab);
-    return reinterpret_cast<uintptr_t>(SlabBase(slab)) + slot * kClassSizes[cls];
+    return SlotAddress(slab, cls, slot);
   }
 }
 
 void FreeSlot(uintptr_t addr) {
   uint32_t slab = SlabOf(addr);
   SlabMeta* m = Meta(slab);
-  size_t slot = (addr - reinterpret_cast<uintptr_t>(SlabBase(slab))) / kClassSizes[m->cls];
-  m->used[slot / 64] &= ~(uint64_t{1} << (slot % 64));
+  size_t slot = (addr - SlotAddress(slab, m->cls, 0)) / kClassSizes[m->cls];
+  UsedBits(m)[slot / 64] &= ~(uint64_t{1} << (slot % 64));
   bool was_full = m->live == m->capacity;
   m->live--;
   if (m->state == kEvacuating) return;  // the compactor decides its fate
@@ -514,7 +539,7 @@ size_t MarkSources(size_t budget, uint32_t* sources, size_t* marked) {
         live += m->live;
       }
     }
-    size_t capacity = kSlabBytes / kClassSizes[cls];
+    size_t capacity = kLayouts.of[cls].capacity;
     size_t needed = (live + capacity - 1) / capacity;
     if (n <= needed) continue;
     std::sort(slabs, slabs + n, [](uint32_t a, uint32_t b) { return Meta(a)->live < Meta(b)->live; });
@@ -525,9 +550,9 @@ size_t MarkSources(size_t budget, uint32_t* sources, size_t* marked) {
       PartialRemove(slabs[i]);
       sources[count++] = slabs[i];
       for (size_t slot = 0; slot < m->capacity; slot++) {
-        if (!(m->used[slot / 64] & (uint64_t{1} << (slot % 64)))) continue;
+        if (!SlotUsed(m, slot)) continue;
         if (bytes + kClassSizes[cls] > budget) break;  // the rest stays where it is
-        Entry* e = &g_table[m->owner[slot]];
+        Entry* e = &g_table[Owners(m)[slot]];
         Word w = e->word.load(std::memory_order_relaxed);
         if (w & kPinMask) {
           Add(g_stats.pinned_skipped, 1);
@@ -551,8 +576,8 @@ size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, size_t* 
     SlabMeta* m = Meta(slab);
     size_t size = kClassSizes[m->cls];
     for (size_t slot = 0; slot < m->capacity; slot++) {
-      if (!(m->used[slot / 64] & (uint64_t{1} << (slot % 64)))) continue;
-      uint32_t index = m->owner[slot];
+      if (!SlotUsed(m, slot)) continue;
+      uint32_t index = Owners(m)[slot];
       Entry* e = &g_table[index];
       Word w = e->word.load(std::memory_order_relaxed);
       if ((w & (kPending | kPinMask | kCopying)) != kPending) continue;  // not marked, or asked for since
@@ -563,7 +588,7 @@ size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, size_t* 
       if (!e->word.compare_exchange_strong(w, (w & ~kPending) | kCopying, std::memory_order_seq_cst)) {
         continue;  // asked for (or pinned) this instant
       }
-      uintptr_t from = reinterpret_cast<uintptr_t>(SlabBase(slab)) + slot * size;
+      uintptr_t from = SlotAddress(slab, m->cls, slot);
       uintptr_t to = AllocSlot(m->cls, index, false);
       claimed++;
       if (to == 0) {  // no room left in denser slabs: stays
