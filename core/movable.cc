@@ -25,14 +25,17 @@ constexpr const char* kStaleHandle = "stale handle";
 constexpr const char* kFreePinned = "free of a pinned handle";
 constexpr const char* kUnpinUnpinned = "unpin of a handle that is not pinned";
 
-// ---- Size classes: 16-byte steps to 256, then eight classes per doubling
-// (at most about 6% of a slot lost to rounding).
-constexpr int kClassCount = 56;
+// ---- Size classes: 16-byte steps to 512, 32-byte steps to 1024, then eight
+// classes per doubling (about 2 percent of a slot lost to rounding for sizes
+// spread evenly over 16..1024, against 4 with 16-byte steps to 256 only;
+// each class costs at most one partly used slab).
+constexpr int kClassCount = 72;
 constexpr uint32_t kClassSizes[kClassCount] = {
-    16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224,
-    240, 256, 288, 320, 352, 384, 416, 448, 480, 512, 576, 640, 704, 768,
-    832, 896, 960, 1024, 1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048, 2304, 2560,
-    2816, 3072, 3328, 3584, 3840, 4096, 4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,
+    16, 32, 48, 64, 80, 96, 112, 128, 144, 160, 176, 192, 208, 224, 240, 256,
+    272, 288, 304, 320, 336, 352, 368, 384, 400, 416, 432, 448, 464, 480, 496, 512,
+    544, 576, 608, 640, 672, 704, 736, 768, 800, 832, 864, 896, 928, 960, 992, 1024,
+    1152, 1280, 1408, 1536, 1664, 1792, 1920, 2048, 2304, 2560, 2816, 3072, 3328, 3584, 3840, 4096,
+    4608, 5120, 5632, 6144, 6656, 7168, 7680, 8192,
 };
 static_assert(kClassSizes[kClassCount - 1] == kMaxClassSize, "the last class is the largest");
 

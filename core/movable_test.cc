@@ -54,7 +54,9 @@ TEST(MovableTest, SizeClasses) {
   EXPECT_EQ(ClassSizeFor(1), 16u);
   EXPECT_EQ(ClassSizeFor(17), 32u);
   EXPECT_EQ(ClassSizeFor(129), 144u);
-  EXPECT_EQ(ClassSizeFor(257), 288u);
+  EXPECT_EQ(ClassSizeFor(257), 272u);
+  EXPECT_EQ(ClassSizeFor(513), 544u);
+  EXPECT_EQ(ClassSizeFor(1025), 1152u);
   EXPECT_EQ(ClassSizeFor(8000), 8192u);
   EXPECT_EQ(ClassSizeFor(8192), 8192u);
   EXPECT_EQ(ClassSizeFor(8193), 0u);
