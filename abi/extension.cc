@@ -117,8 +117,10 @@ NITRO_EXPORT void nitro_stats_print(void) { nitro::PrintHeapReport(2); }
 
 namespace {
 // The struct before the heap contracts were appended: callers built with
-// that header (the Rust crate's RawStats) still get every field they know.
+// that header (the Rust crate's RawStats) still get every field they know;
+// so do callers built before the movable heap's counters were appended.
 constexpr size_t kStatsV1Size = offsetof(nitro_stats_t, contracts);
+constexpr size_t kStatsV2Size = offsetof(nitro_stats_t, movable);
 }  // namespace
 
 NITRO_EXPORT int nitro_stats_snapshot(nitro_stats_t* out) {
@@ -131,8 +133,9 @@ NITRO_EXPORT int nitro_stats_snapshot(nitro_stats_t* out) {
   auto* full = static_cast<nitro_stats_t*>(nitro::os::Reserve(sizeof(nitro_stats_t), nitro::kPageSize));
   if (full == nullptr) return ENOMEM;
   nitro::CollectStats(full);
-  memcpy(out, full, kStatsV1Size);
-  out->size = static_cast<uint32_t>(kStatsV1Size);
+  size_t known = out->size >= kStatsV2Size ? kStatsV2Size : kStatsV1Size;
+  memcpy(out, full, known);
+  out->size = static_cast<uint32_t>(known);
   nitro::os::Unmap(full, sizeof(nitro_stats_t));
   return 0;
 }

@@ -143,7 +143,7 @@ constexpr size_t kLargeHeaderBytes = 64;                   // keeps the object 6
 struct Counters {
   std::atomic<uint64_t> live_objects, live_bytes, slabs, large_bytes, objects_moved, bytes_moved,
       slabs_freed, pages_returned, pinned_skipped, busy_skipped, grace_timeouts, compactions,
-      compact_ns;
+      compact_ns, time_budget_stops, pressure_compactions;
 };
 
 // ---- The heap (one per process today).
@@ -850,24 +850,31 @@ void GetStats(Stats* out) {
   out->grace_timeouts = g_stats.grace_timeouts.load(std::memory_order_relaxed);
   out->compactions = g_stats.compactions.load(std::memory_order_relaxed);
   out->compact_ns = g_stats.compact_ns.load(std::memory_order_relaxed);
+  out->time_budget_stops = g_stats.time_budget_stops.load(std::memory_order_relaxed);
+  out->pressure_compactions = g_stats.pressure_compactions.load(std::memory_order_relaxed);
 }
+
+const StatField kStatFields[] = {
+    {"live_objects", &Stats::live_objects},     {"live_bytes", &Stats::live_bytes},
+    {"slabs", &Stats::slabs},                   {"slab_bytes", &Stats::slab_bytes},
+    {"large_bytes", &Stats::large_bytes},       {"handle_capacity", &Stats::handle_capacity},
+    {"objects_moved", &Stats::objects_moved},   {"bytes_moved", &Stats::bytes_moved},
+    {"slabs_freed", &Stats::slabs_freed},       {"pages_returned", &Stats::pages_returned},
+    {"pinned_skipped", &Stats::pinned_skipped}, {"busy_skipped", &Stats::busy_skipped},
+    {"grace_timeouts", &Stats::grace_timeouts}, {"compactions", &Stats::compactions},
+    {"compact_ns", &Stats::compact_ns},         {"time_budget_stops", &Stats::time_budget_stops},
+    {"pressure_compactions", &Stats::pressure_compactions},
+};
+const size_t kStatFieldCount = sizeof(kStatFields) / sizeof(kStatFields[0]);
+static_assert(sizeof(kStatFields) / sizeof(kStatFields[0]) * sizeof(uint64_t) == sizeof(Stats),
+              "every counter has a name");
 
 bool StatByName(const char* name, uint64_t* value) {
   Stats s;
   GetStats(&s);
-  static const struct { const char* name; uint64_t Stats::*field; } kFields[] = {
-      {"live_objects", &Stats::live_objects},     {"live_bytes", &Stats::live_bytes},
-      {"slabs", &Stats::slabs},                   {"slab_bytes", &Stats::slab_bytes},
-      {"large_bytes", &Stats::large_bytes},       {"handle_capacity", &Stats::handle_capacity},
-      {"objects_moved", &Stats::objects_moved},   {"bytes_moved", &Stats::bytes_moved},
-      {"slabs_freed", &Stats::slabs_freed},       {"pages_returned", &Stats::pages_returned},
-      {"pinned_skipped", &Stats::pinned_skipped}, {"busy_skipped", &Stats::busy_skipped},
-      {"grace_timeouts", &Stats::grace_timeouts}, {"compactions", &Stats::compactions},
-      {"compact_ns", &Stats::compact_ns},
-  };
-  for (const auto& f : kFields) {
-    if (strcmp(f.name, name) == 0) {
-      *value = s.*f.field;
+  for (size_t i = 0; i < kStatFieldCount; i++) {
+    if (strcmp(kStatFields[i].name, name) == 0) {
+      *value = s.*kStatFields[i].field;
       return true;
     }
   }

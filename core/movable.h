@@ -28,7 +28,7 @@ using Handle = uint64_t;
 struct Stats {
   uint64_t live_objects, live_bytes, slabs, slab_bytes, large_bytes, handle_capacity;
   uint64_t objects_moved, bytes_moved, slabs_freed, pages_returned, pinned_skipped,
-      busy_skipped, grace_timeouts, compactions, compact_ns;
+      busy_skipped, grace_timeouts, compactions, compact_ns, time_budget_stops, pressure_compactions;
 };
 
 // 0 when out of memory (errno = ENOMEM).
@@ -48,6 +48,14 @@ size_t Compact(size_t budget, unsigned grace_timeout_ms);
 void GetStats(Stats* out);
 // By name ("objects_moved", ...), for nitro_ctl; false for an unknown name.
 bool StatByName(const char* name, uint64_t* value);
+// Every counter's name, in the order of Stats (nitro_ctl, the statistics
+// document's "movable_<name>" fields).
+struct StatField {
+  const char* name;
+  uint64_t Stats::*field;
+};
+extern const StatField kStatFields[];
+extern const size_t kStatFieldCount;
 
 // The background thread's hook: compacts with `budget` when `interval_ms`
 // passed since the last run (0: never). Cheap when no movable object was

@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "core/contract.h"
+#include "core/movable.h"
 #include "core/heap.h"
 #include "core/os.h"
 #include "core/partition.h"
@@ -155,6 +156,10 @@ void CollectStats(nitro_stats_t* out) {
   out->version = NITRO_STATS_VERSION;
   out->size = sizeof(nitro_stats_t);
   out->pid = static_cast<uint64_t>(os::ProcessId());
+  movable::Stats moved;
+  movable::GetStats(&moved);
+  static_assert(sizeof(moved) == sizeof(out->movable), "the C struct mirrors the movable heap's");
+  memcpy(&out->movable, &moved, sizeof(moved));
   Partition* def = DefaultPartition();
   if (def == nullptr) return;
   CacheSums sums;
@@ -282,6 +287,12 @@ size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len) {
   w.Contract(st.memory_limit, "memory_limit_");
   w.Add(",\"memory_limit_source\":\"%s\"",
         LimitSourceName(static_cast<LimitSource>(st.memory_limit_source <= 3 ? st.memory_limit_source : 0)));
+  movable::Stats moved;
+  memcpy(&moved, &st.movable, sizeof(moved));
+  for (size_t i = 0; i < movable::kStatFieldCount; i++) {
+    w.Add(",\"movable_%s\":%llu", movable::kStatFields[i].name,
+          static_cast<unsigned long long>(moved.*movable::kStatFields[i].field));
+  }
   w.Add(",\"partitions\":{");
   for (uint32_t i = 0; i < st.partition_count; i++) {
     if (i) w.Add(",");

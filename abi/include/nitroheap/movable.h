@@ -91,24 +91,9 @@ void nitro_thread_offline(void);
  * moved. */
 size_t nitro_compact(nitro_partition_t* partition, size_t budget);
 
-/* Counters of the movable heap (also nitro_ctl "stats.movable.<name>"). */
-typedef struct nitro_movable_stats {
-  uint64_t live_objects;     /* handles in use */
-  uint64_t live_bytes;       /* usable bytes of live objects */
-  uint64_t slabs;            /* slabs holding objects */
-  uint64_t slab_bytes;       /* bytes of those slabs */
-  uint64_t large_bytes;      /* bytes mapped for objects larger than a slab class */
-  uint64_t handle_capacity;  /* handle table entries ever used */
-  uint64_t objects_moved;
-  uint64_t bytes_moved;
-  uint64_t slabs_freed;      /* emptied by compaction */
-  uint64_t pages_returned;   /* 4 KiB pages given back to the kernel (all causes) */
-  uint64_t pinned_skipped;   /* objects compaction left because they were pinned */
-  uint64_t busy_skipped;     /* objects left because a thread asked for them while marked */
-  uint64_t grace_timeouts;   /* compactions that moved nothing: a thread never passed a quiescent point */
-  uint64_t compactions;
-  uint64_t compact_ns;       /* time spent compacting */
-} nitro_movable_stats_t;
+/* Counters of the movable heap: nitro_movable_stats_t (nitroheap.h, also in
+ * nitro_stats_t's `movable`, the statistics document's "movable_<name>"
+ * fields and nitro_ctl "stats.movable.<name>"). */
 void nitro_movable_stats_snapshot(nitro_movable_stats_t* out);
 
 #ifdef __cplusplus

@@ -251,6 +251,28 @@ typedef struct nitro_contract_stats {
   uint64_t last_pressure_ns;     /* CLOCK_REALTIME of the last crossing; 0: never */
 } nitro_contract_stats_t;
 
+/* Counters of the movable heap (nitroheap/movable.h; also nitro_ctl
+ * "stats.movable.<name>" and the statistics document's "movable_<name>"). */
+typedef struct nitro_movable_stats {
+  uint64_t live_objects;     /* handles in use */
+  uint64_t live_bytes;       /* usable bytes of live objects */
+  uint64_t slabs;            /* slabs holding objects */
+  uint64_t slab_bytes;       /* bytes of those slabs */
+  uint64_t large_bytes;      /* bytes mapped for objects larger than a slab class */
+  uint64_t handle_capacity;  /* handle table entries ever used */
+  uint64_t objects_moved;
+  uint64_t bytes_moved;
+  uint64_t slabs_freed;      /* emptied by compaction */
+  uint64_t pages_returned;   /* 4 KiB pages given back to the kernel (all causes) */
+  uint64_t pinned_skipped;   /* objects compaction left because they were pinned */
+  uint64_t busy_skipped;     /* objects left because a thread asked for them while marked */
+  uint64_t grace_timeouts;   /* compactions that moved nothing: a thread never passed a quiescent point */
+  uint64_t compactions;
+  uint64_t compact_ns;       /* time spent compacting */
+  uint64_t time_budget_stops;    /* compactions stopped by compact_budget_us (work left for later) */
+  uint64_t pressure_compactions; /* compactions run by a heap contract's "compact" action */
+} nitro_movable_stats_t;
+
 typedef struct nitro_stats {
   uint32_t version;              /* NITRO_STATS_VERSION */
   uint32_t size;                 /* sizeof(nitro_stats_t) of the writer */
@@ -266,13 +288,17 @@ typedef struct nitro_stats {
   nitro_contract_stats_t memory_limit; /* the process: soft_limit is the pressure point */
   uint32_t memory_limit_source;  /* 0 none, 1 cgroup, 2 NITROHEAP_OPTIONS, 3 nitro_set_memory_limit */
   uint32_t reserved2;
+  /* The movable heap (appended after the contracts). */
+  nitro_movable_stats_t movable;
 } nitro_stats_t;
 
 /* Fills *out; returns 0, EINVAL when out->size (set by the caller to
  * sizeof(nitro_stats_t)) is smaller than offsetof(nitro_stats_t,
  * contracts), or ENOSYS when NitroHeap does not serve the process. A size
  * from that offset up to sizeof(nitro_stats_t) (a program built before
- * the contracts were appended) gets that prefix, and out->size says so. */
+ * the contracts were appended) gets that prefix, and out->size says so;
+ * so does a size from offsetof(nitro_stats_t, movable) (built before the
+ * movable heap's counters were appended). */
 int nitro_stats_snapshot(nitro_stats_t* out);
 /* Writes the statistics as a JSON document into buf (NUL-terminated when it
  * fits) and returns its length; call with len 0 to size the buffer. */

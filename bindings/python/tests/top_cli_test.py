@@ -143,6 +143,26 @@ class TopCliTest(unittest.TestCase):
         self.assertNotIn("CONTRACTS", plain)
         self.assertNotIn("memory limit", plain)
 
+    def test_render_top_shows_movable_heap_in_80_columns(self):
+        doc = busy_doc()
+        doc.update(movable_live_objects=207517, movable_live_bytes=107 << 20, movable_slabs=1700,
+                   movable_compactions=8, movable_compact_ns=2500000000, movable_objects_moved=175880,
+                   movable_bytes_moved=90 << 20, movable_slabs_freed=15598, movable_pages_returned=262144,
+                   movable_pinned_skipped=3)
+        header = {"updates": 1, "update_time_ns": time.time_ns()}
+        lines = nitro_cli.render_top(os.getpid(), doc, header, None, 1, 1, None, 80, 40)
+        text = "\n".join(lines)
+        self.assertEqual([x for x in lines if len(x) > 80], [], text)
+        self.assertIn("movable 207,517 objects, 107 MiB in 1,700 slabs", text)
+        self.assertIn("compactions 8 (2.50 s)", text)
+        self.assertIn("moved 175,880 objects, 90 MiB", text)
+        self.assertIn("slabs freed 15,598", text)
+        self.assertIn("returned 1 GiB", text)
+        self.assertIn("pinned skipped 3", text)
+        # A process that never used the movable heap: no line.
+        plain = "\n".join(nitro_cli.render_top(os.getpid(), busy_doc(), header, None, 1, 1, None, 80, 40))
+        self.assertNotIn("movable", plain)
+
     def test_top_width_option_and_pty(self):
         with testlib.LiveChild("telemetry=1", partition="top_part") as child:
             child.wait_for_segment()

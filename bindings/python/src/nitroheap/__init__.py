@@ -44,6 +44,15 @@ COUNTERS = (
 # document "memory_limit_<field>" (the process limit; soft_limit is its
 # pressure point) plus "memory_limit_source" (none, cgroup, option, api).
 CONTRACT_FIELDS = ("hard_limit", "soft_limit", "use", "crossings", "callbacks", "refusals", "last_pressure_ns")
+# The movable heap (nitroheap/movable.h): the document has "movable_<field>"
+# for each of these (nitro_movable_stats_t; also nitro_ctl
+# "stats.movable.<field>").
+MOVABLE_FIELDS = (
+    "live_objects", "live_bytes", "slabs", "slab_bytes", "large_bytes", "handle_capacity",
+    "objects_moved", "bytes_moved", "slabs_freed", "pages_returned", "pinned_skipped",
+    "busy_skipped", "grace_timeouts", "compactions", "compact_ns", "time_budget_stops",
+    "pressure_compactions",
+)
 # The fields of each size_classes entry.
 CLASS_FIELDS = (
     "size", "allocations", "frees", "live_objects", "slabs", "slab_objects",
@@ -52,7 +61,7 @@ CLASS_FIELDS = (
 
 __all__ = [
     "ALLOCATOR_FRAMES", "Attached", "LIBRARY_FRAMES", "CLASS_FIELDS", "COUNTERS", "Event", "Frame", "Histogram",
-    "Mapping", "NitroHeapError", "NoTelemetryError", "NotActiveError", "Partition", "ProcessNotFoundError",
+    "MOVABLE_FIELDS", "Mapping", "NitroHeapError", "NoTelemetryError", "NotActiveError", "Partition", "ProcessNotFoundError",
     "RecordedProcess", "Recording", "RecordingError", "SegmentFormatError", "Site", "attach",
     "ctl", "dump_flight_recording", "dump_heap_profile", "heap_mode", "is_active", "is_loaded",
     "parse_flight_recorder", "parse_stats_json", "read_flight_recorder", "read_segment", "recording_to_pprof",

@@ -134,6 +134,12 @@ _COUNTER_FIELDS = frozenset((
     "remote_free_backlog", "quarantine_bytes", "lock_contention", "sampled_allocations",
     "memory_limit_hard_limit", "memory_limit_soft_limit", "memory_limit_use", "memory_limit_crossings",
     "memory_limit_callbacks", "memory_limit_refusals", "memory_limit_last_pressure_ns",
+    # The movable heap (MOVABLE_FIELDS in __init__.py).
+    "movable_live_objects", "movable_live_bytes", "movable_slabs", "movable_slab_bytes",
+    "movable_large_bytes", "movable_handle_capacity", "movable_objects_moved", "movable_bytes_moved",
+    "movable_slabs_freed", "movable_pages_returned", "movable_pinned_skipped", "movable_busy_skipped",
+    "movable_grace_timeouts", "movable_compactions", "movable_compact_ns", "movable_time_budget_stops",
+    "movable_pressure_compactions",
 ))
 _MAX_DEPTH = 6
 _MAX_COUNTER = (1 << 64) - 1  # the writer's counters are uint64_t

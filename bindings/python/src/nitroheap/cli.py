@@ -157,6 +157,24 @@ def contract_lines(doc, width):
     return lines
 
 
+def movable_lines(doc, width):
+    """The movable heap (nitroheap/movable.h) in one or two lines once it
+    was used; nothing otherwise."""
+    if not (doc.get("movable_live_objects", 0) or doc.get("movable_compactions", 0)
+            or doc.get("movable_handle_capacity", 0)):
+        return []
+    return pack(["movable %s objects, %s in %s slabs"
+                 % (num(doc.get("movable_live_objects", 0)), format_bytes(doc.get("movable_live_bytes", 0)),
+                    num(doc.get("movable_slabs", 0))),
+                 "compactions %s (%.2f s)" % (num(doc.get("movable_compactions", 0)),
+                                              doc.get("movable_compact_ns", 0) / 1e9),
+                 "moved %s objects, %s" % (num(doc.get("movable_objects_moved", 0)),
+                                           format_bytes(doc.get("movable_bytes_moved", 0))),
+                 "slabs freed %s" % num(doc.get("movable_slabs_freed", 0)),
+                 "returned %s" % format_bytes(doc.get("movable_pages_returned", 0) * 4096),
+                 "pinned skipped %s" % num(doc.get("movable_pinned_skipped", 0))], width)
+
+
 def render_top(pid, doc, header, prev, iteration, iterations, max_classes, width=None, height=None):
     """One screen of `top` as a list of lines (no clear sequence).
 
@@ -188,6 +206,7 @@ def render_top(pid, doc, header, prev, iteration, iterations, max_classes, width
                    "lock contention %s" % num(doc.get("lock_contention", 0)),
                    "sampled %s" % num(doc.get("sampled_allocations", 0))], width)
     lines += contract_lines(doc, width)
+    lines += movable_lines(doc, width)
     lines.append("")
     parts = doc.get("partitions", {})
     prev_parts = (prev or {}).get("partitions", {})
