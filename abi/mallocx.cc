@@ -66,6 +66,10 @@ Flags Decode(int flags) {
     f.refused = "NITRO_TRAIT_* and NITRO_MALLOCX_PARTITION(id) both name a partition";
     return f;
   }
+  if (traits & nitro::kTraitMovable) {
+    f.refused = "NITRO_TRAIT_MOVABLE: a raw pointer cannot follow a moved object (use nitro_halloc)";
+    return f;
+  }
   if (traits != 0) {
     // The trait set names one partition (made on first use).
     f.refused = nitro::TraitsRefused(traits);

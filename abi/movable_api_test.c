@@ -11,6 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nitroheap/mallocx.h"
 #include "nitroheap/movable.h"
 
 static int g_failures = 0;
@@ -171,6 +172,72 @@ static void StaleSize(void) {
   nitro_hsize(h);
 }
 
+static uint64_t ContractUse(void) {
+  uint64_t v = 0;
+  size_t len = sizeof(v);
+  CHECK(nitro_ctl("contract.traits:movable.use", &v, &len, NULL, 0) == 0);
+  return v;
+}
+
+/* Heap-contract pressure (see BUILD: no scheduled background compaction):
+ * the movable partition's contract is charged with the movable heap's
+ * slabs; crossing its soft limit runs the "compact" action (the default
+ * there), which the background thread carries out: slabs are freed and the
+ * use falls, with nobody calling nitro_compact. */
+static int PressureCompaction(void) {
+  nitro_partition_t* movable = nitro_partition_for_traits(NITRO_TRAIT_MOVABLE);
+  CHECK(movable != NULL);
+  errno = 0;
+  CHECK(nitro_partition_malloc(movable, 100) == NULL && errno == EINVAL);
+  errno = 0;
+  CHECK(mallocx(100, NITRO_TRAIT_MOVABLE) == NULL && errno == EINVAL);
+  enum { kCount = 40000 };
+  static nitro_handle_t hs[kCount];
+  for (int i = 0; i < kCount; i++) {
+    hs[i] = nitro_halloc(200, NITRO_TRAIT_MOVABLE);
+    memset(nitro_hptr(hs[i]), i & 0xff, 200);
+  }
+  for (int i = 0; i < kCount; i++) {
+    if (i % 10 != 0) nitro_hfree(hs[i]);
+  }
+  uint64_t use = ContractUse();
+  CHECK(use >= (uint64_t)kCount / 10 * 200);  /* at least the survivors' slabs */
+  /* A soft limit 1 MiB above today's use: 2 MiB more in another size class
+   * (new slabs: the freed slots of the first class are not for them)
+   * crosses it. */
+  CHECK(nitro_partition_set_limit(movable, 0, use + (1 << 20)) == 0);
+  CHECK(Stat("pressure_compactions") == 0);
+  enum { kMore = 2000 };
+  static nitro_handle_t more[kMore];
+  for (int i = 0; i < kMore; i++) more[i] = nitro_halloc(1000, 0);
+  uint64_t crossings = 0;
+  size_t len = sizeof(crossings);
+  CHECK(nitro_ctl("contract.traits:movable.crossings", &crossings, &len, NULL, 0) == 0);
+  CHECK(crossings == 1);
+  uint64_t peak = ContractUse();
+  CHECK(peak > use + (1 << 20));
+  nitro_thread_offline();
+  /* Bounded wait (10 s) for the background thread's next tick. */
+  for (int tries = 0; tries < 1000 && Stat("pressure_compactions") == 0; tries++) usleep(10 * 1000);
+  CHECK(Stat("pressure_compactions") >= 1);
+  CHECK(Stat("slabs_freed") > 0);
+  CHECK(ContractUse() < peak);
+  for (int i = 0; i < kCount; i += 10) {
+    const unsigned char* p = nitro_hptr(hs[i]);
+    CHECK(p[0] == (i & 0xff) && p[199] == (i & 0xff));
+    nitro_hfree(hs[i]);
+  }
+  for (int i = 0; i < kMore; i++) nitro_hfree(more[i]);
+  /* nitro_compact accepts the movable partition, no other. */
+  errno = 0;
+  nitro_compact(movable, SIZE_MAX);
+  CHECK(errno == 0);
+  errno = 0;
+  CHECK(nitro_compact(nitro_partition_for_traits(NITRO_TRAIT_LOW_LATENCY), SIZE_MAX) == 0 && errno == EINVAL);
+  printf(g_failures ? "%d failures\n" : "all passed\n", g_failures);
+  return g_failures != 0;
+}
+
 /* With compact_interval_ms set (see BUILD), the background thread compacts
  * on its own: a program that frees most of its objects and goes offline
  * sees slabs freed without calling nitro_compact. */
@@ -201,6 +268,7 @@ static int BackgroundCompaction(void) {
 
 int main(void) {
   if (getenv("MOVABLE_TEST_BACKGROUND") != NULL) return BackgroundCompaction();
+  if (getenv("MOVABLE_TEST_PRESSURE") != NULL) return PressureCompaction();
   Basics();
   Compaction();
   ExpectMisuse("forged handle", ForgedHandle, "invalid handle at 0x303900000007 in partition movable: nitro_hptr(0x303900000007)");

@@ -146,10 +146,27 @@ TEST(Traits, EachSetNamesOnePartition) {
   dallocx(q, NITRO_TRAIT_TELEMETRY_SILENT);
 }
 
-TEST(Traits, MovableAndConflictsAreRefused) {
+// NITRO_TRAIT_MOVABLE names the movable partition (the one nitro_halloc
+// charges and nitro_compact accepts), which the pointer API refuses: a raw
+// pointer cannot follow a moved object.
+TEST(Traits, MovableNamesTheMovablePartition) {
+  nitro_partition_t* movable = nitro_partition_for_traits(NITRO_TRAIT_MOVABLE);
+  ASSERT_NE(movable, nullptr);
+  EXPECT_EQ(nitro_partition_for_traits(NITRO_TRAIT_MOVABLE), movable);
+  EXPECT_STREQ(nitro_partition_name(movable), "traits:movable");
   errno = 0;
-  EXPECT_EQ(nitro_partition_for_traits(NITRO_TRAIT_MOVABLE), nullptr);
+  EXPECT_EQ(nitro_partition_malloc(movable, 10), nullptr);
   EXPECT_EQ(errno, EINVAL);
+  errno = 0;
+  EXPECT_EQ(nitro_partition_calloc(movable, 1, 10), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+  EXPECT_NE(nitro_partition_destroy(movable), 0);  // trait partitions live as long as the process
+  errno = 0;
+  EXPECT_EQ(nitro_partition_for_traits(NITRO_TRAIT_MOVABLE | NITRO_TRAIT_SHARED_RW), nullptr);
+  EXPECT_EQ(errno, EINVAL);
+}
+
+TEST(Traits, MovableMallocxAndConflictsAreRefused) {
   errno = 0;
   EXPECT_EQ(nitro_partition_for_traits(NITRO_TRAIT_SECURE_STRICT | NITRO_TRAIT_LOW_LATENCY), nullptr);
   EXPECT_EQ(errno, EINVAL);

@@ -269,7 +269,19 @@ void DeliverPendingPressure() {
   }
   if (process && g_process.undelivered.exchange(0, std::memory_order_acq_rel) != 0) {
     ReleaseAllPartitionsForPressure();
+    RequestPressureCompaction();
   }
+}
+
+namespace {
+std::atomic<bool> g_compaction_requested{false};
+}  // namespace
+
+void RequestPressureCompaction() { g_compaction_requested.store(true, std::memory_order_release); }
+
+bool TakePressureCompaction() {
+  return g_compaction_requested.load(std::memory_order_relaxed) &&
+         g_compaction_requested.exchange(false, std::memory_order_acq_rel);
 }
 
 bool TakeLimitRefusal() {

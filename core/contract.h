@@ -176,6 +176,14 @@ class ContractScope {
 // memory (the process limit's pressure action).
 void ReleaseAllPartitionsForPressure();
 
+// The "compact" pressure action (and the process limit's): asks for a
+// compaction of the movable heap, which the background thread runs on its
+// next tick within compact_budget and compact_budget_us (the crossing
+// thread may hold pointers from nitro_hptr, so it cannot wait for a grace
+// period itself). TakePressureCompaction: true once per request.
+void RequestPressureCompaction();
+bool TakePressureCompaction();
+
 }  // namespace nitro
 
 #endif  // NITROHEAP_CORE_CONTRACT_H_

@@ -249,8 +249,9 @@ void* AllocateLarge(Partition* partition, size_t size, size_t align, bool zero) 
 
 // A request as the partition's policy serves it: typed partitions serve
 // their one size (false for a larger or over-aligned request), SHARED_RW
-// ones whole cache lines.
+// ones whole cache lines, the movable partition none (it has handles only).
 bool AdjustRequest(const PartitionPolicy& policy, size_t* size, size_t* align) {
+  if (policy.handles_only) return false;
   if (policy.object_size != 0) {
     if (*size > policy.object_size || *align > kMinAlign) return false;
     *size = policy.object_size;

@@ -11,6 +11,7 @@
 #include <atomic>
 
 #include "core/base.h"
+#include "core/contract.h"
 #include "core/lock.h"
 #include "core/lock_registry.h"
 #include "core/os.h"
@@ -177,6 +178,9 @@ uint8_t* g_slab_class = nullptr;
 uint32_t g_partial[kClassCount];
 Counters g_stats;
 uint64_t g_last_background_ms = 0;
+// The movable partition's contract once it exists (AttachContract); set
+// and read under g_lock.
+Contract* g_contract = nullptr;
 
 char* SlabBase(uint32_t slab) { return g_arena + size_t{slab} * kSlabBytes; }
 SlabMeta* Meta(uint32_t slab) { return reinterpret_cast<SlabMeta*>(SlabBase(slab)); }
@@ -373,12 +377,15 @@ void SealTail(SlabMeta* m) {
 }
 
 uint32_t NewSlab(int cls) {
+  // The movable partition's hard limit (or the process's) may refuse it.
+  if (g_contract != nullptr && !g_contract->Charge(kSlabBytes)) return kNone;
   uint32_t slab;
   if (g_free_slab_count > 0) {
     slab = g_free_slabs[--g_free_slab_count];
   } else if (g_slab_top < g_arena_slabs) {
     slab = g_slab_top++;
   } else {
+    if (g_contract != nullptr) g_contract->Uncharge(kSlabBytes);
     return kNone;
   }
   SlabMeta* m = Meta(slab);
@@ -400,6 +407,7 @@ void ReleaseSlab(uint32_t slab) {
   m->state = kUnused;
   g_slab_class[slab] = 0;
   os::Release(SlabBase(slab), kSlabBytes);
+  if (g_contract != nullptr) g_contract->Uncharge(kSlabBytes);
   g_free_slabs[g_free_slab_count++] = slab;
   Sub(g_stats.slabs, 1);
   Add(g_stats.pages_returned, kSlabBytes / kPageSize);
@@ -468,8 +476,13 @@ Word AllocObject(size_t size, uint32_t index) {
   size_t map_bytes = RoundUp(size + kLargeHeaderBytes, kPageSize);
   uintptr_t cell = AllocSlot(0, index, true);  // holds the address: the word has no room for it
   if (cell == 0) return kNoMemory;
+  if (g_contract != nullptr && !g_contract->Charge(map_bytes)) {
+    FreeSlot(cell);
+    return kNoMemory;
+  }
   char* base = static_cast<char*>(os::Reserve(map_bytes, kPageSize));
   if (base == nullptr) {
+    if (g_contract != nullptr) g_contract->Uncharge(map_bytes);
     FreeSlot(cell);
     return kNoMemory;
   }
@@ -489,6 +502,7 @@ void FreeObject(Word w) {
   if (w & kLarge) {
     size_t map_bytes = usable + kLargeHeaderBytes;
     os::Unmap(reinterpret_cast<char*>(AddressOf(w)) - kLargeHeaderBytes, map_bytes);
+    if (g_contract != nullptr) g_contract->Uncharge(map_bytes);
     Sub(g_stats.large_bytes, map_bytes);
     Add(g_stats.pages_returned, map_bytes / kPageSize);
   }
@@ -571,9 +585,14 @@ size_t MarkSources(size_t budget, uint32_t* sources, size_t* marked) {
 }
 
 // After a grace period: copies every object still pending, then returns the
-// emptied slabs. With `cancel`, only takes the marks back.
-size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, size_t* claimed_out) {
+// emptied slabs. With `cancel`, only takes the marks back; past
+// `deadline_ns` (0: none) too, for the objects not yet copied (the time
+// budget: *stopped says so).
+size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, uint64_t deadline_ns, size_t* claimed_out,
+                    bool* stopped) {
   size_t moved = 0, claimed = 0;
+  bool copying = !cancel;
+  *stopped = false;
   for (size_t i = 0; i < count; i++) {
     uint32_t slab = sources[i];
     SlabMeta* m = Meta(slab);
@@ -584,7 +603,12 @@ size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, size_t* 
       Entry* e = &g_table[index];
       Word w = e->word.load(std::memory_order_relaxed);
       if ((w & (kPending | kPinMask | kCopying)) != kPending) continue;  // not marked, or asked for since
-      if (cancel) {
+      // The clock is read every 32 claims: a copy is well under a microsecond.
+      if (copying && deadline_ns != 0 && claimed % 32 == 31 && NowNs() > deadline_ns) {
+        copying = false;
+        *stopped = true;
+      }
+      if (!copying) {
         e->word.compare_exchange_strong(w, w & ~kPending, std::memory_order_seq_cst);
         continue;
       }
@@ -789,7 +813,8 @@ bool TakeCompactionTurn(bool wait) {
     if (expected != self && g_compacting.compare_exchange_strong(expected, self, std::memory_order_acquire)) {
       size_t claimed;
       g_lock.Lock();
-      MoveOrCancel(g_scratch, g_source_count, true, &claimed);
+      bool stopped;
+      MoveOrCancel(g_scratch, g_source_count, true, 0, &claimed, &stopped);
       g_source_count = 0;
       g_lock.Unlock();
       return true;
@@ -800,7 +825,7 @@ bool TakeCompactionTurn(bool wait) {
   }
 }
 
-size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
+size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait, uint64_t time_budget_ns) {
   Offline();  // a quiescent point of the caller, which must not wait for itself
   if (!g_ready.load(std::memory_order_acquire) || budget == 0) return 0;
   if (!TakeCompactionTurn(wait)) return 0;
@@ -814,10 +839,14 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
   if (count > 0) {
     bool grace = WaitForGracePeriod(grace_timeout_ms);
     size_t claimed;
+    bool stopped;
+    // The time budget counts copying, not the wait for the grace period.
+    uint64_t deadline = time_budget_ns != 0 ? NowNs() + time_budget_ns : 0;
     g_lock.Lock();
-    moved = MoveOrCancel(g_scratch, count, !grace, &claimed);
+    moved = MoveOrCancel(g_scratch, count, !grace, deadline, &claimed, &stopped);
     g_source_count = 0;
     g_lock.Unlock();
+    if (stopped) Add(g_stats.time_budget_stops, 1);
     if (grace) {
       Add(g_stats.busy_skipped, marked - claimed);  // threads asked for them between mark and copy
     } else {
@@ -832,7 +861,18 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait) {
 
 }  // namespace
 
-size_t Compact(size_t budget, unsigned grace_timeout_ms) { return CompactTurn(budget, grace_timeout_ms, true); }
+size_t Compact(size_t budget, unsigned grace_timeout_ms, uint64_t time_budget_ns) {
+  return CompactTurn(budget, grace_timeout_ms, true, time_budget_ns);
+}
+
+void AttachContract(Contract* contract) {
+  if (!EnsureReady()) return;
+  g_lock.Lock();
+  contract->ChargeAnyway(g_stats.slabs.load(std::memory_order_relaxed) * kSlabBytes +
+                         g_stats.large_bytes.load(std::memory_order_relaxed));
+  g_contract = contract;
+  g_lock.Unlock();
+}
 
 void GetStats(Stats* out) {
   out->live_objects = g_stats.live_objects.load(std::memory_order_relaxed);
@@ -881,14 +921,16 @@ bool StatByName(const char* name, uint64_t* value) {
   return false;
 }
 
-void BackgroundTick(uint64_t now_ms, uint64_t interval_ms, size_t budget) {
-  if (interval_ms == 0 || !g_ready.load(std::memory_order_acquire)) return;
-  if (now_ms - g_last_background_ms < interval_ms) return;
+void BackgroundTick(uint64_t now_ms, uint64_t interval_ms, size_t budget, uint64_t budget_us, bool pressure) {
+  if (!g_ready.load(std::memory_order_acquire)) return;
+  bool scheduled = interval_ms != 0 && now_ms - g_last_background_ms >= interval_ms;
+  if (!pressure && !scheduled) return;
   g_last_background_ms = now_ms;
   // A short grace period: the background thread never waits long for a
   // program thread that has not reached a quiescent point; it tries again
   // next time.
-  CompactTurn(budget, 20, false);
+  CompactTurn(budget, 20, false, budget_us * 1000);
+  if (pressure) Add(g_stats.pressure_compactions, 1);
 }
 
 }  // namespace nitro::movable

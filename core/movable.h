@@ -21,6 +21,10 @@
 #include <stddef.h>
 #include <stdint.h>
 
+namespace nitro {
+class Contract;
+}
+
 namespace nitro::movable {
 
 using Handle = uint64_t;
@@ -43,8 +47,15 @@ void Quiescent();
 void Offline();
 // Moves at most `budget` bytes; returns the bytes moved. `grace_timeout_ms`:
 // how long to wait for the other threads' quiescent points before giving
-// up (moving nothing).
-size_t Compact(size_t budget, unsigned grace_timeout_ms);
+// up (moving nothing). `time_budget_ns` (0: none): how long it may copy
+// after the grace period; past it the objects not yet moved stay, for a
+// later compaction (counted in time_budget_stops).
+size_t Compact(size_t budget, unsigned grace_timeout_ms, uint64_t time_budget_ns = 0);
+// From now on the movable heap's slabs and large objects are charged to
+// `contract` (the movable partition's; what it holds already is charged at
+// once): its hard limit refuses new slabs (ENOMEM), its soft limit raises
+// the pressure signal.
+void AttachContract(Contract* contract);
 void GetStats(Stats* out);
 // By name ("objects_moved", ...), for nitro_ctl; false for an unknown name.
 bool StatByName(const char* name, uint64_t* value);
@@ -57,10 +68,12 @@ struct StatField {
 extern const StatField kStatFields[];
 extern const size_t kStatFieldCount;
 
-// The background thread's hook: compacts with `budget` when `interval_ms`
-// passed since the last run (0: never). Cheap when no movable object was
-// ever allocated.
-void BackgroundTick(uint64_t now_ms, uint64_t interval_ms, size_t budget);
+// The background thread's hook: compacts with `budget` bytes and
+// `budget_us` microseconds of copying (0: no bound) when `interval_ms`
+// passed since the last run (0: never), or at once for `pressure` (a heap
+// contract's "compact" action; counted in pressure_compactions). Cheap
+// when no movable object was ever allocated.
+void BackgroundTick(uint64_t now_ms, uint64_t interval_ms, size_t budget, uint64_t budget_us, bool pressure);
 
 // Size classes (exposed for tests): the slot size serving `size`, or 0 above
 // the largest class.

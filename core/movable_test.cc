@@ -178,6 +178,45 @@ TEST(MovableTest, BudgetBoundsBytesMoved) {
   for (Handle h : hs) Free(h);
 }
 
+// The time budget (compact_budget_us): copying stops when it is spent, the
+// objects not yet copied stay where they are (intact, and movable by the
+// next compaction), and time_budget_stops says so. A budget of 1 ns is
+// spent before the first check (every 32 claims), so the outcome does not
+// depend on the machine's speed.
+TEST(MovableTest, TimeBudgetStopsCopying) {
+  Quiescent();
+  constexpr size_t kSize = 112;
+  std::vector<Handle> hs(16000);
+  for (size_t i = 0; i < hs.size(); i++) {
+    hs[i] = Allocate(kSize);
+    Fill(Pointer(hs[i]), kSize, static_cast<uint32_t>(i), 1);
+  }
+  for (size_t i = 0; i < hs.size(); i++) {
+    if (i % 10 != 0) {
+      Free(hs[i]);
+      hs[i] = 0;
+    }
+  }
+  Stats before = Now();
+  size_t moved = Compact(SIZE_MAX, 1000, 1);
+  Stats stopped = Now();
+  EXPECT_EQ(stopped.time_budget_stops, before.time_budget_stops + 1);
+  EXPECT_LE(stopped.objects_moved - before.objects_moved, 31u);
+  EXPECT_EQ(moved, (stopped.objects_moved - before.objects_moved) * kSize);
+  for (size_t i = 0; i < hs.size(); i += 10) EXPECT_TRUE(Check(Pointer(hs[i]), kSize, i, 1)) << i;
+  // No time bound: the rest moves, and no stop is counted.
+  size_t rest = Compact(SIZE_MAX, 1000);
+  Stats after = Now();
+  EXPECT_GT(rest, 31 * kSize);
+  EXPECT_EQ(after.time_budget_stops, stopped.time_budget_stops);
+  EXPECT_GT(after.slabs_freed, stopped.slabs_freed);
+  // A budget too large to be spent changes nothing either.
+  EXPECT_EQ(Compact(SIZE_MAX, 1000, uint64_t{60} * 1000000000u), 0u);
+  EXPECT_EQ(Now().time_budget_stops, stopped.time_budget_stops);
+  for (size_t i = 0; i < hs.size(); i += 10) EXPECT_TRUE(Check(Pointer(hs[i]), kSize, i, 1)) << i;
+  for (Handle h : hs) Free(h);
+}
+
 // A thread that holds an unpinned pointer and never reaches a quiescent
 // point keeps every object in place: compaction times out.
 TEST(MovableTest, GracePeriodWaitsForEveryOnlineThread) {

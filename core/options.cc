@@ -37,6 +37,9 @@ constexpr OptionSpec kTable[] = {
      nullptr},
     {"compact_budget", OptionType::kSize, offsetof(Options, compact_budget), 0, uint64_t{1} << 40,
      "most bytes one background compaction of the movable heap moves", nullptr},
+    {"compact_budget_us", OptionType::kUint, offsetof(Options, compact_budget_us), 0, 60 * 1000 * 1000,
+     "most microseconds one background or pressure compaction spends copying (0: no bound); "
+     "what is left waits for the next one", nullptr},
     {"background_thread", OptionType::kBool, offsetof(Options, background_thread), 0, 1,
      "run a thread (started on first need) that returns idle memory on time and publishes "
      "telemetry, even when the program makes no calls",
@@ -419,9 +422,10 @@ bool ApplyContractOption(const char* key, const char* value, Options* out, Optio
         if (n == 7 && strncmp(p, "release", 7) == 0) actions |= kActionRelease;
         else if (n == 6 && strncmp(p, "caches", 6) == 0) actions |= kActionCaches;
         else if (n == 10 && strncmp(p, "quarantine", 10) == 0) actions |= kActionQuarantine;
+        else if (n == 7 && strncmp(p, "compact", 7) == 0) actions |= kActionCompact;
         else {
           Report(sink, ctx, "%s: option '%.127s' has a malformed value '%.64s'; expected none or actions "
-                 "joined by '+': release, caches, quarantine", source, key, value);
+                 "joined by '+': release, caches, quarantine, compact", source, key, value);
           return false;
         }
         if (p[n] == '\0') break;

@@ -16,11 +16,12 @@ inline constexpr size_t kQuarantineFromMode = ~size_t{0};
 inline constexpr size_t kMemoryLimitFromCgroup = ~size_t{0};
 
 // Actions a partition takes when it crosses its soft limit (bits;
-// contract.<partition>.actions=release+caches+quarantine, or none).
+// contract.<partition>.actions=release+caches+quarantine+compact, or none).
 enum ContractAction : uint32_t {
   kActionRelease = 1,     // return the partition's free pages to the kernel
   kActionCaches = 2,      // return the middle layer's cached objects and empty slabs
   kActionQuarantine = 4,  // double the large-block quarantine (the seed's example)
+  kActionCompact = 8,     // compact the movable heap (the movable partition's default)
 };
 inline constexpr uint32_t kDefaultContractActions = kActionRelease;
 
@@ -70,6 +71,9 @@ struct Options {
   // compact_interval_ms (0: only on demand), at most compact_budget bytes moved.
   uint64_t compact_interval_ms = 1000;
   size_t compact_budget = size_t{16} << 20;
+  // The CPU time one background or pressure compaction may spend copying
+  // (0: no bound): past it the rest of its marked objects stay for later.
+  uint64_t compact_budget_us = 20000;
 };
 
 // The quarantine actually in force.

@@ -25,6 +25,7 @@ MetaPool<Partition>& PartitionPool() {
 void RunPressureActions(void* owner, uint32_t actions) {
   auto* p = static_cast<Partition*>(owner);
   if (actions & kActionQuarantine) p->pages().EnlargeQuarantine(2);
+  if (actions & kActionCompact) RequestPressureCompaction();
   if (actions & kActionRelease) {
     p->ReleaseFreeMemory();  // drains the middle layer too
   } else if (actions & kActionCaches) {

@@ -47,6 +47,11 @@ struct PartitionPolicy {
   // Typed partitions: the one object size served; other requests fail with
   // EINVAL and the memory is never used for another class.
   uint32_t object_size = 0;
+  // The movable partition (NITRO_TRAIT_MOVABLE): its objects live in the
+  // movable heap and are reached through handles (nitro_halloc); the
+  // pointer API refuses it with EINVAL, since a raw pointer cannot follow
+  // a moved object.
+  bool handles_only = false;
 };
 
 // Thread caches exist for the partitions numbered below this: each thread

@@ -32,7 +32,8 @@ void ReclaimerTick() {
     // A partition without decay (PERSISTENT) keeps its free pages.
     if (p->policy().decay) p->ReleaseFreedBefore(cutoff);
   });
-  movable::BackgroundTick(now, g_options.compact_interval_ms, g_options.compact_budget);
+  movable::BackgroundTick(now, g_options.compact_interval_ms, g_options.compact_budget,
+                          g_options.compact_budget_us, TakePressureCompaction());
   // Chunks of span descriptors found empty at two ticks in a row go back.
   SpanPool().ReleaseEmpty();
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);

@@ -5,6 +5,7 @@
 #include <stdio.h>
 
 #include "core/heap.h"
+#include "core/movable.h"
 
 namespace nitro {
 namespace {
@@ -23,7 +24,9 @@ void NameFor(unsigned traits, char* out, size_t len) {
 }  // namespace
 
 const char* TraitsRefused(unsigned traits) {
-  if (traits & kTraitMovable) return "NITRO_TRAIT_MOVABLE: movable allocations are not supported yet";
+  if ((traits & kTraitMovable) && traits != kTraitMovable) {
+    return "NITRO_TRAIT_MOVABLE combines with no other trait (one movable heap serves the process)";
+  }
   if ((traits & kTraitSecureStrict) && (traits & kTraitLowLatency)) {
     return "NITRO_TRAIT_SECURE_STRICT and NITRO_TRAIT_LOW_LATENCY conflict (strict checks and "
            "quarantine against no quarantine)";
@@ -48,6 +51,10 @@ PartitionPolicy PolicyForTraits(unsigned traits) {
     policy.huge_pages = true;
   }
   if (traits & kTraitTelemetrySilent) policy.record = false;
+  if (traits & kTraitMovable) {
+    policy.handles_only = true;
+    policy.thread_caches = false;  // it never holds an object of its own
+  }
   return policy;
 }
 
@@ -72,6 +79,12 @@ Partition* PartitionForTraits(unsigned traits) {
     return nullptr;  // errno EEXIST: a partition the program made has the name
   }
   if (p == nullptr) return nullptr;
+  if (traits == kTraitMovable) {
+    // Its contract is charged with the movable heap's slabs and large
+    // objects, and compacts on pressure whatever else it does.
+    p->contract().SetActions(p->contract().State().actions | kActionCompact);
+    movable::AttachContract(&p->contract());
+  }
   __atomic_store_n(&g_trait_partitions[traits], p, __ATOMIC_RELEASE);
   return p;
 }

@@ -12,7 +12,7 @@ namespace nitro {
 enum Trait : unsigned {
   kTraitSecureStrict = 1u << 0,    // strict checks, zero on alloc and free
   kTraitLowLatency = 1u << 1,      // larger caches, no quarantine
-  kTraitMovable = 1u << 2,         // reserved (movable allocations): refused
+  kTraitMovable = 1u << 2,         // the movable heap's partition (handles only; alone)
   kTraitSharedRw = 1u << 3,        // objects on their own cache lines
   kTraitPersistent = 1u << 4,      // huge pages, no decay
   kTraitTelemetrySilent = 1u << 5, // never sampled into the flight recorder

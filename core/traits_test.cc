@@ -58,10 +58,14 @@ TEST(Traits, PoliciesFollowTheTraits) {
   EXPECT_FALSE(PolicyForTraits(kTraitPersistent).decay);
   EXPECT_TRUE(PolicyForTraits(kTraitPersistent).huge_pages);
   EXPECT_FALSE(PolicyForTraits(kTraitTelemetrySilent).record);
-  EXPECT_NE(TraitsRefused(kTraitMovable), nullptr);
+  // MOVABLE names the movable heap's partition, alone: handles only.
+  EXPECT_EQ(TraitsRefused(kTraitMovable), nullptr);
+  EXPECT_NE(TraitsRefused(kTraitMovable | kTraitSharedRw), nullptr);
+  EXPECT_TRUE(PolicyForTraits(kTraitMovable).handles_only);
+  EXPECT_FALSE(PolicyForTraits(kTraitSharedRw).handles_only);
   EXPECT_NE(TraitsRefused(kTraitSecureStrict | kTraitLowLatency), nullptr);
   EXPECT_EQ(TraitsRefused(kTraitSecureStrict | kTraitSharedRw | kTraitPersistent), nullptr);
-  EXPECT_EQ(PartitionForTraits(kTraitMovable), nullptr);
+  EXPECT_EQ(PartitionForTraits(kTraitMovable | kTraitPersistent), nullptr);
   EXPECT_EQ(PartitionForTraits(kTraitAll + 1), nullptr);
 }
 

@@ -14,6 +14,7 @@
 #ifndef NITROHEAP_ALLOCATOR_HPP_
 #define NITROHEAP_ALLOCATOR_HPP_
 
+#include <cerrno>
 #include <cstddef>
 #include <new>
 
@@ -29,8 +30,14 @@ class partition_allocator {
   // Allocates in `partition` (NULL: the thread's current partition).
   explicit partition_allocator(nitro_partition_t* partition) noexcept : partition_(partition) {}
   // Allocates in the partition a trait set names (NITRO_TRAIT_* or-ed);
-  // throws std::bad_alloc when the set is refused (errno says why).
+  // throws std::bad_alloc when the set is refused (errno says why), and for
+  // NITRO_TRAIT_MOVABLE: a container's pointers cannot follow moved objects
+  // (movable memory is reached through handles, nitroheap/movable.h).
   static partition_allocator for_traits(int traits) {
+    if ((traits & NITRO_TRAIT_MOVABLE) == NITRO_TRAIT_MOVABLE) {
+      errno = EINVAL;
+      throw std::bad_alloc();
+    }
     nitro_partition_t* p = nitro_partition_for_traits(traits);
     if (p == nullptr) throw std::bad_alloc();
     return partition_allocator(p);
