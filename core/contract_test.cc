@@ -423,6 +423,11 @@ TEST(ContractOptions, ParsesHardSoftAndActionsPerPartition) {
   EXPECT_EQ(o.contracts[0].hard, size_t{600} << 20);
   EXPECT_EQ(o.contracts[0].soft, size_t{500} << 20);
   EXPECT_EQ(o.contracts[0].actions, kActionRelease | kActionQuarantine);
+  Options m;
+  EXPECT_EQ(ParseOptions("contract.store.soft=1M,contract.store.actions=compact+release", &m, nullptr, Collect,
+                         &errors),
+            0);
+  EXPECT_EQ(m.contracts[0].actions, kActionCompact | kActionRelease);
   EXPECT_STREQ(o.contracts[1].partition, "cache");
   EXPECT_EQ(o.contracts[1].hard, 0u);
   EXPECT_EQ(o.contracts[1].soft, size_t{64} << 20);

@@ -227,7 +227,19 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 22);
+  EXPECT_EQ(n, 23);
+}
+
+// The movable heap's compaction budgets (docs/movable.md).
+TEST(Options, CompactBudgets) {
+  Options o;
+  EXPECT_EQ(o.compact_budget_us, 20000u);
+  std::vector<std::string> errors;
+  EXPECT_EQ(ParseOptions("compact_budget_us=500,compact_budget=1M", &o, nullptr, Collect, &errors), 0);
+  EXPECT_EQ(o.compact_budget_us, 500u);
+  EXPECT_EQ(o.compact_budget, size_t{1} << 20);
+  EXPECT_EQ(ParseOptions("compact_budget_us=0", &o, nullptr, Collect, &errors), 0);
+  EXPECT_EQ(o.compact_budget_us, 0u);  // no time bound
 }
 
 }  // namespace
