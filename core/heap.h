@@ -261,8 +261,15 @@ struct TelemetryHooks {
   void (*on_fork_child)();
   int (*dump_recording)(const char* path);
   int (*dump_profile)(const char* path);
+  // A sampled movable object moved (compaction or nitro_hrealloc): the
+  // recorder's entry follows it, and a move event is recorded.
+  void (*on_move)(void* from, void* to, size_t size);
 };
 void SetTelemetryHooks(const TelemetryHooks* hooks);
+// The movable heap's sampling (core/movable.h RecorderHooks), installed
+// with the movable partition: one sample per profile_rate bytes of
+// nitro_halloc, recorded in the movable partition's name.
+void InstallMovableRecorder(Partition* movable);
 // The flight recording or the pprof heap profile, written to `path`; an
 // errno value, ENOSYS when no telemetry runs (legacy mode).
 int DumpFlightRecording(const char* path);

@@ -100,7 +100,9 @@ struct SlabMeta {
   uint16_t live;
   uint16_t on_partial;     // 1 while on its class's partial list
   uint32_t prev, next;     // the partial list
-  // Then uint64_t used[words] and uint32_t owner[capacity] (SlabLayout).
+  // Then uint64_t used[words], uint64_t sampled[words] (objects the flight
+  // recorder sampled: their moves and frees are reported) and uint32_t
+  // owner[capacity] (SlabLayout).
 };
 static_assert(sizeof(SlabMeta) == 16, "the bitmap follows the header 8-byte aligned");
 
@@ -111,7 +113,7 @@ struct SlabLayout {
   uint32_t data_offset;  // first slot, a multiple of 64 bytes
 };
 constexpr size_t MetaBytes(size_t capacity) {
-  return sizeof(SlabMeta) + (capacity + 63) / 64 * 8 + capacity * 4;
+  return sizeof(SlabMeta) + 2 * ((capacity + 63) / 64 * 8) + capacity * 4;
 }
 constexpr SlabLayout LayoutFor(size_t size) {
   size_t capacity = kSlabBytes / size;
@@ -181,11 +183,23 @@ uint64_t g_last_background_ms = 0;
 // The movable partition's contract once it exists (AttachContract); set
 // and read under g_lock.
 Contract* g_contract = nullptr;
+std::atomic<const RecorderHooks*> g_recorder{nullptr};
+// Moves of sampled objects made by the compaction in progress, reported to
+// the recorder once the lock is released (the recorder's lock ranks before
+// the heap's). Beyond kMaxSampledMoves per compaction, sampled objects stay.
+struct SampledMove {
+  uintptr_t from, to;
+  size_t size;
+};
+constexpr size_t kMaxSampledMoves = 4096;
+SampledMove* g_sampled_moves = nullptr;
+size_t g_sampled_move_count = 0;
 
 char* SlabBase(uint32_t slab) { return g_arena + size_t{slab} * kSlabBytes; }
 SlabMeta* Meta(uint32_t slab) { return reinterpret_cast<SlabMeta*>(SlabBase(slab)); }
 uint64_t* UsedBits(SlabMeta* m) { return reinterpret_cast<uint64_t*>(m + 1); }
-uint32_t* Owners(SlabMeta* m) { return reinterpret_cast<uint32_t*>(UsedBits(m) + kLayouts.of[m->cls].words); }
+uint64_t* SampledBits(SlabMeta* m) { return UsedBits(m) + kLayouts.of[m->cls].words; }
+uint32_t* Owners(SlabMeta* m) { return reinterpret_cast<uint32_t*>(UsedBits(m) + 2 * kLayouts.of[m->cls].words); }
 bool SlotUsed(SlabMeta* m, size_t slot) { return UsedBits(m)[slot / 64] & (uint64_t{1} << (slot % 64)); }
 uintptr_t SlotAddress(uint32_t slab, int cls, size_t slot) {
   return reinterpret_cast<uintptr_t>(SlabBase(slab)) + kLayouts.of[cls].data_offset + slot * kClassSizes[cls];
@@ -232,7 +246,9 @@ bool InitLocked() {
   g_free_slabs = static_cast<uint32_t*>(os::Reserve(RoundUp(g_arena_slabs * 4, kPageSize), kPageSize));
   g_scratch = static_cast<uint32_t*>(os::Reserve(RoundUp(g_arena_slabs * 4, kPageSize), kPageSize));
   g_slab_class = static_cast<uint8_t*>(os::Reserve(RoundUp(g_arena_slabs, kPageSize), kPageSize));
-  if (g_free_slabs == nullptr || g_scratch == nullptr || g_slab_class == nullptr) {
+  g_sampled_moves = static_cast<SampledMove*>(
+      os::Reserve(RoundUp(kMaxSampledMoves * sizeof(SampledMove), kPageSize), kPageSize));
+  if (g_sampled_moves == nullptr || g_free_slabs == nullptr || g_scratch == nullptr || g_slab_class == nullptr) {
     return false;
   }
   for (uint32_t& head : g_partial) head = kNone;
@@ -389,7 +405,7 @@ uint32_t NewSlab(int cls) {
     return kNone;
   }
   SlabMeta* m = Meta(slab);
-  memset(m, 0, sizeof(SlabMeta) + kLayouts.of[cls].words * 8);
+  memset(m, 0, sizeof(SlabMeta) + 2 * kLayouts.of[cls].words * 8);
   m->cls = static_cast<uint8_t>(cls);
   m->state = kActive;
   g_slab_class[slab] = static_cast<uint8_t>(cls + 1);
@@ -440,6 +456,7 @@ void FreeSlot(uintptr_t addr) {
   SlabMeta* m = Meta(slab);
   size_t slot = (addr - SlotAddress(slab, m->cls, 0)) / kClassSizes[m->cls];
   UsedBits(m)[slot / 64] &= ~(uint64_t{1} << (slot % 64));
+  SampledBits(m)[slot / 64] &= ~(uint64_t{1} << (slot % 64));
   bool was_full = m->live == m->capacity;
   m->live--;
   if (m->state == kEvacuating) return;  // the compactor decides its fate
@@ -448,6 +465,26 @@ void FreeSlot(uintptr_t addr) {
   } else if (was_full) {
     PartialPush(slab);
   }
+}
+
+// The flight recorder's mark on a live word's slot (a large object's cell).
+uintptr_t SlotOfWord(Word w) { return reinterpret_cast<uintptr_t>(g_arena) + (w & kLocMask) * kGrain; }
+size_t SlotIndex(SlabMeta* m, uint32_t slab, uintptr_t addr) {
+  return (addr - SlotAddress(slab, m->cls, 0)) / kClassSizes[m->cls];
+}
+bool IsSampled(Word w) {
+  uintptr_t addr = SlotOfWord(w);
+  uint32_t slab = SlabOf(addr);
+  SlabMeta* m = Meta(slab);
+  size_t slot = SlotIndex(m, slab, addr);
+  return SampledBits(m)[slot / 64] & (uint64_t{1} << (slot % 64));
+}
+void MarkSampled(Word w) {
+  uintptr_t addr = SlotOfWord(w);
+  uint32_t slab = SlabOf(addr);
+  SlabMeta* m = Meta(slab);
+  size_t slot = SlotIndex(m, slab, addr);
+  SampledBits(m)[slot / 64] |= uint64_t{1} << (slot % 64);
 }
 
 // Usable bytes of a live word's object.
@@ -616,13 +653,18 @@ size_t MoveOrCancel(const uint32_t* sources, size_t count, bool cancel, uint64_t
         continue;  // asked for (or pinned) this instant
       }
       uintptr_t from = SlotAddress(slab, m->cls, slot);
-      uintptr_t to = AllocSlot(m->cls, index, false);
+      bool sampled = SampledBits(m)[slot / 64] & (uint64_t{1} << (slot % 64));
       claimed++;
-      if (to == 0) {  // no room left in denser slabs: stays
+      uintptr_t to = sampled && g_sampled_move_count == kMaxSampledMoves ? 0 : AllocSlot(m->cls, index, false);
+      if (to == 0) {  // no room left in denser slabs (or for its move event): stays
         e->word.store(w & ~kPending, std::memory_order_seq_cst);
         continue;
       }
       memcpy(reinterpret_cast<void*>(to), reinterpret_cast<const void*>(from), size);
+      if (sampled) {
+        MarkSampled(LocationOf(to));
+        g_sampled_moves[g_sampled_move_count++] = SampledMove{from, to, size};
+      }
       // The new address and the end of the copy in one store (readers
       // waiting in kCopying go on with it).
       e->word.store((w & ~(kPending | kLocMask)) | LocationOf(to), std::memory_order_seq_cst);
@@ -652,6 +694,8 @@ Handle Allocate(size_t size) {
     errno = ENOMEM;
     return 0;
   }
+  const RecorderHooks* rec = g_recorder.load(std::memory_order_acquire);
+  bool sample = rec != nullptr && rec->due(size);  // before the lock: the recorder's ranks first
   g_lock.Lock();
   uint32_t index = NewHandleIndex();
   Word where = index == kNone ? kNoMemory : AllocObject(size, index);
@@ -664,7 +708,15 @@ Handle Allocate(size_t size) {
   Entry* e = &g_table[index];
   uint32_t gen = (GenOf(e->word.load(std::memory_order_relaxed)) + 1) & ((1u << kGenBits) - 1);  // even -> odd
   e->word.store(WithGen(gen) | where, std::memory_order_release);
+  uintptr_t sampled_at = 0;
+  size_t usable = 0;
+  if (sample) {
+    MarkSampled(where);
+    sampled_at = AddressOf(where);
+    usable = UsableOf(where);
+  }
   g_lock.Unlock();
+  if (sample) rec->sampled(reinterpret_cast<void*>(sampled_at), size, usable);
   Add(g_stats.live_objects, 1);
   return (Handle{gen} << 32) | index;
 }
@@ -750,9 +802,13 @@ void Free(Handle h) {
     g_lock.Unlock();
     ReportBadHandle(kFreePinned, "nitro_hfree", h, "the object is pinned (nitro_hpin without nitro_hunpin)");
   }
+  uintptr_t sampled_at = IsSampled(w) ? AddressOf(w) : 0;
   FreeObject(w);
   ReleaseHandleIndex(static_cast<uint32_t>(h), (GenOf(w) + 1) & ((1u << kGenBits) - 1));  // odd -> even: stale
   g_lock.Unlock();
+  if (sampled_at != 0) {
+    if (const RecorderHooks* rec = g_recorder.load(std::memory_order_acquire)) rec->freed(reinterpret_cast<void*>(sampled_at));
+  }
   Sub(g_stats.live_objects, 1);
 }
 
@@ -784,8 +840,17 @@ int Resize(Handle h, size_t size) {
     g_lock.Unlock();
     return EBUSY;
   }
+  // A sampled object's mark follows it, and its move is reported.
+  bool sampled = IsSampled(w);
+  uintptr_t from = AddressOf(w), to = AddressOf(where);
+  if (sampled) MarkSampled(where);
   FreeObject(w);
   g_lock.Unlock();
+  if (sampled) {
+    if (const RecorderHooks* rec = g_recorder.load(std::memory_order_acquire)) {
+      rec->moved(reinterpret_cast<void*>(from), reinterpret_cast<void*>(to), size);
+    }
+  }
   return 0;
 }
 
@@ -816,6 +881,7 @@ bool TakeCompactionTurn(bool wait) {
       bool stopped;
       MoveOrCancel(g_scratch, g_source_count, true, 0, &claimed, &stopped);
       g_source_count = 0;
+      g_sampled_move_count = 0;  // that compaction's moves are the parent's to report
       g_lock.Unlock();
       return true;
     }
@@ -823,6 +889,18 @@ bool TakeCompactionTurn(bool wait) {
     struct timespec ts = {0, 200 * 1000};
     nanosleep(&ts, nullptr);
   }
+}
+
+// The compaction's moves of sampled objects, to the recorder (its lock
+// ranks before the heap's: called with no lock held, by the compaction's
+// turn holder, the only writer of the list).
+void ReportSampledMoves() {
+  const RecorderHooks* rec = g_recorder.load(std::memory_order_acquire);
+  for (size_t i = 0; i < g_sampled_move_count; i++) {
+    const SampledMove& mv = g_sampled_moves[i];
+    if (rec != nullptr) rec->moved(reinterpret_cast<void*>(mv.from), reinterpret_cast<void*>(mv.to), mv.size);
+  }
+  g_sampled_move_count = 0;
 }
 
 size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait, uint64_t time_budget_ns) {
@@ -847,6 +925,7 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait, uint64_t
     g_source_count = 0;
     g_lock.Unlock();
     if (stopped) Add(g_stats.time_budget_stops, 1);
+    ReportSampledMoves();
     if (grace) {
       Add(g_stats.busy_skipped, marked - claimed);  // threads asked for them between mark and copy
     } else {
@@ -864,6 +943,8 @@ size_t CompactTurn(size_t budget, unsigned grace_timeout_ms, bool wait, uint64_t
 size_t Compact(size_t budget, unsigned grace_timeout_ms, uint64_t time_budget_ns) {
   return CompactTurn(budget, grace_timeout_ms, true, time_budget_ns);
 }
+
+void SetRecorderHooks(const RecorderHooks* hooks) { g_recorder.store(hooks, std::memory_order_release); }
 
 void AttachContract(Contract* contract) {
   if (!EnsureReady()) return;

@@ -75,6 +75,19 @@ extern const size_t kStatFieldCount;
 // when no movable object was ever allocated.
 void BackgroundTick(uint64_t now_ms, uint64_t interval_ms, size_t budget, uint64_t budget_us, bool pressure);
 
+// The flight recorder's view (installed by the heap when telemetry runs):
+// `due` decides, per allocation and outside every lock, whether to sample
+// it (the thread's byte countdown); a sampled object's allocation, every
+// move (compaction or nitro_hrealloc) and its free are reported, in that
+// order for each object, after the heap lock is released.
+struct RecorderHooks {
+  bool (*due)(size_t size);
+  void (*sampled)(void* p, size_t size, size_t usable);
+  void (*moved)(void* from, void* to, size_t size);
+  void (*freed)(void* p);
+};
+void SetRecorderHooks(const RecorderHooks* hooks);
+
 // Size classes (exposed for tests): the slot size serving `size`, or 0 above
 // the largest class.
 size_t ClassSizeFor(size_t size);

@@ -4,6 +4,7 @@
 #include <stdint.h>
 
 #include "core/heap_internal.h"
+#include "core/movable.h"
 
 namespace nitro {
 namespace {
@@ -113,6 +114,53 @@ void RecordedFree(Span* s, void* p) {
   __atomic_fetch_sub(&s->fast_free, kRecordedUnit, __ATOMIC_ACQ_REL);
   const TelemetryHooks* hooks = g_hooks.load(std::memory_order_acquire);
   if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
+}
+
+// ---- the movable heap's samples (core/movable.h RecorderHooks) ----
+namespace {
+
+Partition* g_movable_partition = nullptr;
+__thread int64_t tls_movable_countdown __attribute__((tls_model("initial-exec"))) = 0;
+__thread bool tls_movable_counting __attribute__((tls_model("initial-exec"))) = false;
+
+// The thread's own byte countdown for nitro_halloc (malloc's lives in its
+// thread cache, which a thread that only uses handles may not have).
+bool MovableDue(size_t size) {
+  if (!tls_movable_counting) {
+    tls_movable_countdown = NextRecord(g_movable_partition);
+    tls_movable_counting = true;
+  }
+  if ((tls_movable_countdown -= static_cast<int64_t>(size)) >= 0) return false;
+  tls_movable_countdown = NextRecord(g_movable_partition);
+  return true;
+}
+
+const TelemetryHooks* Hooks() { return g_hooks.load(std::memory_order_acquire); }
+
+void MovableSampled(void* p, size_t size, size_t usable) {
+  const TelemetryHooks* hooks = Hooks();
+  if (hooks == nullptr || hooks->on_sample == nullptr) return;
+  g_recorded.fetch_add(1, std::memory_order_relaxed);
+  hooks->on_sample(p, size, usable, 16, g_movable_partition);
+}
+
+void MovableMoved(void* from, void* to, size_t size) {
+  const TelemetryHooks* hooks = Hooks();
+  if (hooks != nullptr && hooks->on_move != nullptr) hooks->on_move(from, to, size);
+}
+
+void MovableFreed(void* p) {
+  const TelemetryHooks* hooks = Hooks();
+  if (hooks != nullptr && hooks->on_free != nullptr) hooks->on_free(p);
+}
+
+const movable::RecorderHooks kMovableRecorder = {MovableDue, MovableSampled, MovableMoved, MovableFreed};
+
+}  // namespace
+
+void InstallMovableRecorder(Partition* movable) {
+  g_movable_partition = movable;
+  movable::SetRecorderHooks(&kMovableRecorder);
 }
 
 size_t GuardedSamples() { return g_pool.counts().total + g_recorded.load(std::memory_order_relaxed); }

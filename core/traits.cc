@@ -84,6 +84,7 @@ Partition* PartitionForTraits(unsigned traits) {
     // objects, and compacts on pressure whatever else it does.
     p->contract().SetActions(p->contract().State().actions | kActionCompact);
     movable::AttachContract(&p->contract());
+    InstallMovableRecorder(p);
   }
   __atomic_store_n(&g_trait_partitions[traits], p, __ATOMIC_RELEASE);
   return p;

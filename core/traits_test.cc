@@ -23,7 +23,7 @@ void OnSample(void*, size_t, size_t, size_t, Partition* partition) {
 // NITROHEAP_OPTIONS (BUILD): profile_rate=1, so every allocation is due for
 // a flight-recorder sample.
 TEST(Traits, TelemetrySilentIsNeverRecorded) {
-  static const TelemetryHooks hooks = {OnSample, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
+  static const TelemetryHooks hooks = {OnSample, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr, nullptr};
   EnsureStarted();
   SetTelemetryHooks(&hooks);
   Partition* silent = PartitionForTraits(kTraitTelemetrySilent);

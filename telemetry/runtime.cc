@@ -49,6 +49,9 @@ struct Event {
   int32_t cpu;
   uint32_t frames;
   uint64_t alloc_ns, free_ns;
+  // Non-zero: a move event (the sampled movable object now at `address`
+  // came from here; alloc_ns is when it moved; no stack).
+  uintptr_t moved_from;
   uintptr_t stack[kFrames];
 };
 
@@ -123,11 +126,44 @@ class FlightRecorder {
     uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
     for (uint64_t seq = next_; seq-- > start;) {
       Event& e = ring_[seq % capacity_];
-      if (e.address == a && e.free_ns == 0) {
+      if (e.address == a && e.free_ns == 0 && e.moved_from == 0) {
         e.free_ns = now;
         return;
       }
     }
+  }
+
+  // A sampled movable object moved: its allocation event follows it (so
+  // that its free is matched at the new address) and a move event records
+  // the move. The allocation may have left the ring already: the move is
+  // recorded anyway.
+  void Moved(void* from, void* to, size_t size) {
+    auto old_address = reinterpret_cast<uintptr_t>(from);
+    Event move;
+    memset(&move, 0, sizeof(move));
+    move.address = reinterpret_cast<uintptr_t>(to);
+    move.moved_from = old_address;
+    move.requested = size;
+    move.usable = size;
+    move.thread_id = ThreadId();
+    move.cpu = sched_getcpu();
+    move.alloc_ns = NowNs();
+    snprintf(move.partition, sizeof(move.partition), "movable");
+    LockGuard g(lock_);
+    if (ring_ == nullptr && !Allocate()) return;
+    uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
+    for (uint64_t seq = next_; seq-- > start;) {
+      Event& e = ring_[seq % capacity_];
+      if (e.address == old_address && e.free_ns == 0 && e.moved_from == 0) {
+        e.address = move.address;
+        memcpy(move.partition, e.partition, sizeof(move.partition));
+        move.usable = e.usable;
+        break;
+      }
+    }
+    uint64_t seq = next_++;
+    if (seq >= capacity_) dropped_++;
+    ring_[seq % capacity_] = move;
   }
 
   // Copies the events, oldest first, into `out` (capacity events); returns
@@ -452,6 +488,7 @@ int DumpFlightRecording(const char* path) {
     p.I64(7, e.cpu);
     p.U64(8, e.alloc_ns);
     p.U64(9, e.free_ns);
+    p.U64(11, e.moved_from);
     uint64_t stack[kFrames];
     for (uint32_t f = 0; f < e.frames; f++) stack[f] = e.stack[f];
     p.Packed(10, stack, e.frames);
@@ -601,6 +638,7 @@ int WriteHeapProfile(const char* path, const char* default_sample_type) {
   double rate = static_cast<double>(CurrentOptions().profile_rate);
   for (size_t i = 0; i < g.count; i++) {
     const Event& e = g.events[i];
+    if (e.moved_from != 0) continue;  // a move, not an allocation
     // Each sample stands for 1/P allocations of its size, where P is the
     // chance that one allocation of that size is sampled.
     double weight = rate > 0 ? 1.0 / (1.0 - ExpNeg(static_cast<double>(e.requested) / rate)) : 1.0;
@@ -960,6 +998,7 @@ void OnSample(void* p, size_t requested, size_t usable, size_t align, Partition*
   g_recorder.Add(p, requested, usable, align, partition);
 }
 void OnFree(void* p) { g_recorder.Freed(p); }
+void OnMove(void* from, void* to, size_t size) { g_recorder.Moved(from, to, size); }
 
 void ReportWrite(const char* what, const char* path, int err) {
   if (err == 0) return;
@@ -1083,7 +1122,7 @@ void OnForkChild() {
 void OnDumpSignal(int) { g_dump_requested.store(true); }
 
 const TelemetryHooks kHooks = {OnSample, OnFree, OnTick, OnExit, OnForkChild, DumpFlightRecording,
-                               DumpHeapProfile};
+                               DumpHeapProfile, OnMove};
 std::atomic<bool> g_installed{false};
 
 __attribute__((constructor)) void InstallAtLoad() { Install(); }

@@ -8,6 +8,13 @@
 //     a string of 100-999 bytes (new char[]) (a fifth kept), every 50th round a
 //     64-124 KiB buffer (every 200th kept); pauses every 500 rounds so the
 //     lifetimes spread. With --wait it then waits for stdin to close.
+//   alloc_workload movable
+//     1000 movable objects of 100 bytes (nitro_halloc, found with dlsym),
+//     90% freed, compacted, then every other survivor freed; prints
+//     "moved N" (stats.movable.objects_moved) and "live ADDRESS" for each
+//     object still allocated at exit, at its final address.
+#include <dlfcn.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -38,7 +45,43 @@ extern "C" __attribute__((noinline)) void* grow_big_buffer(size_t i) {
   return p;
 }
 
+extern "C" __attribute__((noinline)) uint64_t make_movable_doc(uint64_t (*halloc)(size_t, int)) {
+  return halloc(100, 0);
+}
+
+int MovableRun() {
+  auto halloc = reinterpret_cast<uint64_t (*)(size_t, int)>(dlsym(RTLD_DEFAULT, "nitro_halloc"));
+  auto hptr = reinterpret_cast<void* (*)(uint64_t)>(dlsym(RTLD_DEFAULT, "nitro_hptr"));
+  auto hfree = reinterpret_cast<void (*)(uint64_t)>(dlsym(RTLD_DEFAULT, "nitro_hfree"));
+  auto compact = reinterpret_cast<size_t (*)(void*, size_t)>(dlsym(RTLD_DEFAULT, "nitro_compact"));
+  auto ctl = reinterpret_cast<int (*)(const char*, void*, size_t*, const void*, size_t)>(
+      dlsym(RTLD_DEFAULT, "nitro_ctl"));
+  if (halloc == nullptr || hptr == nullptr || hfree == nullptr || compact == nullptr || ctl == nullptr) {
+    fprintf(stderr, "alloc_workload movable: needs NitroHeap (LD_PRELOAD=libnitroheap.so)\n");
+    return 1;
+  }
+  std::vector<uint64_t> docs;
+  for (int i = 0; i < 1000; i++) {
+    docs.push_back(make_movable_doc(halloc));
+    memset(hptr(docs.back()), i & 0xff, 100);
+  }
+  std::vector<uint64_t> kept;
+  for (int i = 0; i < 1000; i++) {
+    if (i % 10 == 0) kept.push_back(docs[i]); else hfree(docs[i]);
+  }
+  compact(nullptr, SIZE_MAX);
+  uint64_t moved = 0;
+  size_t len = sizeof(moved);
+  ctl("stats.movable.objects_moved", &moved, &len, nullptr, 0);
+  printf("moved %llu\n", static_cast<unsigned long long>(moved));
+  for (size_t i = 0; i < kept.size(); i++) {
+    if (i % 2 == 0) hfree(kept[i]); else printf("live %p\n", hptr(kept[i]));
+  }
+  return 0;
+}
+
 int main(int argc, char** argv) {
+  if (argc > 1 && strcmp(argv[1], "movable") == 0) return MovableRun();
   long rounds = argc > 1 ? atol(argv[1]) : 4000;
   bool wait = argc > 2 && strcmp(argv[2], "--wait") == 0;
   std::vector<void*> kept;

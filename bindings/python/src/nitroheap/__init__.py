@@ -26,7 +26,7 @@ from ._live import (Attached, Partition, attach, ctl, dump_flight_recording,
                     dump_heap_profile, heap_mode, is_active, is_loaded,
                     parse_stats_json, read_segment, release_free_memory, segment_path, stats,
                     stats_json)
-from .recording import (ALLOCATOR_FRAMES, LIBRARY_FRAMES, Event, Frame, Histogram, Mapping,
+from .recording import (ALLOCATOR_FRAMES, LIBRARY_FRAMES, Event, Frame, Histogram, Mapping, Move,
                         RecordedProcess, Recording, Site, parse_flight_recorder,
                         read_flight_recorder)
 from ._pprof import recording_to_pprof
@@ -61,7 +61,7 @@ CLASS_FIELDS = (
 
 __all__ = [
     "ALLOCATOR_FRAMES", "Attached", "LIBRARY_FRAMES", "CLASS_FIELDS", "COUNTERS", "Event", "Frame", "Histogram",
-    "MOVABLE_FIELDS", "Mapping", "NitroHeapError", "NoTelemetryError", "NotActiveError", "Partition", "ProcessNotFoundError",
+    "MOVABLE_FIELDS", "Mapping", "Move", "NitroHeapError", "NoTelemetryError", "NotActiveError", "Partition", "ProcessNotFoundError",
     "RecordedProcess", "Recording", "RecordingError", "SegmentFormatError", "Site", "attach",
     "ctl", "dump_flight_recording", "dump_heap_profile", "heap_mode", "is_active", "is_loaded",
     "parse_flight_recorder", "parse_stats_json", "read_flight_recorder", "read_segment", "recording_to_pprof",

@@ -339,6 +339,10 @@ def report_lines(rec, top=10, by="estimated_bytes", group="function"):
                  "(~%s estimated in all allocations)"
                  % (num(s["events"]), num(s["freed"]), num(s["live"]), format_bytes(s["sampled_bytes"]),
                     format_bytes(s["estimated_bytes"])))
+    if rec.moves:
+        lines.append("moves        %s moves of sampled movable objects (%s; compaction, nitro_hrealloc): "
+                     "each allocation above is listed at its latest address"
+                     % (num(len(rec.moves)), format_bytes(sum(m.size for m in rec.moves))))
     lines.append("threads      %d; partitions: %s" % (s["threads"], ", ".join(s["partitions"]) or "-"))
     st = rec.stats
     if st:

@@ -134,6 +134,27 @@ class Frame:
                                                      self.object, self.offset)
 
 
+class Move:
+    """A move of a sampled movable object (an Event message with
+    moved_from set): from `moved_from` to `address`, `size` bytes, at
+    `time_ns`. The object's own Event already carries its latest address."""
+    __slots__ = ("moved_from", "address", "size", "partition", "thread_id", "time_ns")
+
+    def __init__(self, msg):
+        self.moved_from = msg.moved_from
+        self.address = msg.address
+        self.size = msg.requested_size
+        self.partition = msg.partition
+        self.thread_id = msg.thread_id
+        self.time_ns = msg.alloc_time_ns
+
+    def as_dict(self):
+        return {k: getattr(self, k) for k in self.__slots__}
+
+    def __repr__(self):
+        return "Move(0x%x -> 0x%x, %d bytes)" % (self.moved_from, self.address, self.size)
+
+
 class Event:
     """One sampled allocation (the Event message)."""
     __slots__ = ("address", "requested_size", "usable_size", "alignment", "partition", "thread_id",
@@ -345,7 +366,8 @@ _SCHEMA = {
     "Option": {1: ("name", "s"), 2: ("value", "s")},
     "Event": {1: ("address", "u"), 2: ("requested_size", "u"), 3: ("usable_size", "u"),
               4: ("alignment", "u"), 5: ("partition", "s"), 6: ("thread_id", "u"), 7: ("cpu", "u"),
-              8: ("alloc_time_ns", "u"), 9: ("free_time_ns", "u"), 10: ("stack", "p")},
+              8: ("alloc_time_ns", "u"), 9: ("free_time_ns", "u"), 10: ("stack", "p"),
+              11: ("moved_from", "u")},
     "Frame": {1: ("address", "u"), 2: ("function", "s"), 3: ("object", "s"), 4: ("offset", "u")},
 }
 _SINGULAR_TOP = (1, 2, 4, 7, 8, 9)
@@ -467,7 +489,9 @@ class Recording:
     """A decoded flight recording.
 
     Attributes: format_version, process (RecordedProcess), options (dict),
-    stats (dict, the statistics at the dump), events (list of Event),
+    stats (dict, the statistics at the dump), events (list of Event: the
+    sampled allocations), moves (list of Move: moves of sampled movable
+    objects, in the order made),
     frames (dict address -> Frame), sample_interval_bytes, dropped_events,
     dump_time_ns, message (the flight_recorder_pb2.FlightRecording), path.
     """
@@ -486,7 +510,8 @@ class Recording:
             self.stats = _safe.validate_stats(stats, "%s: stats_json" % path, RecordingError)
         else:
             self.stats = {}
-        self.events = [Event(e) for e in message.events]
+        self.events = [Event(e) for e in message.events if not e.moved_from]
+        self.moves = [Move(e) for e in message.events if e.moved_from]
         self.frames = {f.address: Frame(f.address, f.function, f.object, f.offset) for f in message.frames}
         self.sample_interval_bytes = message.sample_interval_bytes
         self.dropped_events = message.dropped_events
