@@ -86,8 +86,8 @@ uint32_t GenOf(Word w) { return static_cast<uint32_t>((w & kGenMask) >> kGenShif
 Word WithGen(uint32_t gen) { return (Word{gen} << kGenShift) & kGenMask; }
 
 // ---- Slabs: the metadata at the start of the slab itself, sized by its
-// class (a header, a bitmap of used slots, the owning handle of each slot:
-// about 4 bytes per slot), then the slots. Out of line, metadata sized for
+// class (a header, a bitmap of used slots, a bitmap of sampled ones, the
+// owning handle of each slot: about 4.25 bytes per slot), then the slots. Out of line, metadata sized for
 // the smallest class cost a page per 64 KiB slab (6% of every slab); in
 // line it costs what the class needs and goes back with the slab.
 enum SlabState : uint8_t { kUnused = 0, kActive = 1, kEvacuating = 2 };
@@ -109,7 +109,7 @@ static_assert(sizeof(SlabMeta) == 16, "the bitmap follows the header 8-byte alig
 // Where a class's metadata ends and its slots begin.
 struct SlabLayout {
   uint16_t capacity;     // slots
-  uint16_t words;        // 64-bit words of the used-slot bitmap
+  uint16_t words;        // 64-bit words of each bitmap (used, sampled)
   uint32_t data_offset;  // first slot, a multiple of 64 bytes
 };
 constexpr size_t MetaBytes(size_t capacity) {
