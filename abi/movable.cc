@@ -44,7 +44,11 @@ NITRO_EXPORT nitro_handle_t nitro_halloc(size_t size, int traits) {
   }
   if (NITRO_UNLIKELY(!g_partition_made.load(std::memory_order_acquire))) MakeMovablePartition();
   nitro::ContractScope scope;  // a soft-limit crossing is signalled after the allocation
-  return nitro::movable::Allocate(size);
+  nitro_handle_t h = nitro::movable::Allocate(size);
+  // A hard limit's refusal is ENOMEM here (malloc's retry after flushing
+  // its caches has nothing to flush in the movable heap).
+  if (h == NITRO_HANDLE_NULL) nitro::TakeLimitRefusal();
+  return h;
 }
 
 NITRO_EXPORT void* nitro_hptr(nitro_handle_t h) { return nitro::movable::Pointer(h); }

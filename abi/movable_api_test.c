@@ -228,6 +228,18 @@ static int PressureCompaction(void) {
     nitro_hfree(hs[i]);
   }
   for (int i = 0; i < kMore; i++) nitro_hfree(more[i]);
+  /* A hard limit at today's use: a new slab (a class with none yet) is
+   * refused with ENOMEM and counted; lifting the limit serves it. */
+  uint64_t refusals = 0;
+  len = sizeof(refusals);
+  CHECK(nitro_partition_set_limit(movable, ContractUse(), 0) == 0);
+  errno = 0;
+  CHECK(nitro_halloc(7000, 0) == NITRO_HANDLE_NULL && errno == ENOMEM);
+  CHECK(nitro_ctl("contract.traits:movable.refusals", &refusals, &len, NULL, 0) == 0 && refusals == 1);
+  CHECK(nitro_partition_set_limit(movable, 0, 0) == 0);
+  nitro_handle_t big = nitro_halloc(7000, 0);
+  CHECK(big != NITRO_HANDLE_NULL);
+  nitro_hfree(big);
   /* nitro_compact accepts the movable partition, no other. */
   errno = 0;
   nitro_compact(movable, SIZE_MAX);

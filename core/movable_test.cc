@@ -186,7 +186,7 @@ TEST(MovableTest, BudgetBoundsBytesMoved) {
 TEST(MovableTest, TimeBudgetStopsCopying) {
   Quiescent();
   constexpr size_t kSize = 112;
-  std::vector<Handle> hs(16000);
+  std::vector<Handle> hs(16000 / kSlowdown);
   for (size_t i = 0; i < hs.size(); i++) {
     hs[i] = Allocate(kSize);
     Fill(Pointer(hs[i]), kSize, static_cast<uint32_t>(i), 1);
