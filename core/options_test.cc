@@ -227,7 +227,25 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 22);
+  EXPECT_EQ(n, 24);
+}
+
+TEST(Options, LargeProtectBudgetHasDefaultsAndBounds) {
+  Options o;
+  EXPECT_EQ(o.large_protect_burst, 64u);
+  EXPECT_EQ(o.large_protect_per_sec, 256u);
+  std::vector<std::string> errors;
+  EXPECT_EQ(ParseOptions("large_protect_burst=8,large_protect_per_sec=0", &o, nullptr, Collect,
+                         &errors),
+            0);
+  EXPECT_EQ(o.large_protect_burst, 8u);
+  EXPECT_EQ(o.large_protect_per_sec, 0u);
+  EXPECT_EQ(ParseOptions("large_protect_per_sec=2000000", &o, nullptr, Collect, &errors), 1);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("'large_protect_per_sec' value '2000000' is out of range"),
+            std::string::npos)
+      << errors[0];
+  EXPECT_EQ(o.large_protect_per_sec, 0u);
 }
 
 }  // namespace
