@@ -233,7 +233,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
 TEST(Options, LargeProtectBudgetHasDefaultsAndBounds) {
   Options o;
   EXPECT_EQ(o.large_protect_burst, 64u);
-  EXPECT_EQ(o.large_protect_per_sec, 256u);
+  EXPECT_EQ(o.large_protect_per_sec, 64u);
   std::vector<std::string> errors;
   EXPECT_EQ(ParseOptions("large_protect_burst=8,large_protect_per_sec=0", &o, nullptr, Collect,
                          &errors),
