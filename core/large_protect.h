@@ -18,8 +18,8 @@ namespace nitro {
 
 struct LargeProtectConfig {
   bool every = false;          // strict: every freed block, no bucket
-  uint32_t burst = 64;         // tokens the bucket holds (it starts full)
-  uint32_t per_second = 64;    // tokens added per second of the clock
+  uint32_t burst = 16;         // tokens the bucket holds (it starts full)
+  uint32_t per_second = 1;     // tokens added per second of the clock
   uint32_t sample = 256;       // beyond the tokens, one block in N (0: none)
 };
 

@@ -232,8 +232,8 @@ TEST(Options, TableIsCompleteAndDocumented) {
 
 TEST(Options, LargeProtectBudgetHasDefaultsAndBounds) {
   Options o;
-  EXPECT_EQ(o.large_protect_burst, 64u);
-  EXPECT_EQ(o.large_protect_per_sec, 64u);
+  EXPECT_EQ(o.large_protect_burst, 16u);
+  EXPECT_EQ(o.large_protect_per_sec, 1u);
   std::vector<std::string> errors;
   EXPECT_EQ(ParseOptions("large_protect_burst=8,large_protect_per_sec=0", &o, nullptr, Collect,
                          &errors),

@@ -213,7 +213,7 @@ void Partition::FreeLarge(Span* s, void* p) {
     large_bytes_ -= s->requested;
     large_usable_ -= s->usable_bytes();
     large_frees_total_++;
-    protect = large_protect_.ShouldProtect(clock_ ? clock_() : 0);
+    protect = pages_.ProtectionLasts(s->bytes()) && large_protect_.ShouldProtect(clock_ ? clock_() : 0);
   }
   pages_.Free(s, /*quarantine=*/true, protect);
 }

@@ -64,7 +64,7 @@ check() {
 }
 
 # The defaults of core/options.h.
-burst=64 per_sec=64
+burst=16 per_sec=1
 check balanced "mode=balanced" 20000 0 15 $burst $per_sec
 check balanced-s0 "mode=balanced,sample_rate=0" 20000 0 15 $burst $per_sec
 check fast-s0 "mode=fast,sample_rate=0" 20000 0 15 $burst $per_sec

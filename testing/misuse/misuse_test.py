@@ -168,7 +168,7 @@ CASES = {
     "rust_dealloc_wrong_size": every(abort(SIZE)),
     # Freed large blocks are PROT_NONE in strict; in fast and balanced while
     # the partition's token bucket lasts (full at start: a process's first
-    # 64 frees are all protected), whatever sample_rate says.
+    # 16 frees are all protected), whatever sample_rate says.
     "large_uaf_write": every(segv(UAF), PLAIN + tuple(SAMPLED)),
     "large_uaf_read": every(segv(UAF), PLAIN + tuple(SAMPLED)),
     "large_overflow": every(segv(OVERFLOW)),
