@@ -9,10 +9,12 @@
 # more each second), then one in 256 at random. The bucket's share depends
 # on how long the run took, so its bound is computed from the run's own
 # wall time (2 * (burst + per_sec * seconds) calls), never asserted as a time:
-#   balanced and fast, defaults: fewer than 15 per 1000 cycles plus the
-#     bucket's share (one in 256 is about 8 per 1000, the rest ~4.5);
+#   balanced and fast, defaults: fewer than 25 per 1000 cycles plus the
+#     bucket's share (one in 256 is about 8 per 1000, the rest ~4.5;
+#     measured 11-14 with the share included, the margin is for decay
+#     releases on a loaded machine);
 #   the bucket off (large_protect_burst=0,large_protect_per_sec=0): fewer
-#     than 15 per 1000, however slow the machine;
+#     than 25 per 1000, however slow the machine;
 #   sample_rate=0 changes nothing here (large blocks have their own knob);
 #   strict: at least 1.5 per cycle (every freed block is protected and
 #     opened again at reuse), which shows the count sees the protection.
@@ -65,10 +67,10 @@ check() {
 
 # The defaults of core/options.h.
 burst=16 per_sec=1
-check balanced "mode=balanced" 20000 0 15 $burst $per_sec
-check balanced-s0 "mode=balanced,sample_rate=0" 20000 0 15 $burst $per_sec
-check fast-s0 "mode=fast,sample_rate=0" 20000 0 15 $burst $per_sec
-check balanced-nobucket "mode=balanced,large_protect_burst=0,large_protect_per_sec=0" 20000 0 15
+check balanced "mode=balanced" 20000 0 25 $burst $per_sec
+check balanced-s0 "mode=balanced,sample_rate=0" 20000 0 25 $burst $per_sec
+check fast-s0 "mode=fast,sample_rate=0" 20000 0 25 $burst $per_sec
+check balanced-nobucket "mode=balanced,large_protect_burst=0,large_protect_per_sec=0" 20000 0 25
 check strict "mode=strict,sample_rate=0" 2000 1500 1000000
 
 if [ "$failures" -ne 0 ]; then
