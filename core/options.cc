@@ -24,8 +24,9 @@ constexpr OptionSpec kTable[] = {
      "guard one allocation in N, at random, with guard pages (0: off, 1: every allocation)",
      nullptr},
     {"large_protect_burst", OptionType::kUint, offsetof(Options, large_protect_burst), 0, 1u << 20,
-     "outside strict, every freed large block is made PROT_NONE (use after free faults) while "
-     "a per-partition budget has tokens: it holds this many and starts full",
+     "outside strict, every freed large block that fits the quarantine is made PROT_NONE (use "
+     "after free faults) while a per-partition budget has tokens: it holds this many and "
+     "starts full",
      nullptr},
     {"large_protect_per_sec", OptionType::kUint, offsetof(Options, large_protect_per_sec), 0,
      1u << 20,
