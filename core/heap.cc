@@ -62,16 +62,14 @@ PartitionConfig ConfigFor(const PartitionPolicy& policy) {
   config.large_quarantine_bytes = policy.quarantine_bytes * 64;
   if (config.large_quarantine_bytes < (size_t{8} << 20)) config.large_quarantine_bytes = size_t{8} << 20;
   config.large_quarantine_spans = policy.strict ? 64 : policy.quarantine_bytes == 0 ? 2 : 8;
-  // Protecting a freed large block costs two system calls a cycle (free
-  // and reuse): strict pays them for every block; the others for one freed
-  // block in kLargeProtectSample at random (every one with sample_rate=1,
-  // none with sample_rate=0), like guarded sampling.
-  constexpr uint32_t kLargeProtectSample = 256;
-  config.large_protect_rate = policy.strict                 ? 1
-                              : g_options.sample_rate == 0 ? 0
-                              : g_options.sample_rate == 1 ? 1
-                                                           : kLargeProtectSample;
-  // Sampled blocks stay protected while quarantined only: kept PROT_NONE
+  // Protecting a freed large block costs two system calls (free and
+  // reuse): strict pays them for every block; the others for every block
+  // while the partition's token bucket lasts, then one in 256 at random
+  // (core/large_protect.h). Not tied to sample_rate: sample_rate=0 keeps it.
+  config.large_protect = LargeProtectConfig{
+      policy.strict, static_cast<uint32_t>(g_options.large_protect_burst),
+      static_cast<uint32_t>(g_options.large_protect_per_sec), /*sample=*/256};
+  // Outside strict, protected blocks stay closed while quarantined only: kept PROT_NONE
   // until reuse, they fragment the heap (page faults cost more than the
   // mprotect calls). strict keeps them closed until reuse.
   config.large_protect_until_reuse = policy.strict;

@@ -42,6 +42,10 @@ struct Options {
   size_t quarantine = kQuarantineFromMode;
   // One allocation in sample_rate (on average, at random) gets guard pages.
   uint64_t sample_rate = 10000;
+  // Freed large blocks protected outside strict (core/large_protect.h): a
+  // token bucket per partition, full at start, refilled by time.
+  uint64_t large_protect_burst = 16;
+  uint64_t large_protect_per_sec = 1;
   size_t tcache_max_bytes = size_t{1} << 20;
   size_t max_free_committed = size_t{64} << 20;
   uint64_t decay_ms = 500;

@@ -227,7 +227,7 @@ TEST(Options, TableIsCompleteAndDocumented) {
     EXPECT_GT(strlen(s->doc), 10u) << s->name;
     EXPECT_LE(s->min, s->max) << s->name;
   }
-  EXPECT_EQ(n, 23);
+  EXPECT_EQ(n, 25);
 }
 
 // The movable heap's compaction budgets (docs/movable.md).
@@ -240,6 +240,24 @@ TEST(Options, CompactBudgets) {
   EXPECT_EQ(o.compact_budget, size_t{1} << 20);
   EXPECT_EQ(ParseOptions("compact_budget_us=0", &o, nullptr, Collect, &errors), 0);
   EXPECT_EQ(o.compact_budget_us, 0u);  // no time bound
+}
+
+TEST(Options, LargeProtectBudgetHasDefaultsAndBounds) {
+  Options o;
+  EXPECT_EQ(o.large_protect_burst, 16u);
+  EXPECT_EQ(o.large_protect_per_sec, 1u);
+  std::vector<std::string> errors;
+  EXPECT_EQ(ParseOptions("large_protect_burst=8,large_protect_per_sec=0", &o, nullptr, Collect,
+                         &errors),
+            0);
+  EXPECT_EQ(o.large_protect_burst, 8u);
+  EXPECT_EQ(o.large_protect_per_sec, 0u);
+  EXPECT_EQ(ParseOptions("large_protect_per_sec=2000000", &o, nullptr, Collect, &errors), 1);
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_NE(errors[0].find("'large_protect_per_sec' value '2000000' is out of range"),
+            std::string::npos)
+      << errors[0];
+  EXPECT_EQ(o.large_protect_per_sec, 0u);
 }
 
 }  // namespace

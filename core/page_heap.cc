@@ -434,7 +434,10 @@ void PageHeap::SetQuarantine(size_t max_bytes, size_t max_spans, bool keeps_prot
 void PageHeap::EnlargeQuarantine(size_t factor) {
   LockGuard g(lock_);
   size_t cap = quarantine_base_bytes_ * 8;
-  quarantine_max_bytes_ = quarantine_max_bytes_ > cap / factor ? cap : quarantine_max_bytes_ * factor;
+  // Atomic: Partition::FreeLarge reads it without this lock (ProtectionLasts).
+  __atomic_store_n(&quarantine_max_bytes_,
+                   quarantine_max_bytes_ > cap / factor ? cap : quarantine_max_bytes_ * factor,
+                   __ATOMIC_RELAXED);
   quarantine_max_spans_ = quarantine_max_spans_ * factor > 512 ? 512 : quarantine_max_spans_ * factor;
 }
 

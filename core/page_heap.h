@@ -88,6 +88,14 @@ class PageHeap {
   // run stays PROT_NONE until reused with `keeps_protection`, else until it
   // leaves the quarantine. Before the page heap is in use (no lock taken).
   void SetQuarantine(size_t max_bytes, size_t max_spans, bool keeps_protection = true);
+  // Whether a run of `bytes` freed with protection would stay protected for
+  // a while: until reuse (strict), or while it waits in the quarantine. A
+  // run larger than the quarantine's byte bound leaves it at once, so
+  // protecting it would only cost two mprotect calls (and, on this project's
+  // virtual machines, fresh pages for the next allocation).
+  bool ProtectionLasts(size_t bytes) const {
+    return quarantine_keeps_protection_ || bytes <= __atomic_load_n(&quarantine_max_bytes_, __ATOMIC_RELAXED);
+  }
   // Extends a large span into the free or never-used pages that follow it.
   bool GrowInPlace(Span* s, size_t new_pages);
   // Gives the tail of a large span beyond `new_pages` back (protected).

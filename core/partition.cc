@@ -112,9 +112,10 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
                        config.large_protect_until_reuse);
   pages_.contract().Init(this, name_, RunPressureActions);
   large_guard_pages_ = config.large_guard_pages;
-  large_protect_rate_ = config.large_protect_rate;
-  os::RandomBytes(&large_protect_rng_, sizeof(large_protect_rng_));
-  large_protect_rng_ |= 1;  // xorshift needs a non-zero state
+  clock_ = clock;
+  uint64_t seed;
+  os::RandomBytes(&seed, sizeof(seed));
+  large_protect_.Init(config.large_protect, seed);
   policy_ = config.policy;
   bool cached = id < kCachedPartitions && policy_.thread_caches;
   slab_owner_.thread_cached = cached;
@@ -213,8 +214,7 @@ void Partition::FreeLarge(Span* s, void* p) {
     large_bytes_ -= s->requested;
     large_usable_ -= s->usable_bytes();
     large_frees_total_++;
-    protect = large_protect_rate_ == 1 ||
-              (large_protect_rate_ > 1 && XorShift64(&large_protect_rng_) % large_protect_rate_ == 0);
+    protect = pages_.ProtectionLasts(s->bytes()) && large_protect_.ShouldProtect(clock_ ? clock_() : 0);
   }
   pages_.Free(s, /*quarantine=*/true, protect);
 }

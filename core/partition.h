@@ -14,6 +14,7 @@
 #include <stdint.h>
 
 #include "core/central_free_list.h"
+#include "core/large_protect.h"
 #include "core/page_heap.h"
 #include "core/page_map.h"
 #include "core/size_class.h"
@@ -71,11 +72,11 @@ struct PartitionConfig {
   size_t large_quarantine_bytes = size_t{16} << 20;
   size_t large_quarantine_spans = 8;
   PartitionPolicy policy;
-  // Freed large runs made PROT_NONE (use after free faults): 1 every one,
-  // N one in N at random, 0 none. A protected run costs an mprotect at the
-  // free and another at its reuse; an unprotected one keeps its guard page
-  // and is reused with no system call (core/page_heap.h).
-  uint32_t large_protect_rate = 1;
+  // Which freed large runs are made PROT_NONE (use after free faults;
+  // core/large_protect.h). A protected run costs an mprotect at the free and
+  // another at its reuse; an unprotected one keeps its guard page and is
+  // reused with no system call (core/page_heap.h).
+  LargeProtectConfig large_protect = {/*every=*/true};
   // A protected run stays PROT_NONE until reused (true) or only while it is
   // in the quarantine (false: it is opened when it leaves, as a guard-tail
   // run that merges; PROT_NONE runs merge only with each other).
@@ -198,8 +199,8 @@ class Partition {
   bool large_guard_pages_ = true;
   uint16_t alloc_slot_ = 0;
   PartitionPolicy policy_;
-  uint32_t large_protect_rate_ = 1;
-  uint64_t large_protect_rng_ = 0;  // under large_lock_
+  PageHeap::Clock clock_ = nullptr;  // milliseconds; nullptr: the bucket never refills
+  LargeProtectBudget large_protect_;  // under large_lock_
   PageHeap pages_;
   SlabOwner slab_owner_ = {};
   CentralFreeList central_[kNumClasses];

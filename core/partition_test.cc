@@ -1,7 +1,9 @@
 #include "core/partition.h"
 
 #include <gtest/gtest.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include <set>
 #include <vector>
@@ -120,6 +122,47 @@ TEST(Partition, AlignedAllocations) {
       p->Free(b);
     }
   }
+  Partition::Destroy(p);
+}
+
+// Whether the first byte at p can be read: write() reports EFAULT for a
+// PROT_NONE page instead of faulting.
+bool Readable(const void* p) {
+  int fds[2];
+  EXPECT_EQ(pipe(fds), 0);
+  bool readable = write(fds[1], p, 1) == 1;
+  EXPECT_TRUE(readable || errno == EFAULT);
+  close(fds[0]);
+  close(fds[1]);
+  return readable;
+}
+
+uint64_t g_fake_ms = 1000;
+uint64_t FakeClock() { return g_fake_ms; }
+
+TEST(Partition, FreedLargeBlocksAreProtectedWhileTheBudgetLasts) {
+  PartitionConfig config;
+  config.large_protect = LargeProtectConfig{/*every=*/false, /*burst=*/2, /*per_second=*/1000,
+                                            /*sample=*/0};
+  Partition* p = Partition::Create("large_protect", config, FakeClock);
+  ASSERT_NE(p, nullptr);
+  void* blocks[4];
+  for (void*& b : blocks) {
+    b = p->Allocate(300000);
+    ASSERT_NE(b, nullptr);
+    memset(b, 1, 300000);
+  }
+  // Two tokens: the first two frees are protected, the third is not.
+  p->Free(blocks[0]);
+  p->Free(blocks[1]);
+  p->Free(blocks[2]);
+  EXPECT_FALSE(Readable(blocks[0]));
+  EXPECT_FALSE(Readable(blocks[1]));
+  EXPECT_TRUE(Readable(blocks[2]));
+  // One millisecond later the clock has added a token.
+  g_fake_ms += 1;
+  p->Free(blocks[3]);
+  EXPECT_FALSE(Readable(blocks[3]));
   Partition::Destroy(p);
 }
 

@@ -166,12 +166,11 @@ CASES = {
     "sized_delete_wrong_size": every(abort(SIZE)),
     "sized_delete_array_wrong_size": every(abort(SIZE)),
     "rust_dealloc_wrong_size": every(abort(SIZE)),
-    # Freed large blocks are PROT_NONE in strict; in fast and balanced one in
-    # 256 at random is (sample_rate=0: none; sample_rate=1: every one).
-    "large_uaf_write": dict({"fast": NOT_DETECTED, "balanced": NOT_DETECTED, "strict": segv(UAF)},
-                            **every(segv(UAF), SAMPLED)),
-    "large_uaf_read": dict({"fast": NOT_DETECTED, "balanced": NOT_DETECTED, "strict": segv(UAF)},
-                           **every(segv(UAF), SAMPLED)),
+    # Freed large blocks are PROT_NONE in strict; in fast and balanced while
+    # the partition's token bucket lasts (full at start: a process's first
+    # 16 frees are all protected), whatever sample_rate says.
+    "large_uaf_write": every(segv(UAF), PLAIN + tuple(SAMPLED)),
+    "large_uaf_read": every(segv(UAF), PLAIN + tuple(SAMPLED)),
     "large_overflow": every(segv(OVERFLOW)),
     # ---- strict additionally ------------------------------------------------
     "write_after_free_small": {
@@ -203,12 +202,9 @@ CASES = {
     # NITRO_TRAIT_SECURE_STRICT brings strict's checks to its partition in
     # every process mode.
     "secure_strict_write_after_free": every(abort(WAF, "traits:strict")),
-    # Other partitions protect freed large blocks as the default one does:
-    # every block in strict, one in 256 at random otherwise (none with
-    # sample_rate=0), every one with sample_rate=1.
-    "partition_large_uaf": dict({"fast": NOT_DETECTED, "balanced": NOT_DETECTED,
-                                 "strict": segv(UAF, "misuse-part")},
-                                **every(segv(UAF, "misuse-part"), SAMPLED)),
+    # Other partitions protect freed large blocks as the default one does
+    # (each with its own token bucket).
+    "partition_large_uaf": every(segv(UAF, "misuse-part"), PLAIN + tuple(SAMPLED)),
     # strict mode covers every partition (a partition made without a policy
     # takes the process's mode).
     "partition_overflow_slack": {
