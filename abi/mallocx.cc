@@ -104,11 +104,9 @@ void ZeroGrowth(void* p, size_t old_usable, size_t new_usable) {
   if (new_usable > old_usable) memset(static_cast<char*>(p) + old_usable, 0, new_usable - old_usable);
 }
 
-}  // namespace
-
-extern "C" {
-
-NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
+// Everything the fast paths below leave: any flag but a trait set, a trait
+// set whose partition is not made yet, a large request, an empty magazine.
+NITRO_NOINLINE void* MallocxSlow(size_t size, int flags) {
   Flags f = Decode(flags);
   if (f.refused != nullptr) {
     errno = EINVAL;
@@ -123,6 +121,41 @@ NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
   // A large block's last page past the request reads as zero too.
   if (p != nullptr && f.zero) ZeroGrowth(p, request, nitro::UsableSize(p));
   return p;
+}
+
+// The one flag word besides 0 that the fast paths serve: NitroHeap's flag
+// and trait bits, nothing else (no alignment, zeroing, cache or partition).
+constexpr unsigned kTraitBits = kTraitMask << kTraitShift;
+bool OnlyTraits(unsigned bits) { return (bits & ~kTraitBits) == NITRO_MALLOCX_FLAGS; }
+
+NITRO_NOINLINE void DallocxSlow(void* p, int flags) {
+  CheckFreeFlags(Decode(flags), p, flags, "dallocx");
+  nitro::Free(p);
+}
+
+}  // namespace
+
+extern "C" {
+
+// malloc's fast path (core/heap.h, AllocateFast) with the cache the flags
+// name: flags 0 the thread's current partition's, as malloc; a trait set
+// its partition's, found with one load. A small object's usable size is
+// its class's, which is what nallocx promises, so only a due sample needs
+// telling: it records the class's size, as MallocxSlow's request would.
+NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
+  unsigned bits = static_cast<unsigned>(flags);
+  if (NITRO_LIKELY(bits == 0)) {
+    return nitro::AllocateFast(
+        nitro::tls_cache, size,
+        [](void* p, int cls) { return nitro::SampleSlow(p, nitro::kSizeClasses.size(cls)); },
+        [size] { return MallocxSlow(size, 0); });
+  }
+  Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
+  if (NITRO_UNLIKELY(partition == nullptr)) return MallocxSlow(size, flags);
+  return nitro::AllocateFast(
+      nitro::tls_caches.by_slot[partition->alloc_slot()], size,
+      [partition](void* p, int cls) { return nitro::SampleSlowIn(partition, p, nitro::kSizeClasses.size(cls)); },
+      [size, flags] { return MallocxSlow(size, flags); });
 }
 
 NITRO_EXPORT void* rallocx(void* p, size_t size, int flags) noexcept {
@@ -178,9 +211,14 @@ NITRO_EXPORT size_t sallocx(const void* p, int flags) noexcept {
   return nitro::UsableSize(p);
 }
 
+// free's fast path; with a trait set, a partition's free, whose fast path
+// checks the owner in the same compare as the class (PartitionFree).
 NITRO_EXPORT void dallocx(void* p, int flags) noexcept {
-  if (flags != 0) CheckFreeFlags(Decode(flags), p, flags, "dallocx");
-  nitro::Free(p);
+  unsigned bits = static_cast<unsigned>(flags);
+  if (NITRO_LIKELY(bits == 0)) return nitro::Free(p);
+  Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
+  if (NITRO_UNLIKELY(partition == nullptr)) return DallocxSlow(p, flags);
+  nitro::PartitionFree(partition, p, "dallocx");
 }
 
 NITRO_EXPORT void sdallocx(void* p, size_t size, int flags) noexcept {

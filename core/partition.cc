@@ -115,10 +115,11 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   os::RandomBytes(&large_protect_rng_, sizeof(large_protect_rng_));
   large_protect_rng_ |= 1;  // xorshift needs a non-zero state
   policy_ = config.policy;
-  bool cached = id < kCachedPartitions && policy_.thread_caches;
+  bool cached = policy_.thread_caches;
   slab_owner_.thread_cached = cached;
   slab_owner_.strict = policy_.strict;
   alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
+  fast_free_base_ = (uint64_t{id} << 32) + 1;
   if (policy_.huge_pages) pages_.AdviseHugePages();
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);
 }
