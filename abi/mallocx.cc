@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "core/heap.h"
+#include "core/os.h"
 #include "core/partition.h"
 #include "core/report.h"
 #include "core/traits.h"
+#include "telemetry/stats.h"
 
 namespace {
 
@@ -133,6 +135,28 @@ NITRO_NOINLINE void DallocxSlow(void* p, int flags) {
   nitro::Free(p);
 }
 
+// The statistics JSON with `omit` sections left out, and a newline, to fd.
+void WriteStatsJson(int fd, unsigned omit) {
+  auto* st = static_cast<nitro_stats_t*>(nitro::os::Reserve(sizeof(nitro_stats_t), nitro::kPageSize));
+  if (st == nullptr) return;
+  nitro::CollectStats(st);
+  size_t cap = size_t{1} << 20;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    auto* buf = static_cast<char*>(nitro::os::Reserve(cap, nitro::kPageSize));
+    if (buf == nullptr) break;
+    size_t len = nitro::StatsToJson(*st, buf, cap, omit);
+    if (len < cap) {
+      buf[len] = '\n';
+      nitro::WriteOutput(fd, buf, len + 1);
+      nitro::os::Unmap(buf, cap);
+      break;
+    }
+    nitro::os::Unmap(buf, cap);
+    cap = nitro::RoundUp(len + 2, nitro::kPageSize);
+  }
+  nitro::os::Unmap(st, sizeof(nitro_stats_t));
+}
+
 }  // namespace
 
 extern "C" {
@@ -244,30 +268,51 @@ NITRO_EXPORT size_t nallocx(size_t size, int flags) noexcept {
 }
 
 // jemalloc's statistics call: NitroHeap's heap report (the one
-// nitro_stats_print writes) handed to write_cb in NUL-terminated pieces;
-// with no callback, to standard error, as jemalloc does. opts (jemalloc's
-// section letters) selects nothing: the report is short.
+// nitro_stats_print writes), or with "J" in opts the statistics JSON (the
+// one nitro_stats_json writes), handed to write_cb in NUL-terminated
+// pieces; with no callback, to standard error, as jemalloc does. opts
+// letters that leave a section out, as jemalloc documents them: g general
+// (pid, modes), m merged (the process's totals), a per arena (partitions),
+// b bins (size classes), l large; any other letter is ignored, as jemalloc
+// ignores letters it does not know.
 NITRO_EXPORT void malloc_stats_print(void (*write_cb)(void*, const char*), void* opaque,
                                      const char* opts) noexcept {
-  (void)opts;
-  if (write_cb == nullptr) {
-    nitro::PrintHeapReport(2);
-    return;
+  bool json = false;
+  unsigned omit = 0;
+  for (const char* o = opts; o != nullptr && *o != '\0'; o++) {
+    switch (*o) {
+      case 'J': json = true; break;
+      case 'g': omit |= nitro::kSectionGeneral; break;
+      case 'm': omit |= nitro::kSectionMerged; break;
+      case 'a': omit |= nitro::kSectionPartitions; break;
+      case 'b': omit |= nitro::kSectionClasses; break;
+      case 'l': omit |= nitro::kSectionLarge; break;
+      default: break;
+    }
   }
-  // The report is written to a file descriptor: an anonymous memory file
-  // holds it, so nothing is allocated while the heap is being described.
+  // Both are written into anonymous memory, so nothing is allocated while
+  // the heap is being described: a memory file for the report, mapped pages
+  // for the JSON.
   int fd = static_cast<int>(syscall(SYS_memfd_create, "nitroheap-stats", 0u));
   if (fd < 0) {
-    write_cb(opaque, "<jemalloc>: NitroHeap: malloc_stats_print: cannot create a memory file\n");
+    if (write_cb != nullptr) write_cb(opaque, "<jemalloc>: NitroHeap: malloc_stats_print: cannot create a memory file\n");
     return;
   }
-  nitro::PrintHeapReport(fd);
+  if (json) {
+    WriteStatsJson(fd, omit);
+  } else {
+    nitro::PrintHeapReport(fd, omit);
+  }
   char chunk[512];
   off_t at = 0;
   ssize_t n;
   while ((n = pread(fd, chunk, sizeof(chunk) - 1, at)) > 0) {
     chunk[n] = '\0';
-    write_cb(opaque, chunk);
+    if (write_cb != nullptr) {
+      write_cb(opaque, chunk);
+    } else if (write(2, chunk, static_cast<size_t>(n)) != n) {
+      break;
+    }
     at += n;
   }
   close(fd);

@@ -332,8 +332,17 @@ struct HeapStats {
   size_t sampled_total;          // guarded allocations made
 };
 HeapStats GetHeapStats();
-// The heap report: a few lines per partition, to file descriptor `fd`.
-void PrintHeapReport(int fd);
+// Sections of the heap report and of the statistics JSON that a reader
+// may leave out (malloc_stats_print's opts letters, abi/mallocx.cc).
+enum ReportSection : unsigned {
+  kSectionGeneral = 1u << 0,     // what never changes: pid, modes, options
+  kSectionMerged = 1u << 1,      // the process's totals
+  kSectionPartitions = 1u << 2,  // per partition (jemalloc's arenas)
+  kSectionClasses = 1u << 3,     // per size class (jemalloc's bins)
+  kSectionLarge = 1u << 4,       // large blocks
+};
+// The heap report, to file descriptor `fd`, without the sections in `omit`.
+void PrintHeapReport(int fd, unsigned omit = 0);
 
 }  // namespace nitro
 
