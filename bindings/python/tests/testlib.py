@@ -101,12 +101,13 @@ def tmpdir():
     return tempfile.mkdtemp(prefix="nitroheap_py_", dir=os.environ.get("TEST_TMPDIR"))
 
 
-def record_workload(directory, rounds=4000, profile_rate=4096, timeout=60):
+def record_workload(directory, rounds=4000, profile_rate=4096, timeout=60, extra_args=()):
     """Runs alloc_workload under NitroHeap with the flight recorder on and
-    returns (path of rec.<pid>.pb, pid, stdout)."""
+    returns (path of rec.<pid>.pb, pid, stdout). extra_args: alloc_workload's
+    flags (--silent)."""
     pattern = os.path.join(directory, "rec.%p.pb")
     env = preload_env("flight_recorder=%s,profile_rate=%d" % (pattern, profile_rate), pythonpath=False)
-    p = subprocess.Popen([ARGS["workload"], str(rounds)], env=env, stdout=subprocess.PIPE,
+    p = subprocess.Popen([ARGS["workload"], str(rounds)] + list(extra_args), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     out, err = p.communicate(timeout=timeout)
     if p.returncode != 0:
