@@ -6,6 +6,7 @@
 
 #include "core/heap_internal.h"
 #include "core/meta_pool.h"
+#include "core/numa.h"
 
 namespace nitro {
 namespace {
@@ -86,6 +87,14 @@ void PrintHeapReport(int fd, unsigned omit) {
   if (Mode() != HeapMode::kLegacy && (omit & kSectionGeneral) == 0) {
     out.Add("hardening              %s; large quarantine %.2f MiB; guarded %zu live, %zu sampled\n",
             ModeName(g_options.mode), mib(st.quarantine_bytes), st.sampled_live, st.sampled_total);
+    int nodes = numa::OnlineNodes();
+    if (numa::ProcessInterleaveMask() != 0) {
+      out.Add("numa                   %d nodes: PERSISTENT partitions interleaved over %d\n", nodes,
+              __builtin_popcountll(numa::ProcessInterleaveMask()));
+    } else {
+      out.Add("numa                   %d node%s usable: PERSISTENT partitions not interleaved\n", nodes,
+              nodes == 1 ? "" : "s, fewer than two");
+    }
   }
   out.Add("----------------------------------------\n");
   out.WriteTo(fd);

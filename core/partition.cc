@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/lock_registry.h"
+#include "core/numa.h"
 #include "core/os.h"
 #include "core/report.h"
 
@@ -121,6 +122,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
   fast_free_base_ = (uint64_t{id} << 32) + 1;
   if (policy_.huge_pages) pages_.AdviseHugePages();
+  if (policy_.numa_interleave) pages_.InterleaveNodes(numa::ProcessInterleaveMask());
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);
 }
 

@@ -48,6 +48,9 @@ struct PartitionPolicy {
   bool decay = true;
   // madvise(MADV_HUGEPAGE) on the partition's region (PERSISTENT).
   bool huge_pages = false;
+  // Regions interleaved over the process's NUMA nodes where it has two or
+  // more (PERSISTENT; core/numa.h); nothing on one node.
+  bool numa_interleave = false;
   // Every object starts at a multiple of this and its size is rounded up
   // to it (SHARED_RW: 64, one cache line per object); 0: natural.
   uint32_t min_align = 0;

@@ -49,6 +49,7 @@ PartitionPolicy PolicyForTraits(unsigned traits) {
   if (traits & kTraitPersistent) {
     policy.decay = false;
     policy.huge_pages = true;
+    policy.numa_interleave = true;
   }
   if (traits & kTraitTelemetrySilent) policy.record = false;
   return policy;

@@ -4,7 +4,9 @@
 // partition drops the objects other threads cache of it.
 #include "core/traits.h"
 
+#include <errno.h>
 #include <stdio.h>
+#include <sys/mman.h>
 #include <string.h>
 
 #include <atomic>
@@ -12,6 +14,7 @@
 #include <vector>
 
 #include "core/heap.h"
+#include "core/numa.h"
 #include "gtest/gtest.h"
 
 namespace nitro {
@@ -220,6 +223,56 @@ TEST(Partitions, HundredPartitionsAreAllThreadCached) {
     EXPECT_EQ(allocs, uint64_t{kThreads * kRounds * 50}) << p->name();
   }
   for (Partition* p : parts) DestroyPartition(p);
+}
+
+// PERSISTENT's NUMA interleaving: the decision from the kernel's node lists
+// (online and allowed), and what happens on this machine: with fewer than
+// two nodes, no mbind at all.
+TEST(Traits, PersistentNumaDecision) {
+  uint64_t m;
+  EXPECT_TRUE(numa::ParseNodeList("0\n", &m));
+  EXPECT_EQ(m, 1u);
+  EXPECT_TRUE(numa::ParseNodeList("0-3", &m));
+  EXPECT_EQ(m, 0xfu);
+  EXPECT_TRUE(numa::ParseNodeList("0,2-3,7\n", &m));
+  EXPECT_EQ(m, 0x8du);
+  EXPECT_FALSE(numa::ParseNodeList("", &m));
+  EXPECT_FALSE(numa::ParseNodeList("3-1", &m));
+  EXPECT_FALSE(numa::ParseNodeList("x", &m));
+  EXPECT_EQ(m, 0u);
+  EXPECT_EQ(numa::InterleaveMask(0x1, 0x1), 0u);    // one node: nothing
+  EXPECT_EQ(numa::InterleaveMask(0xf, 0x1), 0u);    // one allowed (cpuset)
+  EXPECT_EQ(numa::InterleaveMask(0xf, 0xf), 0xfu);  // four: all of them
+  EXPECT_EQ(numa::InterleaveMask(0xf, 0x6), 0x6u);  // the allowed ones
+  EXPECT_TRUE(PolicyForTraits(kTraitPersistent).numa_interleave);
+  EXPECT_FALSE(PolicyForTraits(kTraitLowLatency).numa_interleave);
+
+  EnsureStarted();
+  uint64_t calls = numa::InterleaveCalls();
+  Partition* persistent = PartitionForTraits(kTraitPersistent);
+  ASSERT_NE(persistent, nullptr);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64; i++) blocks.push_back(AllocateIn(persistent, 1 << 20, 0, false));
+  for (void* b : blocks) Free(b);
+  if (numa::ProcessInterleaveMask() == 0) {
+    EXPECT_EQ(numa::InterleaveCalls(), calls) << "mbind on a machine with fewer than two usable nodes";
+  } else {
+    // Machines with nodes: this partition's regions (made after the calls
+    // were counted, or before by an earlier test) are interleaved.
+    EXPECT_GE(numa::InterleaveCalls(), 1u);
+  }
+  // The system call itself, as the heap makes it, over node 0 (present on
+  // every machine): the kernel accepts the arguments (EINVAL would say they
+  // are wrong). A seccomp filter may refuse mbind (Docker's default does
+  // without CAP_SYS_NICE): EPERM, and the memory stays where it is.
+  size_t bytes = size_t{2} << 20;
+  void* range = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(range, MAP_FAILED);
+  errno = 0;
+  bool interleaved = numa::Interleave(range, bytes, 0x1);
+  if (!interleaved) EXPECT_TRUE(errno == EPERM || errno == ENOSYS) << strerror(errno);
+  EXPECT_FALSE(numa::Interleave(range, bytes, 0));
+  munmap(range, bytes);
 }
 
 }  // namespace
