@@ -270,7 +270,9 @@ TEST(Traits, PersistentNumaDecision) {
   ASSERT_NE(range, MAP_FAILED);
   errno = 0;
   bool interleaved = numa::Interleave(range, bytes, 0x1);
-  if (!interleaved) EXPECT_TRUE(errno == EPERM || errno == ENOSYS) << strerror(errno);
+  if (!interleaved) {
+    EXPECT_TRUE(errno == EPERM || errno == ENOSYS) << strerror(errno);
+  }
   EXPECT_FALSE(numa::Interleave(range, bytes, 0));
   munmap(range, bytes);
 }
