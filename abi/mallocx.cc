@@ -130,6 +130,15 @@ NITRO_NOINLINE void* MallocxSlow(size_t size, int flags) {
 constexpr unsigned kTraitBits = kTraitMask << kTraitShift;
 bool OnlyTraits(unsigned bits) { return (bits & ~kTraitBits) == NITRO_MALLOCX_FLAGS; }
 
+// A due sample of a block mallocx's fast path popped: it records the
+// class's size, nallocx's promise, found again from `size` here (the fast
+// path's own ClassFor) so that the fast path keeps no class for it.
+// partition nullptr: the thread's current one.
+NITRO_NOINLINE void* SampleMallocx(Partition* partition, void* p, size_t size) {
+  size_t usable = nitro::kSizeClasses.size(nitro::kSizeClasses.ClassFor(size));
+  return partition == nullptr ? nitro::SampleSlow(p, usable) : nitro::SampleSlowIn(partition, p, usable);
+}
+
 NITRO_NOINLINE void DallocxSlow(void* p, int flags) {
   CheckFreeFlags(Decode(flags), p, flags, "dallocx");
   nitro::Free(p);
@@ -165,20 +174,21 @@ extern "C" {
 // name: flags 0 the thread's current partition's, as malloc; a trait set
 // its partition's, found with one load. A small object's usable size is
 // its class's, which is what nallocx promises, so only a due sample needs
-// telling: it records the class's size, as MallocxSlow's request would.
+// telling (SampleMallocx): it records the class's size, as MallocxSlow's
+// request would.
 NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
   unsigned bits = static_cast<unsigned>(flags);
   if (NITRO_LIKELY(bits == 0)) {
     return nitro::AllocateFast(
         nitro::tls_cache, size,
-        [](void* p, int cls) { return nitro::SampleSlow(p, nitro::kSizeClasses.size(cls)); },
+        [size](void* p, int) { return SampleMallocx(nullptr, p, size); },
         [size] { return MallocxSlow(size, 0); });
   }
   Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
   if (NITRO_UNLIKELY(partition == nullptr)) return MallocxSlow(size, flags);
   return nitro::AllocateFast(
       nitro::tls_caches.by_slot[partition->alloc_slot()], size,
-      [partition](void* p, int cls) { return nitro::SampleSlowIn(partition, p, nitro::kSizeClasses.size(cls)); },
+      [partition, size](void* p, int) { return SampleMallocx(partition, p, size); },
       [size, flags] { return MallocxSlow(size, flags); });
 }
 
