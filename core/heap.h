@@ -10,11 +10,11 @@
 // legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
 // FreeSlow. Every reallocation, whatever its ABI, is Reallocate.
 //
-// Every partition numbered below kCachedPartitions has thread caches too:
-// a thread holds one cache per partition it uses (tls_caches, by partition
-// id, made on the slow path). PartitionMalloc is Malloc with the cache of
-// the partition named; Free pushes onto the cache of the partition whose
-// span holds the object. malloc's own cache, tls_cache, is the cache of
+// Every partition has thread caches too: a thread holds one cache per
+// partition it uses (tls_caches, one slot per partition id, made on the
+// slow path). PartitionMalloc and mallocx are Malloc with the cache of the
+// partition named (AllocateFast, the one fast path); Free pushes onto the
+// cache of the partition whose span holds the object. malloc's own cache, tls_cache, is the cache of
 // the thread's current partition: the default one, or the one a scoped
 // partition (SetThreadPartition) names, so switching costs the fast path
 // nothing.
