@@ -16,9 +16,11 @@
 #include <unistd.h>
 
 #include "core/heap.h"
+#include "core/os.h"
 #include "core/partition.h"
 #include "core/report.h"
 #include "core/traits.h"
+#include "telemetry/stats.h"
 
 namespace {
 
@@ -108,11 +110,9 @@ void ZeroGrowth(void* p, size_t old_usable, size_t new_usable) {
   if (new_usable > old_usable) memset(static_cast<char*>(p) + old_usable, 0, new_usable - old_usable);
 }
 
-}  // namespace
-
-extern "C" {
-
-NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
+// Everything the fast paths below leave: any flag but a trait set, a trait
+// set whose partition is not made yet, a large request, an empty magazine.
+NITRO_NOINLINE void* MallocxSlow(size_t size, int flags) {
   Flags f = Decode(flags);
   if (f.refused != nullptr) {
     errno = EINVAL;
@@ -127,6 +127,73 @@ NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
   // A large block's last page past the request reads as zero too.
   if (p != nullptr && f.zero) ZeroGrowth(p, request, nitro::UsableSize(p));
   return p;
+}
+
+// The one flag word besides 0 that the fast paths serve: NitroHeap's flag
+// and trait bits, nothing else (no alignment, zeroing, cache or partition).
+constexpr unsigned kTraitBits = kTraitMask << kTraitShift;
+bool OnlyTraits(unsigned bits) { return (bits & ~kTraitBits) == NITRO_MALLOCX_FLAGS; }
+
+// A due sample of a block mallocx's fast path popped: it records the
+// class's size, nallocx's promise, found again from `size` here (the fast
+// path's own ClassFor) so that the fast path keeps no class for it.
+// partition nullptr: the thread's current one.
+NITRO_NOINLINE void* SampleMallocx(Partition* partition, void* p, size_t size) {
+  size_t usable = nitro::kSizeClasses.size(nitro::kSizeClasses.ClassFor(size));
+  return partition == nullptr ? nitro::SampleSlow(p, usable) : nitro::SampleSlowIn(partition, p, usable);
+}
+
+NITRO_NOINLINE void DallocxSlow(void* p, int flags) {
+  CheckFreeFlags(Decode(flags), p, flags, "dallocx");
+  nitro::Free(p);
+}
+
+// The statistics JSON with `omit` sections left out, and a newline, to fd.
+void WriteStatsJson(int fd, unsigned omit) {
+  auto* st = static_cast<nitro_stats_t*>(nitro::os::Reserve(sizeof(nitro_stats_t), nitro::kPageSize));
+  if (st == nullptr) return;
+  nitro::CollectStats(st);
+  size_t cap = size_t{1} << 20;
+  for (int attempt = 0; attempt < 2; attempt++) {
+    auto* buf = static_cast<char*>(nitro::os::Reserve(cap, nitro::kPageSize));
+    if (buf == nullptr) break;
+    size_t len = nitro::StatsToJson(*st, buf, cap, omit);
+    if (len < cap) {
+      buf[len] = '\n';
+      nitro::WriteOutput(fd, buf, len + 1);
+      nitro::os::Unmap(buf, cap);
+      break;
+    }
+    nitro::os::Unmap(buf, cap);
+    cap = nitro::RoundUp(len + 2, nitro::kPageSize);
+  }
+  nitro::os::Unmap(st, sizeof(nitro_stats_t));
+}
+
+}  // namespace
+
+extern "C" {
+
+// malloc's fast path (core/heap.h, AllocateFast) with the cache the flags
+// name: flags 0 the thread's current partition's, as malloc; a trait set
+// its partition's, found with one load. A small object's usable size is
+// its class's, which is what nallocx promises, so only a due sample needs
+// telling (SampleMallocx): it records the class's size, as MallocxSlow's
+// request would.
+NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
+  unsigned bits = static_cast<unsigned>(flags);
+  if (NITRO_LIKELY(bits == 0)) {
+    return nitro::AllocateFast(
+        nitro::tls_cache, size,
+        [size](void* p, int) { return SampleMallocx(nullptr, p, size); },
+        [size] { return MallocxSlow(size, 0); });
+  }
+  Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
+  if (NITRO_UNLIKELY(partition == nullptr)) return MallocxSlow(size, flags);
+  return nitro::AllocateFast(
+      nitro::tls_caches.by_slot[partition->alloc_slot()], size,
+      [partition, size](void* p, int) { return SampleMallocx(partition, p, size); },
+      [size, flags] { return MallocxSlow(size, flags); });
 }
 
 NITRO_EXPORT void* rallocx(void* p, size_t size, int flags) noexcept {
@@ -182,9 +249,14 @@ NITRO_EXPORT size_t sallocx(const void* p, int flags) noexcept {
   return nitro::UsableSize(p);
 }
 
+// free's fast path; with a trait set, a partition's free, whose fast path
+// checks the owner in the same compare as the class (PartitionFree).
 NITRO_EXPORT void dallocx(void* p, int flags) noexcept {
-  if (flags != 0) CheckFreeFlags(Decode(flags), p, flags, "dallocx");
-  nitro::Free(p);
+  unsigned bits = static_cast<unsigned>(flags);
+  if (NITRO_LIKELY(bits == 0)) return nitro::Free(p);
+  Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
+  if (NITRO_UNLIKELY(partition == nullptr)) return DallocxSlow(p, flags);
+  nitro::PartitionFree(partition, p, "dallocx");
 }
 
 NITRO_EXPORT void sdallocx(void* p, size_t size, int flags) noexcept {
@@ -210,30 +282,51 @@ NITRO_EXPORT size_t nallocx(size_t size, int flags) noexcept {
 }
 
 // jemalloc's statistics call: NitroHeap's heap report (the one
-// nitro_stats_print writes) handed to write_cb in NUL-terminated pieces;
-// with no callback, to standard error, as jemalloc does. opts (jemalloc's
-// section letters) selects nothing: the report is short.
+// nitro_stats_print writes), or with "J" in opts the statistics JSON (the
+// one nitro_stats_json writes), handed to write_cb in NUL-terminated
+// pieces; with no callback, to standard error, as jemalloc does. opts
+// letters that leave a section out, as jemalloc documents them: g general
+// (pid, modes), m merged (the process's totals), a per arena (partitions),
+// b bins (size classes), l large; any other letter is ignored, as jemalloc
+// ignores letters it does not know.
 NITRO_EXPORT void malloc_stats_print(void (*write_cb)(void*, const char*), void* opaque,
                                      const char* opts) noexcept {
-  (void)opts;
-  if (write_cb == nullptr) {
-    nitro::PrintHeapReport(2);
-    return;
+  bool json = false;
+  unsigned omit = 0;
+  for (const char* o = opts; o != nullptr && *o != '\0'; o++) {
+    switch (*o) {
+      case 'J': json = true; break;
+      case 'g': omit |= nitro::kSectionGeneral; break;
+      case 'm': omit |= nitro::kSectionMerged; break;
+      case 'a': omit |= nitro::kSectionPartitions; break;
+      case 'b': omit |= nitro::kSectionClasses; break;
+      case 'l': omit |= nitro::kSectionLarge; break;
+      default: break;
+    }
   }
-  // The report is written to a file descriptor: an anonymous memory file
-  // holds it, so nothing is allocated while the heap is being described.
+  // Both are written into anonymous memory, so nothing is allocated while
+  // the heap is being described: a memory file for the report, mapped pages
+  // for the JSON.
   int fd = static_cast<int>(syscall(SYS_memfd_create, "nitroheap-stats", 0u));
   if (fd < 0) {
-    write_cb(opaque, "<jemalloc>: NitroHeap: malloc_stats_print: cannot create a memory file\n");
+    if (write_cb != nullptr) write_cb(opaque, "<jemalloc>: NitroHeap: malloc_stats_print: cannot create a memory file\n");
     return;
   }
-  nitro::PrintHeapReport(fd);
+  if (json) {
+    WriteStatsJson(fd, omit);
+  } else {
+    nitro::PrintHeapReport(fd, omit);
+  }
   char chunk[512];
   off_t at = 0;
   ssize_t n;
   while ((n = pread(fd, chunk, sizeof(chunk) - 1, at)) > 0) {
     chunk[n] = '\0';
-    write_cb(opaque, chunk);
+    if (write_cb != nullptr) {
+      write_cb(opaque, chunk);
+    } else if (write(2, chunk, static_cast<size_t>(n)) != n) {
+      break;
+    }
     at += n;
   }
   close(fd);

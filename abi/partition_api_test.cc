@@ -306,6 +306,86 @@ TEST(MallocStatsPrint, WritesTheReportThroughTheCallback) {
   EXPECT_NE(out.find("partitions"), std::string::npos) << out;
 }
 
+// A JSON document's shape, without a parser: every brace and bracket
+// outside strings closes, and the top level is one object.
+bool BalancedJson(const std::string& s) {
+  int depth = 0;
+  bool in_string = false;
+  for (size_t i = 0; i < s.size(); i++) {
+    char c = s[i];
+    if (in_string) {
+      if (c == '\\') i++;
+      else if (c == '"') in_string = false;
+      continue;
+    }
+    if (c == '"') in_string = true;
+    else if (c == '{' || c == '[') depth++;
+    else if (c == '}' || c == ']') {
+      if (--depth < 0) return false;
+      if (depth == 0 && s.find_first_not_of("\n", i + 1) != std::string::npos) return false;
+    }
+  }
+  return depth == 0 && !in_string && !s.empty() && s[0] == '{';
+}
+
+std::string StatsPrinted(const char* opts) {
+  std::string out;
+  malloc_stats_print(Collect, &out, opts);
+  return out;
+}
+
+// jemalloc's opts: "J" is the statistics JSON (nitro_stats_json's
+// document); g, m, a, b, l leave out the general, merged, per-partition,
+// per-class and large parts; letters jemalloc has but NitroHeap has no
+// section for (x: mutexes, d, e, h) and unknown ones are ignored.
+TEST(MallocStatsPrint, OptsSelectJsonAndSections) {
+  std::string json = StatsPrinted("J");
+  EXPECT_TRUE(BalancedJson(json)) << json.substr(0, 300);
+  EXPECT_EQ(json.rfind("{\"version\":", 0), 0u) << json.substr(0, 100);
+  for (const char* key : {"\"pid\"", "\"hardening_mode\"", "\"live_bytes\"", "\"partitions\"",
+                          "\"default\"", "\"size_classes\""}) {
+    EXPECT_NE(json.find(key), std::string::npos) << key;
+  }
+  // The same document as nitro_stats_json's (its keys; counters move).
+  std::vector<char> direct(size_t{1} << 20);
+  ASSERT_LT(nitro_stats_json(direct.data(), direct.size()), direct.size());
+  EXPECT_EQ(json.compare(0, 12, direct.data(), 12), 0) << direct.data();
+
+  std::string no_parts = StatsPrinted("Ja");
+  EXPECT_TRUE(BalancedJson(no_parts));
+  EXPECT_EQ(no_parts.find("\"partitions\""), std::string::npos);
+  EXPECT_NE(no_parts.find("\"size_classes\""), std::string::npos);
+  std::string no_bins = StatsPrinted("Jb");
+  EXPECT_TRUE(BalancedJson(no_bins));
+  EXPECT_EQ(no_bins.find("\"size_classes\""), std::string::npos);
+  EXPECT_NE(no_bins.find("\"partitions\""), std::string::npos);
+  std::string no_general = StatsPrinted("gJ");
+  EXPECT_TRUE(BalancedJson(no_general));
+  EXPECT_EQ(no_general.find("\"pid\""), std::string::npos);
+  EXPECT_NE(no_general.find("\"live_bytes\""), std::string::npos);
+  std::string bare = StatsPrinted("Jgmabl");
+  EXPECT_TRUE(BalancedJson(bare)) << bare;
+  EXPECT_EQ(bare.find(','), std::string::npos) << bare;  // {"version":N} alone
+  // Unknown letters and jemalloc's sections NitroHeap lacks change nothing.
+  std::string ignored = StatsPrinted("Jxdeh?z");
+  EXPECT_TRUE(BalancedJson(ignored));
+  for (const char* key : {"\"pid\"", "\"partitions\"", "\"size_classes\""}) {
+    EXPECT_NE(ignored.find(key), std::string::npos) << key;
+  }
+
+  // The text report: m leaves the totals out, g the configuration line, l
+  // the large line.
+  std::string text = StatsPrinted("");
+  EXPECT_NE(text.find("allocated by program"), std::string::npos) << text;
+  EXPECT_NE(text.find("of which large"), std::string::npos) << text;
+  EXPECT_NE(text.find("hardening"), std::string::npos) << text;
+  EXPECT_EQ(StatsPrinted("m").find("allocated by program"), std::string::npos);
+  EXPECT_EQ(StatsPrinted("g").find("hardening"), std::string::npos);
+  std::string no_large = StatsPrinted("l");
+  EXPECT_EQ(no_large.find("of which large"), std::string::npos);
+  EXPECT_NE(no_large.find("allocated by program"), std::string::npos);
+}
+
 struct Node {
   int value;
   Node* next;

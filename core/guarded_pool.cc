@@ -182,7 +182,7 @@ bool GuardedPool::Init(Partition* owner) {
   return true;
 }
 
-void* GuardedPool::Allocate(size_t size, size_t align) {
+void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   if (align < kMinAlign) align = kMinAlign;
   if (size > kDataPages * kPageSize || align > kPageSize) return nullptr;
   size_t need = size == 0 ? 1 : size;
@@ -216,6 +216,8 @@ void* GuardedPool::Allocate(size_t size, size_t align) {
   slot.free_frames = 0;
   slot.span->start = ptr;
   slot.span->requested = size;
+  slot.span->partition = partition != nullptr ? partition : owner_;
+  slot.span->partition_id = slot.span->partition->id();
   live_++;
   total_++;
   live_bytes_ += size;
@@ -227,15 +229,15 @@ GuardedPool::Slot& GuardedPool::LiveSlot(Span* s, const void* p, const char* wha
   Slot& slot = slots_[(s->start - base_ - kPageSize) / kStride];
   if (slot.state == SlotState::kLive && a == slot.ptr) return slot;
   if (slot.state == SlotState::kFreed && a == slot.ptr) {
-    ReportMisuse(FreedKind(what), p, owner_->name(),
+    ReportMisuse(FreedKind(what), p, s->partition->name(),
                  "%s of a guarded allocation of %zu bytes, already freed", what, slot.size);
   }
   if (slot.state == SlotState::kLive) {
-    ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
+    ReportMisuse(misuse::kInvalidFree, p, s->partition->name(),
                  "%s of a pointer that is not the start of a guarded allocation (%zu bytes at %p)", what,
                  slot.size, reinterpret_cast<void*>(slot.ptr));
   }
-  ReportMisuse(misuse::kInvalidFree, p, owner_->name(),
+  ReportMisuse(misuse::kInvalidFree, p, s->partition->name(),
                "%s of a pointer into a guarded slot that holds no live allocation", what);
 }
 
@@ -256,7 +258,7 @@ size_t GuardedPool::Free(Span* s, void* p) {
   if (canary_ != 0) {
     for (uintptr_t b = slot.ptr + slot.size; b < SlackEnd(slot); b++) {
       if (*reinterpret_cast<const uint8_t*>(b) != canary_) {
-        ReportMisuse(misuse::kOverflow, reinterpret_cast<void*>(b), owner_->name(),
+        ReportMisuse(misuse::kOverflow, reinterpret_cast<void*>(b), s->partition->name(),
                      "the %zu-byte guarded object at %p was written past its end (canary at offset %zu)",
                      slot.size, p, static_cast<size_t>(b - slot.ptr));
       }
@@ -331,7 +333,7 @@ bool GuardedPool::ReportFault(uintptr_t addr) {
   }
   g_fault_kind = kind;
   snprintf(line, sizeof(line), "nitroheap: %s at %p in partition %s: %s\n", kind,
-           reinterpret_cast<void*>(addr), owner_->name(), detail);
+           reinterpret_cast<void*>(addr), s.span->partition->name(), detail);
   WriteLine(line);
   char title[96];
   snprintf(title, sizeof(title), "allocated by thread %#lx at", s.alloc_thread);

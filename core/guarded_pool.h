@@ -30,7 +30,9 @@ class GuardedPool {
   bool Init(Partition* owner);
   bool initialized() const { return base_ != 0; }
   // nullptr when the request does not fit a slot or every slot is in use.
-  void* Allocate(size_t size, size_t align);
+  // The block belongs to `partition` (nullptr: the pool's owner) until
+  // freed: its span says so, for ownership checks and reports.
+  void* Allocate(size_t size, size_t align, Partition* partition = nullptr);
   // `s` is the slot's span; reports double and invalid frees.
   // Returns the freed block's size (what the caller asked for).
   size_t Free(Span* s, void* p);

@@ -126,7 +126,9 @@ void StartLocked() {
   Partition::SetBeforeDestroy([](Partition* p) { ForgetPartitionCaches(p); });
   if (!legacy) {
     g_strict = g_options.mode == HardeningMode::kStrict;
-    g_default = Partition::Create("default", ConfigFor(DefaultPolicy()), NowMs);
+    PartitionPolicy policy = DefaultPolicy();
+    policy.guarded_sample_divisor = 1;  // malloc's sample_rate
+    g_default = Partition::Create("default", ConfigFor(policy), NowMs);
     if (g_default == nullptr) {
       LogLine("cannot reserve address space for the default partition; using the C library's "
               "allocator");
@@ -518,7 +520,7 @@ void FreeSlow(void* p) {
   switch (s->state) {
     case SpanState::kGuarded: {
       size_t size = g_pool.Free(s, p);
-      CountOtherFreed(size);
+      if (s->partition == g_default) CountOtherFreed(size);
       RecordedFree(s, p);
       return;
     }
@@ -774,11 +776,12 @@ static void CheckPartitionOwns(Partition* partition, void* p, const char* what) 
   }
 }
 
-void PartitionFreeSlow(Partition* partition, void* p) {
+void PartitionFreeSlow(Partition* partition, void* p, const char* what) {
   Span* s = GlobalPageMap().Get(p);
   // The span's partition owns every block the page map knows (guarded
-  // blocks: the default partition); anything else is looked up in full.
-  if (s == nullptr || s->partition != partition) CheckPartitionOwns(partition, p, "nitro_partition_free");
+  // blocks: the partition that sampled them); anything else is looked up
+  // in full.
+  if (s == nullptr || s->partition != partition) CheckPartitionOwns(partition, p, what);
   FreeSlow(p);
 }
 

@@ -10,11 +10,11 @@
 // legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
 // FreeSlow. Every reallocation, whatever its ABI, is Reallocate.
 //
-// Every partition numbered below kCachedPartitions has thread caches too:
-// a thread holds one cache per partition it uses (tls_caches, by partition
-// id, made on the slow path). PartitionMalloc is Malloc with the cache of
-// the partition named; Free pushes onto the cache of the partition whose
-// span holds the object. malloc's own cache, tls_cache, is the cache of
+// Every partition has thread caches too: a thread holds one cache per
+// partition it uses (tls_caches, one slot per partition id, made on the
+// slow path). PartitionMalloc and mallocx are Malloc with the cache of the
+// partition named (AllocateFast, the one fast path); Free pushes onto the
+// cache of the partition whose span holds the object. malloc's own cache, tls_cache, is the cache of
 // the thread's current partition: the default one, or the one a scoped
 // partition (SetThreadPartition) names, so switching costs the fast path
 // nothing.
@@ -58,41 +58,55 @@ NITRO_NOINLINE void* SampleSlowIn(Partition* partition, void* p, size_t size);
 NITRO_NOINLINE void FreeSlow(void* p);
 NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
 
-NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
+// The one allocation fast path, behind malloc, the partition calls and
+// mallocx: a small request popped from cache `tc`. sample(p, cls) takes an
+// object whose allocation made a sampler due; slow() serves every other
+// case (a large request, an empty magazine, the sentinel).
+template <typename Sample, typename Slow>
+NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample sample, Slow slow) {
   if (NITRO_LIKELY(size <= kMaxSmallSize)) {
-    ThreadCache* tc = tls_cache;
     int cls = kSizeClasses.ClassFor(size);
     void* p = tc->Pop(cls);
     if (NITRO_LIKELY(p != nullptr)) {
       if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
-      return SampleSlow(p, size);
+      return sample(p, cls);
     }
   }
-  return AllocateSlow(size, 0, false);
+  return slow();
 }
 
-// The checks every mode makes on a free, on the fast path: the pointer is
-// the start of an object of a thread-cached partition's slab, and that
-// object is not already free (its flag in the span, outside the object).
-// Returns the size class, *tc (that partition's cache in this thread) and
-// *free_flag (the flag's address), or 0 for "take the slow path" (also for
-// spans holding flight-recorder samples, whose frees are timed).
-NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
-  uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
-  if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
-  // Only partitions numbered below kCachedPartitions mark their slabs with a
-  // class (Partition::Init), so the slot exists.
+NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
+  return AllocateFast(
+      tls_cache, size, [size](void* p, int) { return SampleSlow(p, size); },
+      [size] { return AllocateSlow(size, 0, false); });
+}
+
+// The checks every mode makes on a free, on the fast path, once `cls` (the
+// span's fast_free word, in [1, kNumClasses)) says the span is a
+// thread-cached slab without samples: the pointer is the start of an
+// object, and that object is not already free (its flag in the span,
+// outside the object). Returns false for "take the slow path"; else *tc
+// (the span's partition's cache in this thread) and *free_flag.
+NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
   tc = tls_caches.by_slot[s->partition_id];
-  int cls = static_cast<int>(word);
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
-  if (NITRO_UNLIKELY(idx * s->object_size != off)) return 0;
+  if (NITRO_UNLIKELY(idx * s->object_size != off)) return false;
   // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
   // which sends a pointer into the slab's unused tail to the slow path.
   uint8_t* flag = &s->object_free[idx];
-  if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return 0;
+  if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return false;
   *free_flag = flag;
-  return cls;
+  return true;
+}
+
+// The free fast path's checks for a span of any partition: returns the
+// size class, or 0 for the slow path (also for spans holding
+// flight-recorder samples, whose frees are timed).
+NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
+  uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
+  if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
+  return FastFreeObject(p, s, tc, free_flag) ? static_cast<int>(word) : 0;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
@@ -147,35 +161,38 @@ void* Reallocate(void* p, size_t size, size_t align = 0);
 Partition* PartitionOf(const void* p);
 // nitro_partition_free / _realloc: the pointer must be the partition's
 // (reported otherwise); then the same paths as free and realloc.
-NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p);
-NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p) {
+// `what` names the call in the report.
+NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p, const char* what);
+// The span's class and owner in one compare (Partition::fast_free_base),
+// so that checking the partition costs nothing over free's own checks.
+NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
+                                       const char* what = "nitro_partition_free") {
   Span* s = GlobalPageMap().Get(p);
-  if (NITRO_LIKELY(s != nullptr && s->partition == partition)) {
+  if (NITRO_LIKELY(s != nullptr)) {
+    uint64_t cls_minus_1 = s->FastFreeWordOf() - partition->fast_free_base();
     ThreadCache* tc;
     uint8_t* flag;
-    int cls = FastFreeClass(p, s, tc, &flag);
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p, flag))) {
-      tc->AccountFree(cls);
-      return;
+    if (NITRO_LIKELY(cls_minus_1 < static_cast<uint64_t>(kNumClasses - 1)) &&
+        NITRO_LIKELY(FastFreeObject(p, s, tc, &flag))) {
+      // In 64 bits: the magazine's offset is then one shift, no extension.
+      uint64_t cls = cls_minus_1 + 1;
+      if (NITRO_LIKELY(tc->Push(static_cast<int>(cls), p, flag))) {
+        tc->AccountFree(static_cast<int>(cls));
+        return;
+      }
     }
   }
-  PartitionFreeSlow(partition, p);
+  PartitionFreeSlow(partition, p, what);
 }
 void* PartitionReallocate(Partition* partition, void* p, size_t size);
 // Malloc in a named partition: the same fast path with that partition's
 // cache in this thread (the sentinel's when it has none, or when requests
 // need adjusting: SHARED_RW, typed partitions; those take the slow path).
 NITRO_ALWAYS_INLINE void* PartitionMalloc(Partition* partition, size_t size) {
-  if (NITRO_LIKELY(size <= kMaxSmallSize)) {
-    ThreadCache* tc = tls_caches.by_slot[partition->alloc_slot()];
-    int cls = kSizeClasses.ClassFor(size);
-    void* p = tc->Pop(cls);
-    if (NITRO_LIKELY(p != nullptr)) {
-      if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
-      return SampleSlowIn(partition, p, size);
-    }
-  }
-  return AllocateSlowIn(partition, size, 0, false);
+  return AllocateFast(
+      tls_caches.by_slot[partition->alloc_slot()], size,
+      [partition, size](void* p, int) { return SampleSlowIn(partition, p, size); },
+      [partition, size] { return AllocateSlowIn(partition, size, 0, false); });
 }
 
 // An allocation in `partition` (nullptr: the thread's current partition,
@@ -322,8 +339,17 @@ struct HeapStats {
   size_t sampled_total;          // guarded allocations made
 };
 HeapStats GetHeapStats();
-// The heap report: a few lines per partition, to file descriptor `fd`.
-void PrintHeapReport(int fd);
+// Sections of the heap report and of the statistics JSON that a reader
+// may leave out (malloc_stats_print's opts letters, abi/mallocx.cc).
+enum ReportSection : unsigned {
+  kSectionGeneral = 1u << 0,     // what never changes: pid, modes, options
+  kSectionMerged = 1u << 1,      // the process's totals
+  kSectionPartitions = 1u << 2,  // per partition (jemalloc's arenas)
+  kSectionClasses = 1u << 3,     // per size class (jemalloc's bins)
+  kSectionLarge = 1u << 4,       // large blocks
+};
+// The heap report, to file descriptor `fd`, without the sections in `omit`.
+void PrintHeapReport(int fd, unsigned omit = 0);
 
 }  // namespace nitro
 

@@ -6,6 +6,7 @@
 
 #include "core/heap_internal.h"
 #include "core/meta_pool.h"
+#include "core/numa.h"
 
 namespace nitro {
 namespace {
@@ -60,17 +61,19 @@ HeapStats GetHeapStats() {
   return st;
 }
 
-void PrintHeapReport(int fd) {
+void PrintHeapReport(int fd, unsigned omit) {
   HeapStats st = GetHeapStats();
   ReportBuffer out;
   auto mib = [](size_t b) { return static_cast<double>(b) / (1024.0 * 1024.0); };
   out.Add("---- NitroHeap heap report (pid %d) ----\n", static_cast<int>(getpid()));
   if (Mode() == HeapMode::kLegacy) {
     out.Add("mode: legacy (every call goes to the C library's allocator)\n");
-  } else {
+  } else if ((omit & kSectionMerged) == 0) {
     out.Add("allocated by program   %10.2f MiB\n", mib(st.allocated_bytes));
-    out.Add("  of which large       %10.2f MiB in %zu allocations\n", mib(st.large_bytes),
-        st.large_allocations);
+    if ((omit & kSectionLarge) == 0) {
+      out.Add("  of which large       %10.2f MiB in %zu allocations\n", mib(st.large_bytes),
+              st.large_allocations);
+    }
     out.Add("committed              %10.2f MiB\n", mib(st.committed_bytes));
     out.Add("  thread caches        %10.2f MiB (%zu threads)\n", mib(st.thread_cache_bytes), st.threads);
     out.Add("  middle layer         %10.2f MiB\n", mib(st.transfer_bytes));
@@ -80,8 +83,18 @@ void PrintHeapReport(int fd) {
     out.Add("address space reserved %10.2f MiB in %zu partitions\n", mib(st.reserved_bytes),
         st.partitions);
     out.Add("metadata               %10.2f MiB\n", mib(st.metadata_bytes));
+  }
+  if (Mode() != HeapMode::kLegacy && (omit & kSectionGeneral) == 0) {
     out.Add("hardening              %s; large quarantine %.2f MiB; guarded %zu live, %zu sampled\n",
             ModeName(g_options.mode), mib(st.quarantine_bytes), st.sampled_live, st.sampled_total);
+    int nodes = numa::OnlineNodes();
+    if (numa::ProcessInterleaveMask() != 0) {
+      out.Add("numa                   %d nodes: PERSISTENT partitions interleaved over %d\n", nodes,
+              __builtin_popcountll(numa::ProcessInterleaveMask()));
+    } else {
+      out.Add("numa                   %d node%s usable: PERSISTENT partitions not interleaved\n", nodes,
+              nodes == 1 ? "" : "s, fewer than two");
+    }
   }
   out.Add("----------------------------------------\n");
   out.WriteTo(fd);

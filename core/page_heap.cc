@@ -1,5 +1,6 @@
 #include "core/page_heap.h"
 
+#include "core/numa.h"
 #include "core/os.h"
 #include "core/page_map.h"
 
@@ -132,6 +133,9 @@ PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {
     }
     file_bytes_ += size;
   }
+  // After the file's mapping, which would replace the range's policy; before
+  // any page is touched.
+  if (numa_mask_ != 0) numa::Interleave(base, size, numa_mask_);
   Region* r = AddRegion(reinterpret_cast<uintptr_t>(base), size, oversized, file_offset);
   if (r == nullptr) {
     os::Unmap(base, size);

@@ -53,6 +53,9 @@ class PageHeap {
             Clock clock);
   // Regions reserved from now on ask the kernel for transparent huge pages.
   void AdviseHugePages() { huge_pages_ = true; }
+  // Every region made from now on is interleaved over these NUMA nodes
+  // (core/numa.h; 0: placed as the kernel's policy says).
+  void InterleaveNodes(uint64_t mask) { numa_mask_ = mask; }
   // Backing memory other than anonymous mappings (nitro_partition_create_with,
   // docs/regions.md), chosen before the page heap is in use.
   // A file: each region maps its own range of the unlinked file `fd`
@@ -182,6 +185,7 @@ class PageHeap {
 
   SpinLock lock_{LockRank::kPartition};
   bool huge_pages_ = false;
+  uint64_t numa_mask_ = 0;
   int file_fd_ = -1;          // UseFile
   size_t file_bytes_ = 0;     // the file's length: regions map consecutive ranges
   uintptr_t fixed_base_ = 0;  // UseFixed

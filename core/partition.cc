@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "core/lock_registry.h"
+#include "core/numa.h"
 #include "core/os.h"
 #include "core/report.h"
 
@@ -117,11 +118,13 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   os::RandomBytes(&seed, sizeof(seed));
   large_protect_.Init(config.large_protect, seed);
   policy_ = config.policy;
-  bool cached = id < kCachedPartitions && policy_.thread_caches;
+  bool cached = policy_.thread_caches;
   slab_owner_.thread_cached = cached;
   slab_owner_.strict = policy_.strict;
   alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
+  fast_free_base_ = (uint64_t{id} << 32) + 1;
   if (policy_.huge_pages) pages_.AdviseHugePages();
+  if (policy_.numa_interleave) pages_.InterleaveNodes(numa::ProcessInterleaveMask());
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);
 }
 

@@ -36,12 +36,22 @@ struct PartitionPolicy {
   // Freed small objects a thread cache holds back before reuse, in bytes
   // per cache (ThreadCache::Init turns it into a depth per class).
   size_t quarantine_bytes = size_t{64} << 10;
+  // Guarded sampling (core/guarded_pool.h): 0 never; N: one allocation in
+  // sample_rate / N (at least 1; the process's option, read live, so
+  // sample_rate=0 turns every partition's off). The default partition and
+  // trait partitions 1, SECURE_STRICT ones 16; partitions the program
+  // creates 0, since they are destroyed and reset in bulk while a guarded
+  // block lives in the process-wide pool.
+  uint32_t guarded_sample_divisor = 0;
   // Flight-recorder sampling; false: never recorded (TELEMETRY_SILENT).
   bool record = true;
   // Free pages go back to the kernel after decay_ms; false: kept (PERSISTENT).
   bool decay = true;
   // madvise(MADV_HUGEPAGE) on the partition's region (PERSISTENT).
   bool huge_pages = false;
+  // Regions interleaved over the process's NUMA nodes where it has two or
+  // more (PERSISTENT; core/numa.h); nothing on one node.
+  bool numa_interleave = false;
   // Every object starts at a multiple of this and its size is rounded up
   // to it (SHARED_RW: 64, one cache line per object); 0: natural.
   uint32_t min_align = 0;
@@ -55,11 +65,11 @@ struct PartitionPolicy {
   bool handles_only = false;
 };
 
-// Thread caches exist for the partitions numbered below this: each thread
-// holds a table of that many cache pointers (core/heap.h), indexed by the
-// partition id that every span carries. Partitions numbered higher take
-// their locks on every call.
-inline constexpr int kCachedPartitions = 32;
+// Thread caches exist for every partition: each thread holds a table of
+// this many cache pointers (core/heap.h), indexed by the partition id that
+// every span carries, one per id (Partition::kMaxPartitions): 2 KiB of
+// static TLS per thread, no branch on the id in any fast path.
+inline constexpr int kCachedPartitions = 256;
 
 struct PartitionConfig {
   size_t region_bytes = PageHeap::kDefaultRegionBytes;
@@ -109,6 +119,7 @@ struct PartitionStats {
 class Partition {
  public:
   static constexpr int kMaxPartitions = 256;
+  static_assert(kCachedPartitions == kMaxPartitions, "every partition id has a thread-cache slot");
   static constexpr size_t kNameMax = 32;
 
   // nullptr with errno ENOMEM when the table is full or memory runs out, or
@@ -165,7 +176,7 @@ class Partition {
   size_t Visit(F f);
 
   // Set once at creation, before any allocation from the partition: its
-  // slabs' frees take the thread-cache fast path (ids below kCachedPartitions).
+  // slabs' frees take the thread-cache fast path.
   void set_thread_cached(bool v) { slab_owner_.thread_cached = v; }
   bool thread_cached() const { return slab_owner_.thread_cached; }
   // strict mode: slabs are zeroed when made and record each object's size.
@@ -176,6 +187,11 @@ class Partition {
   // request needs no adjusting (no min_align, not typed) and the partition
   // is thread cached, else 0, whose cache is always the empty sentinel.
   uint16_t alloc_slot() const { return alloc_slot_; }
+  // Span::FastFreeWordOf of this partition's thread-cached slabs of class
+  // 1; class c reads fast_free_base() + c - 1. A word outside
+  // [base, base + kNumClasses - 1) is another partition's span, a sampled
+  // one, or one whose frees take the slow path: one compare for all three.
+  uint64_t fast_free_base() const { return fast_free_base_; }
   const char* name() const { return name_; }
   uint16_t id() const { return id_; }
   // The partition's secret (strict's canary byte derives from it).
@@ -198,6 +214,7 @@ class Partition {
   uintptr_t key_ = 0;
   bool large_guard_pages_ = true;
   uint16_t alloc_slot_ = 0;
+  uint64_t fast_free_base_ = 0;
   PartitionPolicy policy_;
   PageHeap::Clock clock_ = nullptr;  // milliseconds; nullptr: the bucket never refills
   LargeProtectBudget large_protect_;  // under large_lock_

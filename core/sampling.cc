@@ -67,11 +67,16 @@ int64_t NextSample(uint64_t rate) {
 
 int64_t NextSample() { return NextSample(SampleRate()); }
 
-// The guarded pool's blocks belong to the default partition, so only its
-// allocations are guarded; other partitions' caches only recheck.
-int64_t NextSample(Partition* partition) {
-  return partition == g_default ? NextSample() : kSampleRecheck;
+// A partition's guarded sample rate (PartitionPolicy::guarded_sample_divisor);
+// 0: none, or no pool to take samples from.
+uint64_t SampleRateOf(const Partition* partition) {
+  uint64_t rate = SampleRate();
+  uint32_t divisor = partition->policy().guarded_sample_divisor;
+  if (rate == 0 || divisor == 0 || !g_pool.initialized()) return 0;
+  return rate / divisor > 0 ? rate / divisor : 1;
 }
+
+int64_t NextSample(Partition* partition) { return NextSample(SampleRateOf(partition)); }
 
 // A TELEMETRY_SILENT partition's countdown never runs out.
 int64_t NextRecord(Partition* partition) {
@@ -85,17 +90,18 @@ void* Sampled(Partition* partition, ThreadCache* tc, void* p, size_t size, size_
   // own); strict's malloc(0) keeps its address with no accessible byte.
   bool guard = false;
   if (cls != 0 && tc->GuardDue()) {
-    uint64_t rate = partition == g_default ? SampleRate() : 0;
+    uint64_t rate = SampleRateOf(partition);
     tc->ResetSampleCountdown(NextSample(rate));
     guard = rate != 0;  // with sampling off, only the recheck was due
   }
   if (guard) {
     bool zero_size = partition->strict() && size == 0 && align <= kMinAlign;
-    if (void* q = g_pool.initialized() && !zero_size ? g_pool.Allocate(size, align) : nullptr) {
-      // p goes back unused; the guarded pool counts this allocation.
+    if (void* q = g_pool.initialized() && !zero_size ? g_pool.Allocate(size, align, partition) : nullptr) {
+      // p goes back unused; the guarded pool counts this allocation (the
+      // thread's byte counters only the default partition's).
       tc->PushChecked(cls, p);
       tc->UnaccountAlloc(cls);
-      tc->CountOtherAllocated(size);
+      if (partition == g_default) tc->CountOtherAllocated(size);
       p = q;
     }
   }

@@ -27,7 +27,6 @@ struct Span {
   uint32_t pages;
   SpanState state;
   uint8_t size_class;  // slabs only
-  uint16_t partition_id;
   // The one word free()'s fast path reads: the size class when the slab
   // belongs to a partition served by thread caches (else 0), plus
   // kRecordedUnit for each flight-recorder sample alive in the span. Only
@@ -35,6 +34,10 @@ struct Span {
   // with a sample sends every free to the slow path, where it is timed.
   // Changed only by atomic stores (a new slab) and atomic adds (samples).
   uint32_t fast_free;
+  // Right after fast_free, 32 bits wide: read together as one 64-bit word
+  // (FastFreeWordOf), they let a partition's free check the class and the
+  // owner with one compare (core/heap.h, PartitionFree).
+  uint32_t partition_id;
   // Slabs: the object geometry the free fast path checks, on this line.
   uint32_t object_size;
   uint32_t capacity;
@@ -101,7 +104,17 @@ struct Span {
   bool ObjectIsFree(const void* p) const {
     return __atomic_load_n(&object_free[ObjectIndex(reinterpret_cast<uintptr_t>(p))], __ATOMIC_RELAXED) != 0;
   }
+  // fast_free in the low half, partition_id in the high half (x86-64 and
+  // every other little-endian target). One relaxed load: each half is
+  // written whole, and partition_id only while the span is not in use.
+  uint64_t FastFreeWordOf() const {
+    using Word = uint64_t __attribute__((may_alias));
+    return __atomic_load_n(reinterpret_cast<const Word*>(&fast_free), __ATOMIC_RELAXED);
+  }
 };
+static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "FastFreeWordOf reads fast_free as the low half");
+static_assert(offsetof(Span, partition_id) == offsetof(Span, fast_free) + 4 && offsetof(Span, fast_free) % 8 == 0,
+              "FastFreeWordOf reads fast_free and partition_id as one aligned word");
 
 // An intrusive doubly linked list of spans through next/prev.
 class SpanList {

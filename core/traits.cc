@@ -8,10 +8,10 @@
 #include "core/movable.h"
 
 namespace nitro {
-namespace {
 
-// One partition per trait set, published once with a compare-and-swap.
 Partition* g_trait_partitions[kTraitAll + 1];
+
+namespace {
 
 void NameFor(unsigned traits, char* out, size_t len) {
   static const char* const kNames[] = {"strict", "lowlat", "movable", "sharedrw", "persist", "silent"};
@@ -36,8 +36,11 @@ const char* TraitsRefused(unsigned traits) {
 
 PartitionPolicy PolicyForTraits(unsigned traits) {
   PartitionPolicy policy = DefaultPolicy();
+  // Never destroyed: guarded samples as malloc's, or more.
+  policy.guarded_sample_divisor = 1;
   if (traits & kTraitSecureStrict) {
     policy.strict = true;
+    policy.guarded_sample_divisor = kSecureStrictSampleDivisor;
     if (policy.quarantine_bytes < (size_t{4} << 20)) policy.quarantine_bytes = size_t{4} << 20;
   }
   if (traits & kTraitLowLatency) {
@@ -49,6 +52,7 @@ PartitionPolicy PolicyForTraits(unsigned traits) {
   if (traits & kTraitPersistent) {
     policy.decay = false;
     policy.huge_pages = true;
+    policy.numa_interleave = true;
   }
   if (traits & kTraitTelemetrySilent) policy.record = false;
   if (traits & kTraitMovable) {

@@ -19,6 +19,10 @@ enum Trait : unsigned {
   kTraitAll = (1u << 6) - 1,
 };
 
+// SECURE_STRICT's "more guarded sampling": its partition guards one
+// allocation in sample_rate / this.
+inline constexpr uint32_t kSecureStrictSampleDivisor = 16;
+
 // Why a trait set cannot name a partition (EINVAL), or nullptr.
 const char* TraitsRefused(unsigned traits);
 // The policy of a trait set's partition: the process's, changed by each trait.
@@ -29,6 +33,16 @@ PartitionPolicy PolicyForTraits(unsigned traits);
 Partition* PartitionForTraits(unsigned traits);
 // True for a partition some trait set names (it cannot be destroyed).
 bool IsTraitPartition(const Partition* partition);
+
+// The partitions trait sets name, by trait bits, each published once with a
+// release store when made (never for 0, nor for a set TraitsRefused names).
+extern Partition* g_trait_partitions[kTraitAll + 1];
+// The partition of a trait set already made, or nullptr (not yet made,
+// refused, or traits 0): one acquire load, the fast paths' lookup
+// (abi/mallocx.cc); PartitionForTraits makes it.
+NITRO_ALWAYS_INLINE Partition* TraitPartitionMade(unsigned traits) {
+  return __atomic_load_n(&g_trait_partitions[traits & kTraitAll], __ATOMIC_ACQUIRE);
+}
 
 }  // namespace nitro
 

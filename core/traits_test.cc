@@ -4,11 +4,17 @@
 // partition drops the objects other threads cache of it.
 #include "core/traits.h"
 
+#include <errno.h>
+#include <stdio.h>
+#include <sys/mman.h>
+#include <string.h>
+
 #include <atomic>
 #include <thread>
 #include <vector>
 
 #include "core/heap.h"
+#include "core/numa.h"
 #include "gtest/gtest.h"
 
 namespace nitro {
@@ -121,6 +127,158 @@ TEST(Partitions, DestroyDropsOtherThreadsCaches) {
   for (auto& t : threads) t.join();
   EXPECT_EQ(wrong.load(), 0);
   DestroyPartition(current.load());
+}
+
+// SECURE_STRICT's "more guarded sampling": its partition guards one
+// allocation in sample_rate / kSecureStrictSampleDivisor, malloc one in
+// sample_rate (10000 by default), counted by the guarded pool's statistics.
+// The countdown is uniform in [0, 2 * rate), so 200000 allocations give
+// malloc about 20 samples (at most 40) and
+// the strict partition about 320 (at least ~160).
+TEST(Traits, SecureStrictGetsMoreGuardedSamples) {
+  EnsureStarted();
+  ASSERT_EQ(CurrentOptions().sample_rate, 10000u);
+  Partition* strict = PartitionForTraits(kTraitSecureStrict);
+  ASSERT_NE(strict, nullptr);
+  EXPECT_EQ(strict->policy().guarded_sample_divisor, kSecureStrictSampleDivisor);
+  constexpr int kAllocations = 200000;
+  auto guarded_during = [](auto allocate, auto release) {
+    uint64_t before = GuardedCounts().allocations;
+    for (int i = 0; i < kAllocations; i++) release(allocate());
+    return GuardedCounts().allocations - before;
+  };
+  uint64_t by_malloc = guarded_during([] { return Malloc(64); }, [](void* q) { Free(q); });
+  int in_strict = 0;
+  uint64_t by_strict = guarded_during(
+      [&] {
+        void* q = PartitionMalloc(strict, 64);
+        if (PartitionOf(q) == strict) in_strict++;  // guarded samples too
+        return q;
+      },
+      [&](void* q) { PartitionFree(strict, q); });
+  EXPECT_EQ(in_strict, kAllocations);
+  EXPECT_GE(by_malloc, 5u);
+  EXPECT_LE(by_malloc, 60u);
+  EXPECT_GE(by_strict, 150u);
+  EXPECT_GT(by_strict, 4 * by_malloc);
+  // A partition the program creates takes no guarded samples (it is
+  // destroyed and reset in bulk; the pool is process-wide).
+  Partition* plain = CreatePartition("unsampled", DefaultPolicy());
+  ASSERT_NE(plain, nullptr);
+  EXPECT_EQ(guarded_during([&] { return PartitionMalloc(plain, 64); }, [&](void* q) { PartitionFree(plain, q); }),
+            0u);
+  DestroyPartition(plain);
+}
+
+// Every partition id has a slot in each thread's cache table: 100
+// partitions (ids past 32 among them) used from several threads never take
+// the middle layer's per-call path (AllocateOne/FreeOne, under the class's
+// lock), which is what a partition without thread caches takes every call.
+TEST(Partitions, HundredPartitionsAreAllThreadCached) {
+  EnsureStarted();
+  constexpr int kPartitions = 100, kThreads = 4, kRounds = 3;
+  std::vector<Partition*> parts;
+  for (int i = 0; i < kPartitions; i++) {
+    char name[32];
+    snprintf(name, sizeof(name), "many-%d", i);
+    parts.push_back(CreatePartition(name, DefaultPolicy()));
+    ASSERT_NE(parts.back(), nullptr);
+    EXPECT_TRUE(parts.back()->thread_cached());
+  }
+  int max_id = 0;
+  for (Partition* p : parts) max_id = p->id() > max_id ? p->id() : max_id;
+  EXPECT_GE(max_id, 100);
+  std::atomic<int> wrong{0};
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) {
+    threads.emplace_back([&, t] {
+      std::vector<void*> held;
+      for (int round = 0; round < kRounds; round++) {
+        for (int k = 0; k < kPartitions; k++) {
+          Partition* p = parts[(k + t * 7) % kPartitions];
+          for (int i = 0; i < 50; i++) {
+            void* q = PartitionMalloc(p, 16 + (i % 16) * 16);
+            if (q == nullptr || PartitionOf(q) != p) wrong++;
+            held.push_back(q);
+          }
+          for (void* q : held) PartitionFree(p, q);
+          held.clear();
+        }
+      }
+    });
+  }
+  for (auto& th : threads) th.join();
+  EXPECT_EQ(wrong.load(), 0);
+  uint64_t direct = 0;
+  for (Partition* p : parts) {
+    for (int c = 1; c < kNumClasses; c++) {
+      CentralStats st = p->central(c).Stats();
+      direct += st.direct_allocs + st.direct_frees;
+    }
+  }
+  EXPECT_EQ(direct, 0u);
+  // The per-partition counts see the threads' caches (kept when threads exit).
+  std::vector<PartitionCacheSums> sums(kCachedPartitions);
+  memset(sums.data(), 0, sizeof(PartitionCacheSums) * sums.size());
+  SumPartitionCaches(sums.data());
+  for (Partition* p : parts) {
+    uint64_t allocs = 0;
+    for (int c = 1; c < kNumClasses; c++) allocs += sums[p->id()].allocs[c];
+    EXPECT_EQ(allocs, uint64_t{kThreads * kRounds * 50}) << p->name();
+  }
+  for (Partition* p : parts) DestroyPartition(p);
+}
+
+// PERSISTENT's NUMA interleaving: the decision from the kernel's node lists
+// (online and allowed), and what happens on this machine: with fewer than
+// two nodes, no mbind at all.
+TEST(Traits, PersistentNumaDecision) {
+  uint64_t m;
+  EXPECT_TRUE(numa::ParseNodeList("0\n", &m));
+  EXPECT_EQ(m, 1u);
+  EXPECT_TRUE(numa::ParseNodeList("0-3", &m));
+  EXPECT_EQ(m, 0xfu);
+  EXPECT_TRUE(numa::ParseNodeList("0,2-3,7\n", &m));
+  EXPECT_EQ(m, 0x8du);
+  EXPECT_FALSE(numa::ParseNodeList("", &m));
+  EXPECT_FALSE(numa::ParseNodeList("3-1", &m));
+  EXPECT_FALSE(numa::ParseNodeList("x", &m));
+  EXPECT_EQ(m, 0u);
+  EXPECT_EQ(numa::InterleaveMask(0x1, 0x1), 0u);    // one node: nothing
+  EXPECT_EQ(numa::InterleaveMask(0xf, 0x1), 0u);    // one allowed (cpuset)
+  EXPECT_EQ(numa::InterleaveMask(0xf, 0xf), 0xfu);  // four: all of them
+  EXPECT_EQ(numa::InterleaveMask(0xf, 0x6), 0x6u);  // the allowed ones
+  EXPECT_TRUE(PolicyForTraits(kTraitPersistent).numa_interleave);
+  EXPECT_FALSE(PolicyForTraits(kTraitLowLatency).numa_interleave);
+
+  EnsureStarted();
+  uint64_t calls = numa::InterleaveCalls();
+  Partition* persistent = PartitionForTraits(kTraitPersistent);
+  ASSERT_NE(persistent, nullptr);
+  std::vector<void*> blocks;
+  for (int i = 0; i < 64; i++) blocks.push_back(AllocateIn(persistent, 1 << 20, 0, false));
+  for (void* b : blocks) Free(b);
+  if (numa::ProcessInterleaveMask() == 0) {
+    EXPECT_EQ(numa::InterleaveCalls(), calls) << "mbind on a machine with fewer than two usable nodes";
+  } else {
+    // Machines with nodes: this partition's regions (made after the calls
+    // were counted, or before by an earlier test) are interleaved.
+    EXPECT_GE(numa::InterleaveCalls(), 1u);
+  }
+  // The system call itself, as the heap makes it, over node 0 (present on
+  // every machine): the kernel accepts the arguments (EINVAL would say they
+  // are wrong). A seccomp filter may refuse mbind (Docker's default does
+  // without CAP_SYS_NICE): EPERM, and the memory stays where it is.
+  size_t bytes = size_t{2} << 20;
+  void* range = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  ASSERT_NE(range, MAP_FAILED);
+  errno = 0;
+  bool interleaved = numa::Interleave(range, bytes, 0x1);
+  if (!interleaved) {
+    EXPECT_TRUE(errno == EPERM || errno == ENOSYS) << strerror(errno);
+  }
+  EXPECT_FALSE(numa::Interleave(range, bytes, 0));
+  munmap(range, bytes);
 }
 
 }  // namespace

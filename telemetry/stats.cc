@@ -273,36 +273,47 @@ void CollectStats(nitro_stats_t* out) {
   if (others != nullptr) os::Unmap(others, others_bytes);
 }
 
-size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len) {
+size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len, unsigned omit) {
   JsonWriter w(buf, len);
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
-  w.Add("{\"version\":%u,\"pid\":%llu,\"time_ns\":%llu,\"heap_mode\":\"%s\",\"hardening_mode\":\"%s\","
-        "\"threads\":%llu,",
-        st.version, static_cast<unsigned long long>(st.pid),
-        static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull + static_cast<unsigned long long>(ts.tv_nsec),
-        Mode() == HeapMode::kNitro ? "nitro" : "legacy", ModeName(CurrentMode()),
-        static_cast<unsigned long long>(st.threads));
-  w.Counters(st.total);
-  w.Contract(st.memory_limit, "memory_limit_");
-  w.Add(",\"memory_limit_source\":\"%s\"",
-        LimitSourceName(static_cast<LimitSource>(st.memory_limit_source <= 3 ? st.memory_limit_source : 0)));
-  movable::Stats moved;
-  memcpy(&moved, &st.movable, sizeof(moved));
-  for (size_t i = 0; i < movable::kStatFieldCount; i++) {
-    w.Add(",\"movable_%s\":%llu", movable::kStatFields[i].name,
-          static_cast<unsigned long long>(moved.*movable::kStatFields[i].field));
+  w.Add("{\"version\":%u", st.version);
+  if ((omit & kSectionGeneral) == 0) {
+    w.Add(",\"pid\":%llu,\"time_ns\":%llu,\"heap_mode\":\"%s\",\"hardening_mode\":\"%s\"",
+          static_cast<unsigned long long>(st.pid),
+          static_cast<unsigned long long>(ts.tv_sec) * 1000000000ull + static_cast<unsigned long long>(ts.tv_nsec),
+          Mode() == HeapMode::kNitro ? "nitro" : "legacy", ModeName(CurrentMode()));
   }
-  w.Add(",\"partitions\":{");
-  for (uint32_t i = 0; i < st.partition_count; i++) {
-    if (i) w.Add(",");
-    w.String(st.partitions[i].name);
-    w.Add(":{");
-    w.Counters(st.partitions[i].counters);
-    w.Contract(st.contracts[i], "contract_");
+  if ((omit & kSectionMerged) == 0) {
+    w.Add(",\"threads\":%llu,", static_cast<unsigned long long>(st.threads));
+    w.Counters(st.total);
+    w.Contract(st.memory_limit, "memory_limit_");
+    w.Add(",\"memory_limit_source\":\"%s\"",
+          LimitSourceName(static_cast<LimitSource>(st.memory_limit_source <= 3 ? st.memory_limit_source : 0)));
+    movable::Stats moved;
+    memcpy(&moved, &st.movable, sizeof(moved));
+    for (size_t i = 0; i < movable::kStatFieldCount; i++) {
+      w.Add(",\"movable_%s\":%llu", movable::kStatFields[i].name,
+            static_cast<unsigned long long>(moved.*movable::kStatFields[i].field));
+    }
+  }
+  if ((omit & kSectionPartitions) == 0) {
+    w.Add(",\"partitions\":{");
+    for (uint32_t i = 0; i < st.partition_count; i++) {
+      if (i) w.Add(",");
+      w.String(st.partitions[i].name);
+      w.Add(":{");
+      w.Counters(st.partitions[i].counters);
+      w.Contract(st.contracts[i], "contract_");
+      w.Add("}");
+    }
     w.Add("}");
   }
-  w.Add("},\"size_classes\":[");
+  if ((omit & kSectionClasses) != 0) {
+    w.Add("}");
+    return w.length();
+  }
+  w.Add(",\"size_classes\":[");
   for (int i = 0; i < NITRO_STATS_CLASSES; i++) {
     const nitro_class_stats_t& k = st.classes[i];
     w.Add("%s{\"size\":%u,\"allocations\":%llu,\"frees\":%llu,\"live_objects\":%llu,\"slabs\":%llu,"

@@ -15,7 +15,9 @@ namespace nitro {
 void CollectStats(nitro_stats_t* out);
 // Writes the JSON document (docs/telemetry.md) into buf, NUL-terminated
 // when it fits; returns its length.
-size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len);
+// omit: ReportSection bits (core/heap.h) whose keys are left out; "version"
+// is always written.
+size_t StatsToJson(const nitro_stats_t& st, char* buf, size_t len, unsigned omit = 0);
 // Looks a counter up by its name in nitro_counters_t ("live_bytes", ...).
 bool CounterByName(const nitro_counters_t& c, const char* name, uint64_t* out);
 

@@ -10,8 +10,8 @@
 # Usage: testing/bench/callgrind_fastpath.sh [--no-build] [--n N] [--size BYTES]
 #            [--bin PATH] [--nitroheap-so PATH] [--api API]
 # API (fastpath_pairs' third argument): malloc (default, every allocator),
-# or NitroHeap's partition, mallocx, mallocx-trait (NitroHeap only; mallocx
-# also jemalloc).
+# or NitroHeap's partition, partition-trait, mallocx, mallocx-trait
+# (NitroHeap only; mallocx also jemalloc).
 # Output: a table, and one machine-readable line per allocator:
 #   callgrind <allocator> <instructions per pair> <N> <object defining malloc>
 set -euo pipefail

@@ -7,7 +7,9 @@
 //
 // Usage: fastpath_pairs N [SIZE [API]]      (SIZE defaults to 64)
 // API: malloc (the default: malloc/free), partition (nitro_partition_malloc
-// / nitro_partition_free in a partition of its own), mallocx-trait
+// / nitro_partition_free in a partition of its own), partition-trait (the
+// same in the partition nitro_partition_for_traits(NITRO_TRAIT_LOW_LATENCY)
+// names), mallocx-trait
 // (mallocx/dallocx with NITRO_TRAIT_LOW_LATENCY) or mallocx (flags 0).
 // NitroHeap's functions are looked up at run time, so the program still
 // runs under other allocators for the malloc API.
@@ -38,18 +40,21 @@ int main(int argc, char** argv) {
       sum += static_cast<unsigned char>(p[0]);
       free(p);
     }
-  } else if (strcmp(api, "partition") == 0) {
+  } else if (strcmp(api, "partition") == 0 || strcmp(api, "partition-trait") == 0) {
     using CreateFn = void* (*)(const char*);
+    using ForTraitsFn = void* (*)(int);
     using MallocFn = void* (*)(void*, size_t);
     using FreeFn = void (*)(void*, void*);
     auto create = reinterpret_cast<CreateFn>(dlsym(RTLD_DEFAULT, "nitro_partition_create"));
+    auto for_traits = reinterpret_cast<ForTraitsFn>(dlsym(RTLD_DEFAULT, "nitro_partition_for_traits"));
     auto pmalloc = reinterpret_cast<MallocFn>(dlsym(RTLD_DEFAULT, "nitro_partition_malloc"));
     auto pfree = reinterpret_cast<FreeFn>(dlsym(RTLD_DEFAULT, "nitro_partition_free"));
-    if (create == nullptr || pmalloc == nullptr || pfree == nullptr) {
+    if (create == nullptr || for_traits == nullptr || pmalloc == nullptr || pfree == nullptr) {
       fprintf(stderr, "fastpath_pairs: the partition API needs NitroHeap\n");
       return 2;
     }
-    void* part = create("fastpath");
+    // partition-trait: the partition NITRO_TRAIT_LOW_LATENCY names (nitroheap.h).
+    void* part = strcmp(api, "partition") == 0 ? create("fastpath") : for_traits(0x80 | (1 << 15));
     pfree(part, pmalloc(part, size));  // warm-up: this thread's cache of it
     for (long i = 0; i < n; i++) {
       char* p = static_cast<char*>(pmalloc(part, size));
@@ -78,7 +83,7 @@ int main(int argc, char** argv) {
       dx(p, flags);
     }
   } else {
-    fprintf(stderr, "fastpath_pairs: unknown API %s (malloc, partition, mallocx, mallocx-trait)\n", api);
+    fprintf(stderr, "fastpath_pairs: unknown API %s (malloc, partition, partition-trait, mallocx, mallocx-trait)\n", api);
     return 2;
   }
   Dl_info info;

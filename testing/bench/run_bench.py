@@ -586,7 +586,7 @@ def main():
         log("== callgrind fast path")
         callgrind = run_callgrind(paths, args.quick, 600)
         # The same pair through a partition and the jemalloc-style API.
-        for api in ("partition", "mallocx", "mallocx-trait"):
+        for api in ("partition", "partition-trait", "mallocx", "mallocx-trait"):
             extra = run_callgrind(paths, args.quick, 600, api)
             if callgrind[0] is not None and extra[0] is not None:
                 callgrind[0].extend(extra[0])
@@ -908,7 +908,8 @@ def main():
                        "including about 12 instructions of the loop itself (two calls through the "
                        "PLT, a store, a load, the counter); each run checks that malloc came from "
                        "the preloaded library. Rows with an API name the pair loop: "
-                       "`partition` is nitro_partition_malloc/free in a partition of its own, "
+                       "`partition` is nitro_partition_malloc/free in a partition of its own, `partition-trait` "
+                       "the same in nitro_partition_for_traits(NITRO_TRAIT_LOW_LATENCY), "
                        "`mallocx` mallocx/dallocx with flags 0, `mallocx-trait` with "
                        "NITRO_TRAIT_LOW_LATENCY.\n")
             staged = {paths["nitroheap_so"]: args.nitroheap_so}

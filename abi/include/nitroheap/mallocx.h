@@ -37,7 +37,10 @@ void dallocx(void* ptr, int flags) NITRO_MALLOCX_NOTHROW;
 void sdallocx(void* ptr, size_t size, int flags) NITRO_MALLOCX_NOTHROW;
 size_t nallocx(size_t size, int flags) NITRO_MALLOCX_NOTHROW;
 /* jemalloc's statistics call: NitroHeap's heap report through write_cb (to
- * standard error when it is NULL); opts is accepted and ignored. */
+ * standard error when it is NULL). opts, as jemalloc's: "J" writes the
+ * statistics JSON (nitro_stats_json's document) instead; g, m, a, b, l
+ * leave out the general part, the totals, the partitions, the size classes
+ * and the large line; other letters are ignored. */
 void malloc_stats_print(void (*write_cb)(void*, const char*), void* opaque,
                         const char* opts) NITRO_MALLOCX_NOTHROW;
 

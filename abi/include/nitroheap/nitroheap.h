@@ -135,11 +135,13 @@ nitro_partition_t* nitro_partition_create_with(const char* name,
  * fits (nitro_partition_for_traits), so the call allocates there:
  *   SECURE_STRICT     every strict-mode check whatever the process mode:
  *                     zero on free and checked on reuse (a write after free
- *                     is reported), canaries, checked links, large quarantine
+ *                     is reported), canaries, checked links, large quarantine,
+ *                     guarded sampling 16 times as often as malloc's
  *   LOW_LATENCY       four times the thread-cache size, no quarantine
  *   MOVABLE           reserved: NULL with errno = EINVAL (not ignored)
  *   SHARED_RW         each object on cache lines of its own (64-byte multiples)
- *   PERSISTENT        transparent huge pages asked for, no decay
+ *   PERSISTENT        transparent huge pages asked for, no decay, NUMA
+ *                     interleaved where the process may use two nodes or more
  *   TELEMETRY_SILENT  never sampled into the flight recorder
  * SECURE_STRICT with LOW_LATENCY conflict: NULL with errno = EINVAL. A trait
  * set with NITRO_MALLOCX_PARTITION(id) is refused the same way. */

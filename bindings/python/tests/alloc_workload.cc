@@ -3,11 +3,14 @@
 // LD_PRELOAD=libnitroheap.so. Linked with -rdynamic, so dladdr (and so the
 // recording's frames) can name the functions below.
 //
-//   alloc_workload [ROUNDS] [--wait]
+//   alloc_workload [ROUNDS] [--wait] [--silent]
 //     ROUNDS (default 4000) of: a small node (32-95 bytes, a third kept),
 //     a string of 100-999 bytes (new char[]) (a fifth kept), every 50th round a
 //     64-124 KiB buffer (every 200th kept); pauses every 500 rounds so the
 //     lifetimes spread. With --wait it then waits for stdin to close.
+//     With --silent each round also makes a node of 32-95 bytes in the
+//     TELEMETRY_SILENT partition (mallocx, looked up at run time; a third
+//     kept) from make_silent_node, and a 64-124 KiB one every 50th round.
 //   alloc_workload movable
 //     1000 movable objects of 100 bytes (nitro_halloc, found with dlsym),
 //     90% freed, compacted, then every other survivor freed; prints
@@ -80,13 +83,43 @@ int MovableRun() {
   return 0;
 }
 
+// NITRO_TRAIT_TELEMETRY_SILENT (nitroheap/nitroheap.h).
+constexpr int kTelemetrySilent = 0x80 | (1 << 19);
+using MallocxFn = void* (*)(size_t, int);
+using DallocxFn = void (*)(void*, int);
+MallocxFn g_mallocx;
+DallocxFn g_dallocx;
+
+extern "C" __attribute__((noinline)) void* make_silent_node(size_t i) {
+  void* p = g_mallocx(i % 50 == 0 ? 64 * 1024 + (i % 16) * 4096 : 32 + i % 64, kTelemetrySilent);
+  memset(p, 2, 32);
+  return p;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "movable") == 0) return MovableRun();
   long rounds = argc > 1 ? atol(argv[1]) : 4000;
-  bool wait = argc > 2 && strcmp(argv[2], "--wait") == 0;
+  bool wait = false, silent = false;
+  for (int a = 2; a < argc; a++) {
+    if (strcmp(argv[a], "--wait") == 0) wait = true;
+    if (strcmp(argv[a], "--silent") == 0) silent = true;
+  }
+  if (silent) {
+    g_mallocx = reinterpret_cast<MallocxFn>(dlsym(RTLD_DEFAULT, "mallocx"));
+    g_dallocx = reinterpret_cast<DallocxFn>(dlsym(RTLD_DEFAULT, "dallocx"));
+    if (g_mallocx == nullptr || g_dallocx == nullptr) {
+      fprintf(stderr, "alloc_workload: --silent needs NitroHeap's mallocx\n");
+      return 2;
+    }
+  }
   std::vector<void*> kept;
+  std::vector<void*> silent_kept;
   std::vector<char*> strings;
   for (long i = 0; i < rounds; i++) {
+    if (silent) {
+      void* q = make_silent_node(static_cast<size_t>(i));
+      if (i % 3 == 0) silent_kept.push_back(q); else g_dallocx(q, kTelemetrySilent);
+    }
     void* node = make_small_node(static_cast<size_t>(i));
     if (i % 3 == 0) kept.push_back(node); else free(node);
     char* s = build_string(static_cast<size_t>(i));
@@ -102,6 +135,7 @@ int main(int argc, char** argv) {
     free(kept[i]);
     kept[i] = nullptr;
   }
+  for (void* q : silent_kept) g_dallocx(q, kTelemetrySilent);
   printf("done kept=%zu strings=%zu\n", kept.size() / 2, strings.size());
   fflush(stdout);
   if (wait) {

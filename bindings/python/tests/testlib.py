@@ -101,13 +101,16 @@ def tmpdir():
     return tempfile.mkdtemp(prefix="nitroheap_py_", dir=os.environ.get("TEST_TMPDIR"))
 
 
-def record_workload(directory, rounds=4000, profile_rate=4096, timeout=60, extra_options=""):
+def record_workload(directory, rounds=4000, profile_rate=4096, timeout=60, extra_options="",
+                    extra_args=()):
     """Runs alloc_workload under NitroHeap with the flight recorder on and
-    returns (path of rec.<pid>.pb, pid, stdout). rounds may be "movable"."""
+    returns (path of rec.<pid>.pb, pid, stdout). rounds may be "movable";
+    extra_options are appended to NITROHEAP_OPTIONS (",name=value"),
+    extra_args are alloc_workload's flags (--silent)."""
     pattern = os.path.join(directory, "rec.%p.pb")
     env = preload_env("flight_recorder=%s,profile_rate=%d%s" % (pattern, profile_rate, extra_options),
                       pythonpath=False)
-    p = subprocess.Popen([ARGS["workload"], str(rounds)], env=env, stdout=subprocess.PIPE,
+    p = subprocess.Popen([ARGS["workload"], str(rounds)] + list(extra_args), env=env, stdout=subprocess.PIPE,
                          stderr=subprocess.PIPE)
     out, err = p.communicate(timeout=timeout)
     if p.returncode != 0:
