@@ -3,6 +3,7 @@
 #include <string.h>
 
 #include "core/meta_pool.h"
+#include "core/os.h"
 #include "core/report.h"
 #include "core/page_map.h"
 
@@ -14,9 +15,14 @@ struct SizeTable {
 };
 MetaPool<SizeTable> g_size_tables;
 
-// A slab going back to the page heap drops its strict-mode size table.
+// A slab going back to the page heap drops its strict-mode size table, and
+// a zero-size slab becomes read/write again: the page heap hands its pages
+// to any class or large block next.
 void RetireSlab(Span* s) {
   __atomic_store_n(&s->fast_free, uint32_t{0}, __ATOMIC_RELAXED);
+  if (s->size_class == kZeroSizeClass && !os::ProtectReadWrite(reinterpret_cast<void*>(s->start), s->bytes())) {
+    Fatal("cannot make a retired zero-size slab at %p writable again", reinterpret_cast<void*>(s->start));
+  }
   if (s->requested_sizes != nullptr) {
     g_size_tables.Delete(reinterpret_cast<SizeTable*>(s->requested_sizes));
     s->requested_sizes = nullptr;
@@ -30,9 +36,9 @@ SpinLock& SizeTablePoolLock() { return g_size_tables.lock(); }
 void CentralFreeList::Init(const SlabOwner* owner, int size_class) {
   owner_ = owner;
   size_class_ = size_class;
-  size_ = kSizeClasses.size(size_class);
+  stride_ = kSizeClasses.stride(size_class);
   const SizeClassInfo& info = kSizeClasses.info(size_class);
-  size_t per_batch = static_cast<size_t>(info.batch) * info.size;
+  size_t per_batch = static_cast<size_t>(info.batch) * info.stride;
   size_t n = (512 * 1024) / per_batch;
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
@@ -90,7 +96,8 @@ void CentralFreeList::FreeOne(void* p) {
   if (s != nullptr && s->state == SpanState::kSlab && s->size_class == size_class_) {
     uint8_t* flag = s->FreeFlag(p);
     if (__atomic_load_n(flag, __ATOMIC_RELAXED) != 0) {
-      ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free", size_);
+      ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free",
+                  kSizeClasses.size(size_class_));
     }
     __atomic_store_n(flag, uint8_t{1}, __ATOMIC_RELAXED);
   }
@@ -101,17 +108,25 @@ bool CentralFreeList::AddSlab() {
   const SizeClassInfo& info = kSizeClasses.info(size_class_);
   Span* s = owner_->pages->Allocate(info.slab_pages, 1, SpanState::kSlab);
   if (s == nullptr) return false;
-  s->size_class = static_cast<uint8_t>(size_class_);
-  s->capacity = info.capacity;
-  s->object_size = info.size;
-  s->magic = info.magic;
-  s->allocated = 0;
-  if (owner_->strict) {
+  if (size_class_ == kZeroSizeClass) {
+    // malloc(0)'s objects have no byte to access: one mprotect for the
+    // whole slab, undone when it retires (RetireSlab). Nothing ever writes
+    // into them (usable size 0), strict's zeroing included.
+    if (!os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes())) {
+      owner_->pages->Free(s);
+      return false;
+    }
+  } else if (owner_->strict) {
     // strict checks that a free object is still zero when reused.
     if (!s->zeroed) memset(reinterpret_cast<void*>(s->start), 0, s->bytes());
     SizeTable* t = g_size_tables.New();
     s->requested_sizes = t != nullptr ? t->sizes : nullptr;
   }
+  s->size_class = static_cast<uint8_t>(size_class_);
+  s->capacity = info.capacity;
+  s->object_size = info.stride;
+  s->magic = info.magic;
+  s->allocated = 0;
   // Every object starts free (flag set) until a thread cache or AllocateOne
   // hands it to the program; so does the one past the end, which the tail
   // of a slab would index (free's fast path has no capacity check).
@@ -149,7 +164,7 @@ int CentralFreeList::FromSpans(void** out, int n) {
       while (bits != 0 && got < n) {
         uint32_t idx = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
         bits &= bits - 1;
-        out[got++] = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * size_);
+        out[got++] = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * stride_);
         s->allocated++;
       }
       s->free_bits[w] = bits;
@@ -167,13 +182,13 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
     Span* s = map.Get(p);
     if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
       ReportMisuse(misuse::kCorruptFreeList, p, owner_->name,
-                   "a free-list entry is not an object of the %u-byte class", size_);
+                   "a free-list entry is not an object of the %u-byte class", kSizeClasses.size(size_class_));
     }
     uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
     uint64_t bit = uint64_t{1} << (idx % 64);
     if (s->free_bits[idx / 64] & bit) {
       ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free",
-                   size_);
+                   kSizeClasses.size(size_class_));
     }
     if (s->allocated == s->capacity) nonempty_.PushFront(s);
     s->free_bits[idx / 64] |= bit;

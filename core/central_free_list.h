@@ -79,7 +79,7 @@ class CentralFreeList {
   SpinLock lock_{LockRank::kPartition};
   const SlabOwner* owner_ = nullptr;
   int size_class_ = 0;
-  uint32_t size_ = 0;
+  uint32_t stride_ = 0;  // bytes between objects (kSizeClasses.stride)
   int max_batches_ = 0;
   int batches_ = 0;
   int low_water_ = 0;  // fewest batches held since the last ReleaseIdle

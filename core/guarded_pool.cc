@@ -33,10 +33,26 @@ const char* g_fault_kind = nullptr;
 
 void WriteLine(const char* s) { WriteOutput(2, s, strlen(s)); }
 
-// Large allocations: freed runs and guard pages are PROT_NONE.
-bool ReportLargeFault(uintptr_t addr) {
+// An access through a pointer malloc(0) returned (strict's zero-size
+// region, or a kZeroSizeClass slab, PROT_NONE as a whole).
+void ReportZeroSizeFault(uintptr_t addr, const char* partition) {
+  char line[256];
+  g_fault_kind = misuse::kOverflow;
+  snprintf(line, sizeof(line),
+           "nitroheap: %s at %p in partition %s: access through a pointer returned by malloc(0)\n",
+           misuse::kOverflow, reinterpret_cast<void*>(addr), partition);
+  WriteLine(line);
+}
+
+// Pages NitroHeap made PROT_NONE: freed large runs, large blocks' guard
+// pages, and kZeroSizeClass slabs.
+bool ReportPageFault(uintptr_t addr) {
   Span* s = GlobalPageMap().Get(reinterpret_cast<void*>(addr));
   if (s == nullptr) return false;
+  if (s->state == SpanState::kSlab && s->size_class == kZeroSizeClass) {
+    ReportZeroSizeFault(addr, s->partition->name());
+    return true;
+  }
   char line[320];
   if (s->state == SpanState::kFree && s->prot_none) {
     g_fault_kind = misuse::kUseAfterFree;
@@ -101,14 +117,9 @@ void FaultHandler(int sig, siginfo_t* info, void* ctx) {
   if (g_fault_pool != nullptr && g_fault_pool->ReportFault(addr)) {
     ours = true;
   } else if (g_fault_zero != nullptr && g_fault_zero->Contains(addr)) {
-    char line[256];
-    g_fault_kind = misuse::kOverflow;
-    snprintf(line, sizeof(line),
-             "nitroheap: %s at %p in partition default: access through a pointer returned by malloc(0)\n",
-             misuse::kOverflow, reinterpret_cast<void*>(addr));
-    WriteLine(line);
+    ReportZeroSizeFault(addr, "default");
     ours = true;
-  } else if (ReportLargeFault(addr)) {
+  } else if (ReportPageFault(addr)) {
     ours = true;
   }
   if (ours) {

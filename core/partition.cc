@@ -263,11 +263,10 @@ bool Lookup(const void* p, PointerInfo* out) {
       break;
     case SpanState::kSlab: {
       out->size_class = s->size_class;
-      uint32_t size = kSizeClasses.size(s->size_class);
       uint32_t idx = s->ObjectIndex(a);
       if (idx >= s->capacity) return true;  // the slab's unusable tail
-      out->object_start = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * size);
-      out->object_size = size;
+      out->object_start = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * s->object_size);
+      out->object_size = kSizeClasses.size(s->size_class);  // 0 for kZeroSizeClass
       break;
     }
     case SpanState::kLarge:

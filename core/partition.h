@@ -258,7 +258,7 @@ size_t Partition::Visit(F f) {
         if (__atomic_load_n(&s->object_free[i], __ATOMIC_RELAXED) != 0) continue;
         n++;
         go = f(reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(i) * s->object_size),
-               static_cast<size_t>(s->object_size));
+               static_cast<size_t>(kSizeClasses.size(s->size_class)));  // 0 for malloc(0)'s
       }
     }
   });

@@ -87,7 +87,8 @@ void* Sampled(Partition* partition, ThreadCache* tc, void* p, size_t size, size_
   bool record = tc->RecordDue() && partition->policy().record;
   if (tc->RecordDue()) tc->ResetRecordCountdown(NextRecord(partition));
   // Only small objects are guarded (a large block has guard pages of its
-  // own); strict's malloc(0) keeps its address with no accessible byte.
+  // own); malloc(0) keeps its address with no accessible byte (strict's
+  // zero-size region, or kZeroSizeClass's PROT_NONE slab).
   bool guard = false;
   if (cls != 0 && tc->GuardDue()) {
     uint64_t rate = SampleRateOf(partition);
@@ -95,7 +96,7 @@ void* Sampled(Partition* partition, ThreadCache* tc, void* p, size_t size, size_
     guard = rate != 0;  // with sampling off, only the recheck was due
   }
   if (guard) {
-    bool zero_size = partition->strict() && size == 0 && align <= kMinAlign;
+    bool zero_size = size == 0 && align <= kMinAlign;
     if (void* q = g_pool.initialized() && !zero_size ? g_pool.Allocate(size, align, partition) : nullptr) {
       // p goes back unused; the guarded pool counts this allocation (the
       // thread's byte counters only the default partition's).

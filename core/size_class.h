@@ -11,6 +11,13 @@
 // Each class also fixes its slab (a run of pages cut into objects): at least
 // 8 objects (4 above 8 KiB, 2 above 32 KiB) and 16 KiB (at most 256
 // objects), grown until the unusable tail is <= 1/8 of the slab.
+//
+// The last class, kZeroSizeClass, serves malloc(0): objects of 0 usable
+// bytes, 16 bytes apart (so each malloc(0) is a distinct pointer), in
+// one-page slabs that the middle layer maps PROT_NONE
+// (core/central_free_list.cc), so any access through such a pointer
+// faults. ClassFor(0) returns it from the same table lookup as every other
+// size: malloc(0) costs the fast path nothing.
 #ifndef NITROHEAP_CORE_SIZE_CLASS_H_
 #define NITROHEAP_CORE_SIZE_CLASS_H_
 
@@ -22,19 +29,24 @@
 namespace nitro {
 
 inline constexpr size_t kMaxSmallSize = 128 * 1024;
-inline constexpr int kNumClasses = 89;  // class 0 is "not a small class"
+// Class 0 is "not a small class"; 1 .. kLargestClass hold 16 B .. 128 KiB in
+// increasing order; kZeroSizeClass (the last) holds malloc(0)'s objects.
+inline constexpr int kNumClasses = 90;
+inline constexpr int kZeroSizeClass = kNumClasses - 1;
+inline constexpr int kLargestClass = kNumClasses - 2;
 inline constexpr int kMaxObjectsPerSlab = 256;
 // Objects per slab index: (offset * magic) >> kMagicShift == offset / size for
 // every offset inside a slab (checked by size_class_test).
 inline constexpr int kMagicShift = 42;
 
 struct SizeClassInfo {
-  uint32_t size;        // bytes per object
+  uint32_t size;        // usable bytes per object (0 for kZeroSizeClass)
+  uint32_t stride;      // bytes from one object to the next (size, or 16 for kZeroSizeClass)
   uint32_t slab_pages;  // pages per slab
   uint32_t capacity;    // objects per slab
   uint32_t batch;       // objects moved between a thread cache and the middle layer at once
   uint32_t cache_max;   // most objects a thread cache keeps of this class
-  uint64_t magic;       // ceil(2^kMagicShift / size)
+  uint64_t magic;       // ceil(2^kMagicShift / stride)
 };
 
 class SizeClassMap {
@@ -45,12 +57,14 @@ class SizeClassMap {
     for (uint32_t base = 128; base < kMaxSmallSize; base *= 2) {
       for (uint32_t k = 1; k <= 8; k++) info_[n++] = Make(base + k * (base / 8));
     }
+    info_[kZeroSizeClass] = MakeZeroSize();
     int c = 1;
     for (size_t i = 0; i < sizeof(small_index_); i++) {
       size_t size = i * 16;
       while (info_[c].size < size) c++;
       small_index_[i] = static_cast<uint8_t>(c);
     }
+    small_index_[0] = static_cast<uint8_t>(kZeroSizeClass);  // ClassFor(0)
     c = 1;
     for (size_t i = 0; i < sizeof(large_index_); i++) {
       size_t size = i * 128;
@@ -60,23 +74,28 @@ class SizeClassMap {
   }
 
   // Class for a request of `size` bytes; requires size <= kMaxSmallSize.
-  // Size 0 gets the smallest class.
+  // Size 0 gets kZeroSizeClass.
   NITRO_ALWAYS_INLINE int ClassFor(size_t size) const {
     if (NITRO_LIKELY(size <= 1024)) return small_index_[(size + 15) >> 4];
     return large_index_[(size + 127) >> 7];
   }
   // Smallest class whose objects are all aligned to `align` (a power of two
-  // <= page size) and hold `size` bytes; 0 when no class does.
+  // <= page size) and hold `size` bytes; 0 when no class does. An aligned
+  // request for 0 bytes gets a 1-byte class, not kZeroSizeClass (whose
+  // objects are only 16 bytes apart).
   int ClassForAligned(size_t size, size_t align) const {
     if (size > kMaxSmallSize) return 0;
-    for (int c = ClassFor(size); c < kNumClasses; c++) {
+    for (int c = ClassFor(size == 0 ? 1 : size); c <= kLargestClass; c++) {
       // Slabs start page-aligned, so objects are aligned when the size is.
       if (info_[c].size % align == 0) return c;
     }
     return 0;
   }
   const SizeClassInfo& info(int c) const { return info_[c]; }
+  // Usable bytes of an object of class c (0 for kZeroSizeClass).
   uint32_t size(int c) const { return info_[c].size; }
+  // Bytes between consecutive objects of class c in a slab.
+  uint32_t stride(int c) const { return info_[c].stride; }
 
  private:
   static constexpr SizeClassInfo Make(uint32_t size) {
@@ -95,7 +114,16 @@ class SizeClassMap {
     cache_max = cache_max > 512 ? 512 : cache_max;
     if (cache_max < batch) cache_max = batch;
     uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;
-    return SizeClassInfo{size, pages, capacity, batch, cache_max, magic};
+    return SizeClassInfo{size, size, pages, capacity, batch, cache_max, magic};
+  }
+  // kZeroSizeClass: 256 objects 16 bytes apart fill one page, so one
+  // mprotect covers 256 malloc(0)s; caches move them as the 16-byte class.
+  static constexpr SizeClassInfo MakeZeroSize() {
+    SizeClassInfo info = Make(kMinAlign);
+    info.size = 0;
+    info.slab_pages = 1;
+    info.capacity = static_cast<uint32_t>(kPageSize / kMinAlign);
+    return info;
   }
 
   SizeClassInfo info_[kNumClasses];
@@ -104,6 +132,7 @@ class SizeClassMap {
 };
 
 inline constexpr SizeClassMap kSizeClasses{};
+static_assert(kPageSize / kMinAlign <= kMaxObjectsPerSlab, "a zero-size slab fits the per-slab bitmap");
 
 }  // namespace nitro
 

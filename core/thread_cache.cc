@@ -80,7 +80,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
     // Above the depth a ring holds at most two batches: a FIFO reuses its
     // oldest object, so a short ring keeps reuse close to the depth (and the
     // memory it touches hot); the middle layer absorbs the rest in batches.
-    uint64_t depth = quarantine_bytes / 32 / info.size;
+    uint64_t depth = quarantine_bytes / 32 / info.stride;
     uint64_t cap = info.cache_max - info.batch;
     if (depth > cap) depth = cap;
     if (depth < 1) depth = 1;

@@ -14,8 +14,9 @@
 
 namespace nitro {
 
-// One entry of the public per-class table for each small size class.
-static_assert(NITRO_STATS_CLASSES == kNumClasses - 1,
+// One entry of the public per-class table for each small size class but
+// kZeroSizeClass (malloc(0)'s objects count in the totals only: 0 bytes each).
+static_assert(NITRO_STATS_CLASSES == kLargestClass,
               "NITRO_STATS_CLASSES in nitroheap.h must match the engine's size classes");
 namespace {
 
@@ -212,7 +213,7 @@ void CollectStats(nitro_stats_t* out) {
       small_live_usable += live * size;
       // Per object only the class is known: estimate the request as the
       // middle of the sizes the class serves.
-      uint64_t smallest = cls > 1 ? kSizeClasses.size(cls - 1) + 1 : 1;
+      uint64_t smallest = cls == kZeroSizeClass ? 0 : (cls > 1 ? kSizeClasses.size(cls - 1) + 1 : 1);
       small_live_requested += live * ((smallest + size) / 2);
       uint64_t capacity = cs.slabs * kSizeClasses.info(cls).capacity;
       c.slabs += cs.slabs;
@@ -223,7 +224,7 @@ void CollectStats(nitro_stats_t* out) {
       c.lock_contention += cs.lock_contention;
       uint64_t cached = c_cached[cls];
       c.thread_cache_bytes += cached * size;
-      if (is_default) {
+      if (is_default && cls != kZeroSizeClass) {
         nitro_class_stats_t& k = out->classes[cls - 1];
         k.size = static_cast<uint32_t>(size);
         k.allocations = allocs;
