@@ -181,6 +181,9 @@ extern "C" {
 // telling (SampleMallocx): it records the class's size, as MallocxSlow's
 // request would.
 NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
+  // Size 0 is 1 byte here (NonZero), not malloc(0)'s zero-size class:
+  // nallocx(0) promises a usable byte.
+  size = NonZero(size);
   unsigned bits = static_cast<unsigned>(flags);
   if (NITRO_LIKELY(bits == 0)) {
     return nitro::AllocateFast(

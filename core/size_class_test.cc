@@ -5,10 +5,14 @@
 namespace nitro {
 namespace {
 
+// Classes 1 .. kLargestClass are the sized ones; kZeroSizeClass (malloc(0),
+// the last) is tested in zero_size_class_test.cc and below where noted.
 TEST(SizeClassMap, ClassesAreIncreasingMultiplesOfTheMinimumAlignment) {
   EXPECT_EQ(kSizeClasses.size(1), 16u);
-  EXPECT_EQ(kSizeClasses.size(kNumClasses - 1), kMaxSmallSize);
-  for (int c = 1; c < kNumClasses; c++) {
+  EXPECT_EQ(kSizeClasses.size(kLargestClass), kMaxSmallSize);
+  EXPECT_EQ(kSizeClasses.size(kZeroSizeClass), 0u);
+  for (int c = 1; c <= kLargestClass; c++) {
+    EXPECT_EQ(kSizeClasses.stride(c), kSizeClasses.size(c)) << c;
     EXPECT_EQ(kSizeClasses.size(c) % kMinAlign, 0u) << c;
     if (c > 1) {
       EXPECT_GT(kSizeClasses.size(c), kSizeClasses.size(c - 1)) << c;
@@ -18,7 +22,7 @@ TEST(SizeClassMap, ClassesAreIncreasingMultiplesOfTheMinimumAlignment) {
 
 TEST(SizeClassMap, WorstCaseWastePerClassIsBounded) {
   // Waste of a class: the bytes lost by the smallest request it serves.
-  for (int c = 2; c < kNumClasses; c++) {
+  for (int c = 2; c <= kLargestClass; c++) {
     uint32_t size = kSizeClasses.size(c);
     uint32_t prev = kSizeClasses.size(c - 1);
     double waste = static_cast<double>(size - (prev + 1)) / size;
@@ -32,15 +36,16 @@ TEST(SizeClassMap, WorstCaseWastePerClassIsBounded) {
 }
 
 TEST(SizeClassMap, LookupReturnsTheSmallestFittingClassForEverySize) {
+  EXPECT_EQ(kSizeClasses.ClassFor(0), kZeroSizeClass);
   int expected = 1;
-  for (size_t size = 0; size <= kMaxSmallSize; size++) {
+  for (size_t size = 1; size <= kMaxSmallSize; size++) {
     while (kSizeClasses.size(expected) < size) expected++;
     ASSERT_EQ(kSizeClasses.ClassFor(size), expected) << size;
   }
 }
 
 TEST(SizeClassMap, SlabsAreDenseAndFitTheBitmap) {
-  for (int c = 1; c < kNumClasses; c++) {
+  for (int c = 1; c <= kLargestClass; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     size_t slab = info.slab_pages * kPageSize;
     EXPECT_EQ(info.capacity, slab / info.size) << c;
@@ -57,15 +62,15 @@ TEST(SizeClassMap, MagicDivisionIsExactForEveryOffsetInASlab) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     uint64_t slab = uint64_t{info.slab_pages} * kPageSize;
     for (uint64_t off = 0; off < slab; off++) {
-      ASSERT_EQ((off * info.magic) >> kMagicShift, off / info.size)
-          << "class " << info.size << " offset " << off;
+      ASSERT_EQ((off * info.magic) >> kMagicShift, off / info.stride)
+          << "class " << c << " offset " << off;
     }
   }
 }
 
 TEST(SizeClassMap, AlignedLookupHonoursAlignment) {
   for (size_t align = 16; align <= kPageSize; align *= 2) {
-    for (size_t size : {1ul, 17ul, 100ul, 1000ul, 5000ul, 70000ul}) {
+    for (size_t size : {0ul, 1ul, 17ul, 100ul, 1000ul, 5000ul, 70000ul}) {
       int c = kSizeClasses.ClassForAligned(size, align);
       ASSERT_NE(c, 0) << size << " " << align;
       EXPECT_GE(kSizeClasses.size(c), size);

@@ -437,11 +437,30 @@ CASE case_overflow_small_canary() {
   return NotDetected();
 }
 
-CASE case_malloc0_access() {
+// malloc(0)'s pointer has no accessible byte in every mode
+// (hardened_malloc's read_zero_size and write_zero_size).
+CASE case_write_zero_size() {
   char* p = static_cast<char*>(Malloc(0));
   Expect(p);
   Opaque(p)[0] = 1;
   free(p);
+  return NotDetected();
+}
+
+CASE case_read_zero_size() {
+  char* p = static_cast<char*>(Malloc(0));
+  Expect(p + 5);
+  volatile char c = Opaque(p)[5];
+  (void)c;
+  free(p);
+  return NotDetected();
+}
+
+CASE case_double_free_zero_size() {
+  void* p = Malloc(0);
+  Expect(p);
+  free(p);
+  free(Opaque(p));
   return NotDetected();
 }
 
@@ -532,6 +551,17 @@ CASE case_partition_double_free() {
   Expect(p);
   free(p);
   free(Opaque(p));
+  return NotDetected();
+}
+
+// nitro_partition_malloc(p, 0): the partition's zero-size class outside
+// strict (a fault); in strict a 0-byte request with canaries from byte 0.
+CASE case_partition_zero_size_write() {
+  void* part = MakePartition("misuse-part");
+  char* p = static_cast<char*>(Sym<PartMallocFn>("nitro_partition_malloc")(part, 0));
+  Expect(p);
+  Opaque(p)[0] = 1;
+  free(p);
   return NotDetected();
 }
 
@@ -1216,13 +1246,16 @@ const Case kCases[] = {
     ENTRY(large_overflow),
     ENTRY(write_after_free_small),
     ENTRY(overflow_small_canary),
-    ENTRY(malloc0_access),
+    ENTRY(write_zero_size),
+    ENTRY(read_zero_size),
+    ENTRY(double_free_zero_size),
     ENTRY(corrupt_free_list),
     ENTRY(uaf_write_redirect),
     ENTRY(double_free_after_wipe),
     ENTRY(read_after_free_small),
     ENTRY(partition_double_free),
     ENTRY(partition_interior_free),
+    ENTRY(partition_zero_size_write),
     ENTRY(partition_wrong_partition),
     ENTRY(secure_strict_write_after_free),
     ENTRY(partition_large_uaf),

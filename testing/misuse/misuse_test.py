@@ -178,11 +178,11 @@ CASES = {
     "overflow_small_canary": {
         "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
         "strict": abort(OVERFLOW, details=r"canary")},
-    # strict's malloc(0) has no accessible byte, sampled or not.
-    "malloc0_access": {
-        "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
-        "strict": segv(OVERFLOW, details=r"malloc\(0\)"),
-        "strict+s1": segv(OVERFLOW, details=r"malloc\(0\)")},
+    # malloc(0) has no accessible byte in every mode, sampled or not
+    # (kZeroSizeClass's PROT_NONE slabs; strict's zero-size region).
+    "write_zero_size": every(segv(OVERFLOW, details=r"malloc\(0\)"), PLAIN + tuple(SAMPLED)),
+    "read_zero_size": every(segv(OVERFLOW, details=r"malloc\(0\)"), PLAIN + tuple(SAMPLED)),
+    "double_free_zero_size": every(abort(DOUBLE), PLAIN + tuple(SAMPLED)),
     # No link lives in a freed object (thread caches are magazines): the
     # garbage is harmless outside strict, and strict sees the write (every
     # byte of a freed object must still be zero when it is reused).
@@ -197,6 +197,12 @@ CASES = {
         "strict": Exits(0, stdout_has=("ZEROED",))},
     # ---- partitions of nitro_partition_create ------------------------------
     "partition_double_free": every(abort(DOUBLE, "misuse-part")),
+    # A partition's malloc(0) faults outside strict; strict partitions serve
+    # 0 bytes with a canary at byte 0, checked at free.
+    "partition_zero_size_write": {
+        "fast": segv(OVERFLOW, "misuse-part", details=r"malloc\(0\)"),
+        "balanced": segv(OVERFLOW, "misuse-part", details=r"malloc\(0\)"),
+        "strict": abort(OVERFLOW, "misuse-part", details=r"canary")},
     "partition_interior_free": every(abort(INVALID, "misuse-part")),
     "partition_wrong_partition": every(abort(FOREIGN, "misuse-b")),
     # NITRO_TRAIT_SECURE_STRICT brings strict's checks to its partition in
