@@ -332,6 +332,49 @@ TEST_F(CentralFreeListTest, DoubleFreeOneIsReported) {
   central().FreeOne(keep);
 }
 
+// A fresh slab is handed out by bumping: objects past the bump were never
+// handed out. Their free flags are set (the fast path's check), and the slab
+// itself reports one that reaches it with its flag cleared (a corrupted flag
+// or a batch entry forged by the program).
+TEST_F(CentralFreeListTest, AnObjectPastTheBumpIsReportedAsAlreadyFree) {
+  void* p = central().AllocateOne();
+  ASSERT_NE(p, nullptr);
+  void* never = static_cast<char*>(p) + 5 * 64;
+  EXPECT_TRUE(IsFree(never));
+  const std::string report = std::string("nitroheap: double free at 0x[0-9a-f]+ in partition ") +
+                             part_->name() + ": a 64-byte object that is already free";
+  EXPECT_DEATH(central().FreeOne(never), report);
+  EXPECT_DEATH(
+      {
+        *GlobalPageMap().Get(never)->FreeFlag(never) = 0;
+        central().FreeOne(never);
+      },
+      report);
+  central().FreeOne(p);
+}
+
+TEST_F(CentralFreeListTest, AnEmptiedSlabIsHandedOutByBumpingAgain) {
+  Range r = Remove(3);
+  ASSERT_EQ(r.n, 3);
+  Insert(r);
+  central().Drain();  // the batch back to its slab: empty, kept or released
+  Range again = Remove(3);
+  ASSERT_EQ(again.n, 3);
+  for (int i = 1; i < 3; i++) {
+    EXPECT_EQ(static_cast<char*>(again.objs[i]) - static_cast<char*>(again.objs[i - 1]), 64);
+  }
+  // The fourth object of the slab is past the new bump.
+  void* past = static_cast<char*>(again.objs[2]) + 64;
+  EXPECT_DEATH(
+      {
+        *GlobalPageMap().Get(past)->FreeFlag(past) = 0;
+        central().FreeOne(past);
+      },
+      "nitroheap: double free at 0x[0-9a-f]+ in partition");
+  Insert(again);
+  EXPECT_EQ(central().Stats().slab_objects_in_use, 3u);  // in the batch, not in the slab
+}
+
 TEST_F(CentralFreeListTest, FreeOneOfAnObjectWaitingInABatchIsReportedAtOnce) {
   Range r = Remove(4);
   ASSERT_EQ(r.n, 4);

@@ -10,6 +10,7 @@
 # Usage: testing/bench/callgrind_fastpath.sh [--no-build] [--n N] [--size BYTES]
 #            [--bin PATH] [--nitroheap-so PATH] [--api API]
 # API (fastpath_pairs' third argument): malloc (default, every allocator),
+# fresh (every allocator: N mallocs then N frees, objects new from fresh slabs),
 # or NitroHeap's partition, mallocx, mallocx-trait (NitroHeap only; mallocx
 # also jemalloc).
 # Output: a table, and one machine-readable line per allocator:
@@ -44,7 +45,7 @@ fi
 LIB=/usr/lib/x86_64-linux-gnu
 ALLOCATORS="glibc: nitroheap:$SO mimalloc:$LIB/libmimalloc.so.2 jemalloc:$LIB/libjemalloc.so.2 tcmalloc:$LIB/libtcmalloc_minimal.so.4"
 case "$API" in
-  malloc) ;;
+  malloc|fresh) ;;
   mallocx) ALLOCATORS="nitroheap:$SO jemalloc:$LIB/libjemalloc.so.2" ;;
   *) ALLOCATORS="nitroheap:$SO" ;;
 esac
