@@ -50,19 +50,20 @@ int CentralFreeList::RemoveRangeLocked(void** out, int n) {
     b.count -= static_cast<uint32_t>(take);
     memcpy(out, b.objects + b.count, sizeof(void*) * static_cast<size_t>(take));
     if (b.count == 0) batches_--;
-    if (batches_ < low_water_) low_water_ = batches_;
     return take;
   }
   return FromSpans(out, n);
 }
 
 void CentralFreeList::InsertRange(void* const* objects, int n) {
+  uint64_t now = Now();  // outside the lock: a vDSO call
   LockGuard g(lock_);
   while (n > 0) {
     int k = n < static_cast<int>(kMaxBatchObjects) ? n : static_cast<int>(kMaxBatchObjects);
     if (batches_ < max_batches_) {
       Batch& b = batch_[batches_++];
       b.count = static_cast<uint32_t>(k);
+      b.since = now;
       memcpy(b.objects, objects, sizeof(void*) * static_cast<size_t>(k));
     } else {
       ReturnToSpans(objects, k);
@@ -139,7 +140,7 @@ int CentralFreeList::FromSpans(void** out, int n) {
     Span* s = nonempty_.first();
     if (s->allocated == 0) {
       empty_slabs_--;
-      slab_reused_ = true;
+      slab_reused_at_ = Now();
     }
     // bump - allocated objects were handed out and came back (bits set).
     for (uint32_t w = 0; s->allocated < s->bump && got < n && w * 64 < s->bump; w++) {
@@ -205,8 +206,7 @@ void CentralFreeList::Retire(Span* slab) { RetireSlab(slab); }
 
 void CentralFreeList::ForgetAllLocked() {
   batches_ = 0;
-  low_water_ = 0;
-  slab_reused_ = false;
+  slab_reused_at_ = 0;
   nonempty_ = SpanList();
   empty_slabs_ = 0;
   slabs_ = 0;
@@ -219,7 +219,6 @@ void CentralFreeList::Drain() {
     Batch& b = batch_[--batches_];
     ReturnToSpans(b.objects, static_cast<int>(b.count));
   }
-  low_water_ = 0;
   ReleaseEmptySlabs();  // those kept for hysteresis go back too
 }
 
@@ -238,18 +237,17 @@ void CentralFreeList::ReleaseEmptySlabs() {
   }
 }
 
-void CentralFreeList::ReleaseIdle() {
+void CentralFreeList::ReleaseIdle(uint64_t cutoff) {
   LockGuard g(lock_);
-  // The bottom `low_water_` batches were not touched for a whole period.
-  int idle = low_water_ < batches_ ? low_water_ : batches_;
+  // Batches are stamped in stack order: the idle ones are at the bottom.
+  int idle = 0;
+  while (idle < batches_ && batch_[idle].since <= cutoff) idle++;
   if (idle > 0) {
     for (int i = 0; i < idle; i++) ReturnToSpans(batch_[i].objects, static_cast<int>(batch_[i].count));
     memmove(batch_, batch_ + idle, sizeof(Batch) * static_cast<size_t>(batches_ - idle));
     batches_ -= idle;
   }
-  low_water_ = batches_;
-  if (!slab_reused_) ReleaseEmptySlabs();
-  slab_reused_ = false;
+  if (slab_reused_at_ <= cutoff) ReleaseEmptySlabs();
 }
 
 CentralStats CentralFreeList::Stats() {
