@@ -50,6 +50,13 @@ case "$API" in
   *) ALLOCATORS="nitroheap:$SO" ;;
 esac
 
+# NitroHeap's background thread works by the clock (statistics every 100 ms,
+# the reclaimer), and valgrind runs the 2N-pair program about twice as long
+# as the N-pair one, so its ticks would count as per-pair cost (10-15
+# instructions per pair on a loaded machine). Off here unless NITROHEAP_OPTIONS
+# is given; other allocators ignore the variable.
+export NITROHEAP_OPTIONS=${NITROHEAP_OPTIONS-background_thread=0}
+
 # count PRELOAD PAIRS -> prints "INSTRUCTIONS MALLOC_FROM"
 count() {
   local preload=$1 pairs=$2 log out

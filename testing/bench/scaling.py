@@ -5,7 +5,7 @@ Runs `workloads scaling --threads=T` (each thread the same fixed work:
 random replacement in its own array, every 16th object freed by another
 thread) under LD_PRELOAD of each allocator, rounds interleaved, and prints a
 Markdown table of million operations per second per thread (median wall
-time of the rounds) and the retention: throughput per thread at the largest
+time of the rounds), CPU nanoseconds per operation, and the retention: throughput per thread at the largest
 T over that at T=1. On a machine with fewer cores than threads the ideal
 retention is cores/T; what counts is the allocator's retention against the
 best peer's (issue 13: NitroHeap's must not fall faster).
@@ -17,6 +17,7 @@ Build first: bazel build //abi:libnitroheap.so //testing/bench:workloads
 """
 import argparse
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -39,15 +40,18 @@ def run_once(workloads, preload, threads, scale, options):
         env["LD_PRELOAD"] = preload
     if options is not None:
         env["NITROHEAP_OPTIONS"] = options
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.monotonic()
     out = subprocess.run([workloads, "scaling", "--threads=%d" % threads, "--scale=%g" % scale],
                          capture_output=True, text=True, env=env, timeout=600)
     wall = time.monotonic() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if out.returncode != 0 or "scaling ok" not in out.stdout:
         sys.exit("scaling.py: %s with %d threads failed (status %d): %s" %
                  (preload or "glibc", threads, out.returncode, out.stderr.strip()[:300]))
     ops = int(out.stdout.split("ops=")[1].split()[0])
-    return wall, ops
+    return wall, cpu, ops
 
 
 def main():
@@ -81,12 +85,14 @@ def main():
         wanted = args.allocators.split(",")
         allocs = [a for a in allocs if a[0].split()[0] in wanted]
     walls = {(a[0], t): [] for a in allocs for t in counts}
+    cpus = {(a[0], t): [] for a in allocs for t in counts}
     ops = {}
     for r in range(args.rounds):
         for t in counts:
             for name, so, opts in allocs:
-                wall, n = run_once(args.workloads_bin, so, t, args.scale, opts)
+                wall, cpu, n = run_once(args.workloads_bin, so, t, args.scale, opts)
                 walls[(name, t)].append(wall)
+                cpus[(name, t)].append(cpu)
                 ops[(name, t)] = n
                 print("round %d: %-22s T=%-3d %.3f s" % (r + 1, name, t, wall), file=sys.stderr, flush=True)
     head = "| allocator | " + " | ".join("T=%d" % t for t in counts) + \
@@ -101,6 +107,17 @@ def main():
         per = [ops[(name, t)] / t / statistics.median(walls[(name, t)]) / 1e6 for t in counts]
         retention[name] = per[-1] / per[0]
         print("| %s | %s | %.3f |" % (name, " | ".join("%.2f" % x for x in per), retention[name]))
+    # CPU time per operation does not depend on how busy the rest of the
+    # machine is (the wall time does): what the allocator itself spends
+    # (spinning included, blocked waits not) as threads are added.
+    print()
+    print("CPU nanoseconds per operation (user + system, median of %d rounds):" % args.rounds)
+    print()
+    print("| allocator | " + " | ".join("T=%d" % t for t in counts) + " | growth T=%d/T=1 |" % counts[-1])
+    print("|" + "---|" * (len(counts) + 2))
+    for name, _, _ in allocs:
+        per = [statistics.median(cpus[(name, t)]) / ops[(name, t)] * 1e9 for t in counts]
+        print("| %s | %s | %.2f |" % (name, " | ".join("%.0f" % x for x in per), per[-1] / per[0]))
     peers = {n: v for n, v in retention.items() if not n.startswith("nitroheap")}
     if peers and "nitroheap" in retention:
         best = max(peers, key=peers.get)
