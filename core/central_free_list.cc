@@ -56,19 +56,20 @@ int CentralFreeList::RemoveRangeLocked(void** out, int n) {
     b.count -= static_cast<uint32_t>(take);
     memcpy(out, b.objects + b.count, sizeof(void*) * static_cast<size_t>(take));
     if (b.count == 0) batches_--;
-    if (batches_ < low_water_) low_water_ = batches_;
     return take;
   }
   return FromSpans(out, n);
 }
 
 void CentralFreeList::InsertRange(void* const* objects, int n) {
+  uint64_t now = Now();  // outside the lock: a vDSO call
   LockGuard g(lock_);
   while (n > 0) {
     int k = n < static_cast<int>(kMaxBatchObjects) ? n : static_cast<int>(kMaxBatchObjects);
     if (batches_ < max_batches_) {
       Batch& b = batch_[batches_++];
       b.count = static_cast<uint32_t>(k);
+      b.since = now;
       memcpy(b.objects, objects, sizeof(void*) * static_cast<size_t>(k));
     } else {
       ReturnToSpans(objects, k);
@@ -127,16 +128,12 @@ bool CentralFreeList::AddSlab() {
   s->object_size = info.stride;
   s->magic = info.magic;
   s->allocated = 0;
+  s->bump = 0;  // every object is carved off by FromSpans' bump
+  memset(s->free_bits, 0, sizeof(s->free_bits));
   // Every object starts free (flag set) until a thread cache or AllocateOne
   // hands it to the program; so does the one past the end, which the tail
   // of a slab would index (free's fast path has no capacity check).
   memset(s->object_free, 1, info.capacity + 1);
-  for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64; w++) {
-    uint32_t lo = w * 64;
-    if (info.capacity >= lo + 64) s->free_bits[w] = ~uint64_t{0};
-    else if (info.capacity > lo) s->free_bits[w] = (uint64_t{1} << (info.capacity - lo)) - 1;
-    else s->free_bits[w] = 0;
-  }
   // Last, and released: a free that sees the class sees the geometry and
   // flags above (free's fast path trusts them to index object_free).
   __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
@@ -149,17 +146,19 @@ bool CentralFreeList::AddSlab() {
 }
 
 int CentralFreeList::FromSpans(void** out, int n) {
-  // Objects come out in address order, so a fresh slab is handed out front
-  // to back; nothing is written into them.
+  // Objects freed back into a slab go out first, in address order; then the
+  // never-used rest by bumping, so a fresh slab is handed out front to back
+  // with no bitmap work. Nothing is written into the objects.
   int got = 0;
   while (got < n) {
     if (nonempty_.empty() && !AddSlab()) break;
     Span* s = nonempty_.first();
     if (s->allocated == 0) {
       empty_slabs_--;
-      slab_reused_ = true;
+      slab_reused_at_ = Now();
     }
-    for (uint32_t w = 0; w < kMaxObjectsPerSlab / 64 && got < n; w++) {
+    // bump - allocated objects were handed out and came back (bits set).
+    for (uint32_t w = 0; s->allocated < s->bump && got < n && w * 64 < s->bump; w++) {
       uint64_t bits = s->free_bits[w];
       while (bits != 0 && got < n) {
         uint32_t idx = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
@@ -169,6 +168,12 @@ int CentralFreeList::FromSpans(void** out, int n) {
       }
       s->free_bits[w] = bits;
     }
+    uint32_t carve = s->capacity - s->bump;
+    if (carve > static_cast<uint32_t>(n - got)) carve = static_cast<uint32_t>(n - got);
+    uintptr_t next = s->start + static_cast<uintptr_t>(s->bump) * stride_;
+    for (uint32_t i = 0; i < carve; i++, next += stride_) out[got++] = reinterpret_cast<void*>(next);
+    s->bump += carve;
+    s->allocated += carve;
     if (s->allocated == s->capacity) nonempty_.Remove(s);
   }
   span_free_ -= static_cast<size_t>(got);
@@ -186,7 +191,8 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
     }
     uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
     uint64_t bit = uint64_t{1} << (idx % 64);
-    if (s->free_bits[idx / 64] & bit) {
+    // Beyond the bump: never handed out, free all along.
+    if (idx >= s->bump || (s->free_bits[idx / 64] & bit)) {
       ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free",
                    kSizeClasses.size(size_class_));
     }
@@ -195,6 +201,9 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
     s->allocated--;
     span_free_++;
     if (s->allocated == 0) {
+      // Every object is back: the slab is fresh again, handed out by bumping.
+      s->bump = 0;
+      memset(s->free_bits, 0, sizeof(s->free_bits));
       if (empty_slabs_ < kKeepEmptySlabs) {
         empty_slabs_++;
       } else {
@@ -212,8 +221,7 @@ void CentralFreeList::Retire(Span* slab) { RetireSlab(slab); }
 
 void CentralFreeList::ForgetAllLocked() {
   batches_ = 0;
-  low_water_ = 0;
-  slab_reused_ = false;
+  slab_reused_at_ = 0;
   nonempty_ = SpanList();
   empty_slabs_ = 0;
   slabs_ = 0;
@@ -226,7 +234,6 @@ void CentralFreeList::Drain() {
     Batch& b = batch_[--batches_];
     ReturnToSpans(b.objects, static_cast<int>(b.count));
   }
-  low_water_ = 0;
   ReleaseEmptySlabs();  // those kept for hysteresis go back too
 }
 
@@ -245,18 +252,17 @@ void CentralFreeList::ReleaseEmptySlabs() {
   }
 }
 
-void CentralFreeList::ReleaseIdle() {
+void CentralFreeList::ReleaseIdle(uint64_t cutoff) {
   LockGuard g(lock_);
-  // The bottom `low_water_` batches were not touched for a whole period.
-  int idle = low_water_ < batches_ ? low_water_ : batches_;
+  // Batches are stamped in stack order: the idle ones are at the bottom.
+  int idle = 0;
+  while (idle < batches_ && batch_[idle].since <= cutoff) idle++;
   if (idle > 0) {
     for (int i = 0; i < idle; i++) ReturnToSpans(batch_[i].objects, static_cast<int>(batch_[i].count));
     memmove(batch_, batch_ + idle, sizeof(Batch) * static_cast<size_t>(batches_ - idle));
     batches_ -= idle;
   }
-  low_water_ = batches_;
-  if (!slab_reused_) ReleaseEmptySlabs();
-  slab_reused_ = false;
+  if (slab_reused_at_ <= cutoff) ReleaseEmptySlabs();
 }
 
 CentralStats CentralFreeList::Stats() {

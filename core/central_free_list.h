@@ -26,6 +26,7 @@ struct SlabOwner {
   const char* name;
   bool thread_cached;     // slabs' frees may take the thread-cache fast path
   bool strict;            // slabs are zeroed when made and record each object's size
+  PageHeap::Clock clock;  // milliseconds, for idle batches and slabs (nullptr: always 0)
 };
 
 struct CentralStats {
@@ -58,10 +59,12 @@ class CentralFreeList {
   void FreeOne(void* p);
   // Returns every batch to the slabs and empty slabs to the page heap.
   void Drain();
-  // Returns the batches that stayed unused since the previous call (the
-  // low-water mark of the stack), and empty slabs kept for hysteresis that
-  // were not reused either. Called on the reclaimer's schedule.
-  void ReleaseIdle();
+  // Returns the batches given to the middle layer at or before `cutoff`
+  // (owner clock, ms) and still unused, and the empty slabs kept for
+  // hysteresis when no empty slab was reused since `cutoff`. Called on
+  // every reclaimer tick, so memory leaves the middle layer once it has
+  // been idle for a set time, whatever the tick's phase.
+  void ReleaseIdle(uint64_t cutoff);
   CentralStats Stats();
   SpinLock& lock() { return lock_; }
   // Partition reset, lock held: the page heap is about to drop every span,
@@ -74,6 +77,7 @@ class CentralFreeList {
   int FromSpans(void** out, int n);
   void ReturnToSpans(void* const* objects, int n);
   bool AddSlab();
+  uint64_t Now() const { return owner_->clock != nullptr ? owner_->clock() : 0; }
   void ReleaseEmptySlabs();  // lock held
 
   SpinLock lock_{LockRank::kPartition};
@@ -82,10 +86,11 @@ class CentralFreeList {
   uint32_t stride_ = 0;  // bytes between objects (kSizeClasses.stride)
   int max_batches_ = 0;
   int batches_ = 0;
-  int low_water_ = 0;  // fewest batches held since the last ReleaseIdle
-  bool slab_reused_ = false;
+  uint64_t slab_reused_at_ = 0;  // when an empty slab last served an allocation
+  // A stack: the bottom batch is the oldest, so idle ones leave from there.
   struct Batch {
     uint32_t count;
+    uint64_t since;  // when it came in (owner clock, ms)
     void* objects[kMaxBatchObjects];
   } batch_[kMaxBatches];  // entries below batches_ are valid; left untouched until used
   SpanList nonempty_;  // slabs with at least one free object

@@ -17,11 +17,16 @@
 namespace nitro {
 namespace {
 
+// The partition's clock (ms): batches and slab reuse are stamped with it.
+uint64_t g_now = 1000;
+uint64_t FakeNow() { return g_now; }
+
 class CentralFreeListTest : public ::testing::Test {
  protected:
   void SetUp() override {
+    g_now = 1000;
     part_ = Partition::Create(::testing::UnitTest::GetInstance()->current_test_info()->name(),
-                              PartitionConfig{});
+                              PartitionConfig{}, FakeNow);
     ASSERT_NE(part_, nullptr);
     cls_ = kSizeClasses.ClassFor(64);
     ASSERT_EQ(kSizeClasses.size(cls_), 64u);
@@ -246,23 +251,27 @@ TEST_F(CentralFreeListTest, DrainReturnsBatchesAndEmptySlabsToThePageHeap) {
   central().FreeOne(p);
 }
 
-TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesUnusedForAWholePeriod) {
+TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesThatCameInByTheCutoff) {
   const int batch = static_cast<int>(info().batch);
   std::vector<Range> ranges;
   for (int i = 0; i < 6; i++) ranges.push_back(Remove(batch));
   void* live = central().AllocateOne();  // keeps one slab from becoming empty
-  for (int i = 0; i < 4; i++) Insert(ranges[i]);
-  // Period 1 began with no batches: none has been idle for a whole period.
-  central().ReleaseIdle();
+  g_now = 1000;
+  for (int i = 0; i < 3; i++) Insert(ranges[i]);
+  g_now = 1100;
+  Insert(ranges[3]);
+  // Nothing came in by 999.
+  central().ReleaseIdle(999);
   EXPECT_EQ(central().Stats().transfer_objects, 4u * batch);
-  // Period 2: one batch taken and given back, two new ones on top. Only the
-  // three at the bottom that nobody touched are idle.
+  // The top batch is taken and given back later: it is new again.
+  g_now = 1200;
   Range top = Remove(batch);
   EXPECT_EQ(top.objs, ranges[3].objs);
   Insert(top);
   Insert(ranges[4]);
   Insert(ranges[5]);
-  central().ReleaseIdle();
+  // By 1100: only the three stamped 1000, at the bottom.
+  central().ReleaseIdle(1100);
   CentralStats st = central().Stats();
   EXPECT_EQ(st.transfer_objects, 3u * batch);
   EXPECT_EQ(st.slab_objects_in_use, 3u * batch + 1);
@@ -270,14 +279,13 @@ TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesUnusedForAWholePeriod) 
   EXPECT_EQ(Remove(batch).objs, ranges[5].objs);
   EXPECT_EQ(Remove(batch).objs, ranges[4].objs);
   EXPECT_EQ(Remove(batch).objs, ranges[3].objs);
+  g_now = 1300;
   Insert(ranges[3]);
   Insert(ranges[4]);
   Insert(ranges[5]);
-  // Period 3: the removals above dropped the low-water mark to 0, so nothing
-  // goes; period 4 is quiet, so everything goes.
-  central().ReleaseIdle();
+  central().ReleaseIdle(1299);
   EXPECT_EQ(central().Stats().transfer_objects, 3u * batch);
-  central().ReleaseIdle();
+  central().ReleaseIdle(1300);
   st = central().Stats();
   EXPECT_EQ(st.transfer_objects, 0u);
   EXPECT_EQ(st.slab_objects_in_use, 1u);
@@ -287,20 +295,22 @@ TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesUnusedForAWholePeriod) 
 TEST_F(CentralFreeListTest, ReleaseIdleKeepsEmptySlabsWhileTheyAreReused) {
   const size_t cap = info().capacity;
   std::vector<void*> objs;
+  g_now = 1000;
   for (size_t i = 0; i < 4 * cap; i++) objs.push_back(central().AllocateOne());
   for (void* p : objs) central().FreeOne(p);
   ASSERT_EQ(central().Stats().slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
-  // Slabs were made (and so reused) in this period: the kept ones stay.
-  central().ReleaseIdle();
+  // Slabs were made (and so reused) at 1000: the kept ones stay.
+  central().ReleaseIdle(999);
   EXPECT_EQ(central().Stats().slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
   EXPECT_EQ(InUseBytes(), CentralFreeList::kKeepEmptySlabs * SlabBytes());
-  // A period in which an empty slab served an allocation: still kept.
+  // An empty slab served an allocation at 1200: still kept at cutoff 1100.
+  g_now = 1200;
   void* p = central().AllocateOne();
   central().FreeOne(p);
-  central().ReleaseIdle();
+  central().ReleaseIdle(1100);
   EXPECT_EQ(central().Stats().slabs, static_cast<size_t>(CentralFreeList::kKeepEmptySlabs));
-  // A whole period without reuse: the spare slabs go back too.
-  central().ReleaseIdle();
+  // No reuse since 1200: the spare slabs go back too.
+  central().ReleaseIdle(1200);
   CentralStats st = central().Stats();
   EXPECT_EQ(st.slabs, 0u);
   EXPECT_EQ(st.span_free_objects, 0u);
@@ -309,9 +319,8 @@ TEST_F(CentralFreeListTest, ReleaseIdleKeepsEmptySlabsWhileTheyAreReused) {
 
 TEST_F(CentralFreeListTest, ReleaseIdleNeverTakesASlabWithObjectsInUse) {
   void* live = central().AllocateOne();
-  central().ReleaseIdle();
-  central().ReleaseIdle();
-  central().ReleaseIdle();
+  central().ReleaseIdle(~uint64_t{0});
+  central().ReleaseIdle(~uint64_t{0});
   CentralStats st = central().Stats();
   EXPECT_EQ(st.slabs, 1u);
   EXPECT_EQ(st.slab_objects_in_use, 1u);
@@ -330,6 +339,49 @@ TEST_F(CentralFreeListTest, DoubleFreeOneIsReported) {
   // The parent is unharmed and p is still free exactly once.
   EXPECT_EQ(central().Stats().slab_objects_in_use, 1u);
   central().FreeOne(keep);
+}
+
+// A fresh slab is handed out by bumping: objects past the bump were never
+// handed out. Their free flags are set (the fast path's check), and the slab
+// itself reports one that reaches it with its flag cleared (a corrupted flag
+// or a batch entry forged by the program).
+TEST_F(CentralFreeListTest, AnObjectPastTheBumpIsReportedAsAlreadyFree) {
+  void* p = central().AllocateOne();
+  ASSERT_NE(p, nullptr);
+  void* never = static_cast<char*>(p) + 5 * 64;
+  EXPECT_TRUE(IsFree(never));
+  const std::string report = std::string("nitroheap: double free at 0x[0-9a-f]+ in partition ") +
+                             part_->name() + ": a 64-byte object that is already free";
+  EXPECT_DEATH(central().FreeOne(never), report);
+  EXPECT_DEATH(
+      {
+        *GlobalPageMap().Get(never)->FreeFlag(never) = 0;
+        central().FreeOne(never);
+      },
+      report);
+  central().FreeOne(p);
+}
+
+TEST_F(CentralFreeListTest, AnEmptiedSlabIsHandedOutByBumpingAgain) {
+  Range r = Remove(3);
+  ASSERT_EQ(r.n, 3);
+  Insert(r);
+  central().Drain();  // the batch back to its slab: empty, kept or released
+  Range again = Remove(3);
+  ASSERT_EQ(again.n, 3);
+  for (int i = 1; i < 3; i++) {
+    EXPECT_EQ(static_cast<char*>(again.objs[i]) - static_cast<char*>(again.objs[i - 1]), 64);
+  }
+  // The fourth object of the slab is past the new bump.
+  void* past = static_cast<char*>(again.objs[2]) + 64;
+  EXPECT_DEATH(
+      {
+        *GlobalPageMap().Get(past)->FreeFlag(past) = 0;
+        central().FreeOne(past);
+      },
+      "nitroheap: double free at 0x[0-9a-f]+ in partition");
+  Insert(again);
+  EXPECT_EQ(central().Stats().slab_objects_in_use, 3u);  // in the batch, not in the slab
 }
 
 TEST_F(CentralFreeListTest, FreeOneOfAnObjectWaitingInABatchIsReportedAtOnce) {

@@ -109,6 +109,7 @@ void StartLocked() {
     ParseOptions(nitroheap_options, &g_options, &help, OptionError, nullptr, "nitroheap_options");
   }
   ParseOptions(ConfigurationVariable("NITROHEAP_OPTIONS"), &g_options, &help, OptionError, nullptr);
+  ResolveModeDefaults(&g_options);
   if (help) PrintOptionHelp(HelpLine, nullptr, Options{});
   if (!g_options.background_thread && g_options.flight_recorder_signal) {
     LogLine("NITROHEAP_OPTIONS: flight_recorder_signal needs background_thread=1 (the thread writes "

@@ -21,7 +21,8 @@ constexpr OptionSpec kTable[] = {
      "this (at least 8M)",
      nullptr},
     {"sample_rate", OptionType::kUint, offsetof(Options, sample_rate), 0, uint64_t{1} << 40,
-     "guard one allocation in N, at random, with guard pages (0: off, 1: every allocation)",
+     "guard one allocation in N, at random, with guard pages (0: off, 1: every allocation; "
+     "default by mode: fast 0, balanced and strict 10000)",
      nullptr},
     {"large_protect_burst", OptionType::kUint, offsetof(Options, large_protect_burst), 0, 1u << 20,
      "outside strict, every freed large block that fits the quarantine is made PROT_NONE (use "
@@ -258,6 +259,12 @@ size_t QuarantineBytes(const Options& o) {
     case HardeningMode::kStrict: return size_t{4} << 20;
   }
   return 0;
+}
+
+void ResolveModeDefaults(Options* o) {
+  if (o->sample_rate == kSampleRateFromMode) {
+    o->sample_rate = o->mode == HardeningMode::kFast ? 0 : 10000;
+  }
 }
 
 const char* ModeName(HardeningMode m) {
@@ -566,7 +573,10 @@ void PrintOptionHelp(OptionErrorSink sink, void* ctx, const Options& defaults) {
     char value[32];
     if (o->type == OptionType::kString && *field == '\0') {
       snprintf(value, sizeof(value), "(none)");
-    } else if (field == reinterpret_cast<const char*>(&defaults.quarantine) && defaults.quarantine == kQuarantineFromMode) {
+    } else if ((field == reinterpret_cast<const char*>(&defaults.quarantine) &&
+                defaults.quarantine == kQuarantineFromMode) ||
+               (field == reinterpret_cast<const char*>(&defaults.sample_rate) &&
+                defaults.sample_rate == kSampleRateFromMode)) {
       snprintf(value, sizeof(value), "by mode");
     } else if (field == reinterpret_cast<const char*>(&defaults.memory_limit) &&
                defaults.memory_limit == kMemoryLimitFromCgroup) {

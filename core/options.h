@@ -12,6 +12,8 @@ namespace nitro {
 enum class HardeningMode : int { kFast = 0, kBalanced = 1, kStrict = 2 };
 
 inline constexpr size_t kQuarantineFromMode = ~size_t{0};
+// sample_rate's default: 10000, or 0 (no guarded sampling) in mode=fast.
+inline constexpr uint64_t kSampleRateFromMode = ~uint64_t{0};
 // memory_limit's default: the cgroup's (core/contract.h).
 inline constexpr size_t kMemoryLimitFromCgroup = ~size_t{0};
 
@@ -40,8 +42,9 @@ struct Options {
   // Bytes of freed small objects each thread holds back before reuse;
   // kQuarantineFromMode picks the mode's default (QuarantineBytes()).
   size_t quarantine = kQuarantineFromMode;
-  // One allocation in sample_rate (on average, at random) gets guard pages.
-  uint64_t sample_rate = 10000;
+  // One allocation in sample_rate (on average, at random) gets guard pages;
+  // kSampleRateFromMode until ResolveModeDefaults() picks the mode's.
+  uint64_t sample_rate = kSampleRateFromMode;
   // Freed large blocks protected outside strict (core/large_protect.h): a
   // token bucket per partition, full at start, refilled by time.
   uint64_t large_protect_burst = 16;
@@ -82,6 +85,11 @@ struct Options {
 
 // The quarantine actually in force.
 size_t QuarantineBytes(const Options& o);
+// Replaces the by-mode defaults that the engine reads directly (sample_rate)
+// with the mode's value: fast samples nothing unless sample_rate is given
+// (a guarded sample costs three system calls, each a TLB shootdown in a
+// threaded process), the other modes one allocation in 10000.
+void ResolveModeDefaults(Options* o);
 const char* ModeName(HardeningMode m);
 
 // kFileMode: permission bits, written and printed in octal (0600), stored

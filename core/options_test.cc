@@ -52,6 +52,28 @@ TEST(Options, ReportsUnknownKeysAndMalformedValuesAndKeepsTheRest) {
   EXPECT_FALSE(o.stats_print);
 }
 
+// Guarded sampling by mode: fast samples nothing unless told to.
+TEST(Options, SampleRateByMode) {
+  std::vector<std::string> errors;
+  const struct {
+    const char* spec;
+    uint64_t rate;
+  } cases[] = {{"", 10000},
+               {"mode=balanced", 10000},
+               {"mode=strict", 10000},
+               {"mode=fast", 0},
+               {"mode=fast,sample_rate=10000", 10000},
+               {"sample_rate=7,mode=fast", 7},
+               {"mode=strict,sample_rate=0", 0}};
+  for (const auto& c : cases) {
+    Options o;
+    EXPECT_EQ(ParseOptions(c.spec, &o, nullptr, Collect, &errors), 0) << c.spec;
+    ResolveModeDefaults(&o);
+    EXPECT_EQ(o.sample_rate, c.rate) << c.spec;
+  }
+  EXPECT_TRUE(errors.empty());
+}
+
 TEST(Options, ModeAndQuarantine) {
   Options o;
   std::vector<std::string> errors;

@@ -107,7 +107,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   name_[n] = '\0';
   id_ = id;
   os::RandomBytes(&key_, sizeof(key_));
-  slab_owner_ = SlabOwner{&pages_, name_, false, false};
+  slab_owner_ = SlabOwner{&pages_, name_, false, false, clock};
   pages_.Init(this, id, config.region_bytes, config.max_free_committed, clock);
   pages_.SetQuarantine(config.large_quarantine_bytes, config.large_quarantine_spans,
                        config.large_protect_until_reuse);

@@ -154,10 +154,10 @@ class Partition {
   // to the kernel. Returns the bytes released.
   size_t ReleaseFreeMemory();
   size_t ReleaseFreedBefore(uint64_t tick) { return pages_.ReleaseFreedBefore(tick); }
-  // The reclaimer's period: idle middle-layer batches and spare slabs go
-  // back to the page heap.
-  void ReleaseIdleObjects() {
-    for (int c = 1; c < kNumClasses; c++) central_[c].ReleaseIdle();
+  // Every reclaimer tick: middle-layer batches and spare slabs idle since
+  // `cutoff` (ms) go back to the page heap.
+  void ReleaseIdleObjects(uint64_t cutoff) {
+    for (int c = 1; c < kNumClasses; c++) central_[c].ReleaseIdle(cutoff);
   }
   PartitionStats Stats();
   // Hard and soft limits, pressure callback, state (core/contract.h).

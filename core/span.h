@@ -45,8 +45,14 @@ struct Span {
   Partition* partition;
 
   // Slab: objects handed out to caches or users, and one bit per object that
-  // is free inside the span. Guarded by the class's CentralFreeList lock.
+  // is free inside the span after being handed out. Objects at index `bump`
+  // and beyond were never handed out since the slab was made or last
+  // emptied: the middle layer carves them off by advancing `bump` (a fresh
+  // slab costs no bitmap fill), and their bits stay clear. So an object is
+  // free in the span when its bit is set or its index is >= bump. Guarded
+  // by the class's CentralFreeList lock.
   uint32_t allocated;
+  uint32_t bump;
   uint64_t free_bits[kMaxObjectsPerSlab / 64];
 
   // Large: the bytes the caller asked for (statistics, realloc).

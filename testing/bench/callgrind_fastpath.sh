@@ -10,6 +10,7 @@
 # Usage: testing/bench/callgrind_fastpath.sh [--no-build] [--n N] [--size BYTES]
 #            [--bin PATH] [--nitroheap-so PATH] [--api API]
 # API (fastpath_pairs' third argument): malloc (default, every allocator),
+# fresh (every allocator: N mallocs then N frees, objects new from fresh slabs),
 # or NitroHeap's partition, partition-trait, mallocx, mallocx-trait
 # (NitroHeap only; mallocx also jemalloc).
 # Output: a table, and one machine-readable line per allocator:
@@ -44,10 +45,17 @@ fi
 LIB=/usr/lib/x86_64-linux-gnu
 ALLOCATORS="glibc: nitroheap:$SO mimalloc:$LIB/libmimalloc.so.2 jemalloc:$LIB/libjemalloc.so.2 tcmalloc:$LIB/libtcmalloc_minimal.so.4"
 case "$API" in
-  malloc) ;;
+  malloc|fresh) ;;
   mallocx) ALLOCATORS="nitroheap:$SO jemalloc:$LIB/libjemalloc.so.2" ;;
   *) ALLOCATORS="nitroheap:$SO" ;;
 esac
+
+# NitroHeap's background thread works by the clock (statistics every 100 ms,
+# the reclaimer), and valgrind runs the 2N-pair program about twice as long
+# as the N-pair one, so its ticks would count as per-pair cost (10-15
+# instructions per pair on a loaded machine). Off here unless NITROHEAP_OPTIONS
+# is given; other allocators ignore the variable.
+export NITROHEAP_OPTIONS=${NITROHEAP_OPTIONS-background_thread=0}
 
 # count PRELOAD PAIRS -> prints "INSTRUCTIONS MALLOC_FROM"
 count() {

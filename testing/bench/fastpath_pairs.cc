@@ -10,13 +10,16 @@
 // / nitro_partition_free in a partition of its own), partition-trait (the
 // same in the partition nitro_partition_for_traits(NITRO_TRAIT_LOW_LATENCY)
 // names), mallocx-trait
-// (mallocx/dallocx with NITRO_TRAIT_LOW_LATENCY) or mallocx (flags 0).
+// (mallocx/dallocx with NITRO_TRAIT_LOW_LATENCY), mallocx (flags 0), or
+// fresh (N mallocs, then N frees: every object is new, carved out of a
+// fresh slab, so the count is the cost of a pair that starts a slab's life).
 // NitroHeap's functions are looked up at run time, so the program still
 // runs under other allocators for the malloc API.
 #include <dlfcn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -63,6 +66,26 @@ int main(int argc, char** argv) {
       sum += static_cast<unsigned char>(p[0]);
       pfree(part, p);
     }
+  } else if (strcmp(api, "fresh") == 0) {
+    // The pointer array from mmap, not from the allocator under test.
+    void* mem = mmap(nullptr, sizeof(char*) * static_cast<size_t>(n), PROT_READ | PROT_WRITE,
+                     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    if (mem == MAP_FAILED) {
+      perror("fastpath_pairs: mmap");
+      return 2;
+    }
+    char** live = static_cast<char**>(mem);
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(malloc(size));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      live[i] = p;
+    }
+    for (long i = 0; i < n; i++) {
+      sum += static_cast<unsigned char>(live[i][0]);
+      free(live[i]);
+    }
+    munmap(mem, sizeof(char*) * static_cast<size_t>(n));
   } else if (strcmp(api, "mallocx") == 0 || strcmp(api, "mallocx-trait") == 0) {
     using MallocxFn = void* (*)(size_t, int);
     using DallocxFn = void (*)(void*, int);
@@ -83,7 +106,7 @@ int main(int argc, char** argv) {
       dx(p, flags);
     }
   } else {
-    fprintf(stderr, "fastpath_pairs: unknown API %s (malloc, partition, partition-trait, mallocx, mallocx-trait)\n", api);
+    fprintf(stderr, "fastpath_pairs: unknown API %s (malloc, fresh, partition, partition-trait, mallocx, mallocx-trait)\n", api);
     return 2;
   }
   Dl_info info;

@@ -76,8 +76,9 @@ VARIANT_NAME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9_.+-]*$")
 # What each option setting changes against the default (balanced, telemetry
 # on, flight-recorder and guarded sampling on), for the report.
 OPTION_EFFECTS = {
-    "mode=fast": "no small-object quarantine (balanced holds back 64 KiB per thread) and a minimal "
-                 "large quarantine (2 freed large runs instead of 8)",
+    "mode=fast": "no small-object quarantine (balanced holds back 64 KiB per thread), a minimal "
+                 "large quarantine (2 freed large runs instead of 8) and no guarded sampling "
+                 "(sample_rate 0 unless given)",
     "mode=strict": "every call through the checked slow path (zero on free, canaries, checked free "
                    "lists, randomized reuse, a 4 MiB quarantine per thread)",
     "mode=balanced": "the default mode (no change)",

@@ -12,7 +12,7 @@
 //   --scale multiplies the operation counts (and, below 1, the live sets):
 //   1 is the benchmark size, 0.01 a smoke test.
 //   Modes: fastpath working_set prodcons larson realloc large large_cycle
-//          large_trap stl memreturn
+//          large_trap stl memreturn scaling
 #include <dlfcn.h>
 #include <fcntl.h>
 #include <malloc.h>
@@ -288,6 +288,74 @@ int Larson() {
     Corrupt("larson", nullptr, "sums differ");
   }
   Report("larson", init_sum + alloc_sum.load(), per_thread * threads);
+  return 0;
+}
+
+// Scaling: T threads (--threads, default 1) each replace random slots of
+// their own array of 4096 objects (16..2048 B) a fixed number of times, and
+// every 16th replaced object is freed by the next thread instead (handed
+// over through a per-thread mailbox), so the middle layer sees remote frees
+// too. Each thread does the same work whatever T, so ops per second per
+// thread against T (scaling.py) shows how the allocator scales, up to
+// oversubscription of the cores.
+int Scaling() {
+  const int threads = g_threads > 0 ? g_threads : 1;
+  const uint64_t slots = ScaledLive(4096, 64);
+  const uint64_t per_thread = Scaled(2e6, 1000);
+  constexpr uint64_t kHandOver = 16;
+  struct alignas(64) Mailbox {
+    std::atomic<void*> object{nullptr};
+  };
+  std::vector<Mailbox> mailbox(static_cast<size_t>(threads));
+  std::atomic<uint64_t> alloc_sum{0}, free_sum{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; t++) {
+    pool.emplace_back([&, t] {
+      Rng rng(5000 + t);
+      uint64_t a = 0, f = 0;
+      std::vector<void*> own(slots);
+      for (uint64_t i = 0; i < slots; i++) {
+        size_t s = rng.LogSize(16, 2048);
+        uint64_t v = rng.Next();
+        own[i] = Malloc(s);
+        Fill(own[i], s, v, false);
+        a += v;
+      }
+      Mailbox& next = mailbox[static_cast<size_t>((t + 1) % threads)];
+      for (uint64_t i = 0; i < per_thread; i++) {
+        size_t s = rng.LogSize(16, 2048);
+        uint64_t v = rng.Next();
+        void* p = Malloc(s);
+        Fill(p, s, v, false);
+        a += v;
+        void*& slot = own[rng.Next() % slots];
+        void* old = slot;
+        slot = p;
+        if (i % kHandOver == 0) old = next.object.exchange(old, std::memory_order_acq_rel);
+        if (old != nullptr) {
+          f += Verify("scaling", old);
+          free(old);
+        }
+      }
+      for (void* p : own) {
+        f += Verify("scaling", p);
+        free(p);
+      }
+      alloc_sum += a;
+      free_sum += f;
+    });
+  }
+  for (auto& th : pool) th.join();
+  uint64_t rest = 0;
+  for (Mailbox& m : mailbox) {
+    void* p = m.object.load(std::memory_order_relaxed);
+    if (p != nullptr) {
+      rest += Verify("scaling", p);
+      free(p);
+    }
+  }
+  if (alloc_sum.load() != free_sum.load() + rest) Corrupt("scaling", nullptr, "sums differ");
+  Report("scaling", alloc_sum.load(), per_thread * static_cast<uint64_t>(threads));
   return 0;
 }
 
@@ -605,6 +673,7 @@ int main(int argc, char** argv) {
   if (mode == "large_trap") return LargeTrap();
   if (mode == "stl") return Stl();
   if (mode == "memreturn") return Memreturn();
+  if (mode == "scaling") return Scaling();
   fprintf(stderr, "unknown mode: %s\n", mode.c_str());
   return 2;
 }
