@@ -181,19 +181,18 @@ extern "C" {
 // telling (SampleMallocx): it records the class's size, as MallocxSlow's
 // request would.
 NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
-  // Size 0 is 1 byte here (NonZero), not malloc(0)'s zero-size class:
-  // nallocx(0) promises a usable byte.
-  size = NonZero(size);
+  // Size 0 is 1 byte here, not malloc(0)'s zero-size class (nallocx(0)
+  // promises a usable byte): AllocateFast<1> leaves it to MallocxSlow.
   unsigned bits = static_cast<unsigned>(flags);
   if (NITRO_LIKELY(bits == 0)) {
-    return nitro::AllocateFast(
+    return nitro::AllocateFast<1>(
         nitro::tls_cache, size,
         [size](void* p, int) { return SampleMallocx(nullptr, p, size); },
         [size] { return MallocxSlow(size, 0); });
   }
   Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
   if (NITRO_UNLIKELY(partition == nullptr)) return MallocxSlow(size, flags);
-  return nitro::AllocateFast(
+  return nitro::AllocateFast<1>(
       nitro::tls_caches.by_slot[partition->alloc_slot()], size,
       [partition, size](void* p, int) { return SampleMallocx(partition, p, size); },
       [size, flags] { return MallocxSlow(size, flags); });

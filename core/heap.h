@@ -61,10 +61,14 @@ NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
 // The one allocation fast path, behind malloc, the partition calls and
 // mallocx: a small request popped from cache `tc`. sample(p, cls) takes an
 // object whose allocation made a sampler due; slow() serves every other
-// case (a large request, an empty magazine, the sentinel).
-template <typename Sample, typename Slow>
+// case (a large request, an empty magazine, the sentinel). kMinFast: the
+// smallest size served here, 0 (malloc(0) pops kZeroSizeClass) or 1
+// (mallocx, where size 0 means 1 byte: slow() serves it); the same one
+// compare either way.
+template <size_t kMinFast = 0, typename Sample, typename Slow>
 NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample sample, Slow slow) {
-  if (NITRO_LIKELY(size <= kMaxSmallSize)) {
+  static_assert(kMinFast <= 1, "sizes 1 and up all have their class");
+  if (NITRO_LIKELY(size - kMinFast <= kMaxSmallSize - kMinFast)) {
     int cls = kSizeClasses.ClassFor(size);
     void* p = tc->Pop(cls);
     if (NITRO_LIKELY(p != nullptr)) {
