@@ -1158,7 +1158,7 @@ CASE case_control() {
   for (int i = 0; i < 1000; i++) {
     char* s = strdup("nitroheap control");
     char* t = static_cast<char*>(reallocarray(nullptr, 10, 10));
-    void* z = malloc(0);  // may be a unique no-byte pointer (strict): never touched
+    void* z = malloc(0);  // a unique pointer with no accessible byte: never touched
     free(z);
     free(t);
     free(s);
