@@ -93,6 +93,12 @@ using PartFreeFn = void (*)(void*, void*);
 
 void Fill(void* p, size_t n, unsigned char v) { memset(Opaque(p), v, n); }
 
+// An overflow into canary bytes that always changes the byte it hits: the
+// canaries are random per process, so writing a constant would match one
+// by chance (1 run in 256, or 128 for the guarded pool's odd byte) and
+// the case would pass undetected.
+void CorruptByte(char* p, size_t off) { Opaque(p)[off] = static_cast<char>(~Opaque(p)[off]); }
+
 // Allocation the optimizer cannot see through: GCC deletes a malloc/free
 // pair whose memory it considers unused, and with it the misuse.
 __attribute__((noipa)) void* Malloc(size_t n) { return malloc(n); }
@@ -432,7 +438,7 @@ CASE case_overflow_small_canary() {
   char* p = static_cast<char*>(Malloc(60));
   Fill(p, 60, 0x22);
   Expect(p + 61);
-  Opaque(p)[61] = 7;  // inside the slot's slack: only strict's canary sees it
+  CorruptByte(p, 61);  // inside the slot's slack: only strict's canary sees it
   free(p);
   return NotDetected();
 }
@@ -623,7 +629,7 @@ CASE case_partition_overflow_slack() {
   char* p = static_cast<char*>(Sym<PartMallocFn>("nitro_partition_malloc")(part, 60));
   Fill(p, 60, 1);
   Expect(p + 62);
-  Opaque(p)[62] = 7;
+  CorruptByte(p, 62);
   free(p);
   return NotDetected();
 }
@@ -829,7 +835,7 @@ CASE case_guarded_overflow_slack() {
   CheckGuarded(p, 13);
   Fill(p, 13, 0x33);
   Expect(p + 13);
-  Opaque(p)[13] = 7;
+  CorruptByte(p, 13);
   free(p);
   return NotDetected();
 }
