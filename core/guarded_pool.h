@@ -56,6 +56,7 @@ class GuardedPool {
   enum class SlotState : uint8_t { kUnused, kLive, kFreed };
   struct Slot {
     SlotState state;
+    bool retired;  // freed, but the kernel refused to remap it: never reused
     uintptr_t ptr;
     size_t size;
     Span* span;
