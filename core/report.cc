@@ -79,8 +79,9 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, KnownPages* 
 // frames are known (issue 13: two calls, getpid and process_vm_readv, per
 // page a walk entered, per stack). A page here held this thread's frames,
 // and a thread's stack stays mapped while the thread lives; the one case
-// this trusts wrongly is a program that unmaps a fiber's stack and then
-// walks garbage frame pointers into it on the same thread.
+// this trusts wrongly is a program that unmaps a stack this thread ran on
+// (a fiber's, a signal stack) and later, on the same thread, calls malloc
+// from code whose garbage frame pointer leads into that page.
 __thread KnownPages tls_known_pages __attribute__((tls_model("initial-exec"))) = {};
 
 }  // namespace
