@@ -346,10 +346,12 @@ TEST(Conformance, OptionsFromTheEnvironmentAreInForce) {
   uint64_t rate = 0;
   len = sizeof(rate);
   ASSERT_EQ(nitro_ctl("opt.sample_rate", &rate, &len, nullptr, 0), 0);
-  // The default rate is the mode's: fast guards nothing.
+  // The default rate is the mode's: fast guards nothing, strict 10 times
+  // as often as balanced.
   EXPECT_EQ(rate, opts.find("sample_rate=1") != std::string::npos ? 1u
                   : want == "fast"                                ? 0u
-                                                                  : 10000u)
+                  : want == "strict"                              ? 10000u
+                                                                  : 100000u)
       << opts;
 }
 

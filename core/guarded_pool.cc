@@ -201,7 +201,7 @@ void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   size_t i = kSlots;
   for (size_t k = 0; k < kSlots; k++) {
     size_t cand = (next_ + k) % kSlots;
-    if (slots_[cand].state != SlotState::kLive) {
+    if (slots_[cand].state != SlotState::kLive && !slots_[cand].retired) {
       i = cand;
       break;
     }
@@ -215,9 +215,10 @@ void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   uintptr_t ptr = (XorShift64(&rng_) & 1) ? RoundDown(data_end - need, align) : data;
   uintptr_t first_page = RoundDown(ptr, kPageSize);
   uintptr_t last_page = RoundUp(ptr + need, kPageSize);
+  // The one system call of a sampled allocation. No memset: an unused or
+  // freed slot's pages are fresh from the kernel (Free remaps them), so they
+  // read as zero, and touching them here would only add page faults.
   if (!os::ProtectReadWrite(reinterpret_cast<void*>(first_page), last_page - first_page)) return nullptr;
-  // The slot may hold an earlier allocation's bytes: hand it out zeroed.
-  memset(reinterpret_cast<void*>(first_page), 0, last_page - first_page);
   if (canary_ != 0) memset(reinterpret_cast<void*>(ptr + size), canary_, last_page - (ptr + size));
   slot.state = SlotState::kLive;
   slot.ptr = ptr;
@@ -275,13 +276,13 @@ size_t GuardedPool::Free(Span* s, void* p) {
       }
     }
   }
-  slot.state = SlotState::kFreed;
   slot.free_thread = static_cast<unsigned long>(pthread_self());
   slot.free_frames = CaptureStack(slot.free_stack, kMaxFrames, 2);
-  // Inaccessible, so a later access faults; and given back, so a freed
-  // slot costs no memory while it waits.
-  os::ProtectNone(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
-  os::Release(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
+  // The one system call of a sampled free: inaccessible, so a later access
+  // faults; given back, so a freed slot costs no memory while it waits; and
+  // zero when Allocate opens it again.
+  slot.state = SlotState::kFreed;
+  slot.retired = !os::MapInaccessible(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
   live_--;
   live_bytes_ -= slot.size;
   return slot.size;

@@ -4,7 +4,10 @@
 // once; when freed, its pages become inaccessible and the slot is reused
 // last, so a later access faults too. The fault handler reports the kind,
 // address, size, offset and the allocation and free stacks, then lets the
-// process die with the original signal.
+// process die with the original signal. A sample costs one system call at
+// each end (mprotect to open its pages, one mmap to close the slot and drop
+// its memory): each is a TLB shootdown in a threaded process, which is why
+// the default rate is low (docs/security.md, "Guarded sampling").
 //
 // ZeroSizeRegion: in strict mode malloc(0) returns a unique address in a
 // region with no accessible bytes.
@@ -56,6 +59,7 @@ class GuardedPool {
   enum class SlotState : uint8_t { kUnused, kLive, kFreed };
   struct Slot {
     SlotState state;
+    bool retired;  // freed, but the kernel refused to remap it: never reused
     uintptr_t ptr;
     size_t size;
     Span* span;

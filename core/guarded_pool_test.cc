@@ -7,6 +7,7 @@
 #include <signal.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <set>
@@ -15,6 +16,7 @@
 
 #include "core/page_map.h"
 #include "core/partition.h"
+#include "core/report.h"
 
 namespace nitro {
 namespace {
@@ -217,6 +219,44 @@ TEST_F(GuardedPoolTest, CanaryCatchesAWritePastTheEndAtFree) {
   q[80] = 0x5A;
   Free(q);
   EXPECT_EQ(pool_->counts().live, 0u);
+}
+
+// A freed slot keeps no memory: Free remaps it (one system call, counted by
+// testing/bench:guarded_syscalls_test), so its pages are no longer resident.
+TEST_F(GuardedPoolTest, FreedSlotKeepsNoResidentPage) {
+  constexpr size_t kBytes = GuardedPool::kDataPages * kPageSize;
+  auto* p = static_cast<unsigned char*>(pool_->Allocate(kBytes, 0));
+  ASSERT_NE(p, nullptr);
+  memset(p, 0xCD, kBytes);
+  unsigned char resident[GuardedPool::kDataPages];
+  ASSERT_EQ(mincore(p, kBytes, resident), 0);
+  for (unsigned char r : resident) EXPECT_TRUE(r & 1) << "written, so resident";
+  Free(p);
+  ASSERT_EQ(mincore(p, kBytes, resident), 0) << "still mapped (PROT_NONE), not unmapped";
+  for (unsigned char r : resident) EXPECT_FALSE(r & 1) << "given back at free";
+}
+
+// Stack captures remember the stack pages they read (core/report.cc): a
+// walk through frames on several pages finds the same frames every time.
+NITRO_NOINLINE int CaptureThroughBigFrames(int depth, uintptr_t* frames) {
+  volatile char pad[3 * 4096];  // each frame on pages of its own
+  pad[0] = static_cast<char>(depth);
+  int n = depth == 0 ? CaptureStack(frames, kMaxFrames, 0) : CaptureThroughBigFrames(depth - 1, frames);
+  return n + pad[0] - static_cast<char>(depth);  // keeps the frame (no tail call)
+}
+
+TEST(CaptureStackTest, FramesOnManyPagesAreFoundEveryTime) {
+  uintptr_t frames[2][kMaxFrames];
+  int n[2];
+  for (int i = 0; i < 2; i++) n[i] = CaptureThroughBigFrames(4, frames[i]);
+  EXPECT_GE(n[0], 7) << "five CaptureThroughBigFrames frames, the test body's and gtest's";
+  ASSERT_EQ(n[0], n[1]);
+  // Frame 5 returns into the test body, where the compiler may have made
+  // two call sites of the loop; every other frame is the same.
+  for (int i = 0; i < n[0]; i++) {
+    if (i == 5) continue;
+    EXPECT_EQ(frames[0][i], frames[1][i]) << "frame " << i;
+  }
 }
 
 // The fault handler turns a fault in the pool into a report, then lets the

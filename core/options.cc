@@ -22,7 +22,7 @@ constexpr OptionSpec kTable[] = {
      nullptr},
     {"sample_rate", OptionType::kUint, offsetof(Options, sample_rate), 0, uint64_t{1} << 40,
      "guard one allocation in N, at random, with guard pages (0: off, 1: every allocation; "
-     "default by mode: fast 0, balanced and strict 10000)",
+     "default by mode: fast 0, balanced 100000, strict 10000)",
      nullptr},
     {"large_protect_burst", OptionType::kUint, offsetof(Options, large_protect_burst), 0, 1u << 20,
      "outside strict, every freed large block that fits the quarantine is made PROT_NONE (use "
@@ -263,7 +263,16 @@ size_t QuarantineBytes(const Options& o) {
 
 void ResolveModeDefaults(Options* o) {
   if (o->sample_rate == kSampleRateFromMode) {
-    o->sample_rate = o->mode == HardeningMode::kFast ? 0 : 10000;
+    // A sample costs two system calls, each taking mmap_lock for writing
+    // and flushing the other CPUs' TLBs (docs/security.md, "Guarded
+    // sampling"): one in 100000 keeps a busy threaded program's cost to
+    // about one call per 50,000 allocations; strict, slow anyway, samples
+    // ten times as often.
+    switch (o->mode) {
+      case HardeningMode::kFast: o->sample_rate = 0; break;
+      case HardeningMode::kBalanced: o->sample_rate = 100000; break;
+      case HardeningMode::kStrict: o->sample_rate = 10000; break;
+    }
   }
 }
 

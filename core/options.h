@@ -12,7 +12,8 @@ namespace nitro {
 enum class HardeningMode : int { kFast = 0, kBalanced = 1, kStrict = 2 };
 
 inline constexpr size_t kQuarantineFromMode = ~size_t{0};
-// sample_rate's default: 10000, or 0 (no guarded sampling) in mode=fast.
+// sample_rate's default by mode: fast 0 (no guarded sampling), balanced
+// 100000, strict 10000.
 inline constexpr uint64_t kSampleRateFromMode = ~uint64_t{0};
 // memory_limit's default: the cgroup's (core/contract.h).
 inline constexpr size_t kMemoryLimitFromCgroup = ~size_t{0};
@@ -87,8 +88,8 @@ struct Options {
 size_t QuarantineBytes(const Options& o);
 // Replaces the by-mode defaults that the engine reads directly (sample_rate)
 // with the mode's value: fast samples nothing unless sample_rate is given
-// (a guarded sample costs three system calls, each a TLB shootdown in a
-// threaded process), the other modes one allocation in 10000.
+// (a guarded sample costs two system calls, each a TLB shootdown in a
+// threaded process), balanced one allocation in 100000, strict one in 10000.
 void ResolveModeDefaults(Options* o);
 const char* ModeName(HardeningMode m);
 

@@ -58,8 +58,8 @@ TEST(Options, SampleRateByMode) {
   const struct {
     const char* spec;
     uint64_t rate;
-  } cases[] = {{"", 10000},
-               {"mode=balanced", 10000},
+  } cases[] = {{"", 100000},
+               {"mode=balanced", 100000},
                {"mode=strict", 10000},
                {"mode=fast", 0},
                {"mode=fast,sample_rate=10000", 10000},

@@ -81,6 +81,15 @@ void NoHugePages(void* p, size_t size) {
 }
 
 bool ProtectNone(void* p, size_t size) { return mprotect(p, size, PROT_NONE) == 0; }
+bool MapInaccessible(void* p, size_t size) {
+  // The flags of Reserve's mapping, so the kernel can merge the new mapping
+  // with its neighbours instead of adding one per call. errno is kept: free()
+  // calls this.
+  int saved = errno;
+  bool ok = mmap(p, size, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0) == p;
+  errno = saved;
+  return ok;
+}
 bool ProtectReadWrite(void* p, size_t size) {
   return mprotect(p, size, PROT_READ | PROT_WRITE) == 0;
 }

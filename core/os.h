@@ -29,6 +29,12 @@ void Close(int fd);
 void NoHugePages(void* p, size_t size);
 // Makes a range inaccessible (guard pages) or accessible again.
 bool ProtectNone(void* p, size_t size);
+// Makes a range of a reservation inaccessible AND returns its pages, in one
+// system call where ProtectNone + Release take two: a fresh PROT_NONE
+// mapping replaces it (mmap MAP_FIXED), so it reads as zero once made
+// accessible again. False when the kernel refuses: the range's state is then
+// unknown (Linux may have unmapped part of it) and it must not be used again.
+bool MapInaccessible(void* p, size_t size);
 bool ProtectReadWrite(void* p, size_t size);
 // Asks for transparent huge pages on a range (a hint; false if refused).
 bool AdviseHugePages(void* p, size_t size);

@@ -19,24 +19,46 @@ void WriteAll(int fd, const char* p, size_t len) { WriteOutput(fd, p, len); }
 
 namespace {
 
+// Pages of the stack a walk may read without asking the kernel: a few,
+// each found readable before (0: an empty entry), replaced round-robin.
+struct KnownPages {
+  static constexpr int kCount = 8;
+  uintptr_t page[kCount];
+  unsigned next;
+  bool Has(uintptr_t p) const {
+    for (uintptr_t q : page) {
+      if (q == p) return true;
+    }
+    return false;
+  }
+  void Add(uintptr_t p) {
+    if (Has(p)) return;
+    page[next] = p;
+    next = (next + 1) % kCount;
+  }
+};
+
 // Frame pointers are kept in NitroHeap's build (and usually in the
 // program's); each frame is [saved fp][return address]. Stops at the first
 // implausible frame: the caller's frame is above, on the same stack, aligned.
 // Code built without frame pointers leaves anything in the frame-pointer
-// register, so a walk must never fault: a frame on a page not yet known to
-// be readable is read through the kernel (one system call per page the walk
-// enters; `known_page` is a page already read, 0 for none).
-int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, uintptr_t known_page) {
+// register, so a walk must never fault: a frame on a page not `known` to be
+// readable is read through the kernel (one system call), and its page
+// becomes known.
+int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, KnownPages* known) {
   int n = 0;
   for (int depth = 0; fp != nullptr && n < max && depth < 256; depth++) {
     auto a = reinterpret_cast<uintptr_t>(fp);
+    if ((a & 7) != 0 || a < 0x10000) break;
     uintptr_t words[2];
-    if (RoundDown(a, kPageSize) == known_page && RoundDown(a + 15, kPageSize) == known_page) {
+    uintptr_t first = RoundDown(a, kPageSize), last = RoundDown(a + 15, kPageSize);
+    if (known->Has(first) && known->Has(last)) {
       words[0] = fp[0];
       words[1] = fp[1];
     } else {
-      if ((a & 7) != 0 || !os::ReadWithoutFault(fp, words, sizeof(words))) break;
-      known_page = RoundDown(a + 15, kPageSize) == RoundDown(a, kPageSize) ? RoundDown(a, kPageSize) : 0;
+      if (!os::ReadWithoutFault(fp, words, sizeof(words))) break;
+      known->Add(first);
+      known->Add(last);
     }
     uintptr_t next = words[0];
     uintptr_t ret = words[1];
@@ -52,19 +74,31 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, uintptr_t kn
   return n;
 }
 
+// The pages of this thread's stack that its earlier walks read, so that a
+// sampled allocation's stacks cost no system call once the thread's usual
+// frames are known (issue 13: two calls, getpid and process_vm_readv, per
+// page a walk entered, per stack). A page here held this thread's frames,
+// and a thread's stack stays mapped while the thread lives; the one case
+// this trusts wrongly is a program that unmaps a stack this thread ran on
+// (a fiber's, a signal stack) and later, on the same thread, calls malloc
+// from code whose garbage frame pointer leads into that page.
+__thread KnownPages tls_known_pages __attribute__((tls_model("initial-exec"))) = {};
+
 }  // namespace
 
 int CaptureStack(uintptr_t* frames, int max, int skip) {
   // This function's own frame is readable, and so is the rest of its page.
   auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
-  return WalkFrames(fp, frames, max, skip, RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
+  tls_known_pages.Add(RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
+  return WalkFrames(fp, frames, max, skip, &tls_known_pages);
 }
 
 int CaptureStackFrom(uintptr_t fp, uintptr_t pc, uintptr_t* frames, int max) {
   if (max <= 0) return 0;
   frames[0] = pc + 1;  // WriteStack steps back one byte, as for return addresses
   // fp is whatever the faulting code left in the register: nothing is known.
-  return 1 + WalkFrames(reinterpret_cast<uintptr_t*>(fp), frames + 1, max - 1, 0, 0);
+  KnownPages none = {};
+  return 1 + WalkFrames(reinterpret_cast<uintptr_t*>(fp), frames + 1, max - 1, 0, &none);
 }
 
 void WriteStack(int fd, const char* title, const uintptr_t* frames, int n) {

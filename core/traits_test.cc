@@ -131,13 +131,14 @@ TEST(Partitions, DestroyDropsOtherThreadsCaches) {
 
 // SECURE_STRICT's "more guarded sampling": its partition guards one
 // allocation in sample_rate / kSecureStrictSampleDivisor, malloc one in
-// sample_rate (10000 by default), counted by the guarded pool's statistics.
-// The countdown is uniform in [0, 2 * rate), so 200000 allocations give
-// malloc about 20 samples (at most 40) and
-// the strict partition about 320 (at least ~160).
+// sample_rate, counted by the guarded pool's statistics. At sample_rate=10000
+// (set here: balanced's default is 100000) the countdown is uniform in
+// [0, 2 * rate), so 200000 allocations give malloc about 20 samples (at most
+// 40) and the strict partition about 320 (at least ~160).
 TEST(Traits, SecureStrictGetsMoreGuardedSamples) {
   EnsureStarted();
-  ASSERT_EQ(CurrentOptions().sample_rate, 10000u);
+  ASSERT_EQ(CurrentOptions().sample_rate, 100000u) << "balanced's default";
+  ASSERT_EQ(SetOptionAtRunTime("sample_rate", 10000), 0);
   Partition* strict = PartitionForTraits(kTraitSecureStrict);
   ASSERT_NE(strict, nullptr);
   EXPECT_EQ(strict->policy().guarded_sample_divisor, kSecureStrictSampleDivisor);
@@ -147,6 +148,10 @@ TEST(Traits, SecureStrictGetsMoreGuardedSamples) {
     for (int i = 0; i < kAllocations; i++) release(allocate());
     return GuardedCounts().allocations - before;
   };
+  // Countdowns drawn at the default rate run out within 2 * 100000
+  // allocations; from then on both draw at the new rate.
+  guarded_during([] { return Malloc(64); }, [](void* q) { Free(q); });
+  guarded_during([&] { return PartitionMalloc(strict, 64); }, [&](void* q) { PartitionFree(strict, q); });
   uint64_t by_malloc = guarded_during([] { return Malloc(64); }, [](void* q) { Free(q); });
   int in_strict = 0;
   uint64_t by_strict = guarded_during(
@@ -168,6 +173,7 @@ TEST(Traits, SecureStrictGetsMoreGuardedSamples) {
   EXPECT_EQ(guarded_during([&] { return PartitionMalloc(plain, 64); }, [&](void* q) { PartitionFree(plain, q); }),
             0u);
   DestroyPartition(plain);
+  EXPECT_EQ(SetOptionAtRunTime("sample_rate", 100000), 0);
 }
 
 // Every partition id has a slot in each thread's cache table: 100

@@ -860,7 +860,7 @@ def main():
                    "NitroHeap with `NITROHEAP_OPTIONS` unset: balanced mode (misuse detection, a "
                    "64 KiB small-object quarantine per thread), live statistics published in shared "
                    "memory, flight-recorder sampling (one allocation per 512 KiB allocated, on "
-                   "average) and guarded sampling (one allocation in 10000). What each variant "
+                   "average) and guarded sampling (one allocation in 100000). What each variant "
                    "changes:\n")
         for x in variants:
             out.append("- **%s** (`%s`): %s." % (x.name, x.opts, x.effect()))
