@@ -8,6 +8,7 @@
 #include <stdint.h>
 #include <string.h>
 #include <sys/mman.h>
+#include <ucontext.h>
 
 #include <algorithm>
 #include <set>
@@ -236,8 +237,8 @@ TEST_F(GuardedPoolTest, FreedSlotKeepsNoResidentPage) {
   for (unsigned char r : resident) EXPECT_FALSE(r & 1) << "given back at free";
 }
 
-// Stack captures remember the stack pages they read (core/report.cc): a
-// walk through frames on several pages finds the same frames every time.
+// Stack captures remember the run of stack pages they read (core/report.cc):
+// a walk through frames on several pages finds the same frames every time.
 NITRO_NOINLINE int CaptureThroughBigFrames(int depth, uintptr_t* frames) {
   volatile char pad[3 * 4096];  // each frame on pages of its own
   pad[0] = static_cast<char>(depth);
@@ -257,6 +258,65 @@ TEST(CaptureStackTest, FramesOnManyPagesAreFoundEveryTime) {
     if (i == 5) continue;
     EXPECT_EQ(frames[0][i], frames[1][i]) << "frame " << i;
   }
+}
+
+// A stack the program unmapped is never trusted: a fiber's walk made its
+// pages known, the fiber's stack is unmapped, and a later walk on another
+// stack meets a frame pointer into it (as code built without frame pointers
+// may leave one). That walk asks the kernel, which says the page is gone,
+// and stops there instead of faulting.
+struct FiberWalk {
+  ucontext_t main_ctx, fiber_ctx;
+  uintptr_t fake_fp = 0;  // B's caller frame pointer, or 0
+  uintptr_t seen_fp = 0;  // A's frame, on the stack that is unmapped later
+  int frames = 0;
+};
+FiberWalk g_fiber;
+
+NITRO_NOINLINE int CaptureWithCallerFp(uintptr_t caller_fp) {
+  auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
+  uintptr_t saved = fp[0];
+  if (caller_fp != 0) fp[0] = caller_fp;
+  uintptr_t frames[kMaxFrames];
+  int n = CaptureStack(frames, kMaxFrames, 0);
+  fp[0] = saved;
+  return n;
+}
+
+void FiberBody() {
+  g_fiber.seen_fp = reinterpret_cast<uintptr_t>(__builtin_frame_address(0));
+  g_fiber.frames = CaptureWithCallerFp(g_fiber.fake_fp);
+  swapcontext(&g_fiber.fiber_ctx, &g_fiber.main_ctx);
+}
+
+void RunFiber(char* stack, size_t size, uintptr_t fake_fp) {
+  g_fiber.fake_fp = fake_fp;
+  ASSERT_EQ(getcontext(&g_fiber.fiber_ctx), 0);
+  g_fiber.fiber_ctx.uc_stack.ss_sp = stack;
+  g_fiber.fiber_ctx.uc_stack.ss_size = size;
+  g_fiber.fiber_ctx.uc_link = nullptr;
+  makecontext(&g_fiber.fiber_ctx, FiberBody, 0);
+  ASSERT_EQ(swapcontext(&g_fiber.main_ctx, &g_fiber.fiber_ctx), 0);
+}
+
+TEST(CaptureStackTest, PagesOfAnUnmappedStackAreNotTrusted) {
+  EXPECT_EXIT(
+      {
+        constexpr size_t kHalf = 128 << 10;
+        auto* region = static_cast<char*>(
+            mmap(nullptr, 2 * kHalf, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0));
+        if (region == MAP_FAILED) _exit(2);
+        // Fiber A on the upper half: its walk reads (and may remember) its pages.
+        RunFiber(region + kHalf, kHalf, 0);
+        if (g_fiber.frames < 1) _exit(3);
+        uintptr_t stale = RoundDown(g_fiber.seen_fp, 16);
+        munmap(region + kHalf, kHalf);
+        // Fiber B on the lower half, below A's page and within a walk's
+        // reach: its caller's frame pointer leads into A's unmapped page.
+        RunFiber(region, kHalf, stale);
+        _exit(g_fiber.frames >= 1 ? 0 : 4);
+      },
+      ::testing::ExitedWithCode(0), "");
 }
 
 // The fault handler turns a fault in the pool into a report, then lets the

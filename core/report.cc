@@ -19,22 +19,27 @@ void WriteAll(int fd, const char* p, size_t len) { WriteOutput(fd, p, len); }
 
 namespace {
 
-// Pages of the stack a walk may read without asking the kernel: a few,
-// each found readable before (0: an empty entry), replaced round-robin.
+// Pages a walk may read without asking the kernel: a run of pages going
+// up from an anchor, the page of the walk's first frame. The anchor is
+// readable (the thread runs on it), and a page joins the run only when the
+// kernel read it and it is the next page up, so the run is one readable
+// range that starts inside the stack this thread is running on. A walk from
+// another page (another call depth, a fiber's or a signal stack) starts a
+// new run: pages of a stack the program may since have unmapped are never
+// trusted again. Empty (pages 0) for a walk from an unknown frame pointer.
 struct KnownPages {
-  static constexpr int kCount = 8;
-  uintptr_t page[kCount];
-  unsigned next;
-  bool Has(uintptr_t p) const {
-    for (uintptr_t q : page) {
-      if (q == p) return true;
-    }
-    return false;
-  }
+  static constexpr size_t kMaxPages = 16;
+  uintptr_t anchor;
+  size_t pages;
+  bool Has(uintptr_t p) const { return p >= anchor && p - anchor < pages * kPageSize; }
   void Add(uintptr_t p) {
-    if (Has(p)) return;
-    page[next] = p;
-    next = (next + 1) % kCount;
+    if (pages != 0 && pages < kMaxPages && p == anchor + pages * kPageSize) pages++;
+  }
+  void StartAt(uintptr_t page) {
+    if (anchor != page || pages == 0) {
+      anchor = page;
+      pages = 1;
+    }
   }
 };
 
@@ -43,8 +48,8 @@ struct KnownPages {
 // implausible frame: the caller's frame is above, on the same stack, aligned.
 // Code built without frame pointers leaves anything in the frame-pointer
 // register, so a walk must never fault: a frame on a page not `known` to be
-// readable is read through the kernel (one system call), and its page
-// becomes known.
+// readable is read through the kernel (one system call), and its page joins
+// the known run if it is the run's next page.
 int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, KnownPages* known) {
   int n = 0;
   for (int depth = 0; fp != nullptr && n < max && depth < 256; depth++) {
@@ -74,14 +79,10 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, KnownPages* 
   return n;
 }
 
-// The pages of this thread's stack that its earlier walks read, so that a
+// The run of this thread's stack that its earlier walks read, so that a
 // sampled allocation's stacks cost no system call once the thread's usual
 // frames are known (issue 13: two calls, getpid and process_vm_readv, per
-// page a walk entered, per stack). A page here held this thread's frames,
-// and a thread's stack stays mapped while the thread lives; the one case
-// this trusts wrongly is a program that unmaps a stack this thread ran on
-// (a fiber's, a signal stack) and later, on the same thread, calls malloc
-// from code whose garbage frame pointer leads into that page.
+// page a walk entered, per stack).
 __thread KnownPages tls_known_pages __attribute__((tls_model("initial-exec"))) = {};
 
 }  // namespace
@@ -89,7 +90,7 @@ __thread KnownPages tls_known_pages __attribute__((tls_model("initial-exec"))) =
 int CaptureStack(uintptr_t* frames, int max, int skip) {
   // This function's own frame is readable, and so is the rest of its page.
   auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
-  tls_known_pages.Add(RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
+  tls_known_pages.StartAt(RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
   return WalkFrames(fp, frames, max, skip, &tls_known_pages);
 }
 
