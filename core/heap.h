@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "core/base.h"
+#include "core/cache_slots.h"
 #include "core/options.h"
 #include "core/page_map.h"
 #include "core/partition.h"
@@ -31,20 +32,6 @@
 #include "core/thread_cache.h"
 
 namespace nitro {
-
-// The cache malloc pops from: that of the thread's current partition.
-extern __thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec")));
-// The thread's caches, by partition id (an empty sentinel where it has none;
-// slot 0 always). Other threads write a slot only when the partition is
-// destroyed (DestroyPartition), under the registry lock.
-struct ThreadCaches {
-  ThreadCache* by_slot[kCachedPartitions];
-  ThreadCaches* next;  // the registry of threads holding partition caches
-  ThreadCaches* prev;
-  ThreadCache** current;  // &tls_cache of the owning thread
-  bool registered;
-};
-extern __thread ThreadCaches tls_caches __attribute__((tls_model("initial-exec")));
 
 // The one allocation slow path. align: 0 (or up to kMinAlign) for the
 // natural alignment, else a power of two; zero: the block reads as zero.
@@ -70,9 +57,10 @@ NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample samp
   static_assert(kMinFast <= 1, "sizes 1 and up all have their class");
   if (NITRO_LIKELY(size - kMinFast <= kMaxSmallSize - kMinFast)) {
     int cls = kSizeClasses.ClassFor(size);
-    void* p = tc->Pop(cls);
+    ThreadCache::Magazine& m = tc->magazine(cls);
+    void* p = ThreadCache::Pop(m);
     if (NITRO_LIKELY(p != nullptr)) {
-      if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
+      if (NITRO_LIKELY(!tc->AccountAlloc(m, size))) return p;
       return sample(p, cls);
     }
   }
@@ -89,10 +77,9 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 // span's fast_free word, in [1, kNumClasses)) says the span is a
 // thread-cached slab without samples: the pointer is the start of an
 // object, and that object is not already free (its flag in the span,
-// outside the object). Returns false for "take the slow path"; else *tc
-// (the span's partition's cache in this thread) and *free_flag.
-NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
-  tc = tls_caches.by_slot[s->partition_id];
+// outside the object). Returns false for "take the slow path"; else
+// *free_flag.
+NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
   if (NITRO_UNLIKELY(idx * s->object_size != off)) return false;
@@ -106,11 +93,13 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, ThreadCache*& tc, uint
 
 // The free fast path's checks for a span of any partition: returns the
 // size class, or 0 for the slow path (also for spans holding
-// flight-recorder samples, whose frees are timed).
+// flight-recorder samples, whose frees are timed); *tc: the cache of the
+// span's partition in this thread.
 NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
   uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
-  return FastFreeObject(p, s, tc, free_flag) ? static_cast<int>(word) : 0;
+  tc = tls_caches.by_slot[s->partition_id];
+  return FastFreeObject(p, s, free_flag) ? static_cast<int>(word) : 0;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
@@ -174,14 +163,15 @@ NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
   Span* s = GlobalPageMap().Get(p);
   if (NITRO_LIKELY(s != nullptr)) {
     uint64_t cls_minus_1 = s->FastFreeWordOf() - partition->fast_free_base();
-    ThreadCache* tc;
     uint8_t* flag;
     if (NITRO_LIKELY(cls_minus_1 < static_cast<uint64_t>(kNumClasses - 1)) &&
-        NITRO_LIKELY(FastFreeObject(p, s, tc, &flag))) {
-      // In 64 bits: the magazine's offset is then one shift, no extension.
-      uint64_t cls = cls_minus_1 + 1;
-      if (NITRO_LIKELY(tc->Push(static_cast<int>(cls), p, flag))) {
-        tc->AccountFree(static_cast<int>(cls));
+        NITRO_LIKELY(FastFreeObject(p, s, &flag))) {
+      // The span is the partition's (the compare above), so the partition
+      // names this thread's cache of it: one load, not free's three.
+      ThreadCache* tc = CacheAtTpOffset(partition->free_cache_tp_offset());
+      ThreadCache::Magazine& m = tc->MagazineAfterFirst(cls_minus_1);
+      if (NITRO_LIKELY(ThreadCache::Push(m, p, flag))) {
+        ThreadCache::AccountFree(m);
         return;
       }
     }
@@ -194,7 +184,7 @@ void* PartitionReallocate(Partition* partition, void* p, size_t size);
 // need adjusting: SHARED_RW, typed partitions; those take the slow path).
 NITRO_ALWAYS_INLINE void* PartitionMalloc(Partition* partition, size_t size) {
   return AllocateFast(
-      tls_caches.by_slot[partition->alloc_slot()], size,
+      CacheAtTpOffset(partition->alloc_cache_tp_offset()), size,
       [partition, size](void* p, int) { return SampleSlowIn(partition, p, size); },
       [partition, size] { return AllocateSlowIn(partition, size, 0, false); });
 }

@@ -52,8 +52,11 @@ class ThreadCache {
   };
   static constexpr uint32_t kEntryBytes = sizeof(Entry);
 
-  NITRO_ALWAYS_INLINE void* Pop(int cls) {
-    Magazine& m = mags_[cls];
+  NITRO_ALWAYS_INLINE Magazine& magazine(int cls) { return mags_[cls]; }
+  NITRO_ALWAYS_INLINE void* Pop(int cls) { return Pop(mags_[cls]); }
+  // The same given the class's magazine: the fast paths address it once
+  // for the pop and the count.
+  static NITRO_ALWAYS_INLINE void* Pop(Magazine& m) {
     uint32_t head = m.head;
     if (NITRO_UNLIKELY(m.tail - head <= m.depth)) return nullptr;
     const Entry& e = *reinterpret_cast<const Entry*>(reinterpret_cast<char*>(m.ring) + (head & m.mask));
@@ -66,7 +69,10 @@ class ThreadCache {
   // False when the ring is full or this is the sentinel. `free_flag`: the
   // object's flag, which the caller found clear (not already free).
   NITRO_ALWAYS_INLINE bool Push(int cls, void* p, uint8_t* free_flag) {
-    Magazine& m = mags_[cls];
+    return Push(mags_[cls], p, free_flag);
+  }
+  // The same given the class's magazine (MagazineAfterFirst).
+  static NITRO_ALWAYS_INLINE bool Push(Magazine& m, void* p, uint8_t* free_flag) {
     uint32_t tail = m.tail;
     if (NITRO_UNLIKELY(tail - m.head >= m.max)) return false;
     *reinterpret_cast<Entry*>(reinterpret_cast<char*>(m.ring) + (tail & m.mask)) = Entry{p, free_flag};
@@ -96,13 +102,19 @@ class ThreadCache {
   // Counts an allocation and advances both samplers: the guarded pool's
   // (one in sample_rate allocations) and the flight recorder's (one every
   // profile_rate bytes). One branch: true when either is due.
-  NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) {
-    Bump(mags_[cls].allocs, 1);
+  NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) { return AccountAlloc(mags_[cls], size); }
+  NITRO_ALWAYS_INLINE bool AccountAlloc(Magazine& m, size_t size) {
+    Bump(m.allocs, 1);
     int64_t c = --sample_countdown_;
     int64_t b = (record_countdown_ -= static_cast<int64_t>(size));
     return NITRO_UNLIKELY((c | b) < 0);
   }
-  NITRO_ALWAYS_INLINE void AccountFree(int cls) { Bump(mags_[cls].frees, 1); }
+  NITRO_ALWAYS_INLINE void AccountFree(int cls) { AccountFree(mags_[cls]); }
+  static NITRO_ALWAYS_INLINE void AccountFree(Magazine& m) { Bump(m.frees, 1); }
+  // The magazine of class `cls_minus_1 + 1`, in the form whose + 1 the
+  // compiler folds into the addressing (PartitionFree's compare yields
+  // the class minus one; mags_[cls_minus_1 + 1] costs an add).
+  NITRO_ALWAYS_INLINE Magazine& MagazineAfterFirst(uint64_t cls_minus_1) { return (&mags_[1])[cls_minus_1]; }
   // An allocation that the guarded pool served instead (counted there).
   void UnaccountAlloc(int cls) { Bump(mags_[cls].allocs, ~uint64_t{0}); }
   // Large allocations only advance the flight recorder's byte countdown.
