@@ -73,6 +73,19 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
       [size] { return AllocateSlow(size, 0, false); });
 }
 
+// An object's free flag, read once (relaxed): set when the object is free.
+// On x86-64 one compare with memory whose flags the branch uses: GCC loads
+// an atomic into a register and tests it (two instructions and a test).
+NITRO_ALWAYS_INLINE bool FlagSet(const uint8_t* flag) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool set;
+  asm("cmpb $0, %1" : "=@ccne"(set) : "m"(*flag));
+  return set;
+#else
+  return __atomic_load_n(flag, __ATOMIC_RELAXED) != 0;
+#endif
+}
+
 // The checks every mode makes on a free, on the fast path, once `cls` (the
 // span's fast_free word, in [1, kNumClasses)) says the span is a
 // thread-cached slab without samples: the pointer is the start of an
@@ -80,13 +93,18 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
 // outside the object). Returns false for "take the slow path"; else
 // *free_flag.
 NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
+  // idx * object_size < 2^39 below, while a pointer at or above
+  // 2^kAddressBits that PageMap::GetUnlessFar sent here lies at least 2^46
+  // past any slab's start: it fails the compare and takes the slow path.
+  static_assert((uint64_t{1} << (64 - kMagicShift)) * kMaxSmallSize <= (uint64_t{1} << (kAddressBits - 1)),
+                "a far pointer never passes as an object's start");
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
   if (NITRO_UNLIKELY(idx * s->object_size != off)) return false;
   // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
   // which sends a pointer into the slab's unused tail to the slow path.
   uint8_t* flag = &s->object_free[idx];
-  if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return false;
+  if (NITRO_UNLIKELY(FlagSet(flag))) return false;
   *free_flag = flag;
   return true;
 }
@@ -103,7 +121,7 @@ NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
-  Span* s = GlobalPageMap().Get(p);
+  Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
     ThreadCache* tc;
     uint8_t* flag;
@@ -119,7 +137,7 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 // free_sized, sized operator delete, Rust's dealloc: the size must match
 // the allocation (align: the alignment it was made with, 0 for none).
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
-  Span* s = GlobalPageMap().Get(p);
+  Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
     ThreadCache* tc;
     uint8_t* flag;
@@ -160,7 +178,7 @@ NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p, const char*
 // so that checking the partition costs nothing over free's own checks.
 NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
                                        const char* what = "nitro_partition_free") {
-  Span* s = GlobalPageMap().Get(p);
+  Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
     uint64_t cls_minus_1 = s->FastFreeWordOf() - partition->fast_free_base();
     uint8_t* flag;
