@@ -1,3 +1,5 @@
+// What the fast paths of core/heap.h rely on.
+//
 // The thread-pointer offsets a partition records when it is made
 // (core/cache_slots.h) name this thread's slots of tls_caches in every
 // thread: the main one, a new thread before and after its first
@@ -5,6 +7,10 @@
 // through them (PartitionMalloc, PartitionFree) use that thread's cache.
 // Linked statically: the executable's TLS model (local-exec); the shared
 // object's (initial-exec) is run by testing/lifecycle's partition_threads.
+//
+// The free fast paths' checks: a pointer at or above 2^kAddressBits, which
+// PageMap::GetUnlessFar maps to the span of a lower address, never passes
+// as an object's start, and the free flag test reads the flag.
 #include "core/cache_slots.h"
 
 #include <sys/wait.h>
@@ -105,6 +111,35 @@ TEST(CacheSlots, AdjustedPartitionAllocatesThroughTheSentinel) {
   EXPECT_TRUE(CacheAtTpOffset(p->alloc_cache_tp_offset())->is_sentinel());
   PartitionFree(p, a);
   DestroyPartition(p);
+}
+
+TEST(FastFree, FarPointersNeverPassAsObjects) {
+  EnsureStarted();
+  for (size_t size : {size_t{16}, size_t{64}, size_t{1000}, size_t{4096}, kMaxSmallSize}) {
+    void* p = Malloc(size);
+    ASSERT_NE(p, nullptr);
+    Span* s = GlobalPageMap().Get(p);
+    ASSERT_NE(s, nullptr);
+    uint8_t* flag = nullptr;
+    EXPECT_TRUE(FastFreeObject(p, s, &flag)) << size;
+    EXPECT_EQ(flag, &s->object_free[(reinterpret_cast<uintptr_t>(p) - s->start) / s->object_size]);
+    // Every far alias of p finds p's span (the masked root index) and fails.
+    for (uint64_t k : {uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{1} << 16, (uint64_t{1} << 17) - 1}) {
+      void* far = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) + (k << kAddressBits));
+      EXPECT_EQ(GlobalPageMap().GetUnlessFar(far), s) << size << " " << k;
+      EXPECT_EQ(GlobalPageMap().Get(far), nullptr);
+      EXPECT_FALSE(FastFreeObject(far, s, &flag)) << size << " " << k;
+    }
+    Free(p);
+  }
+}
+
+TEST(FastFree, FlagSetReadsTheFlag) {
+  uint8_t flags[3] = {0, 1, 0};
+  EXPECT_FALSE(FlagSet(&flags[0]));
+  EXPECT_TRUE(FlagSet(&flags[1]));
+  flags[2] = 0xff;
+  EXPECT_TRUE(FlagSet(&flags[2]));
 }
 
 }  // namespace
