@@ -57,10 +57,9 @@ NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample samp
   static_assert(kMinFast <= 1, "sizes 1 and up all have their class");
   if (NITRO_LIKELY(size - kMinFast <= kMaxSmallSize - kMinFast)) {
     int cls = kSizeClasses.ClassFor(size);
-    ThreadCache::Magazine& m = tc->magazine(cls);
-    void* p = ThreadCache::Pop(m);
+    void* p = tc->Pop(cls);
     if (NITRO_LIKELY(p != nullptr)) {
-      if (NITRO_LIKELY(!tc->AccountAlloc(m, size))) return p;
+      if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
       return sample(p, cls);
     }
   }

@@ -52,11 +52,8 @@ class ThreadCache {
   };
   static constexpr uint32_t kEntryBytes = sizeof(Entry);
 
-  NITRO_ALWAYS_INLINE Magazine& magazine(int cls) { return mags_[cls]; }
-  NITRO_ALWAYS_INLINE void* Pop(int cls) { return Pop(mags_[cls]); }
-  // The same given the class's magazine: the fast paths address it once
-  // for the pop and the count.
-  static NITRO_ALWAYS_INLINE void* Pop(Magazine& m) {
+  NITRO_ALWAYS_INLINE void* Pop(int cls) {
+    Magazine& m = mags_[cls];
     uint32_t head = m.head;
     if (NITRO_UNLIKELY(m.tail - head <= m.depth)) return nullptr;
     const Entry& e = *reinterpret_cast<const Entry*>(reinterpret_cast<char*>(m.ring) + (head & m.mask));
@@ -106,9 +103,8 @@ class ThreadCache {
   // subtract, store and OR the two: eight instructions, here four); the
   // recorder's subtract a due guarded sample skips is made on that unlikely
   // path, so both always advance.
-  NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) { return AccountAlloc(mags_[cls], size); }
-  NITRO_ALWAYS_INLINE bool AccountAlloc(Magazine& m, size_t size) {
-    Bump(m.allocs, 1);
+  NITRO_ALWAYS_INLINE bool AccountAlloc(int cls, size_t size) {
+    Bump(mags_[cls].allocs, 1);
     if (NITRO_UNLIKELY(CountDown(sample_countdown_, 1))) {
       record_countdown_ -= static_cast<int64_t>(size);
       return true;
