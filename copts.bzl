@@ -63,11 +63,14 @@ NITRO_TEST_COPTS = [
 # (operator new throws through a runtime function found at run time;
 # unwind tables are still emitted, so exceptions pass through its frames).
 # No SLP vectorization: it turned the fast path's two sampling countdowns
-# into SSE code.
+# into SSE code. Register renaming after allocation: without it GCC 12 kept
+# a copy of nitro_partition_malloc's partition argument on the fast path
+# (one instruction of 35; docs/architecture.md).
 NITRO_HEAP_COPTS = NITRO_COPTS + [
     "-fno-builtin",
     "-fvisibility=hidden",
     "-fno-exceptions",
     "-fasynchronous-unwind-tables",
     "-fno-tree-slp-vectorize",
+    "-frename-registers",
 ]

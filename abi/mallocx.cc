@@ -193,7 +193,7 @@ NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
   Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
   if (NITRO_UNLIKELY(partition == nullptr)) return MallocxSlow(size, flags);
   return nitro::AllocateFast<1>(
-      nitro::tls_caches.by_slot[partition->alloc_slot()], size,
+      nitro::CacheAtTpOffset(partition->alloc_cache_tp_offset()), size,
       [partition, size](void* p, int) { return SampleMallocx(partition, p, size); },
       [size, flags] { return MallocxSlow(size, flags); });
 }

@@ -24,6 +24,7 @@
 #include <stddef.h>
 
 #include "core/base.h"
+#include "core/cache_slots.h"
 #include "core/options.h"
 #include "core/page_map.h"
 #include "core/partition.h"
@@ -31,20 +32,6 @@
 #include "core/thread_cache.h"
 
 namespace nitro {
-
-// The cache malloc pops from: that of the thread's current partition.
-extern __thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec")));
-// The thread's caches, by partition id (an empty sentinel where it has none;
-// slot 0 always). Other threads write a slot only when the partition is
-// destroyed (DestroyPartition), under the registry lock.
-struct ThreadCaches {
-  ThreadCache* by_slot[kCachedPartitions];
-  ThreadCaches* next;  // the registry of threads holding partition caches
-  ThreadCaches* prev;
-  ThreadCache** current;  // &tls_cache of the owning thread
-  bool registered;
-};
-extern __thread ThreadCaches tls_caches __attribute__((tls_model("initial-exec")));
 
 // The one allocation slow path. align: 0 (or up to kMinAlign) for the
 // natural alignment, else a power of two; zero: the block reads as zero.
@@ -85,36 +72,55 @@ NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
       [size] { return AllocateSlow(size, 0, false); });
 }
 
+// An object's free flag, read once (relaxed): set when the object is free.
+// On x86-64 one compare with memory whose flags the branch uses: GCC loads
+// an atomic into a register and tests it (two instructions and a test).
+NITRO_ALWAYS_INLINE bool FlagSet(const uint8_t* flag) {
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__) && defined(__GCC_ASM_FLAG_OUTPUTS__)
+  bool set;
+  asm("cmpb $0, %1" : "=@ccne"(set) : "m"(*flag));
+  return set;
+#else
+  return __atomic_load_n(flag, __ATOMIC_RELAXED) != 0;
+#endif
+}
+
 // The checks every mode makes on a free, on the fast path, once `cls` (the
 // span's fast_free word, in [1, kNumClasses)) says the span is a
 // thread-cached slab without samples: the pointer is the start of an
 // object, and that object is not already free (its flag in the span,
-// outside the object). Returns false for "take the slow path"; else *tc
-// (the span's partition's cache in this thread) and *free_flag.
-NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
-  tc = tls_caches.by_slot[s->partition_id];
+// outside the object). Returns false for "take the slow path"; else
+// *free_flag.
+NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
+  // idx * object_size < 2^39 below, while a pointer at or above
+  // 2^kAddressBits that PageMap::GetUnlessFar sent here lies at least 2^46
+  // past any slab's start: it fails the compare and takes the slow path.
+  static_assert((uint64_t{1} << (64 - kMagicShift)) * kMaxSmallSize <= (uint64_t{1} << (kAddressBits - 1)),
+                "a far pointer never passes as an object's start");
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
   uintptr_t idx = (off * s->magic) >> kMagicShift;
   if (NITRO_UNLIKELY(idx * s->object_size != off)) return false;
   // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
   // which sends a pointer into the slab's unused tail to the slow path.
   uint8_t* flag = &s->object_free[idx];
-  if (NITRO_UNLIKELY(__atomic_load_n(flag, __ATOMIC_RELAXED) != 0)) return false;
+  if (NITRO_UNLIKELY(FlagSet(flag))) return false;
   *free_flag = flag;
   return true;
 }
 
 // The free fast path's checks for a span of any partition: returns the
 // size class, or 0 for the slow path (also for spans holding
-// flight-recorder samples, whose frees are timed).
+// flight-recorder samples, whose frees are timed); *tc: the cache of the
+// span's partition in this thread.
 NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
   uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
   if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
-  return FastFreeObject(p, s, tc, free_flag) ? static_cast<int>(word) : 0;
+  tc = tls_caches.by_slot[s->partition_id];
+  return FastFreeObject(p, s, free_flag) ? static_cast<int>(word) : 0;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
-  Span* s = GlobalPageMap().Get(p);
+  Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
     ThreadCache* tc;
     uint8_t* flag;
@@ -130,7 +136,7 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 // free_sized, sized operator delete, Rust's dealloc: the size must match
 // the allocation (align: the alignment it was made with, 0 for none).
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
-  Span* s = GlobalPageMap().Get(p);
+  Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
     ThreadCache* tc;
     uint8_t* flag;
@@ -171,17 +177,18 @@ NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p, const char*
 // so that checking the partition costs nothing over free's own checks.
 NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
                                        const char* what = "nitro_partition_free") {
-  Span* s = GlobalPageMap().Get(p);
+  Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
     uint64_t cls_minus_1 = s->FastFreeWordOf() - partition->fast_free_base();
-    ThreadCache* tc;
     uint8_t* flag;
     if (NITRO_LIKELY(cls_minus_1 < static_cast<uint64_t>(kNumClasses - 1)) &&
-        NITRO_LIKELY(FastFreeObject(p, s, tc, &flag))) {
-      // In 64 bits: the magazine's offset is then one shift, no extension.
-      uint64_t cls = cls_minus_1 + 1;
-      if (NITRO_LIKELY(tc->Push(static_cast<int>(cls), p, flag))) {
-        tc->AccountFree(static_cast<int>(cls));
+        NITRO_LIKELY(FastFreeObject(p, s, &flag))) {
+      // The span is the partition's (the compare above), so the partition
+      // names this thread's cache of it: one load, not free's three.
+      ThreadCache* tc = CacheAtTpOffset(partition->free_cache_tp_offset());
+      ThreadCache::Magazine& m = tc->MagazineAfterFirst(cls_minus_1);
+      if (NITRO_LIKELY(ThreadCache::Push(m, p, flag))) {
+        ThreadCache::AccountFree(m);
         return;
       }
     }
@@ -194,7 +201,7 @@ void* PartitionReallocate(Partition* partition, void* p, size_t size);
 // need adjusting: SHARED_RW, typed partitions; those take the slow path).
 NITRO_ALWAYS_INLINE void* PartitionMalloc(Partition* partition, size_t size) {
   return AllocateFast(
-      tls_caches.by_slot[partition->alloc_slot()], size,
+      CacheAtTpOffset(partition->alloc_cache_tp_offset()), size,
       [partition, size](void* p, int) { return SampleSlowIn(partition, p, size); },
       [partition, size] { return AllocateSlowIn(partition, size, 0, false); });
 }

@@ -32,6 +32,18 @@ class PageMap {
     return __atomic_load_n(&leaf[(a >> kPageShift) & (kLeafEntries - 1)], __ATOMIC_RELAXED);
   }
 
+  // Get for the free fast paths (core/heap.h), without Get's test of the
+  // address bits above kAddressBits: they are masked off the root index
+  // instead, so a pointer at or above 2^kAddressBits finds the span of some
+  // lower address. Only for callers that then check the pointer against
+  // the span so that such a pointer fails (FastFreeObject: p - start must
+  // be below 2^39, and for it p - start is at least 2^46).
+  NITRO_ALWAYS_INLINE Span* GetUnlessFar(const void* p) const {
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    Span** leaf = root_[(a >> kLeafShift) & (kRootEntries - 1)].load(std::memory_order_relaxed);
+    if (NITRO_UNLIKELY(leaf == nullptr)) return nullptr;
+    return __atomic_load_n(&leaf[(a >> kPageShift) & (kLeafEntries - 1)], __ATOMIC_RELAXED);
+  }
   // Makes sure leaves exist for [start, start + bytes). False when the kernel
   // refuses memory for a leaf.
   bool Ensure(uintptr_t start, size_t bytes);

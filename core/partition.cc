@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <string.h>
 
+#include "core/cache_slots.h"
 #include "core/lock_registry.h"
 #include "core/numa.h"
 #include "core/os.h"
@@ -123,6 +124,8 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   slab_owner_.strict = policy_.strict;
   alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
   fast_free_base_ = (uint64_t{id} << 32) + 1;
+  alloc_cache_tp_offset_ = CacheSlotTpOffset(alloc_slot_);
+  free_cache_tp_offset_ = CacheSlotTpOffset(id);
   if (policy_.huge_pages) pages_.AdviseHugePages();
   if (policy_.numa_interleave) pages_.InterleaveNodes(numa::ProcessInterleaveMask());
   for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);

@@ -187,6 +187,11 @@ class Partition {
   // request needs no adjusting (no min_align, not typed) and the partition
   // is thread cached, else 0, whose cache is always the empty sentinel.
   uint16_t alloc_slot() const { return alloc_slot_; }
+  // Where this thread's cache of alloc_slot() and of id() lie from the
+  // thread pointer (core/cache_slots.h CacheAtTpOffset): the allocation
+  // and free fast paths read them with one load each.
+  intptr_t alloc_cache_tp_offset() const { return alloc_cache_tp_offset_; }
+  intptr_t free_cache_tp_offset() const { return free_cache_tp_offset_; }
   // Span::FastFreeWordOf of this partition's thread-cached slabs of class
   // 1; class c reads fast_free_base() + c - 1. A word outside
   // [base, base + kNumClasses - 1) is another partition's span, a sampled
@@ -215,6 +220,8 @@ class Partition {
   bool large_guard_pages_ = true;
   uint16_t alloc_slot_ = 0;
   uint64_t fast_free_base_ = 0;
+  intptr_t alloc_cache_tp_offset_ = 0;
+  intptr_t free_cache_tp_offset_ = 0;
   PartitionPolicy policy_;
   PageHeap::Clock clock_ = nullptr;  // milliseconds; nullptr: the bucket never refills
   LargeProtectBudget large_protect_;  // under large_lock_

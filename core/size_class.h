@@ -51,7 +51,7 @@ struct SizeClassInfo {
 
 class SizeClassMap {
  public:
-  constexpr SizeClassMap() : info_(), small_index_(), large_index_() {
+  constexpr SizeClassMap() : info_(), index_() {
     int n = 1;
     for (uint32_t s = 16; s <= 128; s += 16) info_[n++] = Make(s);
     for (uint32_t base = 128; base < kMaxSmallSize; base *= 2) {
@@ -59,26 +59,17 @@ class SizeClassMap {
     }
     info_[kZeroSizeClass] = MakeZeroSize();
     int c = 1;
-    for (size_t i = 0; i < sizeof(small_index_); i++) {
+    for (size_t i = 0; i < sizeof(index_); i++) {
       size_t size = i * 16;
       while (info_[c].size < size) c++;
-      small_index_[i] = static_cast<uint8_t>(c);
+      index_[i] = static_cast<uint8_t>(c);
     }
-    small_index_[0] = static_cast<uint8_t>(kZeroSizeClass);  // ClassFor(0)
-    c = 1;
-    for (size_t i = 0; i < sizeof(large_index_); i++) {
-      size_t size = i * 128;
-      while (info_[c].size < size) c++;
-      large_index_[i] = static_cast<uint8_t>(c);
-    }
+    index_[0] = static_cast<uint8_t>(kZeroSizeClass);  // ClassFor(0)
   }
 
   // Class for a request of `size` bytes; requires size <= kMaxSmallSize.
   // Size 0 gets kZeroSizeClass.
-  NITRO_ALWAYS_INLINE int ClassFor(size_t size) const {
-    if (NITRO_LIKELY(size <= 1024)) return small_index_[(size + 15) >> 4];
-    return large_index_[(size + 127) >> 7];
-  }
+  NITRO_ALWAYS_INLINE int ClassFor(size_t size) const { return index_[(size + 15) >> 4]; }
   // Smallest class whose objects are all aligned to `align` (a power of two
   // <= page size) and hold `size` bytes; 0 when no class does. An aligned
   // request for 0 bytes gets a 1-byte class, not kZeroSizeClass (whose
@@ -127,8 +118,10 @@ class SizeClassMap {
   }
 
   SizeClassInfo info_[kNumClasses];
-  uint8_t small_index_[1024 / 16 + 1];
-  uint8_t large_index_[kMaxSmallSize / 128 + 1];
+  // One entry per 16 bytes of request up to kMaxSmallSize (8 KiB), so the
+  // fast path's lookup is one load with no branch; classes are multiples
+  // of 16, so it names the smallest class that holds the request.
+  uint8_t index_[kMaxSmallSize / 16 + 1];
 };
 
 inline constexpr SizeClassMap kSizeClasses{};

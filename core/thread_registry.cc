@@ -11,9 +11,6 @@
 namespace nitro {
 namespace {
 
-// Constant-initialized: an all-empty cache with no room, shared by every
-// thread until it gets its own.
-ThreadCache g_sentinel;
 MetaPool<ThreadCache> g_cache_pool;
 SpinLock g_registry_lock{LockRank::kThreadRegistry};
 ThreadCache* g_registry = nullptr;  // under g_registry_lock
@@ -40,22 +37,16 @@ ThreadCaches* g_partition_threads = nullptr;
 // default-partition cache, so that its exit is seen.
 char g_partition_caches_marker;
 
-constexpr ThreadCaches EmptyThreadCaches(ThreadCache* sentinel) {
-  ThreadCaches t{};
-  for (ThreadCache*& c : t.by_slot) c = sentinel;
-  return t;
-}
-
 bool IsDefaultSlot(int slot) { return g_default != nullptr && slot == g_default->id(); }
 
 // Takes one cache out of a thread's table (and out of its malloc slot when
 // the thread's current partition is that one). Under g_registry_lock.
 ThreadCache* TakeSlot(ThreadCaches* t, int slot) {
   ThreadCache* tc = t->by_slot[slot];
-  if (tc == &g_sentinel) return nullptr;
-  __atomic_store_n(&t->by_slot[slot], &g_sentinel, __ATOMIC_RELAXED);
+  if (tc == &g_sentinel_cache) return nullptr;
+  __atomic_store_n(&t->by_slot[slot], &g_sentinel_cache, __ATOMIC_RELAXED);
   if (t->current != nullptr && __atomic_load_n(t->current, __ATOMIC_RELAXED) == tc) {
-    __atomic_store_n(t->current, &g_sentinel, __ATOMIC_RELAXED);
+    __atomic_store_n(t->current, &g_sentinel_cache, __ATOMIC_RELAXED);
   }
   return tc;
 }
@@ -116,8 +107,8 @@ void ThreadExit(void* arg) {
     ReleasePartitionCachesLocked(&tls_caches, /*flush=*/true);
   }
   if (arg != &g_main_marker && arg != &g_partition_caches_marker) {
-    tls_cache = &g_sentinel;
-    tls_caches.by_slot[g_default->id()] = &g_sentinel;
+    tls_cache = &g_sentinel_cache;
+    tls_caches.by_slot[g_default->id()] = &g_sentinel_cache;
     DestroyThreadCache(static_cast<ThreadCache*>(arg), /*flush=*/true);
   }
   if (main) g_main_exited.store(true, std::memory_order_release);
@@ -126,9 +117,6 @@ void ThreadExit(void* arg) {
 
 }  // namespace
 
-__thread ThreadCache* tls_cache __attribute__((tls_model("initial-exec"))) = &g_sentinel;
-__thread ThreadCaches tls_caches __attribute__((tls_model("initial-exec"))) =
-    EmptyThreadCaches(&g_sentinel);
 __thread Partition* tls_partition __attribute__((tls_model("initial-exec"))) = nullptr;
 
 SpinLock& ThreadRegistryLock() { return g_registry_lock; }

@@ -11,7 +11,7 @@
 
 LC_SRC_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 LC_PROGRAMS=(alloc_until_null close_fds exit_race fd_list fork_torture free_protnone
-             nothrow_new partition_free pthread_exit_main rust_realloc signals stack_walk)
+             nothrow_new partition_free partition_threads pthread_exit_main rust_realloc signals stack_walk)
 PY=/usr/bin/python3   # Debian's python, never a shim on PATH
 declare -A LC_FILES=()
 LC_WORK=""

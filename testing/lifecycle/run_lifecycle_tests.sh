@@ -209,6 +209,9 @@ case_rust() {
 # --- j. guarded and zero-size pointers through the partition API (defect 4) --
 case_partitions() {
   expect_exit partition_free 0 60 "$(lc_bin partition_free)"
+  # The partition fast paths' thread-pointer offsets in the shared object:
+  # new threads, a trait partition, a forked child.
+  expect_exit partition_threads 0 60 "$(lc_bin partition_threads)"
 }
 
 # --- k. stack walks through frames without frame pointers -------------------

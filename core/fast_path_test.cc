@@ -1,0 +1,146 @@
+// What the fast paths of core/heap.h rely on.
+//
+// The thread-pointer offsets a partition records when it is made
+// (core/cache_slots.h) name this thread's slots of tls_caches in every
+// thread: the main one, a new thread before and after its first
+// allocation, and a forked child; and the fast paths that read a cache
+// through them (PartitionMalloc, PartitionFree) use that thread's cache.
+// Linked statically: the executable's TLS model (local-exec); the shared
+// object's (initial-exec) is run by testing/lifecycle's partition_threads.
+//
+// The free fast paths' checks: a pointer at or above 2^kAddressBits, which
+// PageMap::GetUnlessFar maps to the span of a lower address, never passes
+// as an object's start, and the free flag test reads the flag.
+#include "core/cache_slots.h"
+
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <thread>
+
+#include "core/heap.h"
+#include "gtest/gtest.h"
+
+namespace nitro {
+namespace {
+
+ThreadCache** SlotAt(intptr_t tp_offset) {
+  return reinterpret_cast<ThreadCache**>(static_cast<char*>(__builtin_thread_pointer()) + tp_offset);
+}
+
+// What one thread saw of partition `p`'s slots.
+struct Seen {
+  bool offsets_name_slots = false;  // both offsets are this thread's slots
+  ThreadCache* before = nullptr;    // read through the offset before the first allocation
+  ThreadCache* after = nullptr;     // and after it
+  ThreadCache* slot = nullptr;      // tls_caches.by_slot[id] after it
+  uint64_t cached_before_free = 0;
+  uint64_t cached_after_free = 0;
+};
+
+Seen Look(Partition* p, int cls) {
+  Seen s;
+  s.offsets_name_slots = SlotAt(p->alloc_cache_tp_offset()) == &tls_caches.by_slot[p->alloc_slot()] &&
+                         SlotAt(p->free_cache_tp_offset()) == &tls_caches.by_slot[p->id()];
+  s.before = CacheAtTpOffset(p->alloc_cache_tp_offset());
+  void* a = PartitionMalloc(p, 64);
+  s.after = CacheAtTpOffset(p->alloc_cache_tp_offset());
+  s.slot = tls_caches.by_slot[p->id()];
+  s.cached_before_free = s.after->cached_objects(cls);
+  PartitionFree(p, a);
+  s.cached_after_free = CacheAtTpOffset(p->free_cache_tp_offset())->cached_objects(cls);
+  return s;
+}
+
+TEST(CacheSlots, EveryThreadReadsItsOwnSlots) {
+  EnsureStarted();
+  Partition* p = CreatePartition("cache-slots", DefaultPolicy());
+  ASSERT_NE(p, nullptr);
+  ASSERT_EQ(p->alloc_slot(), p->id()) << "a thread-cached partition allocates from its own slot";
+  const int cls = kSizeClasses.ClassFor(64);
+
+  Seen main_seen = Look(p, cls);
+  EXPECT_TRUE(main_seen.offsets_name_slots);
+  EXPECT_TRUE(main_seen.before->is_sentinel()) << "no cache of a new partition yet";
+  EXPECT_FALSE(main_seen.after->is_sentinel());
+  EXPECT_EQ(main_seen.after, main_seen.slot);
+  EXPECT_EQ(main_seen.cached_after_free, main_seen.cached_before_free + 1)
+      << "the free went onto this thread's cache";
+
+  // A new thread: nothing allocated in it before Look.
+  Seen thread_seen;
+  std::thread t([&] { thread_seen = Look(p, cls); });
+  t.join();
+  EXPECT_TRUE(thread_seen.offsets_name_slots);
+  EXPECT_TRUE(thread_seen.before->is_sentinel());
+  EXPECT_FALSE(thread_seen.after->is_sentinel());
+  EXPECT_EQ(thread_seen.after, thread_seen.slot);
+  EXPECT_NE(thread_seen.after, main_seen.after) << "each thread its own cache";
+  EXPECT_EQ(thread_seen.cached_after_free, thread_seen.cached_before_free + 1);
+
+  // A forked child inherits the main thread's cache and reads it at the
+  // same offsets.
+  pid_t pid = fork();
+  ASSERT_GE(pid, 0);
+  if (pid == 0) {
+    Seen child = Look(p, cls);
+    bool ok = child.offsets_name_slots && child.before == main_seen.after && child.after == child.slot &&
+              child.cached_after_free == child.cached_before_free + 1;
+    _exit(ok ? 0 : 1);
+  }
+  int status = 0;
+  ASSERT_EQ(waitpid(pid, &status, 0), pid);
+  EXPECT_TRUE(WIFEXITED(status) && WEXITSTATUS(status) == 0) << "status " << status;
+  DestroyPartition(p);
+}
+
+// A partition whose requests need adjusting allocates from slot 0, whose
+// cache is always the sentinel (the slow path), and frees through its own.
+TEST(CacheSlots, AdjustedPartitionAllocatesThroughTheSentinel) {
+  EnsureStarted();
+  PartitionPolicy policy = DefaultPolicy();
+  policy.object_size = 48;
+  Partition* p = CreatePartition("cache-slots-typed", policy);
+  ASSERT_NE(p, nullptr);
+  EXPECT_EQ(p->alloc_slot(), 0);
+  EXPECT_EQ(SlotAt(p->alloc_cache_tp_offset()), &tls_caches.by_slot[0]);
+  EXPECT_TRUE(CacheAtTpOffset(p->alloc_cache_tp_offset())->is_sentinel());
+  EXPECT_EQ(SlotAt(p->free_cache_tp_offset()), &tls_caches.by_slot[p->id()]);
+  void* a = PartitionMalloc(p, 48);
+  ASSERT_NE(a, nullptr);
+  EXPECT_TRUE(CacheAtTpOffset(p->alloc_cache_tp_offset())->is_sentinel());
+  PartitionFree(p, a);
+  DestroyPartition(p);
+}
+
+TEST(FastFree, FarPointersNeverPassAsObjects) {
+  EnsureStarted();
+  for (size_t size : {size_t{16}, size_t{64}, size_t{1000}, size_t{4096}, kMaxSmallSize}) {
+    void* p = Malloc(size);
+    ASSERT_NE(p, nullptr);
+    Span* s = GlobalPageMap().Get(p);
+    ASSERT_NE(s, nullptr);
+    uint8_t* flag = nullptr;
+    EXPECT_TRUE(FastFreeObject(p, s, &flag)) << size;
+    EXPECT_EQ(flag, &s->object_free[(reinterpret_cast<uintptr_t>(p) - s->start) / s->object_size]);
+    // Every far alias of p finds p's span (the masked root index) and fails.
+    for (uint64_t k : {uint64_t{1}, uint64_t{2}, uint64_t{3}, uint64_t{1} << 16, (uint64_t{1} << 17) - 1}) {
+      void* far = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(p) + (k << kAddressBits));
+      EXPECT_EQ(GlobalPageMap().GetUnlessFar(far), s) << size << " " << k;
+      EXPECT_EQ(GlobalPageMap().Get(far), nullptr);
+      EXPECT_FALSE(FastFreeObject(far, s, &flag)) << size << " " << k;
+    }
+    Free(p);
+  }
+}
+
+TEST(FastFree, FlagSetReadsTheFlag) {
+  uint8_t flags[3] = {0, 1, 0};
+  EXPECT_FALSE(FlagSet(&flags[0]));
+  EXPECT_TRUE(FlagSet(&flags[1]));
+  flags[2] = 0xff;
+  EXPECT_TRUE(FlagSet(&flags[2]));
+}
+
+}  // namespace
+}  // namespace nitro
