@@ -72,6 +72,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   pick_rng_ = reinterpret_cast<uintptr_t>(this) | 1;
   other_allocated_ = 0;
   other_freed_ = 0;
+  returned_since_refill_ = 0;
   uint32_t ring_size[kNumClasses] = {};
   size_t entries = 0;
   for (int c = 1; c < kNumClasses; c++) {
@@ -131,6 +132,7 @@ bool ThreadCache::RefillList(int cls) {
   void* objects[CentralFreeList::kMaxBatchObjects];
   int n = partition_->central(cls).RemoveRange(objects, static_cast<int>(want));
   if (n == 0) return false;
+  returned_since_refill_ = 0;  // allocating: no free run
   Prepend(cls, objects, n);
   return true;
 }
@@ -191,17 +193,34 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
     for (uint32_t i = 0; i < k; i++) objects[i] = At(cls, head + i * kEntryBytes).object;
     __atomic_store_n(&m.head, head + k * kEntryBytes, __ATOMIC_RELAXED);
     partition_->central(cls).InsertRange(objects, static_cast<int>(k));
+    returned_since_refill_ += static_cast<uint64_t>(k) * kSizeClasses.size(cls);
     n -= k;
   }
 }
 
 void ThreadCache::Overflow(int cls, void* p) {
+  bool was_in_free_run = in_free_run();
   PushChecked(cls, p);
+  if (in_free_run()) {
+    // The whole cache when the run starts, then this ring: the ring is full
+    // again only after as many frees of its class as it holds.
+    if (!was_in_free_run) {
+      Flush();
+    } else {
+      ReleaseBatch(cls, Count(cls));
+    }
+    return;
+  }
   // Bound the whole cache: checked here, on the slow path only, so the fast
   // path pays for one count per ring and nothing more.
   if (CachedBytes() > max_bytes_) {
     for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, (Count(c) + 1) / 2);
   }
+}
+
+void ThreadCache::NoteLargeFree(size_t bytes) {
+  returned_since_refill_ += bytes;
+  if (in_free_run()) Flush();
 }
 
 void ThreadCache::Flush() {

@@ -146,6 +146,19 @@ class ThreadCache {
   void PushChecked(int cls, void* p);
   // Returns every cached object to the middle layer.
   void Flush();
+  // A free run: the thread has sent more than its cache's bound
+  // (tcache_max_bytes) to the middle layer or the page heap since it last
+  // took anything from them (a refill or a large allocation). Such a thread
+  // is emptying its heap, and may then sleep with its magazines full: only
+  // it can empty them (no other thread pops a magazine), so in a free run
+  // each free slow path empties whole rings instead of one batch, and the
+  // first one, and every large free, empties the whole cache. The objects
+  // go to the middle layer, whose idle batches and slabs the reclaimer
+  // returns. Costs no instruction on the fast paths, and no slow path more.
+  // Large blocks: counted when freed; an allocation ends the run.
+  void NoteLargeFree(size_t bytes);
+  void NoteLargeAllocation() { returned_since_refill_ = 0; }
+  bool in_free_run() const { return returned_since_refill_ > max_bytes_; }
   size_t CachedBytes() const;
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
   bool is_sentinel() const { return partition_ == nullptr; }
@@ -172,6 +185,7 @@ class ThreadCache {
   uint64_t pick_rng_ = 1;
   uint64_t other_allocated_ = 0;
   uint64_t other_freed_ = 0;
+  uint64_t returned_since_refill_ = 0;  // bytes; see in_free_run
   uint32_t real_max_[kNumClasses] = {};
   uint32_t real_depth_[kNumClasses] = {};
 
