@@ -193,14 +193,15 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
     for (uint32_t i = 0; i < k; i++) objects[i] = At(cls, head + i * kEntryBytes).object;
     __atomic_store_n(&m.head, head + k * kEntryBytes, __ATOMIC_RELAXED);
     partition_->central(cls).InsertRange(objects, static_cast<int>(k));
-    returned_since_refill_ += static_cast<uint64_t>(k) * kSizeClasses.size(cls);
     n -= k;
   }
 }
 
 void ThreadCache::Overflow(int cls, void* p) {
   bool was_in_free_run = in_free_run();
-  PushChecked(cls, p);
+  uint32_t held = Count(cls) + 1;
+  PushChecked(cls, p);  // a full ring returns a batch first
+  returned_since_refill_ += static_cast<uint64_t>(held - Count(cls)) * kSizeClasses.size(cls);
   if (in_free_run()) {
     // The whole cache when the run starts, then this ring: the ring is full
     // again only after as many frees of its class as it holds.

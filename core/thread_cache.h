@@ -146,9 +146,10 @@ class ThreadCache {
   void PushChecked(int cls, void* p);
   // Returns every cached object to the middle layer.
   void Flush();
-  // A free run: the thread has sent more than its cache's bound
-  // (tcache_max_bytes) to the middle layer or the page heap since it last
-  // took anything from them (a refill or a large allocation). Such a thread
+  // A free run: the thread's frees have sent more than its cache's bound
+  // (tcache_max_bytes) to the middle layer (full rings) or the page heap
+  // (large blocks) since it last took anything from them (a refill or a
+  // large allocation). Such a thread
   // is emptying its heap, and may then sleep with its magazines full: only
   // it can empty them (no other thread pops a magazine), so in a free run
   // each free slow path empties whole rings instead of one batch, and the
