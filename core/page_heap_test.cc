@@ -274,6 +274,8 @@ TEST_F(PageHeapTest, FreedRunsReturnTheirSpanDescriptorsAndPageMapMemory) {
   EXPECT_GE(descriptors_full, descriptors_before + kRuns * sizeof(Span));
   const size_t map_full = GlobalPageMap().ResidentEntryBytes(start, bytes);
   EXPECT_GE(map_full, bytes / PageMap::kEntryPageSpan * kPageSize);
+  const size_t map_total_full = GlobalPageMap().ResidentBytes();  // the heap report's figure
+  EXPECT_GE(map_total_full, map_full);
   // One run in 100 stays in use (some in every chunk of descriptors).
   std::vector<Span*> kept;
   for (int i = 0; i < kRuns; i++) {
@@ -303,6 +305,7 @@ TEST_F(PageHeapTest, FreedRunsReturnTheirSpanDescriptorsAndPageMapMemory) {
   SpanPool().ReleaseEmpty();
   EXPECT_LE(SpanPool().committed_bytes(), descriptors_before + 2 * kPageSize);
   EXPECT_LE(GlobalPageMap().ResidentEntryBytes(start, bytes), 2 * kPageSize);
+  EXPECT_LE(GlobalPageMap().ResidentBytes() + map_full - 2 * kPageSize, map_total_full);
 }
 
 TEST_F(PageHeapTest, HugeRequestsFailCleanly) {
