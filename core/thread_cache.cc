@@ -203,13 +203,11 @@ void ThreadCache::Overflow(int cls, void* p) {
   PushChecked(cls, p);  // a full ring returns a batch first
   returned_since_refill_ += static_cast<uint64_t>(held - Count(cls)) * kSizeClasses.size(cls);
   if (in_free_run()) {
-    // The whole cache when the run starts, then this ring: the ring is full
-    // again only after as many frees of its class as it holds.
-    if (!was_in_free_run) {
-      Flush();
-    } else {
-      ReleaseBatch(cls, Count(cls));
-    }
+    // The whole cache when the run starts, then this ring (full again only
+    // after as many frees of its class as it holds), and the whole cache
+    // again whenever it holds more than an eighth of its bound.
+    ReleaseBatch(cls, Count(cls));
+    if (!was_in_free_run || CachedBytes() > max_bytes_ / kFreeRunShare) Flush();
     return;
   }
   // Bound the whole cache: checked here, on the slow path only, so the fast

@@ -630,13 +630,21 @@ int Memreturn() {
     }
   }
   long peak = RssKib();
-  for (uint64_t i = 0; i < n_small; i++) {
-    sum += Verify("memreturn", small[i]);
-    free(small[i]);
-  }
-  for (uint64_t i = 0; i < n_large; i++) {
-    sum += Verify("memreturn", large[i]);
-    free(large[i]);
+  // Small objects first, then the large blocks; with MEMRETURN_SMALL_LAST
+  // set, the other way round (the thread's last frees are then small ones).
+  const bool small_last = getenv("MEMRETURN_SMALL_LAST") != nullptr;
+  for (int pass = 0; pass < 2; pass++) {
+    if ((pass == 0) != small_last) {
+      for (uint64_t i = 0; i < n_small; i++) {
+        sum += Verify("memreturn", small[i]);
+        free(small[i]);
+      }
+    } else {
+      for (uint64_t i = 0; i < n_large; i++) {
+        sum += Verify("memreturn", large[i]);
+        free(large[i]);
+      }
+    }
   }
   munmap(small, max_small * sizeof(void*));
   munmap(large, max_large * sizeof(void*));
