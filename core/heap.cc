@@ -544,7 +544,7 @@ void FreeSlow(void* p) {
   RecordedFree(s, p);
   if (s->state == SpanState::kLarge) {
     if (partition == g_default) CountOtherFreed(s->requested);
-    size_t bytes = s->pages << kPageShift;
+    size_t bytes = s->bytes();
     partition->FreeLarge(s, p);
     if (ThreadCache* tc = ExistingCacheFor(partition)) tc->NoteLargeFree(bytes);
     return;
