@@ -129,6 +129,7 @@ bool CentralFreeList::AddSlab() {
   s->magic = info.magic;
   s->allocated = 0;
   s->bump = 0;  // every object is carved off by FromSpans' bump
+  s->free_pages_returned = false;
   memset(s->free_bits, 0, sizeof(s->free_bits));
   // Every object starts free (flag set) until a thread cache or AllocateOne
   // hands it to the program; so does the one past the end, which the tail
@@ -157,6 +158,7 @@ int CentralFreeList::FromSpans(void** out, int n) {
       empty_slabs_--;
       slab_reused_at_ = Now();
     }
+    s->free_pages_returned = false;
     // bump - allocated objects were handed out and came back (bits set).
     for (uint32_t w = 0; s->allocated < s->bump && got < n && w * 64 < s->bump; w++) {
       uint64_t bits = s->free_bits[w];
@@ -177,6 +179,7 @@ int CentralFreeList::FromSpans(void** out, int n) {
     if (s->allocated == s->capacity) nonempty_.Remove(s);
   }
   span_free_ -= static_cast<size_t>(got);
+  handouts_++;
   return got;
 }
 
@@ -198,6 +201,7 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
     }
     if (s->allocated == s->capacity) nonempty_.PushFront(s);
     s->free_bits[idx / 64] |= bit;
+    s->free_pages_returned = false;
     s->allocated--;
     span_free_++;
     if (s->allocated == 0) {
@@ -263,6 +267,41 @@ void CentralFreeList::ReleaseIdle(uint64_t cutoff) {
     batches_ -= idle;
   }
   if (slab_reused_at_ <= cutoff) ReleaseEmptySlabs();
+  bool idle_class = handouts_ == handouts_seen_;
+  handouts_seen_ = handouts_;
+  if (idle_class && !owner_->strict && size_class_ != kZeroSizeClass) {
+    for (Span* s = nonempty_.first(); s != nullptr; s = s->next) {
+      if (s->allocated != 0) ReturnFreePages(s);
+    }
+  }
+}
+
+bool CentralFreeList::PageHoldsOnlyFreeObjects(const Span* s, uint32_t page) const {
+  uintptr_t first_byte = static_cast<uintptr_t>(page) * kPageSize;
+  uint32_t first = static_cast<uint32_t>(first_byte / stride_);
+  uint32_t last = static_cast<uint32_t>((first_byte + kPageSize - 1) / stride_);
+  if (last >= s->bump) last = s->bump == 0 ? 0 : s->bump - 1;  // beyond: never handed out
+  for (uint32_t i = first; i < s->bump && i <= last; i++) {
+    if ((s->free_bits[i / 64] & (uint64_t{1} << (i % 64))) == 0) return false;
+  }
+  return true;
+}
+
+void CentralFreeList::ReturnFreePages(Span* s) {
+  if (s->free_pages_returned) return;
+  s->free_pages_returned = true;
+  // Runs of such pages, one madvise each. Their objects read as zero when
+  // handed out next; nothing is kept inside a free object.
+  uintptr_t run = 0;
+  for (uint32_t page = 0; page <= s->pages; page++) {
+    uintptr_t at = s->start + static_cast<uintptr_t>(page) * kPageSize;
+    if (page < s->pages && PageHoldsOnlyFreeObjects(s, page)) {
+      if (run == 0) run = at;
+    } else if (run != 0) {
+      owner_->pages->ReturnSlabPages(reinterpret_cast<void*>(run), at - run);
+      run = 0;
+    }
+  }
 }
 
 CentralStats CentralFreeList::Stats() {

@@ -63,7 +63,10 @@ class CentralFreeList {
   // (owner clock, ms) and still unused, and the empty slabs kept for
   // hysteresis when no empty slab was reused since `cutoff`. Called on
   // every reclaimer tick, so memory leaves the middle layer once it has
-  // been idle for a set time, whatever the tick's phase.
+  // been idle for a set time, whatever the tick's phase. When the class
+  // handed out nothing since the previous call, the pages of its partly
+  // used slabs that hold only objects free in the slab go back to the
+  // kernel too (not in strict partitions, nor for malloc(0)'s class).
   void ReleaseIdle(uint64_t cutoff);
   CentralStats Stats();
   SpinLock& lock() { return lock_; }
@@ -79,6 +82,11 @@ class CentralFreeList {
   bool AddSlab();
   uint64_t Now() const { return owner_->clock != nullptr ? owner_->clock() : 0; }
   void ReleaseEmptySlabs();  // lock held
+  // The pages of `s` whose every object is free in the slab (its bit set,
+  // or at or beyond the bump) go back to the kernel: no thread cache or
+  // batch holds such an object, and only this lock's holder hands one out.
+  void ReturnFreePages(Span* s);
+  bool PageHoldsOnlyFreeObjects(const Span* s, uint32_t page) const;
 
   SpinLock lock_{LockRank::kPartition};
   const SlabOwner* owner_ = nullptr;
@@ -87,6 +95,8 @@ class CentralFreeList {
   int max_batches_ = 0;
   int batches_ = 0;
   uint64_t slab_reused_at_ = 0;  // when an empty slab last served an allocation
+  uint64_t handouts_ = 0;          // FromSpans calls that found objects
+  uint64_t handouts_seen_ = 0;     // handouts_ at the previous ReleaseIdle
   // A stack: the bottom batch is the oldest, so idle ones leave from there.
   struct Batch {
     uint32_t count;

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 #include <stdint.h>
+#include <string.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <set>
@@ -249,6 +251,58 @@ TEST_F(CentralFreeListTest, DrainReturnsBatchesAndEmptySlabsToThePageHeap) {
   void* p = central().AllocateOne();
   ASSERT_NE(p, nullptr);
   central().FreeOne(p);
+}
+
+// Once the class hands nothing out for a reclaimer tick, the pages of a
+// partly used slab that hold only objects free in the slab go back to the
+// kernel; pages with an object in use (or in a batch) stay, contents and
+// all, and the returned objects read as zero when handed out again.
+TEST_F(CentralFreeListTest, IdleClassReturnsThePagesOfFreeObjectsInPartlyUsedSlabs) {
+  const int cap = static_cast<int>(info().capacity);
+  ASSERT_EQ(info().slab_pages, 4u);  // 64 objects a page
+  Range all = Remove(cap);
+  ASSERT_EQ(all.n, cap);
+  uintptr_t start = GlobalPageMap().Get(all.head())->start;
+  for (void* p : all.objs) {
+    ASSERT_EQ(GlobalPageMap().Get(p)->start, start) << "one slab";
+    memset(p, 0x5a, 64);
+  }
+  auto resident = [](uintptr_t page) {
+    unsigned char v = 0;
+    return mincore(reinterpret_cast<void*>(page), kPageSize, &v) == 0 && (v & 1);
+  };
+  // Kept: one object on the first page and one on the last.
+  const int kept_a = 10, kept_b = 3 * 64 + 20;
+  Range back{{}, 0};
+  for (int i = 0; i < cap; i++) {
+    if (i != kept_a && i != kept_b) back.objs.push_back(all.objs[static_cast<size_t>(i)]);
+  }
+  back.n = static_cast<int>(back.objs.size());
+  Insert(back);
+  central().ReleaseIdle(g_now);  // the batches go back to the slab; objects were handed out since
+  for (int pg = 0; pg < 4; pg++) EXPECT_TRUE(resident(start + pg * kPageSize)) << pg;
+  central().ReleaseIdle(g_now);  // idle for a tick: the free pages go
+  EXPECT_TRUE(resident(start));
+  EXPECT_FALSE(resident(start + kPageSize));
+  EXPECT_FALSE(resident(start + 2 * kPageSize));
+  EXPECT_TRUE(resident(start + 3 * kPageSize));
+  for (int i : {kept_a, kept_b}) {
+    const unsigned char* b = static_cast<const unsigned char*>(all.objs[static_cast<size_t>(i)]);
+    for (int k = 0; k < 64; k++) ASSERT_EQ(b[k], 0x5a) << "an object in use lost its contents";
+  }
+  // Handed out again: the objects of the returned pages read as zero.
+  Range again = Remove(cap - 2);
+  ASSERT_EQ(again.n, cap - 2);
+  for (void* p : again.objs) {
+    uintptr_t page = (reinterpret_cast<uintptr_t>(p) - start) / kPageSize;
+    if (page == 1 || page == 2) {
+      for (int k = 0; k < 64; k++) ASSERT_EQ(static_cast<unsigned char*>(p)[k], 0);
+    }
+  }
+  Insert(again);
+  Range kept{{all.objs[kept_a], all.objs[kept_b]}, 2};
+  Insert(kept);
+  central().Drain();
 }
 
 TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesThatCameInByTheCutoff) {

@@ -235,6 +235,13 @@ void* AllocateSmall(Partition* partition, ThreadCache* tc, int cls) {
   return p;
 }
 
+// This thread's cache of `partition` if it has one (none is made here).
+ThreadCache* ExistingCacheFor(Partition* partition) {
+  if (partition != g_default && !partition->thread_cached()) return nullptr;
+  ThreadCache* tc = tls_caches.by_slot[partition->id()];
+  return tc->is_sentinel() ? nullptr : tc;
+}
+
 void* AllocateLarge(Partition* partition, size_t size, size_t align, bool zero) {
   bool zeroed = false;
   void* p = partition->AllocateLarge(size, align, &zeroed);
@@ -243,6 +250,7 @@ void* AllocateLarge(Partition* partition, size_t size, size_t align, bool zero) 
   // Large allocations advance the flight recorder's byte countdown too.
   ThreadCache* tc = CacheFor(partition);
   if (tc == nullptr) return p;
+  tc->NoteLargeAllocation();
   if (partition == g_default) tc->CountOtherAllocated(size);
   if (tc->RecordBytes(size)) p = Sampled(partition, tc, p, size, align, 0);
   return p;
@@ -536,7 +544,9 @@ void FreeSlow(void* p) {
   RecordedFree(s, p);
   if (s->state == SpanState::kLarge) {
     if (partition == g_default) CountOtherFreed(s->requested);
+    size_t bytes = s->bytes();
     partition->FreeLarge(s, p);
+    if (ThreadCache* tc = ExistingCacheFor(partition)) tc->NoteLargeFree(bytes);
     return;
   }
   int cls = s->size_class;

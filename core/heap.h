@@ -342,7 +342,9 @@ struct HeapStats {
   size_t allocated_bytes;       // bytes in objects held by the program
   size_t large_allocations;
   size_t large_bytes;
-  size_t metadata_bytes;
+  size_t metadata_bytes;         // mapped by the metadata arena (never returned)
+  size_t span_descriptor_bytes;  // pages of span descriptors written and not returned
+  size_t page_map_bytes;         // resident pages of the page map's leaves (mincore)
   size_t partitions;
   size_t threads;
   size_t quarantine_bytes;       // large runs waiting before reuse

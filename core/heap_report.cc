@@ -55,6 +55,8 @@ HeapStats GetHeapStats() {
   size_t held = st.thread_cache_bytes + st.transfer_bytes + st.slab_free_bytes;
   st.allocated_bytes = st.in_use_page_bytes > held ? st.in_use_page_bytes - held : 0;
   st.metadata_bytes = MetaBytesMapped();
+  st.span_descriptor_bytes = SpanPool().committed_bytes();
+  st.page_map_bytes = GlobalPageMap().ResidentBytes();
   GuardedPool::Counts guarded = g_pool.counts();
   st.sampled_live = guarded.live;
   st.sampled_total = guarded.total;
@@ -83,6 +85,9 @@ void PrintHeapReport(int fd, unsigned omit) {
     out.Add("address space reserved %10.2f MiB in %zu partitions\n", mib(st.reserved_bytes),
         st.partitions);
     out.Add("metadata               %10.2f MiB\n", mib(st.metadata_bytes));
+    out.Add("  span descriptors     %10.2f MiB committed (returned as they empty)\n",
+            mib(st.span_descriptor_bytes));
+    out.Add("  page map             %10.2f MiB resident\n", mib(st.page_map_bytes));
   }
   if (Mode() != HeapMode::kLegacy && (omit & kSectionGeneral) == 0) {
     out.Add("hardening              %s; large quarantine %.2f MiB; guarded %zu live, %zu sampled\n",

@@ -66,10 +66,14 @@ class MetaPool {
 // per slab and per page run), whose memory goes back to the kernel when a
 // program frees what it allocated. Objects live in 64 KiB chunks carved from
 // 4 MiB areas (a PROT_NONE page at each end, the chunk descriptors in the
-// area's first chunk); each chunk keeps its own free list and count, and a
-// chunk found empty by two calls of ReleaseEmpty in a row (the reclaimer's
-// ticks) is returned with madvise. New fills the most recently freed chunk
-// first.
+// area's first chunk); each chunk keeps its own free list, count, and count
+// per page. ReleaseEmpty (the reclaimer's ticks) returns with madvise a
+// chunk found empty by two calls in a row, and in a chunk still in use each
+// page whose objects were all free at two calls in a row: a few live
+// descriptors spread over many chunks keep a page each, not a chunk each.
+// A returned page's slots leave the free list (their links were in it) and
+// come back, zero, when the chunk has no other room. New fills the most
+// recently freed chunk first.
 template <typename T>
 class ReturningMetaPool {
  public:
@@ -80,22 +84,29 @@ class ReturningMetaPool {
       LockGuard g(lock_);
       Chunk* c = available_;
       if (c == nullptr && (c = NewChunk()) == nullptr) return nullptr;
-      if (c->free != nullptr) {
-        p = c->free;
-        c->free = *static_cast<void**>(p);
-        recycled = true;
+      uint32_t slot;
+      recycled = c->free != nullptr || c->bump == kPerChunk;
+      if (!recycled) {
+        slot = c->bump++;  // never used since mapped or released: zero
+        uint16_t fresh = PagesOf(slot) & ~c->touched;
+        c->touched |= fresh;
+        CountPages(Popcount(fresh));
       } else {
-        p = reinterpret_cast<void*>(ChunkBase(c) + static_cast<uintptr_t>(c->bump) * kSlot);
-        c->bump++;
-        recycled = false;  // never used since mapped or released: zero
+        if (c->free == nullptr) ReturnPage(c);
+        slot = SlotIndex(c->free);
+        void* next = *static_cast<void**>(c->free);
+        c->free = next;
       }
+      p = reinterpret_cast<void*>(ChunkBase(c) + static_cast<uintptr_t>(slot) * kSlot);
+      for (uint16_t m = PagesOf(slot); m != 0; m &= m - 1) c->live_in_page[__builtin_ctz(m)]++;
+      c->idle_pages &= static_cast<uint16_t>(~PagesOf(slot));
       c->live++;
       c->idle = false;
       c->released = false;
-      if (c->free == nullptr && c->bump == kPerChunk) Unlist(c);
+      if (!HasRoom(c)) Unlist(c);
       in_use_++;
     }
-    if (recycled) memset(p, 0, sizeof(T));
+    if (recycled) memset(p, 0, sizeof(T));  // a link, or an old object
     return new (p) T();
   }
   void Delete(T* t) {
@@ -104,24 +115,34 @@ class ReturningMetaPool {
     Chunk* c = ChunkOf(t);
     *reinterpret_cast<void**>(t) = c->free;
     c->free = t;
+    for (uint16_t m = PagesOf(SlotIndex(t)); m != 0; m &= m - 1) c->live_in_page[__builtin_ctz(m)]--;
     c->live--;
     if (!c->listed) List(c);
     in_use_--;
   }
-  // Returns chunks with no object in use that were already empty at the
-  // previous call (all of them with `now`) to the kernel. Returns the bytes.
+  // Returns to the kernel chunks with no object in use, and pages of other
+  // chunks holding no object in use, that were already so at the previous
+  // call (all of them with `now`). Returns the bytes.
   size_t ReleaseEmpty(bool now = false) {
     LockGuard g(lock_);
     size_t released = 0;
     for (Chunk* c = available_; c != nullptr; c = c->next) {
-      if (c->live != 0 || c->released) continue;
+      if (c->live != 0) {
+        released += ReleaseEmptyPages(c, now);
+        continue;
+      }
+      if (c->released) continue;
       if (!now && !c->idle) {
         c->idle = true;
         continue;
       }
       os::Release(reinterpret_cast<void*>(ChunkBase(c)), kChunkBytes);
+      CountPages(-Popcount(static_cast<uint16_t>(c->touched & ~c->released_pages)));
       c->free = nullptr;  // the links were in the released memory
       c->bump = 0;
+      c->touched = 0;
+      c->released_pages = 0;
+      c->idle_pages = 0;
       c->released = true;
       released += kChunkBytes;
     }
@@ -130,29 +151,103 @@ class ReturningMetaPool {
   }
   size_t in_use() const { return in_use_; }
   size_t released_total() const { return released_total_; }
+  // Bytes of object pages written since they were mapped or last returned
+  // (the chunk descriptors aside): what the pool holds of the process's RSS.
+  size_t committed_bytes() const { return __atomic_load_n(&committed_pages_, __ATOMIC_RELAXED) * kPageSize; }
   SpinLock& lock() { return lock_; }
 
  private:
   static constexpr size_t kAreaBytes = size_t{4} << 20;
   static constexpr size_t kChunkBytes = size_t{64} << 10;
   static constexpr size_t kChunksPerArea = kAreaBytes / kChunkBytes;
+  static constexpr uint32_t kPagesPerChunk = static_cast<uint32_t>(kChunkBytes / kPageSize);
   static constexpr size_t kSlot = (sizeof(T) + 63) / 64 * 64;  // cache-line aligned
   static constexpr uint32_t kPerChunk = static_cast<uint32_t>(kChunkBytes / kSlot);
   static_assert(kPerChunk >= 16, "ReturningMetaPool is for small objects");
+  static_assert(kPagesPerChunk <= 16 && kSlot <= kPageSize, "a slot's pages fit a uint16_t mask");
   struct Chunk {
     void* free;
     uint32_t live;
-    uint32_t bump;  // slots below were handed out once since the chunk was (re)mapped
-    bool listed;    // on the available list: a free slot or room to bump
-    bool idle;      // empty at the last ReleaseEmpty
+    uint32_t bump;            // slots below were handed out once since the chunk was (re)mapped
+    uint16_t touched;         // pages written since the chunk was (re)mapped
+    uint16_t released_pages;  // pages returned while the chunk was in use (slots not on the free list)
+    uint16_t idle_pages;      // pages without a live slot at the last ReleaseEmpty
+    bool listed;              // on the available list: a free slot, room to bump or a returned page
+    bool idle;                // empty at the last ReleaseEmpty
     bool released;
+    uint8_t live_in_page[kPagesPerChunk];  // live slots touching each page
     Chunk* next;
     Chunk* prev;
   };
   // Area layout: chunk 0 holds a PROT_NONE page and the descriptors, the
   // last chunk is left unused but for its PROT_NONE last page.
   static_assert(kPageSize + kChunksPerArea * sizeof(Chunk) <= kChunkBytes, "descriptors fit");
+  static_assert((kPageSize + kSlot - 1) / kSlot + 1 < 256, "live_in_page counts fit a byte");
 
+  static int Popcount(uint16_t m) { return __builtin_popcount(m); }
+  // Under the lock; committed_bytes reads without it.
+  void CountPages(int delta) {
+    __atomic_store_n(&committed_pages_, committed_pages_ + static_cast<size_t>(static_cast<ptrdiff_t>(delta)),
+                     __ATOMIC_RELAXED);
+  }
+  // The pages slot i lies on (a slot may straddle two).
+  static uint16_t PagesOf(uint32_t i) {
+    uint32_t first = static_cast<uint32_t>(i * kSlot / kPageSize);
+    uint32_t last = static_cast<uint32_t>(((i + 1) * kSlot - 1) / kPageSize);
+    return static_cast<uint16_t>(((2u << last) - 1) & ~((1u << first) - 1));
+  }
+  static bool HasRoom(const Chunk* c) {
+    return c->free != nullptr || c->bump < kPerChunk || c->released_pages != 0;
+  }
+  // Returns the pages of `c` (which has live slots) that hold none, were
+  // written, lie wholly below the bump (no slot beyond it will touch them)
+  // and held none at the previous call too (any with `now`).
+  size_t ReleaseEmptyPages(Chunk* c, bool now) {
+    uint16_t empty = 0;
+    for (uint32_t pg = 0; pg < kPagesPerChunk; pg++) {
+      uint32_t last_slot = static_cast<uint32_t>(((pg + 1) * kPageSize - 1) / kSlot);
+      if (c->live_in_page[pg] == 0 && last_slot < c->bump) empty |= static_cast<uint16_t>(1u << pg);
+    }
+    empty &= static_cast<uint16_t>(c->touched & ~c->released_pages);
+    uint16_t go = now ? empty : static_cast<uint16_t>(empty & c->idle_pages);
+    c->idle_pages = empty;
+    if (go == 0) return 0;
+    // The free list loses the slots on those pages: their links are there.
+    void** link = &c->free;
+    while (*link != nullptr) {
+      if (PagesOf(SlotIndex(*link)) & go) {
+        *link = *static_cast<void**>(*link);
+      } else {
+        link = static_cast<void**>(*link);
+      }
+    }
+    for (uint16_t m = go; m != 0; m &= m - 1) {
+      os::Release(reinterpret_cast<void*>(ChunkBase(c) + __builtin_ctz(m) * kPageSize), kPageSize);
+    }
+    c->released_pages |= go;
+    c->idle_pages &= static_cast<uint16_t>(~go);
+    CountPages(-Popcount(go));
+    return Popcount(go) * kPageSize;
+  }
+  // Takes back the first returned page of `c` (which has no free slot and
+  // nothing to bump): its slots that lie on no other returned page join the
+  // free list (a slot straddling a page still returned waits for it).
+  void ReturnPage(Chunk* c) {
+    while (c->free == nullptr) {
+      NITRO_ASSERT(c->released_pages != 0);
+      uint32_t pg = static_cast<uint32_t>(__builtin_ctz(c->released_pages));
+      c->released_pages &= static_cast<uint16_t>(~(1u << pg));
+      CountPages(1);
+      for (uint32_t i = static_cast<uint32_t>(pg * kPageSize / kSlot); i < kPerChunk; i++) {
+        uint16_t pages = PagesOf(i);
+        if (!(pages & (1u << pg))) break;
+        if (pages & c->released_pages) continue;
+        void* slot = reinterpret_cast<void*>(ChunkBase(c) + static_cast<uintptr_t>(i) * kSlot);
+        *static_cast<void**>(slot) = c->free;
+        c->free = slot;
+      }
+    }
+  }
   static Chunk* Descriptors(uintptr_t area) { return reinterpret_cast<Chunk*>(area + kPageSize); }
   static Chunk* ChunkOf(const void* p) {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
@@ -162,6 +257,9 @@ class ReturningMetaPool {
   static uintptr_t ChunkBase(const Chunk* c) {
     uintptr_t area = reinterpret_cast<uintptr_t>(c) & ~(kAreaBytes - 1);
     return area + static_cast<uintptr_t>(c - Descriptors(area)) * kChunkBytes;
+  }
+  static uint32_t SlotIndex(const void* p) {
+    return static_cast<uint32_t>((reinterpret_cast<uintptr_t>(p) & (kChunkBytes - 1)) / kSlot);
   }
   void List(Chunk* c) {
     c->prev = nullptr;
@@ -198,6 +296,7 @@ class ReturningMetaPool {
   size_t next_chunk_ = 0;
   size_t in_use_ = 0;
   size_t released_total_ = 0;
+  size_t committed_pages_ = 0;
 };
 
 }  // namespace nitro

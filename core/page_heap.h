@@ -25,6 +25,7 @@
 #include "core/contract.h"
 #include "core/lock.h"
 #include "core/meta_pool.h"
+#include "core/os.h"
 #include "core/page_map.h"
 #include "core/span.h"
 
@@ -104,6 +105,13 @@ class PageHeap {
   // Gives the tail of a large span beyond `new_pages` back (protected).
   void Shrink(Span* s, size_t new_pages);
 
+  // Pages inside a slab holding only free objects (the middle layer, under
+  // its class lock): given back to the kernel when the memory is anonymous
+  // small pages; a file's or the caller's backing, and huge pages (which a
+  // 4 KiB madvise would split), are left as they are.
+  void ReturnSlabPages(void* p, size_t bytes) {
+    if (file_fd_ < 0 && fixed_bytes_ == 0 && !huge_pages_) os::Release(p, bytes);
+  }
   // Releases committed free runs that became free at or before `tick`.
   size_t ReleaseFreedBefore(uint64_t tick);
   size_t ReleaseAll() { return ReleaseFreedBefore(~uint64_t{0}); }

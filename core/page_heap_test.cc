@@ -255,6 +255,59 @@ TEST_F(PageHeapTest, ReleasedRunsReturnTheirPageMapMemory) {
   heap().Free(sep);
 }
 
+// Span descriptors of freed runs go back to the kernel even where a few
+// descriptors stay in use in every chunk of the pool (slabs still holding
+// objects): the pool returns pages, not only whole chunks. So does the page
+// map's memory for the released runs.
+TEST_F(PageHeapTest, FreedRunsReturnTheirSpanDescriptorsAndPageMapMemory) {
+  SpanPool().ReleaseEmpty(/*now=*/true);  // what earlier tests left
+  const size_t descriptors_before = SpanPool().committed_bytes();
+  constexpr int kRuns = 4000;  // 16 KiB slabs: 62.5 MiB, about 28 chunks of descriptors
+  std::vector<Span*> runs;
+  for (int i = 0; i < kRuns; i++) {
+    runs.push_back(heap().Allocate(4, 1, SpanState::kSlab));
+    ASSERT_NE(runs.back(), nullptr);
+  }
+  uintptr_t start = runs.front()->start;
+  size_t bytes = runs.back()->end() - start;
+  const size_t descriptors_full = SpanPool().committed_bytes();
+  EXPECT_GE(descriptors_full, descriptors_before + kRuns * sizeof(Span));
+  const size_t map_full = GlobalPageMap().ResidentEntryBytes(start, bytes);
+  EXPECT_GE(map_full, bytes / PageMap::kEntryPageSpan * kPageSize);
+  const size_t map_total_full = GlobalPageMap().ResidentBytes();  // the heap report's figure
+  EXPECT_GE(map_total_full, map_full);
+  // One run in 100 stays in use (some in every chunk of descriptors).
+  std::vector<Span*> kept;
+  for (int i = 0; i < kRuns; i++) {
+    if (i % 100 == 50) {
+      kept.push_back(runs[i]);
+    } else {
+      heap().Free(runs[i]);
+    }
+  }
+  heap().ReleaseAll();
+  SpanPool().ReleaseEmpty();
+  SpanPool().ReleaseEmpty();
+  // What stays: the kept runs' and the free runs' between them (a page or
+  // two each, a descriptor may straddle two pages), the first leaf page.
+  const size_t descriptors_after = SpanPool().committed_bytes();
+  EXPECT_LE(descriptors_after, descriptors_before + 2 * (2 * kept.size() + 2) * kPageSize);
+  EXPECT_LT(descriptors_after - descriptors_before, (descriptors_full - descriptors_before) / 4);
+  // The page map keeps the leaf pages with the kept runs' entries and the
+  // free runs' ends (all of them here: a kept run every 1.6 MiB).
+  EXPECT_LE(GlobalPageMap().ResidentEntryBytes(start, bytes), map_full);
+  for (Span* s : kept) {
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(s->start + kPageSize)), s);
+    heap().Free(s);
+  }
+  heap().ReleaseAll();
+  SpanPool().ReleaseEmpty();
+  SpanPool().ReleaseEmpty();
+  EXPECT_LE(SpanPool().committed_bytes(), descriptors_before + 2 * kPageSize);
+  EXPECT_LE(GlobalPageMap().ResidentEntryBytes(start, bytes), 2 * kPageSize);
+  EXPECT_LE(GlobalPageMap().ResidentBytes() + map_full - 2 * kPageSize, map_total_full);
+}
+
 TEST_F(PageHeapTest, HugeRequestsFailCleanly) {
   EXPECT_EQ(heap().Allocate(size_t{1} << 40), nullptr);
   EXPECT_EQ(heap().Allocate(0), nullptr);

@@ -98,6 +98,28 @@ size_t PageMap::ResidentEntryBytes(uintptr_t start, size_t bytes) const {
   return resident;
 }
 
+size_t PageMap::ResidentBytes() const {
+  constexpr size_t kLeafBytes = kLeafEntries * sizeof(Span*);
+  constexpr size_t kRootPageEntries = kPageSize / sizeof(root_[0]);
+  static_assert(sizeof(root_) % kPageSize == 0, "the root table is whole pages");
+  // Only the root table's resident pages are read: reading the rest (1 MiB
+  // of .bss, mostly never written) would make it resident. A page with a
+  // leaf was written, so it is resident unless swapped out (not counted).
+  unsigned char root_in_core[sizeof(root_) / kPageSize];
+  if (mincore(const_cast<std::atomic<Span**>*>(root_), sizeof(root_), root_in_core) != 0) return 0;
+  unsigned char in_core[kLeafBytes / kPageSize];
+  size_t resident = 0;
+  for (size_t page = 0; page < sizeof(root_) / kPageSize; page++) {
+    if ((root_in_core[page] & 1) == 0) continue;
+    for (size_t i = page * kRootPageEntries; i < (page + 1) * kRootPageEntries; i++) {
+      Span** leaf = root_[i].load(std::memory_order_acquire);
+      if (leaf == nullptr || mincore(leaf, kLeafBytes, in_core) != 0) continue;
+      for (unsigned char v : in_core) resident += (v & 1) ? kPageSize : 0;
+    }
+  }
+  return resident;
+}
+
 namespace {
 SpinLock g_leaf_lock{LockRank::kPageMap};
 }  // namespace

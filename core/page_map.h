@@ -64,6 +64,8 @@ class PageMap {
   // Resident bytes of the leaf pages holding the entries of [start, start +
   // bytes) (mincore; tests and statistics).
   size_t ResidentEntryBytes(uintptr_t start, size_t bytes) const;
+  // Resident bytes of every leaf (mincore; statistics).
+  size_t ResidentBytes() const;
   // Bytes of address space whose entries fill one page of a leaf.
   static constexpr size_t kEntryPageSpan = (kPageSize / sizeof(Span*)) << kPageShift;
   // Held while a leaf is made. Kept outside the (zero-initialized, 1 MiB)
@@ -71,7 +73,7 @@ class PageMap {
   static SpinLock& lock();
 
  private:
-  std::atomic<Span**> root_[kRootEntries] = {};
+  alignas(kPageSize) std::atomic<Span**> root_[kRootEntries] = {};  // whole pages: ResidentBytes
 };
 
 // Constant-initialized, so usable from the very first malloc, before any

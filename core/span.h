@@ -72,6 +72,10 @@ struct Span {
   bool guard_tail;
   // Large: the last page is a PROT_NONE guard page, not part of the block.
   uint8_t guard_pages;
+  // Slabs: the pages holding only objects free in the slab were returned to
+  // the kernel since the slab last handed an object out or took one back
+  // (CentralFreeList::ReleaseIdle). In padding: the size does not change.
+  bool free_pages_returned;
   // Strict mode slabs: the size each object was asked for (canaries).
   uint32_t* requested_sizes;
   // Objects sampled by the flight recorder (bit i: object i; large: bit 0).

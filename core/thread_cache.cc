@@ -72,6 +72,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   pick_rng_ = reinterpret_cast<uintptr_t>(this) | 1;
   other_allocated_ = 0;
   other_freed_ = 0;
+  returned_since_refill_ = 0;
   uint32_t ring_size[kNumClasses] = {};
   size_t entries = 0;
   for (int c = 1; c < kNumClasses; c++) {
@@ -131,6 +132,7 @@ bool ThreadCache::RefillList(int cls) {
   void* objects[CentralFreeList::kMaxBatchObjects];
   int n = partition_->central(cls).RemoveRange(objects, static_cast<int>(want));
   if (n == 0) return false;
+  returned_since_refill_ = 0;  // allocating: no free run
   Prepend(cls, objects, n);
   return true;
 }
@@ -196,12 +198,28 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
 }
 
 void ThreadCache::Overflow(int cls, void* p) {
-  PushChecked(cls, p);
+  bool was_in_free_run = in_free_run();
+  uint32_t held = Count(cls) + 1;
+  PushChecked(cls, p);  // a full ring returns a batch first
+  returned_since_refill_ += static_cast<uint64_t>(held - Count(cls)) * kSizeClasses.size(cls);
+  if (in_free_run()) {
+    // The whole cache when the run starts, then this ring (full again only
+    // after as many frees of its class as it holds), and the whole cache
+    // again whenever it holds more than an eighth of its bound.
+    ReleaseBatch(cls, Count(cls));
+    if (!was_in_free_run || CachedBytes() > max_bytes_ / kFreeRunShare) Flush();
+    return;
+  }
   // Bound the whole cache: checked here, on the slow path only, so the fast
   // path pays for one count per ring and nothing more.
   if (CachedBytes() > max_bytes_) {
     for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, (Count(c) + 1) / 2);
   }
+}
+
+void ThreadCache::NoteLargeFree(size_t bytes) {
+  returned_since_refill_ += bytes;
+  if (in_free_run()) Flush();
 }
 
 void ThreadCache::Flush() {

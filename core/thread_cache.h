@@ -170,6 +170,21 @@ class ThreadCache {
   void PushChecked(int cls, void* p);
   // Returns every cached object to the middle layer.
   void Flush();
+  // A free run: the thread's frees have sent more than its cache's bound
+  // (tcache_max_bytes) onward, to the middle layer (full rings) or the page
+  // heap (large blocks), since it last took anything back (a refill or a
+  // large allocation). Such a thread is emptying its heap and may then
+  // sleep with full magazines, which only it can empty (no other thread
+  // pops a magazine). So in a free run each free slow path empties the
+  // ring that overflowed, not one batch, and empties the whole cache when
+  // the run starts, at each large free, and whenever the cache holds more
+  // than 1/kFreeRunShare of its bound. The objects go to the middle layer,
+  // whose idle batches and slabs the reclaimer returns. No instruction on
+  // the fast paths; an allocation slow path ends the run.
+  void NoteLargeFree(size_t bytes);
+  void NoteLargeAllocation() { returned_since_refill_ = 0; }
+  bool in_free_run() const { return returned_since_refill_ > max_bytes_; }
+  static constexpr size_t kFreeRunShare = 8;
   size_t CachedBytes() const;
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
   bool is_sentinel() const { return partition_ == nullptr; }
@@ -196,6 +211,7 @@ class ThreadCache {
   uint64_t pick_rng_ = 1;
   uint64_t other_allocated_ = 0;
   uint64_t other_freed_ = 0;
+  uint64_t returned_since_refill_ = 0;  // bytes; see in_free_run
   uint32_t real_max_[kNumClasses] = {};
   uint32_t real_depth_[kNumClasses] = {};
 

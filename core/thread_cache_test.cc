@@ -364,6 +364,69 @@ TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
   }
 }
 
+// A thread that only frees (more than its cache's bound returned since its
+// last refill) empties its whole cache at the start of the run, quarantine
+// included, and then each ring as it fills: what an idle thread keeps after
+// freeing its heap is at most one ring per class. A refill ends the run.
+TEST_F(ThreadCacheTest, AFreeRunEmptiesTheCacheAndARefillEndsIt) {
+  const int cls = kSizeClasses.ClassFor(64);
+  const int other = kSizeClasses.ClassFor(3000);
+  const size_t quarantine = size_t{64} << 10;
+  const size_t bound = size_t{16} << 10;
+  ASSERT_GT(DepthFor(cls, quarantine), 1u);
+  for (bool free_run_possible : {false, true}) {
+    auto tc = NewCache(quarantine, false, free_run_possible ? bound : kNoBound);
+    std::vector<void*> objs;
+    for (int i = 0; i < 2000; i++) objs.push_back(Alloc(*tc, cls));  // 125 KiB
+    void* o = Alloc(*tc, other);
+    ASSERT_NE(o, nullptr);
+    tc->Flush();
+    Free(*tc, other, o);  // waits in its ring (the quarantine)
+    EXPECT_FALSE(tc->in_free_run());
+    for (void* p : objs) Free(*tc, cls, p);
+    SCOPED_TRACE(free_run_possible ? "bounded" : "unbounded");
+    if (free_run_possible) {
+      EXPECT_TRUE(tc->in_free_run());
+      EXPECT_EQ(tc->ListCount(other), 0u);  // emptied when the run started
+      EXPECT_LT(tc->ListCount(cls), MaxFor(cls, quarantine));
+    } else {
+      EXPECT_FALSE(tc->in_free_run());
+      EXPECT_EQ(tc->ListCount(other), 1u);
+      EXPECT_GE(tc->ListCount(cls), MaxFor(cls, quarantine) - kSizeClasses.info(cls).batch);
+    }
+    // Every object is free, in the ring or in the middle layer.
+    EXPECT_EQ(part_->central(cls).Stats().slab_objects_in_use,
+              part_->central(cls).Stats().transfer_objects + tc->ListCount(cls));
+    for (void* p : objs) EXPECT_TRUE(IsFree(p));
+    // An allocation that needs the middle layer ends the run.
+    void* again = Alloc(*tc, other);
+    ASSERT_NE(again, nullptr);
+    EXPECT_FALSE(tc->in_free_run());
+    Free(*tc, other, again);
+    tc->Flush();
+  }
+}
+
+// Large frees count toward a free run too, and in one each large free
+// empties the cache; a large allocation ends the run.
+TEST_F(ThreadCacheTest, LargeFreesInAFreeRunEmptyTheCache) {
+  const int cls = kSizeClasses.ClassFor(200);
+  const size_t bound = size_t{1} << 20;
+  auto tc = NewCache(size_t{64} << 10, false, bound);
+  std::vector<void*> objs;
+  for (int i = 0; i < 20; i++) objs.push_back(Alloc(*tc, cls));
+  for (void* p : objs) Free(*tc, cls, p);
+  ASSERT_GE(tc->ListCount(cls), 20u);
+  tc->NoteLargeFree(bound / 2);
+  EXPECT_FALSE(tc->in_free_run());
+  EXPECT_GT(tc->ListCount(cls), 0u);
+  tc->NoteLargeFree(bound / 2 + kPageSize);
+  EXPECT_TRUE(tc->in_free_run());
+  EXPECT_EQ(tc->ListCount(cls), 0u);
+  tc->NoteLargeAllocation();
+  EXPECT_FALSE(tc->in_free_run());
+}
+
 TEST_F(ThreadCacheTest, FlushReturnsEverythingToTheMiddleLayer) {
   auto tc = NewCache(size_t{64} << 10);
   const int classes[] = {kSizeClasses.ClassFor(16), kSizeClasses.ClassFor(200),

@@ -552,6 +552,28 @@ long RssKib() {
   return pages * (sysconf(_SC_PAGESIZE) / 1024);
 }
 
+// With MEMRETURN_SMAPS=PREFIX set, copies /proc/self/smaps to PREFIX.TAG
+// (testing/bench/memreturn_breakdown.py reads them), without allocating.
+void SaveSmaps(const char* tag) {
+  const char* prefix = getenv("MEMRETURN_SMAPS");
+  if (prefix == nullptr || *prefix == 0) return;
+  char path[512];
+  snprintf(path, sizeof path, "%s.%s", prefix, tag);
+  int in = open("/proc/self/smaps", O_RDONLY | O_CLOEXEC);
+  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (in < 0 || out < 0) {
+    fprintf(stderr, "memreturn: cannot copy /proc/self/smaps to %s\n", path);
+    exit(2);
+  }
+  char buf[8192];
+  ssize_t n;
+  while ((n = read(in, buf, sizeof buf)) > 0) {
+    if (write(out, buf, static_cast<size_t>(n)) != n) break;
+  }
+  close(in);
+  close(out);
+}
+
 // The file that defines a symbol, as the dynamic linker resolves it.
 const char* DefiningObject(const char* name, void** sym) {
   *sym = dlsym(RTLD_DEFAULT, name);
@@ -575,6 +597,7 @@ int Memreturn() {
     free(b);
   }
   long before = RssKib();
+  SaveSmaps("before");
 
   const uint64_t max_small = half / 64 + 16, max_large = half / (1 << 20) + 16;
   void** small = static_cast<void**>(mmap(nullptr, max_small * sizeof(void*), PROT_READ | PROT_WRITE,
@@ -607,13 +630,21 @@ int Memreturn() {
     }
   }
   long peak = RssKib();
-  for (uint64_t i = 0; i < n_small; i++) {
-    sum += Verify("memreturn", small[i]);
-    free(small[i]);
-  }
-  for (uint64_t i = 0; i < n_large; i++) {
-    sum += Verify("memreturn", large[i]);
-    free(large[i]);
+  // Small objects first, then the large blocks; with MEMRETURN_SMALL_LAST
+  // set, the other way round (the thread's last frees are then small ones).
+  const bool small_last = getenv("MEMRETURN_SMALL_LAST") != nullptr;
+  for (int pass = 0; pass < 2; pass++) {
+    if ((pass == 0) != small_last) {
+      for (uint64_t i = 0; i < n_small; i++) {
+        sum += Verify("memreturn", small[i]);
+        free(small[i]);
+      }
+    } else {
+      for (uint64_t i = 0; i < n_large; i++) {
+        sum += Verify("memreturn", large[i]);
+        free(large[i]);
+      }
+    }
   }
   munmap(small, max_small * sizeof(void*));
   munmap(large, max_large * sizeof(void*));
@@ -621,6 +652,16 @@ int Memreturn() {
   struct timespec one_second = {1, 0};
   nanosleep(&one_second, nullptr);
   long after_sleep = RssKib();
+  SaveSmaps("after_1s");
+  if (getenv("MEMRETURN_SMAPS") != nullptr) {
+    // The allocator's own account of the same moment, when it has one.
+    void* stats_sym = nullptr;
+    std::string stats_from = DefiningObject("malloc_stats_print", &stats_sym);
+    if (stats_sym != nullptr) {
+      reinterpret_cast<void (*)(void (*)(void*, const char*), void*, const char*)>(stats_sym)(
+          nullptr, nullptr, nullptr);
+    }
+  }
 
   // malloc_trim of the allocator that serves malloc, if it has one: a
   // malloc_trim found in another object (glibc's, under a preloaded
