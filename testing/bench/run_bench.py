@@ -62,11 +62,13 @@ NITRO = "nitroheap"
 DEFAULT_SO = "bazel-bin/abi/libnitroheap.so"
 PACKAGES = ["libc6", "libjemalloc2", "libgoogle-perftools4", "libmimalloc2.0"]
 
-# Targets for NitroHeap against the best peer of each workload.
-TIME_GEOMEAN_MAX = 1.10
-TIME_WORKLOAD_MAX = 1.50
-MEM_GEOMEAN_MAX = 1.25
+# Targets for NitroHeap against the best peer of each workload (issue 13,
+# "safe and fastest": at least as fast as the fastest peer overall).
+TIME_GEOMEAN_MAX = 1.00
+TIME_WORKLOAD_MAX = 1.30
+MEM_GEOMEAN_MAX = 1.10
 RETURN_MAX = 1.10  # RSS after the free, relative to the pre-allocation RSS
+STRICT_MAX = 2.0   # mode=strict's wall time over the default's
 
 # NitroHeap under other options, run beside the default (--nitroheap-variants):
 # NAME=OPTIONS;NAME=OPTIONS, OPTIONS being a NITROHEAP_OPTIONS value.
@@ -103,6 +105,11 @@ class Variant:
         if set(items) == TELEMETRY_OFF:
             text += ": the cost of statistics export and sampling"
         return text
+
+
+# Everything from this line to the end of the output file is hand-recorded
+# history that a new report keeps (see main's --write).
+HAND_MARKER = "<!-- hand-recorded sections (kept by run_bench.py --write) -->"
 
 
 def parse_variants(spec):
@@ -708,6 +715,25 @@ def main():
                 if d[1] and x[1]:
                     vratios[v.label][1].append(x[1] / d[1])
 
+    # The modes against the default and the fast path's instruction count
+    # (issue 13: strict within 2x of the default's time, fast measurably
+    # faster, NitroHeap's malloc+free pair the cheapest of all).
+    by_opts = {v.opts: v.label for v in variants}
+    if "mode=strict" in by_opts and vratios[by_opts["mode=strict"]][0]:
+        gm = geomean(vratios[by_opts["mode=strict"]][0])
+        checks.append(("strict's wall time <= %.1f x the default's (geomean)" % STRICT_MAX, gm <= STRICT_MAX,
+                       "%.3f" % gm))
+    if "mode=fast" in by_opts and vratios[by_opts["mode=fast"]][0]:
+        gm = geomean(vratios[by_opts["mode=fast"]][0])
+        checks.append(("fast's wall time < the default's (geomean)", gm < 1.0, "%.3f" % gm))
+    if callgrind is not None and callgrind[0] is not None:
+        pairs = {r[0]: float(r[1]) for r in callgrind[0] if "(" not in r[0]}
+        if NITRO in pairs and len(pairs) > 1:
+            best_peer_name = min((a for a in pairs if a != NITRO), key=lambda a: pairs[a])
+            checks.append(("instructions per malloc+free pair: NitroHeap's the lowest",
+                           pairs[NITRO] <= pairs[best_peer_name],
+                           "%.1f vs %s %.1f" % (pairs[NITRO], best_peer_name, pairs[best_peer_name])))
+
     # ---- report
     out = []
     out.append("# NitroHeap benchmarks\n")
@@ -937,13 +963,16 @@ def main():
     if args.write:
         os.makedirs(os.path.dirname(os.path.abspath(args.out)), exist_ok=True)
         # The fragmentation benchmark's section (testing/bench/fragmentation.py
-        # writes it) survives a new report.
+        # writes it) and the hand-recorded sections after HAND_MARKER (runs
+        # made by hand on branches, with their commands) survive a new report.
         if os.path.exists(args.out):
             with open(args.out) as f:
                 old = f.read()
             begin, end = "<!-- fragmentation:begin -->", "<!-- fragmentation:end -->"
             if begin in old and end in old:
                 report = report.rstrip("\n") + "\n\n" + old[old.index(begin):old.index(end) + len(end)] + "\n"
+            if HAND_MARKER in old:
+                report = report.rstrip("\n") + "\n\n" + old[old.index(HAND_MARKER):]
         with open(args.out, "w") as f:
             f.write(report)
         log("run_bench: wrote %s" % args.out)
