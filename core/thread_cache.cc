@@ -237,10 +237,10 @@ void ThreadCache::Overflow(int cls, void* p) {
   }
   bool was_in_free_run = in_free_run();
   uint32_t held = Count(cls) + 1;
-  PushChecked(cls, p);  // a full ring returns a batch first
+  PushChecked(cls, p);  // a full stack returns a batch first
   returned_since_refill_ += static_cast<uint64_t>(held - Count(cls)) * kSizeClasses.size(cls);
   if (in_free_run()) {
-    // The whole cache when the run starts, then this ring (full again only
+    // The whole cache when the run starts, then this magazine (full again only
     // after as many frees of its class as it holds), and the whole cache
     // again whenever it holds more than an eighth of its bound.
     ReleaseBatch(cls, Count(cls));
@@ -248,7 +248,7 @@ void ThreadCache::Overflow(int cls, void* p) {
     return;
   }
   // Bound the whole cache: checked here, on the slow path only, so the fast
-  // path pays for one count per ring and nothing more.
+  // path pays for one compare per magazine and nothing more.
   if (CachedBytes() > max_bytes_) {
     for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, (Count(c) + 1) / 2);
   }

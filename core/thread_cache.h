@@ -18,9 +18,10 @@
 // freeing an object that is already free, or one never handed out, is
 // caught on the fast path.
 //
-// Every miss (empty or full ring, a thread with no cache yet, strict mode)
-// takes the same slow path: a not-yet-created cache is a shared sentinel
-// whose magazines have no room and nothing to give.
+// Every miss (empty or full stack, a delay line not yet full, a thread with
+// no cache yet, strict mode) takes the same slow path: a not-yet-created
+// cache is a shared sentinel whose magazines have no room and nothing to
+// give.
 #ifndef NITROHEAP_CORE_THREAD_CACHE_H_
 #define NITROHEAP_CORE_THREAD_CACHE_H_
 
@@ -168,10 +169,10 @@ class ThreadCache {
 
   // quarantine_bytes sets each class's depth; strict routes every call to
   // the slow path (the fast fields block) where PopChecked/PushChecked run.
-  // The rings come from the magazine store (sized here, returned by the
+  // The entries come from the magazine store (sized here, returned by the
   // destructor); without memory for them the cache stays a sentinel.
   ~ThreadCache();
-  // False (and the cache unusable) when there is no memory for the rings.
+  // False (and the cache unusable) when there is no memory for the entries.
   bool Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes, bool strict,
             int64_t first_sample, int64_t first_record);
   // Slow paths: refill from the middle layer and pop; make room and push.
@@ -190,12 +191,12 @@ class ThreadCache {
   // Returns every cached object to the middle layer.
   void Flush();
   // A free run: the thread's frees have sent more than its cache's bound
-  // (tcache_max_bytes) onward, to the middle layer (full rings) or the page
+  // (tcache_max_bytes) onward, to the middle layer (full stacks) or the page
   // heap (large blocks), since it last took anything back (a refill or a
   // large allocation). Such a thread is emptying its heap and may then
   // sleep with full magazines, which only it can empty (no other thread
   // pops a magazine). So in a free run each free slow path empties the
-  // ring that overflowed, not one batch, and empties the whole cache when
+  // magazine that overflowed, not one batch, and empties the whole cache when
   // the run starts, at each large free, and whenever the cache holds more
   // than 1/kFreeRunShare of its bound. The objects go to the middle layer,
   // whose idle batches and slabs the reclaimer returns. No instruction on
@@ -235,7 +236,7 @@ class ThreadCache {
   // The null entry below every empty stack (the sentinel's included).
   static inline Entry empty_stack_{nullptr, nullptr};
   Magazine mags_[kNumClasses];
-  Entry* store_ = nullptr;  // every ring, one block
+  Entry* store_ = nullptr;  // every magazine's entries, one block
   size_t store_bytes_ = 0;
   int64_t sample_countdown_ = 0;
   // Kept apart from sample_countdown_ (see AccountAlloc); never read, which
@@ -262,7 +263,7 @@ class ThreadCache {
   unsigned long owner_thread = 0;
 };
 
-// The magazine store's lock (rings of exited threads wait there for the
+// The magazine store's lock (entries of exited threads wait there for the
 // next thread); the fork handler takes it.
 SpinLock& MagazineStoreLock();
 

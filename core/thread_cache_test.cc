@@ -441,7 +441,7 @@ TEST_F(ThreadCacheTest, AFreeRunEmptiesTheCacheAndARefillEndsIt) {
       EXPECT_EQ(tc->ListCount(other), 1u);
       EXPECT_GE(tc->ListCount(cls), MaxFor(cls, quarantine) - kSizeClasses.info(cls).batch);
     }
-    // Every object is free, in the ring or in the middle layer.
+    // Every object is free, in the magazine or in the middle layer.
     EXPECT_EQ(part_->central(cls).Stats().slab_objects_in_use,
               part_->central(cls).Stats().transfer_objects + tc->ListCount(cls));
     for (void* p : objs) EXPECT_TRUE(IsFree(p));
