@@ -162,6 +162,7 @@ class ThreadCache {
   // Objects the magazine holds, stack and delay line (strict_count is 0
   // outside strict mode, and top on the null entry in it).
   uint32_t ListCount(int cls) const {
+    if (is_sentinel()) return 0;  // no stacks: stack_ is null, top the shared null entry
     const Magazine& m = mags_[cls];
     return static_cast<uint32_t>(__atomic_load_n(&m.top, __ATOMIC_RELAXED) - stack_[cls]) +
            __atomic_load_n(&m.strict_count, __ATOMIC_RELAXED) + __atomic_load_n(&m.held, __ATOMIC_RELAXED);
