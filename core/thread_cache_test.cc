@@ -395,6 +395,13 @@ TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
       ASSERT_TRUE(tc->Push(big, bigs[i], Flag(bigs[i])));  // the fast path never checks the byte bound
     }
     ASSERT_GT(tc->CachedBytes(), bound);
+    // A slow free with room in its stack (an object of a slab holding a
+    // flight-recorder sample takes that path) pushes without the check.
+    void* q = Alloc(*tc, small);
+    ASSERT_NE(q, nullptr);
+    tc->Overflow(small, q);
+    EXPECT_EQ(tc->ListCount(small), 10u);
+    EXPECT_EQ(tc->ListCount(big), max);
     // Full: one batch goes back. Then, only if the cache is over its bound,
     // every list returns half (rounded up) of what it holds.
     tc->Overflow(big, bigs[max]);
