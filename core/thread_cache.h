@@ -81,7 +81,9 @@ class ThreadCache {
   // waited `depth` frees, goes on top of the stack.
   static NITRO_ALWAYS_INLINE bool Push(Magazine& m, void* p, uint8_t* free_flag) {
     Entry* top = m.top;
-    if (NITRO_UNLIKELY(top >= m.limit)) return false;
+    // As addresses: the limit may be null, which C++ does not order
+    // against a pointer into the stack.
+    if (NITRO_UNLIKELY(reinterpret_cast<uintptr_t>(top) >= reinterpret_cast<uintptr_t>(m.limit))) return false;
     Entry* slot = m.delay_oldest;
     Entry done = *slot;
     *slot = Entry{p, free_flag};
