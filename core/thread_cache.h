@@ -1,20 +1,27 @@
 // ThreadCache: one thread's magazines, one per size class, in front of the
 // default partition. Pop and Push are the whole malloc/free fast path.
 //
-// A magazine is a ring of entries (object pointer, address of the object's
-// free flag in its Span), kept outside the objects: a freed object holds no
-// link and no marker, so a use-after-free write into it cannot redirect a
-// later allocation nor fake a free state. Each magazine is a FIFO: frees
-// append at the tail, allocations take the head, and an allocation needs
-// more than `depth` objects in the ring. So a freed object waits at least
-// `depth` allocations of its class before reuse (the quarantine), at the
-// cost of one compare. Allocation clears the object's free flag and a free
-// sets it (Span::object_free), so freeing an object that is already free,
-// or one never handed out, is caught on the fast path.
+// A magazine keeps its entries (object pointer, address of the object's
+// free flag in its Span) outside the objects: a freed object holds no link
+// and no marker, so a use-after-free write into it cannot redirect a later
+// allocation nor fake a free state. It has two parts. The delay line, a
+// ring of exactly `depth` entries, is the quarantine: a free puts its
+// object there and moves the oldest entry out, so an object leaves it only
+// after `depth` later frees of its class. Entries that left it go on a
+// stack, from which allocations take the top: the object that left the
+// quarantine last, i.e. the most recently freed object past the depth
+// (LIFO beyond the quarantine). So a freed object waits at least `depth`
+// frees of its class before reuse, and the one reused is the one freed
+// least long ago that is allowed (its memory is the likeliest to be in
+// the cache; a FIFO handed out the object freed longest ago). Allocation
+// clears the object's free flag and a free sets it (Span::object_free), so
+// freeing an object that is already free, or one never handed out, is
+// caught on the fast path.
 //
-// Every miss (empty or full ring, a thread with no cache yet, strict mode)
-// takes the same slow path: a not-yet-created cache is a shared sentinel
-// whose magazines have no room and nothing to give.
+// Every miss (empty or full stack, a delay line not yet full, a thread with
+// no cache yet, strict mode) takes the same slow path: a not-yet-created
+// cache is a shared sentinel whose magazines have no room and nothing to
+// give.
 #ifndef NITROHEAP_CORE_THREAD_CACHE_H_
 #define NITROHEAP_CORE_THREAD_CACHE_H_
 
@@ -35,45 +42,55 @@ class ThreadCache {
     void* object;
     uint8_t* free_flag;  // &span->object_free[index]
   };
-  // One cache line per class. The indices are byte offsets into the ring
-  // (entry index * sizeof(Entry)), and depth and max are scaled alike, so
-  // the fast paths index the ring without a shift.
+  // One cache line per class.
   struct alignas(64) Magazine {
-    Entry* ring;     // mask / sizeof(Entry) + 1 entries, from the magazine store
-    uint32_t head;   // free-running: ring at (head & mask) is the oldest object
-    uint32_t tail;   // free-running: the next push goes to (tail & mask)
-    uint32_t mask;   // ring bytes - 1 (a power of two)
-    uint32_t max;    // pushes need count < max (0 in the sentinel and in strict)
-    uint32_t depth;  // pops need count > depth (>= 1 entry)
-    uint32_t unused;
-    // Statistics beside the ring's indices, on the cache line the fast path touches.
-    uint64_t allocs;
-    uint64_t frees;
+    // The stack's top entry. Below every stack is a null entry, the top of
+    // an empty one: the pop's test for "empty" is then the test for a null
+    // object that malloc makes anyway.
+    Entry* top = &empty_stack_;
+    // Pushes need top < limit: the stack's last entry, or nullptr (the
+    // sentinel, strict mode, and while the delay line is not full).
+    Entry* limit = nullptr;
+    Entry* delay_oldest = nullptr;  // where a full delay line takes the next free
+    Entry* delay = nullptr;         // the delay line: [delay, delay_end), `depth` entries
+    Entry* delay_end = nullptr;
+    uint32_t held = 0;          // entries in the delay line (depth once full), from delay_oldest on
+    uint32_t strict_count = 0;  // strict mode's stack count: its `top` stays on the null entry
+    // Statistics beside the indices, on the cache line the fast path touches.
+    uint64_t allocs = 0;
+    uint64_t frees = 0;
   };
-  static constexpr uint32_t kEntryBytes = sizeof(Entry);
 
   NITRO_ALWAYS_INLINE void* Pop(int cls) {
     Magazine& m = mags_[cls];
-    uint32_t head = m.head;
-    if (NITRO_UNLIKELY(m.tail - head <= m.depth)) return nullptr;
-    const Entry& e = *reinterpret_cast<const Entry*>(reinterpret_cast<char*>(m.ring) + (head & m.mask));
-    __atomic_store_n(&m.head, head + kEntryBytes, __ATOMIC_RELAXED);
-    __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED);  // held by the program now
-    void* p = e.object;
-    if (p == nullptr) __builtin_unreachable();  // entries are objects: one test less in malloc
+    Entry* top = m.top;
+    void* p = top->object;
+    if (NITRO_UNLIKELY(p == nullptr)) return nullptr;  // the null entry: empty
+    __atomic_store_n(&m.top, top - 1, __ATOMIC_RELAXED);
+    __atomic_store_n(top->free_flag, uint8_t{0}, __ATOMIC_RELAXED);  // held by the program now
     return p;
   }
-  // False when the ring is full or this is the sentinel. `free_flag`: the
-  // object's flag, which the caller found clear (not already free).
+  // False when the stack is full, the delay line not yet full, or this is
+  // the sentinel. `free_flag`: the object's flag, which the caller found
+  // clear (not already free).
   NITRO_ALWAYS_INLINE bool Push(int cls, void* p, uint8_t* free_flag) {
     return Push(mags_[cls], p, free_flag);
   }
-  // The same given the class's magazine (MagazineAfterFirst).
+  // The same given the class's magazine (MagazineAfterFirst). The object
+  // takes the oldest delay-line entry's place; that entry, which has now
+  // waited `depth` frees, goes on top of the stack.
   static NITRO_ALWAYS_INLINE bool Push(Magazine& m, void* p, uint8_t* free_flag) {
-    uint32_t tail = m.tail;
-    if (NITRO_UNLIKELY(tail - m.head >= m.max)) return false;
-    *reinterpret_cast<Entry*>(reinterpret_cast<char*>(m.ring) + (tail & m.mask)) = Entry{p, free_flag};
-    __atomic_store_n(&m.tail, tail + kEntryBytes, __ATOMIC_RELAXED);
+    Entry* top = m.top;
+    // As addresses: the limit may be null, which C++ does not order
+    // against a pointer into the stack.
+    if (NITRO_UNLIKELY(reinterpret_cast<uintptr_t>(top) >= reinterpret_cast<uintptr_t>(m.limit))) return false;
+    Entry* slot = m.delay_oldest;
+    Entry done = *slot;
+    *slot = Entry{p, free_flag};
+    slot++;
+    m.delay_oldest = slot == m.delay_end ? m.delay : slot;
+    top[1] = done;
+    __atomic_store_n(&m.top, top + 1, __ATOMIC_RELAXED);
     __atomic_store_n(free_flag, uint8_t{1}, __ATOMIC_RELAXED);
     return true;
   }
@@ -144,25 +161,31 @@ class ThreadCache {
   void ResetRecordCountdown(int64_t countdown) { record_countdown_ = countdown; }
   // A copy of the counters, read with relaxed loads.
   Counters ReadCounters() const;
+  // Objects the magazine holds, stack and delay line (strict_count is 0
+  // outside strict mode, and top on the null entry in it).
   uint32_t ListCount(int cls) const {
-    return (__atomic_load_n(&mags_[cls].tail, __ATOMIC_RELAXED) -
-            __atomic_load_n(&mags_[cls].head, __ATOMIC_RELAXED)) / kEntryBytes;
+    if (is_sentinel()) return 0;  // no stacks: stack_ is null, top the shared null entry
+    const Magazine& m = mags_[cls];
+    return static_cast<uint32_t>(__atomic_load_n(&m.top, __ATOMIC_RELAXED) - stack_[cls]) +
+           __atomic_load_n(&m.strict_count, __ATOMIC_RELAXED) + __atomic_load_n(&m.held, __ATOMIC_RELAXED);
   }
 
   // quarantine_bytes sets each class's depth; strict routes every call to
   // the slow path (the fast fields block) where PopChecked/PushChecked run.
-  // The rings come from the magazine store (sized here, returned by the
+  // The entries come from the magazine store (sized here, returned by the
   // destructor); without memory for them the cache stays a sentinel.
   ~ThreadCache();
-  // False (and the cache unusable) when there is no memory for the rings.
+  // False (and the cache unusable) when there is no memory for the entries.
   bool Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes, bool strict,
             int64_t first_sample, int64_t first_record);
   // Slow paths: refill from the middle layer and pop; make room and push.
+  // A refill tops the delay line up first (with objects never handed out),
+  // so that the fast push works again after a flush.
   void* Refill(int cls);
   bool RefillList(int cls);
   void Overflow(int cls, void* p);
   // The slow-path forms, honouring the real limits even in strict mode.
-  // `pick` > 1 takes a random one of the first `pick` reusable objects;
+  // `pick` > 1 takes a random one of the top `pick` objects of the stack;
   // `valid`, if given, vets the object taken (a magazine entry is metadata,
   // but strict checks what it hands out all the same).
   using Validator = bool (*)(void* object, int cls);
@@ -171,12 +194,12 @@ class ThreadCache {
   // Returns every cached object to the middle layer.
   void Flush();
   // A free run: the thread's frees have sent more than its cache's bound
-  // (tcache_max_bytes) onward, to the middle layer (full rings) or the page
+  // (tcache_max_bytes) onward, to the middle layer (full stacks) or the page
   // heap (large blocks), since it last took anything back (a refill or a
   // large allocation). Such a thread is emptying its heap and may then
   // sleep with full magazines, which only it can empty (no other thread
   // pops a magazine). So in a free run each free slow path empties the
-  // ring that overflowed, not one batch, and empties the whole cache when
+  // magazine that overflowed, not one batch, and empties the whole cache when
   // the run starts, at each large free, and whenever the cache holds more
   // than 1/kFreeRunShare of its bound. The objects go to the middle layer,
   // whose idle batches and slabs the reclaimer returns. No instruction on
@@ -190,16 +213,33 @@ class ThreadCache {
   bool is_sentinel() const { return partition_ == nullptr; }
 
  private:
+  // Returns n objects to the middle layer: the stack's bottom first (the
+  // objects that left the quarantine longest ago), then the delay line's
+  // oldest.
   void ReleaseBatch(int cls, uint32_t n);
-  void Prepend(int cls, void* const* objects, int n);
-  uint32_t Count(int cls) const { return (mags_[cls].tail - mags_[cls].head) / kEntryBytes; }
-  Entry& At(int cls, uint32_t offset) {
-    Magazine& m = mags_[cls];
-    return *reinterpret_cast<Entry*>(reinterpret_cast<char*>(m.ring) + (offset & m.mask));
+  void PushOnStack(int cls, Entry e);
+  // The stack's count (entries above the null one); strict keeps it in
+  // strict_count (see Magazine).
+  uint32_t StackCount(int cls) const {
+    return strict_ ? mags_[cls].strict_count : static_cast<uint32_t>(mags_[cls].top - stack_[cls]);
+  }
+  void SetStackCount(int cls, uint32_t n);
+  // Sets the delay line's count and, with it, whether the fast push may run.
+  void SetHeld(int cls, uint32_t held);
+  uint32_t Count(int cls) const { return StackCount(cls) + mags_[cls].held; }
+  Entry& StackAt(int cls, uint32_t index) { return stack_[cls][index]; }
+  // The delay line's entry `age` places after its oldest.
+  Entry& DelayAt(int cls, uint32_t age) {
+    const Magazine& m = mags_[cls];
+    size_t i = static_cast<size_t>(m.delay_oldest - m.delay) + age;
+    size_t depth = static_cast<size_t>(m.delay_end - m.delay);
+    return m.delay[i >= depth ? i - depth : i];
   }
 
+  // The null entry below every empty stack (the sentinel's included).
+  static inline Entry empty_stack_{nullptr, nullptr};
   Magazine mags_[kNumClasses];
-  Entry* store_ = nullptr;  // every ring, one block
+  Entry* store_ = nullptr;  // every magazine's entries, one block
   size_t store_bytes_ = 0;
   int64_t sample_countdown_ = 0;
   // Kept apart from sample_countdown_ (see AccountAlloc); never read, which
@@ -212,8 +252,10 @@ class ThreadCache {
   uint64_t other_allocated_ = 0;
   uint64_t other_freed_ = 0;
   uint64_t returned_since_refill_ = 0;  // bytes; see in_free_run
-  uint32_t real_max_[kNumClasses] = {};
-  uint32_t real_depth_[kNumClasses] = {};
+  bool strict_ = false;
+  Entry* stack_[kNumClasses] = {};        // each stack's null entry (entries above it)
+  uint32_t stack_max_[kNumClasses] = {};  // the stack's capacity in entries
+  uint32_t depth_[kNumClasses] = {};      // the delay line's length
 
  public:
   // Registry links (all live caches, for fork and statistics). After the
@@ -224,7 +266,7 @@ class ThreadCache {
   unsigned long owner_thread = 0;
 };
 
-// The magazine store's lock (rings of exited threads wait there for the
+// The magazine store's lock (entries of exited threads wait there for the
 // next thread); the fork handler takes it.
 SpinLock& MagazineStoreLock();
 

@@ -1,5 +1,5 @@
-// ThreadCache over a partition of its own: the FIFO magazines, the
-// quarantine, the free flags outside the objects, the slow paths (Refill,
+// ThreadCache over a partition of its own: the magazines (a delay line of
+// `depth` entries, then a stack), the quarantine, the free flags outside the objects, the slow paths (Refill,
 // Overflow, Flush), the counters and strict mode.
 #include "core/thread_cache.h"
 
@@ -147,15 +147,57 @@ TEST_F(ThreadCacheTest, PopAndPushKeepTheFreeFlagAndWriteNothingIntoObjects) {
     ASSERT_EQ(static_cast<unsigned char*>(a)[i], 0xAB) << i;
     ASSERT_EQ(static_cast<unsigned char*>(b)[i], 0xCD) << i;
   }
-  // FIFO: the objects come back in the order they were freed, a then b,
-  // with their flags cleared again.
+  // Quarantine 0 is depth 1: b, the last free, waits in the delay line;
+  // a, past the depth, is the stack's top and comes back first (LIFO beyond
+  // the depth), with its flag cleared again. b never comes back while the
+  // stack has anything.
   std::vector<void*> popped;
   while (void* p = tc->Pop(cls)) popped.push_back(p);
-  auto ia = std::find(popped.begin(), popped.end(), a);
-  ASSERT_NE(ia, popped.end());
-  EXPECT_TRUE(ia + 1 == popped.end() || *(ia + 1) == b);
-  EXPECT_FALSE(IsFree(a));
+  ASSERT_FALSE(popped.empty());
+  EXPECT_EQ(popped[0], a);
+  EXPECT_EQ(std::find(popped.begin(), popped.end(), b), popped.end());
+  EXPECT_TRUE(IsFree(b));
+  EXPECT_EQ(tc->ListCount(cls), 1u);
   for (void* p : popped) EXPECT_FALSE(IsFree(p));
+}
+
+// The order: after frees x0..x(n-1), allocations take x(n-1-depth) first,
+// then the older ones down to x0 (the most recently freed object past the
+// depth each time), never one of the last `depth` freed; then each further
+// free lets the object freed `depth` frees before it come back next.
+TEST_F(ThreadCacheTest, TheObjectReusedIsTheMostRecentlyFreedPastTheDepth) {
+  int cls = kSizeClasses.ClassFor(64);
+  for (size_t quarantine : {size_t{0}, size_t{16} << 10, size_t{64} << 10, size_t{1} << 30}) {
+    SCOPED_TRACE(quarantine);
+    auto tc = NewCache(quarantine);
+    const uint32_t depth = DepthFor(cls, quarantine);
+    const uint32_t past = 10;  // well inside the stack's two batches
+    std::vector<void*> x;
+    for (uint32_t i = 0; i < depth + past; i++) x.push_back(Alloc(*tc, cls));
+    tc->Flush();  // nothing cached: the frees below fill the delay line first
+    for (void* p : x) Free(*tc, cls, p);
+    ASSERT_EQ(tc->ListCount(cls), depth + past);
+    for (uint32_t k = 0; k < past; k++) {
+      void* q = tc->Pop(cls);
+      ASSERT_EQ(q, x[past - 1 - k]) << k;
+    }
+    EXPECT_EQ(tc->Pop(cls), nullptr) << "the last `depth` frees wait in the delay line";
+    EXPECT_EQ(tc->ListCount(cls), depth);
+    // Steady state: free one, allocate one.
+    std::vector<void*> order(x.begin() + past, x.end());  // still waiting, oldest first
+    void* y = x[0];  // allocated again above
+    for (int round = 0; round < 3 * static_cast<int>(depth) + 5; round++) {
+      ASSERT_TRUE(tc->Push(cls, y, Flag(y)));
+      order.push_back(y);
+      void* q = tc->Pop(cls);
+      ASSERT_EQ(q, order.front()) << "not the object freed `depth` frees before, round " << round;
+      order.erase(order.begin());
+      y = q;
+    }
+    Free(*tc, cls, y);
+    for (uint32_t k = 1; k < past; k++) Free(*tc, cls, x[k]);
+    tc->Flush();
+  }
 }
 
 // The property the magazines exist for: a use-after-free write into a
@@ -303,7 +345,12 @@ TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMidd
   tc->Flush();
   ASSERT_EQ(tc->ListCount(cls), 0u);
 
-  uint32_t pushed = 0;
+  // The delay line (depth 1) fills through the slow path only: the fast
+  // push refuses until it is full, so each entry it moves out has waited.
+  EXPECT_FALSE(tc->Push(cls, objs[0], Flag(objs[0])));
+  EXPECT_FALSE(IsFree(objs[0])) << "a refused push leaves the flag alone";
+  Free(*tc, cls, objs[0]);
+  uint32_t pushed = 1;
   while (tc->Push(cls, objs[pushed], Flag(objs[pushed]))) {
     pushed++;
     ASSERT_LE(pushed, max) << "the list grew past its bound";
@@ -317,8 +364,8 @@ TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMidd
   EXPECT_EQ(tc->ListCount(cls), max - info.batch + 1);
   EXPECT_EQ(after.transfer_objects, before.transfer_objects + info.batch);
   EXPECT_EQ(after.slab_objects_in_use, before.slab_objects_in_use);
-  // The batch on top of the middle layer's stack is the ring's head: the
-  // objects freed first, in order.
+  // The batch on top of the middle layer's stack is the bottom of the
+  // magazine's stack: the objects freed first, in order.
   void* batch[CentralFreeList::kMaxBatchObjects];
   ASSERT_EQ(part_->central(cls).RemoveRange(batch, static_cast<int>(info.batch)),
             static_cast<int>(info.batch));
@@ -348,6 +395,13 @@ TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
       ASSERT_TRUE(tc->Push(big, bigs[i], Flag(bigs[i])));  // the fast path never checks the byte bound
     }
     ASSERT_GT(tc->CachedBytes(), bound);
+    // A slow free with room in its stack (an object of a slab holding a
+    // flight-recorder sample takes that path) pushes without the check.
+    void* q = Alloc(*tc, small);
+    ASSERT_NE(q, nullptr);
+    tc->Overflow(small, q);
+    EXPECT_EQ(tc->ListCount(small), 10u);
+    EXPECT_EQ(tc->ListCount(big), max);
     // Full: one batch goes back. Then, only if the cache is over its bound,
     // every list returns half (rounded up) of what it holds.
     tc->Overflow(big, bigs[max]);
@@ -394,7 +448,7 @@ TEST_F(ThreadCacheTest, AFreeRunEmptiesTheCacheAndARefillEndsIt) {
       EXPECT_EQ(tc->ListCount(other), 1u);
       EXPECT_GE(tc->ListCount(cls), MaxFor(cls, quarantine) - kSizeClasses.info(cls).batch);
     }
-    // Every object is free, in the ring or in the middle layer.
+    // Every object is free, in the magazine or in the middle layer.
     EXPECT_EQ(part_->central(cls).Stats().slab_objects_in_use,
               part_->central(cls).Stats().transfer_objects + tc->ListCount(cls));
     for (void* p : objs) EXPECT_TRUE(IsFree(p));
@@ -562,39 +616,48 @@ TEST_F(ThreadCacheTest, StrictRandomPickTakesOneOfTheFirstReusableObjects) {
   auto tc = NewCache(0, /*strict=*/true);
   std::vector<void*> objs;
   for (int i = 0; i < 40; i++) objs.push_back(part_->central(cls).AllocateOne());
-  // A model of the ring: pushes go to the back, a pick removes one of the
-  // first min(4, count - depth).
-  std::deque<void*> model;
-  int not_head = 0;
+  // A model of the magazine: pushes go through a delay line of depth 1 onto
+  // a stack; a pick removes one of the top min(4, stack size).
+  std::deque<void*> delay;
+  std::vector<void*> stack;
+  auto held = [&](void* p) {
+    return std::find(delay.begin(), delay.end(), p) != delay.end() ||
+           std::find(stack.begin(), stack.end(), p) != stack.end();
+  };
+  int not_top = 0;
   for (int round = 0; round < 20; round++) {
     for (void* p : objs) {
-      if (std::find(model.begin(), model.end(), p) != model.end()) continue;
+      if (held(p)) continue;
       tc->PushChecked(cls, p);
-      model.push_back(p);
+      delay.push_back(p);
+      if (delay.size() > 1) {
+        stack.push_back(delay.front());
+        delay.pop_front();
+      }
     }
     for (int k = 0; k < 30; k++) {
-      size_t reusable = model.size() - 1;  // depth 1
       void* p = tc->PopChecked(cls, 4);
       ASSERT_NE(p, nullptr);
-      auto it = std::find(model.begin(), model.end(), p);
-      ASSERT_NE(it, model.end()) << "not an object of the list";
-      size_t pos = static_cast<size_t>(it - model.begin());
-      ASSERT_LT(pos, std::min<size_t>(4, reusable));
-      if (pos != 0) not_head++;
-      model.erase(it);
-      ASSERT_EQ(tc->ListCount(cls), model.size());
+      ASSERT_NE(p, delay.front()) << "the delay line's object was handed out";
+      auto it = std::find(stack.begin(), stack.end(), p);
+      ASSERT_NE(it, stack.end()) << "not an object of the stack";
+      size_t from_top = static_cast<size_t>(stack.end() - 1 - it);
+      ASSERT_LT(from_top, std::min<size_t>(4, stack.size()));
+      if (from_top != 0) not_top++;
+      stack.erase(it);
+      ASSERT_EQ(tc->ListCount(cls), stack.size() + delay.size());
     }
   }
-  // 600 picks: the head alone has a chance of 4^-600 or so.
-  EXPECT_GT(not_head, 0);
-  // The ring is still in order after all the removals in the middle.
-  while (!model.empty()) {
-    void* p = tc->PopChecked(cls, 0);
-    if (p == nullptr) break;
-    ASSERT_EQ(p, model.front());
-    model.pop_front();
+  // 600 picks: the top alone has a chance of 4^-600 or so.
+  EXPECT_GT(not_top, 0);
+  // The stack is still in order after all the removals in the middle.
+  while (void* p = tc->PopChecked(cls, 0)) {
+    ASSERT_FALSE(stack.empty());
+    ASSERT_EQ(p, stack.back());
+    stack.pop_back();
   }
-  EXPECT_EQ(model.size(), 1u);  // the depth
+  EXPECT_TRUE(stack.empty());
+  EXPECT_EQ(tc->ListCount(cls), 1u);  // the depth
 }
 
 bool RejectAll(void*, int) { return false; }

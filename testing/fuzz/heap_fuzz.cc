@@ -465,7 +465,7 @@ void RunOne(Input& in) {
     }
     case 16: {
       // A burst of one size, then every other one freed: batches, refills,
-      // the quarantine's FIFO.
+      // the quarantine's delay line.
       g_op_name = "Burst";
       size_t size = PickSize(in) % 4096;
       size_t count = 1 + in.U8() % 64;

@@ -167,7 +167,8 @@ CASE case_double_free_small_other_sizes() {
 }
 
 // Allocations of the same size (none freed) between the two frees: the freed
-// object waits at the tail of its FIFO list, so even fast mode catches it.
+// object waits in its class's delay line (depth >= 1), so even fast mode
+// catches it.
 CASE case_double_free_small_same_size() {
   char* p = static_cast<char*>(Malloc(40));
   Expect(p);
