@@ -28,34 +28,34 @@ bool EventRing::Init(size_t capacity) {
   return true;
 }
 
-uint32_t EventRing::Hash(const Site& key) {
+uint32_t EventRing::Hash(const Event& e, uint32_t frames, uint64_t usable) {
   uint64_t h = 0x9E3779B97F4A7C15ull;
   auto mix = [&h](uint64_t w) {
     h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
     h ^= h >> 31;
   };
-  mix(key.frames);
-  mix(key.alignment);
-  mix(key.usable);
+  mix(frames);
+  mix(e.alignment);
+  mix(usable);
   uint64_t name[kPartitionNameMax / 8];
-  memcpy(name, key.partition, sizeof(name));
+  memcpy(name, e.partition, sizeof(name));
   for (uint64_t w : name) mix(w);
-  for (uint32_t f = 0; f < key.frames; f++) mix(key.stack[f]);
+  for (uint32_t f = 0; f < frames; f++) mix(e.stack[f]);
   return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
-bool EventRing::SameKey(const Site& a, const Site& b) {
-  return a.frames == b.frames && a.alignment == b.alignment && a.usable == b.usable &&
-         memcmp(a.partition, b.partition, sizeof(a.partition)) == 0 &&
-         memcmp(a.stack, b.stack, a.frames * sizeof(a.stack[0])) == 0;
+bool EventRing::SameKey(const Site& s, const Event& e, uint32_t frames, uint64_t usable) {
+  return s.frames == frames && s.alignment == e.alignment && s.usable == usable &&
+         memcmp(s.partition, e.partition, sizeof(s.partition)) == 0 &&
+         memcmp(s.stack, e.stack, frames * sizeof(s.stack[0])) == 0;
 }
 
-uint32_t EventRing::Intern(const Site& key) {
-  uint32_t hash = Hash(key);
+uint32_t EventRing::Intern(const Event& e, uint32_t frames, uint64_t usable) {
+  uint32_t hash = Hash(e, frames, usable);
   uint32_t* head = &buckets_[hash & bucket_mask_];
   for (uint32_t link = *head; link != 0; link = sites_[link - 1].next) {
     Site& s = sites_[link - 1];
-    if (s.hash == hash && SameKey(s, key)) {
+    if (s.hash == hash && SameKey(s, e, frames, usable)) {
       s.refs++;
       return link - 1;
     }
@@ -72,9 +72,14 @@ uint32_t EventRing::Intern(const Site& key) {
   // reservation.
   NITRO_CHECK(index < capacity_, "flight recorder: site table overflow (%u sites)", index);
   Site& s = sites_[index];
-  memcpy(&s, &key, sizeof(s));
   s.hash = hash;
   s.refs = 1;
+  s.frames = frames;
+  s.alignment = e.alignment;
+  s.usable = usable;
+  memcpy(s.partition, e.partition, sizeof(s.partition));
+  memcpy(s.stack, e.stack, frames * sizeof(s.stack[0]));
+  // A reused site's other frames are stale: Get copies only `frames`.
   s.next = *head;
   *head = index + 1;
   if (++sites_live_ > sites_high_water_) sites_high_water_ = sites_live_;
@@ -102,20 +107,14 @@ void EventRing::Add(const Event& e) {
     dropped_++;
     Release(r.site & ~kMoveFlag);
   }
-  Site key;
-  memset(&key, 0, sizeof(key));
-  key.frames = e.frames < kFrames ? e.frames : kFrames;
-  key.alignment = e.alignment;
+  uint32_t frames = e.frames < kFrames ? e.frames : kFrames;
   bool extra_fits = e.usable >= e.requested && e.usable - e.requested < kUsableInSite;
-  key.usable = extra_fits ? 0 : e.usable;
-  memcpy(key.partition, e.partition, sizeof(key.partition));
-  memcpy(key.stack, e.stack, key.frames * sizeof(key.stack[0]));
   bool move = e.moved_from != 0;
   r.address = e.address;
   r.requested = e.requested;
   r.alloc_ns = e.alloc_ns;
   r.free_ns_or_moved_from = move ? e.moved_from : e.free_ns;
-  r.site = Intern(key) | (move ? kMoveFlag : 0);
+  r.site = Intern(e, frames, extra_fits ? 0 : e.usable) | (move ? kMoveFlag : 0);
   r.thread_id = e.thread_id >> 32 == 0 ? static_cast<uint32_t>(e.thread_id) : 0;
   r.cpu = e.cpu;
   r.usable_extra = extra_fits ? static_cast<uint32_t>(e.usable - e.requested) : kUsableInSite;

@@ -120,9 +120,11 @@ class EventRing {
   };
   static_assert(sizeof(Site) == 256, "a site is 256 bytes");
 
-  static uint32_t Hash(const Site& key);
-  static bool SameKey(const Site& a, const Site& b);
-  uint32_t Intern(const Site& key);
+  // A site's key: the event's alignment, partition and first `frames`
+  // return addresses, and `usable` (0 unless the record cannot hold it).
+  static uint32_t Hash(const Event& e, uint32_t frames, uint64_t usable);
+  static bool SameKey(const Site& s, const Event& e, uint32_t frames, uint64_t usable);
+  uint32_t Intern(const Event& e, uint32_t frames, uint64_t usable);
   void Release(uint32_t site);
 
   Record* records_ = nullptr;
