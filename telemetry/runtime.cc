@@ -710,8 +710,10 @@ void WithOwnDescriptorTable(void (*work)()) {
   return;
 #endif
   constexpr size_t kStackBytes = size_t{256} << 10;
-  static char* stack = nullptr;  // the background thread's alone
-  if (stack == nullptr) stack = static_cast<char*>(os::Reserve(kStackBytes, kPageSize));
+  // Mapped for each use and unmapped after (the work is rare: the stale
+  // sweep once, then numbered dumps), so the pages it touched do not stay
+  // resident for the life of the process.
+  char* stack = static_cast<char*>(os::Reserve(kStackBytes, kPageSize));
   if (stack != nullptr) {
     auto run = [](void* w) -> int {
       reinterpret_cast<void (*)()>(w)();
@@ -722,10 +724,10 @@ void WithOwnDescriptorTable(void (*work)()) {
     if (child > 0) {
       while (waitpid(child, nullptr, __WCLONE) < 0 && errno == EINTR) {
       }
-      os::SetProcessIdOverride(0);
-      return;
     }
     os::SetProcessIdOverride(0);
+    os::Unmap(stack, kStackBytes);  // CLONE_VFORK: the child has exited, nothing runs on it
+    if (child > 0) return;
   }
   work();
 }
