@@ -28,7 +28,7 @@ bool EventRing::Init(size_t capacity) {
   return true;
 }
 
-uint32_t EventRing::Hash(const Event& e, uint32_t frames, uint64_t usable) {
+uint32_t EventRing::Hash(const Event& e, uint32_t frames, const Wide& wide) {
   uint64_t h = 0x9E3779B97F4A7C15ull;
   auto mix = [&h](uint64_t w) {
     h = (h ^ w) * 0xBF58476D1CE4E5B9ull;
@@ -36,7 +36,9 @@ uint32_t EventRing::Hash(const Event& e, uint32_t frames, uint64_t usable) {
   };
   mix(frames);
   mix(e.alignment);
-  mix(usable);
+  mix(wide.requested);
+  mix(wide.usable);
+  mix(static_cast<uint32_t>(wide.cpu));
   uint64_t name[kPartitionNameMax / 8];
   memcpy(name, e.partition, sizeof(name));
   for (uint64_t w : name) mix(w);
@@ -44,18 +46,19 @@ uint32_t EventRing::Hash(const Event& e, uint32_t frames, uint64_t usable) {
   return static_cast<uint32_t>(h ^ (h >> 32));
 }
 
-bool EventRing::SameKey(const Site& s, const Event& e, uint32_t frames, uint64_t usable) {
-  return s.frames == frames && s.alignment == e.alignment && s.usable == usable &&
+bool EventRing::SameKey(const Site& s, const Event& e, uint32_t frames, const Wide& wide) {
+  return s.frames == frames && s.alignment == e.alignment && s.wide.requested == wide.requested &&
+         s.wide.usable == wide.usable && s.wide.cpu == wide.cpu &&
          memcmp(s.partition, e.partition, sizeof(s.partition)) == 0 &&
          memcmp(s.stack, e.stack, frames * sizeof(s.stack[0])) == 0;
 }
 
-uint32_t EventRing::Intern(const Event& e, uint32_t frames, uint64_t usable) {
-  uint32_t hash = Hash(e, frames, usable);
+uint32_t EventRing::Intern(const Event& e, uint32_t frames, const Wide& wide) {
+  uint32_t hash = Hash(e, frames, wide);
   uint32_t* head = &buckets_[hash & bucket_mask_];
   for (uint32_t link = *head; link != 0; link = sites_[link - 1].next) {
     Site& s = sites_[link - 1];
-    if (s.hash == hash && SameKey(s, e, frames, usable)) {
+    if (s.hash == hash && SameKey(s, e, frames, wide)) {
       s.refs++;
       return link - 1;
     }
@@ -76,7 +79,7 @@ uint32_t EventRing::Intern(const Event& e, uint32_t frames, uint64_t usable) {
   s.refs = 1;
   s.frames = frames;
   s.alignment = e.alignment;
-  s.usable = usable;
+  s.wide = wide;
   memcpy(s.partition, e.partition, sizeof(s.partition));
   memcpy(s.stack, e.stack, frames * sizeof(s.stack[0]));
   // A reused site's other frames are stale: Get copies only `frames`.
@@ -108,16 +111,19 @@ void EventRing::Add(const Event& e) {
     Release(r.site & ~kMoveFlag);
   }
   uint32_t frames = e.frames < kFrames ? e.frames : kFrames;
-  bool extra_fits = e.usable >= e.requested && e.usable - e.requested < kUsableInSite;
+  bool requested_fits = e.requested < kRequestedInSite;
+  bool extra_fits = e.usable >= e.requested && e.usable - e.requested < kExtraInSite;
+  bool cpu_fits = e.cpu > kCpuInSite && e.cpu <= INT16_MAX;
+  Wide wide = {requested_fits ? 0 : e.requested, extra_fits ? 0 : e.usable, cpu_fits ? 0 : e.cpu};
   bool move = e.moved_from != 0;
   r.address = e.address;
-  r.requested = e.requested;
   r.alloc_ns = e.alloc_ns;
   r.free_ns_or_moved_from = move ? e.moved_from : e.free_ns;
-  r.site = Intern(e, frames, extra_fits ? 0 : e.usable) | (move ? kMoveFlag : 0);
+  r.site = Intern(e, frames, wide) | (move ? kMoveFlag : 0);
   r.thread_id = e.thread_id >> 32 == 0 ? static_cast<uint32_t>(e.thread_id) : 0;
-  r.cpu = e.cpu;
-  r.usable_extra = extra_fits ? static_cast<uint32_t>(e.usable - e.requested) : kUsableInSite;
+  r.requested = requested_fits ? static_cast<uint32_t>(e.requested) : kRequestedInSite;
+  r.usable_extra = extra_fits ? static_cast<uint16_t>(e.usable - e.requested) : kExtraInSite;
+  r.cpu = cpu_fits ? static_cast<int16_t>(e.cpu) : kCpuInSite;
 }
 
 bool EventRing::FindLive(uintptr_t address, uint64_t* seq) const {
@@ -141,12 +147,12 @@ void EventRing::Get(uint64_t seq, Event* out) const {
   bool move = (r.site & kMoveFlag) != 0;
   memset(out, 0, sizeof(*out));
   out->address = r.address;
-  out->requested = r.requested;
-  out->usable = r.usable_extra == kUsableInSite ? s.usable : r.requested + r.usable_extra;
+  out->requested = r.requested == kRequestedInSite ? s.wide.requested : r.requested;
+  out->usable = r.usable_extra == kExtraInSite ? s.wide.usable : out->requested + r.usable_extra;
   out->alignment = s.alignment;
   memcpy(out->partition, s.partition, sizeof(out->partition));
   out->thread_id = r.thread_id;
-  out->cpu = r.cpu;
+  out->cpu = r.cpu == kCpuInSite ? s.wide.cpu : r.cpu;
   out->frames = s.frames;
   out->alloc_ns = r.alloc_ns;
   out->free_ns = move ? 0 : r.free_ns_or_moved_from;

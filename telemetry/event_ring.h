@@ -1,9 +1,9 @@
 // The flight recorder's storage: the last `capacity` sampled events, kept in
 // memory proportional to what they hold.
 //
-// An event's partition name, alignment and stack -- its "site", about 250
+// An event's partition name, alignment and stack -- its "site", about 270
 // bytes -- are what most events of a program share: a few call sites make
-// most allocations. So the ring holds 48-byte records, and each record
+// most allocations. So the ring holds 40-byte records, and each record
 // refers by id to an interned site: a deduplicated, reference-counted table
 // with one entry per distinct site among the events in the ring. A site
 // whose last event is overwritten goes back to the table's free list (LIFO,
@@ -15,11 +15,11 @@
 // approximated: Snapshot() gives back every field of every event exactly as
 // it was recorded (event_ring_test compares it with a plain ring of Events).
 //
-// Memory: one reservation, touched lazily: the records (48 B per event
+// Memory: one reservation, touched lazily: the records (40 B per event
 // recorded, up to capacity), a bucket index (4 B per 2 events, touched where
-// sites hash) and the sites (256 B per distinct site live at once). For
-// 2048 events from a few call sites: ~100 KiB instead of 592 KiB of 296-byte
-// events; when every event has a site of its own, 612 KiB.
+// sites hash) and the sites (272 B per distinct site live at once). For
+// 2048 events from a few call sites: ~90 KiB instead of 592 KiB of 296-byte
+// events; when every event has a site of its own, 628 KiB.
 //
 // Not thread-safe: the flight recorder calls it under its lock.
 #ifndef NITROHEAP_TELEMETRY_EVENT_RING_H_
@@ -91,40 +91,53 @@ class EventRing {
  private:
   // Links (bucket heads, chains, the free list) are a site's index + 1:
   // 0 is "none", so the fresh (zero) reservation needs no initialising.
-  static constexpr uint32_t kMoveFlag = 0x80000000u;   // in Record::site
-  static constexpr uint32_t kUsableInSite = 0xFFFFFFFFu;  // Record::usable_extra escape
+  static constexpr uint32_t kMoveFlag = 0x80000000u;  // in Record::site
 
-  // 48 bytes per event.
+  // 40 bytes per event. Three fields are narrower than the event's; a
+  // value that does not fit is held by the site instead (part of its key),
+  // and the record's field holds the escape value: a request of 4 GiB or
+  // more, a usable size below the request or 64 KiB or more above it (a
+  // slab's rounding or a large block's page rounding fit), a CPU number
+  // outside 16 bits.
+  static constexpr uint32_t kRequestedInSite = 0xFFFFFFFFu;
+  static constexpr uint16_t kExtraInSite = 0xFFFFu;
+  static constexpr int16_t kCpuInSite = INT16_MIN;
   struct Record {
     uintptr_t address;
-    uint64_t requested;
     uint64_t alloc_ns;
     uint64_t free_ns_or_moved_from;  // a move event has no free (site has kMoveFlag)
     uint32_t site;                   // index into sites_, | kMoveFlag for a move event
     uint32_t thread_id;
-    int32_t cpu;
-    uint32_t usable_extra;  // usable - requested, or kUsableInSite: the site holds usable
+    uint32_t requested;      // or kRequestedInSite
+    uint16_t usable_extra;   // usable - requested, or kExtraInSite
+    int16_t cpu;             // or kCpuInSite
   };
-  static_assert(sizeof(Record) == 48, "a record is 48 bytes");
+  static_assert(sizeof(Record) == 40, "a record is 40 bytes");
 
-  // What events share: 256 bytes.
+  // The values a record could not hold (0 where it holds them).
+  struct Wide {
+    uint64_t requested, usable;
+    int32_t cpu;
+  };
+
+  // What events share: 272 bytes.
   struct Site {
     uint32_t next;  // link: the bucket's chain, or the free list
     uint32_t refs;
     uint32_t hash;
     uint32_t frames;
     uint64_t alignment;
-    uint64_t usable;  // only when a record's usable_extra is kUsableInSite; else 0
+    Wide wide;
     char partition[kPartitionNameMax];
     uintptr_t stack[kFrames];
   };
-  static_assert(sizeof(Site) == 256, "a site is 256 bytes");
+  static_assert(sizeof(Site) == 272, "a site is 272 bytes");
 
   // A site's key: the event's alignment, partition and first `frames`
-  // return addresses, and `usable` (0 unless the record cannot hold it).
-  static uint32_t Hash(const Event& e, uint32_t frames, uint64_t usable);
-  static bool SameKey(const Site& s, const Event& e, uint32_t frames, uint64_t usable);
-  uint32_t Intern(const Event& e, uint32_t frames, uint64_t usable);
+  // return addresses, and the values its record cannot hold.
+  static uint32_t Hash(const Event& e, uint32_t frames, const Wide& wide);
+  static bool SameKey(const Site& s, const Event& e, uint32_t frames, const Wide& wide);
+  uint32_t Intern(const Event& e, uint32_t frames, const Wide& wide);
   void Release(uint32_t site);
 
   Record* records_ = nullptr;

@@ -48,15 +48,20 @@ class ModelRing {
   uint64_t next_ = 0, dropped_ = 0;
 };
 
-// The site key of an event, as a string: what must be shared.
+// The site key of an event, as a string: what must be shared (with the
+// values a 40-byte record cannot hold).
 std::string SiteKey(const Event& e) {
   std::string k(reinterpret_cast<const char*>(&e.alignment), sizeof(e.alignment));
   k.append(e.partition, sizeof(e.partition));
   k.append(reinterpret_cast<const char*>(e.stack), e.frames * sizeof(e.stack[0]));
   k.append(reinterpret_cast<const char*>(&e.frames), sizeof(e.frames));
-  bool extra_fits = e.usable >= e.requested && e.usable - e.requested < 0xFFFFFFFFull;
-  uint64_t usable_in_site = extra_fits ? 0 : e.usable;  // a usable size of 0 is the same site either way
-  k.append(reinterpret_cast<const char*>(&usable_in_site), sizeof(usable_in_site));
+  bool requested_fits = e.requested < 0xFFFFFFFFull;
+  bool extra_fits = e.usable >= e.requested && e.usable - e.requested < 0xFFFF;
+  bool cpu_fits = e.cpu > -32768 && e.cpu <= 32767;
+  // A wide value of 0 is the same site as a value the record holds.
+  uint64_t wide[3] = {requested_fits ? 0 : e.requested, extra_fits ? 0 : e.usable,
+                      cpu_fits ? 0 : static_cast<uint64_t>(static_cast<uint32_t>(e.cpu))};
+  k.append(reinterpret_cast<const char*>(wide), sizeof(wide));
   return k;
 }
 
@@ -76,16 +81,19 @@ void ExpectSame(const EventRing& ring, const ModelRing& model) {
 }
 
 // A random event from `stacks` call sites (0: every event its own stack);
-// with `odd_usable`, a quarter have a usable size the record cannot hold as
-// a 32-bit excess over the request (then it is part of the site).
+// with `odd_usable`, some have values a record cannot hold (then they are
+// part of the site): a usable size 2^33 or 70,000 above the request or
+// below it, a request past 4 GiB, a CPU number past 16 bits.
 Event RandomEvent(std::mt19937_64& rng, int stacks, bool odd_usable = true) {
   Event e;
   memset(&e, 0, sizeof(e));
   e.address = (rng() & 0x7FFFFFFFFFF0ull) | 0x10;
-  e.requested = rng() % 5000;
-  switch (odd_usable ? rng() % 8 : 2) {
-    case 0: e.usable = e.requested + (uint64_t{1} << 33); break;      // does not fit 32 bits: in the site
+  e.requested = odd_usable && rng() % 16 == 0 ? (uint64_t{1} << 32) + rng() % 3 : rng() % 5000;
+  switch (odd_usable ? rng() % 10 : 9) {
+    case 0: e.usable = e.requested + (uint64_t{1} << 33); break;      // far above: in the site
     case 1: e.usable = e.requested > 0 ? e.requested - 1 : 0; break;  // below the request (a move's)
+    case 2: e.usable = e.requested + 70000; break;                   // past 16 bits
+    case 3: e.usable = e.requested + 0xFFFE; break;                  // the largest excess a record holds
     default: e.usable = e.requested + rng() % 64; break;
   }
   int site = stacks > 0 ? static_cast<int>(rng() % static_cast<uint64_t>(stacks)) : -1;
@@ -99,6 +107,7 @@ Event RandomEvent(std::mt19937_64& rng, int stacks, bool odd_usable = true) {
   for (uint32_t f = 0; f < e.frames; f++) e.stack[f] = site_rng();
   e.thread_id = 1000 + rng() % 4;
   e.cpu = static_cast<int32_t>(rng() % 5) - 1;  // sched_getcpu may say -1
+  if (odd_usable && rng() % 32 == 0) e.cpu = rng() % 2 ? 40000 : -32768;
   e.alloc_ns = rng();
   return e;
 }
@@ -198,7 +207,7 @@ size_t ResidentBytes(const EventRing& ring) {
 }
 
 // The point of the compact ring: 2048 events from a few call sites cost
-// 48 bytes each plus their sites, not 296 bytes each.
+// 40 bytes each plus their sites, not 296 bytes each.
 TEST(EventRing, FewSitesTouchAFractionOfTheFullEvents) {
   EventRing ring;
   ASSERT_TRUE(ring.Init(2048));
@@ -208,13 +217,13 @@ TEST(EventRing, FewSitesTouchAFractionOfTheFullEvents) {
   size_t resident = ResidentBytes(ring);
   EXPECT_EQ(ring.sites_high_water(), 8u);
   EXPECT_LE(resident, ring.touched_bytes());
-  EXPECT_LE(resident, 2048u * 48 + 4096 + 64 * 256 + 4096);
+  EXPECT_LE(resident, 2048u * 40 + 4096 + 4096 + 4096);  // records (and a partial page), index, sites
   EXPECT_LT(resident, 2048u * sizeof(Event) / 4);
-  // Every event its own site: at most the sites' 256 bytes more per event.
+  // Every event its own site: at most the sites' 272 bytes more per event.
   EventRing distinct;
   ASSERT_TRUE(distinct.Init(2048));
   for (int i = 0; i < 2048; i++) distinct.Add(RandomEvent(rng, 0));
-  EXPECT_LE(ResidentBytes(distinct), 2048u * (48 + 256) + 4096);
+  EXPECT_LE(ResidentBytes(distinct), 2048u * (40 + 272) + 3 * 4096);
 }
 
 TEST(EventRing, ThreadIdsBeyond32BitsAreStoredAsZero) {

@@ -15,7 +15,7 @@ guess from its shape: NitroHeap maps its metadata with MADV_NOHUGEPAGE
 metadata-arena chunks (thread-cache rings, middle layer, partitions) 4 MiB
 with a guard page at each end; page-heap regions start 2 MiB-aligned
 (their first part, up to the first PROT_NONE page, is the mapping shown);
-the flight recorder's ring at its default 2048 events is 612 KiB. NitroHeap's
+the flight recorder's ring at its default 2048 events is 628 KiB. NitroHeap's
 heap report at 1 s (malloc_stats_print) follows, with the same figures
 from the inside (span descriptors committed, page map resident).
 Standard library only.
@@ -57,7 +57,7 @@ def kind(m):
             return "NitroHeap page-map leaf"
         if size == (4 << 20) - 8192:
             return "NitroHeap span descriptors or metadata arena (4 MiB, guard pages)"
-        if size == 612 << 10:  # telemetry/event_ring.h at 2048 events: records, index, sites
+        if size == 628 << 10:  # telemetry/event_ring.h at 2048 events: records, index, sites
             return "flight-recorder ring (2048 events)"
         return "NitroHeap metadata (nohugepage)"
     if m["start"] % (2 << 20) == 0:
