@@ -20,6 +20,11 @@ ThreadCache::Counters g_exited_counters;  // under g_registry_lock
 // they were flushed or dropped), by partition slot; zeroed when the
 // partition is destroyed. Under g_registry_lock.
 ThreadCache::Counters g_partition_gone[kCachedPartitions];
+// The partition slots that have had a thread cache since their partition
+// was made, one bit each: the only ones whose counts can be non-zero, so
+// SumPartitionCaches reads (and writes the sums of) these alone, not 256
+// slots of every thread on every statistics tick. Under g_registry_lock.
+uint64_t g_slots_used[kCachedPartitions / 64];
 pthread_key_t g_thread_key;
 bool g_thread_key_ok = false;
 std::atomic<bool> g_main_exited{false};
@@ -186,6 +191,7 @@ ThreadCache* CacheFor(Partition* partition) {
       t->registered = true;
     }
     t->by_slot[slot] = tc;
+    g_slots_used[slot / 64] |= uint64_t{1} << (slot % 64);
   }
   if (tls_partition == partition && partition->alloc_slot() != 0) tls_cache = tc;
   // The exit of a thread that never made a default-partition cache must
@@ -219,12 +225,20 @@ void ForgetPartitionCaches(Partition* partition) {
   DropPartitionCaches(partition, /*flush=*/false);
   LockGuard g(g_registry_lock);
   memset(&g_partition_gone[slot], 0, sizeof(g_partition_gone[slot]));
+  g_slots_used[slot / 64] &= ~(uint64_t{1} << (slot % 64));
 }
 
 void SumPartitionCaches(PartitionCacheSums* out) {
   LockGuard g(g_registry_lock);
-  for (int slot = 1; slot < kCachedPartitions; slot++) {
-    if (IsDefaultSlot(slot)) continue;
+  // The default partition's slot is never marked (its caches are
+  // ForEachThreadCache's).
+  int used[kCachedPartitions];
+  int n = 0;
+  for (int w = 0; w < kCachedPartitions / 64; w++) {
+    for (uint64_t bits = g_slots_used[w]; bits != 0; bits &= bits - 1) used[n++] = w * 64 + __builtin_ctzll(bits);
+  }
+  for (int k = 0; k < n; k++) {
+    int slot = used[k];
     for (int i = 1; i < kNumClasses; i++) {
       out[slot].allocs[i] += __atomic_load_n(&g_partition_gone[slot].allocs[i], __ATOMIC_RELAXED);
       out[slot].frees[i] += __atomic_load_n(&g_partition_gone[slot].frees[i], __ATOMIC_RELAXED);
@@ -232,9 +246,10 @@ void SumPartitionCaches(PartitionCacheSums* out) {
   }
   // Racy reads of other threads' counts: a statistic, not an invariant.
   for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
-    for (int slot = 1; slot < kCachedPartitions; slot++) {
+    for (int k = 0; k < n; k++) {
+      int slot = used[k];
       const ThreadCache* tc = __atomic_load_n(&t->by_slot[slot], __ATOMIC_RELAXED);
-      if (IsDefaultSlot(slot) || tc->is_sentinel()) continue;
+      if (tc->is_sentinel()) continue;
       ThreadCache::Counters c = tc->ReadCounters();
       for (int i = 1; i < kNumClasses; i++) {
         out[slot].allocs[i] += c.allocs[i];

@@ -28,6 +28,7 @@
 #include "core/options.h"
 #include "core/os.h"
 #include "core/report.h"
+#include "telemetry/event_ring.h"
 #include "telemetry/gzip.h"
 #include "telemetry/stats.h"
 #include "telemetry/symbolizer.h"
@@ -36,24 +37,6 @@
 
 namespace nitro::telemetry {
 namespace {
-
-// Deep enough for the program's frames when NitroHeap is linked into it and
-// its own frames (dropped only when a profile is written) come first.
-constexpr int kFrames = 24;
-
-struct Event {
-  uintptr_t address;
-  uint64_t requested, usable, alignment;
-  char partition[Partition::kNameMax];  // a copy: the partition may be destroyed before the dump
-  uint64_t thread_id;
-  int32_t cpu;
-  uint32_t frames;
-  uint64_t alloc_ns, free_ns;
-  // Non-zero: a move event (the sampled movable object now at `address`
-  // came from here; alloc_ns is when it moved; no stack).
-  uintptr_t moved_from;
-  uintptr_t stack[kFrames];
-};
 
 // e^-x for x >= 0, without libm (which the preload library does not link):
 // e^-x = 2^-(x log2 e), the integer part by scaling, the rest by a series.
@@ -94,7 +77,10 @@ class FlightRecorder {
     e.requested = requested;
     e.usable = usable;
     e.alignment = align;
-    snprintf(e.partition, sizeof(e.partition), "%s", partition->name());
+    // The name, truncated, then zeros (as snprintf wrote it, at a tenth of
+    // the instructions: this runs for every sampled allocation).
+    const char* name = partition->name();
+    for (size_t i = 0; i + 1 < sizeof(e.partition) && name[i] != '\0'; i++) e.partition[i] = name[i];
     e.thread_id = ThreadId();
     e.cpu = sched_getcpu();
     e.alloc_ns = NowNs();
@@ -111,26 +97,18 @@ class FlightRecorder {
     auto stands_for = static_cast<uint64_t>(requested == 0 || rate == 0 ? rate : size / (1.0 - ExpNeg(size / rate)));
     LockGuard g(lock_);
     estimated_bytes_ += stands_for;
-    if (ring_ == nullptr && !Allocate()) return;
-    uint64_t seq = next_++;
-    if (seq >= capacity_) dropped_++;
-    ring_[seq % capacity_] = e;
+    if (!ring_.ready() && !ring_.Init(Capacity())) return;
+    ring_.Add(e);
   }
 
   void Freed(void* p) {
     auto a = reinterpret_cast<uintptr_t>(p);
     uint64_t now = NowNs();
     LockGuard g(lock_);
-    if (ring_ == nullptr) return;
+    if (!ring_.ready()) return;
     // Sampled frees are rare (one per profile_rate bytes): a scan is enough.
-    uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
-    for (uint64_t seq = next_; seq-- > start;) {
-      Event& e = ring_[seq % capacity_];
-      if (e.address == a && e.free_ns == 0 && e.moved_from == 0) {
-        e.free_ns = now;
-        return;
-      }
-    }
+    uint64_t seq;
+    if (ring_.FindLive(a, &seq)) ring_.SetFreed(seq, now);
   }
 
   // A sampled movable object moved: its allocation event follows it (so
@@ -150,32 +128,24 @@ class FlightRecorder {
     move.alloc_ns = NowNs();
     snprintf(move.partition, sizeof(move.partition), "movable");
     LockGuard g(lock_);
-    if (ring_ == nullptr && !Allocate()) return;
-    uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
-    for (uint64_t seq = next_; seq-- > start;) {
-      Event& e = ring_[seq % capacity_];
-      if (e.address == old_address && e.free_ns == 0 && e.moved_from == 0) {
-        e.address = move.address;
-        memcpy(move.partition, e.partition, sizeof(move.partition));
-        move.usable = e.usable;
-        break;
-      }
+    if (!ring_.ready() && !ring_.Init(Capacity())) return;
+    uint64_t seq;
+    if (ring_.FindLive(old_address, &seq)) {
+      ring_.SetAddress(seq, move.address);
+      Event alloc;
+      ring_.Get(seq, &alloc);
+      memcpy(move.partition, alloc.partition, sizeof(move.partition));
+      move.usable = alloc.usable;
     }
-    uint64_t seq = next_++;
-    if (seq >= capacity_) dropped_++;
-    ring_[seq % capacity_] = move;
+    ring_.Add(move);
   }
 
   // Copies the events, oldest first, into `out` (capacity events); returns
   // how many, and the count overwritten before.
   size_t Snapshot(Event* out, size_t cap, uint64_t* dropped) {
     LockGuard g(lock_);
-    *dropped = dropped_;
-    if (ring_ == nullptr) return 0;
-    uint64_t start = next_ > capacity_ ? next_ - capacity_ : 0;
-    size_t n = 0;
-    for (uint64_t seq = start; seq < next_ && n < cap; seq++) out[n++] = ring_[seq % capacity_];
-    return n;
+    *dropped = ring_.dropped();
+    return ring_.ready() ? ring_.Snapshot(out, cap) : 0;
   }
   // The ring's size, fixed by the options before the first sample: a dump
   // sizes its buffers with it whether or not the ring exists yet (reading
@@ -190,11 +160,6 @@ class FlightRecorder {
   SpinLock& lock() { return lock_; }
 
  private:
-  bool Allocate() {
-    capacity_ = Capacity();
-    ring_ = static_cast<Event*>(os::Reserve(capacity_ * sizeof(Event), kPageSize));
-    return ring_ != nullptr;
-  }
   // The preload library's own frames lie in its text segment, found once at
   // start-up (dl_iterate_phdr must not run inside malloc). Linked into the
   // executable, the allocator shares the program's text: nothing is dropped.
@@ -229,10 +194,7 @@ class FlightRecorder {
 
  private:
   SpinLock lock_{LockRank::kFlightRecorder};
-  Event* ring_ = nullptr;
-  size_t capacity_ = 0;
-  uint64_t next_ = 0;
-  uint64_t dropped_ = 0;
+  EventRing ring_;  // reserved at the first sample
   uint64_t estimated_bytes_ = 0;
 };
 
@@ -748,8 +710,10 @@ void WithOwnDescriptorTable(void (*work)()) {
   return;
 #endif
   constexpr size_t kStackBytes = size_t{256} << 10;
-  static char* stack = nullptr;  // the background thread's alone
-  if (stack == nullptr) stack = static_cast<char*>(os::Reserve(kStackBytes, kPageSize));
+  // Mapped for each use and unmapped after (the work is rare: the stale
+  // sweep once, then numbered dumps), so the pages it touched do not stay
+  // resident for the life of the process.
+  char* stack = static_cast<char*>(os::Reserve(kStackBytes, kPageSize));
   if (stack != nullptr) {
     auto run = [](void* w) -> int {
       reinterpret_cast<void (*)()>(w)();
@@ -760,10 +724,10 @@ void WithOwnDescriptorTable(void (*work)()) {
     if (child > 0) {
       while (waitpid(child, nullptr, __WCLONE) < 0 && errno == EINTR) {
       }
-      os::SetProcessIdOverride(0);
-      return;
     }
     os::SetProcessIdOverride(0);
+    os::Unmap(stack, kStackBytes);  // CLONE_VFORK: the child has exited, nothing runs on it
+    if (child > 0) return;
   }
   work();
 }

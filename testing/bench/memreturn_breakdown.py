@@ -14,7 +14,8 @@ guess from its shape: NitroHeap maps its metadata with MADV_NOHUGEPAGE
 ("nh" in VmFlags): page-map leaves are 2 MiB, span-descriptor areas and
 metadata-arena chunks (thread-cache rings, middle layer, partitions) 4 MiB
 with a guard page at each end; page-heap regions start 2 MiB-aligned
-(their first part, up to the first PROT_NONE page, is the mapping shown). NitroHeap's
+(their first part, up to the first PROT_NONE page, is the mapping shown);
+the flight recorder's ring at its default 2048 events is 628 KiB. NitroHeap's
 heap report at 1 s (malloc_stats_print) follows, with the same figures
 from the inside (span descriptors committed, page map resident).
 Standard library only.
@@ -56,6 +57,8 @@ def kind(m):
             return "NitroHeap page-map leaf"
         if size == (4 << 20) - 8192:
             return "NitroHeap span descriptors or metadata arena (4 MiB, guard pages)"
+        if size == 628 << 10:  # telemetry/event_ring.h at 2048 events: records, index, sites
+            return "flight-recorder ring (2048 events)"
         return "NitroHeap metadata (nohugepage)"
     if m["start"] % (2 << 20) == 0:
         return "NitroHeap page-heap region (2 MiB-aligned)"
