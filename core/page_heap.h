@@ -152,7 +152,9 @@ class PageHeap {
   static FreeSet SetOf(const Span* s) {
     return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
   }
-  Span* FindFree(size_t pages, FreeSet set);
+  // A free run of `set` that holds `pages` pages starting at a multiple of
+  // `align_pages` pages.
+  Span* FindFree(size_t pages, size_t align_pages, FreeSet set);
   // A free run given back to the kernel (and not waiting in the quarantine,
   // nor holding PROT_NONE pages) has only its first and last page in the
   // page map: its interior entries are cleared and the page-map memory that
