@@ -197,10 +197,11 @@ void* Partition::AllocateLarge(size_t size, size_t align, bool* zeroed) {
     // them): it protects every freed block and opens it again at reuse, and
     // on this project's virtual machines each 4 KiB page touched after such
     // an mprotect costs tens of microseconds (a 16 MiB block filled after
-    // each cycle: 119 ms against 1.4 ms with huge pages), where a 2 MiB page
-    // costs one. The block ends at a 2 MiB boundary, so that the guard page
-    // begins a huge page and splits none of the block's: only its first,
-    // partial one may be split, by whatever uses the pages before it.
+    // each cycle: 119 ms against 1.4 ms with huge pages); a 2 MiB page costs
+    // about three 4 KiB pages' worth. The block ends at a 2 MiB boundary, so
+    // that the guard page begins a huge page and splits none of the block's:
+    // only its first, partial one may be split, by whatever uses the pages
+    // before it.
     align_pages = kHugePagePages;
     phase_pages = (kHugePagePages - data_pages % kHugePagePages) % kHugePagePages;
   }
