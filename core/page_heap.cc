@@ -73,8 +73,13 @@ Span* PageHeap::NewSpan(uintptr_t start, size_t pages) {
   return s;
 }
 
-Span* PageHeap::FindFree(size_t pages, FreeSet set) {
-  if (pages < kBuckets) {
+Span* PageHeap::FindFree(size_t pages, size_t align_pages, size_t phase_pages, FreeSet set) {
+  // In the exact-size buckets, a run that fits at any alignment; among the
+  // large runs, one that fits once its start is aligned (so a freed aligned
+  // run serves the next request of its size, as strict's huge blocks need).
+  size_t want = pages + align_pages - 1;
+  if (want < kBuckets) {
+    pages = want;
     // First non-empty exact-size bucket at or above `pages`.
     for (size_t word = pages / 64; word < (kBuckets + 63) / 64; word++) {
       uint64_t bits = nonempty_[set][word];
@@ -88,7 +93,8 @@ Span* PageHeap::FindFree(size_t pages, FreeSet set) {
   // Best fit among the large runs.
   Span* best = nullptr;
   for (Span* s = free_[set][kBuckets].first(); s != nullptr; s = s->next) {
-    if (s->pages >= pages && (best == nullptr || s->pages < best->pages)) best = s;
+    size_t lead = LeadPages(s->start, align_pages, phase_pages);
+    if (s->pages >= pages + lead && (best == nullptr || s->pages < best->pages)) best = s;
   }
   return best;
 }
@@ -240,12 +246,13 @@ void PageHeap::Split(Span* s, size_t pages) {
   InsertFree(tail);
 }
 
-Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool guard_page) {
+Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool guard_page,
+                         size_t phase_pages) {
   if (pages == 0 || pages > (kMaxRequest >> kPageShift)) return nullptr;
   // The contract is charged before any page is touched, so a refusal
   // changes nothing; a run that then cannot be made gives the charge back.
   if (!contract_.Charge(pages << kPageShift)) return nullptr;
-  Span* s = AllocateRun(pages, align_pages, state, guard_page);
+  Span* s = AllocateRun(pages, align_pages, state, guard_page, phase_pages);
   if (s == nullptr) {
     contract_.Uncharge(pages << kPageShift);
   } else if (s->pages > pages) {
@@ -254,21 +261,22 @@ Span* PageHeap::Allocate(size_t pages, size_t align_pages, SpanState state, bool
   return s;
 }
 
-Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page) {
+Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page,
+                            size_t phase_pages) {
   if (align_pages == 0) align_pages = 1;
-  size_t want = pages + align_pages - 1;
   LockGuard g(lock_);
   // A guard-tail run ends in a guard page already: its tail serves an
   // unaligned guarded run with no system call.
   if (guard_page && pages > 1 && align_pages == 1) {
-    if (Span* run = FindFree(pages, kGuardTail)) {
+    if (Span* run = FindFree(pages, 1, 0, kGuardTail)) {
       Span* s = TakeGuardTail(run, pages);
       s->guard_pages = 1;
       return Handed(s, state);
     }
   }
-  Span* s = FindFree(want, kCommitted);
-  if (s == nullptr) s = FindFree(want, kReleased);
+  Span* s = FindFree(pages, align_pages, phase_pages, kCommitted);
+  if (s == nullptr) s = FindFree(pages, align_pages, phase_pages, kReleased);
+  size_t want = pages + align_pages - 1;  // fits at any alignment
   if (s != nullptr) {
     RemoveFree(s);
   } else if ((s = Carve(want)) != nullptr) {
@@ -279,8 +287,8 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   // Mark it taken at once, so that merging its trimmed lead cannot absorb it.
   s->state = SpanState::kLarge;
   if (align_pages > 1) {
-    uintptr_t aligned = RoundUp(s->start, align_pages << kPageShift);
-    size_t lead = (aligned - s->start) >> kPageShift;
+    size_t lead = LeadPages(s->start, align_pages, phase_pages);
+    uintptr_t aligned = s->start + (lead << kPageShift);
     if (lead > 0) {
       Span* head = NewSpan(s->start, lead);
       if (head != nullptr) {
@@ -316,7 +324,7 @@ Span* PageHeap::TakeAfterMakingRoom(size_t pages) {
   if (fixed_bytes_ == 0) return nullptr;
   while (quarantine_head_ != nullptr) Unquarantine(quarantine_head_);
   while (lru_head_ != nullptr) ReleaseSpan(lru_head_);  // no system call here
-  Span* s = FindFree(pages, kReleased);
+  Span* s = FindFree(pages, 1, 0, kReleased);
   if (s != nullptr) RemoveFree(s);
   return s;
 }

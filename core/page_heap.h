@@ -54,6 +54,9 @@ class PageHeap {
             Clock clock);
   // Regions reserved from now on ask the kernel for transparent huge pages.
   void AdviseHugePages() { huge_pages_ = true; }
+  // Whether its runs may be transparent huge pages: asked for, and in
+  // anonymous memory (not a file's, not the caller's).
+  bool huge_pages() const { return huge_pages_ && file_fd_ < 0 && fixed_bytes_ == 0; }
   // Every region made from now on is interleaved over these NUMA nodes
   // (core/numa.h; 0: placed as the kernel's policy says).
   void InterleaveNodes(uint64_t mask) { numa_mask_ = mask; }
@@ -80,8 +83,10 @@ class PageHeap {
   // With `guard_page`, the run's last page is left (or made) PROT_NONE and
   // recorded in guard_pages: one mprotect covers both, none when the run is
   // the tail of a guard-tail run.
+  // With `phase_pages`, the start is phase_pages past a multiple of
+  // align_pages instead (strict's huge blocks end at a 2 MiB boundary).
   Span* Allocate(size_t pages, size_t align_pages = 1, SpanState state = SpanState::kLarge,
-                 bool guard_page = false);
+                 bool guard_page = false, size_t phase_pages = 0);
   // Takes a slab or large span back as a free run. With `quarantine`, it
   // waits in the large-allocation quarantine before it can be reused (a
   // double free is still caught after other large allocations); with
@@ -145,14 +150,21 @@ class PageHeap {
   static MetaPool<Region>& RegionPool();
 
  private:
-  Span* AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page);
+  Span* AllocateRun(size_t pages, size_t align_pages, SpanState state, bool guard_page, size_t phase_pages);
   bool GrowRun(Span* s, size_t new_pages, size_t need);
   // The sets of free runs (free_ and nonempty_).
   enum FreeSet { kCommitted = 0, kReleased = 1, kGuardTail = 2, kFreeSets = 3 };
   static FreeSet SetOf(const Span* s) {
     return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
   }
-  Span* FindFree(size_t pages, FreeSet set);
+  // A free run of `set` that holds `pages` pages starting at a multiple of
+  // `align_pages` pages.
+  Span* FindFree(size_t pages, size_t align_pages, size_t phase_pages, FreeSet set);
+  // Pages from `start` to the first address phase_pages past a multiple of
+  // align_pages pages.
+  static size_t LeadPages(uintptr_t start, size_t align_pages, size_t phase_pages) {
+    return (((phase_pages << kPageShift) - start) & ((align_pages << kPageShift) - 1)) >> kPageShift;
+  }
   // A free run given back to the kernel (and not waiting in the quarantine,
   // nor holding PROT_NONE pages) has only its first and last page in the
   // page map: its interior entries are cleared and the page-map memory that

@@ -81,6 +81,36 @@ TEST_F(PageHeapTest, AlignedRunsAreAligned) {
   }
 }
 
+TEST_F(PageHeapTest, PhasedRunsEndOnTheAlignment) {
+  // strict's huge blocks: the data ends at a 2 MiB boundary, the guard page
+  // (the run's last page) begins the next huge page.
+  constexpr size_t kHuge = (size_t{2} << 20) / kPageSize;
+  for (size_t data : {size_t{300}, kHuge, kHuge + 7, 3 * kHuge - 1}) {
+    size_t phase = (kHuge - data % kHuge) % kHuge;
+    Span* s = heap().Allocate(data + 1, kHuge, SpanState::kLarge, /*guard_page=*/true, phase);
+    ASSERT_NE(s, nullptr) << data;
+    EXPECT_EQ((s->start + data * kPageSize) % (kHuge * kPageSize), 0u) << data;
+    EXPECT_EQ(s->pages, data + 1) << data;
+    heap().Free(s);
+  }
+}
+
+TEST_F(PageHeapTest, AFreedAlignedRunServesTheNextAlignedRequestOfItsSize) {
+  // Before, an aligned request looked for pages + align - 1 free pages, so
+  // the run an aligned block left was never reused by a block of its size.
+  constexpr size_t kHuge = (size_t{2} << 20) / kPageSize;
+  Span* a = heap().Allocate(2 * kHuge, kHuge);
+  Span* sep = heap().Allocate(1);
+  ASSERT_TRUE(a && sep);
+  uintptr_t start = a->start;
+  heap().Free(a);
+  Span* b = heap().Allocate(2 * kHuge, kHuge);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->start, start);
+  heap().Free(b);
+  heap().Free(sep);
+}
+
 TEST_F(PageHeapTest, DecayReleasesOnlyRunsOlderThanTheCutoff) {
   g_now = 100;
   Span* old_run = heap().Allocate(8);

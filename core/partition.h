@@ -121,6 +121,10 @@ class Partition {
   static constexpr int kMaxPartitions = 256;
   static_assert(kCachedPartitions == kMaxPartitions, "every partition id has a thread-cache slot");
   static constexpr size_t kNameMax = 32;
+  // strict: large blocks from this size on end at a 2 MiB boundary, so that
+  // their pages are transparent huge pages (AllocateLarge).
+  static constexpr size_t kHugePagePages = (size_t{2} << 20) >> kPageShift;
+  static constexpr size_t kStrictHugeBlock = size_t{2} << 20;
 
   // nullptr with errno ENOMEM when the table is full or memory runs out, or
   // EEXIST when a live partition has that name. The name is copied

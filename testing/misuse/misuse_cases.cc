@@ -444,6 +444,30 @@ CASE case_overflow_small_canary() {
   return NotDetected();
 }
 
+// strict's in-place realloc checks the slack bytes it hands to the program
+// (here byte 61 of a 60-byte object grown to 62)...
+CASE case_overflow_small_canary_realloc() {
+  char* p = static_cast<char*>(Malloc(60));
+  Fill(p, 60, 0x22);
+  Expect(p + 61);
+  CorruptByte(p, 61);
+  char* q = static_cast<char*>(realloc(Opaque(p), 62));
+  free(q);
+  return NotDetected();
+}
+
+// ... and leaves the rest of the slack to the free (byte 63 of the same
+// object, grown by one byte in place first).
+CASE case_overflow_small_canary_after_realloc() {
+  char* p = static_cast<char*>(Malloc(60));
+  Fill(p, 60, 0x22);
+  Expect(p + 63);
+  CorruptByte(p, 63);
+  char* q = static_cast<char*>(realloc(Opaque(p), 61));
+  free(q);
+  return NotDetected();
+}
+
 // malloc(0)'s pointer has no accessible byte in every mode
 // (hardened_malloc's read_zero_size and write_zero_size).
 CASE case_write_zero_size() {
@@ -1253,6 +1277,8 @@ const Case kCases[] = {
     ENTRY(large_overflow),
     ENTRY(write_after_free_small),
     ENTRY(overflow_small_canary),
+    ENTRY(overflow_small_canary_realloc),
+    ENTRY(overflow_small_canary_after_realloc),
     ENTRY(write_zero_size),
     ENTRY(read_zero_size),
     ENTRY(double_free_zero_size),

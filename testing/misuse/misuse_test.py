@@ -179,6 +179,14 @@ CASES = {
     "overflow_small_canary": {
         "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
         "strict": abort(OVERFLOW, details=r"canary")},
+    # An in-place realloc checks the slack it hands over at once, the rest
+    # at the free (strict6: no longer the whole slack at every realloc).
+    "overflow_small_canary_realloc": {
+        "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
+        "strict": abort(OVERFLOW, details=r"canary")},
+    "overflow_small_canary_after_realloc": {
+        "fast": NOT_DETECTED, "balanced": NOT_DETECTED,
+        "strict": abort(OVERFLOW, details=r"canary")},
     # malloc(0) has no accessible byte in every mode, sampled or not
     # (kZeroSizeClass's PROT_NONE slabs; strict's zero-size region).
     "write_zero_size": every(segv(OVERFLOW, details=r"malloc\(0\)"), PLAIN + tuple(SAMPLED)),
