@@ -51,7 +51,7 @@ struct Options {
   uint64_t large_protect_burst = 16;
   uint64_t large_protect_per_sec = 1;
   size_t tcache_max_bytes = size_t{1} << 20;
-  size_t max_free_committed = size_t{64} << 20;
+  size_t max_free_committed = size_t{256} << 20;
   uint64_t decay_ms = 500;
   bool background_thread = true;
   bool stats_print = false;

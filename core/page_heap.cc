@@ -265,16 +265,23 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
                             size_t phase_pages) {
   if (align_pages == 0) align_pages = 1;
   LockGuard g(lock_);
-  // A guard-tail run ends in a guard page already: its tail serves an
-  // unaligned guarded run with no system call.
-  if (guard_page && pages > 1 && align_pages == 1) {
-    if (Span* run = FindFree(pages, 1, 0, kGuardTail)) {
-      Span* s = TakeGuardTail(run, pages);
-      s->guard_pages = 1;
-      return Handed(s, state);
+  // Committed pages first: reusing them costs no page fault. When no single
+  // committed run fits, adjacent ones are merged once (MergeCommittedFor)
+  // and looked for again.
+  Span* s = nullptr;
+  for (bool merged = false;; merged = true) {
+    // A guard-tail run ends in a guard page already: its tail serves an
+    // unaligned guarded run with no system call.
+    if (guard_page && pages > 1 && align_pages == 1) {
+      if (Span* run = FindFree(pages, 1, 0, kGuardTail)) {
+        s = TakeGuardTail(run, pages);
+        s->guard_pages = 1;
+        return Handed(s, state);
+      }
     }
+    s = FindFree(pages, align_pages, phase_pages, kCommitted);
+    if (s != nullptr || merged || align_pages != 1 || !MergeCommittedFor(pages)) break;
   }
-  Span* s = FindFree(pages, align_pages, phase_pages, kCommitted);
   if (s == nullptr) s = FindFree(pages, align_pages, phase_pages, kReleased);
   size_t want = pages + align_pages - 1;  // fits at any alignment
   if (s != nullptr) {
@@ -314,6 +321,67 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
     return nullptr;
   }
   return Handed(s, state);
+}
+
+bool PageHeap::MergeCommittedFor(size_t pages) {
+  // Freed large blocks keep their guard pages (guard-tail runs), and a
+  // guard-tail run never merges across its guard at free time (that would
+  // cost an mprotect per free). So a heap of freed blocks is a row of
+  // committed runs too short one by one for a request larger than each:
+  // without this, the request takes fresh or released pages, one page
+  // fault per 4 KiB page (tens of microseconds each on this project's
+  // virtual machines), and the heap grows by a request's size each time.
+  // Here the shortest row of adjacent committed runs that holds `pages`
+  // becomes one run: one mprotect opens every guard page inside it.
+  if (pages < kMergeMinPages || fixed_bytes_ != 0) return false;
+  PageMap& map = GlobalPageMap();
+  auto joins = [&](const Span* n, uintptr_t at) {
+    return n != nullptr && n->state == SpanState::kFree && n->partition == owner_ &&
+           n->start == at && !n->released && !n->prot_none && !n->quarantined;
+  };
+  Span* best = nullptr;
+  size_t best_pages = 0;
+  size_t scanned = 0;
+  for (Span* first = lru_head_; first != nullptr && scanned < kMergeScanRuns;
+       first = first->lru_next, scanned++) {
+    if (first->prot_none || first->quarantined) continue;
+    size_t total = first->pages;
+    for (Span* n = first; total < pages;) {
+      Span* next = map.Get(reinterpret_cast<void*>(n->end()));
+      if (!joins(next, n->end())) break;
+      total += next->pages;
+      n = next;
+    }
+    if (total >= pages && total > first->pages && (best == nullptr || total < best_pages)) {
+      best = first;
+      best_pages = total;
+    }
+  }
+  if (best == nullptr) return false;
+  // The row's last run decides whether the merged run ends in a guard page.
+  Span* last = best;
+  for (size_t total = best->pages; total < pages;) {
+    last = map.Get(reinterpret_cast<void*>(last->end()));
+    total += last->pages;
+  }
+  uintptr_t row_end = last->end();
+  bool guard_tail = last->guard_tail;
+  uintptr_t open_end = guard_tail ? row_end - kPageSize : row_end;
+  if (!os::ProtectReadWrite(reinterpret_cast<void*>(best->start), open_end - best->start)) {
+    return false;  // the kernel refused (the mapping limit): the runs stay as they are
+  }
+  RemoveFree(best);
+  while (best->end() != row_end) {
+    Span* next = map.Get(reinterpret_cast<void*>(best->end()));
+    RemoveFree(next);
+    map.Set(next->start, next->pages, best);
+    best->pages += next->pages;
+    if (next->free_tick > best->free_tick) best->free_tick = next->free_tick;
+    SpanPool().Delete(next);
+  }
+  best->guard_tail = guard_tail;
+  InsertFree(best);
+  return true;
 }
 
 Span* PageHeap::TakeAfterMakingRoom(size_t pages) {

@@ -45,6 +45,13 @@ class PageHeap {
  public:
   static constexpr size_t kBuckets = 256;
   static constexpr size_t kDefaultRegionBytes = size_t{1} << 30;
+  // Below this many pages (1 MiB) a request takes fresh pages rather than
+  // merge a row of free runs (MergeCommittedFor): slabs and small large
+  // blocks never pay its mprotect.
+  static constexpr size_t kMergeMinPages = 256;
+  // The merge looks at this many committed runs at most, oldest first, so
+  // that its cost stays bounded in a heap of many free runs.
+  static constexpr size_t kMergeScanRuns = 256;
 
   using Clock = uint64_t (*)();
 
@@ -180,6 +187,10 @@ class PageHeap {
   // start of the right one.
   void ClearAround(Span* merged, uintptr_t junction);
   Span* TakeGuardTail(Span* run, size_t pages);
+  // Merges the shortest row of adjacent committed free runs (guard-tail
+  // runs included) that holds `pages` pages into one run, opening the guard
+  // pages inside it with one mprotect; false when no row holds them.
+  bool MergeCommittedFor(size_t pages);
   // A free run of `pages` found once every free run could be reused.
   Span* TakeAfterMakingRoom(size_t pages);
   // Marks a run taken (state) and points its pages at it.

@@ -229,6 +229,79 @@ TEST_F(PageHeapTest, FreedGuardedRunsKeepTheirGuardForTheNextBlock) {
   heap().Free(sep);
 }
 
+// Freed guarded blocks side by side stay separate guard-tail runs (merging
+// them at free time would cost an mprotect per free). A request larger than
+// each of them takes them together, their inner guard pages opened, rather
+// than fresh pages (a page fault each).
+TEST_F(PageHeapTest, ARequestLargerThanEachFreedBlockMergesTheRowOfThem) {
+  constexpr size_t kBlock = 300;  // pages, guard included
+  static_assert(kBlock >= PageHeap::kMergeMinPages, "merging starts at kMergeMinPages");
+  Span* blocks[3];
+  for (Span*& b : blocks) {
+    b = heap().Allocate(kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
+    ASSERT_NE(b, nullptr);
+  }
+  Span* sep = heap().Allocate(1);
+  ASSERT_NE(sep, nullptr);
+  ASSERT_EQ(blocks[0]->end(), blocks[1]->start);
+  ASSERT_EQ(blocks[1]->end(), blocks[2]->start);
+  uintptr_t start = blocks[0]->start, end = blocks[2]->end();
+  uintptr_t inner_guards[2] = {blocks[0]->end() - kPageSize, blocks[1]->end() - kPageSize};
+  for (Span* b : blocks) heap().Free(b);
+  for (uintptr_t g : inner_guards) {
+    EXPECT_FALSE(Readable(g));
+    EXPECT_TRUE(GlobalPageMap().Get(reinterpret_cast<void*>(g))->guard_tail);
+  }
+  EXPECT_NE(GlobalPageMap().Get(reinterpret_cast<void*>(start)),
+            GlobalPageMap().Get(reinterpret_cast<void*>(end - kPageSize)));
+  size_t reserved = heap().Stats().reserved_bytes;
+
+  Span* big = heap().Allocate(2 * kBlock + 100, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(big, nullptr);
+  // The tail of the merged row: it ends at the last block's guard page.
+  EXPECT_EQ(big->end(), end);
+  EXPECT_EQ(big->guard_pages, 1);
+  EXPECT_FALSE(big->zeroed);  // committed pages, reused
+  EXPECT_FALSE(Readable(end - kPageSize));
+  for (uintptr_t g : inner_guards) EXPECT_TRUE(Readable(g));
+  EXPECT_EQ(heap().Stats().reserved_bytes, reserved);
+  // The rest of the row stays one ordinary committed run.
+  Span* head = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(head, nullptr);
+  EXPECT_EQ(head->state, SpanState::kFree);
+  EXPECT_FALSE(head->guard_tail);
+  EXPECT_FALSE(head->released);
+  EXPECT_EQ(head->end(), big->start);
+  EXPECT_EQ(head->pages, 3 * kBlock - (2 * kBlock + 100));
+  heap().Free(big);
+  heap().Free(sep);
+}
+
+// Runs given back to the kernel, and quarantined ones, break a row: the
+// merge never mixes committed and released pages nor reuses a block early.
+TEST_F(PageHeapTest, ReleasedOrQuarantinedRunsBreakARow) {
+  constexpr size_t kBlock = 300;
+  Span* blocks[3];
+  for (Span*& b : blocks) {
+    b = heap().Allocate(kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
+    ASSERT_NE(b, nullptr);
+  }
+  Span* sep = heap().Allocate(1);
+  ASSERT_NE(sep, nullptr);
+  uintptr_t start = blocks[0]->start, end = blocks[2]->end();
+  g_now = 1;
+  heap().Free(blocks[0]);
+  heap().ReleaseFreedBefore(1);  // the first block's pages go back to the kernel
+  g_now = 2;
+  heap().Free(blocks[1], /*quarantine=*/true);  // the fixture's quarantine holds 16 MiB
+  heap().Free(blocks[2]);
+  Span* big = heap().Allocate(2 * kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(big, nullptr);
+  EXPECT_TRUE(big->start >= end || big->end() <= start);  // not in the row
+  heap().Free(big);
+  heap().Free(sep);
+}
+
 // A protected free makes the whole run PROT_NONE (guard included); it is
 // opened again, but for the new guard, when reused.
 TEST_F(PageHeapTest, ProtectedFreesCloseTheWholeRun) {

@@ -75,7 +75,7 @@ struct PartitionConfig {
   size_t region_bytes = PageHeap::kDefaultRegionBytes;
   // Free page runs kept committed before the oldest are released at once;
   // decay releases them anyway after a while.
-  size_t max_free_committed = size_t{64} << 20;
+  size_t max_free_committed = size_t{256} << 20;
   // A PROT_NONE page after every large allocation.
   bool large_guard_pages = true;
   // Freed large runs wait before reuse; 0 bytes: no quarantine.
