@@ -333,39 +333,44 @@ bool PageHeap::MergeCommittedFor(size_t pages) {
   // virtual machines), and the heap grows by a request's size each time.
   // Here the shortest row of adjacent committed runs that holds `pages`
   // becomes one run: one mprotect opens every guard page inside it.
-  if (pages < kMergeMinPages || fixed_bytes_ != 0) return false;
+  if (pages < kMergeMinPages) return false;
   PageMap& map = GlobalPageMap();
   auto joins = [&](const Span* n, uintptr_t at) {
     return n != nullptr && n->state == SpanState::kFree && n->partition == owner_ &&
            n->start == at && !n->released && !n->prot_none && !n->quarantined;
   };
+  // The row from `first`: its right neighbours up to the one that makes
+  // `pages`, and on while the row ends in a plain run (a plain free run
+  // never has a free committed neighbour on its right). Its last run.
+  auto row = [&](Span* first, size_t* total) {
+    Span* last = first;
+    *total = first->pages;
+    for (Span* next; (*total < pages || !last->guard_tail) &&
+                     joins(next = map.Get(reinterpret_cast<void*>(last->end())), last->end());) {
+      *total += next->pages;
+      last = next;
+    }
+    return last;
+  };
   Span* best = nullptr;
+  Span* best_last = nullptr;
   size_t best_pages = 0;
   size_t scanned = 0;
   for (Span* first = lru_head_; first != nullptr && scanned < kMergeScanRuns;
        first = first->lru_next, scanned++) {
-    if (first->prot_none || first->quarantined) continue;
-    size_t total = first->pages;
-    for (Span* n = first; total < pages;) {
-      Span* next = map.Get(reinterpret_cast<void*>(n->end()));
-      if (!joins(next, n->end())) break;
-      total += next->pages;
-      n = next;
-    }
-    if (total >= pages && total > first->pages && (best == nullptr || total < best_pages)) {
+    if (!joins(first, first->start)) continue;  // PROT_NONE (strict keeps freed runs closed)
+    size_t total;
+    Span* last = row(first, &total);
+    if (last != first && total >= pages && (best == nullptr || total < best_pages)) {
       best = first;
+      best_last = last;
       best_pages = total;
     }
   }
   if (best == nullptr) return false;
   // The row's last run decides whether the merged run ends in a guard page.
-  Span* last = best;
-  for (size_t total = best->pages; total < pages;) {
-    last = map.Get(reinterpret_cast<void*>(last->end()));
-    total += last->pages;
-  }
-  uintptr_t row_end = last->end();
-  bool guard_tail = last->guard_tail;
+  uintptr_t row_end = best_last->end();
+  bool guard_tail = best_last->guard_tail;
   uintptr_t open_end = guard_tail ? row_end - kPageSize : row_end;
   if (!os::ProtectReadWrite(reinterpret_cast<void*>(best->start), open_end - best->start)) {
     return false;  // the kernel refused (the mapping limit): the runs stay as they are

@@ -302,6 +302,28 @@ TEST_F(PageHeapTest, ReleasedOrQuarantinedRunsBreakARow) {
   heap().Free(sep);
 }
 
+// Freed blocks kept PROT_NONE (strict keeps them closed until reuse) are
+// never merged: their pages stay closed.
+TEST_F(PageHeapTest, ProtectedRunsAreNeverMerged) {
+  constexpr size_t kBlock = 300;
+  Span* blocks[2];
+  for (Span*& b : blocks) {
+    b = heap().Allocate(kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
+    ASSERT_NE(b, nullptr);
+  }
+  Span* sep = heap().Allocate(1);
+  ASSERT_NE(sep, nullptr);
+  uintptr_t start = blocks[0]->start, end = blocks[1]->end();
+  heap().Free(blocks[0], /*quarantine=*/false, /*protect=*/true);
+  heap().Free(blocks[1]);  // a guard-tail run right of the closed one
+  Span* big = heap().Allocate(kBlock + 100, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(big, nullptr);
+  EXPECT_TRUE(big->start >= end || big->end() <= start);  // not in the row
+  for (uintptr_t a = start; a < start + kBlock * kPageSize; a += kPageSize) EXPECT_FALSE(Readable(a));
+  heap().Free(big);
+  heap().Free(sep);
+}
+
 // A protected free makes the whole run PROT_NONE (guard included); it is
 // opened again, but for the new guard, when reused.
 TEST_F(PageHeapTest, ProtectedFreesCloseTheWholeRun) {
