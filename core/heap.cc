@@ -641,9 +641,10 @@ void* Reallocate(void* p, size_t size, size_t align) {
   // The fast path: an object that stays in place in an unsampled,
   // thread-cached slab, after free's fast-path checks (the start of a live
   // object; a freed or interior pointer, a sampled span, strict's recorded
-  // sizes all take the path below, which reports or handles them). It
-  // skips Lookup's full PointerInfo, which costs a string of growing steps
-  // most of its time when nearly every step fits the object (docs/architecture.md).
+  // sizes all take the path below, which reports or handles them). Why: a
+  // string grown a few bytes at a time keeps its block at almost every
+  // step, and the path below spent most of such a step filling Lookup's
+  // whole PointerInfo (docs/architecture.md, Reallocation).
   if (align == 0) {
     Span* fast = GlobalPageMap().GetUnlessFar(p);
     uint8_t* flag;
