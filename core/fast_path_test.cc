@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include <thread>
+#include <utility>
 
 #include "core/heap.h"
 #include "gtest/gtest.h"
@@ -132,6 +133,53 @@ TEST(FastFree, FarPointersNeverPassAsObjects) {
     }
     Free(p);
   }
+}
+
+// Free takes malloc's cache (tls_cache) first and the span's partition's
+// slot only when the span word does not match that cache's base: either
+// way the magazine is that of the span's partition, whichever partition
+// is the thread's current one.
+TEST(FastFree, MagazineIsThatOfTheSpansPartitionWhateverMallocsCache) {
+  EnsureStarted();
+  Partition* p = CreatePartition("fast-free-magazine", DefaultPolicy());
+  ASSERT_NE(p, nullptr);
+  const int cls = kSizeClasses.ClassFor(64);
+  void* d = Malloc(64);
+  void* a = PartitionMalloc(p, 64);
+  ASSERT_NE(d, nullptr);
+  ASSERT_NE(a, nullptr);
+  ThreadCache* dc = tls_caches.by_slot[DefaultPartition()->id()];
+  ThreadCache* pc = tls_caches.by_slot[p->id()];
+  ASSERT_FALSE(dc->is_sentinel());
+  ASSERT_FALSE(pc->is_sentinel());
+  ASSERT_NE(dc, pc);
+  EXPECT_EQ(dc->free_word_base(), DefaultPartition()->fast_free_base());
+  EXPECT_EQ(pc->free_word_base(), p->fast_free_base());
+  for (Partition* current : {static_cast<Partition*>(nullptr), p}) {
+    Partition* before = SetThreadPartition(current);
+    EXPECT_EQ(tls_cache, current == nullptr ? dc : pc);
+    for (auto [object, owner] : {std::pair{d, dc}, std::pair{a, pc}}) {
+      Span* s = GlobalPageMap().Get(object);
+      ASSERT_NE(s, nullptr);
+      uint64_t cls_minus_1 = 0;
+      uint8_t* flag = nullptr;
+      EXPECT_EQ(FastFreeMagazine(object, s, &cls_minus_1, &flag), &owner->MagazineAfterFirst(cls - 1));
+      EXPECT_EQ(cls_minus_1 + 1, static_cast<uint64_t>(cls));
+      EXPECT_EQ(flag, s->FreeFlag(object));
+      // The sentinel's base matches no span's word.
+      EXPECT_GE(s->FastFreeWordOf() - g_sentinel_cache.free_word_base(), static_cast<uint64_t>(kNumClasses - 1));
+    }
+    SetThreadPartition(before);
+  }
+  // Freed while p is current, each object lands in its own partition's cache.
+  uint64_t in_default = dc->cached_objects(cls), in_p = pc->cached_objects(cls);
+  Partition* before = SetThreadPartition(p);
+  Free(d);
+  Free(a);
+  SetThreadPartition(before);
+  EXPECT_EQ(dc->cached_objects(cls), in_default + 1);
+  EXPECT_EQ(pc->cached_objects(cls), in_p + 1);
+  DestroyPartition(p);
 }
 
 TEST(FastFree, FlagSetReadsTheFlag) {

@@ -316,6 +316,13 @@ bool SlabSizeFits(const PointerInfo& info, size_t size, size_t align) {
                         kSizeClasses.ClassForAligned(size, align) == info.size_class));
 }
 
+// A slab object (outside strict's recorded sizes) keeps its place for
+// `size` bytes: the sized-free rule, and no more than halving the usable
+// size, so a shrink that would waste more than half moves to a smaller class.
+bool SlabKeeps(const PointerInfo& info, size_t size, size_t align) {
+  return SlabSizeFits(info, size, align) && (size > info.object_size / 2 || info.object_size <= kMinAlign);
+}
+
 bool ResizeInPlace(const PointerInfo& info, void* p, size_t size, size_t align) {
   if (reinterpret_cast<uintptr_t>(p) % (align > kMinAlign ? align : kMinAlign) != 0) return false;
   switch (info.span->state) {
@@ -323,7 +330,7 @@ bool ResizeInPlace(const PointerInfo& info, void* p, size_t size, size_t align) 
       if (info.partition->strict() && info.span->requested_sizes != nullptr) {
         return StrictResizeInPlace(info, p, size);
       }
-      return SlabSizeFits(info, size, align) && (size > info.object_size / 2 || info.object_size <= kMinAlign);
+      return SlabKeeps(info, size, align);
     case SpanState::kLarge:
       return size > kMaxSmallSize && info.partition->ResizeLargeInPlace(info.span, size);
     default:
@@ -630,6 +637,27 @@ void* Reallocate(void* p, size_t size, size_t align) {
     // glibc's behaviour, which programs written for Linux expect.
     Free(p);
     return nullptr;
+  }
+  // The fast path: an object that stays in place in an unsampled,
+  // thread-cached slab, after free's fast-path checks (the start of a live
+  // object; a freed or interior pointer, a sampled span, strict's recorded
+  // sizes all take the path below, which reports or handles them). Why: a
+  // string grown a few bytes at a time keeps its block at almost every
+  // step, and the path below spent most of such a step filling Lookup's
+  // whole PointerInfo (docs/architecture.md, Reallocation).
+  if (align == 0) {
+    Span* fast = GlobalPageMap().GetUnlessFar(p);
+    uint8_t* flag;
+    if (fast != nullptr) {
+      uint32_t cls = __atomic_load_n(&fast->fast_free, __ATOMIC_RELAXED);
+      if (cls - 1 < static_cast<uint32_t>(kNumClasses - 1) && fast->requested_sizes == nullptr &&
+          FastFreeObject(p, fast, &flag)) {
+        PointerInfo info{};
+        info.size_class = static_cast<int>(cls);
+        info.object_size = kSizeClasses.size(static_cast<int>(cls));
+        if (SlabKeeps(info, size, 0)) return p;
+      }
+    }
   }
   Span* s = GlobalPageMap().Get(p);
   if (s == nullptr) {

@@ -109,24 +109,46 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 }
 
 // The free fast path's checks for a span of any partition: returns the
-// size class, or 0 for the slow path (also for spans holding
-// flight-recorder samples, whose frees are timed); *tc: the cache of the
-// span's partition in this thread.
-NITRO_ALWAYS_INLINE int FastFreeClass(void* p, Span* s, ThreadCache*& tc, uint8_t** free_flag) {
-  uint32_t word = __atomic_load_n(&s->fast_free, __ATOMIC_RELAXED);
-  if (NITRO_UNLIKELY(word - 1 >= static_cast<uint32_t>(kNumClasses - 1))) return 0;
-  tc = tls_caches.by_slot[s->partition_id];
-  return FastFreeObject(p, s, free_flag) ? static_cast<int>(word) : 0;
+// magazine the object goes to (in this thread's cache of the span's
+// partition) with *cls_minus_1 its class minus one, or nullptr for the slow
+// path (also for spans holding flight-recorder samples, whose frees are
+// timed).
+//
+// The cache comes first from malloc's own (tls_cache, whose address does
+// not depend on p): one compare of the span's word with that cache's base
+// (ThreadCache::free_word_base) says whether the span is an unsampled slab
+// of its partition, and gives the class. Only when it is not (another
+// partition's object, a sampled span, the sentinel) is the cache looked
+// up by the span's partition id, and the same compare made against it.
+// Why: the magazine's address is where free's push stores, and the next
+// malloc's pop of that class loads from there, so every load that address
+// waits for lies on the loop-carried path of a malloc/free loop. With the
+// id lookup first, that path held four dependent loads (page-map root,
+// leaf, span, tls_caches slot); now three, and the fourth is a predicted
+// branch (docs/architecture.md, "The free fast path's critical path").
+NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, uint64_t* cls_minus_1,
+                                                            uint8_t** free_flag) {
+  uint64_t word = s->FastFreeWordOf();
+  ThreadCache* tc = tls_cache;
+  uint64_t c = word - tc->free_word_base();
+  if (NITRO_UNLIKELY(c >= static_cast<uint64_t>(kNumClasses - 1))) {
+    tc = tls_caches.by_slot[s->partition_id];
+    c = word - tc->free_word_base();
+    if (NITRO_UNLIKELY(c >= static_cast<uint64_t>(kNumClasses - 1))) return nullptr;
+  }
+  if (NITRO_UNLIKELY(!FastFreeObject(p, s, free_flag))) return nullptr;
+  *cls_minus_1 = c;
+  return &tc->MagazineAfterFirst(c);
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
-    ThreadCache* tc;
+    uint64_t cls_minus_1;
     uint8_t* flag;
-    int cls = FastFreeClass(p, s, tc, &flag);
-    if (NITRO_LIKELY(cls != 0) && NITRO_LIKELY(tc->Push(cls, p, flag))) {
-      tc->AccountFree(cls);
+    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &cls_minus_1, &flag);
+    if (NITRO_LIKELY(m != nullptr) && NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
+      ThreadCache::AccountFree(*m);
       return;
     }
   }
@@ -138,12 +160,12 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
-    ThreadCache* tc;
+    uint64_t cls_minus_1;
     uint8_t* flag;
-    int cls = FastFreeClass(p, s, tc, &flag);
-    if (NITRO_LIKELY(cls != 0 && kSizeClasses.ClassFor(size) == cls) &&
-        NITRO_LIKELY(tc->Push(cls, p, flag))) {
-      tc->AccountFree(cls);
+    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &cls_minus_1, &flag);
+    if (NITRO_LIKELY(m != nullptr && static_cast<uint64_t>(kSizeClasses.ClassFor(size)) == cls_minus_1 + 1) &&
+        NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
+      ThreadCache::AccountFree(*m);
       return;
     }
   }

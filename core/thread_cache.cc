@@ -61,6 +61,7 @@ ThreadCache::~ThreadCache() {
 bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes,
                        bool strict, int64_t first_sample, int64_t first_record) {
   max_bytes_ = max_bytes;
+  free_word_base_ = kNoFreeWordBase;  // a sentinel until Init succeeds
   strict_ = strict;
   sample_countdown_ = first_sample;
   record_countdown_ = first_record;
@@ -104,6 +105,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
     SetHeld(c, 0);  // the fast push waits for a full delay line
   }
   partition_ = partition;
+  free_word_base_ = partition->fast_free_base();
   return true;
 }
 

@@ -211,6 +211,12 @@ class ThreadCache {
   size_t CachedBytes() const;
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
   bool is_sentinel() const { return partition_ == nullptr; }
+  // The span word (Span::FastFreeWordOf) of this cache's partition's
+  // thread-cached slabs of class 1: a word minus it is below
+  // kNumClasses - 1 exactly for an unsampled slab of that partition, and
+  // is then the class minus one. The sentinel's base matches no word.
+  static constexpr uint64_t kNoFreeWordBase = uint64_t{1} << 63;
+  NITRO_ALWAYS_INLINE uint64_t free_word_base() const { return free_word_base_; }
 
  private:
   // Returns n objects to the middle layer: the stack's bottom first (the
@@ -242,9 +248,10 @@ class ThreadCache {
   Entry* store_ = nullptr;  // every magazine's entries, one block
   size_t store_bytes_ = 0;
   int64_t sample_countdown_ = 0;
-  // Kept apart from sample_countdown_ (see AccountAlloc); never read, which
-  // clang reports as an unused private field.
-  [[maybe_unused]] void* pad_ = nullptr;
+  // The partition's Span::FastFreeWordOf base (Partition::fast_free_base),
+  // between the countdowns where free_word_base() finds it on the line
+  // malloc touches; the sentinel's never matches a word.
+  uint64_t free_word_base_ = kNoFreeWordBase;
   int64_t record_countdown_ = 0;
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;

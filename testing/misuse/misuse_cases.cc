@@ -266,6 +266,25 @@ CASE case_realloc_after_free() {
   return NotDetected();
 }
 
+// The same two with a size that keeps the block in place: realloc's
+// in-place fast path (core/heap.cc Reallocate) makes free's checks first.
+CASE case_realloc_in_place_interior() {
+  char* p = static_cast<char*>(Malloc(64));
+  Expect(p + 16);
+  void* q = realloc(Opaque(p + 16), 40);
+  (void)q;
+  return NotDetected();
+}
+
+CASE case_realloc_in_place_after_free() {
+  char* p = static_cast<char*>(Malloc(64));
+  Expect(p);
+  free(p);
+  void* q = realloc(Opaque(p), 60);
+  (void)q;
+  return NotDetected();
+}
+
 CASE case_usable_size_interior() {
   char* p = static_cast<char*>(Malloc(64));
   Expect(p + 8);
@@ -1257,6 +1276,8 @@ const Case kCases[] = {
     ENTRY(invalid_free_large_interior),
     ENTRY(realloc_interior),
     ENTRY(realloc_after_free),
+    ENTRY(realloc_in_place_interior),
+    ENTRY(realloc_in_place_after_free),
     ENTRY(usable_size_interior),
     ENTRY(sized_delete_interior),
     ENTRY(free_stack),

@@ -151,6 +151,8 @@ CASES = {
     "invalid_free_large_interior": every(abort(INVALID)),
     "realloc_interior": every(abort(INVALID)),
     "realloc_after_free": every(abort(DOUBLE)),
+    "realloc_in_place_interior": every(abort(INVALID)),
+    "realloc_in_place_after_free": every(abort(DOUBLE)),
     "usable_size_interior": every(abort(INVALID)),
     "sized_delete_interior": every(abort(INVALID)),
     "free_stack": every(abort(FOREIGN, "(none)")),
