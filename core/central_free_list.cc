@@ -33,8 +33,9 @@ void RetireSlab(Span* s) {
 
 SpinLock& SizeTablePoolLock() { return g_size_tables.lock(); }
 
-void CentralFreeList::Init(const SlabOwner* owner, int size_class) {
+void CentralFreeList::Init(const SlabOwner* owner, int size_class, Batch* batches) {
   owner_ = owner;
+  batch_ = batches;
   size_class_ = size_class;
   stride_ = kSizeClasses.stride(size_class);
   const SizeClassInfo& info = kSizeClasses.info(size_class);

@@ -45,7 +45,15 @@ class CentralFreeList {
   static constexpr int kKeepEmptySlabs = 2;
   static constexpr uint32_t kMaxBatchObjects = 32;  // >= every class's batch
 
-  void Init(const SlabOwner* owner, int size_class);
+  struct Batch {
+    uint32_t count;
+    uint64_t since;  // when it came in (owner clock, ms)
+    void* objects[kMaxBatchObjects];
+  };
+  // `batches`: kMaxBatches entries, never read before written. They live
+  // apart from the lists (Partition::batches_), so the lists' own fields,
+  // written at start-up, share a few pages instead of one page per class.
+  void Init(const SlabOwner* owner, int size_class, Batch* batches);
   // Takes up to `n` objects into out[] (room for n; from a batch, at most
   // the top batch, taken from its end); returns how
   // many (0 when out of memory). Their free flags stay set.
@@ -97,12 +105,10 @@ class CentralFreeList {
   uint64_t slab_reused_at_ = 0;  // when an empty slab last served an allocation
   uint64_t handouts_ = 0;          // FromSpans calls that found objects
   uint64_t handouts_seen_ = 0;     // handouts_ at the previous ReleaseIdle
-  // A stack: the bottom batch is the oldest, so idle ones leave from there.
-  struct Batch {
-    uint32_t count;
-    uint64_t since;  // when it came in (owner clock, ms)
-    void* objects[kMaxBatchObjects];
-  } batch_[kMaxBatches];  // entries below batches_ are valid; left untouched until used
+  // A stack of kMaxBatches entries in the owner's storage: the bottom batch
+  // is the oldest, so idle ones leave from there. Entries below batches_ are
+  // valid; the rest are left untouched until used.
+  Batch* batch_ = nullptr;
   SpanList nonempty_;  // slabs with at least one free object
   int empty_slabs_ = 0;
   size_t slabs_ = 0;
