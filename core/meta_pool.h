@@ -16,7 +16,8 @@
 namespace nitro {
 
 // Raw metadata memory, bump-allocated from guarded chunks. Never freed.
-void* MetaAllocRaw(size_t bytes);
+// Aligned to `align` (a power of two, at most a page), at least 64 bytes.
+void* MetaAllocRaw(size_t bytes, size_t align = 64);
 // Bytes of metadata mapped so far (a statistic).
 size_t MetaBytesMapped();
 SpinLock& MetaLock();
@@ -35,7 +36,7 @@ class MetaPool {
       in_use_++;
     }
     bool recycled = p != nullptr;
-    if (!p) p = MetaAllocRaw(sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T));
+    if (!p) p = MetaAllocRaw(sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T), alignof(T));
     if (!p) {
       LockGuard g(lock_);
       in_use_--;

@@ -7,6 +7,8 @@
 namespace nitro {
 
 namespace {
+// PageHeap::SetBoundDeferral's predicate (nullptr: never deferred).
+std::atomic<bool (*)()> g_bound_deferral{nullptr};
 ReturningMetaPool<Span> g_span_pool;
 }  // namespace
 
@@ -507,6 +509,16 @@ void PageHeap::Free(Span* s, bool quarantine, bool protect) {
   } else {
     InsertFree(MergeNeighbours(s));
   }
+  bool (*deferral)() = g_bound_deferral.load(std::memory_order_acquire);
+  if (max_free_committed_ == 0 || deferral == nullptr || !deferral()) EnforceCommittedBound();
+}
+
+void PageHeap::SetBoundDeferral(bool (*reclaimer_running)()) {
+  g_bound_deferral.store(reclaimer_running, std::memory_order_release);
+}
+
+void PageHeap::TrimToBound() {
+  LockGuard g(lock_);
   EnforceCommittedBound();
 }
 

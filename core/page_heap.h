@@ -119,6 +119,14 @@ class PageHeap {
   }
   // Releases committed free runs that became free at or before `tick`.
   size_t ReleaseFreedBefore(uint64_t tick);
+  // Free keeps at most max_free_committed bytes of free pages committed,
+  // returning the oldest runs at once: a system call and a TLB flush per
+  // run. While `reclaimer_running()` is true, Free leaves that to the
+  // reclaimer's ticks (TrimToBound), so a program freeing its heap before
+  // it exits does not pay them. A bound of 0 ("at once") is never deferred.
+  static void SetBoundDeferral(bool (*reclaimer_running)());
+  // The reclaimer's tick: enforces the bound that Free deferred.
+  void TrimToBound();
   size_t ReleaseAll() { return ReleaseFreedBefore(~uint64_t{0}); }
   // Unmaps all regions; every span of the partition becomes invalid.
   void Destroy();

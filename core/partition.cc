@@ -129,7 +129,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   // strict too: its big large blocks need huge pages (AllocateLarge).
   if (policy_.huge_pages || policy_.strict) pages_.AdviseHugePages();
   if (policy_.numa_interleave) pages_.InterleaveNodes(numa::ProcessInterleaveMask());
-  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, batches_[c]);
+  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, &batches_[c]);
 }
 
 namespace {
