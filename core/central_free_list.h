@@ -84,6 +84,8 @@ class CentralFreeList {
   // class).
   void ReleaseIdle(uint64_t cutoff);
   CentralStats Stats();
+  // The class's batch stack (tests read its residency).
+  const void* batch_stack() const { return batch_; }
   SpinLock& lock() { return lock_; }
   // Partition reset, lock held: the page heap is about to drop every span,
   // so the class forgets its batches and slabs (Retire each slab first).

@@ -22,7 +22,10 @@ void* MetaAllocRaw(size_t bytes, size_t align = 64);
 size_t MetaBytesMapped();
 SpinLock& MetaLock();
 
-template <typename T>
+// kZeroOnReuse false: T's constructor sets every member that is read before
+// it is written (Partition), so a reused object is not cleared first, which
+// would make all of it resident again.
+template <typename T, bool kZeroOnReuse = true>
 class MetaPool {
  public:
   T* New() {
@@ -44,7 +47,7 @@ class MetaPool {
     }
     // Fresh metadata comes zeroed from mmap: touching it would only cost
     // resident memory (a partition's middle layer is ~100 KiB, mostly idle).
-    if (recycled) memset(p, 0, sizeof(T));
+    if (recycled && kZeroOnReuse) memset(p, 0, sizeof(T));
     return new (p) T();
   }
   void Delete(T* t) {

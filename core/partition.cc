@@ -17,8 +17,8 @@ namespace {
 Partition* g_table[Partition::kMaxPartitions];
 SpinLock g_table_lock{LockRank::kPartitionTable};
 
-MetaPool<Partition>& PartitionPool() {
-  static MetaPool<Partition> pool;
+MetaPool<Partition, /*kZeroOnReuse=*/false>& PartitionPool() {
+  static MetaPool<Partition, false> pool;
   return pool;
 }
 
@@ -147,6 +147,9 @@ void Partition::Destroy(Partition* p) {
   LockGuard g(g_table_lock);
   p->pages_.Destroy();
   __atomic_store_n(&g_table[p->id_], nullptr, __ATOMIC_RELEASE);
+  // Its batch stacks (page-aligned, whole pages) go back: the partition made
+  // next in this memory starts with none resident, like a fresh one.
+  os::Release(p->batches_, sizeof(p->batches_));
   PartitionPool().Delete(p);
 }
 

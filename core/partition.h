@@ -212,7 +212,7 @@ class Partition {
   void ResetLocksAfterFork();
 
  private:
-  friend class MetaPool<Partition>;
+  friend class MetaPool<Partition, false>;
   // User-provided, not `= default`: MetaPool::New's `new T()` would then
   // zero-initialize the whole object first, and batches_ (~1 MiB, read only
   // where written) would all become resident at start-up. Every other member
