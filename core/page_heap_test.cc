@@ -362,7 +362,11 @@ TEST(PageHeapBound, CommittedFreeMemoryIsBounded) {
 // With a reclaimer running, Free leaves the bound to its tick (TrimToBound):
 // a program freeing its whole heap pays no madvise per run in free().
 bool g_reclaimer_running = false;
-bool ReclaimerRunning() { return g_reclaimer_running; }
+int g_wakes = 0;
+bool ReclaimerRunning(bool wake) {
+  if (g_reclaimer_running && wake) g_wakes++;
+  return g_reclaimer_running;
+}
 
 TEST(PageHeapBound, ARunningReclaimerEnforcesTheBoundOnItsTick) {
   PageHeap::SetBoundDeferral(ReclaimerRunning);
@@ -380,6 +384,7 @@ TEST(PageHeapBound, ARunningReclaimerEnforcesTheBoundOnItsTick) {
   PageHeapStats st = p->pages().Stats();
   EXPECT_EQ(st.free_committed_bytes, 80 * kPageSize) << "nothing released in Free";
   EXPECT_EQ(st.free_released_bytes, 0u);
+  EXPECT_EQ(g_wakes, 1) << "woken once, by the first free over the bound";
   p->pages().TrimToBound();  // the tick
   st = p->pages().Stats();
   EXPECT_LE(st.free_committed_bytes, 64 * kPageSize);
