@@ -46,7 +46,7 @@ class MetaPool {
       return nullptr;
     }
     // Fresh metadata comes zeroed from mmap: touching it would only cost
-    // resident memory (a partition's middle layer is ~100 KiB, mostly idle).
+    // resident memory (a partition's batch stacks are ~1 MiB, mostly idle).
     if (recycled && kZeroOnReuse) memset(p, 0, sizeof(T));
     return new (p) T();
   }
