@@ -33,8 +33,9 @@ void RetireSlab(Span* s) {
 
 SpinLock& SizeTablePoolLock() { return g_size_tables.lock(); }
 
-void CentralFreeList::Init(const SlabOwner* owner, int size_class) {
+void CentralFreeList::Init(const SlabOwner* owner, int size_class, BatchStack* stack) {
   owner_ = owner;
+  batch_ = stack->entries;
   size_class_ = size_class;
   stride_ = kSizeClasses.stride(size_class);
   const SizeClassInfo& info = kSizeClasses.info(size_class);
@@ -49,6 +50,7 @@ int CentralFreeList::RemoveRange(void** out, int n) {
 }
 
 int CentralFreeList::RemoveRangeLocked(void** out, int n) {
+  traffic_++;
   if (batches_ > 0) {
     // The top batch, or its last n objects when it holds more.
     Batch& b = batch_[batches_ - 1];
@@ -64,10 +66,12 @@ int CentralFreeList::RemoveRangeLocked(void** out, int n) {
 void CentralFreeList::InsertRange(void* const* objects, int n) {
   uint64_t now = Now();  // outside the lock: a vDSO call
   LockGuard g(lock_);
+  traffic_++;
   while (n > 0) {
     int k = n < static_cast<int>(kMaxBatchObjects) ? n : static_cast<int>(kMaxBatchObjects);
     if (batches_ < max_batches_) {
       Batch& b = batch_[batches_++];
+      if (batches_ > batches_touched_) batches_touched_ = batches_;
       b.count = static_cast<uint32_t>(k);
       b.since = now;
       memcpy(b.objects, objects, sizeof(void*) * static_cast<size_t>(k));
@@ -93,6 +97,7 @@ void* CentralFreeList::AllocateOne() {
 void CentralFreeList::FreeOne(void* p) {
   LockGuard g(lock_);
   direct_frees_++;
+  traffic_++;
   Span* s = GlobalPageMap().Get(p);
   if (s != nullptr && s->state == SpanState::kSlab && s->size_class == size_class_) {
     uint8_t* flag = s->FreeFlag(p);
@@ -179,7 +184,6 @@ int CentralFreeList::FromSpans(void** out, int n) {
     if (s->allocated == s->capacity) nonempty_.Remove(s);
   }
   span_free_ -= static_cast<size_t>(got);
-  handouts_++;
   return got;
 }
 
@@ -267,8 +271,15 @@ void CentralFreeList::ReleaseIdle(uint64_t cutoff) {
     batches_ -= idle;
   }
   if (slab_reused_at_ <= cutoff) ReleaseEmptySlabs();
-  bool idle_class = handouts_ == handouts_seen_;
-  handouts_seen_ = handouts_;
+  bool idle_class = traffic_ == traffic_seen_;
+  traffic_seen_ = traffic_;
+  if (idle_class && batches_ == 0 && batches_touched_ > 0) {
+    // An idle class with no batch left: the pages its stack grew into go
+    // back too (BatchStack: they hold nothing else), so a program that freed
+    // its heap keeps none of them.
+    os::Release(batch_, RoundUp(sizeof(Batch) * static_cast<size_t>(batches_touched_), kPageSize));
+    batches_touched_ = 0;
+  }
   if (idle_class && !owner_->strict && size_class_ != kZeroSizeClass) {
     for (Span* s = nonempty_.first(); s != nullptr; s = s->next) {
       if (s->allocated != 0) ReturnFreePages(s);

@@ -45,7 +45,21 @@ class CentralFreeList {
   static constexpr int kKeepEmptySlabs = 2;
   static constexpr uint32_t kMaxBatchObjects = 32;  // >= every class's batch
 
-  void Init(const SlabOwner* owner, int size_class);
+  struct Batch {
+    uint32_t count;
+    uint64_t since;  // when it came in (owner clock, ms)
+    void* objects[kMaxBatchObjects];
+  };
+  // One class's stack of batches, on pages of its own: they become resident
+  // only as deep as the stack grows, and go back to the kernel when an idle
+  // class has no batch left (ReleaseIdle). Never read before written.
+  struct alignas(kPageSize) BatchStack {
+    Batch entries[kMaxBatches];
+  };
+  // `stack` lives apart from the lists (Partition::batches_), so the lists'
+  // own fields, written at start-up, share a few pages instead of one page
+  // per class.
+  void Init(const SlabOwner* owner, int size_class, BatchStack* stack);
   // Takes up to `n` objects into out[] (room for n; from a batch, at most
   // the top batch, taken from its end); returns how
   // many (0 when out of memory). Their free flags stay set.
@@ -63,12 +77,15 @@ class CentralFreeList {
   // (owner clock, ms) and still unused, and the empty slabs kept for
   // hysteresis when no empty slab was reused since `cutoff`. Called on
   // every reclaimer tick, so memory leaves the middle layer once it has
-  // been idle for a set time, whatever the tick's phase. When the class
-  // handed out nothing since the previous call, the pages of its partly
-  // used slabs that hold only objects free in the slab go back to the
-  // kernel too (not in strict partitions, nor for malloc(0)'s class).
+  // been idle for a set time, whatever the tick's phase. When nothing was
+  // taken from or given back to the class since the previous call, the
+  // pages of its partly used slabs that hold only objects free in the slab
+  // go back to the kernel too (not in strict partitions, nor for malloc(0)'s
+  // class).
   void ReleaseIdle(uint64_t cutoff);
   CentralStats Stats();
+  // The class's batch stack (tests read its residency).
+  const void* batch_stack() const { return batch_; }
   SpinLock& lock() { return lock_; }
   // Partition reset, lock held: the page heap is about to drop every span,
   // so the class forgets its batches and slabs (Retire each slab first).
@@ -95,14 +112,17 @@ class CentralFreeList {
   int max_batches_ = 0;
   int batches_ = 0;
   uint64_t slab_reused_at_ = 0;  // when an empty slab last served an allocation
-  uint64_t handouts_ = 0;          // FromSpans calls that found objects
-  uint64_t handouts_seen_ = 0;     // handouts_ at the previous ReleaseIdle
-  // A stack: the bottom batch is the oldest, so idle ones leave from there.
-  struct Batch {
-    uint32_t count;
-    uint64_t since;  // when it came in (owner clock, ms)
-    void* objects[kMaxBatchObjects];
-  } batch_[kMaxBatches];  // entries below batches_ are valid; left untouched until used
+  // Calls into this class (objects taken or given back, in batches or one
+  // at a time): a class with none between two ticks is idle. Counting slab
+  // hand-outs alone called a class served from its batches idle, and the
+  // reclaimer returned pages the class faulted back in at once.
+  uint64_t traffic_ = 0;
+  uint64_t traffic_seen_ = 0;  // traffic_ at the previous ReleaseIdle
+  // A stack of kMaxBatches entries in the owner's storage: the bottom batch
+  // is the oldest, so idle ones leave from there. Entries below batches_ are
+  // valid; the rest are left untouched until used.
+  Batch* batch_ = nullptr;
+  int batches_touched_ = 0;  // the deepest the stack grew since its pages were last returned
   SpanList nonempty_;  // slabs with at least one free object
   int empty_slabs_ = 0;
   size_t slabs_ = 0;

@@ -305,6 +305,82 @@ TEST_F(CentralFreeListTest, IdleClassReturnsThePagesOfFreeObjectsInPartlyUsedSla
   central().Drain();
 }
 
+// A class is idle only when nothing at all went in or out between two
+// ticks. One served from its batches alone hands nothing out of its slabs,
+// yet it is busy: the pages it will fault back in at once stay.
+TEST_F(CentralFreeListTest, AClassServedFromItsBatchesBetweenTicksIsNotIdle) {
+  const int cap = static_cast<int>(info().capacity);
+  ASSERT_EQ(info().slab_pages, 4u);  // 64 objects a page
+  Range all = Remove(cap);
+  ASSERT_EQ(all.n, cap);
+  uintptr_t start = GlobalPageMap().Get(all.head())->start;
+  for (void* p : all.objs) memset(p, 0x5a, 64);
+  auto resident = [](uintptr_t page) {
+    unsigned char v = 0;
+    return mincore(reinterpret_cast<void*>(page), kPageSize, &v) == 0 && (v & 1);
+  };
+  auto objects = [&](int first, int n) {
+    Range r{{all.objs.begin() + first, all.objs.begin() + first + n}, n};
+    return r;
+  };
+  // Pages 1 and 2 go back to the slab; page 0's first 32 objects become a
+  // batch that stays (newer than the cutoff); the rest stays in use.
+  Insert(objects(64, 128));
+  central().ReleaseIdle(g_now);
+  g_now += 100;
+  Range batch = objects(0, 32);
+  Insert(batch);
+  central().ReleaseIdle(1000);  // traffic (the batch came in): not idle
+  EXPECT_TRUE(resident(start + kPageSize));
+  EXPECT_TRUE(resident(start + 2 * kPageSize));
+  Range again = Remove(32);  // from the batch, not from the slab
+  ASSERT_EQ(again.n, 32);
+  Insert(again);
+  central().ReleaseIdle(1000);
+  EXPECT_TRUE(resident(start + kPageSize)) << "a busy class lost its free pages";
+  EXPECT_TRUE(resident(start + 2 * kPageSize));
+  central().ReleaseIdle(1000);  // nothing since: idle now
+  EXPECT_FALSE(resident(start + kPageSize));
+  EXPECT_FALSE(resident(start + 2 * kPageSize));
+  EXPECT_TRUE(resident(start));
+  central().Drain();
+  Insert(objects(32, 32));
+  Insert(objects(192, 64));
+  central().Drain();
+}
+
+// The pages a class's batch stack grew into go back when the class is idle
+// with no batch left.
+TEST_F(CentralFreeListTest, AnIdleClassWithNoBatchReturnsItsBatchStackPages) {
+  const void* stack = central().batch_stack();
+  ASSERT_EQ(reinterpret_cast<uintptr_t>(stack) % kPageSize, 0u);
+  ASSERT_EQ(sizeof(CentralFreeList::BatchStack) % kPageSize, 0u);
+  const int batch = static_cast<int>(info().batch);
+  const int kBatches = 20;  // 20 * 272 bytes: the stack's first two pages
+  const size_t used = RoundUp(kBatches * sizeof(CentralFreeList::Batch), kPageSize);
+  ASSERT_EQ(used, 2 * kPageSize);
+  auto resident_pages = [&]() {
+    unsigned char v[2] = {0, 0};
+    if (mincore(const_cast<void*>(stack), used, v) != 0) return -1;
+    return (v[0] & 1) + (v[1] & 1);
+  };
+  std::vector<Range> ranges;
+  for (int i = 0; i < kBatches; i++) ranges.push_back(Remove(batch));
+  for (const Range& r : ranges) Insert(r);
+  EXPECT_EQ(resident_pages(), 2);
+  central().ReleaseIdle(g_now);  // the batches go to the slabs; traffic since the last tick
+  EXPECT_EQ(central().Stats().transfer_objects, 0u);
+  EXPECT_EQ(resident_pages(), 2);
+  central().ReleaseIdle(g_now);  // idle, no batch: the pages go
+  EXPECT_EQ(resident_pages(), 0);
+  // And the class still works.
+  Range r = Remove(batch);
+  Insert(r);
+  EXPECT_EQ(central().Stats().transfer_objects, static_cast<size_t>(batch));
+  EXPECT_EQ(resident_pages(), 1);
+  central().Drain();
+}
+
 TEST_F(CentralFreeListTest, ReleaseIdleReturnsOnlyBatchesThatCameInByTheCutoff) {
   const int batch = static_cast<int>(info().batch);
   std::vector<Range> ranges;

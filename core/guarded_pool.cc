@@ -172,7 +172,9 @@ bool GuardedPool::Init(Partition* owner) {
     return false;
   }
   slots_ = static_cast<Slot*>(MetaAllocRaw(sizeof(Slot) * kSlots));
-  if (slots_ == nullptr || !GlobalPageMap().Ensure(reinterpret_cast<uintptr_t>(base), bytes_)) {
+  spans_ = static_cast<Span**>(MetaAllocRaw(sizeof(Span*) * kSlots));
+  if (slots_ == nullptr || spans_ == nullptr ||
+      !GlobalPageMap().Ensure(reinterpret_cast<uintptr_t>(base), bytes_)) {
     os::Unmap(base, bytes_);
     return false;
   }
@@ -184,7 +186,7 @@ bool GuardedPool::Init(Partition* owner) {
     s->partition_id = owner->id();
     s->start = reinterpret_cast<uintptr_t>(base) + kPageSize + i * kStride;
     s->pages = kDataPages;
-    slots_[i].span = s;  // the rest of the slot is zero, fresh from mmap
+    spans_[i] = s;  // the slots stay zero, fresh from mmap
     GlobalPageMap().Set(s->start, kDataPages, s);
   }
   os::RandomBytes(&rng_, sizeof(rng_));
@@ -226,10 +228,11 @@ void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   slot.alloc_thread = static_cast<unsigned long>(pthread_self());
   slot.alloc_frames = CaptureStack(slot.alloc_stack, kMaxFrames, 2);
   slot.free_frames = 0;
-  slot.span->start = ptr;
-  slot.span->requested = size;
-  slot.span->partition = partition != nullptr ? partition : owner_;
-  slot.span->partition_id = slot.span->partition->id();
+  Span* span = spans_[i];
+  span->start = ptr;
+  span->requested = size;
+  span->partition = partition != nullptr ? partition : owner_;
+  span->partition_id = span->partition->id();
   live_++;
   total_++;
   live_bytes_ += size;
@@ -345,7 +348,7 @@ bool GuardedPool::ReportFault(uintptr_t addr) {
   }
   g_fault_kind = kind;
   snprintf(line, sizeof(line), "nitroheap: %s at %p in partition %s: %s\n", kind,
-           reinterpret_cast<void*>(addr), s.span->partition->name(), detail);
+           reinterpret_cast<void*>(addr), spans_[i]->partition->name(), detail);
   WriteLine(line);
   char title[96];
   snprintf(title, sizeof(title), "allocated by thread %#lx at", s.alloc_thread);

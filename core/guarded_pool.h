@@ -62,7 +62,6 @@ class GuardedPool {
     bool retired;  // freed, but the kernel refused to remap it: never reused
     uintptr_t ptr;
     size_t size;
-    Span* span;
     int alloc_frames, free_frames;
     unsigned long alloc_thread, free_thread;
     uintptr_t alloc_stack[kMaxFrames];
@@ -79,7 +78,10 @@ class GuardedPool {
   SpinLock lock_{LockRank::kGuardedPool};
   uintptr_t base_ = 0;
   size_t bytes_ = 0;
-  Slot* slots_ = nullptr;
+  Slot* slots_ = nullptr;  // ~570 B each (two stacks): touched only when used
+  // Slot i's span, apart from the slots: Init writes every span pointer, and
+  // kept inside the slots that would make all of them (~145 KiB) resident.
+  Span** spans_ = nullptr;
   size_t next_ = 0;  // slots are reused round-robin: the oldest free one
   size_t live_ = 0;
   size_t total_ = 0;

@@ -158,6 +158,11 @@ void StartLocked() {
   // Before the heap is published: every thread that sees it running must
   // see the key its cache registers with.
   if (!legacy) RegisterThreadExitKey();
+  PageHeap::SetBoundDeferral([](bool wake) {
+    if (!g_background.running()) return false;
+    if (wake) g_background.Wake();
+    return true;
+  });
   struct timespec ts;
   clock_gettime(CLOCK_REALTIME, &ts);
   g_start_ns = static_cast<uint64_t>(ts.tv_sec) * 1000000000ull + static_cast<uint64_t>(ts.tv_nsec);

@@ -21,11 +21,12 @@ MetaArena& Arena() {
 
 }  // namespace
 
-void* MetaAllocRaw(size_t bytes) {
+void* MetaAllocRaw(size_t bytes, size_t align) {
   bytes = RoundUp(bytes, 64);  // cache-line aligned: metadata is written by many threads
+  if (align < 64) align = 64;
   MetaArena& a = Arena();
   LockGuard g(a.lock);
-  if (a.cursor + bytes > a.limit) {
+  if (RoundUp(a.cursor, align) + bytes > a.limit) {
     size_t chunk = bytes + 2 * kPageSize > kChunkBytes ? RoundUp(bytes + 2 * kPageSize, kPageSize)
                                                       : kChunkBytes;
     void* raw = os::Reserve(chunk, kPageSize);
@@ -39,6 +40,7 @@ void* MetaAllocRaw(size_t bytes) {
     a.limit = base + chunk - kPageSize;
     a.mapped += chunk;
   }
+  a.cursor = RoundUp(a.cursor, align);  // a fresh chunk's cursor is page-aligned
   void* p = reinterpret_cast<void*>(a.cursor);
   a.cursor += bytes;
   return p;

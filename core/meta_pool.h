@@ -16,12 +16,16 @@
 namespace nitro {
 
 // Raw metadata memory, bump-allocated from guarded chunks. Never freed.
-void* MetaAllocRaw(size_t bytes);
+// Aligned to `align` (a power of two, at most a page), at least 64 bytes.
+void* MetaAllocRaw(size_t bytes, size_t align = 64);
 // Bytes of metadata mapped so far (a statistic).
 size_t MetaBytesMapped();
 SpinLock& MetaLock();
 
-template <typename T>
+// kZeroOnReuse false: T's constructor sets every member that is read before
+// it is written (Partition), so a reused object is not cleared first, which
+// would make all of it resident again.
+template <typename T, bool kZeroOnReuse = true>
 class MetaPool {
  public:
   T* New() {
@@ -35,15 +39,15 @@ class MetaPool {
       in_use_++;
     }
     bool recycled = p != nullptr;
-    if (!p) p = MetaAllocRaw(sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T));
+    if (!p) p = MetaAllocRaw(sizeof(T) < sizeof(void*) ? sizeof(void*) : sizeof(T), alignof(T));
     if (!p) {
       LockGuard g(lock_);
       in_use_--;
       return nullptr;
     }
     // Fresh metadata comes zeroed from mmap: touching it would only cost
-    // resident memory (a partition's middle layer is ~100 KiB, mostly idle).
-    if (recycled) memset(p, 0, sizeof(T));
+    // resident memory (a partition's batch stacks are ~1 MiB, mostly idle).
+    if (recycled && kZeroOnReuse) memset(p, 0, sizeof(T));
     return new (p) T();
   }
   void Delete(T* t) {

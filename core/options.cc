@@ -39,7 +39,7 @@ constexpr OptionSpec kTable[] = {
     {"max_free_committed", OptionType::kSize, offsetof(Options, max_free_committed), 0,
      uint64_t{1} << 40,
      "most bytes of free pages a partition keeps committed; beyond it the oldest are "
-     "returned to the kernel at once", nullptr},
+     "returned to the kernel on the background thread's next tick (at once without it)", nullptr},
     {"decay_ms", OptionType::kUint, offsetof(Options, decay_ms), 0, 3600 * 1000,
      "free pages idle this long are returned to the kernel (0: at once)", nullptr},
     {"compact_interval_ms", OptionType::kUint, offsetof(Options, compact_interval_ms), 0,

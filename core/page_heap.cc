@@ -7,6 +7,8 @@
 namespace nitro {
 
 namespace {
+// PageHeap::SetBoundDeferral's predicate (nullptr: never deferred).
+std::atomic<bool (*)(bool)> g_bound_deferral{nullptr};
 ReturningMetaPool<Span> g_span_pool;
 }  // namespace
 
@@ -580,6 +582,23 @@ void PageHeap::Free(Span* s, bool quarantine, bool protect) {
   } else {
     InsertFree(MergeNeighbours(s));
   }
+  if (free_pages_[0] << kPageShift > max_free_committed_) {
+    bool (*deferral)(bool) = g_bound_deferral.load(std::memory_order_acquire);
+    if (max_free_committed_ == 0 || deferral == nullptr || !deferral(!trim_requested_)) {
+      EnforceCommittedBound();
+    } else {
+      trim_requested_ = true;
+    }
+  }
+}
+
+void PageHeap::SetBoundDeferral(bool (*reclaimer_running)(bool wake)) {
+  g_bound_deferral.store(reclaimer_running, std::memory_order_release);
+}
+
+void PageHeap::TrimToBound() {
+  LockGuard g(lock_);
+  trim_requested_ = false;
   EnforceCommittedBound();
 }
 

@@ -126,6 +126,16 @@ class PageHeap {
   }
   // Releases committed free runs that became free at or before `tick`.
   size_t ReleaseFreedBefore(uint64_t tick);
+  // Free keeps at most max_free_committed bytes of free pages committed,
+  // returning the oldest runs at once: a system call and a TLB flush per
+  // run. While `reclaimer_running(wake)` is true, Free leaves that to the
+  // reclaimer (TrimToBound), so a program freeing its heap before it exits
+  // does not pay them; the first Free over the bound passes wake = true,
+  // so the reclaimer starts at once instead of at its next period. A bound
+  // of 0 ("at once") is never deferred.
+  static void SetBoundDeferral(bool (*reclaimer_running)(bool wake));
+  // The reclaimer's tick: enforces the bound that Free deferred.
+  void TrimToBound();
   size_t ReleaseAll() { return ReleaseFreedBefore(~uint64_t{0}); }
   // Unmaps all regions; every span of the partition becomes invalid.
   void Destroy();
@@ -249,6 +259,7 @@ class PageHeap {
   size_t quarantine_base_bytes_ = 0;
   Contract contract_;
   bool quarantine_keeps_protection_ = true;
+  bool trim_requested_ = false;  // the reclaimer was woken to enforce the bound
 };
 
 template <typename F>

@@ -454,5 +454,45 @@ TEST(PageHeapBound, CommittedFreeMemoryIsBounded) {
   Partition::Destroy(p);
 }
 
+// With a reclaimer running, Free leaves the bound to its tick (TrimToBound):
+// a program freeing its whole heap pays no madvise per run in free().
+bool g_reclaimer_running = false;
+int g_wakes = 0;
+bool ReclaimerRunning(bool wake) {
+  if (g_reclaimer_running && wake) g_wakes++;
+  return g_reclaimer_running;
+}
+
+TEST(PageHeapBound, ARunningReclaimerEnforcesTheBoundOnItsTick) {
+  PageHeap::SetBoundDeferral(ReclaimerRunning);
+  PartitionConfig config;
+  config.max_free_committed = 64 * kPageSize;
+  Partition* p = Partition::Create("bounded_on_tick", config, FakeClock);
+  std::vector<Span*> spans;
+  for (int i = 0; i < 40; i++) {
+    spans.push_back(p->pages().Allocate(4));
+    spans.push_back(p->pages().Allocate(1));  // separators: no merging
+  }
+  g_reclaimer_running = true;
+  for (size_t i = 0; i < 20; i += 2) p->pages().Free(spans[i]);
+  for (size_t i = 20; i < 40; i += 2) p->pages().Free(spans[i]);
+  PageHeapStats st = p->pages().Stats();
+  EXPECT_EQ(st.free_committed_bytes, 80 * kPageSize) << "nothing released in Free";
+  EXPECT_EQ(st.free_released_bytes, 0u);
+  EXPECT_EQ(g_wakes, 1) << "woken once, by the first free over the bound";
+  p->pages().TrimToBound();  // the tick
+  st = p->pages().Stats();
+  EXPECT_LE(st.free_committed_bytes, 64 * kPageSize);
+  EXPECT_EQ(st.free_committed_bytes + st.free_released_bytes, 80 * kPageSize);
+  // Without one (stopped, or a fork child's before it starts), Free bounds.
+  g_reclaimer_running = false;
+  for (size_t i = 40; i < spans.size(); i += 2) p->pages().Free(spans[i]);
+  st = p->pages().Stats();
+  EXPECT_LE(st.free_committed_bytes, 64 * kPageSize);
+  EXPECT_EQ(st.free_committed_bytes + st.free_released_bytes, 160 * kPageSize);
+  PageHeap::SetBoundDeferral(nullptr);
+  Partition::Destroy(p);
+}
+
 }  // namespace
 }  // namespace nitro

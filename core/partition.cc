@@ -17,8 +17,8 @@ namespace {
 Partition* g_table[Partition::kMaxPartitions];
 SpinLock g_table_lock{LockRank::kPartitionTable};
 
-MetaPool<Partition>& PartitionPool() {
-  static MetaPool<Partition> pool;
+MetaPool<Partition, /*kZeroOnReuse=*/false>& PartitionPool() {
+  static MetaPool<Partition, false> pool;
   return pool;
 }
 
@@ -129,7 +129,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   // strict too: its big large blocks need huge pages (AllocateLarge).
   if (policy_.huge_pages || policy_.strict) pages_.AdviseHugePages();
   if (policy_.numa_interleave) pages_.InterleaveNodes(numa::ProcessInterleaveMask());
-  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c);
+  for (int c = 1; c < kNumClasses; c++) central_[c].Init(&slab_owner_, c, &batches_[c]);
 }
 
 namespace {
@@ -147,6 +147,9 @@ void Partition::Destroy(Partition* p) {
   LockGuard g(g_table_lock);
   p->pages_.Destroy();
   __atomic_store_n(&g_table[p->id_], nullptr, __ATOMIC_RELEASE);
+  // Its batch stacks (page-aligned, whole pages) go back: the partition made
+  // next in this memory starts with none resident, like a fresh one.
+  os::Release(p->batches_, sizeof(p->batches_));
   PartitionPool().Delete(p);
 }
 

@@ -212,13 +212,17 @@ class Partition {
   void ResetLocksAfterFork();
 
  private:
-  friend class MetaPool<Partition>;
-  Partition() = default;
+  friend class MetaPool<Partition, false>;
+  // User-provided, not `= default`: MetaPool::New's `new T()` would then
+  // zero-initialize the whole object first, and batches_ (~1 MiB, read only
+  // where written) would all become resident at start-up. Every other member
+  // has an initializer.
+  Partition() {}
   ~Partition() = default;
   void Init(const char* name, uint16_t id, const PartitionConfig& config, PageHeap::Clock clock);
   void* AllocateOnce(size_t size, size_t align);
 
-  char name_[kNameMax];
+  char name_[kNameMax] = {};
   uint16_t id_ = 0;
   uintptr_t key_ = 0;
   bool large_guard_pages_ = true;
@@ -238,6 +242,9 @@ class Partition {
   size_t large_usable_ = 0;
   uint64_t large_allocs_total_ = 0;
   uint64_t large_frees_total_ = 0;
+  // The middle layer's batch stacks (~1 MiB of address space), last and
+  // without an initializer: only the pages of batches in use are resident.
+  CentralFreeList::BatchStack batches_[kNumClasses];
 };
 
 // Looks an address up in O(1). Works for any address, including ones inside

@@ -29,6 +29,7 @@ void ReclaimerTick() {
   uint64_t idle_cutoff = now > decay / 4 ? now - decay / 4 : 0;
   Partition::ForEach([cutoff, idle_cutoff](Partition* p) {
     p->ReleaseIdleObjects(idle_cutoff);
+    p->pages().TrimToBound();  // deferred by Free while this thread runs
     // A partition without decay (PERSISTENT) keeps its free pages.
     if (p->policy().decay) p->ReleaseFreedBefore(cutoff);
   });

@@ -18,17 +18,20 @@ struct StoreBlock {
 SpinLock g_store_lock{LockRank::kMetaPool};
 StoreBlock* g_store_free = nullptr;  // under g_store_lock
 
-void* TakeStoreBlock(size_t bytes) {
+// `*fresh`: the block comes zeroed from mmap, never used.
+void* TakeStoreBlock(size_t bytes, bool* fresh) {
   {
     LockGuard g(g_store_lock);
     for (StoreBlock** link = &g_store_free; *link != nullptr; link = &(*link)->next) {
       StoreBlock* b = *link;
       if (b->bytes == bytes) {
         *link = b->next;
+        *fresh = false;
         return b;
       }
     }
   }
+  *fresh = true;
   return MetaAllocRaw(bytes);
 }
 
@@ -87,9 +90,10 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
     GiveStoreBlock(store_, store_bytes_);
     store_ = nullptr;
   }
+  bool fresh_store = false;
   if (store_ == nullptr) {
     store_bytes_ = entries * sizeof(Entry);
-    store_ = static_cast<Entry*>(TakeStoreBlock(store_bytes_));
+    store_ = static_cast<Entry*>(TakeStoreBlock(store_bytes_, &fresh_store));
     if (store_ == nullptr) return false;
   }
   Entry* next_entry = store_;
@@ -97,7 +101,10 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
     Magazine& m = mags_[c];
     m = Magazine{};
     stack_[c] = next_entry;
-    stack_[c][0] = Entry{nullptr, nullptr};  // a reused store block holds anything
+    // A reused store block holds anything. A fresh one reads zero already,
+    // and writing there would make every class's page of it (~64 KiB a
+    // thread) resident before the class is used.
+    if (!fresh_store) stack_[c][0] = Entry{nullptr, nullptr};
     m.top = stack_[c];
     m.delay = m.delay_oldest = stack_[c] + 1 + stack_max_[c];
     m.delay_end = m.delay + depth_[c];
