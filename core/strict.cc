@@ -146,12 +146,24 @@ NITRO_ALWAYS_INLINE void FillSlackOfZeroObject(unsigned char* bytes, size_t requ
   for (i += 8; i < slot; i += 8) memcpy(bytes + i, &g_canary_pattern, 8);
 }
 
-// True when the slot's n bytes (a multiple of 16) are all zero; every word
-// is read (no branch per word: the loop vectorizes).
+// True when the slot's n bytes (a multiple of 16) are all zero. Every byte
+// is read, 16 at a time into one accumulator, four loads per 64 bytes and
+// no branch per load: a slot of up to 128 KiB is read whole on every reuse
+// (working_set's objects average several KiB), so this loop is most of
+// strict's cost there. GCC's vector extension: SSE2 on x86-64, plain words
+// elsewhere.
+typedef uint64_t Bytes16 __attribute__((vector_size(16)));
+NITRO_ALWAYS_INLINE Bytes16 Load16(const unsigned char* p) {
+  Bytes16 v;
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
 NITRO_ALWAYS_INLINE bool AllZero(const unsigned char* p, size_t n) {
-  uint64_t any = 0;
-  for (size_t i = 0; i < n; i += 16) any |= LoadWord(p + i) | LoadWord(p + i + 8);
-  return any == 0;
+  Bytes16 any = {0, 0};
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) any |= (Load16(p + i) | Load16(p + i + 16)) | (Load16(p + i + 32) | Load16(p + i + 48));
+  for (; i < n; i += 16) any |= Load16(p + i);
+  return (any[0] | any[1]) == 0;
 }
 
 [[noreturn]] NITRO_NOINLINE void ReportWrittenAfterFree(const Partition* partition, unsigned char* bytes,
