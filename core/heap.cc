@@ -464,8 +464,9 @@ void* AllocateSlow(size_t size, size_t align, bool zero) {
   // Started() first: its acquire is what makes g_default (read by
   // CurrentPartition) and the partition behind it safe to read.
   if (NITRO_UNLIKELY(!Started())) return AllocateBeforeStart(size, align, zero);
-  // tls_cache is the current partition's cache (the sentinel, never strict,
-  // before the thread has one).
+  // tls_cache is the current partition's cache, and the sentinel (never
+  // strict) before the thread has one or when the partition's requests need
+  // adjusting (Partition::alloc_slot): AdjustRequest has nothing to do here.
   if (ThreadCache* tc = tls_cache; tc->strict() && align <= kMinAlign) {
     if (void* p = StrictAllocateFast(tc, size)) {
       if (zero) memset(p, 0, size);
