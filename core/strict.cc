@@ -161,7 +161,9 @@ NITRO_ALWAYS_INLINE Bytes16 Load16(const unsigned char* p) {
 NITRO_ALWAYS_INLINE bool AllZero(const unsigned char* p, size_t n) {
   Bytes16 any = {0, 0};
   size_t i = 0;
-  for (; i + 64 <= n; i += 64) any |= (Load16(p + i) | Load16(p + i + 16)) | (Load16(p + i + 32) | Load16(p + i + 48));
+  for (; i + 64 <= n; i += 64) {
+    any |= (Load16(p + i) | Load16(p + i + 16)) | (Load16(p + i + 32) | Load16(p + i + 48));
+  }
   for (; i < n; i += 16) any |= Load16(p + i);
   return (any[0] | any[1]) == 0;
 }
@@ -206,7 +208,9 @@ NITRO_ALWAYS_INLINE void CheckAndZero(Span* s, void* p, int cls) {
   uint32_t slot = kSizeClasses.size(cls);
   size_t req = s->requested_sizes != nullptr ? RequestedSize(s, p) : slot;
   auto* bytes = static_cast<unsigned char*>(p);
-  if (req < slot && NITRO_UNLIKELY(!SlackIntact(bytes, req, slot))) CheckCanaries(s->partition, p, req, req, slot);
+  if (req < slot && NITRO_UNLIKELY(!SlackIntact(bytes, req, slot))) {
+    CheckCanaries(s->partition, p, req, req, slot);  // reports the first bad byte
+  }
   memset(p, 0, slot);
 }
 
@@ -249,7 +253,9 @@ bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out)
   tls_vetted = partition;
   if (tc != nullptr) {
     p = tc->PopChecked(cls, ThreadCache::kStrictPick, ValidStrictObject);
-    while (p == nullptr && tc->RefillList(cls)) p = tc->PopChecked(cls, ThreadCache::kStrictPick, ValidStrictObject);
+    while (p == nullptr && tc->RefillList(cls)) {
+      p = tc->PopChecked(cls, ThreadCache::kStrictPick, ValidStrictObject);
+    }
   } else {
     p = partition->central(cls).AllocateOne();
   }

@@ -133,7 +133,9 @@ class ThreadCache {
     return true;
   }
   // The object of an entry just taken is the program's from now.
-  static NITRO_ALWAYS_INLINE void Claim(const Entry& e) { __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED); }
+  static NITRO_ALWAYS_INLINE void Claim(const Entry& e) {
+    __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED);
+  }
   static constexpr uint32_t kStrictPrefetchLines = 4;
   static NITRO_ALWAYS_INLINE void PrefetchObject(const void* object, uint32_t bytes) {
     uint32_t lines = (bytes + 63) / 64;
