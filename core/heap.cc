@@ -476,6 +476,15 @@ void* AllocateSlow(size_t size, size_t align, bool zero) {
   // Started() first: its acquire is what makes g_default (read by
   // CurrentPartition) and the partition behind it safe to read.
   if (NITRO_UNLIKELY(!Started())) return AllocateBeforeStart(size, align, zero);
+  // tls_cache is the current partition's cache, and the sentinel (never
+  // strict) before the thread has one or when the partition's requests need
+  // adjusting (Partition::alloc_slot): AdjustRequest has nothing to do here.
+  if (ThreadCache* tc = tls_cache; tc->strict() && align <= kMinAlign) {
+    if (void* p = StrictAllocateFast(tc, size)) {
+      if (zero) memset(p, 0, size);
+      return p;
+    }
+  }
   // The thread's current partition (SetThreadPartition) is read here only.
   return AllocateSlowIn(CurrentPartition(), size, align, zero);
 }
@@ -537,6 +546,17 @@ void FreeSlow(void* p) {
   if (s == nullptr) {
     FreeForeign(p);
     return;
+  }
+  // strict's fast path: the checks free's own fast path made (a slab of a
+  // thread-cached partition without samples, the object's start, not free),
+  // then the cache of the span's partition says strict.
+  {
+    ThreadCache* tc;
+    uint8_t* flag;
+    if (int cls = FastFreeClass(p, s, tc, &flag); cls != 0 && tc->strict()) {
+      StrictFreeFast(tc, s, p, cls, flag);
+      return;
+    }
   }
   switch (s->state) {
     case SpanState::kGuarded: {

@@ -88,6 +88,16 @@ void RecordedFree(Span* s, void* p);
 int StrictClassFor(size_t size, size_t align);
 bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out);
 void StrictFree(Span* s, void* p, int cls);
+// strict's fast paths, the first step of AllocateSlow and FreeSlow when the
+// thread's cache is strict (the inlined malloc and free miss every strict
+// call: see ThreadCache::PopRandom). The same checks as StrictAllocate and
+// StrictFree, with no cache lookup, no lock and no call but memset:
+// StrictAllocateFast returns nullptr when the slow path must serve (size
+// 0, no small class, an empty stack); StrictFreeFast takes an object that
+// FastFreeClass found live (object start, free flag clear, no recorder
+// sample in its span) in a span of tc's partition.
+void* StrictAllocateFast(ThreadCache* tc, size_t size);
+void StrictFreeFast(ThreadCache* tc, Span* s, void* p, int cls, uint8_t* free_flag);
 // Keeps a small object in place for a new size when its slot still has room
 // for a canary; false when it must move.
 bool StrictResizeInPlace(const PointerInfo& info, void* p, size_t size);

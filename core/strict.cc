@@ -14,21 +14,29 @@
 namespace nitro {
 namespace {
 
-// The partition whose free list ValidStrictObject vets (the validator takes
-// no context: ThreadCache::Validator).
-__thread Partition* tls_vetted __attribute__((tls_model("initial-exec"))) = nullptr;
-
-bool ValidStrictObject(void* q, int cls) {
+// The span of q, a cached object handed out as class `cls` of
+// `partition`, or nullptr when q is not exactly the start of an object of
+// that class there (a magazine entry is metadata, but strict checks what it
+// hands out all the same).
+NITRO_ALWAYS_INLINE Span* StrictSpanOf(const Partition* partition, void* q, int cls) {
   Span* s = GlobalPageMap().Get(q);
-  if (s == nullptr || s->state != SpanState::kSlab || s->partition != tls_vetted || s->size_class != cls) {
-    return false;
+  if (s == nullptr || s->state != SpanState::kSlab || s->partition != partition || s->size_class != cls) {
+    return nullptr;
   }
   // The span's reciprocal instead of two divisions: the index of the object
   // q falls in, which must start exactly at q.
   uint32_t index = s->ObjectIndex(reinterpret_cast<uintptr_t>(q));
   return index < s->capacity && s->start + uintptr_t{index} * kSizeClasses.info(cls).stride ==
-                                    reinterpret_cast<uintptr_t>(q);
+                                    reinterpret_cast<uintptr_t>(q)
+             ? s
+             : nullptr;
 }
+
+// The partition whose free list ValidStrictObject vets (the validator takes
+// no context: ThreadCache::Validator).
+__thread Partition* tls_vetted __attribute__((tls_model("initial-exec"))) = nullptr;
+
+bool ValidStrictObject(void* q, int cls) { return StrictSpanOf(tls_vetted, q, cls) != nullptr; }
 
 uint32_t& RequestedSize(Span* s, void* p) {
   return s->requested_sizes[s->ObjectIndex(reinterpret_cast<uintptr_t>(p))];
@@ -106,12 +114,126 @@ void CheckCanaries(const Partition* partition, void* p, size_t requested, size_t
   }
 }
 
+// The whole slack at once, for allocation and free (the byte-exact forms
+// above serve realloc's partial ranges and the reports). Slots are
+// multiples of 16 bytes, so the slack [requested, slot) is the aligned
+// word holding the terminator, whose bytes below it are the program's
+// (masked out), then whole words of g_canary_pattern.
+static_assert(kMinAlign % 8 == 0, "slot sizes are whole words");
+NITRO_ALWAYS_INLINE uint64_t HeadMask(size_t requested) { return ~uint64_t{0} << (8 * (requested & 7)); }
+// The head word's canaries: the terminator 0, then the pattern's bytes
+// (HeadMask << 8 is 0 when the terminator is the word's last byte).
+NITRO_ALWAYS_INLINE uint64_t HeadCanary(size_t requested) {
+  return g_canary_pattern & (HeadMask(requested) << 8);
+}
+
+// True when [requested, slot) holds the canaries (requested < slot). Every
+// word is read, with no early exit: the slack is small next to the slot.
+NITRO_ALWAYS_INLINE bool SlackIntact(const unsigned char* bytes, size_t requested, size_t slot) {
+  size_t i = requested & ~size_t{7};
+  uint64_t diff = (LoadWord(bytes + i) ^ HeadCanary(requested)) & HeadMask(requested);
+  for (i += 8; i < slot; i += 8) diff |= LoadWord(bytes + i) ^ g_canary_pattern;
+  return diff == 0;
+}
+
+// Writes [requested, slot)'s canaries into an object just checked all
+// zero: the head word's bytes below the terminator are written with the
+// zero they hold.
+NITRO_ALWAYS_INLINE void FillSlackOfZeroObject(unsigned char* bytes, size_t requested, size_t slot) {
+  size_t i = requested & ~size_t{7};
+  uint64_t head = HeadCanary(requested);
+  memcpy(bytes + i, &head, 8);
+  for (i += 8; i < slot; i += 8) memcpy(bytes + i, &g_canary_pattern, 8);
+}
+
+// True when the slot's n bytes (a multiple of 16) are all zero. Every byte
+// is read, 16 at a time into one accumulator, four loads per 64 bytes and
+// no branch per load: a slot of up to 128 KiB is read whole on every reuse
+// (working_set's objects average several KiB), so this loop is most of
+// strict's cost there. GCC's vector extension: SSE2 on x86-64, plain words
+// elsewhere.
+typedef uint64_t Bytes16 __attribute__((vector_size(16)));
+NITRO_ALWAYS_INLINE Bytes16 Load16(const unsigned char* p) {
+  Bytes16 v;
+  memcpy(&v, p, sizeof(v));
+  return v;
+}
+NITRO_ALWAYS_INLINE bool AllZero(const unsigned char* p, size_t n) {
+  Bytes16 any = {0, 0};
+  size_t i = 0;
+  for (; i + 64 <= n; i += 64) {
+    any |= (Load16(p + i) | Load16(p + i + 16)) | (Load16(p + i + 32) | Load16(p + i + 48));
+  }
+  for (; i < n; i += 16) any |= Load16(p + i);
+  return (any[0] | any[1]) == 0;
+}
+
+[[noreturn]] NITRO_NOINLINE void ReportWrittenAfterFree(const Partition* partition, unsigned char* bytes,
+                                                        uint32_t slot) {
+  size_t written = FirstNonZero(bytes, slot);
+  ReportMisuse(misuse::kWriteAfterFree, bytes + written, partition->name(),
+               "byte %zu of a freed %u-byte object at %p was written after it was freed", written, slot,
+               static_cast<void*>(bytes));
+}
+
+[[noreturn]] NITRO_NOINLINE void ReportCorruptEntry(const Partition* partition, void* p, int cls) {
+  ReportMisuse(misuse::kCorruptFreeList, p, partition->name(),
+               "a thread-cache entry points outside the %u-byte class", kSizeClasses.size(cls));
+}
+
+// What every strict allocation does with the object it took (p, vetted:
+// the start of an object of class `cls` in span s): the write-after-free
+// check of every byte (free objects hold no link or marker, and were
+// zeroed at free), the sampling decision, the exact size and the
+// canaries. SECURE_STRICT's zero on allocation needs no memset: the
+// object was just checked all zero.
+NITRO_ALWAYS_INLINE void* HandOut(Partition* partition, ThreadCache* tc, Span* s, void* p, size_t size,
+                                  size_t align, int cls) {
+  uint32_t slot = kSizeClasses.size(cls);
+  auto* bytes = static_cast<unsigned char*>(p);
+  if (NITRO_UNLIKELY(!AllZero(bytes, slot))) ReportWrittenAfterFree(partition, bytes, slot);
+  if (tc != nullptr && tc->AccountAlloc(cls, size)) {
+    void* q = Sampled(partition, tc, p, size, align, cls);
+    if (q != p) return q;  // p went back to the cache, still zero
+  }
+  if (s->requested_sizes != nullptr) RequestedSize(s, p) = static_cast<uint32_t>(size);
+  FillSlackOfZeroObject(bytes, size, slot);
+  return p;
+}
+
+// What every strict free does before the object goes back: the canaries
+// checked (the size recorded at allocation; none without a size table),
+// then every byte zeroed, so a read after free sees no old data.
+NITRO_ALWAYS_INLINE void CheckAndZero(Span* s, void* p, int cls) {
+  uint32_t slot = kSizeClasses.size(cls);
+  size_t req = s->requested_sizes != nullptr ? RequestedSize(s, p) : slot;
+  auto* bytes = static_cast<unsigned char*>(p);
+  if (req < slot && NITRO_UNLIKELY(!SlackIntact(bytes, req, slot))) {
+    CheckCanaries(s->partition, p, req, req, slot);  // reports the first bad byte
+  }
+  memset(p, 0, slot);
+}
+
 }  // namespace
 
 int StrictClassFor(size_t size, size_t align) {
   if (size >= kMaxSmallSize) return 0;
   return align <= kMinAlign ? kSizeClasses.ClassFor(size + 1)
                             : (align <= kPageSize ? kSizeClasses.ClassForAligned(size + 1, align) : 0);
+}
+
+void* StrictAllocateFast(ThreadCache* tc, size_t size) {
+  // Size 0 is the zero-size region's (StrictAllocate), and a request with
+  // no small class the large path's.
+  int cls = size != 0 ? StrictClassFor(size, 0) : 0;
+  if (NITRO_UNLIKELY(cls == 0)) return nullptr;
+  ThreadCache::Entry e = tc->PopRandom(cls);
+  if (NITRO_UNLIKELY(e.object == nullptr)) return nullptr;
+  Partition* partition = tc->partition();
+  Span* s = StrictSpanOf(partition, e.object, cls);
+  if (NITRO_UNLIKELY(s == nullptr)) ReportCorruptEntry(partition, e.object, cls);
+  ThreadCache::Claim(e);
+  return HandOut(partition, tc, s, e.object, size, 0, cls);
 }
 
 bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out) {
@@ -130,8 +252,10 @@ bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out)
   void* p = nullptr;
   tls_vetted = partition;
   if (tc != nullptr) {
-    p = tc->PopChecked(cls, 8, ValidStrictObject);
-    while (p == nullptr && tc->RefillList(cls)) p = tc->PopChecked(cls, 8, ValidStrictObject);
+    p = tc->PopChecked(cls, ThreadCache::kStrictPick, ValidStrictObject);
+    while (p == nullptr && tc->RefillList(cls)) {
+      p = tc->PopChecked(cls, ThreadCache::kStrictPick, ValidStrictObject);
+    }
   } else {
     p = partition->central(cls).AllocateOne();
   }
@@ -140,38 +264,23 @@ bool StrictAllocate(Partition* partition, size_t size, size_t align, void** out)
     return true;
   }
   // PopChecked vetted a cached object; one from the middle layer is vetted here.
-  if (tc == nullptr && !ValidStrictObject(p, cls)) {
+  Span* s = StrictSpanOf(partition, p, cls);
+  if (s == nullptr) {
     ReportMisuse(misuse::kCorruptFreeList, p, partition->name(),
                  "a cached object lies outside the %u-byte class", kSizeClasses.size(cls));
   }
-  uint32_t slot = kSizeClasses.size(cls);
-  auto* bytes = static_cast<unsigned char*>(p);
-  size_t written = FirstNonZero(bytes, slot);
-  if (written < slot) {
-    ReportMisuse(misuse::kWriteAfterFree, bytes + written, partition->name(),
-                 "byte %zu of a freed %u-byte object at %p was written after it was freed", written, slot, p);
-  }
-  if (tc != nullptr && tc->AccountAlloc(cls, size)) {
-    void* q = Sampled(partition, tc, p, size, align, cls);
-    if (q != p) {
-      *out = q;  // p went back to the cache, still zero
-      return true;
-    }
-  }
-  // The object was checked all zero above (free objects hold no link or
-  // marker): SECURE_STRICT's zero on allocation needs no memset.
-  Span* s = GlobalPageMap().Get(p);
-  if (s->requested_sizes != nullptr) RequestedSize(s, p) = static_cast<uint32_t>(size);
-  FillCanaries(bytes, size, size, slot);
-  *out = p;
+  *out = HandOut(partition, tc, s, p, size, align, cls);
   return true;
 }
 
+void StrictFreeFast(ThreadCache* tc, Span* s, void* p, int cls, uint8_t* free_flag) {
+  CheckAndZero(s, p, cls);
+  if (!tc->PushStrict(cls, p, free_flag)) tc->PushChecked(cls, p);
+  tc->AccountFree(cls);
+}
+
 void StrictFree(Span* s, void* p, int cls) {
-  uint32_t slot = kSizeClasses.size(cls);
-  size_t req = s->requested_sizes != nullptr ? RequestedSize(s, p) : slot;
-  CheckCanaries(s->partition, p, req, req, slot);
-  memset(p, 0, slot);  // a read after free sees no old data
+  CheckAndZero(s, p, cls);
   ThreadCache* tc = CacheFor(s->partition);
   if (tc == nullptr) {
     s->partition->central(cls).FreeOne(p);

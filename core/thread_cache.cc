@@ -124,14 +124,6 @@ void ThreadCache::SetHeld(int cls, uint32_t held) {
   m.limit = !strict_ && held == depth_[cls] ? stack_[cls] + stack_max_[cls] : nullptr;
 }
 
-void ThreadCache::SetStackCount(int cls, uint32_t n) {
-  if (strict_) {
-    __atomic_store_n(&mags_[cls].strict_count, n, __ATOMIC_RELAXED);
-  } else {
-    __atomic_store_n(&mags_[cls].top, stack_[cls] + n, __ATOMIC_RELAXED);
-  }
-}
-
 void ThreadCache::PushOnStack(int cls, Entry e) {
   uint32_t n = StackCount(cls) + 1;
   StackAt(cls, n) = e;
@@ -175,25 +167,13 @@ void* ThreadCache::Refill(int cls) {
 void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
   uint32_t count = StackCount(cls);
   if (count == 0) return nullptr;
-  uint32_t skip = 0;
-  if (pick > 1) {
-    // Randomized reuse (strict): one of the top `pick` objects of the stack.
-    uint64_t r = XorShift64(&pick_rng_) * 0x9E3779B97F4A7C15ull;
-    uint32_t span = pick < count ? pick : count;
-    // The high 32 random bits scaled onto [0, span) by a multiply and a
-    // shift: no 64-bit division on every strict allocation.
-    skip = static_cast<uint32_t>(((r >> 32) * span) >> 32);
-  }
-  uint32_t index = count - skip;
-  Entry e = StackAt(cls, index);
-  // The newer entries above it move down by one.
-  for (uint32_t i = index; i < count; i++) StackAt(cls, i) = StackAt(cls, i + 1);
+  // Randomized reuse (strict): one of the top `pick` objects of the stack.
+  Entry e = TakeAt(cls, count, pick > 1 ? RandomSkip(count, pick) : 0);
   if (valid != nullptr && !valid(e.object, cls)) {
     ReportMisuse(misuse::kCorruptFreeList, e.object, partition_->name(),
                  "a thread-cache entry points outside the %u-byte class", kSizeClasses.size(cls));
   }
-  SetStackCount(cls, count - 1);
-  __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED);
+  Claim(e);
   return e.object;
 }
 

@@ -94,6 +94,57 @@ class ThreadCache {
     __atomic_store_n(free_flag, uint8_t{1}, __ATOMIC_RELAXED);
     return true;
   }
+  // strict mode's pop and push (core/strict.cc's fast path), inline and
+  // checked: strict keeps `top` on the null entry and `limit` null, so the
+  // default Pop and Push above always miss and every strict call reaches
+  // these through the slow-path entry. PopRandom takes a random one of the
+  // stack's top kStrictPick entries (randomized reuse); its caller vets the
+  // object (StrictSpanOf), then hands it out with Claim. Returns the null
+  // entry when the stack is empty.
+  static constexpr uint32_t kStrictPick = 8;
+  NITRO_ALWAYS_INLINE Entry PopRandom(int cls) {
+    uint32_t count = mags_[cls].strict_count;
+    if (NITRO_UNLIKELY(count == 0)) return Entry{nullptr, nullptr};
+    return TakeAt(cls, count, RandomSkip(count, kStrictPick));
+  }
+  // False (nothing done) when the delay line is not yet full or the stack
+  // is full: PushChecked then fills the line or returns a batch first.
+  // Otherwise as Push: the object takes the oldest delay-line entry's
+  // place, and that entry, which waited `depth` frees, goes on the stack.
+  // Its object will be reused within the next few allocations of the class
+  // and its zero check reads every byte of it, which has usually left the
+  // cache during the quarantine: its first kStrictPrefetchLines lines are
+  // prefetched now (hardware prefetchers follow the rest of a longer one).
+  NITRO_ALWAYS_INLINE bool PushStrict(int cls, void* p, uint8_t* free_flag) {
+    Magazine& m = mags_[cls];
+    uint32_t count = m.strict_count;
+    if (NITRO_UNLIKELY(m.held != static_cast<uint32_t>(m.delay_end - m.delay) || count >= stack_max_[cls])) {
+      return false;
+    }
+    Entry* slot = m.delay_oldest;
+    Entry done = *slot;
+    PrefetchObject(done.object, kSizeClasses.size(cls));
+    *slot = Entry{p, free_flag};
+    slot++;
+    m.delay_oldest = slot == m.delay_end ? m.delay : slot;
+    stack_[cls][count + 1] = done;
+    __atomic_store_n(&m.strict_count, count + 1, __ATOMIC_RELAXED);
+    __atomic_store_n(free_flag, uint8_t{1}, __ATOMIC_RELAXED);
+    return true;
+  }
+  // The object of an entry just taken is the program's from now.
+  static NITRO_ALWAYS_INLINE void Claim(const Entry& e) {
+    __atomic_store_n(e.free_flag, uint8_t{0}, __ATOMIC_RELAXED);
+  }
+  static constexpr uint32_t kStrictPrefetchLines = 4;
+  static NITRO_ALWAYS_INLINE void PrefetchObject(const void* object, uint32_t bytes) {
+    uint32_t lines = (bytes + 63) / 64;
+    if (lines > kStrictPrefetchLines) lines = kStrictPrefetchLines;
+    for (uint32_t i = 0; i < lines; i++) __builtin_prefetch(static_cast<const char*>(object) + 64 * i, 0, 3);
+  }
+  bool strict() const { return strict_; }
+  Partition* partition() const { return partition_; }
+
   // An add by the owner that readers on other threads (relaxed loads) see
   // whole. On x86-64 one `add` to memory (an aligned 8-byte store is never
   // torn; no lock prefix, since only the owner writes): the relaxed
@@ -229,11 +280,36 @@ class ThreadCache {
   uint32_t StackCount(int cls) const {
     return strict_ ? mags_[cls].strict_count : static_cast<uint32_t>(mags_[cls].top - stack_[cls]);
   }
-  void SetStackCount(int cls, uint32_t n);
+  NITRO_ALWAYS_INLINE void SetStackCount(int cls, uint32_t n) {
+    if (strict_) {
+      __atomic_store_n(&mags_[cls].strict_count, n, __ATOMIC_RELAXED);
+    } else {
+      __atomic_store_n(&mags_[cls].top, stack_[cls] + n, __ATOMIC_RELAXED);
+    }
+  }
   // Sets the delay line's count and, with it, whether the fast push may run.
   void SetHeld(int cls, uint32_t held);
   uint32_t Count(int cls) const { return StackCount(cls) + mags_[cls].held; }
   Entry& StackAt(int cls, uint32_t index) { return stack_[cls][index]; }
+  // A random offset from the stack's top in [0, min(count, pick)): the
+  // high 32 bits of a per-thread xorshift scaled by a multiply and a shift
+  // (no division on every strict allocation).
+  NITRO_ALWAYS_INLINE uint32_t RandomSkip(uint32_t count, uint32_t pick) {
+    uint64_t r = XorShift64(&pick_rng_) * 0x9E3779B97F4A7C15ull;
+    uint32_t window = pick < count ? pick : count;
+    return static_cast<uint32_t>(((r >> 32) * window) >> 32);
+  }
+  // Takes the entry `skip` places below the top of a stack of `count`
+  // (count >= 1): the top entry moves into its place, so the pick costs
+  // one move whatever the window. The caller vets the object, then hands
+  // it out with Claim.
+  NITRO_ALWAYS_INLINE Entry TakeAt(int cls, uint32_t count, uint32_t skip) {
+    Entry* stack = stack_[cls];
+    Entry e = stack[count - skip];
+    stack[count - skip] = stack[count];
+    SetStackCount(cls, count - 1);
+    return e;
+  }
   // The delay line's entry `age` places after its oldest.
   Entry& DelayAt(int cls, uint32_t age) {
     const Magazine& m = mags_[cls];
