@@ -551,10 +551,10 @@ void FreeSlow(void* p) {
   // thread-cached partition without samples, the object's start, not free),
   // then the cache of the span's partition says strict.
   {
-    ThreadCache* tc;
+    uint64_t cls_minus_1;
     uint8_t* flag;
-    if (int cls = FastFreeClass(p, s, tc, &flag); cls != 0 && tc->strict()) {
-      StrictFreeFast(tc, s, p, cls, flag);
+    if (ThreadCache* tc = FastFreeCache(p, s, &cls_minus_1, &flag); tc != nullptr && tc->strict()) {
+      StrictFreeFast(tc, s, p, static_cast<int>(cls_minus_1) + 1, flag);
       return;
     }
   }

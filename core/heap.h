@@ -126,8 +126,11 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 // id lookup first, that path held four dependent loads (page-map root,
 // leaf, span, tls_caches slot); now three, and the fourth is a predicted
 // branch (docs/architecture.md, "The free fast path's critical path").
-NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, uint64_t* cls_minus_1,
-                                                            uint8_t** free_flag) {
+//
+// FastFreeCache makes these checks and returns the cache itself (strict's
+// free, which keeps its own stacks, starts from it); FastFreeMagazine is
+// the default's use of it.
+NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* cls_minus_1, uint8_t** free_flag) {
   uint64_t word = s->FastFreeWordOf();
   ThreadCache* tc = tls_cache;
   uint64_t c = word - tc->free_word_base();
@@ -138,7 +141,13 @@ NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, ui
   }
   if (NITRO_UNLIKELY(!FastFreeObject(p, s, free_flag))) return nullptr;
   *cls_minus_1 = c;
-  return &tc->MagazineAfterFirst(c);
+  return tc;
+}
+
+NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, uint64_t* cls_minus_1,
+                                                            uint8_t** free_flag) {
+  ThreadCache* tc = FastFreeCache(p, s, cls_minus_1, free_flag);
+  return NITRO_LIKELY(tc != nullptr) ? &tc->MagazineAfterFirst(*cls_minus_1) : nullptr;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {

@@ -94,7 +94,7 @@ void StrictFree(Span* s, void* p, int cls);
 // StrictFree, with no cache lookup, no lock and no call but memset:
 // StrictAllocateFast returns nullptr when the slow path must serve (size
 // 0, no small class, an empty stack); StrictFreeFast takes an object that
-// FastFreeClass found live (object start, free flag clear, no recorder
+// FastFreeCache found live (object start, free flag clear, no recorder
 // sample in its span) in a span of tc's partition.
 void* StrictAllocateFast(ThreadCache* tc, size_t size);
 void StrictFreeFast(ThreadCache* tc, Span* s, void* p, int cls, uint8_t* free_flag);
