@@ -536,13 +536,18 @@ void PageHeap::Unquarantine(Span* s) {
   quarantine_bytes_ -= s->bytes();
   quarantine_spans_--;
   s->quarantined = false;
-  if (s->prot_none && !quarantine_keeps_protection_ && s->pages > 1 &&
-      os::ProtectReadWrite(reinterpret_cast<void*>(s->start), s->bytes() - kPageSize)) {
+  // A run released while it waited is the kernel's memory: it keeps no
+  // guard page and opens whole, an ordinary released run. A released
+  // guard-tail run would be on no LRU and in no set that a plain request or
+  // TakeAfterMakingRoom looks at: lost to all but guarded requests.
+  size_t open = s->released ? s->bytes() : s->bytes() - kPageSize;
+  if (s->prot_none && !quarantine_keeps_protection_ && open != 0 &&
+      os::ProtectReadWrite(reinterpret_cast<void*>(s->start), open)) {
     // Opened now rather than at reuse (the same one mprotect): as a
     // guard-tail run it merges and is reused like any unprotected block,
     // where PROT_NONE runs, merging only with each other, fragment the heap.
     s->prot_none = false;
-    s->guard_tail = true;
+    s->guard_tail = !s->released;
   }
   if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);  // released while it waited
   InsertFree(MergeNeighbours(s));

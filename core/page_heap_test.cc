@@ -344,6 +344,44 @@ TEST_F(PageHeapTest, ProtectedFreesCloseTheWholeRun) {
   heap().Free(sep);
 }
 
+// A protected block released while it waited in the quarantine leaves it as
+// an ordinary released run (no guard page: its memory is the kernel's), so
+// any request can reuse it, and a heap that cannot grow finds it.
+TEST(PageHeapQuarantine, AProtectedRunReleasedWhileItWaitedLeavesAsAPlainReleasedRun) {
+  PartitionConfig config;
+  config.max_free_committed = size_t{1} << 30;
+  config.large_quarantine_spans = 1;
+  config.large_protect_until_reuse = false;  // the default mode's quarantine
+  Partition* p = Partition::Create("quarantine_release", config, FakeClock);
+  ASSERT_NE(p, nullptr);
+  PageHeap& heap = p->pages();
+  Span* a = heap.Allocate(20, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap.Allocate(1);
+  Span* b = heap.Allocate(3, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep2 = heap.Allocate(1);
+  ASSERT_TRUE(a && sep && b && sep2);
+  uintptr_t start = a->start;
+  g_now = 10;
+  heap.Free(a, /*quarantine=*/true, /*protect=*/true);
+  heap.ReleaseFreedBefore(10);  // its pages go back while it waits
+  heap.Free(b, /*quarantine=*/true);  // pushes it out of the one-run quarantine
+  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(run, nullptr);
+  EXPECT_EQ(run->state, SpanState::kFree);
+  EXPECT_TRUE(run->released);
+  EXPECT_FALSE(run->prot_none);
+  EXPECT_FALSE(run->guard_tail);
+  for (int i = 0; i < 20; i++) EXPECT_TRUE(Readable(start + i * kPageSize)) << i;
+  // An unguarded request of its size (a slab) takes it.
+  Span* slab = heap.Allocate(20, 1, SpanState::kSlab);
+  ASSERT_NE(slab, nullptr);
+  EXPECT_EQ(slab->start, start);
+  heap.Free(slab);
+  heap.Free(sep);
+  heap.Free(sep2);
+  Partition::Destroy(p);
+}
+
 // Runs given back to the kernel give back the page-map memory of their
 // interior too, also when they were released one by one and merged.
 TEST_F(PageHeapTest, ReleasedRunsReturnTheirPageMapMemory) {
