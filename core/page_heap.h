@@ -52,6 +52,8 @@ class PageHeap {
   // The merge looks at this many committed runs at most, oldest first, so
   // that its cost stays bounded in a heap of many free runs.
   static constexpr size_t kMergeScanRuns = 256;
+  // LowestOf looks at this many runs of one size at most.
+  static constexpr size_t kLowestScanRuns = 64;
 
   using Clock = uint64_t (*)();
 
@@ -175,8 +177,11 @@ class PageHeap {
     return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
   }
   // A free run of `set` that holds `pages` pages starting at a multiple of
-  // `align_pages` pages.
+  // `align_pages` pages: the smallest that fits; of guard-tail runs that
+  // fit equally, the lowest (LowestOf).
   Span* FindFree(size_t pages, size_t align_pages, size_t phase_pages, FreeSet set);
+  // The lowest of the list from `first`, among its first kLowestScanRuns.
+  static Span* LowestOf(Span* first);
   // Pages from `start` to the first address phase_pages past a multiple of
   // align_pages pages.
   static size_t LeadPages(uintptr_t start, size_t align_pages, size_t phase_pages) {
@@ -203,8 +208,9 @@ class PageHeap {
   bool MergeCommittedFor(size_t pages);
   // A free run of `pages` found once every free run could be reused.
   Span* TakeAfterMakingRoom(size_t pages);
-  // Marks a run taken (state) and points its pages at it.
-  Span* Handed(Span* s, SpanState state);
+  // Marks a run taken (state) and points its pages at it, unless they are
+  // `mapped` to it already.
+  Span* Handed(Span* s, SpanState state, bool mapped = false);
   void ReleasePages(Span* s);
   Span* Carve(size_t pages);
   Region* NewRegion(size_t min_bytes);
