@@ -437,15 +437,20 @@ Span* PageHeap::Handed(Span* s, SpanState state, bool mapped) {
 }
 
 Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
-  // A guard-tail run has all its pages in the page map (MappedByEnds), so
-  // the tail taken, which keeps the run's descriptor, is mapped already.
+  // A guard-tail run has all its pages in the page map (MappedByEnds): the
+  // part that keeps the run's descriptor is mapped already, and the new
+  // descriptor goes to the shorter part, so a cycle maps the fewest pages
+  // (a 4 MiB block is 1024 entries; large_cycle spent half its instructions
+  // here). The block returned is mapped to itself.
   RemoveFree(run);
   run->state = SpanState::kLarge;  // taken: the head must not merge with it
   run->guard_tail = false;
-  if (run->pages > pages) {
-    // The head stays free as an ordinary committed run (all accessible).
-    // Without metadata for it the whole run is used: wasteful, never wrong.
-    if (Span* head = NewSpan(run->start, run->pages - pages)) {
+  if (run->pages == pages) return run;
+  // The head stays free as an ordinary committed run (all accessible).
+  // Without metadata for it the whole run is used: wasteful, never wrong.
+  size_t head_pages = run->pages - pages;
+  if (head_pages <= pages) {
+    if (Span* head = NewSpan(run->start, head_pages)) {
       head->released = run->released;
       head->free_tick = run->free_tick;
       run->start = head->end();
@@ -453,8 +458,16 @@ Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
       MapFree(head);
       InsertFree(MergeNeighbours(head));
     }
+    return run;
   }
-  return run;
+  Span* tail = NewSpan(run->start + (head_pages << kPageShift), pages);
+  if (tail == nullptr) return run;
+  tail->state = SpanState::kLarge;
+  GlobalPageMap().Set(tail->start, tail->pages, tail);  // before the head looks right
+  run->pages = static_cast<uint32_t>(head_pages);
+  run->state = SpanState::kFree;
+  InsertFree(MergeNeighbours(run));
+  return tail;
 }
 
 void PageHeap::ClearAround(Span* merged, uintptr_t junction) {
@@ -479,19 +492,29 @@ Span* PageHeap::MergeNeighbours(Span* s) {
       !left->guard_tail && left->end() == s->start) {
     RemoveFree(left);
     bool ends_only = MappedByEnds(left) && MappedByEnds(s);
-    if (ends_only) {
-      // Only the ends are mapped: the two inner ends become interior.
-      if (left->pages > 1) map.Set(left->end() - kPageSize, 1, nullptr);
-      if (s->pages > 1) map.Set(s->start, 1, nullptr);
+    if (!ends_only && left->pages < s->pages) {
+      // Both mapped page by page: s absorbs the shorter left, whose pages
+      // are mapped anew (a freed large block and the head left of it).
+      map.Set(left->start, left->pages, s);
+      s->start = left->start;
+      s->pages += left->pages;
+      if (left->free_tick > s->free_tick) s->free_tick = left->free_tick;
+      SpanPool().Delete(left);
     } else {
-      map.Set(s->start, s->pages, left);
+      if (ends_only) {
+        // Only the ends are mapped: the two inner ends become interior.
+        if (left->pages > 1) map.Set(left->end() - kPageSize, 1, nullptr);
+        if (s->pages > 1) map.Set(s->start, 1, nullptr);
+      } else {
+        map.Set(s->start, s->pages, left);
+      }
+      left->pages += s->pages;
+      left->guard_tail = s->guard_tail;
+      if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
+      if (ends_only) ClearAround(left, s->start);
+      SpanPool().Delete(s);
+      s = left;
     }
-    left->pages += s->pages;
-    left->guard_tail = s->guard_tail;
-    if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
-    if (ends_only) ClearAround(left, s->start);
-    SpanPool().Delete(s);
-    s = left;
   }
   if (s->guard_tail) return s;
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));

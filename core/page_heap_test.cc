@@ -257,9 +257,55 @@ TEST_F(PageHeapTest, AGuardedRequestTakesTheLowestOfEqualFreedBlocks) {
     for (uintptr_t a = b->start; a < b->end(); a += kPageSize) {
       ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), b);
     }
+    // Freed, it absorbs the head left of it again: one guard-tail run, every
+    // page mapped to it.
     heap().Free(b);
+    Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(lowest_end - kPageSize));
+    ASSERT_NE(run, nullptr);
+    EXPECT_TRUE(run->guard_tail);
+    EXPECT_EQ(run->end(), lowest_end);
+    EXPECT_EQ(run->pages, block_pages);
+    for (uintptr_t a = run->start; a < run->end(); a += kPageSize) {
+      ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), run);
+    }
     for (Span* sep : seps) heap().Free(sep);
   }
+}
+
+// A short block from a long freed run: the block and the free head left of
+// it each have every page mapped to their own descriptor, and freed, the
+// block's run absorbs the head again.
+TEST_F(PageHeapTest, AShortBlockFromALongFreedRunIsMappedApartFromTheHead) {
+  constexpr size_t kLong = 300, kShort = 10;
+  Span* a = heap().Allocate(kLong, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  ASSERT_TRUE(a && sep);
+  uintptr_t start = a->start, end = a->end();
+  heap().Free(a);
+  Span* b = heap().Allocate(kShort, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->end(), end);
+  EXPECT_EQ(b->pages, kShort);
+  EXPECT_EQ(b->guard_pages, 1);
+  EXPECT_EQ(b->state, SpanState::kLarge);
+  EXPECT_FALSE(Readable(end - kPageSize));
+  Span* head = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(head, nullptr);
+  EXPECT_EQ(head->state, SpanState::kFree);
+  EXPECT_FALSE(head->guard_tail);
+  EXPECT_EQ(head->end(), b->start);
+  for (uintptr_t p = start; p < end; p += kPageSize) {
+    ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), p < b->start ? head : b);
+  }
+  EXPECT_EQ(heap().Stats().in_use_bytes, (kShort + 1) * kPageSize);
+  heap().Free(b);
+  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  EXPECT_TRUE(run->guard_tail);
+  EXPECT_EQ(run->pages, kLong);
+  for (uintptr_t p = start; p < end; p += kPageSize) {
+    ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), run);
+  }
+  heap().Free(sep);
 }
 
 // Freed guarded blocks side by side stay separate guard-tail runs (merging
