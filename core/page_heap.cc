@@ -88,39 +88,17 @@ Span* PageHeap::FindFree(size_t pages, size_t align_pages, size_t phase_pages, F
       if (word == pages / 64) bits &= ~uint64_t{0} << (pages % 64);
       if (bits) {
         size_t bucket = word * 64 + static_cast<size_t>(__builtin_ctzll(bits));
-        if (bucket < kBuckets) {
-          return set == kGuardTail ? LowestOf(free_[set][bucket].first()) : free_[set][bucket].first();
-        }
+        if (bucket < kBuckets) return free_[set][bucket].first();
       }
     }
   }
-  // Best fit among the large runs (guard-tail runs: of equal fits, the lowest).
+  // Best fit among the large runs.
   Span* best = nullptr;
   for (Span* s = free_[set][kBuckets].first(); s != nullptr; s = s->next) {
     size_t lead = LeadPages(s->start, align_pages, phase_pages);
-    if (s->pages >= pages + lead &&
-        (best == nullptr || s->pages < best->pages ||
-         (set == kGuardTail && s->pages == best->pages && s->start < best->start))) {
-      best = s;
-    }
+    if (s->pages >= pages + lead && (best == nullptr || s->pages < best->pages)) best = s;
   }
   return best;
-}
-
-Span* PageHeap::LowestOf(Span* first) {
-  // Freed large blocks are reused lowest address first, so that the heap's
-  // low end keeps serving them and its high end stays idle: the pages a
-  // program touches in its blocks (at least the first and last) are then
-  // mostly pages touched before, where a LIFO pick spread new blocks over
-  // the whole heap, one page fault and 4 KiB of resident memory per page
-  // touched for the first time (large_cycle: docs/benchmarks.md, branch
-  // cycle8). Bounded, like the merge's scan.
-  Span* lowest = first;
-  size_t scanned = 0;
-  for (Span* s = first->next; s != nullptr && scanned < kLowestScanRuns; s = s->next, scanned++) {
-    if (s->start < lowest->start) lowest = s;
-  }
-  return lowest;
 }
 
 PageHeap::Region* PageHeap::NewRegion(size_t min_bytes) {

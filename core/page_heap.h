@@ -52,8 +52,6 @@ class PageHeap {
   // The merge looks at this many committed runs at most, oldest first, so
   // that its cost stays bounded in a heap of many free runs.
   static constexpr size_t kMergeScanRuns = 256;
-  // LowestOf looks at this many runs of one size at most.
-  static constexpr size_t kLowestScanRuns = 64;
 
   using Clock = uint64_t (*)();
 
@@ -177,11 +175,8 @@ class PageHeap {
     return s->guard_tail ? kGuardTail : s->released ? kReleased : kCommitted;
   }
   // A free run of `set` that holds `pages` pages starting at a multiple of
-  // `align_pages` pages: the smallest that fits; of guard-tail runs that
-  // fit equally, the lowest (LowestOf).
+  // `align_pages` pages.
   Span* FindFree(size_t pages, size_t align_pages, size_t phase_pages, FreeSet set);
-  // The lowest of the list from `first`, among its first kLowestScanRuns.
-  static Span* LowestOf(Span* first);
   // Pages from `start` to the first address phase_pages past a multiple of
   // align_pages pages.
   static size_t LeadPages(uintptr_t start, size_t align_pages, size_t phase_pages) {

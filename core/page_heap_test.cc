@@ -229,83 +229,62 @@ TEST_F(PageHeapTest, FreedGuardedRunsKeepTheirGuardForTheNextBlock) {
   heap().Free(sep);
 }
 
-// Of freed blocks that fit a guarded request equally well, the lowest one
-// serves it (not the one freed last): the heap's low end keeps serving large
-// blocks and the pages touched there are touched again, rather than new ones
-// all over the heap (page faults and resident memory; large_cycle). Checked
-// in the exact-size lists and among the runs of kBuckets pages or more; the
-// block taken has every page in the page map.
-TEST_F(PageHeapTest, AGuardedRequestTakesTheLowestOfEqualFreedBlocks) {
-  for (size_t block_pages : {size_t{9}, PageHeap::kBuckets + 44}) {
-    SCOPED_TRACE(block_pages);
-    Span* blocks[3];
-    Span* seps[3];
-    for (int i = 0; i < 3; i++) {
-      blocks[i] = heap().Allocate(block_pages, 1, SpanState::kLarge, /*guard_page=*/true);
-      seps[i] = heap().Allocate(1);  // keeps the freed blocks apart
-      ASSERT_TRUE(blocks[i] && seps[i]);
+// A large alloc/free cycle on a freed guarded run maps only the shorter
+// of the block and the free head left of it in the page map (a 4 MiB block
+// is 1024 entries): the longer part keeps the freed run's descriptor, whose
+// pages point at it already, and freed again, the block's run absorbs the
+// head under whichever descriptor is the longer. Every page stays mapped to
+// the descriptor of the run it is in. Both shapes, below and above kBuckets,
+// each in a partition of its own (best fit would take another case's run).
+TEST_F(PageHeapTest, ACycleOnAFreedGuardedRunMapsOnlyTheShorterPart) {
+  for (size_t run_pages : {size_t{9}, PageHeap::kBuckets + 44}) {
+    for (bool short_block : {false, true}) {
+      SCOPED_TRACE(testing::Message() << run_pages << " pages, short block " << short_block);
+      PartitionConfig config;
+      config.max_free_committed = size_t{1} << 30;
+      Partition* part = Partition::Create("page_heap_cycle", config, FakeClock);
+      ASSERT_NE(part, nullptr);
+      PageHeap& heap = part->pages();
+      Span* a = heap.Allocate(run_pages, 1, SpanState::kLarge, /*guard_page=*/true);
+      Span* sep = heap.Allocate(1);
+      ASSERT_TRUE(a && sep);
+      uintptr_t start = a->start, end = a->end();
+      heap.Free(a);
+      Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+      ASSERT_TRUE(run->guard_tail);
+      ASSERT_EQ(run->pages, run_pages);
+      size_t block_pages = short_block ? 3 : run_pages - 3;
+      Span* b = heap.Allocate(block_pages, 1, SpanState::kLarge, /*guard_page=*/true);
+      ASSERT_NE(b, nullptr);
+      EXPECT_EQ(b->end(), end);  // the tail, before the guard page already there
+      EXPECT_EQ(b->pages, block_pages);
+      EXPECT_EQ(b->guard_pages, 1);
+      EXPECT_EQ(b->state, SpanState::kLarge);
+      EXPECT_FALSE(Readable(end - kPageSize));
+      Span* head = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+      ASSERT_NE(head, nullptr);
+      EXPECT_EQ(head->state, SpanState::kFree);
+      EXPECT_FALSE(head->guard_tail);
+      EXPECT_EQ(head->end(), b->start);
+      // The longer part kept the run's descriptor.
+      Span* longer = short_block ? head : b;
+      EXPECT_EQ(longer, run);
+      for (uintptr_t p = start; p < end; p += kPageSize) {
+        ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), p < b->start ? head : b);
+      }
+      heap.Free(b);
+      Span* merged = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+      EXPECT_EQ(merged, longer);
+      EXPECT_TRUE(merged->guard_tail);
+      EXPECT_EQ(merged->start, start);
+      EXPECT_EQ(merged->pages, run_pages);
+      for (uintptr_t p = start; p < end; p += kPageSize) {
+        ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), merged);
+      }
+      heap.Free(sep);
+      Partition::Destroy(part);
     }
-    ASSERT_LT(blocks[0]->start, blocks[1]->start);
-    ASSERT_LT(blocks[1]->start, blocks[2]->start);
-    uintptr_t lowest_end = blocks[0]->end();
-    for (Span* b : blocks) heap().Free(b);  // the highest freed last
-    Span* b = heap().Allocate(block_pages - 4, 1, SpanState::kLarge, /*guard_page=*/true);
-    ASSERT_NE(b, nullptr);
-    EXPECT_EQ(b->end(), lowest_end);  // the tail of the lowest, before its guard page
-    EXPECT_EQ(b->guard_pages, 1);
-    EXPECT_FALSE(Readable(b->end() - kPageSize));
-    for (uintptr_t a = b->start; a < b->end(); a += kPageSize) {
-      ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), b);
-    }
-    // Freed, it absorbs the head left of it again: one guard-tail run, every
-    // page mapped to it.
-    heap().Free(b);
-    Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(lowest_end - kPageSize));
-    ASSERT_NE(run, nullptr);
-    EXPECT_TRUE(run->guard_tail);
-    EXPECT_EQ(run->end(), lowest_end);
-    EXPECT_EQ(run->pages, block_pages);
-    for (uintptr_t a = run->start; a < run->end(); a += kPageSize) {
-      ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), run);
-    }
-    for (Span* sep : seps) heap().Free(sep);
   }
-}
-
-// A short block from a long freed run: the block and the free head left of
-// it each have every page mapped to their own descriptor, and freed, the
-// block's run absorbs the head again.
-TEST_F(PageHeapTest, AShortBlockFromALongFreedRunIsMappedApartFromTheHead) {
-  constexpr size_t kLong = 300, kShort = 10;
-  Span* a = heap().Allocate(kLong, 1, SpanState::kLarge, /*guard_page=*/true);
-  Span* sep = heap().Allocate(1);
-  ASSERT_TRUE(a && sep);
-  uintptr_t start = a->start, end = a->end();
-  heap().Free(a);
-  Span* b = heap().Allocate(kShort, 1, SpanState::kLarge, /*guard_page=*/true);
-  ASSERT_NE(b, nullptr);
-  EXPECT_EQ(b->end(), end);
-  EXPECT_EQ(b->pages, kShort);
-  EXPECT_EQ(b->guard_pages, 1);
-  EXPECT_EQ(b->state, SpanState::kLarge);
-  EXPECT_FALSE(Readable(end - kPageSize));
-  Span* head = GlobalPageMap().Get(reinterpret_cast<void*>(start));
-  ASSERT_NE(head, nullptr);
-  EXPECT_EQ(head->state, SpanState::kFree);
-  EXPECT_FALSE(head->guard_tail);
-  EXPECT_EQ(head->end(), b->start);
-  for (uintptr_t p = start; p < end; p += kPageSize) {
-    ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), p < b->start ? head : b);
-  }
-  EXPECT_EQ(heap().Stats().in_use_bytes, (kShort + 1) * kPageSize);
-  heap().Free(b);
-  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
-  EXPECT_TRUE(run->guard_tail);
-  EXPECT_EQ(run->pages, kLong);
-  for (uintptr_t p = start; p < end; p += kPageSize) {
-    ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), run);
-  }
-  heap().Free(sep);
 }
 
 // Freed guarded blocks side by side stay separate guard-tail runs (merging
