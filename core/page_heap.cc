@@ -415,19 +415,32 @@ Span* PageHeap::Handed(Span* s, SpanState state, bool mapped) {
 }
 
 Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
-  // A guard-tail run has all its pages in the page map (MappedByEnds): the
-  // part that keeps the run's descriptor is mapped already, and the new
-  // descriptor goes to the shorter part, so a cycle maps the fewest pages
-  // (a 4 MiB block is 1024 entries; large_cycle spent half its instructions
-  // here). The block returned is mapped to itself.
+  // Returns the block mapped to itself in the page map. A committed
+  // guard-tail run has all its pages mapped to it: the part that keeps the
+  // run's descriptor is mapped already, and the new descriptor goes to the
+  // shorter part, so a cycle maps the fewest pages (a 4 MiB block is 1024
+  // entries; large_cycle spent half its instructions mapping). A released
+  // one (protected, given back while quarantined, then opened: Unquarantine)
+  // may have merged with runs mapped by their ends, so its block is mapped
+  // anew.
   RemoveFree(run);
   run->state = SpanState::kLarge;  // taken: the head must not merge with it
   run->guard_tail = false;
-  if (run->pages == pages) return run;
+  bool mapped = !run->released;
+  size_t head_pages = run->pages - pages;
+  if (head_pages > pages && mapped) {
+    if (Span* tail = NewSpan(run->start + (head_pages << kPageShift), pages)) {
+      tail->state = SpanState::kLarge;
+      GlobalPageMap().Set(tail->start, tail->pages, tail);  // before the head looks right
+      run->pages = static_cast<uint32_t>(head_pages);
+      run->state = SpanState::kFree;
+      InsertFree(MergeNeighbours(run));
+      return tail;
+    }
+  }
   // The head stays free as an ordinary committed run (all accessible).
   // Without metadata for it the whole run is used: wasteful, never wrong.
-  size_t head_pages = run->pages - pages;
-  if (head_pages <= pages) {
+  if (head_pages > 0) {
     if (Span* head = NewSpan(run->start, head_pages)) {
       head->released = run->released;
       head->free_tick = run->free_tick;
@@ -436,16 +449,9 @@ Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
       MapFree(head);
       InsertFree(MergeNeighbours(head));
     }
-    return run;
   }
-  Span* tail = NewSpan(run->start + (head_pages << kPageShift), pages);
-  if (tail == nullptr) return run;
-  tail->state = SpanState::kLarge;
-  GlobalPageMap().Set(tail->start, tail->pages, tail);  // before the head looks right
-  run->pages = static_cast<uint32_t>(head_pages);
-  run->state = SpanState::kFree;
-  InsertFree(MergeNeighbours(run));
-  return tail;
+  if (!mapped) GlobalPageMap().Set(run->start, run->pages, run);
+  return run;
 }
 
 void PageHeap::ClearAround(Span* merged, uintptr_t junction) {
