@@ -420,9 +420,8 @@ Span* PageHeap::TakeGuardTail(Span* run, size_t pages) {
   // run's descriptor is mapped already, and the new descriptor goes to the
   // shorter part, so a cycle maps the fewest pages (a 4 MiB block is 1024
   // entries; large_cycle spent half its instructions mapping). A released
-  // one (protected, given back while quarantined, then opened: Unquarantine)
-  // may have merged with runs mapped by their ends, so its block is mapped
-  // anew.
+  // one (ReleasePages could not open its guard page) may have merged with
+  // runs mapped by their ends, so its block is mapped anew.
   RemoveFree(run);
   run->state = SpanState::kLarge;  // taken: the head must not merge with it
   run->guard_tail = false;

@@ -287,51 +287,6 @@ TEST_F(PageHeapTest, ACycleOnAFreedGuardedRunMapsOnlyTheShorterPart) {
   }
 }
 
-// A protected block given back to the kernel while quarantined leaves the
-// quarantine opened, as a released guard-tail run, and absorbs a released run
-// on its left that has only its ends in the page map. A block taken from it
-// still has every page mapped to it (a guard-tail take trusts the page map
-// of committed runs only).
-TEST(PageHeapCycle, ABlockFromAReleasedGuardTailRunIsMappedWhole) {
-  PartitionConfig config;
-  config.max_free_committed = size_t{1} << 30;
-  config.large_quarantine_spans = 1;
-  config.large_protect_until_reuse = false;  // opened when it leaves the quarantine
-  Partition* part = Partition::Create("page_heap_released_tail", config, FakeClock);
-  ASSERT_NE(part, nullptr);
-  PageHeap& heap = part->pages();
-  constexpr size_t kBlock = 20;
-  Span* a = heap.Allocate(kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
-  Span* b = heap.Allocate(kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
-  Span* c = heap.Allocate(kBlock, 1, SpanState::kLarge, /*guard_page=*/true);
-  Span* sep = heap.Allocate(1);
-  ASSERT_TRUE(a && b && c && sep);
-  ASSERT_EQ(a->end(), b->start);
-  uintptr_t start = a->start, end = b->end();
-  g_now = 1;
-  heap.Free(a);
-  heap.ReleaseFreedBefore(1);  // a: released, mapped by its ends
-  g_now = 2;
-  heap.Free(b, /*quarantine=*/true, /*protect=*/true);
-  heap.ReleaseFreedBefore(2);  // b: released while quarantined
-  heap.Free(c, /*quarantine=*/true);  // pushes b out of the one-run quarantine
-  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(end - kPageSize));
-  ASSERT_NE(run, nullptr);
-  ASSERT_TRUE(run->guard_tail);
-  ASSERT_TRUE(run->released);
-  ASSERT_EQ(run->start, start);
-  Span* block = heap.Allocate(2 * kBlock - 5, 1, SpanState::kLarge, /*guard_page=*/true);
-  ASSERT_NE(block, nullptr);
-  EXPECT_EQ(block->end(), end);
-  EXPECT_TRUE(block->zeroed);
-  for (uintptr_t p = block->start; p < block->end(); p += kPageSize) {
-    ASSERT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(p)), block);
-  }
-  heap.Free(block);
-  heap.Free(sep);
-  Partition::Destroy(part);
-}
-
 // Freed guarded blocks side by side stay separate guard-tail runs (merging
 // them at free time would cost an mprotect per free). A request larger than
 // each of them takes them together, their inner guard pages opened, rather
