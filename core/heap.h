@@ -56,12 +56,12 @@ template <size_t kMinFast = 0, typename Sample, typename Slow>
 NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample sample, Slow slow) {
   static_assert(kMinFast <= 1, "sizes 1 and up all have their class");
   if (NITRO_LIKELY(size - kMinFast <= kMaxSmallSize - kMinFast)) {
-    int cls = kSizeClasses.ClassFor(size);
-    ThreadCache::Magazine& m = tc->Mag(cls);
+    uint32_t offset = kSizeClasses.MagazineOffsetFor(size);
+    ThreadCache::Magazine& m = tc->MagAtOffset(offset);
     void* p = ThreadCache::Pop(m);
     if (NITRO_LIKELY(p != nullptr)) {
       if (NITRO_LIKELY(!tc->AccountAlloc(m, size))) return p;
-      return sample(p, cls);
+      return sample(p, static_cast<int>(offset / kMagazineBytes));
     }
   }
   return slow();

@@ -204,12 +204,13 @@ class ThreadCache {
   // The magazine of class `cls_minus_1 + 1`, in the form whose + 1 the
   // compiler folds into the addressing (PartitionFree's compare yields
   // the class minus one; mags_[cls_minus_1 + 1] costs an add).
-  // The magazine of class `cls` for malloc's fast path, its offset held in
+  // The magazine of a class for malloc's fast path, its offset held in
   // one register: left to itself GCC computes cls << 6 twice (once for the
   // pop's load, again for the stores and the counter: two instructions
   // more per malloc, seen in objdump of libnitroheap.so's malloc).
-  NITRO_ALWAYS_INLINE Magazine& Mag(int cls) {
-    uintptr_t offset = static_cast<uintptr_t>(cls) * sizeof(Magazine);
+  // `offset`: SizeClassMap::MagazineOffsetFor, the class times the size of
+  // a magazine, so that no shift is needed either.
+  NITRO_ALWAYS_INLINE Magazine& MagAtOffset(uintptr_t offset) {
     asm("" : "+r"(offset));
     return *reinterpret_cast<Magazine*>(reinterpret_cast<char*>(mags_) + offset);
   }
@@ -367,6 +368,7 @@ class ThreadCache {
   ThreadCache* prev = nullptr;
   unsigned long owner_thread = 0;
 };
+static_assert(sizeof(ThreadCache::Magazine) == kMagazineBytes, "SizeClassMap::MagazineOffsetFor scales by it");
 
 // The magazine store's lock (entries of exited threads wait there for the
 // next thread); the fork handler takes it.
