@@ -93,16 +93,16 @@ NITRO_ALWAYS_INLINE bool FlagSet(const uint8_t* flag) {
 // outside the object). Returns false for "take the slow path"; else
 // *free_flag.
 NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
-  // idx * object_size < 2^39 below, while a pointer at or above
-  // 2^kAddressBits that PageMap::GetUnlessFar sent here lies at least 2^46
-  // past any slab's start: it fails the compare and takes the slow path.
-  static_assert((uint64_t{1} << (64 - kMagicShift)) * kMaxSmallSize <= (uint64_t{1} << (kAddressBits - 1)),
-                "a far pointer never passes as an object's start");
+  // ExactIndex is below capacity only for the start of one of the slab's
+  // objects: an interior or unaligned pointer, one below the slab or in its
+  // unused tail, and a pointer at or above 2^kAddressBits that
+  // PageMap::GetUnlessFar sent here (at least 2^46 past the slab's start,
+  // so its quotient is far above any capacity) all take the slow path.
+  // (Until fast8: a multiply by the magic, a shift, a multiply back and a
+  // compare; this is two instructions shorter.)
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
-  uintptr_t idx = (off * s->magic) >> kMagicShift;
-  if (NITRO_UNLIKELY(idx * s->object_size != off)) return false;
-  // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
-  // which sends a pointer into the slab's unused tail to the slow path.
+  uint64_t idx = ExactIndex(off, s->stride_inverse, s->stride_shift);
+  if (NITRO_UNLIKELY(idx >= s->index_bound)) return false;
   uint8_t* flag = &s->object_free[idx];
   if (NITRO_UNLIKELY(FlagSet(flag))) return false;
   *free_flag = flag;

@@ -51,7 +51,23 @@ struct SizeClassInfo {
   uint32_t batch;       // objects moved between a thread cache and the middle layer at once
   uint32_t cache_max;   // most objects a thread cache keeps of this class
   uint64_t magic;       // ceil(2^kMagicShift / stride)
+  // The exact-start check of free's fast path (ExactIndex): the inverse of
+  // stride's odd part modulo 2^64, and the power of two in stride.
+  uint64_t stride_inverse;
+  uint32_t stride_shift;
 };
+
+// For a slab of objects `stride` bytes apart (stride = odd * 2^shift,
+// inverse = odd's inverse modulo 2^64): off / stride when off is a
+// multiple of stride, and otherwise a value above (2^64 - 1) / stride, so
+// above any slab's capacity. One multiply and one rotate decide "the start
+// of an object" and give its index; free's fast path compares the result
+// with the slab's capacity (every offset, far ones and those below the
+// slab's start included: size_class_test checks it).
+NITRO_ALWAYS_INLINE constexpr uint64_t ExactIndex(uint64_t off, uint64_t inverse, uint32_t shift) {
+  uint64_t x = off * inverse;
+  return (x >> shift) | (x << ((64 - shift) & 63));
+}
 
 class SizeClassMap {
  public:
@@ -113,7 +129,16 @@ class SizeClassMap {
     cache_max = cache_max > 512 ? 512 : cache_max;
     if (cache_max < batch) cache_max = batch;
     uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;
-    return SizeClassInfo{size, size, pages, capacity, batch, cache_max, magic};
+    uint32_t shift = 0;
+    while ((size >> shift) % 2 == 0) shift++;
+    return SizeClassInfo{size, size, pages, capacity, batch, cache_max, magic, OddInverse(size >> shift), shift};
+  }
+  // The inverse of an odd number modulo 2^64 (Newton's iteration: each step
+  // doubles the correct low bits, 3 to start with).
+  static constexpr uint64_t OddInverse(uint64_t odd) {
+    uint64_t inverse = odd;
+    for (int i = 0; i < 5; i++) inverse *= 2 - odd * inverse;
+    return inverse;
   }
   // kZeroSizeClass: 256 objects 16 bytes apart fill one page, so one
   // mprotect covers 256 malloc(0)s; caches move them as the 16-byte class.
