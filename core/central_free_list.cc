@@ -131,7 +131,9 @@ bool CentralFreeList::AddSlab() {
   s->size_class = static_cast<uint8_t>(size_class_);
   s->capacity = info.capacity;
   s->object_size = info.stride;
-  s->magic = info.magic;
+  s->stride_inverse = info.stride_inverse;
+  s->stride_shift = static_cast<uint8_t>(info.stride_shift);
+  s->index_bound = info.capacity;
   s->allocated = 0;
   s->bump = 0;  // every object is carved off by FromSpans' bump
   s->free_pages_returned = false;

@@ -135,6 +135,35 @@ TEST(FastFree, FarPointersNeverPassAsObjects) {
   }
 }
 
+// free's exact-start check on real slabs (the geometry the middle layer
+// writes into the span when it carves one: ExactIndex's inverse and shift,
+// the capacity): across the whole slab and a little either side, a pointer
+// passes exactly when it is the start of an object the program holds.
+TEST(FastFree, OnlyTheStartOfAHeldObjectPasses) {
+  EnsureStarted();
+  for (size_t size : {size_t{16}, size_t{48}, size_t{64}, size_t{80}, size_t{1000}, size_t{4096}, kMaxSmallSize}) {
+    void* p = Malloc(size);
+    ASSERT_NE(p, nullptr);
+    Span* s = GlobalPageMap().Get(p);
+    ASSERT_NE(s, nullptr);
+    const uint64_t stride = s->object_size;
+    int passed = 0;
+    for (int64_t off = -256; off < static_cast<int64_t>(s->bytes()) + 256; off++) {
+      void* q = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(off));
+      bool start = off >= 0 && off % stride == 0 && static_cast<uint64_t>(off) / stride < s->capacity;
+      bool held = start && __atomic_load_n(&s->object_free[off / stride], __ATOMIC_RELAXED) == 0;
+      uint8_t* flag = nullptr;
+      ASSERT_EQ(FastFreeObject(q, s, &flag), held) << "size " << size << " offset " << off;
+      if (held) {
+        EXPECT_EQ(flag, &s->object_free[off / stride]);
+        passed++;
+      }
+    }
+    EXPECT_GE(passed, 1) << size;  // p itself
+    Free(p);
+  }
+}
+
 // Free takes malloc's cache (tls_cache) first and the span's partition's
 // slot only when the span word does not match that cache's base: either
 // way the magazine is that of the span's partition, whichever partition

@@ -56,11 +56,12 @@ template <size_t kMinFast = 0, typename Sample, typename Slow>
 NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample sample, Slow slow) {
   static_assert(kMinFast <= 1, "sizes 1 and up all have their class");
   if (NITRO_LIKELY(size - kMinFast <= kMaxSmallSize - kMinFast)) {
-    int cls = kSizeClasses.ClassFor(size);
-    void* p = tc->Pop(cls);
+    uint32_t offset = kSizeClasses.MagazineOffsetFor(size);
+    ThreadCache::Magazine& m = tc->MagAtOffset(offset);
+    void* p = ThreadCache::Pop(m);
     if (NITRO_LIKELY(p != nullptr)) {
-      if (NITRO_LIKELY(!tc->AccountAlloc(cls, size))) return p;
-      return sample(p, cls);
+      if (NITRO_LIKELY(!tc->AccountAlloc(m, size))) return p;
+      return sample(p, static_cast<int>(offset / kMagazineBytes));
     }
   }
   return slow();
@@ -92,16 +93,16 @@ NITRO_ALWAYS_INLINE bool FlagSet(const uint8_t* flag) {
 // outside the object). Returns false for "take the slow path"; else
 // *free_flag.
 NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
-  // idx * object_size < 2^39 below, while a pointer at or above
-  // 2^kAddressBits that PageMap::GetUnlessFar sent here lies at least 2^46
-  // past any slab's start: it fails the compare and takes the slow path.
-  static_assert((uint64_t{1} << (64 - kMagicShift)) * kMaxSmallSize <= (uint64_t{1} << (kAddressBits - 1)),
-                "a far pointer never passes as an object's start");
+  // ExactIndex is below capacity only for the start of one of the slab's
+  // objects: an interior or unaligned pointer, one below the slab or in its
+  // unused tail, and a pointer at or above 2^kAddressBits that
+  // PageMap::GetUnlessFar sent here (at least 2^46 past the slab's start,
+  // so its quotient is far above any capacity) all take the slow path.
+  // (Until fast8: a multiply by the magic, a shift, a multiply back and a
+  // compare; this is two instructions shorter.)
   uintptr_t off = reinterpret_cast<uintptr_t>(p) - s->start;
-  uintptr_t idx = (off * s->magic) >> kMagicShift;
-  if (NITRO_UNLIKELY(idx * s->object_size != off)) return false;
-  // p lies in the slab, so idx <= capacity; object_free[capacity] is set,
-  // which sends a pointer into the slab's unused tail to the slow path.
+  uint64_t idx = ExactIndex(off, s->stride_inverse, s->stride_shift);
+  if (NITRO_UNLIKELY(idx >= s->index_bound)) return false;
   uint8_t* flag = &s->object_free[idx];
   if (NITRO_UNLIKELY(FlagSet(flag))) return false;
   *free_flag = flag;
@@ -131,10 +132,12 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 // free, which keeps its own stacks, starts from it); FastFreeMagazine is
 // the default's use of it.
 NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* cls_minus_1, uint8_t** free_flag) {
-  uint64_t word = s->FastFreeWordOf();
   ThreadCache* tc = tls_cache;
-  uint64_t c = word - tc->free_word_base();
+  uint64_t c = s->FastFreeWordOf() - tc->free_word_base();
   if (NITRO_UNLIKELY(c >= static_cast<uint64_t>(kNumClasses - 1))) {
+    // The word is read again here rather than kept from above: keeping it
+    // costs the likely path a register copy (one instruction per free).
+    uint64_t word = s->FastFreeWordOf();
     tc = tls_caches.by_slot[s->partition_id];
     c = word - tc->free_word_base();
     if (NITRO_UNLIKELY(c >= static_cast<uint64_t>(kNumClasses - 1))) return nullptr;

@@ -38,6 +38,10 @@ inline constexpr int kMaxObjectsPerSlab = 256;
 // Objects per slab index: (offset * magic) >> kMagicShift == offset / size for
 // every offset inside a slab (checked by size_class_test).
 inline constexpr int kMagicShift = 42;
+// Bytes of one thread-cache magazine (ThreadCache::Magazine, one cache line
+// per class; core/thread_cache.h checks it).
+inline constexpr uint32_t kMagazineBytes = 64;
+static_assert(kNumClasses * kMagazineBytes <= 65535, "magazine offsets fit 16 bits");
 
 struct SizeClassInfo {
   uint32_t size;        // usable bytes per object (0 for kZeroSizeClass)
@@ -47,11 +51,27 @@ struct SizeClassInfo {
   uint32_t batch;       // objects moved between a thread cache and the middle layer at once
   uint32_t cache_max;   // most objects a thread cache keeps of this class
   uint64_t magic;       // ceil(2^kMagicShift / stride)
+  // The exact-start check of free's fast path (ExactIndex): the inverse of
+  // stride's odd part modulo 2^64, and the power of two in stride.
+  uint64_t stride_inverse;
+  uint32_t stride_shift;
 };
+
+// For a slab of objects `stride` bytes apart (stride = odd * 2^shift,
+// inverse = odd's inverse modulo 2^64): off / stride when off is a
+// multiple of stride, and otherwise a value above (2^64 - 1) / stride, so
+// above any slab's capacity. One multiply and one rotate decide "the start
+// of an object" and give its index; free's fast path compares the result
+// with the slab's capacity (every offset, far ones and those below the
+// slab's start included: size_class_test checks it).
+NITRO_ALWAYS_INLINE constexpr uint64_t ExactIndex(uint64_t off, uint64_t inverse, uint32_t shift) {
+  uint64_t x = off * inverse;
+  return (x >> shift) | (x << ((64 - shift) & 63));
+}
 
 class SizeClassMap {
  public:
-  constexpr SizeClassMap() : info_(), index_() {
+  constexpr SizeClassMap() : info_(), index_(), magazine_offset_() {
     int n = 1;
     for (uint32_t s = 16; s <= 128; s += 16) info_[n++] = Make(s);
     for (uint32_t base = 128; base < kMaxSmallSize; base *= 2) {
@@ -65,11 +85,15 @@ class SizeClassMap {
       index_[i] = static_cast<uint8_t>(c);
     }
     index_[0] = static_cast<uint8_t>(kZeroSizeClass);  // ClassFor(0)
+    for (size_t i = 0; i < sizeof(index_); i++) magazine_offset_[i] = static_cast<uint16_t>(index_[i] * kMagazineBytes);
   }
 
   // Class for a request of `size` bytes; requires size <= kMaxSmallSize.
   // Size 0 gets kZeroSizeClass.
   NITRO_ALWAYS_INLINE int ClassFor(size_t size) const { return index_[(size + 15) >> 4]; }
+  // ClassFor(size) * kMagazineBytes, from a table of its own: malloc's fast
+  // path addresses the class's magazine with it and saves the shift.
+  NITRO_ALWAYS_INLINE uint32_t MagazineOffsetFor(size_t size) const { return magazine_offset_[(size + 15) >> 4]; }
   // Smallest class whose objects are all aligned to `align` (a power of two
   // <= page size) and hold `size` bytes; 0 when no class does. An aligned
   // request for 0 bytes gets a 1-byte class, not kZeroSizeClass (whose
@@ -105,7 +129,16 @@ class SizeClassMap {
     cache_max = cache_max > 512 ? 512 : cache_max;
     if (cache_max < batch) cache_max = batch;
     uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;
-    return SizeClassInfo{size, size, pages, capacity, batch, cache_max, magic};
+    uint32_t shift = 0;
+    while ((size >> shift) % 2 == 0) shift++;
+    return SizeClassInfo{size, size, pages, capacity, batch, cache_max, magic, OddInverse(size >> shift), shift};
+  }
+  // The inverse of an odd number modulo 2^64 (Newton's iteration: each step
+  // doubles the correct low bits, 3 to start with).
+  static constexpr uint64_t OddInverse(uint64_t odd) {
+    uint64_t inverse = odd;
+    for (int i = 0; i < 5; i++) inverse *= 2 - odd * inverse;
+    return inverse;
   }
   // kZeroSizeClass: 256 objects 16 bytes apart fill one page, so one
   // mprotect covers 256 malloc(0)s; caches move them as the 16-byte class.
@@ -122,6 +155,7 @@ class SizeClassMap {
   // fast path's lookup is one load with no branch; classes are multiples
   // of 16, so it names the smallest class that holds the request.
   uint8_t index_[kMaxSmallSize / 16 + 1];
+  uint16_t magazine_offset_[kMaxSmallSize / 16 + 1];
 };
 
 inline constexpr SizeClassMap kSizeClasses{};

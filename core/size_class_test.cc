@@ -68,6 +68,47 @@ TEST(SizeClassMap, MagicDivisionIsExactForEveryOffsetInASlab) {
   }
 }
 
+// free's fast path trusts ExactIndex below capacity to mean "the start of
+// object idx": every offset of the slab and past its end, offsets below its
+// start (p below the slab: off wraps) and far ones (p at or above 2^47,
+// which the page map masks down) must give the quotient exactly for object
+// starts and a value at or above capacity for everything else.
+TEST(SizeClassMap, ExactIndexAcceptsOnlyObjectStarts) {
+  for (int c = 1; c < kNumClasses; c++) {
+    const SizeClassInfo& info = kSizeClasses.info(c);
+    uint64_t odd = info.stride >> info.stride_shift;
+    ASSERT_EQ(odd % 2, 1u) << "class " << c;
+    ASSERT_EQ(odd << info.stride_shift, info.stride) << "class " << c;
+    ASSERT_EQ(odd * info.stride_inverse, 1u) << "class " << c << ": the inverse modulo 2^64";
+    uint64_t slab = uint64_t{info.slab_pages} * kPageSize;
+    auto check = [&](uint64_t off) {
+      uint64_t idx = ExactIndex(off, info.stride_inverse, info.stride_shift);
+      bool start = off % info.stride == 0 && off / info.stride < info.capacity;
+      if (start) {
+        ASSERT_EQ(idx, off / info.stride) << "class " << c << " offset " << off;
+      } else {
+        ASSERT_GE(idx, info.capacity) << "class " << c << " offset " << off;
+      }
+    };
+    for (uint64_t off = 0; off < 2 * slab; off++) check(off);
+    for (uint64_t back = 1; back <= 2 * slab; back++) check(0 - back);
+    for (int bit = 20; bit < 64; bit++) {
+      for (uint64_t k = 0; k < 4; k++) {
+        check((uint64_t{1} << bit) + k * info.stride);
+        check((uint64_t{1} << bit) + k * info.stride + 16);
+        check((uint64_t{1} << bit) - k * info.stride);
+      }
+    }
+  }
+}
+
+TEST(SizeClassMap, MagazineOffsetIsTheClassTimesTheMagazineSize) {
+  for (size_t size = 0; size <= kMaxSmallSize; size++) {
+    ASSERT_EQ(kSizeClasses.MagazineOffsetFor(size), uint32_t(kSizeClasses.ClassFor(size)) * kMagazineBytes)
+        << "size " << size;
+  }
+}
+
 TEST(SizeClassMap, AlignedLookupHonoursAlignment) {
   for (size_t align = 16; align <= kPageSize; align *= 2) {
     for (size_t size : {0ul, 1ul, 17ul, 100ul, 1000ul, 5000ul, 70000ul}) {

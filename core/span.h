@@ -27,6 +27,9 @@ struct Span {
   uint32_t pages;
   SpanState state;
   uint8_t size_class;  // slabs only
+  // Slabs: the class's stride_shift (ExactIndex), in the padding before
+  // fast_free, on the line free's fast path reads.
+  uint8_t stride_shift;
   // The one word free()'s fast path reads: the size class when the slab
   // belongs to a partition served by thread caches (else 0), plus
   // kRecordedUnit for each flight-recorder sample alive in the span. Only
@@ -41,7 +44,10 @@ struct Span {
   // Slabs: the object geometry the free fast path checks, on this line.
   uint32_t object_size;
   uint32_t capacity;
-  uint64_t magic;
+  uint64_t stride_inverse;  // the class's (ExactIndex)
+  // capacity again, 64 bits wide: free's fast path compares ExactIndex's
+  // 64-bit result with it directly.
+  uint64_t index_bound;
   Partition* partition;
 
   // Slab: objects handed out to caches or users, and one bit per object that
