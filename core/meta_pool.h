@@ -130,10 +130,11 @@ class ReturningMetaPool {
   // that page can then go back (ReleaseEmpty), and no page becomes resident
   // for the move. A long-lived object made at a busy moment (the descriptor
   // of a run released after a program freed its heap) otherwise keeps a
-  // page of its own. Returns the new address, with t's bytes (t's slot is
-  // free again), or `t` when it shares its pages or no such slot was found
-  // among the first kRepackScan free slots. The caller repoints every
-  // reference to it.
+  // page of its own. Returns the new address, with t's bytes, or `t` when
+  // it shares its pages or no such slot was found among the first
+  // kRepackScan free slots. After a move the caller repoints every
+  // reference to the copy and then Deletes `t`, so that no reader finds a
+  // reference to a slot that is free.
   T* Repack(T* t) {
     static_assert(std::is_trivially_copyable<T>::value, "moved by copying its bytes");
     LockGuard g(lock_);
@@ -161,12 +162,8 @@ class ReturningMetaPool {
         c->idle_pages &= static_cast<uint16_t>(~pages);
         c->live++;
         if (!HasRoom(c)) Unlist(c);
+        in_use_++;
         memcpy(to, static_cast<void*>(t), sizeof(T));
-        *reinterpret_cast<void**>(t) = from->free;
-        from->free = t;
-        for (uint16_t m = own; m != 0; m &= m - 1) from->live_in_page[__builtin_ctz(m)]--;
-        from->live--;
-        if (!from->listed) List(from);
         return static_cast<T*>(to);
       }
     }

@@ -633,6 +633,7 @@ Span* PageHeap::Repacked(Span* s) {
   } else {
     GlobalPageMap().Set(moved->start, moved->pages, moved);
   }
+  SpanPool().Delete(s);
   return moved;
 }
 
