@@ -8,6 +8,7 @@
 #include <new>
 #include <stddef.h>
 #include <string.h>
+#include <type_traits>
 
 #include "core/base.h"
 #include "core/lock.h"
@@ -124,6 +125,50 @@ class ReturningMetaPool {
     if (!c->listed) List(c);
     in_use_--;
   }
+  // Moves `t` to a free slot lying only on pages that already hold other
+  // live objects, when `t` is the one live object on a page of its slot:
+  // that page can then go back (ReleaseEmpty), and no page becomes resident
+  // for the move. A long-lived object made at a busy moment (the descriptor
+  // of a run released after a program freed its heap) otherwise keeps a
+  // page of its own. Returns the new address, with t's bytes, or `t` when
+  // it shares its pages or no such slot was found among the first
+  // kRepackScan free slots. After a move the caller repoints every
+  // reference to the copy and then Deletes `t`, so that no reader finds a
+  // reference to a slot that is free.
+  T* Repack(T* t) {
+    static_assert(std::is_trivially_copyable<T>::value, "moved by copying its bytes");
+    LockGuard g(lock_);
+    Chunk* from = ChunkOf(t);
+    const uint16_t own = PagesOf(SlotIndex(t));
+    bool alone = false;
+    for (uint16_t m = own; m != 0; m &= m - 1) alone |= from->live_in_page[__builtin_ctz(m)] == 1;
+    if (!alone) return t;
+    size_t scanned = 0;
+    for (Chunk* c = available_; c != nullptr && scanned < kRepackScan; c = c->next) {
+      if (c->live == 0 || (c == from && c->live == 1)) continue;  // no page there holds another
+      for (void** link = &c->free; *link != nullptr && scanned < kRepackScan;
+           link = static_cast<void**>(*link), scanned++) {
+        uint16_t pages = PagesOf(SlotIndex(*link));
+        bool shared = true;
+        for (uint16_t m = pages; m != 0 && shared; m &= m - 1) {
+          uint32_t pg = static_cast<uint32_t>(__builtin_ctz(m));
+          uint32_t others = c->live_in_page[pg] - (c == from && (own & (1u << pg)) ? 1u : 0u);
+          shared = others != 0;
+        }
+        if (!shared) continue;
+        void* to = *link;
+        *link = *static_cast<void**>(to);
+        for (uint16_t m = pages; m != 0; m &= m - 1) c->live_in_page[__builtin_ctz(m)]++;
+        c->idle_pages &= static_cast<uint16_t>(~pages);
+        c->live++;
+        if (!HasRoom(c)) Unlist(c);
+        in_use_++;
+        memcpy(to, static_cast<void*>(t), sizeof(T));
+        return static_cast<T*>(to);
+      }
+    }
+    return t;
+  }
   // Returns to the kernel chunks with no object in use, and pages of other
   // chunks holding no object in use, that were already so at the previous
   // call (all of them with `now`). Returns the bytes.
@@ -167,6 +212,7 @@ class ReturningMetaPool {
   static constexpr uint32_t kPagesPerChunk = static_cast<uint32_t>(kChunkBytes / kPageSize);
   static constexpr size_t kSlot = (sizeof(T) + 63) / 64 * 64;  // cache-line aligned
   static constexpr uint32_t kPerChunk = static_cast<uint32_t>(kChunkBytes / kSlot);
+  static constexpr size_t kRepackScan = 4096;  // free slots Repack looks at, at most
   static_assert(kPerChunk >= 16, "ReturningMetaPool is for small objects");
   static_assert(kPagesPerChunk <= 16 && kSlot <= kPageSize, "a slot's pages fit a uint16_t mask");
   struct Chunk {
@@ -209,7 +255,9 @@ class ReturningMetaPool {
   size_t ReleaseEmptyPages(Chunk* c, bool now) {
     uint16_t empty = 0;
     for (uint32_t pg = 0; pg < kPagesPerChunk; pg++) {
+      // (The chunk's last page ends with a tail no slot reaches.)
       uint32_t last_slot = static_cast<uint32_t>(((pg + 1) * kPageSize - 1) / kSlot);
+      if (last_slot >= kPerChunk) last_slot = kPerChunk - 1;
       if (c->live_in_page[pg] == 0 && last_slot < c->bump) empty |= static_cast<uint16_t>(1u << pg);
     }
     empty &= static_cast<uint16_t>(c->touched & ~c->released_pages);

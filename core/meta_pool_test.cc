@@ -96,6 +96,62 @@ TEST(ReturningMetaPool, PagesOfAChunkInUseGoBackAndComeBackZero) {
 }
 
 // With `now` (malloc_trim), pages and chunks go back at the first call.
+// A chunk's last page ends with a tail too short for a slot (146 slots of
+// 448 bytes leave 128 bytes of 64 KiB): no slot beyond the last will ever
+// touch it, so it goes back like any other page once its slots are free.
+TEST(ReturningMetaPool, TheLastPageOfAChunkInUseGoesBackToo) {
+  static ReturningMetaPool<Descriptor> pool;
+  std::vector<Descriptor*> all;
+  for (size_t i = 0; i < kPerChunk; i++) {
+    all.push_back(pool.New());
+    ASSERT_NE(all.back(), nullptr);
+    all.back()->words[0] = i + 1;
+  }
+  Descriptor* last = all.back();
+  ASSERT_TRUE(Resident(last));
+  for (size_t i = 1; i < kPerChunk; i++) pool.Delete(all[i]);  // the first stays
+  pool.ReleaseEmpty();
+  pool.ReleaseEmpty();
+  EXPECT_FALSE(Resident(last)) << "the chunk's last page stayed";
+  EXPECT_EQ(pool.committed_bytes(), kPageSize) << "only the first slot's page is left";
+  EXPECT_EQ(all[0]->words[0], 1u);
+  pool.Delete(all[0]);
+}
+
+// Repack moves an object that is alone on its page onto a page holding
+// other live objects (none becomes resident for it), keeps its bytes, and
+// the page it left goes back; an object sharing its page stays.
+TEST(ReturningMetaPool, RepackMovesALoneObjectOntoAPageOfLiveOnes) {
+  static ReturningMetaPool<Descriptor> pool;
+  std::vector<Descriptor*> all;
+  for (size_t i = 0; i < kPerChunk; i++) {
+    all.push_back(pool.New());
+    ASSERT_NE(all.back(), nullptr);
+    for (uint64_t& w : all.back()->words) w = i + 1;
+  }
+  // Keep the first two (they share page 0) and one on page 12, alone.
+  Descriptor* lone = all[12 * kPageSize / kSlot + 1];
+  for (Descriptor* d : all) {
+    if (d != all[0] && d != all[1] && d != lone) pool.Delete(d);
+  }
+  EXPECT_EQ(pool.Repack(all[1]), all[1]) << "shares its page: stays";
+  const uint64_t word = lone->words[0];
+  Descriptor* moved = pool.Repack(lone);
+  ASSERT_NE(moved, lone);
+  uintptr_t page0 = reinterpret_cast<uintptr_t>(all[0]) / kPageSize;
+  EXPECT_EQ(reinterpret_cast<uintptr_t>(moved) / kPageSize, page0);
+  EXPECT_EQ((reinterpret_cast<uintptr_t>(moved) + sizeof(Descriptor) - 1) / kPageSize, page0);
+  for (uint64_t w : moved->words) EXPECT_EQ(w, word);
+  pool.Delete(lone);  // the caller's part, once nothing refers to it
+  pool.ReleaseEmpty();
+  pool.ReleaseEmpty();
+  EXPECT_EQ(pool.committed_bytes(), kPageSize);
+  EXPECT_FALSE(Resident(lone));
+  pool.Delete(all[0]);
+  pool.Delete(all[1]);
+  pool.Delete(moved);
+}
+
 TEST(ReturningMetaPool, ReleaseNowSkipsTheIdleTick) {
   static ReturningMetaPool<Descriptor> pool;
   std::vector<Descriptor*> all;

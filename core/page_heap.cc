@@ -655,20 +655,40 @@ void PageHeap::ReleasePages(Span* s) {
   if (MappedByEnds(s)) GlobalPageMap().SetEndsOnly(s);
 }
 
+Span* PageHeap::Repacked(Span* s) {
+  // What stays of a heap after it is freed is mostly released runs between
+  // the few blocks still in use, each with a descriptor that may hold a
+  // page of descriptors alone (issue 13: +88 KiB at 1 GiB).
+  bool ends = MappedByEnds(s);
+  if (!ends && s->pages > PageMap::kEntryPageSpan / kPageSize) return s;
+  Span* moved = SpanPool().Repack(s);
+  if (moved == s) return s;
+  if (ends) {
+    GlobalPageMap().SetEnds(moved);
+  } else {
+    GlobalPageMap().Set(moved->start, moved->pages, moved);
+  }
+  SpanPool().Delete(s);
+  return moved;
+}
+
 void PageHeap::ReleaseSpan(Span* s) {
   RemoveFree(s);
   ReleasePages(s);
-  InsertFree(MergeNeighbours(s));
+  InsertFree(Repacked(MergeNeighbours(s)));
 }
 
 size_t PageHeap::ReleaseFreedBefore(uint64_t tick) {
   LockGuard g(lock_);
   size_t released = 0;
   // Quarantined runs keep their place but not their memory.
-  for (Span* q = quarantine_head_; q != nullptr; q = q->next) {
+  for (Span** link = &quarantine_head_; *link != nullptr; link = &(*link)->next) {
+    Span* q = *link;
     if (!q->released && q->free_tick <= tick) {
       ReleasePages(q);
       released += q->bytes();
+      *link = Repacked(q);
+      if (quarantine_tail_ == q) quarantine_tail_ = *link;
     }
   }
   while (lru_head_ != nullptr && lru_head_->free_tick <= tick) {

@@ -207,6 +207,11 @@ class PageHeap {
   // `mapped` to it already.
   Span* Handed(Span* s, SpanState state, bool mapped = false);
   void ReleasePages(Span* s);
+  // Moves the descriptor of `s`, a run just released and on no list, next
+  // to other live descriptors when it is alone on a page of them
+  // (ReturningMetaPool::Repack), and repoints its page-map entries. Only a
+  // run whose entries are few: its ends, or one page of entries.
+  Span* Repacked(Span* s);
   Span* Carve(size_t pages);
   Region* NewRegion(size_t min_bytes);
   Region* AddRegion(uintptr_t base, size_t size, bool oversized, size_t file_offset);

@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <string.h>
 
+#include <set>
 #include <vector>
 
 #include "core/os.h"
@@ -527,6 +528,70 @@ TEST_F(PageHeapTest, FreedRunsReturnTheirSpanDescriptorsAndPageMapMemory) {
   EXPECT_LE(SpanPool().committed_bytes(), descriptors_before + 2 * kPageSize);
   EXPECT_LE(GlobalPageMap().ResidentEntryBytes(start, bytes), 2 * kPageSize);
   EXPECT_LE(GlobalPageMap().ResidentBytes() + map_full - 2 * kPageSize, map_total_full);
+}
+
+// What stays of a heap its program freed is mostly released runs between
+// the few blocks still in use. Their descriptors were made at busy times,
+// among metadata that is gone since, so each would keep a page of
+// descriptors resident for itself; released, a run's descriptor moves onto
+// a page that holds live descriptors anyway (ReturningMetaPool::Repack),
+// and the page map follows it.
+TEST_F(PageHeapTest, ReleasedRunsDescriptorsMoveOntoPagesOfLiveOnes) {
+  SpanPool().ReleaseEmpty(/*now=*/true);  // what earlier tests left
+  const size_t descriptors_before = SpanPool().committed_bytes();
+  // Each run's descriptor is followed by 11 short-lived ones (12 slots of
+  // 448 bytes: 5376 bytes), so no two runs' descriptors share a page.
+  constexpr int kRuns = 400, kKeepEvery = 20, kFillers = 11;
+  std::vector<Span*> runs, fillers;
+  for (int i = 0; i < kRuns; i++) {
+    runs.push_back(heap().Allocate(4, 1, SpanState::kSlab));
+    ASSERT_NE(runs.back(), nullptr);
+    for (int k = 0; k < kFillers; k++) fillers.push_back(SpanPool().New());
+  }
+  for (Span* f : fillers) SpanPool().Delete(f);
+  const uintptr_t start = runs.front()->start, end = runs.back()->end();
+  std::vector<Span*> kept;
+  std::set<uintptr_t> kept_pages;  // the pages of descriptors the kept runs hold anyway
+  for (int i = 0; i < kRuns; i++) {
+    if (i % kKeepEvery != kKeepEvery / 2) {
+      heap().Free(runs[i]);
+      continue;
+    }
+    kept.push_back(runs[i]);
+    uintptr_t d = reinterpret_cast<uintptr_t>(runs[i]);
+    kept_pages.insert(d / kPageSize);
+    kept_pages.insert((d + sizeof(Span) - 1) / kPageSize);
+  }
+  heap().ReleaseAll();
+  SpanPool().ReleaseEmpty();
+  SpanPool().ReleaseEmpty();
+  // 21 released runs beside 20 kept blocks: before the move, a page or two
+  // more for each released run.
+  EXPECT_LE(SpanPool().committed_bytes(), descriptors_before + (kept_pages.size() + 2) * kPageSize);
+  // The page map leads from each block to the moved descriptors of the free
+  // runs around it, which merge as before once the blocks are freed.
+  for (Span* s : kept) {
+    Span* left = GlobalPageMap().Get(reinterpret_cast<void*>(s->start - 1));
+    Span* right = GlobalPageMap().Get(reinterpret_cast<void*>(s->end()));
+    ASSERT_NE(left, nullptr);
+    ASSERT_NE(right, nullptr);
+    EXPECT_EQ(left->state, SpanState::kFree);
+    EXPECT_TRUE(left->released);
+    EXPECT_EQ(left->end(), s->start);
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(left->start)), left);
+    EXPECT_EQ(right->state, SpanState::kFree);
+    EXPECT_EQ(right->start, s->end());
+  }
+  for (Span* s : kept) heap().Free(s);
+  heap().ReleaseAll();
+  Span* whole = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  ASSERT_NE(whole, nullptr);
+  EXPECT_EQ(whole->start, start);
+  EXPECT_GE(whole->end(), end);
+  Span* again = heap().Allocate((end - start) / kPageSize);
+  ASSERT_NE(again, nullptr);
+  EXPECT_EQ(again->start, start);
+  heap().Free(again);
 }
 
 TEST_F(PageHeapTest, HugeRequestsFailCleanly) {
