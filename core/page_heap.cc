@@ -464,6 +464,29 @@ void PageHeap::ClearAround(Span* merged, uintptr_t junction) {
   map.ReleaseClear(from > lo ? from : lo, to < hi ? to : hi);
 }
 
+Span* PageHeap::Join(Span* left, Span* right) {
+  PageMap& map = GlobalPageMap();
+  bool ends_only = MappedByEnds(left) && MappedByEnds(right);
+  bool keep_right = !ends_only && left->pages < right->pages;
+  Span* keep = keep_right ? right : left;
+  Span* gone = keep_right ? left : right;
+  uintptr_t junction = right->start;
+  if (ends_only) {
+    // Only the ends are mapped: the two inner ends become interior.
+    if (left->pages > 1) map.Set(left->end() - kPageSize, 1, nullptr);
+    if (right->pages > 1) map.Set(right->start, 1, nullptr);
+  } else {
+    map.Set(gone->start, gone->pages, keep);
+  }
+  keep->start = left->start;
+  keep->pages = left->pages + right->pages;
+  keep->guard_tail = right->guard_tail;
+  if (gone->free_tick > keep->free_tick) keep->free_tick = gone->free_tick;
+  if (ends_only) ClearAround(keep, junction);
+  SpanPool().Delete(gone);
+  return keep;
+}
+
 Span* PageHeap::MergeNeighbours(Span* s) {
   // s is free, not on a list. Absorb free neighbours of the same kind. A
   // guard-tail run's guard page must stay its last page: it absorbs a plain
@@ -474,30 +497,7 @@ Span* PageHeap::MergeNeighbours(Span* s) {
       left->released == s->released && left->prot_none == s->prot_none && !left->quarantined &&
       !left->guard_tail && left->end() == s->start) {
     RemoveFree(left);
-    bool ends_only = MappedByEnds(left) && MappedByEnds(s);
-    if (!ends_only && left->pages < s->pages) {
-      // Both mapped page by page: s absorbs the shorter left, whose pages
-      // are mapped anew (a freed large block and the head left of it).
-      map.Set(left->start, left->pages, s);
-      s->start = left->start;
-      s->pages += left->pages;
-      if (left->free_tick > s->free_tick) s->free_tick = left->free_tick;
-      SpanPool().Delete(left);
-    } else {
-      if (ends_only) {
-        // Only the ends are mapped: the two inner ends become interior.
-        if (left->pages > 1) map.Set(left->end() - kPageSize, 1, nullptr);
-        if (s->pages > 1) map.Set(s->start, 1, nullptr);
-      } else {
-        map.Set(s->start, s->pages, left);
-      }
-      left->pages += s->pages;
-      left->guard_tail = s->guard_tail;
-      if (s->free_tick > left->free_tick) left->free_tick = s->free_tick;
-      if (ends_only) ClearAround(left, s->start);
-      SpanPool().Delete(s);
-      s = left;
-    }
+    s = Join(left, s);
   }
   if (s->guard_tail) return s;
   Span* right = map.Get(reinterpret_cast<void*>(s->end()));
@@ -505,18 +505,7 @@ Span* PageHeap::MergeNeighbours(Span* s) {
       right->released == s->released && right->prot_none == s->prot_none && !right->quarantined &&
       right->start == s->end()) {
     RemoveFree(right);
-    bool ends_only = MappedByEnds(s) && MappedByEnds(right);
-    if (ends_only) {
-      if (s->pages > 1) map.Set(s->end() - kPageSize, 1, nullptr);
-      if (right->pages > 1) map.Set(right->start, 1, nullptr);
-    } else {
-      map.Set(right->start, right->pages, s);
-    }
-    s->pages += right->pages;
-    s->guard_tail = right->guard_tail;
-    if (right->free_tick > s->free_tick) s->free_tick = right->free_tick;
-    if (ends_only) ClearAround(s, right->start);
-    SpanPool().Delete(right);
+    s = Join(s, right);
   }
   return s;
 }

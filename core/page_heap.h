@@ -224,6 +224,12 @@ class PageHeap {
   void InsertFree(Span* s);
   void RemoveFree(Span* s);
   Span* MergeNeighbours(Span* s);
+  // Joins the free runs `left` and `right` (adjacent, on no list) into one
+  // and returns it (the other descriptor is deleted). Only the shorter
+  // one's page entries are rewritten (a freed block and the head beside
+  // it: the head; large_cycle spent half its instructions mapping), or,
+  // when both are mapped by their ends, only the two inner ends.
+  Span* Join(Span* left, Span* right);
   void ReleaseSpan(Span* s);
   void EnforceCommittedBound();
   bool MakeAccessible(Span* s, bool guard_page);
