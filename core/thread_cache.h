@@ -62,7 +62,7 @@ class ThreadCache {
   };
 
   NITRO_ALWAYS_INLINE void* Pop(int cls) { return Pop(mags_[cls]); }
-  // The same given the class's magazine (Mag): malloc's fast path names the
+  // The same given the class's magazine (MagAtOffset): malloc's fast path names the
   // magazine once for the pop and the counters, so the compiler computes
   // its address once.
   static NITRO_ALWAYS_INLINE void* Pop(Magazine& m) {
@@ -200,9 +200,6 @@ class ThreadCache {
   }
   NITRO_ALWAYS_INLINE void AccountFree(int cls) { AccountFree(mags_[cls]); }
   static NITRO_ALWAYS_INLINE void AccountFree(Magazine& m) { Bump(m.frees, 1); }
-  // The magazine of class `cls_minus_1 + 1`, in the form whose + 1 the
-  // compiler folds into the addressing (PartitionFree's compare yields
-  // the class minus one; mags_[cls_minus_1 + 1] costs an add).
   // The magazine of a class for malloc's fast path, its offset held in
   // one register: left to itself GCC computes cls << 6 twice (once for the
   // pop's load, again for the stores and the counter: two instructions
@@ -213,6 +210,9 @@ class ThreadCache {
     asm("" : "+r"(offset));
     return *reinterpret_cast<Magazine*>(reinterpret_cast<char*>(mags_) + offset);
   }
+  // The magazine of class `cls_minus_1 + 1`, in the form whose + 1 the
+  // compiler folds into the addressing (PartitionFree's compare yields
+  // the class minus one; mags_[cls_minus_1 + 1] costs an add).
   NITRO_ALWAYS_INLINE Magazine& MagazineAfterFirst(uint64_t cls_minus_1) { return (&mags_[1])[cls_minus_1]; }
   // An allocation that the guarded pool served instead (counted there).
   void UnaccountAlloc(int cls) { Bump(mags_[cls].allocs, ~uint64_t{0}); }
