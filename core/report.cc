@@ -23,10 +23,12 @@ namespace {
 // up from an anchor, the page of the walk's first frame. The anchor is
 // readable (the thread runs on it), and a page joins the run only when the
 // kernel read it and it is the next page up, so the run is one readable
-// range that starts inside the stack this thread is running on. A walk from
-// another page (another call depth, a fiber's or a signal stack) starts a
-// new run: pages of a stack the program may since have unmapped are never
-// trusted again. Empty (pages 0) for a walk from an unknown frame pointer.
+// range that starts inside the stack this thread is running on. A walk uses
+// only the run anchored at its own first page: a walk from another page
+// (another call depth, a fiber's or a signal stack) starts a run of its own,
+// and pages of a stack the program may since have unmapped are never
+// trusted from anywhere else. Empty (pages 0) for a walk from an unknown
+// frame pointer.
 struct KnownPages {
   static constexpr size_t kMaxPages = 16;
   uintptr_t anchor;
@@ -35,13 +37,31 @@ struct KnownPages {
   void Add(uintptr_t p) {
     if (pages != 0 && pages < kMaxPages && p == anchor + pages * kPageSize) pages++;
   }
-  void StartAt(uintptr_t page) {
-    if (anchor != page || pages == 0) {
-      anchor = page;
-      pages = 1;
+};
+
+// A thread's runs, one per anchor page it walked from lately. Sampled
+// allocations are captured at malloc and again at free, from frames at
+// different depths; when those straddle a page boundary one run would be
+// restarted by each walk, and every sample would pay a kernel read again
+// (testing/bench:guarded_syscalls_test saw four system calls per sample
+// instead of two, on one stack placement in five).
+struct KnownStacks {
+  static constexpr int kRuns = 4;
+  KnownPages runs[kRuns];
+  unsigned next;
+  KnownPages* For(uintptr_t page) {
+    for (KnownPages& run : runs) {
+      if (run.pages != 0 && run.anchor == page) return &run;
     }
+    KnownPages* run = &runs[next++ % kRuns];
+    run->anchor = page;
+    run->pages = 1;
+    return run;
   }
 };
+
+// Kernel reads this thread's walks made (StackWalkKernelReads).
+__thread uint64_t tls_stack_kernel_reads __attribute__((tls_model("initial-exec"))) = 0;
 
 // Frame pointers are kept in NitroHeap's build (and usually in the
 // program's); each frame is [saved fp][return address]. Stops at the first
@@ -61,6 +81,7 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, KnownPages* 
       words[0] = fp[0];
       words[1] = fp[1];
     } else {
+      tls_stack_kernel_reads++;
       if (!os::ReadWithoutFault(fp, words, sizeof(words))) break;
       known->Add(first);
       known->Add(last);
@@ -83,16 +104,18 @@ int WalkFrames(uintptr_t* fp, uintptr_t* frames, int max, int skip, KnownPages* 
 // sampled allocation's stacks cost no system call once the thread's usual
 // frames are known (issue 13: two calls, getpid and process_vm_readv, per
 // page a walk entered, per stack).
-__thread KnownPages tls_known_pages __attribute__((tls_model("initial-exec"))) = {};
+__thread KnownStacks tls_known_stacks __attribute__((tls_model("initial-exec"))) = {};
 
 }  // namespace
 
 int CaptureStack(uintptr_t* frames, int max, int skip) {
   // This function's own frame is readable, and so is the rest of its page.
   auto* fp = static_cast<uintptr_t*>(__builtin_frame_address(0));
-  tls_known_pages.StartAt(RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
-  return WalkFrames(fp, frames, max, skip, &tls_known_pages);
+  KnownPages* known = tls_known_stacks.For(RoundDown(reinterpret_cast<uintptr_t>(fp), kPageSize));
+  return WalkFrames(fp, frames, max, skip, known);
 }
+
+uint64_t StackWalkKernelReads() { return tls_stack_kernel_reads; }
 
 int CaptureStackFrom(uintptr_t fp, uintptr_t pc, uintptr_t* frames, int max) {
   if (max <= 0) return 0;

@@ -15,8 +15,11 @@ inline constexpr int kMaxFrames = 32;
 // Captures up to `max` return addresses of the caller's stack, skipping
 // `skip` frames. Never allocates; stops at the first implausible frame.
 int CaptureStack(uintptr_t* frames, int max, int skip);
-// The same, starting from a given frame pointer and program counter (the
-// state of a faulting thread, from its signal context).
+// How many frames this thread's walks read through the kernel (a system
+// call each) because their page was not yet known to be readable.
+uint64_t StackWalkKernelReads();
+// The same as CaptureStack, starting from a given frame pointer and
+// program counter (the state of a faulting thread, from its signal context).
 int CaptureStackFrom(uintptr_t fp, uintptr_t pc, uintptr_t* frames, int max);
 // Writes "nitroheap:   #i 0x... symbol+0x.. (object)" lines to fd.
 void WriteStack(int fd, const char* title, const uintptr_t* frames, int n);
