@@ -72,6 +72,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   other_allocated_ = 0;
   other_freed_ = 0;
   returned_since_refill_ = 0;
+  for (uint64_t& bits : may_hold_) bits = 0;  // every magazine starts empty (below)
   size_t entries = 0;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
@@ -119,6 +120,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
 void ThreadCache::SetHeld(int cls, uint32_t held) {
   Magazine& m = mags_[cls];
   __atomic_store_n(&m.held, held, __ATOMIC_RELAXED);
+  if (held > 0) NoteMayHold(cls);
   // The fast push moves the oldest delay-line entry out: only a full line
   // has one that waited `depth` frees. Strict blocks it always.
   m.limit = !strict_ && held == depth_[cls] ? stack_[cls] + stack_max_[cls] : nullptr;
@@ -128,6 +130,7 @@ void ThreadCache::PushOnStack(int cls, Entry e) {
   uint32_t n = StackCount(cls) + 1;
   StackAt(cls, n) = e;
   SetStackCount(cls, n);
+  NoteMayHold(cls);
 }
 
 bool ThreadCache::RefillList(int cls) {
@@ -256,8 +259,17 @@ void ThreadCache::NoteLargeFree(size_t bytes) {
 }
 
 void ThreadCache::Flush() {
+  // Only the classes that may hold objects: in a run of large frees each one
+  // flushes, and a walk over every class's magazine (a cache line each)
+  // was 23% of `workloads large_cycle`'s instructions.
   if (partition_ == nullptr) return;
-  for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, Count(c));
+  for (size_t w = 0; w < kMayHoldWords; w++) {
+    for (uint64_t bits = may_hold_[w]; bits != 0; bits &= bits - 1) {
+      int c = static_cast<int>(w * 64) + __builtin_ctzll(bits);
+      ReleaseBatch(c, Count(c));
+    }
+    may_hold_[w] = 0;
+  }
 }
 
 uint64_t ThreadCache::AllocatedBytes() const {

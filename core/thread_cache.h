@@ -354,6 +354,13 @@ class ThreadCache {
   uint64_t other_allocated_ = 0;
   uint64_t other_freed_ = 0;
   uint64_t returned_since_refill_ = 0;  // bytes; see in_free_run
+  // A bit per class whose magazine may hold objects; clear ones are known
+  // empty (after Flush, until a slow path fills them: SetHeld, PushOnStack).
+  // The fast pushes (Push, PushStrict) need a full delay line, which only
+  // those slow paths make, so no fast path has to set a bit.
+  static constexpr size_t kMayHoldWords = (kNumClasses + 63) / 64;
+  uint64_t may_hold_[kMayHoldWords] = {};
+  void NoteMayHold(int cls) { may_hold_[cls / 64] |= uint64_t{1} << (cls % 64); }
   bool strict_ = false;
   Entry* stack_[kNumClasses] = {};        // each stack's null entry (entries above it)
   uint32_t stack_max_[kNumClasses] = {};  // the stack's capacity in entries

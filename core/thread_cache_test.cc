@@ -481,6 +481,54 @@ TEST_F(ThreadCacheTest, LargeFreesInAFreeRunEmptyTheCache) {
   EXPECT_FALSE(tc->in_free_run());
 }
 
+// Flush visits only the classes that may hold objects (each large free in
+// a run flushes), so what any class takes after a flush, by a free or by a
+// refill, must make the next large free of a run empty it again.
+TEST_F(ThreadCacheTest, EachLargeFreeInARunEmptiesWhatCameInSinceTheLast) {
+  const int classes[] = {kSizeClasses.ClassFor(200), kSizeClasses.ClassFor(3000),
+                         kNumClasses - 1};
+  const size_t bound = size_t{16} << 20;
+  auto tc = NewCache(size_t{64} << 10, false, bound);
+  std::map<int, std::vector<void*>> objs;
+  for (int cls : classes) {
+    for (int i = 0; i < 4; i++) objs[cls].push_back(Alloc(*tc, cls));
+  }
+  auto all_empty = [&] {
+    for (int cls : classes) {
+      if (tc->ListCount(cls) != 0) return false;
+    }
+    return true;
+  };
+  tc->NoteLargeFree(bound + kPageSize);
+  ASSERT_TRUE(tc->in_free_run());
+  EXPECT_TRUE(all_empty());
+  tc->NoteLargeFree(kPageSize);  // nothing came in: nothing to do
+  EXPECT_TRUE(all_empty());
+  // Frees after the flush fill the delay lines (a slow path).
+  for (int cls : classes) {
+    for (void* p : objs[cls]) Free(*tc, cls, p);
+    ASSERT_GT(tc->ListCount(cls), 0u);
+  }
+  tc->NoteLargeFree(kPageSize);
+  EXPECT_TRUE(all_empty()) << "freed since the last flush";
+  // A refill of one class ends the run and fills its magazine.
+  for (int cls : classes) {
+    SCOPED_TRACE(cls);
+    void* again = Alloc(*tc, cls);
+    ASSERT_NE(again, nullptr);
+    EXPECT_FALSE(tc->in_free_run());
+    ASSERT_GT(tc->ListCount(cls), 0u);
+    tc->NoteLargeFree(bound + kPageSize);
+    ASSERT_TRUE(tc->in_free_run());
+    EXPECT_TRUE(all_empty()) << "refilled since the last flush";
+    // Every object is back in the middle layer but the one still held.
+    EXPECT_EQ(part_->central(cls).Stats().slab_objects_in_use,
+              part_->central(cls).Stats().transfer_objects + 1);
+    Free(*tc, cls, again);
+    tc->Flush();
+  }
+}
+
 TEST_F(ThreadCacheTest, FlushReturnsEverythingToTheMiddleLayer) {
   auto tc = NewCache(size_t{64} << 10);
   const int classes[] = {kSizeClasses.ClassFor(16), kSizeClasses.ClassFor(200),
