@@ -79,6 +79,40 @@ TEST_F(PageMapTest, RangesAcrossLeavesGetEveryLeaf) {
   EXPECT_EQ(map_->Get(Addr(start + 5 * kPageSize)), &a_);
 }
 
+// Set writes leaf by leaf: runs that end on a leaf's last page, start on
+// its first, or cover a whole leaf and more, the address space's last page
+// included, get exactly their pages.
+TEST_F(PageMapTest, SetCoversRunsEndingAndStartingAtLeafEdges) {
+  const uintptr_t top = uintptr_t{1} << kAddressBits;
+  ASSERT_TRUE(map_->Ensure(top - kGiB, kGiB));
+  map_->Set(top - kPageSize, 1, &a_);
+  EXPECT_EQ(map_->Get(Addr(top - 1)), &a_);
+  EXPECT_EQ(map_->Get(Addr(top - kPageSize - 1)), nullptr);
+  map_->Set(top - 3 * kPageSize, 2, &b_);
+  EXPECT_EQ(map_->Get(Addr(top - 3 * kPageSize)), &b_);
+  EXPECT_EQ(map_->Get(Addr(top - 2 * kPageSize)), &b_);
+  EXPECT_EQ(map_->Get(Addr(top - kPageSize)), &a_);
+  // A leaf and a page on either side: three leaves.
+  const uintptr_t start = 8 * kGiB - kPageSize;
+  const size_t pages = kGiB / kPageSize + 2;
+  ASSERT_TRUE(map_->Ensure(start - kPageSize, (pages + 2) * kPageSize));
+  map_->Set(start, pages, &a_);
+  for (uintptr_t a = start; a < start + pages * kPageSize; a += 64 * kPageSize) {
+    ASSERT_EQ(map_->Get(Addr(a)), &a_) << std::hex << a;
+  }
+  EXPECT_EQ(map_->Get(Addr(8 * kGiB)), &a_);
+  EXPECT_EQ(map_->Get(Addr(9 * kGiB - 1)), &a_);
+  EXPECT_EQ(map_->Get(Addr(9 * kGiB)), &a_);
+  EXPECT_EQ(map_->Get(Addr(start + pages * kPageSize - 1)), &a_);
+  EXPECT_EQ(map_->Get(Addr(start + pages * kPageSize)), nullptr);
+  EXPECT_EQ(map_->Get(Addr(start - 1)), nullptr);
+  // A run inside one leaf, starting on its first page.
+  map_->Set(8 * kGiB, 3, &b_);
+  EXPECT_EQ(map_->Get(Addr(8 * kGiB - 1)), &a_);
+  EXPECT_EQ(map_->Get(Addr(8 * kGiB + 3 * kPageSize - 1)), &b_);
+  EXPECT_EQ(map_->Get(Addr(8 * kGiB + 3 * kPageSize)), &a_);
+}
+
 TEST_F(PageMapTest, SetEndsPointsOnlyTheFirstAndLastPage) {
   const uintptr_t start = 0x7e0000000000;
   ASSERT_TRUE(map_->Ensure(start, 20 * kPageSize));
