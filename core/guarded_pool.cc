@@ -178,21 +178,29 @@ bool GuardedPool::Init(Partition* owner) {
     os::Unmap(base, bytes_);
     return false;
   }
-  for (size_t i = 0; i < kSlots; i++) {
-    Span* s = SpanPool().New();
-    if (s == nullptr) return false;
-    s->state = SpanState::kGuarded;
-    s->partition = owner;
-    s->partition_id = owner->id();
-    s->start = reinterpret_cast<uintptr_t>(base) + kPageSize + i * kStride;
-    s->pages = kDataPages;
-    spans_[i] = s;  // the slots stay zero, fresh from mmap
-    GlobalPageMap().Set(s->start, kDataPages, s);
-  }
+  // The slots and their spans stay zero, fresh from mmap: a slot's span is
+  // made when the slot is first used (SpanFor), so that a process that
+  // samples a few allocations does not keep 256 span descriptors (128 KiB)
+  // resident. Until then the slot's pages are in no span: a free into them
+  // is reported as memory not from the heap.
   os::RandomBytes(&rng_, sizeof(rng_));
   rng_ |= 1;
   base_ = reinterpret_cast<uintptr_t>(base);
   return true;
+}
+
+Span* GuardedPool::SpanFor(size_t i) {
+  if (spans_[i] != nullptr) return spans_[i];
+  Span* s = SpanPool().New();
+  if (s == nullptr) return nullptr;
+  s->state = SpanState::kGuarded;
+  s->partition = owner_;
+  s->partition_id = owner_->id();
+  s->start = SlotData(i);
+  s->pages = kDataPages;
+  GlobalPageMap().Set(s->start, kDataPages, s);
+  spans_[i] = s;
+  return s;
 }
 
 void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
@@ -217,6 +225,8 @@ void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   uintptr_t ptr = (XorShift64(&rng_) & 1) ? RoundDown(data_end - need, align) : data;
   uintptr_t first_page = RoundDown(ptr, kPageSize);
   uintptr_t last_page = RoundUp(ptr + need, kPageSize);
+  Span* span = SpanFor(i);
+  if (span == nullptr) return nullptr;
   // The one system call of a sampled allocation. No memset: an unused or
   // freed slot's pages are fresh from the kernel (Free remaps them), so they
   // read as zero, and touching them here would only add page faults.
@@ -228,7 +238,6 @@ void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   slot.alloc_thread = static_cast<unsigned long>(pthread_self());
   slot.alloc_frames = CaptureStack(slot.alloc_stack, kMaxFrames, 2);
   slot.free_frames = 0;
-  Span* span = spans_[i];
   span->start = ptr;
   span->requested = size;
   span->partition = partition != nullptr ? partition : owner_;
@@ -327,7 +336,10 @@ bool GuardedPool::ReportFault(uintptr_t addr) {
   char line[400];
   const char* kind;
   char detail[200];
-  if (s.state == SlotState::kFreed) {
+  if (s.state == SlotState::kUnused) {
+    kind = "fault";
+    snprintf(detail, sizeof(detail), "in guarded slot %zu, which has held no allocation yet (a wild pointer)", i);
+  } else if (s.state == SlotState::kFreed) {
     kind = misuse::kUseAfterFree;
     snprintf(detail, sizeof(detail), "offset %ld in a freed guarded allocation of %zu bytes at %p",
              static_cast<long>(addr - s.ptr), s.size, reinterpret_cast<void*>(s.ptr));
@@ -348,7 +360,8 @@ bool GuardedPool::ReportFault(uintptr_t addr) {
   }
   g_fault_kind = kind;
   snprintf(line, sizeof(line), "nitroheap: %s at %p in partition %s: %s\n", kind,
-           reinterpret_cast<void*>(addr), spans_[i]->partition->name(), detail);
+           reinterpret_cast<void*>(addr), (spans_[i] != nullptr ? spans_[i]->partition : owner_)->name(),
+           detail);
   WriteLine(line);
   char title[96];
   snprintf(title, sizeof(title), "allocated by thread %#lx at", s.alloc_thread);

@@ -81,7 +81,8 @@ class GuardedPool {
   Slot* slots_ = nullptr;  // ~570 B each (two stacks): touched only when used
   // Slot i's span, apart from the slots: Init writes every span pointer, and
   // kept inside the slots that would make all of them (~145 KiB) resident.
-  Span** spans_ = nullptr;
+  Span** spans_ = nullptr;  // a slot's span, made at its first use
+  Span* SpanFor(size_t slot);
   size_t next_ = 0;  // slots are reused round-robin: the oldest free one
   size_t live_ = 0;
   size_t total_ = 0;

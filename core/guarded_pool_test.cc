@@ -369,6 +369,19 @@ TEST_F(GuardedPoolFaultTest, AccessAfterFreeFaultsAndIsReported) {
   EXPECT_DEATH(p[0] = 2, Report("use after free") + "offset 0 in a freed guarded allocation");
 }
 
+// A slot gets its span at its first use: one never used is in no span, and
+// a fault in it (a wild pointer) is still reported, as such.
+TEST_F(GuardedPoolFaultTest, AFaultInASlotNeverUsedIsReportedAsAWildAccess) {
+  auto* p = static_cast<char*>(pool_->Allocate(64, 0));
+  ASSERT_NE(p, nullptr);
+  auto* last = reinterpret_cast<char*>(RoundDown(reinterpret_cast<uintptr_t>(p), kPageSize) +
+                                       (GuardedPool::kSlots - 1) * GuardedPool::kStride);
+  EXPECT_EQ(SpanOf(p)->state, SpanState::kGuarded);
+  EXPECT_EQ(SpanOf(last), nullptr) << "a slot never used has no span";
+  EXPECT_DEATH(Read(last), Report("fault") + "in guarded slot 255, which has held no allocation yet");
+  Free(p);
+}
+
 TEST_F(GuardedPoolFaultTest, GuardPagesCatchOverflowAndUnderflow) {
   // A whole-slot block touches both guards, whichever side it was put on.
   auto* p = static_cast<char*>(pool_->Allocate(GuardedPool::kDataPages * kPageSize, 0));
