@@ -13,7 +13,8 @@ bool EventRing::Init(size_t capacity) {
   while (buckets < capacity / 2) buckets *= 2;
   size_t record_bytes = RoundUp(capacity * sizeof(Record), kPageSize);
   size_t bucket_bytes = RoundUp(buckets * sizeof(uint32_t), kPageSize);
-  size_t bytes = record_bytes + bucket_bytes + capacity * sizeof(Site);
+  size_t link_bytes = RoundUp(capacity * sizeof(uint32_t), kPageSize);
+  size_t bytes = record_bytes + 2 * bucket_bytes + link_bytes + capacity * sizeof(Site);
   auto* mem = static_cast<char*>(os::Reserve(bytes, kPageSize));
   if (mem == nullptr) return false;
   // Written sparsely and lazily: a huge page would make 2 MiB resident for
@@ -21,7 +22,9 @@ bool EventRing::Init(size_t capacity) {
   os::NoHugePages(mem, bytes);
   records_ = reinterpret_cast<Record*>(mem);
   buckets_ = reinterpret_cast<uint32_t*>(mem + record_bytes);
-  sites_ = reinterpret_cast<Site*>(mem + record_bytes + bucket_bytes);
+  live_heads_ = reinterpret_cast<uint32_t*>(mem + record_bytes + bucket_bytes);
+  live_next_ = reinterpret_cast<uint32_t*>(mem + record_bytes + 2 * bucket_bytes);
+  sites_ = reinterpret_cast<Site*>(mem + record_bytes + 2 * bucket_bytes + link_bytes);
   capacity_ = capacity;
   bucket_mask_ = buckets - 1;
   reservation_bytes_ = bytes;
@@ -103,11 +106,29 @@ void EventRing::Release(uint32_t index) {
   sites_live_--;
 }
 
+void EventRing::Link(uint32_t slot) {
+  uint32_t* head = LiveHead(records_[slot].address);
+  live_next_[slot] = *head;
+  *head = slot + 1;
+}
+
+void EventRing::Unlink(uint32_t slot) {
+  for (uint32_t* link = LiveHead(records_[slot].address); *link != 0; link = &live_next_[*link - 1]) {
+    if (*link == slot + 1) {
+      *link = live_next_[slot];
+      return;
+    }
+  }
+  NITRO_CHECK(false, "flight recorder: a live event missing from the address index (slot %u)", slot);
+}
+
 void EventRing::Add(const Event& e) {
   uint64_t seq = next_++;
-  Record& r = records_[seq % capacity_];
+  uint32_t slot = static_cast<uint32_t>(seq % capacity_);
+  Record& r = records_[slot];
   if (seq >= capacity_) {
     dropped_++;
+    if (Live(r)) Unlink(slot);
     Release(r.site & ~kMoveFlag);
   }
   uint32_t frames = e.frames < kFrames ? e.frames : kFrames;
@@ -124,22 +145,43 @@ void EventRing::Add(const Event& e) {
   r.requested = requested_fits ? static_cast<uint32_t>(e.requested) : kRequestedInSite;
   r.usable_extra = extra_fits ? static_cast<uint16_t>(e.usable - e.requested) : kExtraInSite;
   r.cpu = cpu_fits ? static_cast<int16_t>(e.cpu) : kCpuInSite;
+  if (Live(r)) Link(slot);
 }
 
 bool EventRing::FindLive(uintptr_t address, uint64_t* seq) const {
-  for (uint64_t s = next_; s-- > first_seq();) {
-    const Record& r = records_[s % capacity_];
-    if (r.address == address && r.free_ns_or_moved_from == 0 && (r.site & kMoveFlag) == 0) {
-      *seq = s;
-      return true;
-    }
+  // Several live events may share an address (a free the recorder did not
+  // see): the newest is the one.
+  const uint64_t first = first_seq();
+  const uint64_t first_slot = first % capacity_;
+  bool found = false;
+  uint64_t best = 0;
+  for (uint32_t link = *LiveHead(address); link != 0; link = live_next_[link - 1]) {
+    uint32_t slot = link - 1;
+    if (records_[slot].address != address) continue;
+    uint64_t s = first + (slot >= first_slot ? slot - first_slot : slot + capacity_ - first_slot);
+    if (!found || s > best) best = s;
+    found = true;
   }
-  return false;
+  if (found) *seq = best;
+  return found;
 }
 
-void EventRing::SetFreed(uint64_t seq, uint64_t free_ns) { records_[seq % capacity_].free_ns_or_moved_from = free_ns; }
+void EventRing::SetFreed(uint64_t seq, uint64_t free_ns) {
+  uint32_t slot = static_cast<uint32_t>(seq % capacity_);
+  Record& r = records_[slot];
+  if (Live(r)) Unlink(slot);
+  r.free_ns_or_moved_from = free_ns;
+  if (Live(r)) Link(slot);  // a free time of 0 keeps it live
+}
 
-void EventRing::SetAddress(uint64_t seq, uintptr_t address) { records_[seq % capacity_].address = address; }
+void EventRing::SetAddress(uint64_t seq, uintptr_t address) {
+  uint32_t slot = static_cast<uint32_t>(seq % capacity_);
+  Record& r = records_[slot];
+  bool live = Live(r);
+  if (live) Unlink(slot);
+  r.address = address;
+  if (live) Link(slot);
+}
 
 void EventRing::Get(uint64_t seq, Event* out) const {
   const Record& r = records_[seq % capacity_];
@@ -170,7 +212,8 @@ size_t EventRing::touched_bytes() const {
   if (records_ == nullptr) return 0;
   size_t events = next_ < capacity_ ? static_cast<size_t>(next_) : capacity_;
   size_t bucket_bytes = RoundUp((bucket_mask_ + 1) * sizeof(uint32_t), kPageSize);
-  return RoundUp(events * sizeof(Record), kPageSize) + bucket_bytes + RoundUp(sites_used_ * sizeof(Site), kPageSize);
+  return RoundUp(events * sizeof(Record), kPageSize) + 2 * bucket_bytes +
+         RoundUp(events * sizeof(uint32_t), kPageSize) + RoundUp(sites_used_ * sizeof(Site), kPageSize);
 }
 
 }  // namespace nitro::telemetry
