@@ -64,8 +64,8 @@ PartitionConfig ConfigFor(const PartitionPolicy& policy) {
   config.large_quarantine_spans = policy.strict ? 64 : policy.quarantine_bytes == 0 ? 2 : 8;
   // Protecting a freed large block costs two system calls (free and
   // reuse): strict pays them for every block; the others for every block
-  // while the partition's token bucket lasts, then one in 256 at random
-  // (core/large_protect.h). Not tied to sample_rate: sample_rate=0 keeps it.
+  // while the partition's token bucket lasts, then the first pages of one in
+  // 256 at random (core/large_protect.h). Not tied to sample_rate: sample_rate=0 keeps it.
   config.large_protect = LargeProtectConfig{
       policy.strict, static_cast<uint32_t>(g_options.large_protect_burst),
       static_cast<uint32_t>(g_options.large_protect_per_sec), /*sample=*/256};

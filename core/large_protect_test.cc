@@ -13,10 +13,12 @@ LargeProtectBudget Budget(bool every, uint32_t burst, uint32_t per_second, uint3
   return b;
 }
 
-// Protected frees among `n` frees all at `now_ms`.
-int Protected(LargeProtectBudget* b, uint64_t now_ms, int n) {
+// Frees among `n` frees all at `now_ms` that get `kind` (by default the
+// whole block, what the tokens and strict give).
+int Protected(LargeProtectBudget* b, uint64_t now_ms, int n,
+              LargeProtection kind = LargeProtection::kWhole) {
   int count = 0;
-  for (int i = 0; i < n; i++) count += b->ShouldProtect(now_ms) ? 1 : 0;
+  for (int i = 0; i < n; i++) count += b->ShouldProtect(now_ms) == kind ? 1 : 0;
   return count;
 }
 
@@ -46,7 +48,7 @@ TEST(LargeProtect, RareFreesAreAllProtected) {
   // One free every 10 ms is 100 a second, below the rate: every one.
   LargeProtectBudget b = Budget(false, 4, 256, 0);
   int count = 0;
-  for (uint64_t t = 0; t < 100000; t += 10) count += b.ShouldProtect(t) ? 1 : 0;
+  for (uint64_t t = 0; t < 100000; t += 10) count += b.ShouldProtect(t) == LargeProtection::kWhole ? 1 : 0;
   EXPECT_EQ(count, 10000);
 }
 
@@ -59,19 +61,31 @@ TEST(LargeProtect, FrequentFreesAreBoundedByTheRate) {
   EXPECT_EQ(count, 64 + 9999 * 256 / 1000);
 }
 
-TEST(LargeProtect, BeyondTheBudgetOneInSampleAtRandom) {
+TEST(LargeProtect, BeyondTheBudgetOneInSampleAtRandomHasItsHeadClosed) {
   LargeProtectBudget b = Budget(false, 0, 0, 256);
-  int count = Protected(&b, 1, 256000);
+  int head = 0, whole = 0;
+  for (int i = 0; i < 256000; i++) {
+    LargeProtection p = b.ShouldProtect(1);
+    head += p == LargeProtection::kHead;
+    whole += p == LargeProtection::kWhole;
+  }
   // 1000 expected; xorshift from a fixed seed is deterministic, and far
   // inside these bounds.
-  EXPECT_GT(count, 800);
-  EXPECT_LT(count, 1200);
+  EXPECT_GT(head, 800);
+  EXPECT_LT(head, 1200);
+  EXPECT_EQ(whole, 0);
+}
+
+TEST(LargeProtect, TokensCloseWholeBlocksAndTheCoinOnlyHeads) {
+  LargeProtectBudget b = Budget(false, 3, 0, 1);  // a coin that always picks
+  EXPECT_EQ(Protected(&b, 1, 3), 3);
+  EXPECT_EQ(Protected(&b, 1, 5, LargeProtection::kHead), 5);
 }
 
 TEST(LargeProtect, ZeroEverywhereProtectsNothing) {
   LargeProtectBudget b = Budget(false, 0, 0, 0);
-  EXPECT_EQ(Protected(&b, 1, 1000), 0);
-  EXPECT_EQ(Protected(&b, 100000, 1000), 0);
+  EXPECT_EQ(Protected(&b, 1, 1000, LargeProtection::kNone), 1000);
+  EXPECT_EQ(Protected(&b, 100000, 1000, LargeProtection::kNone), 1000);
 }
 
 TEST(LargeProtect, ClockGoingBackIsIgnored) {

@@ -572,7 +572,7 @@ void PageHeap::Unquarantine(Span* s) {
   InsertFree(MergeNeighbours(s));
 }
 
-void PageHeap::Free(Span* s, bool quarantine, bool protect) {
+void PageHeap::Free(Span* s, bool quarantine, LargeProtection protection) {
   LockGuard g(lock_);
   NITRO_ASSERT(s->state != SpanState::kFree);
   in_use_pages_ -= s->pages;
@@ -580,10 +580,15 @@ void PageHeap::Free(Span* s, bool quarantine, bool protect) {
   s->state = SpanState::kFree;
   s->released = false;
   s->free_tick = clock_ ? clock_() : 0;
-  // prot_none means "the whole run may be inaccessible" (protected on free);
-  // such a run is made accessible again before reuse. An unprotected block
-  // keeps its guard page as the last page of a guard-tail run.
-  if (protect && !os::ProtectNone(reinterpret_cast<void*>(s->start), s->bytes())) {
+  // prot_none means "any of the run's pages may be inaccessible" (the
+  // whole run or its head, protected on free); such a run is opened whole
+  // again before reuse. An unprotected block keeps its guard page as the
+  // last page of a guard-tail run.
+  size_t closed = protection == LargeProtection::kHead && s->pages > kProtectHeadPages
+                      ? kProtectHeadPages << kPageShift
+                      : s->bytes();
+  bool protect = protection != LargeProtection::kNone;
+  if (protect && !os::ProtectNone(reinterpret_cast<void*>(s->start), closed)) {
     protect = false;  // the kernel refused (the mapping limit): keep it unprotected
   }
   s->prot_none = protect;
@@ -750,7 +755,7 @@ void PageHeap::Shrink(Span* s, size_t new_pages) {
     s->pages = static_cast<uint32_t>(new_pages);
     GlobalPageMap().Set(tail->start, tail->pages, tail);
   }
-  Free(tail, /*quarantine=*/true, /*protect=*/true);
+  Free(tail, /*quarantine=*/true, LargeProtection::kWhole);
 }
 
 void PageHeap::Destroy() {

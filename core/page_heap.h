@@ -23,6 +23,7 @@
 #include <stdint.h>
 
 #include "core/contract.h"
+#include "core/large_protect.h"
 #include "core/lock.h"
 #include "core/meta_pool.h"
 #include "core/os.h"
@@ -97,9 +98,10 @@ class PageHeap {
   // Takes a slab or large span back as a free run. With `quarantine`, it
   // waits in the large-allocation quarantine before it can be reused (a
   // double free is still caught after other large allocations); with
-  // `protect`, its pages also become PROT_NONE (so use after free faults).
-  // A large span freed unprotected keeps its guard page (a guard-tail run).
-  void Free(Span* s, bool quarantine = false, bool protect = false);
+  // `protect`, its pages also become PROT_NONE (so use after free faults):
+  // all of them, or the first kProtectHeadPages. A large span freed
+  // unprotected keeps its guard page (a guard-tail run).
+  void Free(Span* s, bool quarantine = false, LargeProtection protect = LargeProtection::kNone);
   // Bounds of the large-allocation quarantine (0 bytes: none). A protected
   // run stays PROT_NONE until reused with `keeps_protection`, else until it
   // leaves the quarantine. Before the page heap is in use (no lock taken).

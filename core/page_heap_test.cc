@@ -373,7 +373,7 @@ TEST_F(PageHeapTest, ProtectedRunsAreNeverMerged) {
   Span* sep = heap().Allocate(1);
   ASSERT_NE(sep, nullptr);
   uintptr_t start = blocks[0]->start, end = blocks[1]->end();
-  heap().Free(blocks[0], /*quarantine=*/false, /*protect=*/true);
+  heap().Free(blocks[0], /*quarantine=*/false, LargeProtection::kWhole);
   heap().Free(blocks[1]);  // a guard-tail run right of the closed one
   Span* big = heap().Allocate(kBlock + 100, 1, SpanState::kLarge, /*guard_page=*/true);
   ASSERT_NE(big, nullptr);
@@ -390,7 +390,7 @@ TEST_F(PageHeapTest, ProtectedFreesCloseTheWholeRun) {
   Span* sep = heap().Allocate(1);
   ASSERT_TRUE(a && sep);
   uintptr_t start = a->start;
-  heap().Free(a, /*quarantine=*/false, /*protect=*/true);
+  heap().Free(a, /*quarantine=*/false, LargeProtection::kWhole);
   Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
   EXPECT_TRUE(run->prot_none);
   EXPECT_FALSE(run->guard_tail);
@@ -400,6 +400,37 @@ TEST_F(PageHeapTest, ProtectedFreesCloseTheWholeRun) {
   for (int i = 0; i < 5; i++) EXPECT_TRUE(Readable(start + i * kPageSize));
   EXPECT_FALSE(Readable(start + 5 * kPageSize));
   heap().Free(b);
+  heap().Free(sep);
+}
+
+// The coin's protection closes the block's first kProtectHeadPages pages
+// only (its guard page stays closed); reuse opens the run whole but for the
+// new guard, and a block no longer than the head is closed whole.
+TEST_F(PageHeapTest, HeadProtectionClosesTheFirstPagesOnly) {
+  constexpr size_t kPages = kProtectHeadPages + 6;
+  Span* a = heap().Allocate(kPages, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  ASSERT_TRUE(a && sep);
+  uintptr_t start = a->start;
+  heap().Free(a, /*quarantine=*/false, LargeProtection::kHead);
+  Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));
+  EXPECT_TRUE(run->prot_none);
+  EXPECT_FALSE(run->guard_tail);
+  for (size_t i = 0; i < kPages; i++) {
+    EXPECT_EQ(Readable(start + i * kPageSize), i >= kProtectHeadPages && i < kPages - 1) << i;
+  }
+  Span* b = heap().Allocate(kPages, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_EQ(b->start, start);
+  for (size_t i = 0; i < kPages - 1; i++) EXPECT_TRUE(Readable(start + i * kPageSize)) << i;
+  EXPECT_FALSE(Readable(start + (kPages - 1) * kPageSize));
+  heap().Free(b);
+
+  Span* small = heap().Allocate(kProtectHeadPages - 1, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(small, nullptr);
+  uintptr_t small_start = small->start;
+  size_t small_pages = small->pages;
+  heap().Free(small, /*quarantine=*/false, LargeProtection::kHead);
+  for (size_t i = 0; i < small_pages; i++) EXPECT_FALSE(Readable(small_start + i * kPageSize)) << i;
   heap().Free(sep);
 }
 
@@ -421,7 +452,7 @@ TEST(PageHeapQuarantine, AProtectedRunReleasedWhileItWaitedLeavesAsAPlainRelease
   ASSERT_TRUE(a && sep && b && sep2);
   uintptr_t start = a->start;
   g_now = 10;
-  heap.Free(a, /*quarantine=*/true, /*protect=*/true);
+  heap.Free(a, /*quarantine=*/true, LargeProtection::kWhole);
   heap.ReleaseFreedBefore(10);  // its pages go back while it waits
   heap.Free(b, /*quarantine=*/true);  // pushes it out of the one-run quarantine
   Span* run = GlobalPageMap().Get(reinterpret_cast<void*>(start));

@@ -232,14 +232,14 @@ void Partition::FreeLarge(Span* s, void* p) {
     ReportMisuse(misuse::kInvalidFree, p, name_, "not the start of the large allocation at %p",
                  reinterpret_cast<void*>(s->start));
   }
-  bool protect;
+  LargeProtection protect = LargeProtection::kNone;
   {
     LockGuard g(large_lock_);
     large_count_--;
     large_bytes_ -= s->requested;
     large_usable_ -= s->usable_bytes();
     large_frees_total_++;
-    protect = pages_.ProtectionLasts(s->bytes()) && large_protect_.ShouldProtect(clock_ ? clock_() : 0);
+    if (pages_.ProtectionLasts(s->bytes())) protect = large_protect_.ShouldProtect(clock_ ? clock_() : 0);
   }
   pages_.Free(s, /*quarantine=*/true, protect);
 }

@@ -67,7 +67,8 @@ struct Span {
   // large/slab: the memory was zero when handed out.
   bool released;
   bool zeroed;
-  // Free runs: the pages are PROT_NONE (freed large memory faults at once).
+  // Free runs: pages of the run may be PROT_NONE (all of them, or the head
+  // of a block the protection coin picked; freed large memory faults there).
   bool prot_none;
   // Free runs: waiting in the large-allocation quarantine, not reusable yet.
   bool quarantined;

@@ -409,7 +409,7 @@ CASE case_rust_dealloc_wrong_size() {
 // ---- large allocations: guard page and protected quarantine -----------------
 // Freed large blocks are protected in strict for every block, in fast and
 // balanced while the partition's token bucket lasts (a process's first 16
-// frees, then one a second), then one in 256 at random.
+// frees, then one a second), then the first 16 KiB of one in 256 at random.
 
 CASE case_large_uaf_write() {
   char* p = static_cast<char*>(Malloc(1 << 20));
