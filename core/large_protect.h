@@ -7,13 +7,16 @@
 // (exact when large frees are rare, at most `per_second` protected blocks a
 // second after a burst when they are frequent), then one block in `sample`
 // at random, so that no steady stream of frees goes entirely unprotected.
-// A block picked by that coin has only its first kProtectHeadPages pages
-// closed: on this project's virtual machines each protected page costs about
-// a page fault when the memory is touched again after reuse, so closing
-// whole blocks one in 256 doubled the time of a loop of large alloc/free
-// cycles (`workloads large_cycle`: 0.94 s against 0.43 s with no coin, 300,000
-// cycles), and the head, where a stale pointer most often reads a freed
-// buffer's header, costs nothing measurable (0.43 s).
+// On this project's virtual machines each protected page costs about a page
+// fault when the memory is touched again after reuse (docs/security.md), so
+// what is closed is bounded in pages: a block picked by the coin has its
+// first kProtectHeadPages pages closed (closing whole blocks one in 256
+// doubled the time of a loop of large alloc/free cycles, `large_cycle`:
+// 0.94 s against 0.43 s with no coin, 300,000 cycles; the head, where a
+// stale pointer most often reads a freed buffer's header, costs nothing
+// measurable, 0.43 s), and a token closes the first kProtectFirstMiBPages
+// (the first 16 tokens closing 5-8 MiB blocks whole cost `large_trap` a
+// quarter of a second). strict closes every page.
 #ifndef NITROHEAP_CORE_LARGE_PROTECT_H_
 #define NITROHEAP_CORE_LARGE_PROTECT_H_
 
@@ -24,10 +27,12 @@
 
 namespace nitro {
 
-// What a freed large block gets: nothing, its first kProtectHeadPages pages
-// PROT_NONE, or all of it.
-enum class LargeProtection : uint8_t { kNone, kHead, kWhole };
+// Which pages of a freed large block are made PROT_NONE: none, its first
+// kProtectHeadPages (16 KiB), its first kProtectFirstMiBPages (1 MiB), or
+// all of them.
+enum class LargeProtection : uint8_t { kNone, kHead, kFirstMiB, kWhole };
 constexpr size_t kProtectHeadPages = 4;
+constexpr size_t kProtectFirstMiBPages = 256;
 
 struct LargeProtectConfig {
   bool every = false;          // strict: every freed block, no bucket
@@ -47,8 +52,9 @@ class LargeProtectBudget {
   }
 
   // What the block freed at `now_ms` (a monotonic clock in milliseconds; a
-  // coarse one is enough and costs no system call) gets: all of it while
-  // there are tokens, its head when the coin picks it.
+  // coarse one is enough and costs no system call) gets: every page in
+  // strict, its first MiB while there are tokens, its head when the coin
+  // picks it.
   LargeProtection ShouldProtect(uint64_t now_ms) {
     if (config_.every) return LargeProtection::kWhole;
     if (now_ms > last_ms_) {
@@ -61,7 +67,7 @@ class LargeProtectBudget {
     }
     if (millitokens_ >= 1000) {
       millitokens_ -= 1000;
-      return LargeProtection::kWhole;
+      return LargeProtection::kFirstMiB;
     }
     return config_.sample != 0 && XorShift64(&rng_) % config_.sample == 0 ? LargeProtection::kHead
                                                                           : LargeProtection::kNone;

@@ -25,14 +25,14 @@ constexpr OptionSpec kTable[] = {
      "default by mode: fast 0, balanced 100000, strict 10000)",
      nullptr},
     {"large_protect_burst", OptionType::kUint, offsetof(Options, large_protect_burst), 0, 1u << 20,
-     "outside strict, every freed large block that fits the quarantine is made PROT_NONE (use "
-     "after free faults) while a per-partition budget has tokens: it holds this many and "
-     "starts full",
+     "outside strict, every freed large block that fits the quarantine has its first MiB made "
+     "PROT_NONE (use after free faults) while a per-partition budget has tokens: it holds "
+     "this many and starts full",
      nullptr},
     {"large_protect_per_sec", OptionType::kUint, offsetof(Options, large_protect_per_sec), 0,
      1u << 20,
      "tokens added to that budget each second; beyond it one freed large block in 256 at "
-     "random is protected (strict: every block)",
+     "random has its first 16 KiB protected (strict: every block, whole)",
      nullptr},
     {"tcache_max_bytes", OptionType::kSize, offsetof(Options, tcache_max_bytes), 0,
      uint64_t{1} << 30, "most bytes one thread's cache may hold before it returns half", nullptr},

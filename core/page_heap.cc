@@ -581,12 +581,13 @@ void PageHeap::Free(Span* s, bool quarantine, LargeProtection protection) {
   s->released = false;
   s->free_tick = clock_ ? clock_() : 0;
   // prot_none means "any of the run's pages may be inaccessible" (the
-  // whole run or its head, protected on free); such a run is opened whole
+  // whole run or its first pages, protected on free); such a run is opened whole
   // again before reuse. An unprotected block keeps its guard page as the
   // last page of a guard-tail run.
-  size_t closed = protection == LargeProtection::kHead && s->pages > kProtectHeadPages
-                      ? kProtectHeadPages << kPageShift
-                      : s->bytes();
+  size_t closed_pages = protection == LargeProtection::kHead       ? kProtectHeadPages
+                        : protection == LargeProtection::kFirstMiB ? kProtectFirstMiBPages
+                                                                   : s->pages;
+  size_t closed = (closed_pages < s->pages ? closed_pages : s->pages) << kPageShift;
   bool protect = protection != LargeProtection::kNone;
   if (protect && !os::ProtectNone(reinterpret_cast<void*>(s->start), closed)) {
     protect = false;  // the kernel refused (the mapping limit): keep it unprotected

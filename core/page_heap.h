@@ -99,7 +99,7 @@ class PageHeap {
   // waits in the large-allocation quarantine before it can be reused (a
   // double free is still caught after other large allocations); with
   // `protect`, its pages also become PROT_NONE (so use after free faults):
-  // all of them, or the first kProtectHeadPages. A large span freed
+  // all of them, or as many first pages as `protect` says. A large span freed
   // unprotected keeps its guard page (a guard-tail run).
   void Free(Span* s, bool quarantine = false, LargeProtection protect = LargeProtection::kNone);
   // Bounds of the large-allocation quarantine (0 bytes: none). A protected

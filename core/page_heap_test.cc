@@ -434,6 +434,26 @@ TEST_F(PageHeapTest, HeadProtectionClosesTheFirstPagesOnly) {
   heap().Free(sep);
 }
 
+// A token's protection closes the first MiB of a larger block, and the
+// whole of a block up to a MiB.
+TEST_F(PageHeapTest, FirstMiBProtectionClosesAtMostAMiB) {
+  constexpr size_t kPages = kProtectFirstMiBPages + 10;
+  Span* a = heap().Allocate(kPages, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  Span* b = heap().Allocate(kProtectFirstMiBPages, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep2 = heap().Allocate(1);
+  ASSERT_TRUE(a && sep && b && sep2);
+  uintptr_t start = a->start, b_start = b->start;
+  heap().Free(a, /*quarantine=*/false, LargeProtection::kFirstMiB);
+  heap().Free(b, /*quarantine=*/false, LargeProtection::kFirstMiB);
+  for (size_t i = 0; i < kPages; i++) {
+    EXPECT_EQ(Readable(start + i * kPageSize), i >= kProtectFirstMiBPages && i < kPages - 1) << i;
+  }
+  for (size_t i = 0; i < kProtectFirstMiBPages; i++) EXPECT_FALSE(Readable(b_start + i * kPageSize)) << i;
+  heap().Free(sep);
+  heap().Free(sep2);
+}
+
 // A protected block released while it waited in the quarantine leaves it as
 // an ordinary released run (no guard page: its memory is the kernel's), so
 // any request can reuse it, and a heap that cannot grow finds it.
