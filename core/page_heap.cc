@@ -273,9 +273,19 @@ Span* PageHeap::AllocateRun(size_t pages, size_t align_pages, SpanState state, b
   Span* s = nullptr;
   for (bool merged = false;; merged = true) {
     // A guard-tail run ends in a guard page already: its tail serves an
-    // unaligned guarded run with no system call.
+    // unaligned guarded run with no system call. But one more than twice
+    // the request, split, leaves a head in which the next large requests do
+    // not fit, and the heap grows instead: when a plain committed run fits
+    // in less than half of it, that run is taken and pays one mprotect for
+    // its guard. (large_cycle, 16 live blocks of 64 KiB..4 MiB: 14,100 ->
+    // 10,700 page faults, CPU 0.26 -> 0.19 s; large_trap 17,300 -> 11,500.)
     if (guard_page && pages > 1 && align_pages == 1) {
-      if (Span* run = FindFree(pages, 1, 0, kGuardTail)) {
+      Span* run = FindFree(pages, 1, 0, kGuardTail);
+      if (run != nullptr && run->pages > 2 * pages) {
+        Span* plain = FindFree(pages, 1, 0, kCommitted);
+        if (plain != nullptr && 2 * plain->pages < run->pages) run = nullptr;
+      }
+      if (run != nullptr) {
         s = TakeGuardTail(run, pages);
         s->guard_pages = 1;
         return Handed(s, state, /*mapped=*/true);

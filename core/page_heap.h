@@ -14,8 +14,10 @@
 // Guard-tail runs are how a large alloc/free cycle avoids system calls: a
 // large allocation with a guard page takes the tail of the smallest
 // guard-tail run that fits (its last page is the guard already) and leaves
-// the head as an ordinary committed run; only runs that are protected on
-// free (strict, sampled) pay mprotect at free and at reuse.
+// the head as an ordinary committed run, unless a plain committed run fits
+// in less than half of it (that one pays an mprotect for its guard); only
+// runs that are protected on free (strict, sampled) pay mprotect at free
+// and at reuse.
 #ifndef NITROHEAP_CORE_PAGE_HEAP_H_
 #define NITROHEAP_CORE_PAGE_HEAP_H_
 

@@ -230,6 +230,48 @@ TEST_F(PageHeapTest, FreedGuardedRunsKeepTheirGuardForTheNextBlock) {
   heap().Free(sep);
 }
 
+// A guarded request takes the tail of a freed guarded run (no system call)
+// unless that run is more than twice its size and a plain committed run
+// fits in less than half of it: then the plain run gets a guard page, and
+// the big run stays whole for a request of its size.
+TEST_F(PageHeapTest, AGuardTailRunOverTwiceTheRequestYieldsToAPlainRunHalfItsSize) {
+  Span* big = heap().Allocate(40, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  Span* plain = heap().Allocate(12, 1, SpanState::kLarge);
+  Span* sep2 = heap().Allocate(1);
+  Span* mid = heap().Allocate(25, 1, SpanState::kLarge);
+  Span* sep3 = heap().Allocate(1);
+  ASSERT_TRUE(big && sep && plain && sep2 && mid && sep3);
+  uintptr_t big_start = big->start, big_end = big->end();
+  uintptr_t plain_start = plain->start, mid_start = mid->start;
+  heap().Free(big);
+  heap().Free(plain);
+
+  Span* a = heap().Allocate(10, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(a, nullptr);
+  EXPECT_EQ(a->start, plain_start);
+  EXPECT_EQ(a->guard_pages, 1);
+  EXPECT_TRUE(Readable(a->end() - 2 * kPageSize));
+  EXPECT_FALSE(Readable(a->end() - kPageSize));
+  Span* kept = GlobalPageMap().Get(reinterpret_cast<void*>(big_start));
+  EXPECT_EQ(kept->state, SpanState::kFree);
+  EXPECT_TRUE(kept->guard_tail);
+  EXPECT_EQ(kept->pages, 40u);
+
+  // A plain run of 25 pages is no tighter fit than half of 40: the tail of
+  // the guarded run serves a request of 15.
+  heap().Free(mid);
+  Span* b = heap().Allocate(15, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_NE(b, nullptr);
+  EXPECT_EQ(b->end(), big_end);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(mid_start))->state, SpanState::kFree);
+  heap().Free(a);
+  heap().Free(b);
+  heap().Free(sep);
+  heap().Free(sep2);
+  heap().Free(sep3);
+}
+
 // A large alloc/free cycle on a freed guarded run maps only the shorter
 // of the block and the free head left of it in the page map (a 4 MiB block
 // is 1024 entries): the longer part keeps the freed run's descriptor, whose
