@@ -35,7 +35,8 @@ constexpr OptionSpec kTable[] = {
      "random has its first 16 KiB protected (strict: every block, whole)",
      nullptr},
     {"tcache_max_bytes", OptionType::kSize, offsetof(Options, tcache_max_bytes), 0,
-     uint64_t{1} << 30, "most bytes one thread's cache may hold before it returns half", nullptr},
+     uint64_t{1} << 30, "a thread's cache holding more than this returns half of each class, checked when one "
+     "of its magazines overflows", nullptr},
     {"max_free_committed", OptionType::kSize, offsetof(Options, max_free_committed), 0,
      uint64_t{1} << 40,
      "most bytes of free pages a partition keeps committed; beyond it the oldest are "
