@@ -63,9 +63,10 @@ PartitionConfig ConfigFor(const PartitionPolicy& policy) {
   if (config.large_quarantine_bytes < (size_t{8} << 20)) config.large_quarantine_bytes = size_t{8} << 20;
   config.large_quarantine_spans = policy.strict ? 64 : policy.quarantine_bytes == 0 ? 2 : 8;
   // Protecting a freed large block costs two system calls (free and
-  // reuse): strict pays them for every block; the others for every block
-  // while the partition's token bucket lasts, then the first pages of one in
-  // 256 at random (core/large_protect.h). Not tied to sample_rate: sample_rate=0 keeps it.
+  // reuse): strict pays them for every block, closed whole; the others for
+  // every block's first MiB while the partition's token bucket lasts, then
+  // the first 16 KiB of one in 256 at random (core/large_protect.h). Not
+  // tied to sample_rate: sample_rate=0 keeps it.
   config.large_protect = LargeProtectConfig{
       policy.strict, static_cast<uint32_t>(g_options.large_protect_burst),
       static_cast<uint32_t>(g_options.large_protect_per_sec), /*sample=*/256};

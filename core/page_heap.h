@@ -100,10 +100,10 @@ class PageHeap {
   // Takes a slab or large span back as a free run. With `quarantine`, it
   // waits in the large-allocation quarantine before it can be reused (a
   // double free is still caught after other large allocations); with
-  // `protect`, its pages also become PROT_NONE (so use after free faults):
-  // all of them, or as many first pages as `protect` says. A large span freed
-  // unprotected keeps its guard page (a guard-tail run).
-  void Free(Span* s, bool quarantine = false, LargeProtection protect = LargeProtection::kNone);
+  // `protection`, its pages also become PROT_NONE (so use after free
+  // faults): all of them, or as many first pages as it says. A large span
+  // freed unprotected keeps its guard page (a guard-tail run).
+  void Free(Span* s, bool quarantine = false, LargeProtection protection = LargeProtection::kNone);
   // Bounds of the large-allocation quarantine (0 bytes: none). A protected
   // run stays PROT_NONE until reused with `keeps_protection`, else until it
   // leaves the quarantine. Before the page heap is in use (no lock taken).
