@@ -44,26 +44,51 @@ void CentralFreeList::Init(const SlabOwner* owner, int size_class, BatchStack* s
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 
-int CentralFreeList::RemoveRange(void** out, int n) {
+int CentralFreeList::RemoveRange(void** out, int n, uint32_t cache_id) {
   LockGuard g(lock_);
-  return RemoveRangeLocked(out, n);
+  return RemoveRangeLocked(out, n, cache_id);
 }
 
-int CentralFreeList::RemoveRangeLocked(void** out, int n) {
+int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id) {
   traffic_++;
-  if (batches_ > 0) {
-    // The top batch, or its last n objects when it holds more.
-    Batch& b = batch_[batches_ - 1];
-    int take = static_cast<int>(b.count) < n ? static_cast<int>(b.count) : n;
-    b.count -= static_cast<uint32_t>(take);
-    memcpy(out, b.objects + b.count, sizeof(void*) * static_cast<size_t>(take));
-    if (b.count == 0) batches_--;
-    return take;
+  if (cache_id == 0) return batches_ > 0 ? TakeFromBatch(batches_ - 1, out, n) : FromSpans(out, n, 0);
+  // Its own batch, else one nobody owns (an exited thread's), newest first.
+  int nobodys = -1;
+  for (int i = batches_ - 1; i >= 0; i--) {
+    if (batch_[i].cache_id == cache_id) return TakeFromBatch(i, out, n);
+    if (nobodys < 0 && batch_[i].cache_id == 0) nobodys = i;
   }
-  return FromSpans(out, n);
+  if (nobodys >= 0) return TakeFromBatch(nobodys, out, n);
+  if (batches_ > 0) return TakeFromBatch(batches_ - 1, out, n);
+  return FromSpans(out, n, cache_id);
 }
 
-void CentralFreeList::InsertRange(void* const* objects, int n) {
+int CentralFreeList::TakeFromBatch(int i, void** out, int n) {
+  Batch& b = batch_[i];
+  int take = static_cast<int>(b.count) < n ? static_cast<int>(b.count) : n;
+  b.count -= static_cast<uint32_t>(take);
+  memcpy(out, b.objects + b.count, sizeof(void*) * static_cast<size_t>(take));
+  if (b.count == 0) {
+    batches_--;
+    if (i < batches_) memmove(batch_ + i, batch_ + i + 1, sizeof(Batch) * static_cast<size_t>(batches_ - i));
+  }
+  return take;
+}
+
+Span* CentralFreeList::SlabFor(uint32_t cache_id) const {
+  Span* free_to_claim = nullptr;
+  int looked = 0;
+  for (Span* s = nonempty_.first(); s != nullptr && looked < kSlabScan; s = s->next, looked++) {
+    if (s->slab_cache_id == cache_id) return s;
+    if (free_to_claim == nullptr &&
+        (s->slab_cache_id == 0 || static_cast<uint32_t>(traffic_) - s->slab_cache_seen > kSlabLease)) {
+      free_to_claim = s;
+    }
+  }
+  return free_to_claim;
+}
+
+void CentralFreeList::InsertRange(void* const* objects, int n, uint32_t cache_id) {
   uint64_t now = Now();  // outside the lock: a vDSO call
   LockGuard g(lock_);
   traffic_++;
@@ -73,6 +98,7 @@ void CentralFreeList::InsertRange(void* const* objects, int n) {
       Batch& b = batch_[batches_++];
       if (batches_ > batches_touched_) batches_touched_ = batches_;
       b.count = static_cast<uint32_t>(k);
+      b.cache_id = cache_id;
       b.since = now;
       memcpy(b.objects, objects, sizeof(void*) * static_cast<size_t>(k));
     } else {
@@ -83,11 +109,21 @@ void CentralFreeList::InsertRange(void* const* objects, int n) {
   }
 }
 
+void CentralFreeList::ForgetCache(uint32_t cache_id) {
+  LockGuard g(lock_);
+  for (int i = 0; i < batches_; i++) {
+    if (batch_[i].cache_id == cache_id) batch_[i].cache_id = 0;
+  }
+  for (Span* s = nonempty_.first(); s != nullptr; s = s->next) {
+    if (s->slab_cache_id == cache_id) s->slab_cache_id = 0;
+  }
+}
+
 void* CentralFreeList::AllocateOne() {
   void* p = nullptr;
   {
     LockGuard g(lock_);
-    if (RemoveRangeLocked(&p, 1) != 1) return nullptr;
+    if (RemoveRangeLocked(&p, 1, 0) != 1) return nullptr;
     direct_allocs_++;
   }
   __atomic_store_n(GlobalPageMap().Get(p)->FreeFlag(p), uint8_t{0}, __ATOMIC_RELAXED);
@@ -137,6 +173,7 @@ bool CentralFreeList::AddSlab() {
   s->allocated = 0;
   s->bump = 0;  // every object is carved off by FromSpans' bump
   s->free_pages_returned = false;
+  s->slab_cache_id = 0;
   memset(s->free_bits, 0, sizeof(s->free_bits));
   // Every object starts free (flag set) until a thread cache or AllocateOne
   // hands it to the program; so does the one past the end, which the tail
@@ -153,14 +190,26 @@ bool CentralFreeList::AddSlab() {
   return true;
 }
 
-int CentralFreeList::FromSpans(void** out, int n) {
+int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id) {
   // Objects freed back into a slab go out first, in address order; then the
   // never-used rest by bumping, so a fresh slab is handed out front to back
   // with no bitmap work. Nothing is written into the objects.
   int got = 0;
   while (got < n) {
-    if (nonempty_.empty() && !AddSlab()) break;
-    Span* s = nonempty_.first();
+    Span* s = nullptr;
+    if (cache_id != 0) {
+      s = SlabFor(cache_id);
+      // A slab of its own rather than another live cache's; that one only
+      // when no new slab can be had.
+      if (s == nullptr && AddSlab()) s = nonempty_.first();
+      if (s == nullptr) s = nonempty_.first();
+      if (s == nullptr) break;
+      s->slab_cache_id = cache_id;
+      s->slab_cache_seen = static_cast<uint32_t>(traffic_);
+    } else {
+      if (nonempty_.empty() && !AddSlab()) break;
+      s = nonempty_.first();
+    }
     if (s->allocated == 0) {
       empty_slabs_--;
       slab_reused_at_ = Now();
@@ -211,8 +260,10 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
     s->allocated--;
     span_free_++;
     if (s->allocated == 0) {
-      // Every object is back: the slab is fresh again, handed out by bumping.
+      // Every object is back: the slab is fresh again, handed out by bumping,
+      // to any cache.
       s->bump = 0;
+      s->slab_cache_id = 0;
       memset(s->free_bits, 0, sizeof(s->free_bits));
       if (empty_slabs_ < kKeepEmptySlabs) {
         empty_slabs_++;

@@ -550,5 +550,135 @@ TEST_F(CentralFreeListTest, AForeignPointerInABatchIsReported) {
   EXPECT_EQ(h, static_cast<void*>(not_heap));
 }
 
+// Thread caches by id (ThreadCache::id): each is served its own batches and
+// slabs first, so two threads' objects do not share slabs, nor the cache
+// lines of their free flags (span.h), while the heap has room.
+class CacheAffinityTest : public CentralFreeListTest {
+ protected:
+  Range RemoveFor(uint32_t cache, int n) {
+    Range r{std::vector<void*>(static_cast<size_t>(n)), 0};
+    r.n = central().RemoveRange(r.objs.data(), n, cache);
+    r.objs.resize(static_cast<size_t>(r.n));
+    return r;
+  }
+  void InsertFor(uint32_t cache, const Range& r) { central().InsertRange(r.objs.data(), r.n, cache); }
+  static std::set<Span*> SlabsOf(const Range& r) {
+    std::set<Span*> spans;
+    for (void* p : r.objs) spans.insert(GlobalPageMap().Get(p));
+    return spans;
+  }
+  static bool Disjoint(const std::set<Span*>& a, const std::set<Span*>& b) {
+    for (Span* s : a) {
+      if (b.count(s) != 0) return false;
+    }
+    return true;
+  }
+  int Batch() const { return static_cast<int>(info().batch); }
+};
+
+TEST_F(CacheAffinityTest, TwoCachesCarveTheirOwnSlabs) {
+  Range a1 = RemoveFor(1, Batch());
+  Range b1 = RemoveFor(2, Batch());
+  Range a2 = RemoveFor(1, Batch());
+  Range b2 = RemoveFor(2, Batch());
+  ASSERT_EQ(a1.n + a2.n + b1.n + b2.n, 4 * Batch());
+  std::set<Span*> a = SlabsOf(a1), b = SlabsOf(b1);
+  EXPECT_EQ(a.size(), 1u);
+  EXPECT_EQ(b.size(), 1u);
+  EXPECT_TRUE(Disjoint(a, b)) << "cache 2 carved cache 1's slab";
+  // Each goes on in its own slab, where it left off.
+  EXPECT_EQ(SlabsOf(a2), a);
+  EXPECT_EQ(SlabsOf(b2), b);
+  EXPECT_EQ(static_cast<char*>(a2.head()) - static_cast<char*>(a1.tail()), 64);
+  EXPECT_EQ(central().Stats().slabs, 2u);
+  for (const Range* r : {&a1, &a2, &b1, &b2}) Insert(*r);
+}
+
+TEST_F(CacheAffinityTest, ACacheGetsItsOwnBatchBackBeforeAnotherCachesNewerOne) {
+  Range mine = RemoveFor(1, Batch());
+  Range theirs = RemoveFor(2, Batch());
+  InsertFor(1, mine);
+  InsertFor(2, theirs);  // on top
+  Range r = RemoveFor(1, Batch());
+  EXPECT_EQ(r.objs, mine.objs);
+  // The other batch stayed whole, and is still the one on top.
+  EXPECT_EQ(central().Stats().transfer_objects, static_cast<size_t>(theirs.n));
+  r = RemoveFor(2, Batch());
+  EXPECT_EQ(r.objs, theirs.objs);
+  Insert(mine);
+  Insert(theirs);
+}
+
+TEST_F(CacheAffinityTest, TakingABatchFromTheMiddleKeepsTheOthersInOrder) {
+  Range r[4];
+  for (uint32_t i = 0; i < 4; i++) r[i] = RemoveFor(i + 1, Batch());
+  for (uint32_t i = 0; i < 4; i++) InsertFor(i + 1, r[i]);
+  EXPECT_EQ(RemoveFor(2, Batch()).objs, r[1].objs);
+  // Nobody's requests (id 0) take the top: the others, newest first.
+  EXPECT_EQ(Remove(Batch()).objs, r[3].objs);
+  EXPECT_EQ(Remove(Batch()).objs, r[2].objs);
+  EXPECT_EQ(Remove(Batch()).objs, r[0].objs);
+  EXPECT_EQ(central().Stats().transfer_objects, 0u);
+  for (const Range& x : r) Insert(x);
+}
+
+TEST_F(CacheAffinityTest, AnotherCachesBatchGoesBeforeANewSlab) {
+  // A producer (cache 1) allocates, a consumer (cache 2) frees: the
+  // consumer's batches feed the producer, whose slab is full, rather than
+  // a new slab and a growing stack of batches.
+  Range all = RemoveFor(1, static_cast<int>(info().capacity));
+  ASSERT_EQ(all.n, static_cast<int>(info().capacity));
+  Range freed{std::vector<void*>(all.objs.begin(), all.objs.begin() + Batch()), Batch()};
+  InsertFor(2, freed);
+  Range r = RemoveFor(1, Batch());
+  EXPECT_EQ(r.objs, freed.objs);
+  EXPECT_EQ(central().Stats().slabs, 1u);
+  Range rest{std::vector<void*>(all.objs.begin() + Batch(), all.objs.end()), all.n - Batch()};
+  Insert(rest);
+  Insert(r);
+}
+
+TEST_F(CacheAffinityTest, AnExitedCachesBatchesAndSlabsServeOthersFirst) {
+  Range gone = RemoveFor(1, Batch());
+  Range live = RemoveFor(2, Batch());
+  Range gone_batch = RemoveFor(1, Batch());
+  InsertFor(1, gone_batch);
+  InsertFor(3, RemoveFor(3, Batch()));  // a live cache's batch, on top
+  central().ForgetCache(1);
+  // Cache 2 has no batch of its own: the exited cache's goes first.
+  Range r = RemoveFor(2, Batch());
+  EXPECT_EQ(r.objs, gone_batch.objs);
+  // Cache 4 is new: it carves the exited cache's slab (no new slab).
+  size_t slabs = central().Stats().slabs;
+  Range fresh = RemoveFor(4, Batch());
+  EXPECT_EQ(central().Stats().slabs, slabs);
+  EXPECT_EQ(SlabsOf(fresh), SlabsOf(gone));
+  for (const Range* x : {&gone, &live, &r, &fresh}) Insert(*x);
+}
+
+TEST_F(CacheAffinityTest, AClaimLapsesAfterTheLeaseWithoutCarving) {
+  Range a = RemoveFor(1, Batch());
+  // Cache 2 while cache 1's claim holds: a slab of its own.
+  Range b = RemoveFor(2, Batch());
+  EXPECT_TRUE(Disjoint(SlabsOf(a), SlabsOf(b)));
+  // Cache 2 calls into the class kSlabLease times (its own batch, back and
+  // forth) while cache 1 does nothing.
+  Range spare = RemoveFor(2, Batch());
+  for (uint32_t i = 0; i < CentralFreeList::kSlabLease / 2 + 1; i++) {
+    InsertFor(2, spare);
+    spare = RemoveFor(2, Batch());
+  }
+  // A claim is renewed by carving, not by trading batches: cache 2 carves
+  // one object from its slab, and holds it again.
+  Range one = RemoveFor(2, 1);
+  EXPECT_EQ(SlabsOf(one), SlabsOf(b));
+  // Cache 3 finds both slabs: cache 2's held, cache 1's lapsed.
+  size_t slabs = central().Stats().slabs;
+  Range c = RemoveFor(3, Batch());
+  EXPECT_EQ(SlabsOf(c), SlabsOf(a));
+  EXPECT_EQ(central().Stats().slabs, slabs);
+  for (const Range* x : {&a, &b, &spare, &one, &c}) Insert(*x);
+}
+
 }  // namespace
 }  // namespace nitro

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include <atomic>
+#include <set>
 #include <mutex>
 #include <deque>
 #include <thread>
@@ -13,6 +14,7 @@
 #include <condition_variable>
 
 #include "core/heap.h"
+#include "core/page_map.h"
 
 namespace nitro {
 namespace {
@@ -118,6 +120,50 @@ TEST(HeapConcurrency, ThreadExitReturnsItsCache) {
   }
   HeapStats st = GetHeapStats();
   EXPECT_EQ(st.threads, threads_before);
+}
+
+// Two threads allocating one class at the same time carve slabs of their
+// own (CentralFreeList's cache affinity): no slab holds objects of both,
+// so neither thread's malloc/free writes the cache lines of the other's
+// free flags. Before, both carved the front slab in turns. A new partition
+// each round: the default one holds batches of exited threads, which any
+// thread takes before carving (objects freed by the earlier tests). Both
+// threads live until both are done: an exiting thread's slabs go to the
+// others (ThreadCache::GiveUpSlabs).
+TEST(HeapConcurrency, ThreadsAllocatingTogetherGetSlabsOfTheirOwn) {
+  EnsureStarted();
+  constexpr int kObjects = 4000;
+  constexpr size_t kSize = 208;
+  for (int round = 0; round < 5; round++) {
+    Partition* part = CreatePartition("slab-affinity", DefaultPolicy());
+    ASSERT_NE(part, nullptr);
+    std::vector<void*> objs[2];
+    std::atomic<int> ready{0}, done{0};
+    std::vector<std::thread> ts;
+    for (int t = 0; t < 2; t++) {
+      ts.emplace_back([&, t] {
+        ready.fetch_add(1);
+        while (ready.load() < 2) std::this_thread::yield();
+        for (int i = 0; i < kObjects; i++) objs[t].push_back(PartitionMalloc(part, kSize));
+        done.fetch_add(1);
+        while (done.load() < 2) std::this_thread::yield();
+      });
+    }
+    for (auto& th : ts) th.join();
+    std::set<Span*> slabs[2];
+    for (int t = 0; t < 2; t++) {
+      for (void* p : objs[t]) {
+        ASSERT_NE(p, nullptr);
+        slabs[t].insert(GlobalPageMap().Get(p));
+      }
+    }
+    EXPECT_GT(slabs[0].size(), 1u);
+    for (Span* s : slabs[0]) EXPECT_EQ(slabs[1].count(s), 0u) << "round " << round << ": a slab of both threads";
+    for (auto& v : objs) {
+      for (void* p : v) PartitionFree(part, p);
+    }
+    DestroyPartition(part);
+  }
 }
 
 TEST(HeapConcurrency, AllThreadsSharingTheSameClasses) {

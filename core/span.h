@@ -90,6 +90,10 @@ struct Span {
   uint64_t recorded_bits[kMaxObjectsPerSlab / 64];
   // Free runs: when the span became free (for decay), in reclaim ticks.
   uint64_t free_tick;
+  // Slabs: the thread cache that carves it (ThreadCache::id; 0: none), and
+  // the class's call count when it last did (CentralFreeList::SlabFor).
+  uint32_t slab_cache_id;
+  uint32_t slab_cache_seen;
 
   Span* next;
   Span* prev;

@@ -69,10 +69,17 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   sample_countdown_ = first_sample;
   record_countdown_ = first_record;
   pick_rng_ = reinterpret_cast<uintptr_t>(this) | 1;
+  // Wraps after 2^32 caches, skipping 0: two caches far apart in time
+  // sharing an id only share preferences.
+  static uint32_t next_id = 0;
+  do {
+    id_ = __atomic_add_fetch(&next_id, 1, __ATOMIC_RELAXED);
+  } while (id_ == 0);
   other_allocated_ = 0;
   other_freed_ = 0;
   returned_since_refill_ = 0;
   for (uint64_t& bits : may_hold_) bits = 0;  // every magazine starts empty (below)
+  for (uint64_t& bits : refilled_) bits = 0;
   size_t entries = 0;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
@@ -140,8 +147,9 @@ bool ThreadCache::RefillList(int cls) {
   if (want > room) want = room;
   if (want == 0) return false;
   void* objects[CentralFreeList::kMaxBatchObjects];
-  int n = partition_->central(cls).RemoveRange(objects, static_cast<int>(want));
+  int n = partition_->central(cls).RemoveRange(objects, static_cast<int>(want), id_);
   if (n == 0) return false;
+  refilled_[cls / 64] |= uint64_t{1} << (cls % 64);
   returned_since_refill_ = 0;  // allocating: no free run
   // The end of the batch tops the delay line up (never handed out, these
   // objects are safe to wait there); the rest goes on the stack with
@@ -217,7 +225,7 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
       m.delay_oldest = &DelayAt(cls, from_delay % (m.delay_end - m.delay));
       SetHeld(cls, m.held - from_delay);
     }
-    partition_->central(cls).InsertRange(objects, static_cast<int>(k));
+    partition_->central(cls).InsertRange(objects, static_cast<int>(k), id_);
     n -= k;
   }
 }
@@ -269,6 +277,16 @@ void ThreadCache::Flush() {
       ReleaseBatch(c, Count(c));
     }
     may_hold_[w] = 0;
+  }
+}
+
+void ThreadCache::GiveUpSlabs() {
+  if (partition_ == nullptr) return;
+  for (size_t w = 0; w < kMayHoldWords; w++) {
+    for (uint64_t bits = refilled_[w]; bits != 0; bits &= bits - 1) {
+      partition_->central(static_cast<int>(w * 64) + __builtin_ctzll(bits)).ForgetCache(id_);
+    }
+    refilled_[w] = 0;
   }
 }
 

@@ -281,6 +281,13 @@ class ThreadCache {
   size_t CachedBytes() const;
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
   bool is_sentinel() const { return partition_ == nullptr; }
+  // This cache's name in the middle layer (never 0, unique per Init):
+  // its batches and the slabs it carves are handed back to it first
+  // (CentralFreeList::RemoveRange).
+  uint32_t id() const { return id_; }
+  // This cache's thread is exiting: the slabs it carves go to any cache
+  // (CentralFreeList::ForgetCache), in every class it ever refilled.
+  void GiveUpSlabs();
   // The span word (Span::FastFreeWordOf) of this cache's partition's
   // thread-cached slabs of class 1: a word minus it is below
   // kNumClasses - 1 exactly for an unsampled slab of that partition, and
@@ -351,6 +358,7 @@ class ThreadCache {
   Partition* partition_ = nullptr;
   size_t max_bytes_ = 0;
   uint64_t pick_rng_ = 1;
+  uint32_t id_ = 0;
   uint64_t other_allocated_ = 0;
   uint64_t other_freed_ = 0;
   uint64_t returned_since_refill_ = 0;  // bytes; see in_free_run
@@ -361,6 +369,8 @@ class ThreadCache {
   static constexpr size_t kMayHoldWords = (kNumClasses + 63) / 64;
   uint64_t may_hold_[kMayHoldWords] = {};
   void NoteMayHold(int cls) { may_hold_[cls / 64] |= uint64_t{1} << (cls % 64); }
+  // The classes this cache refilled from the middle layer (GiveUpSlabs).
+  uint64_t refilled_[kMayHoldWords] = {};
   bool strict_ = false;
   Entry* stack_[kNumClasses] = {};        // each stack's null entry (entries above it)
   uint32_t stack_max_[kNumClasses] = {};  // the stack's capacity in entries

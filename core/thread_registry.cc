@@ -59,7 +59,10 @@ ThreadCache* TakeSlot(ThreadCaches* t, int slot) {
 // The end of a partition cache taken out of its slot: its objects go back
 // first when `flush`, its counts are kept. Under g_registry_lock.
 void RetirePartitionCache(int slot, ThreadCache* tc, bool flush) {
-  if (flush) tc->Flush();
+  if (flush) {
+    tc->Flush();
+    tc->GiveUpSlabs();
+  }
   ThreadCache::Counters c = tc->ReadCounters();
   for (int i = 0; i < kNumClasses; i++) {
     ThreadCache::Bump(g_partition_gone[slot].allocs[i], c.allocs[i]);
@@ -88,7 +91,10 @@ bool IsMainThread() { return syscall(SYS_gettid) == getpid(); }
 
 // Unlinks a cache and keeps its counts; `flush` first returns its objects.
 void DestroyThreadCache(ThreadCache* tc, bool flush) {
-  if (flush) tc->Flush();
+  if (flush) {
+    tc->Flush();
+    tc->GiveUpSlabs();
+  }
   LockGuard g(g_registry_lock);
   // Keep the counts of threads that are gone.
   ThreadCache::Counters c = tc->ReadCounters();
