@@ -59,7 +59,13 @@ int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id) {
     if (nobodys < 0 && batch_[i].cache_id == 0) nobodys = i;
   }
   if (nobodys >= 0) return TakeFromBatch(nobodys, out, n);
-  if (batches_ > 0) return TakeFromBatch(batches_ - 1, out, n);
+  // Another cache's batch when this one has no slab to carve without
+  // making one, or when batches pile up (a consumer's frees feeding its
+  // producer, in O(1)); not before: a thread that takes the batches of
+  // another, which would have taken them back, mixes their objects.
+  if (batches_ >= kForeignBatchBacklog || (batches_ > 0 && SlabFor(cache_id) == nullptr)) {
+    return TakeFromBatch(batches_ - 1, out, n);
+  }
   return FromSpans(out, n, cache_id);
 }
 

@@ -9,9 +9,10 @@
 // slabs on every call.
 //
 // Batches and slabs remember the thread cache that gave or carved them
-// (ThreadCache::id), and a cache is served its own first: its batches, then
-// a slab it carves or nobody holds, before another cache's batch, and a new
-// slab before another cache's slab. Each object keeps a free flag in its
+// (ThreadCache::id), and a cache is served its own first: its batches, an
+// exited cache's, then a slab it carves or nobody holds, before another
+// cache's batch (unless kForeignBatchBacklog of them wait), and a new slab
+// before another cache's slab. Each object keeps a free flag in its
 // slab's descriptor, written on every malloc and free (core/span.h); when
 // two threads' objects shared slabs, their flags shared cache lines, and
 // each thread's flag writes took the line from the other core (a 2-thread
@@ -76,6 +77,8 @@ class CentralFreeList {
   static constexpr uint32_t kSlabLease = 256;
   // Slabs looked at for one the cache holds or may claim (from the front).
   static constexpr int kSlabScan = 8;
+  // Batches of other caches at which a cache takes one rather than carve.
+  static constexpr int kForeignBatchBacklog = 2;
   // Takes up to `n` objects into out[] (room for n; from a batch, at most
   // one batch, taken from its end); returns how many (0 when out of
   // memory). Their free flags stay set. `cache_id`: the taking cache

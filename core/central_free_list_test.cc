@@ -638,12 +638,35 @@ TEST_F(CacheAffinityTest, AnotherCachesBatchGoesBeforeANewSlab) {
   Insert(r);
 }
 
+TEST_F(CacheAffinityTest, ACacheCarvesItsSlabUntilOtherCachesBatchesPileUp) {
+  Range mine = RemoveFor(1, Batch());
+  std::vector<Range> theirs;
+  for (int i = 0; i < CentralFreeList::kForeignBatchBacklog; i++) theirs.push_back(RemoveFor(2, Batch()));
+  for (int i = 0; i + 1 < CentralFreeList::kForeignBatchBacklog; i++) InsertFor(2, theirs[static_cast<size_t>(i)]);
+  // Fewer than the backlog wait: cache 1 carves on in its slab.
+  Range carved = RemoveFor(1, Batch());
+  EXPECT_EQ(SlabsOf(carved), SlabsOf(mine));
+  EXPECT_EQ(central().Stats().transfer_objects,
+            static_cast<size_t>(CentralFreeList::kForeignBatchBacklog - 1) * static_cast<size_t>(Batch()));
+  // One more: cache 1 takes the newest of them.
+  InsertFor(2, theirs.back());
+  Range taken = RemoveFor(1, Batch());
+  EXPECT_EQ(taken.objs, theirs.back().objs);
+  for (int i = 0; i + 1 < CentralFreeList::kForeignBatchBacklog; i++) Remove(Batch());
+  EXPECT_EQ(central().Stats().transfer_objects, 0u);
+  for (Range& r : theirs) Insert(r);
+  Insert(mine);
+  Insert(carved);
+}
+
 TEST_F(CacheAffinityTest, AnExitedCachesBatchesAndSlabsServeOthersFirst) {
   Range gone = RemoveFor(1, Batch());
   Range live = RemoveFor(2, Batch());
+  Range third = RemoveFor(3, Batch());
   Range gone_batch = RemoveFor(1, Batch());
+  EXPECT_EQ(central().Stats().slabs, 3u);
   InsertFor(1, gone_batch);
-  InsertFor(3, RemoveFor(3, Batch()));  // a live cache's batch, on top
+  InsertFor(3, third);  // a live cache's batch, on top
   central().ForgetCache(1);
   // Cache 2 has no batch of its own: the exited cache's goes first.
   Range r = RemoveFor(2, Batch());

@@ -13,6 +13,7 @@
 #include <vector>
 #include <condition_variable>
 
+#include "core/central_free_list.h"
 #include "core/heap.h"
 #include "core/page_map.h"
 
@@ -132,8 +133,12 @@ TEST(HeapConcurrency, ThreadExitReturnsItsCache) {
 // others (ThreadCache::GiveUpSlabs).
 TEST(HeapConcurrency, ThreadsAllocatingTogetherGetSlabsOfTheirOwn) {
   EnsureStarted();
-  constexpr int kObjects = 4000;
   constexpr size_t kSize = 208;
+  // Each thread calls into the class fewer than kSlabLease / 2 times, so
+  // neither's claim can lapse while it waits for a core (2 cores, a loaded
+  // machine): the other cannot make kSlabLease calls alone.
+  const int kObjects = static_cast<int>(CentralFreeList::kSlabLease / 2 - 1) *
+                       static_cast<int>(kSizeClasses.info(kSizeClasses.ClassFor(kSize)).batch);
   for (int round = 0; round < 5; round++) {
     Partition* part = CreatePartition("slab-affinity", DefaultPolicy());
     ASSERT_NE(part, nullptr);
