@@ -257,7 +257,7 @@ void ThreadCache::Overflow(int cls, void* p) {
   // sample, about 1.5% of all frees in `workloads scaling`) skip the sum
   // over every class, which cost 2% of that workload's time at 32 threads.
   if (returned > 0 && CachedBytes() > max_bytes_) {
-    for (int c = 1; c < kNumClasses; c++) ReleaseBatch(c, (Count(c) + 1) / 2);
+    ForEachClassIn(may_hold_, [this](int c) { ReleaseBatch(c, (Count(c) + 1) / 2); });
   }
 }
 
@@ -271,23 +271,14 @@ void ThreadCache::Flush() {
   // flushes, and a walk over every class's magazine (a cache line each)
   // was 23% of `workloads large_cycle`'s instructions.
   if (partition_ == nullptr) return;
-  for (size_t w = 0; w < kMayHoldWords; w++) {
-    for (uint64_t bits = may_hold_[w]; bits != 0; bits &= bits - 1) {
-      int c = static_cast<int>(w * 64) + __builtin_ctzll(bits);
-      ReleaseBatch(c, Count(c));
-    }
-    may_hold_[w] = 0;
-  }
+  ForEachClassIn(may_hold_, [this](int c) { ReleaseBatch(c, Count(c)); });
+  for (uint64_t& bits : may_hold_) __atomic_store_n(&bits, uint64_t{0}, __ATOMIC_RELAXED);
 }
 
 void ThreadCache::GiveUpSlabs() {
   if (partition_ == nullptr) return;
-  for (size_t w = 0; w < kMayHoldWords; w++) {
-    for (uint64_t bits = refilled_[w]; bits != 0; bits &= bits - 1) {
-      partition_->central(static_cast<int>(w * 64) + __builtin_ctzll(bits)).ForgetCache(id_);
-    }
-    refilled_[w] = 0;
-  }
+  ForEachClassIn(refilled_, [this](int c) { partition_->central(c).ForgetCache(id_); });
+  for (uint64_t& bits : refilled_) bits = 0;
 }
 
 uint64_t ThreadCache::AllocatedBytes() const {
@@ -312,10 +303,13 @@ ThreadCache::Counters ThreadCache::ReadCounters() const {
 }
 
 size_t ThreadCache::CachedBytes() const {
+  // Only the classes that may hold objects: a program freeing more than a
+  // magazine holds calls this on every overflow, and the walk over every
+  // class was 5.7% of mimalloc-bench's glibc-simple.
   size_t total = 0;
-  for (int c = 1; c < kNumClasses; c++) {
+  ForEachClassIn(may_hold_, [this, &total](int c) {
     total += static_cast<size_t>(ListCount(c)) * kSizeClasses.size(c);
-  }
+  });
   return total;
 }
 

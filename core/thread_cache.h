@@ -366,11 +366,25 @@ class ThreadCache {
   // empty (after Flush, until a slow path fills them: SetHeld, PushOnStack).
   // The fast pushes (Push, PushStrict) need a full delay line, which only
   // those slow paths make, so no fast path has to set a bit.
+  // Written by the owner only, atomically: CachedBytes reads it from
+  // other threads (the heap report).
   static constexpr size_t kMayHoldWords = (kNumClasses + 63) / 64;
   uint64_t may_hold_[kMayHoldWords] = {};
-  void NoteMayHold(int cls) { may_hold_[cls / 64] |= uint64_t{1} << (cls % 64); }
+  void NoteMayHold(int cls) {
+    uint64_t& word = may_hold_[cls / 64];
+    __atomic_store_n(&word, word | uint64_t{1} << (cls % 64), __ATOMIC_RELAXED);
+  }
   // The classes this cache refilled from the middle layer (GiveUpSlabs).
   uint64_t refilled_[kMayHoldWords] = {};
+  // f(cls) for each class whose bit is set in `bits` (may_hold_, refilled_).
+  template <typename F>
+  static void ForEachClassIn(const uint64_t (&bits)[kMayHoldWords], F f) {
+    for (size_t w = 0; w < kMayHoldWords; w++) {
+      for (uint64_t b = __atomic_load_n(&bits[w], __ATOMIC_RELAXED); b != 0; b &= b - 1) {
+        f(static_cast<int>(w * 64) + __builtin_ctzll(b));
+      }
+    }
+  }
   bool strict_ = false;
   Entry* stack_[kNumClasses] = {};        // each stack's null entry (entries above it)
   uint32_t stack_max_[kNumClasses] = {};  // the stack's capacity in entries
