@@ -285,8 +285,9 @@ class ThreadCache {
   // its batches and the slabs it carves are handed back to it first
   // (CentralFreeList::RemoveRange).
   uint32_t id() const { return id_; }
-  // This cache's thread is exiting: the slabs it carves go to any cache
-  // (CentralFreeList::ForgetCache), in every class it ever refilled.
+  // This cache's thread is exiting: its batches and the slabs it carves
+  // become nobody's (CentralFreeList::ForgetCache), in every class it
+  // ever refilled.
   void GiveUpSlabs();
   // The span word (Span::FastFreeWordOf) of this cache's partition's
   // thread-cached slabs of class 1: a word minus it is below
