@@ -201,6 +201,10 @@ class PageHeap {
   // start of the right one.
   void ClearAround(Span* merged, uintptr_t junction);
   Span* TakeGuardTail(Span* run, size_t pages);
+  // The first `pages` pages of a committed guard-tail run longer than that,
+  // handed out as `state` to a request without a guard page; the rest stays
+  // a guard-tail run. Null without metadata for the split.
+  Span* TakeGuardHead(Span* run, size_t pages, SpanState state);
   // Merges the shortest row of adjacent committed free runs (guard-tail
   // runs included) that holds `pages` pages into one run, opening the guard
   // pages inside it with one mprotect; false when no row holds them.

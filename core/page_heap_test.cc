@@ -230,6 +230,77 @@ TEST_F(PageHeapTest, FreedGuardedRunsKeepTheirGuardForTheNextBlock) {
   heap().Free(sep);
 }
 
+// A request without a guard page (a slab) takes the head of a freed
+// guarded run before fresh pages: the run is committed and open but for
+// its guard page, which stays the last page of what is left. Best fit: the
+// shorter of two such runs serves. A head longer than what is left keeps
+// the run's descriptor, the rest gets a new one; either way every page maps
+// to the descriptor of the run it is in.
+TEST_F(PageHeapTest, AnUnguardedRequestTakesTheHeadOfAFreedGuardedRun) {
+  Span* big = heap().Allocate(30, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep = heap().Allocate(1);
+  Span* small = heap().Allocate(9, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* sep2 = heap().Allocate(1);
+  ASSERT_TRUE(big && sep && small && sep2);
+  uintptr_t big_start = big->start, small_start = small->start, small_guard = small->end() - kPageSize;
+  heap().Free(big);
+  heap().Free(small);
+  size_t free_before = heap().Stats().free_committed_bytes;
+
+  Span* slab = heap().Allocate(4, 1, SpanState::kSlab);
+  ASSERT_NE(slab, nullptr);
+  EXPECT_EQ(slab->start, small_start);
+  EXPECT_EQ(slab->pages, 4u);
+  EXPECT_EQ(slab->state, SpanState::kSlab);
+  EXPECT_FALSE(slab->zeroed);
+  for (uintptr_t a = slab->start; a < slab->end(); a += kPageSize) {
+    EXPECT_TRUE(Readable(a));
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), slab);
+  }
+  Span* rest = GlobalPageMap().Get(reinterpret_cast<void*>(slab->end()));
+  ASSERT_NE(rest, nullptr);
+  EXPECT_EQ(rest->state, SpanState::kFree);
+  EXPECT_TRUE(rest->guard_tail);
+  EXPECT_EQ(rest->pages, 5u);
+  EXPECT_EQ(rest->end(), small_guard + kPageSize);
+  EXPECT_FALSE(Readable(small_guard));
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(small_guard)), rest);
+  EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(big_start))->pages, 30u);  // untouched
+
+  // 25 of the 30 pages: the head keeps the descriptor, the 5 left get one.
+  Span* most = heap().Allocate(25, 1, SpanState::kLarge);
+  ASSERT_NE(most, nullptr);
+  EXPECT_EQ(most->start, big_start);
+  EXPECT_EQ(most->pages, 25u);
+  EXPECT_EQ(most->guard_pages, 0);
+  EXPECT_TRUE(Readable(most->end() - kPageSize));
+  Span* left = GlobalPageMap().Get(reinterpret_cast<void*>(most->end()));
+  ASSERT_NE(left, nullptr);
+  EXPECT_NE(left, most);
+  EXPECT_TRUE(left->guard_tail);
+  EXPECT_EQ(left->pages, 5u);
+  for (uintptr_t a = left->start; a < left->end(); a += kPageSize) {
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), left);
+  }
+  for (uintptr_t a = most->start; a < most->end(); a += kPageSize) {
+    EXPECT_EQ(GlobalPageMap().Get(reinterpret_cast<void*>(a)), most);
+  }
+  // Both from the freed runs: nothing carved.
+  EXPECT_EQ(heap().Stats().free_committed_bytes, free_before - 29 * kPageSize);
+
+  // Freed, each absorbs the guard-tail rest on its right again.
+  heap().Free(slab);
+  Span* whole = GlobalPageMap().Get(reinterpret_cast<void*>(small_start));
+  EXPECT_TRUE(whole->guard_tail);
+  EXPECT_EQ(whole->pages, 9u);
+  heap().Free(most);
+  whole = GlobalPageMap().Get(reinterpret_cast<void*>(big_start));
+  EXPECT_TRUE(whole->guard_tail);
+  EXPECT_EQ(whole->pages, 30u);
+  heap().Free(sep);
+  heap().Free(sep2);
+}
+
 // A guarded request takes the tail of a freed guarded run (no system call)
 // unless that run is more than twice its size and a plain committed run
 // fits in less than half of it: then the plain run gets a guard page, and
