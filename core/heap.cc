@@ -548,14 +548,23 @@ void FreeSlow(void* p) {
     FreeForeign(p);
     return;
   }
-  // strict's fast path: the checks free's own fast path made (a slab of a
-  // thread-cached partition without samples, the object's start, not free),
-  // then the cache of the span's partition says strict.
+  // The checks free's own fast path made (a slab of a thread-cached
+  // partition without samples, the object's start, not free), so none of
+  // those below is needed: strict's fast path, or the magazine had no room
+  // (full, or its delay line filling after a flush, one free at a time:
+  // Python's frees came here 270,000 times in 4 rounds, at 370 instructions
+  // each with the lookups below, 190 without, besides returned batches).
   {
     uint64_t cls_minus_1;
     uint8_t* flag;
-    if (ThreadCache* tc = FastFreeCache(p, s, &cls_minus_1, &flag); tc != nullptr && tc->strict()) {
-      StrictFreeFast(tc, s, p, static_cast<int>(cls_minus_1) + 1, flag);
+    if (ThreadCache* tc = FastFreeCache(p, s, &cls_minus_1, &flag)) {
+      int cls = static_cast<int>(cls_minus_1) + 1;
+      if (tc->strict()) {
+        StrictFreeFast(tc, s, p, cls, flag);
+      } else {
+        tc->Overflow(cls, p, flag);
+        tc->AccountFree(cls);
+      }
       return;
     }
   }

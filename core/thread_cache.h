@@ -253,14 +253,16 @@ class ThreadCache {
   // so that the fast push works again after a flush.
   void* Refill(int cls);
   bool RefillList(int cls);
-  void Overflow(int cls, void* p);
+  // `free_flag`, in Overflow and PushChecked: the object's flag when the
+  // caller has it (free's fast-path checks found it); null: looked up.
+  void Overflow(int cls, void* p, uint8_t* free_flag = nullptr);
   // The slow-path forms, honouring the real limits even in strict mode.
   // `pick` > 1 takes a random one of the top `pick` objects of the stack;
   // `valid`, if given, vets the object taken (a magazine entry is metadata,
   // but strict checks what it hands out all the same).
   using Validator = bool (*)(void* object, int cls);
   void* PopChecked(int cls, uint32_t pick, Validator valid = nullptr);
-  void PushChecked(int cls, void* p);
+  void PushChecked(int cls, void* p, uint8_t* free_flag = nullptr);
   // Returns every cached object to the middle layer.
   void Flush();
   // A free run: the thread's frees have sent more than its cache's bound
@@ -269,7 +271,9 @@ class ThreadCache {
   // large allocation). Such a thread is emptying its heap and may then
   // sleep with full magazines, which only it can empty (no other thread
   // pops a magazine). So in a free run each free slow path empties the
-  // magazine that overflowed, not one batch, and empties the whole cache when
+  // stack that overflowed, not one batch (the delay line stays full, or
+  // every later free of the class would refill it on the slow path), and
+  // empties the whole cache when
   // the run starts, at each large free, and whenever the cache holds more
   // than 1/kFreeRunShare of its bound. The objects go to the middle layer,
   // whose idle batches and slabs the reclaimer returns. No instruction on

@@ -465,6 +465,42 @@ TEST_F(ThreadCacheTest, AFreeRunEmptiesTheCacheAndARefillEndsIt) {
   }
 }
 
+// In a free run an overflowing magazine returns its stack but keeps its
+// delay line full: the quarantine still holds, and the frees after the
+// overflow go on the fast path again. (It used to empty the delay line,
+// which refills one slow-path free at a time: `depth` slow frees per
+// `stack_max` fast ones.) The flag handed to Overflow is the object's.
+TEST_F(ThreadCacheTest, AFreeRunKeepsTheDelayLineFull) {
+  const int cls = kSizeClasses.ClassFor(16);
+  const size_t quarantine = size_t{64} << 10;
+  const uint32_t depth = DepthFor(cls, quarantine);
+  const uint32_t band = MaxFor(cls, quarantine) - depth;
+  ASSERT_GT(depth, band);  // the old behaviour made most frees slow here
+  auto tc = NewCache(quarantine, false, size_t{16} << 10);
+  std::vector<void*> objs;
+  for (int i = 0; i < 8000; i++) objs.push_back(Alloc(*tc, cls));  // 125 KiB
+  tc->Flush();
+  size_t slow_in_run = 0, frees_in_run = 0;
+  for (void* p : objs) {
+    ASSERT_FALSE(IsFree(p));
+    bool in_run = tc->in_free_run();
+    if (!tc->Push(cls, p, Flag(p))) {
+      tc->Overflow(cls, p, Flag(p));
+      if (in_run) slow_in_run++;
+    }
+    if (in_run) frees_in_run++;
+    ASSERT_TRUE(IsFree(p));
+  }
+  ASSERT_TRUE(tc->in_free_run());
+  ASSERT_GT(frees_in_run, 6000u);
+  // One slow free per stack's worth of fast ones, and one delay line's
+  // filling after the flush that started the run.
+  EXPECT_LE(slow_in_run, frees_in_run / band + depth + 1);
+  EXPECT_GE(tc->ListCount(cls), depth);
+  tc->Flush();
+  EXPECT_EQ(tc->ListCount(cls), 0u);
+}
+
 // Large frees count toward a free run too, and in one each large free
 // empties the cache; a large allocation ends the run.
 TEST_F(ThreadCacheTest, LargeFreesInAFreeRunEmptyTheCache) {
