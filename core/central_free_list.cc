@@ -246,12 +246,18 @@ int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id) {
 
 void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
   PageMap& map = GlobalPageMap();
+  // Objects of a batch mostly share a slab: the last one is looked up and
+  // vetted once (until it retires below).
+  Span* s = nullptr;
   for (int i = 0; i < n; i++) {
     void* p = objects[i];
-    Span* s = map.Get(p);
-    if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
-      ReportMisuse(misuse::kCorruptFreeList, p, owner_->name,
-                   "a free-list entry is not an object of the %u-byte class", kSizeClasses.size(size_class_));
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    if (s == nullptr || a < s->start || a >= s->end()) {
+      s = map.Get(p);
+      if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
+        ReportMisuse(misuse::kCorruptFreeList, p, owner_->name,
+                     "a free-list entry is not an object of the %u-byte class", kSizeClasses.size(size_class_));
+      }
     }
     uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
     uint64_t bit = uint64_t{1} << (idx % 64);
@@ -279,6 +285,7 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
         span_free_ -= s->capacity;
         RetireSlab(s);
         owner_->pages->Free(s);
+        s = nullptr;
       }
     }
   }

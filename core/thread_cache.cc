@@ -163,7 +163,14 @@ bool ThreadCache::RefillList(int cls) {
     DelayAt(cls, held) = Entry{objects[to_stack], FreeFlagOf(objects[to_stack], &span)};
   }
   SetHeld(cls, held);
-  for (int i = to_stack - 1; i >= 0; i--) PushOnStack(cls, Entry{objects[i], FreeFlagOf(objects[i], &span)});
+  // Written in place and counted once: a PushOnStack call per object was
+  // 32 of the 83 instructions a refilled object cost (Python's json).
+  if (to_stack > 0) {
+    uint32_t count = StackCount(cls);
+    for (int i = to_stack - 1; i >= 0; i--) StackAt(cls, ++count) = Entry{objects[i], FreeFlagOf(objects[i], &span)};
+    SetStackCount(cls, count);
+    NoteMayHold(cls);
+  }
   return true;
 }
 
