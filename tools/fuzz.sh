@@ -46,11 +46,15 @@ fi
 
 # The engine as //core:heap + //core:engine link it (no abi/: that would
 # replace the process's malloc; no telemetry: the engine does not need it).
+# The sources of //core:engine and //core:heap (bazel query 'kind("source
+# file", deps(//core:heap) union deps(//core:engine))'), the fuzz target's deps.
 CORE_SRCS=(
-  core/base.cc core/lock.cc core/os.cc core/options.cc
-  core/central_free_list.cc core/guarded_pool.cc core/meta_pool.cc core/page_heap.cc
-  core/page_map.cc core/partition.cc core/report.cc core/thread_cache.cc
-  core/libc_heap.cc core/heap.cc core/stats.cc
+  core/base.cc core/lock.cc core/lock_registry.cc core/numa.cc core/os.cc core/options.cc
+  core/cache_slots.cc core/central_free_list.cc core/contract.cc core/guarded_pool.cc
+  core/meta_pool.cc core/page_heap.cc core/page_map.cc core/partition.cc core/report.cc
+  core/thread_cache.cc core/movable.cc core/libc_heap.cc core/background.cc core/fork.cc
+  core/heap.cc core/heap_report.cc core/reclaimer.cc core/sampling.cc core/strict.cc
+  core/thread_registry.cc core/traits.cc
 )
 for f in "${CORE_SRCS[@]}"; do
   [[ -f "$f" ]] || { echo "error: $f is missing: update CORE_SRCS in tools/fuzz.sh" >&2; exit 2; }

@@ -17,6 +17,7 @@
 // Built two ways: with clang -fsanitize=fuzzer (tools/fuzz.sh) and, for
 // `bazel test`, with gcc and heap_fuzz_main.cc, which runs a deterministic
 // set of generated inputs. NITROHEAP_OPTIONS selects the mode as usual.
+#include <errno.h>
 #include <fcntl.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -558,9 +559,15 @@ void RunOne(Input& in) {
         nitro::Free(big);
         _exit(0);
       }
+      // libFuzzer's once-a-second timer signal interrupts the wait (EINTR,
+      // status untouched): seen as "fork child failed (status 0)".
       int status = 0;
-      FUZZ_CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
-                 "fork child failed (status %#x)", status);
+      pid_t waited;
+      do {
+        waited = waitpid(pid, &status, 0);
+      } while (waited < 0 && errno == EINTR);
+      FUZZ_CHECK(waited == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0,
+                 "fork child failed (status %#x, errno %d)", status, waited < 0 ? errno : 0);
       break;
     }
   }
