@@ -273,9 +273,8 @@ class ThreadCache {
   // pops a magazine). So in a free run each free slow path empties the
   // stack that overflowed, not one batch (the delay line stays full, or
   // every later free of the class would refill it on the slow path), and
-  // empties the whole cache when
-  // the run starts, at each large free, and whenever the cache holds more
-  // than 1/kFreeRunShare of its bound. The objects go to the middle layer,
+  // empties the whole cache when the run starts, at each large free, and
+  // whenever the cache holds more than 1/kFreeRunShare of its bound. The objects go to the middle layer,
   // whose idle batches and slabs the reclaimer returns. No instruction on
   // the fast paths; an allocation slow path ends the run.
   void NoteLargeFree(size_t bytes);
