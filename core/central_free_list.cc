@@ -44,14 +44,20 @@ void CentralFreeList::Init(const SlabOwner* owner, int size_class, BatchStack* s
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 
-int CentralFreeList::RemoveRange(void** out, int n, uint32_t cache_id) {
+int CentralFreeList::RemoveRange(void** out, int n, uint32_t cache_id, uint8_t** flags, bool* flagged) {
   LockGuard g(lock_);
-  return RemoveRangeLocked(out, n, cache_id);
+  return RemoveRangeLocked(out, n, cache_id, flags, flagged);
 }
 
-int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id) {
+int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id, uint8_t** flags, bool* flagged) {
   traffic_++;
-  if (cache_id == 0) return batches_ > 0 ? TakeFromBatch(batches_ - 1, out, n) : FromSpans(out, n, 0);
+  if (flagged != nullptr) *flagged = false;
+  // From slabs, with their flags when asked: set *flagged first.
+  auto from_spans = [&](uint32_t id) {
+    if (flagged != nullptr) *flagged = flags != nullptr;
+    return FromSpans(out, n, id, flags);
+  };
+  if (cache_id == 0) return batches_ > 0 ? TakeFromBatch(batches_ - 1, out, n) : from_spans(0);
   // Its own batch, else one nobody owns (an exited thread's), newest first.
   int nobodys = -1;
   for (int i = batches_ - 1; i >= 0; i--) {
@@ -66,7 +72,7 @@ int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id) {
   if (batches_ >= kForeignBatchBacklog || (batches_ > 0 && SlabFor(cache_id) == nullptr)) {
     return TakeFromBatch(batches_ - 1, out, n);
   }
-  return FromSpans(out, n, cache_id);
+  return from_spans(cache_id);
 }
 
 int CentralFreeList::TakeFromBatch(int i, void** out, int n) {
@@ -127,12 +133,15 @@ void CentralFreeList::ForgetCache(uint32_t cache_id) {
 
 void* CentralFreeList::AllocateOne() {
   void* p = nullptr;
+  uint8_t* flag = nullptr;
+  bool flagged;
   {
     LockGuard g(lock_);
-    if (RemoveRangeLocked(&p, 1, 0) != 1) return nullptr;
+    if (RemoveRangeLocked(&p, 1, 0, &flag, &flagged) != 1) return nullptr;
     direct_allocs_++;
   }
-  __atomic_store_n(GlobalPageMap().Get(p)->FreeFlag(p), uint8_t{0}, __ATOMIC_RELAXED);
+  if (!flagged) flag = GlobalPageMap().Get(p)->FreeFlag(p);
+  __atomic_store_n(flag, uint8_t{0}, __ATOMIC_RELAXED);
   return p;
 }
 
@@ -196,7 +205,7 @@ bool CentralFreeList::AddSlab() {
   return true;
 }
 
-int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id) {
+int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id, uint8_t** flags) {
   // Objects freed back into a slab go out first, in address order; then the
   // never-used rest by bumping, so a fresh slab is handed out front to back
   // with no bitmap work. Nothing is written into the objects.
@@ -227,6 +236,7 @@ int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id) {
       while (bits != 0 && got < n) {
         uint32_t idx = w * 64 + static_cast<uint32_t>(__builtin_ctzll(bits));
         bits &= bits - 1;
+        if (flags != nullptr) flags[got] = &s->object_free[idx];
         out[got++] = reinterpret_cast<void*>(s->start + static_cast<uintptr_t>(idx) * stride_);
         s->allocated++;
       }
@@ -235,6 +245,10 @@ int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id) {
     uint32_t carve = s->capacity - s->bump;
     if (carve > static_cast<uint32_t>(n - got)) carve = static_cast<uint32_t>(n - got);
     uintptr_t next = s->start + static_cast<uintptr_t>(s->bump) * stride_;
+    if (flags != nullptr) {
+      uint8_t* flag = &s->object_free[s->bump];
+      for (uint32_t i = 0; i < carve; i++) flags[got + static_cast<int>(i)] = flag + i;
+    }
     for (uint32_t i = 0; i < carve; i++, next += stride_) out[got++] = reinterpret_cast<void*>(next);
     s->bump += carve;
     s->allocated += carve;
@@ -246,32 +260,39 @@ int CentralFreeList::FromSpans(void** out, int n, uint32_t cache_id) {
 
 void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
   PageMap& map = GlobalPageMap();
+  const uint64_t magic = kSizeClasses.info(size_class_).magic;
   // Objects of a batch mostly share a slab: the last one is looked up and
-  // vetted once (until it retires below).
+  // vetted once (until it retires below), its bounds kept in registers.
   Span* s = nullptr;
+  uintptr_t s_start = 0, s_end = 0;  // no slab: every address is outside
+  size_t returned = 0;
   for (int i = 0; i < n; i++) {
     void* p = objects[i];
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    if (s == nullptr || a < s->start || a >= s->end()) {
+    if (a - s_start >= s_end - s_start) {
       s = map.Get(p);
       if (s == nullptr || s->state != SpanState::kSlab || s->size_class != size_class_) {
         ReportMisuse(misuse::kCorruptFreeList, p, owner_->name,
                      "a free-list entry is not an object of the %u-byte class", kSizeClasses.size(size_class_));
       }
+      s_start = s->start;
+      s_end = s->end();
+      s->free_pages_returned = false;
     }
-    uint32_t idx = s->ObjectIndex(reinterpret_cast<uintptr_t>(p));
+    uint32_t idx = static_cast<uint32_t>(((a - s_start) * magic) >> kMagicShift);
     uint64_t bit = uint64_t{1} << (idx % 64);
+    uint64_t& word = s->free_bits[idx / 64];
     // Beyond the bump: never handed out, free all along.
-    if (idx >= s->bump || (s->free_bits[idx / 64] & bit)) {
+    if (idx >= s->bump || (word & bit)) {
       ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free",
                    kSizeClasses.size(size_class_));
     }
-    if (s->allocated == s->capacity) nonempty_.PushFront(s);
-    s->free_bits[idx / 64] |= bit;
-    s->free_pages_returned = false;
-    s->allocated--;
-    span_free_++;
-    if (s->allocated == 0) {
+    word |= bit;
+    returned++;
+    uint32_t allocated = s->allocated;
+    if (allocated == s->capacity) nonempty_.PushFront(s);
+    s->allocated = --allocated;
+    if (allocated == 0) {
       // Every object is back: the slab is fresh again, handed out by bumping,
       // to any cache.
       s->bump = 0;
@@ -286,9 +307,12 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
         RetireSlab(s);
         owner_->pages->Free(s);
         s = nullptr;
+        s_start = 0;
+        s_end = 0;
       }
     }
   }
+  span_free_ += returned;
 }
 
 void CentralFreeList::Retire(Span* slab) { RetireSlab(slab); }

@@ -83,8 +83,11 @@ class CentralFreeList {
   // one batch, taken from its end); returns how many (0 when out of
   // memory). Their free flags stay set. `cache_id`: the taking cache
   // (ThreadCache::id), served its own batches and slabs first; 0 takes the
-  // top batch, else the front slab.
-  int RemoveRange(void** out, int n, uint32_t cache_id = 0);
+  // top batch, else the front slab. `flags` (room for n, or null): the
+  // objects' free flags, filled when they came from slabs, which know them
+  // (*flagged then true); a batch holds objects only, and the caller looks
+  // their flags up (a page-map lookup and an index each).
+  int RemoveRange(void** out, int n, uint32_t cache_id = 0, uint8_t** flags = nullptr, bool* flagged = nullptr);
   // Gives back `n` objects (any number), whose free flags are set, as
   // batches of cache `cache_id`.
   void InsertRange(void* const* objects, int n, uint32_t cache_id = 0);
@@ -119,14 +122,14 @@ class CentralFreeList {
   static void Retire(Span* slab);
 
  private:
-  int RemoveRangeLocked(void** out, int n, uint32_t cache_id);
+  int RemoveRangeLocked(void** out, int n, uint32_t cache_id, uint8_t** flags = nullptr, bool* flagged = nullptr);
   // Takes up to n objects from batch_[i], from its end; an emptied batch
   // leaves the stack, the ones above it keeping their order (ReleaseIdle).
   int TakeFromBatch(int i, void** out, int n);
   // A slab in the first kSlabScan of nonempty_ that `cache_id` holds, else
   // one nobody holds or whose claim lapsed; nullptr if none.
   Span* SlabFor(uint32_t cache_id) const;
-  int FromSpans(void** out, int n, uint32_t cache_id);
+  int FromSpans(void** out, int n, uint32_t cache_id, uint8_t** flags);
   void ReturnToSpans(void* const* objects, int n);
   bool AddSlab();
   uint64_t Now() const { return owner_->clock != nullptr ? owner_->clock() : 0; }

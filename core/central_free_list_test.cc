@@ -164,6 +164,50 @@ TEST_F(CentralFreeListTest, TheBatchStackIsBoundedAndTheRestGoesToTheSlabs) {
   EXPECT_EQ(st.span_free_objects, 5u * 256 - 1024);
 }
 
+// A refill from slabs comes with each object's free flag (the slab knows
+// it), so the thread cache skips a lookup per object; from a batch, which
+// holds objects only, without them (flagged false, flags untouched).
+TEST_F(CentralFreeListTest, RemoveRangeFromSlabsGivesEachObjectsFreeFlag) {
+  const int batch = static_cast<int>(info().batch);
+  // Fresh objects (the bump), then objects freed back into the slab (its
+  // bitmap): every other object of a batch returned through a full stack.
+  Range first = Remove(batch);
+  ASSERT_EQ(first.n, batch);
+  std::vector<void*> objs(static_cast<size_t>(batch));
+  std::vector<uint8_t*> flags(static_cast<size_t>(batch));
+  bool flagged = false;
+  int n = central().RemoveRange(objs.data(), batch, 0, flags.data(), &flagged);
+  ASSERT_EQ(n, batch);
+  EXPECT_TRUE(flagged);
+  for (int i = 0; i < n; i++) {
+    EXPECT_EQ(flags[static_cast<size_t>(i)], GlobalPageMap().Get(objs[static_cast<size_t>(i)])->FreeFlag(objs[static_cast<size_t>(i)])) << i;
+  }
+  // The second batch back to its slab (Drain returns every batch), which
+  // the first keeps in use, then out again from the slab's bitmap.
+  central().InsertRange(objs.data(), n);
+  central().Drain();
+  ASSERT_EQ(central().Stats().slab_objects_in_use, static_cast<size_t>(batch));
+  std::vector<void*> again(static_cast<size_t>(batch));
+  std::fill(flags.begin(), flags.end(), nullptr);
+  n = central().RemoveRange(again.data(), batch, 0, flags.data(), &flagged);
+  ASSERT_EQ(n, batch);
+  EXPECT_TRUE(flagged);
+  for (int i = 0; i < n; i++) {
+    void* p = again[static_cast<size_t>(i)];
+    EXPECT_EQ(flags[static_cast<size_t>(i)], GlobalPageMap().Get(p)->FreeFlag(p)) << i;
+    EXPECT_TRUE(IsFree(p));
+  }
+  // From a batch: no flags.
+  central().InsertRange(again.data(), n);
+  std::fill(flags.begin(), flags.end(), nullptr);
+  n = central().RemoveRange(again.data(), batch, 0, flags.data(), &flagged);
+  ASSERT_EQ(n, batch);
+  EXPECT_FALSE(flagged);
+  EXPECT_EQ(flags[0], nullptr);
+  central().InsertRange(again.data(), n);
+  Insert(first);
+}
+
 TEST_F(CentralFreeListTest, AllocateOneAndFreeOne) {
   void* p = central().AllocateOne();
   void* q = central().AllocateOne();
