@@ -281,13 +281,12 @@ void CentralFreeList::ReturnToSpans(void* const* objects, int n) {
     }
     uint32_t idx = static_cast<uint32_t>(((a - s_start) * magic) >> kMagicShift);
     uint64_t bit = uint64_t{1} << (idx % 64);
-    uint64_t& word = s->free_bits[idx / 64];
     // Beyond the bump: never handed out, free all along.
-    if (idx >= s->bump || (word & bit)) {
+    if (idx >= s->bump || (s->free_bits[idx / 64] & bit)) {
       ReportMisuse(misuse::kDoubleFree, p, owner_->name, "a %u-byte object that is already free",
                    kSizeClasses.size(size_class_));
     }
-    word |= bit;
+    s->free_bits[idx / 64] |= bit;
     returned++;
     uint32_t allocated = s->allocated;
     if (allocated == s->capacity) nonempty_.PushFront(s);
