@@ -13,6 +13,7 @@ for s in malloc free calloc realloc reallocarray posix_memalign aligned_alloc me
     nitro_rust_alloc nitro_rust_alloc_zeroed nitro_rust_dealloc nitro_rust_realloc \
     nitro_owns nitro_is_active nitro_partition_create nitro_partition_id nitro_ctl \
     mallocx rallocx xallocx sallocx dallocx sdallocx nallocx malloc_stats_print \
+    mallctl mallctlnametomib mallctlbymib \
     nitro_partition_calloc nitro_partition_usable_size nitro_partition_strdup nitro_partition_strndup \
     nitro_partition_create_typed nitro_partition_free_typed nitro_partition_for_traits \
     nitro_set_thread_partition nitro_thread_partition \

@@ -6,7 +6,7 @@
 #include <unistd.h>
 
 static void not_interposed(void) {
-  static const char kMessage[] = "jemalloc_abi_stub: NitroHeap did not interpose the *allocx API\n";
+  static const char kMessage[] = "jemalloc_abi_stub: NitroHeap did not interpose the *allocx API or mallctl\n";
   (void)!write(2, kMessage, sizeof(kMessage) - 1);
   abort();
 }
@@ -18,3 +18,18 @@ size_t sallocx(const void* p, int flags) { (void)p, (void)flags; not_interposed(
 void dallocx(void* p, int flags) { (void)p, (void)flags; not_interposed(); }
 void sdallocx(void* p, size_t size, int flags) { (void)p, (void)size, (void)flags; not_interposed(); }
 size_t nallocx(size_t size, int flags) { (void)size, (void)flags; not_interposed(); return 0; }
+int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  (void)name, (void)oldp, (void)oldlenp, (void)newp, (void)newlen;
+  not_interposed();
+  return 0;
+}
+int mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) {
+  (void)name, (void)mibp, (void)miblenp;
+  not_interposed();
+  return 0;
+}
+int mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp, size_t newlen) {
+  (void)mib, (void)miblen, (void)oldp, (void)oldlenp, (void)newp, (void)newlen;
+  not_interposed();
+  return 0;
+}

@@ -382,6 +382,7 @@ struct HeapStats {
   size_t partitions;
   size_t threads;
   size_t quarantine_bytes;       // large runs waiting before reuse
+  size_t quarantine_committed_bytes;  // of those, not yet given back (not in committed_bytes)
   size_t sampled_live;           // guarded allocations alive
   size_t sampled_total;          // guarded allocations made
 };

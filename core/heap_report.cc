@@ -47,6 +47,7 @@ HeapStats GetHeapStats() {
     st.large_allocations += ps.large_allocations;
     st.large_bytes += ps.large_bytes;
     st.quarantine_bytes += ps.pages.quarantine_bytes;
+    st.quarantine_committed_bytes += ps.pages.quarantine_committed_bytes;
     st.partitions++;
   });
   st.thread_cache_bytes = ThreadCachedBytes();

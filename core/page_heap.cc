@@ -857,6 +857,11 @@ PageHeapStats PageHeap::Stats() {
   st.free_released_bytes = free_pages_[1] << kPageShift;
   st.released_total_bytes = released_total_pages_ << kPageShift;
   st.quarantine_bytes = quarantine_bytes_;
+  // A walk of at most 512 runs (the quarantine's bound).
+  st.quarantine_committed_bytes = 0;
+  for (const Span* q = quarantine_head_; q != nullptr; q = q->next) {
+    if (!q->released) st.quarantine_committed_bytes += q->bytes();
+  }
   st.regions = region_count_;
   return st;
 }

@@ -41,6 +41,7 @@ struct PageHeapStats {
   size_t free_released_bytes;   // free runs given back to the kernel
   size_t released_total_bytes;  // bytes ever given back (madvise) by decay or trim
   size_t quarantine_bytes;      // freed large runs waiting before reuse
+  size_t quarantine_committed_bytes;  // of those, the runs not yet given back (resident)
   size_t regions;
 };
 

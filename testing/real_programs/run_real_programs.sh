@@ -24,7 +24,7 @@ SO="$(cd "$(dirname "$SO")" && pwd)/$(basename "$SO")"   # absolute: cases cd ar
 
 PY=/usr/bin/python3            # Debian's python, not a pyenv shim on PATH
 CASE_TIMEOUT="${CASE_TIMEOUT:-120}"
-for tool in "$PY" g++ git sort sha256sum timeout awk tr uniq diff; do
+for tool in "$PY" g++ git sort sha256sum timeout awk tr uniq diff redis-server redis-cli; do
   command -v "$tool" >/dev/null || { echo "error: required tool '$tool' not found" >&2; exit 2; }
 done
 
@@ -460,6 +460,37 @@ EOF
 
 IS_ACTIVE_PY='import ctypes; print(ctypes.CDLL(None).nitro_is_active())'
 export IS_ACTIVE_PY
+# redis-server (Debian's, linked with libjemalloc) reports its heap from
+# jemalloc's mallctl: INFO memory's allocator_* fields and MEMORY PURGE. Under
+# the preload NitroHeap must answer them about the heap that serves redis
+# (before abi/mallctl.cc, the jemalloc redis still loads answered about an
+# empty heap: allocator_allocated 28672 with 68 MiB of keys). Plain, jemalloc
+# answers; the printed properties must be the same.
+case_redis_memory() {
+  # A relative socket path: an absolute one under Bazel's sandbox exceeds
+  # the 107 bytes of sun_path.
+  redis-server --port 0 --unixsocket redis.sock --save "" --appendonly no \
+    --daemonize no >redis.log 2>&1 &
+  local pid=$! i
+  for i in $(seq 100); do [[ -S redis.sock ]] && break; sleep 0.05; done
+  cli() { redis-cli -s redis.sock "$@"; }
+  field() { cli info memory | tr -d '\r' | awk -F: -v k="$1" '$1 == k {print $2}'; }
+  # 20,000 keys of 1000 bytes (about 20 MB of values), by a Lua loop.
+  cli eval "for i=1,20000 do redis.call('set', 'key:' .. i, string.rep('v', 1000)) end return 1" 0 >/dev/null
+  local used alloc active resident
+  used=$(field used_memory); alloc=$(field allocator_allocated)
+  active=$(field allocator_active); resident=$(field allocator_resident)
+  echo "allocated within 80-125% of used_memory: $(( alloc * 100 >= used * 80 && alloc * 100 <= used * 125 ))"
+  echo "active >= allocated: $(( active >= alloc )); resident >= active: $(( resident >= active ))"
+  echo "memory purge: $(cli memory purge | tr -d '\r')"
+  cli flushall >/dev/null
+  local after
+  after=$(field allocator_allocated)
+  echo "allocated after FLUSHALL below a quarter of before: $(( after * 4 < alloc ))"
+  cli shutdown nosave >/dev/null 2>&1 || true
+  wait "$pid" || true
+}
+
 case_is_active() {
   "$PY" -c "$IS_ACTIVE_PY"
 }
@@ -468,7 +499,7 @@ case_stats_print_program() {
   "$PY" -c 'd = {i: str(i) * 10 for i in range(100000)}; print(len(d), sum(map(len, d.values())))'
 }
 
-export -f case_python_threads case_python_json case_python_sqlite3 case_cxx_compile case_git \
+export -f case_redis_memory case_python_threads case_python_json case_python_sqlite3 case_cxx_compile case_git \
   case_sort case_shell_pipeline case_python_fork_subprocess case_python_multiprocessing \
   case_is_active case_stats_print_program
 
@@ -484,6 +515,7 @@ compare_case sort case_sort
 compare_case shell_pipeline case_shell_pipeline
 compare_case python_fork_subprocess case_python_fork_subprocess
 compare_case python_multiprocessing case_python_multiprocessing
+compare_case redis_memory case_redis_memory
 
 ###############################################################################
 # 6: proof that NitroHeap really served the preloaded runs

@@ -43,6 +43,20 @@ size_t nallocx(size_t size, int flags) NITRO_MALLOCX_NOTHROW;
  * and the large line; other letters are ignored. */
 void malloc_stats_print(void (*write_cb)(void*, const char*), void* opaque,
                         const char* opts) NITRO_MALLOCX_NOTHROW;
+/* jemalloc's control interface for the names programs read to learn about
+ * their heap (README, "mallctl"): epoch, stats.allocated, stats.active,
+ * stats.resident, stats.mapped, stats.retained (size_t), thread.allocated,
+ * thread.deallocated (uint64_t), thread.tcache.flush, arenas.narenas
+ * (unsigned, 1), arenas.page, arenas.quantum (size_t), arena.<i>.purge and
+ * arena.<i>.decay (i: 0, 1 or 4096, MALLCTL_ARENAS_ALL: return free memory
+ * to the kernel), background_thread, config.stats (bool). jemalloc's error
+ * codes: ENOENT for any other name, EINVAL for a wrong size (a read copies
+ * what fits), EPERM for writing a read-only name; ENOSYS in legacy mode.
+ * NitroHeap's own names are nitro_ctl's (nitroheap/nitroheap.h). */
+int mallctl(const char* name, void* oldp, size_t* oldlenp, void* newp, size_t newlen) NITRO_MALLOCX_NOTHROW;
+int mallctlnametomib(const char* name, size_t* mibp, size_t* miblenp) NITRO_MALLOCX_NOTHROW;
+int mallctlbymib(const size_t* mib, size_t miblen, void* oldp, size_t* oldlenp, void* newp,
+                 size_t newlen) NITRO_MALLOCX_NOTHROW;
 
 #ifdef __cplusplus
 }
