@@ -174,10 +174,9 @@ int ReadStat(Name name, void* oldp, size_t* oldlenp, const void* newp, size_t ne
   nitro::GuardedPoolCounts guarded = nitro::GuardedCounts();
   size_t guarded_pages = static_cast<size_t>(guarded.live_objects) * nitro::kPageSize;
   if (guarded_pages < guarded.live_bytes) guarded_pages = static_cast<size_t>(guarded.live_bytes);
-  // Freed large blocks waiting in the quarantine are resident until given
-  // back (strict keeps up to 256 MiB of them), though not in the report's
-  // committed figure.
-  size_t committed = st.committed_bytes + st.quarantine_committed_bytes + guarded_pages;
+  // committed_bytes counts the freed large blocks waiting in the quarantine
+  // until they are given back (strict keeps up to 256 MiB of them).
+  size_t committed = st.committed_bytes + guarded_pages;
   size_t value = 0;
   switch (name) {
     case Name::kStatsAllocated: value = st.allocated_bytes + static_cast<size_t>(guarded.live_bytes); break;

@@ -365,7 +365,7 @@ uint64_t HeapStartTimeNs();
 
 struct HeapStats {
   size_t reserved_bytes;        // address space of all partitions
-  size_t committed_bytes;       // pages in use or free but not yet released
+  size_t committed_bytes;       // pages in use, free but not yet released, or quarantined and not released
   size_t in_use_page_bytes;     // pages holding slabs or large allocations
   size_t free_committed_bytes;  // free pages still committed (released by decay)
   size_t free_released_bytes;   // free pages given back to the kernel
@@ -382,7 +382,7 @@ struct HeapStats {
   size_t partitions;
   size_t threads;
   size_t quarantine_bytes;       // large runs waiting before reuse
-  size_t quarantine_committed_bytes;  // of those, not yet given back (not in committed_bytes)
+  size_t quarantine_committed_bytes;  // of those, not yet given back (part of committed_bytes)
   size_t sampled_live;           // guarded allocations alive
   size_t sampled_total;          // guarded allocations made
 };

@@ -52,7 +52,7 @@ HeapStats GetHeapStats() {
   });
   st.thread_cache_bytes = ThreadCachedBytes();
   st.threads = ThreadCount();
-  st.committed_bytes = st.in_use_page_bytes + st.free_committed_bytes;
+  st.committed_bytes = st.in_use_page_bytes + st.free_committed_bytes + st.quarantine_committed_bytes;
   size_t held = st.thread_cache_bytes + st.transfer_bytes + st.slab_free_bytes;
   st.allocated_bytes = st.in_use_page_bytes > held ? st.in_use_page_bytes - held : 0;
   st.metadata_bytes = MetaBytesMapped();
@@ -82,6 +82,7 @@ void PrintHeapReport(int fd, unsigned omit) {
     out.Add("  middle layer         %10.2f MiB\n", mib(st.transfer_bytes));
     out.Add("  free in slabs        %10.2f MiB\n", mib(st.slab_free_bytes));
     out.Add("  free pages (cached)  %10.2f MiB\n", mib(st.free_committed_bytes));
+    out.Add("  large quarantine     %10.2f MiB not yet given back\n", mib(st.quarantine_committed_bytes));
     out.Add("returned to the OS     %10.2f MiB total\n", mib(st.released_total_bytes));
     out.Add("address space reserved %10.2f MiB in %zu partitions\n", mib(st.reserved_bytes),
         st.partitions);

@@ -474,6 +474,28 @@ TEST_F(PageHeapTest, ReleasedOrQuarantinedRunsBreakARow) {
   heap().Free(sep);
 }
 
+// A quarantined run holds its memory until the kernel has it back, and the
+// statistics say so (committed memory in the heap report and mallctl).
+TEST_F(PageHeapTest, QuarantinedRunsCountAsCommittedUntilReleased) {
+  Span* a = heap().Allocate(100, 1, SpanState::kLarge, /*guard_page=*/true);
+  Span* b = heap().Allocate(50, 1, SpanState::kLarge, /*guard_page=*/true);
+  ASSERT_TRUE(a && b);
+  EXPECT_EQ(heap().Stats().quarantine_committed_bytes, 0u);
+  g_now = 10;
+  heap().Free(a, /*quarantine=*/true);
+  g_now = 20;
+  heap().Free(b, /*quarantine=*/true);
+  PageHeapStats st = heap().Stats();
+  EXPECT_EQ(st.quarantine_bytes, 150 * kPageSize);
+  EXPECT_EQ(st.quarantine_committed_bytes, 150 * kPageSize);
+  heap().ReleaseFreedBefore(10);  // the older one goes back; it keeps its place
+  st = heap().Stats();
+  EXPECT_EQ(st.quarantine_bytes, 150 * kPageSize);
+  EXPECT_EQ(st.quarantine_committed_bytes, 50 * kPageSize);
+  heap().ReleaseAll();
+  EXPECT_EQ(heap().Stats().quarantine_committed_bytes, 0u);
+}
+
 // Freed blocks kept PROT_NONE (strict keeps them closed until reuse) are
 // never merged: their pages stay closed.
 TEST_F(PageHeapTest, ProtectedRunsAreNeverMerged) {

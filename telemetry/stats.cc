@@ -246,7 +246,9 @@ void CollectStats(nitro_stats_t* out) {
     c.live_bytes += ps.large_usable_bytes;
     c.live_requested_bytes += ps.large_bytes;
     c.mapped_bytes = ps.pages.reserved_bytes;
-    c.committed_bytes = ps.pages.in_use_bytes + ps.pages.free_committed_bytes;
+    // Quarantined large runs not yet given back are committed memory too
+    // (strict holds up to 256 MiB of them).
+    c.committed_bytes = ps.pages.in_use_bytes + ps.pages.free_committed_bytes + ps.pages.quarantine_committed_bytes;
     c.returned_bytes = ps.pages.released_total_bytes;
     c.free_cached_bytes = ps.pages.free_committed_bytes;
     c.quarantine_bytes = ps.pages.quarantine_bytes;

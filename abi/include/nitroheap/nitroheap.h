@@ -215,7 +215,7 @@ typedef struct nitro_counters {
   uint64_t live_bytes;           /* usable bytes of live objects */
   uint64_t live_requested_bytes;
   uint64_t mapped_bytes;         /* address space reserved */
-  uint64_t committed_bytes;      /* pages in use or free but not yet returned */
+  uint64_t committed_bytes;      /* pages in use, free but not yet returned, or of quarantined large blocks not yet returned */
   uint64_t returned_bytes;       /* ever returned to the OS (madvise) */
   uint64_t free_cached_bytes;    /* free pages kept committed (decay returns them) */
   uint64_t slabs;
