@@ -859,7 +859,9 @@ def main():
         out.append("## Memory return (RSS in MiB, median)\n")
         out.append("`workloads memreturn`: 512 MiB in 64 B..4 KiB objects and 512 MiB in 1 MiB blocks "
                    "(scaled by %g), touched, all freed, then idle. *before* is after a warm-up malloc/"
-                   "free (the allocator's start-up counts as the baseline); *after 1 s* is with no call "
+                   "free (the allocator's start-up counts as the baseline) and a run of the loop's own "
+                   "code on memory that is not the heap's (libm's tables, memset, the `dlsym` lookups), "
+                   "so that the program's code pages are not counted as growth; *after 1 s* is with no call "
                    "at all after the frees; *after trim* calls `malloc_trim(0)` found by `dlsym` when "
                    "it is the allocator's own (n/a: the allocator does not export one). Target: "
                    "NitroHeap within %d%% of *before* after 1 s and after trim.\n"

@@ -626,6 +626,14 @@ int Memreturn() {
     Escape(&v);
     munmap(m, bytes);
   }
+  // The symbol lookups the end of the run makes (dlsym and dladdr: the
+  // dynamic linker's pages, which counted in the reading after malloc_trim).
+  void* malloc_sym = nullptr;
+  void* trim_sym = nullptr;
+  void* stats_sym = nullptr;
+  std::string malloc_from = DefiningObject("malloc", &malloc_sym);
+  std::string trim_from = DefiningObject("malloc_trim", &trim_sym);
+  DefiningObject("malloc_stats_print", &stats_sym);
   long before = RssKib();
   SaveSmaps("before");
 
@@ -685,8 +693,6 @@ int Memreturn() {
   SaveSmaps("after_1s");
   if (getenv("MEMRETURN_SMAPS") != nullptr) {
     // The allocator's own account of the same moment, when it has one.
-    void* stats_sym = nullptr;
-    std::string stats_from = DefiningObject("malloc_stats_print", &stats_sym);
     if (stats_sym != nullptr) {
       reinterpret_cast<void (*)(void (*)(void*, const char*), void*, const char*)>(stats_sym)(
           nullptr, nullptr, nullptr);
@@ -696,10 +702,6 @@ int Memreturn() {
   // malloc_trim of the allocator that serves malloc, if it has one: a
   // malloc_trim found in another object (glibc's, under a preloaded
   // allocator that lacks one) would trim a heap nobody uses.
-  void* malloc_sym = nullptr;
-  void* trim_sym = nullptr;
-  std::string malloc_from = DefiningObject("malloc", &malloc_sym);
-  std::string trim_from = DefiningObject("malloc_trim", &trim_sym);
   char trim_text[32] = "n/a";
   if (trim_sym != nullptr && trim_from == malloc_from) {
     reinterpret_cast<int (*)(size_t)>(trim_sym)(0);
