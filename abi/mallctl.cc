@@ -89,6 +89,13 @@ size_t ComponentsOf(const char* pattern) {
 // False for an unknown name, a number where a word belongs, or a number
 // that does not fit a size_t.
 bool Parse(const char* name, size_t* index, size_t mib[kMaxComponents]) {
+  // strtoull's errno is not the caller's business: a successful call
+  // leaves errno as it was.
+  int saved_errno = errno;
+  struct Restore {
+    int value;
+    ~Restore() { errno = value; }
+  } restore{saved_errno};
   for (size_t e = 0; e < kEntryCount; e++) {
     const char* p = kEntries[e].pattern;
     const char* n = name;

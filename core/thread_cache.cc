@@ -43,17 +43,8 @@ void GiveStoreBlock(void* block, size_t bytes) {
   g_store_free = b;
 }
 
-// The free flag of an object the middle layer handed out. Objects of one
-// batch mostly share a slab: `span` remembers the last one.
-uint8_t* FreeFlagOf(void* p, Span** span) {
-  Span* s = *span;
-  uintptr_t a = reinterpret_cast<uintptr_t>(p);
-  if (s == nullptr || a < s->start || a >= s->end()) *span = s = GlobalPageMap().Get(p);
-  return s->FreeFlag(p);
-}
-
-// The free flags of objects[0..n) of class `cls`, which the middle layer
-// handed out from a batch (objects only). The slab's bounds and the class's
+// The free flags of objects[0..n) of class `cls` (a refill from a batch, or
+// one object pushed without its flag). The slab's bounds and the class's
 // magic stay in registers while the objects share a slab.
 void FreeFlagsOf(void* const* objects, uint8_t** flags, int n, int cls) {
   const uint64_t magic = kSizeClasses.info(cls).magic;
@@ -222,8 +213,8 @@ void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
 
 void ThreadCache::PushChecked(int cls, void* p, uint8_t* free_flag) {
   Magazine& m = mags_[cls];
-  Span* span = nullptr;
-  Entry e{p, free_flag != nullptr ? free_flag : FreeFlagOf(p, &span)};
+  if (free_flag == nullptr) FreeFlagsOf(&p, &free_flag, 1, cls);
+  Entry e{p, free_flag};
   uint32_t held = m.held;
   if (held < depth_[cls]) {
     DelayAt(cls, held) = e;  // filling the quarantine
