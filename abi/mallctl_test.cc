@@ -62,6 +62,15 @@ TEST(MallctlTest, APurgeReturnsFreePagesToTheKernel) {
   EXPECT_EQ(mallctl("arena.18446744073709551616.purge", nullptr, nullptr, nullptr, 0), ENOENT);
 }
 
+// A successful call leaves errno alone (the name parser uses strtoull).
+TEST(MallctlTest, ASuccessfulCallKeepsErrno) {
+  size_t value = 0, len = sizeof(value);
+  errno = 1234;
+  ASSERT_EQ(mallctl("arena.0.purge", nullptr, nullptr, nullptr, 0), 0);
+  ASSERT_EQ(mallctl("stats.allocated", &value, &len, nullptr, 0), 0);
+  EXPECT_EQ(errno, 1234);
+}
+
 TEST(MallctlTest, OneArena) {
   unsigned narenas = 0;
   size_t len = sizeof(narenas);
