@@ -475,17 +475,31 @@ case_redis_memory() {
   for i in $(seq 100); do [[ -S redis.sock ]] && break; sleep 0.05; done
   cli() { redis-cli -s redis.sock "$@"; }
   field() { cli info memory | tr -d '\r' | awk -F: -v k="$1" '$1 == k {print $2}'; }
+  # INFO's allocator_* fields are copies that serverCron refreshes every
+  # 100 ms, so a reading right after a command can predate it (CI read
+  # jemalloc's heap before FLUSHALL after it). Read once three periods have
+  # passed and two readings 200 ms apart agree (10 s at most).
+  settled_field() {
+    local prev cur n
+    sleep 0.3; prev=$(field "$1")
+    for n in $(seq 50); do
+      sleep 0.2; cur=$(field "$1")
+      [[ "$cur" == "$prev" ]] && break
+      prev=$cur
+    done
+    echo "$cur"
+  }
   # 20,000 keys of 1000 bytes (about 20 MB of values), by a Lua loop.
   cli eval "for i=1,20000 do redis.call('set', 'key:' .. i, string.rep('v', 1000)) end return 1" 0 >/dev/null
   local used alloc active resident
-  used=$(field used_memory); alloc=$(field allocator_allocated)
+  alloc=$(settled_field allocator_allocated); used=$(field used_memory)
   active=$(field allocator_active); resident=$(field allocator_resident)
   echo "allocated within 80-125% of used_memory: $(( alloc * 100 >= used * 80 && alloc * 100 <= used * 125 ))"
   echo "active >= allocated: $(( active >= alloc )); resident >= active: $(( resident >= active ))"
   echo "memory purge: $(cli memory purge | tr -d '\r')"
   cli flushall >/dev/null
   local after
-  after=$(field allocator_allocated)
+  after=$(settled_field allocator_allocated)
   echo "allocated after FLUSHALL below a quarter of before: $(( after * 4 < alloc ))"
   cli shutdown nosave >/dev/null 2>&1 || true
   wait "$pid" || true
