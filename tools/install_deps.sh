@@ -14,7 +14,7 @@ PACKAGES="
   sqlite3 valgrind strace redis-server redis-tools
   cmake make pkg-config
   libpython3.11-testsuite
-  golang-go binutils
+  golang-go binutils linux-perf
 "
 
 # Rust: the rustup toolchain when there is one, else Debian's cargo.

@@ -22,7 +22,7 @@ def main():
            "--py-workload", py_workload, "--gcc-input", gcc_input, "--write", "--out", out]
     print("running:", " ".join(cmd), flush=True)
     start = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
     print(p.stderr)
     print("(%.1f s)" % (time.time() - start))
     failures = []
@@ -31,9 +31,19 @@ def main():
                         % p.returncode)
     report = open(out).read() if os.path.exists(out) else ""
     for section in ["## Setup", "## Target checks", "## Wall time", "## CPU time", "## Peak RSS",
-                    "## Memory return"]:
+                    "## Memory return", "## Where the gaps are"]:
         if section not in report:
             failures.append("report lacks the section %r" % section)
+    if not re.search(r"^\| \*start-up\* \(not in the geomean\) \| [\d.]+ \| [\d.]+ \|", report, re.M):
+        failures.append("the peak-RSS table lacks the start-up row")
+    # Each profiled row: a CPU table with a total, or the reason it is missing.
+    gaps = report.split("## Where the gaps are", 1)[-1].split("\n## ", 1)[0]
+    for part in gaps.split("\n### ")[1:]:
+        title = part.splitlines()[0]
+        if title.startswith("Peak RSS above"):
+            continue
+        if "not profiled: " not in part and not re.search(r"^\| \*\*total CPU\*\* \| \*\*\d+", part, re.M):
+            failures.append("gap profile %r has neither a CPU table nor a reason" % title)
     for name in ["fastpath", "working_set", "prodcons", "larson", "realloc", "large", "large_cycle",
                  "large_trap",
                  "stl", "larson_8t", "larson_32t", "python", "python_malloc", "gcc"]:

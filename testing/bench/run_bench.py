@@ -222,13 +222,15 @@ class Run:
         self.timed_out = False
         self.wall = self.cpu = 0.0
         self.maxrss_kib = 0
+        self.minflt = None  # minor page faults of the command's tree
         self.stdout = self.stderr = ""
         self.checksum = None
         self.error = None
         self.extra = None  # parsed memreturn line
 
 
-SPAWN_RE = re.compile(r"^status=(-?\d+) wall=([\d.]+) user=([\d.]+) sys=([\d.]+) maxrss_kib=(\d+)$")
+SPAWN_RE = re.compile(r"^status=(-?\d+) wall=([\d.]+) user=([\d.]+) sys=([\d.]+) maxrss_kib=(\d+)"
+                      r"(?: minflt=(\d+))?$")
 
 
 def run_child(spawn, argv, env, cwd, timeout):
@@ -280,6 +282,7 @@ def run_child(spawn, argv, env, cwd, timeout):
         r.wall = float(m.group(2))
         r.cpu = float(m.group(3)) + float(m.group(4))
         r.maxrss_kib = int(m.group(5))
+        r.minflt = int(m.group(6)) if m.group(6) is not None else None
     else:
         r.rc = launcher_rc if launcher_rc != 0 else -1
     return r
@@ -442,6 +445,99 @@ def run_callgrind(paths, quick, timeout, api="malloc"):
     return rows, p.stdout
 
 
+# The profile of a gap: one `perf record` of each side after the rounds.
+PERF_PERIOD_NS = 250000  # one cpu-clock sample per 0.25 ms of CPU time
+GAP_PROFILE_ROWS = 8      # the slowest rows against their fastest peer, at most
+PROFILE_WHERE = ["allocator", "kernel", "libc", "program"]
+PROFILE_WHERE_TEXT = {
+    "allocator": "the allocator's own library",
+    "kernel": "the kernel (page faults, system calls)",
+    "libc": "libc (for glibc: its malloc too)",
+    "program": "the program and its other libraries",
+}
+
+
+def perf_profile(argv, lib, env, cwd, timeout, data):
+    """CPU milliseconds by where the samples fell, and by symbol.
+
+    Returns ({where: ms}, [(ms, where, symbol)], None) or (None, None, why).
+    The command runs under `perf record -e cpu-clock` with a fixed period, so
+    a sample is PERF_PERIOD_NS of CPU time of the command's tree.
+    """
+    cmd = ["perf", "record", "-e", "cpu-clock", "-c", str(PERF_PERIOD_NS), "-q", "-o", data, "--",
+           "env"] + (["LD_PRELOAD=" + lib] if lib else []) + argv
+    try:
+        p = subprocess.run(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.PIPE, timeout=timeout, text=True, errors="replace")
+    except FileNotFoundError:
+        return None, None, "perf not found (Debian: apt-get install linux-perf)"
+    except subprocess.TimeoutExpired:
+        return None, None, "perf record timed out after %d s" % timeout
+    if p.returncode != 0:
+        return None, None, "perf record exited %d: %s" % (p.returncode, p.stderr.strip()[-300:])
+    rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
+                          "-F", "sample,dso,sym", "-q", "-t", "\t"], stdin=subprocess.DEVNULL,
+                         capture_output=True, text=True, errors="replace", timeout=timeout)
+    if rep.returncode != 0:
+        return None, None, "perf report exited %d: %s" % (rep.returncode, rep.stderr.strip()[-300:])
+    libname = os.path.basename(lib) if lib else None
+    by_where = {w: 0.0 for w in PROFILE_WHERE}
+    syms = []
+    for line in rep.stdout.splitlines():
+        f = [x.strip() for x in line.split("\t")]
+        if len(f) < 3 or not f[0].isdigit():
+            continue
+        ms = int(f[0]) * PERF_PERIOD_NS / 1e6
+        dso, sym = f[1], f[2]
+        if dso.startswith("[kernel") or sym.startswith("[k]"):
+            where = "kernel"
+        elif libname and os.path.basename(dso) == libname:
+            where = "allocator"
+        elif os.path.basename(dso).startswith("libc.so"):
+            where = "libc"
+        else:
+            where = "program"
+        by_where[where] += ms
+        syms.append((ms, where, re.sub(r"^\[[.k]\] ", "", sym)))
+    if not syms:
+        return None, None, "perf recorded no samples"
+    syms.sort(key=lambda x: -x[0])
+    return by_where, syms, None
+
+
+def gap_section(pairs, profiles, minflt):
+    """Markdown of the gap profiles: pairs are (title, (label, display, ...), (label, display, ...), ...)."""
+    out = []
+    for title, a, b, *_ in pairs:
+        pa, pb = profiles.get(a[0] + "|" + title), profiles.get(b[0] + "|" + title)
+        out.append("### %s\n" % title)
+        why = next((p[2] for p in (pa, pb) if p[2]), None)
+        if why:
+            out.append("not profiled: %s\n" % why)
+            continue
+        rows = []
+        for w in PROFILE_WHERE:
+            x, y = pa[0][w], pb[0][w]
+            rows.append((PROFILE_WHERE_TEXT[w], "%.0f" % x, "%.0f" % y, "%+.0f" % (x - y)))
+        tx, ty = sum(pa[0].values()), sum(pb[0].values())
+        rows.append(("**total CPU**", "**%.0f**" % tx, "**%.0f**" % ty, "**%+.0f**" % (tx - ty)))
+        fa, fb = minflt.get(a[0] + "|" + title), minflt.get(b[0] + "|" + title)
+        if fa is not None and fb is not None:
+            rows.append(("minor page faults (median of the rounds)", "%d" % fa, "%d" % fb, "%+d" % (fa - fb)))
+        out.append(md_table(["CPU ms, one perf run each", a[1], b[1], "difference"], rows,
+                            ["l", "r", "r", "r"]))
+        out.append("")
+        for (label, prof) in ((a[1], pa), (b[1], pb)):
+            parts = []
+            for w in ("allocator", "kernel", "libc"):
+                top = [t for t in prof[1] if t[1] == w and t[0] >= 1.0][:4]
+                if top:
+                    parts.append("%s: %s" % (w, ", ".join("`%s` %.0f" % (t[2], t[0]) for t in top)))
+            out.append("- %s's largest symbols (ms): %s" % (label, "; ".join(parts) or "none of 1 ms or more"))
+        out.append("")
+    return out
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -462,6 +558,9 @@ def main():
                     "in every round and compared with it, never with the peers; '' for none "
                     "(default: %(default)s)")
     ap.add_argument("--no-callgrind", action="store_true", help="skip the callgrind fast-path count")
+    ap.add_argument("--no-profile", action="store_true",
+                    help="skip the profiles of the gaps (perf record of NitroHeap and the fastest peer "
+                    "on the slowest rows, strict against the default) and the start-up RSS runs")
     ap.add_argument("--suites", default=None, metavar="NAME,...",
                     help="external suites after the workloads (testing/bench/suites.py): "
                          "mimalloc-bench, redis; default both, none with --quick; a suite "
@@ -734,6 +833,50 @@ def main():
                            pairs[NITRO] <= pairs[best_peer_name],
                            "%.1f vs %s %.1f" % (pairs[NITRO], best_peer_name, pairs[best_peer_name])))
 
+    # ---- where the gaps are: which targets are missed, and why
+    # The start-up's peak RSS (a workload that does one operation) is the part
+    # of every row's RSS that does not depend on the workload.
+    startup = {}
+    if not args.no_profile and ratios:
+        su = Workload("start-up", "", lambda sc, wd: [paths["workloads"], "fastpath", "--scale=0.000001"])
+        for alloc, lib in allocators:
+            rs = [run_one(su, alloc, lib, paths, scale, workdir, timeout, base_env) for _ in range(3)]
+            ok = [r.maxrss_kib for r in rs if not r.error]
+            startup[alloc] = statistics.median(ok) if ok else None
+            failures += ["start-up under %s: %s\n  reproduce: %s" % (alloc, r.error, r.repro)
+                         for r in rs if r.error]
+    lib_of = dict(allocators)
+    gap_pairs = []  # (title, (label, display, lib, opts), (label, display, lib, opts), workload)
+    if not args.no_profile and ratios:
+        slow = sorted((kv for kv in ratios.items() if kv[1][0] > TIME_GEOMEAN_MAX), key=lambda kv: -kv[1][0])
+        for name, rt in slow[:GAP_PROFILE_ROWS]:
+            wl = next(w for w in timed if w.name == name)
+            gap_pairs.append(("%s: NitroHeap %.3f s, %s %.3f s (x%.2f)" % (
+                name, table[name][NITRO][0], rt[1], table[name][rt[1]][0], rt[0]),
+                (NITRO, "NitroHeap", paths["nitroheap_so"], None),
+                (rt[1], rt[1], lib_of[rt[1]], None), wl))
+        strict_label = {v.opts: v.label for v in variants}.get("mode=strict")
+        if strict_label and vratios[strict_label][0] and geomean(vratios[strict_label][0]) > STRICT_MAX:
+            worst = max((w for w in timed if vrows[w.name][strict_label][0] and vrows[w.name][NITRO][0]),
+                        key=lambda w: vrows[w.name][strict_label][0] / vrows[w.name][NITRO][0])
+            d, x = vrows[worst.name][NITRO][0], vrows[worst.name][strict_label][0]
+            gap_pairs.append(("%s: strict %.3f s, default %.3f s (x%.2f, strict's worst row)" % (
+                worst.name, x, d, x / d), (strict_label, "strict", paths["nitroheap_so"], "mode=strict"),
+                (NITRO, "default", paths["nitroheap_so"], None), worst))
+    profiles, gap_minflt = {}, {}
+    for title, a, b, wl in gap_pairs:
+        log("== profile: " + title)
+        for label, _, lib, opts in (a, b):
+            env = dict(base_env)
+            env.update(wl.env)
+            if opts:
+                env["NITROHEAP_OPTIONS"] = opts
+            key = label + "|" + title
+            profiles[key] = perf_profile(wl.argv(scale, workdir), lib, env, workdir, timeout,
+                                         os.path.join(stage, "perf.data"))
+            flts = [r.minflt for r in results[wl.name][label] if not r.error and r.minflt is not None]
+            gap_minflt[key] = statistics.median(flts) if flts else None
+
     # ---- report
     out = []
     out.append("# NitroHeap benchmarks\n")
@@ -787,6 +930,8 @@ def main():
     if checks:
         out.append(md_table(["target", "result", "measured"],
                             [(c, "PASS" if ok else "**FAIL**", m) for c, ok, m in checks], ["l", "l", "l"]))
+        if gap_pairs or startup:
+            out.append("\nWhere the time and memory of the missed targets go: *Where the gaps are*, below.")
     else:
         out.append("(not checked: NitroHeap or every peer missing from this run)")
     out.append("")
@@ -849,8 +994,17 @@ def main():
         rows.append(row)
     if ratios:
         rows.append(["**geomean**"] + [""] * len(names) + ["**%.3f**" % mem_gm])
+    if startup and all(startup.get(a) for a in names):
+        lean = min((startup[p], p) for p in peers) if peers else (None, None)
+        rows.append(["*start-up* (not in the geomean)"] + ["%.1f" % (startup[a] / 1024) for a in names]
+                    + (["%s (%s)" % (fmt_ratio(startup[NITRO] / lean[0]), lean[1])]
+                       if ratios and NITRO in startup and lean[0] else []))
     out.append(md_table(hdr, rows))
     out.append("")
+    if startup:
+        out.append("*start-up*: `workloads fastpath --scale=0.000001` (its minimum, 1,000 malloc/free pairs), median of 3 runs "
+                   "after the rounds: the part of every row that does not depend on the workload "
+                   "(the allocator's code and data pages, its first metadata).\n")
     out.append("## Every allocator against the best of all in this run (geomean over the workloads above)\n")
     out.append(md_table(["allocator", "wall time", "peak RSS"],
                         [(a, "%.3f" % all_gm[a][0], "%.3f" % all_gm[a][1]) for a in names]))
@@ -946,6 +1100,36 @@ def main():
                                 [(r[0], r[1], r[2], "`%s`" % display_path(staged.get(r[3], r[3])))
                                  for r in rows_cg], ["l", "r", "r", "l"]))
             out.append("")
+    if gap_pairs or (startup and ratios):
+        out.append("## Where the gaps are\n")
+        out.append("Why the targets above are missed, measured after the rounds. Time: for the rows "
+                   "where NitroHeap is slower than the fastest peer (the %d slowest at most), and for "
+                   "strict's slowest row against the default, one `perf record -e cpu-clock` run of "
+                   "each side (a sample per %.2f ms of CPU time of the whole process tree), the CPU "
+                   "time split by where the samples fell, and the minor page faults of the rounds "
+                   "(`ru_minflt`). CPU time is not wall time: in the threaded rows the two differ, and "
+                   "one run of each is as noisy as one round.\n" % (GAP_PROFILE_ROWS, PERF_PERIOD_NS / 1e6))
+        out.extend(gap_section(gap_pairs, profiles, gap_minflt))
+        if startup and ratios and startup.get(NITRO):
+            rows = []
+            for wl in timed:
+                rt = ratios.get(wl.name)
+                if not rt or rt[4] <= MEM_GEOMEAN_MAX or not startup.get(rt[5]):
+                    continue
+                n, p = table[wl.name][NITRO][2], table[wl.name][rt[5]][2]  # peak RSS, KiB
+                n0, p0 = startup[NITRO], startup[rt[5]]
+                above = "%.2f" % ((n - n0) / (p - p0)) if p > p0 and n > n0 else "n/a"
+                rows.append((wl.name, rt[5], "%.1f" % (n / 1024), "%.1f" % (p / 1024), "%.2f" % rt[4],
+                             "%.1f" % ((n - n0) / 1024), "%.1f" % ((p - p0) / 1024), above))
+            if rows:
+                out.append("### Peak RSS above the start-up's\n")
+                out.append("The rows whose peak RSS is over %.2f x the leanest peer's, with each side's "
+                           "*start-up* (%.1f MiB for NitroHeap) taken off: what is left is what the "
+                           "workload's heap costs under each.\n" % (MEM_GEOMEAN_MAX, startup[NITRO] / 1024))
+                out.append(md_table(["workload", "leanest peer", "NitroHeap (MiB)", "peer (MiB)", "ratio",
+                                     "NitroHeap above start-up", "peer above start-up", "ratio above start-up"],
+                                    rows, ["l", "l", "r", "r", "r", "r", "r", "r"]))
+                out.append("")
     suites = args.suites if args.suites is not None else ("" if args.quick else "mimalloc-bench,redis")
     if suites:
         sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))

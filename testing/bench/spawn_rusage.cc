@@ -10,9 +10,10 @@
 //   If BENCH_LD_PRELOAD is set, the command gets it as LD_PRELOAD (the
 //   launcher itself never runs under the allocator being measured).
 //   RESULT_FILE receives one line:
-//     status=<exit code or 128+signal> wall=<s> user=<s> sys=<s> maxrss_kib=<n>
-//   user/sys/maxrss come from wait4's rusage, which covers the command and
-//   every descendant it waited for (for g++: cc1plus, as).
+//     status=<exit code or 128+signal> wall=<s> user=<s> sys=<s> maxrss_kib=<n> minflt=<n>
+//   user/sys/maxrss/minflt (minor page faults) come from wait4's rusage,
+//   which covers the command and every descendant it waited for (for g++:
+//   cc1plus, as).
 //   The launcher's own exit status is 0 when it could run the command.
 #include <errno.h>
 #include <stdio.h>
@@ -62,10 +63,10 @@ int main(int argc, char** argv) {
     perror("spawn_rusage: result file");
     return 2;
   }
-  fprintf(f, "status=%d wall=%.6f user=%.6f sys=%.6f maxrss_kib=%ld\n", code,
+  fprintf(f, "status=%d wall=%.6f user=%.6f sys=%.6f maxrss_kib=%ld minflt=%ld\n", code,
           (t1.tv_sec - t0.tv_sec) + (t1.tv_nsec - t0.tv_nsec) / 1e9,
           ru.ru_utime.tv_sec + ru.ru_utime.tv_usec / 1e6, ru.ru_stime.tv_sec + ru.ru_stime.tv_usec / 1e6,
-          ru.ru_maxrss);
+          ru.ru_maxrss, ru.ru_minflt);
   fclose(f);
   return 0;
 }

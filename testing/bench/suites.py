@@ -211,7 +211,7 @@ def run_timed(spawn, argv, env, cwd, stdin_path, timeout):
             stdin.close()
     try:
         with open(result) as f:
-            m = re.match(r"^status=(-?\d+) wall=([\d.]+) user=([\d.]+) sys=([\d.]+) maxrss_kib=(\d+)$",
+            m = re.match(r"^status=(-?\d+) wall=([\d.]+) user=([\d.]+) sys=([\d.]+) maxrss_kib=(\d+)(?: minflt=\d+)?$",
                          f.read().strip())
     except OSError:
         m = None
