@@ -19,10 +19,14 @@ def main():
     cmd = ["/usr/bin/python3", run_bench, "--quick", "--no-build", "--no-callgrind",
            "--allocators", "glibc,nitroheap", "--timeout", "30",
            "--workloads-bin", workloads, "--spawn-bin", spawn, "--nitroheap-so", nitro_so,
-           "--py-workload", py_workload, "--gcc-input", gcc_input, "--write", "--out", out]
+           "--py-workload", py_workload, "--gcc-input", gcc_input, "--write", "--out", out,
+           # A suite that cannot run: its targets must read "not measured".
+           "--suites", "mimalloc-bench"]
+    env = dict(os.environ, NITRO_MIMALLOC_BENCH_SRC="/nonexistent",
+               HOME=os.environ.get("TEST_TMPDIR", "/tmp"))
     print("running:", " ".join(cmd), flush=True)
     start = time.time()
-    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240)
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=240, env=env)
     print(p.stderr)
     print("(%.1f s)" % (time.time() - start))
     failures = []
@@ -34,6 +38,10 @@ def main():
                     "## Memory return", "## Where the gaps are"]:
         if section not in report:
             failures.append("report lacks the section %r" % section)
+    unmeasured = [l for l in report.splitlines() if l.startswith("| mimalloc-bench: ")]
+    if len(unmeasured) != 3 or not all("| not measured | not run: " in l for l in unmeasured):
+        failures.append("mimalloc-bench's targets without its sources: %r, expected 3 rows "
+                        "'not measured | not run: ...'" % unmeasured)
     if not re.search(r"^\| \*start-up\* \(not in the geomean\) \| [\d.]+ \| [\d.]+ \|", report, re.M):
         failures.append("the peak-RSS table lacks the start-up row")
     # Each profiled row: a CPU table with a total, or the reason it is missing.

@@ -480,7 +480,8 @@ def perf_profile(argv, lib, env, cwd, timeout, data):
                          capture_output=True, text=True, errors="replace", timeout=timeout)
     if rep.returncode != 0:
         return None, None, "perf report exited %d: %s" % (rep.returncode, rep.stderr.strip()[-300:])
-    libname = os.path.basename(lib) if lib else None
+    # A peer's path may be a link (libmimalloc.so.2 -> libmimalloc.so.2.0): perf names the file.
+    libnames = {os.path.basename(lib), os.path.basename(os.path.realpath(lib))} if lib else set()
     by_where = {w: 0.0 for w in PROFILE_WHERE}
     syms = []
     for line in rep.stdout.splitlines():
@@ -491,7 +492,7 @@ def perf_profile(argv, lib, env, cwd, timeout, data):
         dso, sym = f[1], f[2]
         if dso.startswith("[kernel") or sym.startswith("[k]"):
             where = "kernel"
-        elif libname and os.path.basename(dso) == libname:
+        elif os.path.basename(dso) in libnames:
             where = "allocator"
         elif os.path.basename(dso).startswith("libc.so"):
             where = "libc"
@@ -563,8 +564,11 @@ def main():
                     "on the slowest rows, strict against the default) and the start-up RSS runs")
     ap.add_argument("--suites", default=None, metavar="NAME,...",
                     help="external suites after the workloads (testing/bench/suites.py): "
-                         "mimalloc-bench, redis; default both, none with --quick; a suite "
-                         "whose programs are missing says so and is skipped")
+                         "mimalloc-bench, redis, scaling; default all three, none with --quick; a suite "
+                         "whose programs are missing says so, its targets count as not measured")
+    ap.add_argument("--suite-rounds", type=int, default=None, metavar="N",
+                    help="rounds of the external suites (default: --rounds); mimalloc-bench takes "
+                         "about 12 minutes a round on 2 cores")
     ap.add_argument("--timeout", type=int, default=None,
                     help="seconds per run (default 300: strict mode's realloc run takes ~100 s; quick 60)")
     ap.add_argument("--strict", action="store_true", help="exit 1 when a target is missed")
@@ -578,6 +582,18 @@ def main():
     args = ap.parse_args()
     if args.quick:
         args.rounds = 1
+    if args.rounds < 1 or (args.suite_rounds is not None and args.suite_rounds < 1):
+        log("run_bench: --rounds and --suite-rounds must be at least 1")
+        return 2
+    suites = args.suites if args.suites is not None else ("" if args.quick else "mimalloc-bench,redis,scaling")
+    suite_names = [x for x in suites.split(",") if x]
+    if suite_names:
+        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+        import suites as external  # testing/bench/suites.py
+        unknown = [x for x in suite_names if x not in external.SUITES]
+        if unknown:
+            log("run_bench: unknown suites: %s (known: %s)" % (",".join(unknown), ",".join(external.SUITES)))
+            return 2
     scale = args.scale if args.scale is not None else (QUICK_SCALE if args.quick else 1.0)
     timeout = args.timeout or (60 if args.quick else 300)
     command = shlex.join(["/usr/bin/python3", os.path.relpath(os.path.abspath(sys.argv[0]), ROOT)]
@@ -698,8 +714,18 @@ def main():
             if callgrind[0] is not None and extra[0] is not None:
                 callgrind[0].extend(extra[0])
 
+    # External suites, whose targets join the table of target checks.
+    suite_lines, suite_failures, suite_checks = [], [], []
+    if suite_names:
+        log("run_bench: external suites: %s" % ",".join(suite_names))
+        suite_lines, suite_failures, suite_checks = external.run_suites(
+            suite_names, paths["nitroheap_so"], paths["spawn"], args.suite_rounds or args.rounds,
+            args.quick, workloads=paths["workloads"],
+            limits={"time_geomean": TIME_GEOMEAN_MAX, "time_row": TIME_WORKLOAD_MAX,
+                    "mem_geomean": MEM_GEOMEAN_MAX})
+
     # ---- analysis
-    failures = []
+    failures = list(suite_failures)
     for wl in suite:
         sums = {}
         for alloc in results[wl.name]:  # the allocators and the variants
@@ -833,6 +859,8 @@ def main():
                            pairs[NITRO] <= pairs[best_peer_name],
                            "%.1f vs %s %.1f" % (pairs[NITRO], best_peer_name, pairs[best_peer_name])))
 
+    checks += suite_checks
+
     # ---- where the gaps are: which targets are missed, and why
     # The start-up's peak RSS (a workload that does one operation) is the part
     # of every row's RSS that does not depend on the workload.
@@ -929,7 +957,8 @@ def main():
     out.append("## Target checks (NitroHeap)\n")
     if checks:
         out.append(md_table(["target", "result", "measured"],
-                            [(c, "PASS" if ok else "**FAIL**", m) for c, ok, m in checks], ["l", "l", "l"]))
+                            [(c, "PASS" if ok else "not measured" if ok is None else "**FAIL**", m)
+                             for c, ok, m in checks], ["l", "l", "l"]))
         if gap_pairs or startup:
             out.append("\nWhere the time and memory of the missed targets go: *Where the gaps are*, below.")
     else:
@@ -1130,16 +1159,7 @@ def main():
                                      "NitroHeap above start-up", "peer above start-up", "ratio above start-up"],
                                     rows, ["l", "l", "r", "r", "r", "r", "r", "r"]))
                 out.append("")
-    suites = args.suites if args.suites is not None else ("" if args.quick else "mimalloc-bench,redis")
-    if suites:
-        sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-        import suites as external  # testing/bench/suites.py
-        log("run_bench: external suites: %s" % suites)
-        lines, suite_failures = external.run_suites(
-            [x for x in suites.split(",") if x], paths["nitroheap_so"], paths["spawn"],
-            args.rounds, args.quick)
-        out += lines
-        failures += suite_failures
+    out += suite_lines
     out.append("## Workloads\n")
     out.append(md_table(["workload", "what"], [(w.name, w.what) for w in suite], ["l", "l"]))
     out.append("")

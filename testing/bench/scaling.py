@@ -84,48 +84,58 @@ def main():
     if args.allocators:
         wanted = args.allocators.split(",")
         allocs = [a for a in allocs if a[0].split()[0] in wanted]
+    walls, cpus, ops = measure(args.workloads_bin, allocs, counts, args.rounds, args.scale)
+    print("Million operations per second per thread (median of %d rounds, %d cores):" %
+          (args.rounds, os.cpu_count()))
+    print()
+    lines, verdict = report(allocs, counts, walls, cpus, ops, args.rounds)
+    print("\n".join(lines))
+    if verdict:
+        print()
+        print("scaling: nitroheap retention %.3f, best peer %s %.3f: %s" % verdict)
+
+
+def measure(workloads, allocs, counts, rounds, scale):
+    """Wall and CPU seconds of every (allocator, T) run, rounds interleaved, and its ops."""
     walls = {(a[0], t): [] for a in allocs for t in counts}
     cpus = {(a[0], t): [] for a in allocs for t in counts}
     ops = {}
-    for r in range(args.rounds):
+    for r in range(rounds):
         for t in counts:
             for name, so, opts in allocs:
-                wall, cpu, n = run_once(args.workloads_bin, so, t, args.scale, opts)
+                wall, cpu, n = run_once(workloads, so, t, scale, opts)
                 walls[(name, t)].append(wall)
                 cpus[(name, t)].append(cpu)
                 ops[(name, t)] = n
                 print("round %d: %-22s T=%-3d %.3f s" % (r + 1, name, t, wall), file=sys.stderr, flush=True)
-    head = "| allocator | " + " | ".join("T=%d" % t for t in counts) + \
-        " | retention T=%d/T=1 |" % counts[-1]
-    print("Million operations per second per thread (median of %d rounds, %d cores):" %
-          (args.rounds, os.cpu_count()))
-    print()
-    print(head)
-    print("|" + "---|" * (len(counts) + 2))
+    return walls, cpus, ops
+
+
+def report(allocs, counts, walls, cpus, ops, rounds):
+    """Markdown lines of the two tables, and (nitroheap retention, best peer, its retention,
+    "met" or "MISSED") or None without NitroHeap or a peer."""
+    lines = ["| allocator | " + " | ".join("T=%d" % t for t in counts) + " | retention T=%d/T=1 |" % counts[-1],
+             "|" + "---|" * (len(counts) + 2)]
     retention = {}
     for name, _, _ in allocs:
         per = [ops[(name, t)] / t / statistics.median(walls[(name, t)]) / 1e6 for t in counts]
         retention[name] = per[-1] / per[0]
-        print("| %s | %s | %.3f |" % (name, " | ".join("%.2f" % x for x in per), retention[name]))
+        lines.append("| %s | %s | %.3f |" % (name, " | ".join("%.2f" % x for x in per), retention[name]))
     # CPU time per operation does not depend on how busy the rest of the
     # machine is (the wall time does): what the allocator itself spends
     # (spinning included, blocked waits not) as threads are added.
-    print()
-    print("CPU nanoseconds per operation (user + system, median of %d rounds):" % args.rounds)
-    print()
-    print("| allocator | " + " | ".join("T=%d" % t for t in counts) + " | growth T=%d/T=1 |" % counts[-1])
-    print("|" + "---|" * (len(counts) + 2))
+    lines += ["", "CPU nanoseconds per operation (user + system, median of %d rounds):" % rounds, "",
+              "| allocator | " + " | ".join("T=%d" % t for t in counts) + " | growth T=%d/T=1 |" % counts[-1],
+              "|" + "---|" * (len(counts) + 2)]
     for name, _, _ in allocs:
         per = [statistics.median(cpus[(name, t)]) / ops[(name, t)] * 1e9 for t in counts]
-        print("| %s | %s | %.2f |" % (name, " | ".join("%.0f" % x for x in per), per[-1] / per[0]))
+        lines.append("| %s | %s | %.2f |" % (name, " | ".join("%.0f" % x for x in per), per[-1] / per[0]))
     peers = {n: v for n, v in retention.items() if not n.startswith("nitroheap")}
-    if peers and "nitroheap" in retention:
-        best = max(peers, key=peers.get)
-        verdict = "met" if retention["nitroheap"] >= peers[best] else "MISSED"
-        print()
-        print("scaling: nitroheap retention %.3f, best peer %s %.3f: %s" %
-              (retention["nitroheap"], best, peers[best], verdict))
-
+    if not peers or "nitroheap" not in retention:
+        return lines, None
+    best = max(peers, key=peers.get)
+    return lines, (retention["nitroheap"], best, peers[best],
+                   "met" if retention["nitroheap"] >= peers[best] else "MISSED")
 
 if __name__ == "__main__":
     main()

@@ -1,10 +1,12 @@
 #!/usr/bin/python3
 """External benchmark suites for run_bench.py: mimalloc-bench's programs,
-built from that project's own sources, and Debian's redis-server driven by
-redis-benchmark. Each allocator runs by LD_PRELOAD, interleaved in rounds as
-in run_bench.py; the report gives medians and NitroHeap's ratio to the best
-peer. A suite whose programs are not here says so and is skipped: nothing is
-downloaded.
+built from that project's own sources, Debian's redis-server driven by
+redis-benchmark, and the scaling of throughput per thread from 1 to 32
+threads (scaling.py). Each allocator runs by LD_PRELOAD, interleaved in
+rounds as in run_bench.py; the report gives medians, NitroHeap's ratio to the
+best peer, and issue 13's targets for each suite (run_bench.py adds them to
+its target table). A suite whose programs are not here says so, its targets
+are reported as not measured, and it is skipped: nothing is downloaded.
 
 mimalloc-bench sources: the directory `bench/` of
 https://github.com/daanx/mimalloc-bench (MIT license; the programs keep
@@ -16,7 +18,7 @@ a bare git directory of that repository (no network needed):
 
 Standalone use (the same sections run_bench.py --suites appends):
 
-    /usr/bin/python3 testing/bench/suites.py run [--suites mimalloc-bench,redis] [--rounds N] [--quick]
+    /usr/bin/python3 testing/bench/suites.py run [--suites mimalloc-bench,redis,scaling] [--rounds N] [--quick]
 """
 import argparse
 import os
@@ -40,7 +42,10 @@ PEERS = [
     ("mimalloc", LIBDIR + "/libmimalloc.so.2"),
 ]
 NITRO = "nitroheap"
-SUITES = ("mimalloc-bench", "redis")
+SUITES = ("mimalloc-bench", "redis", "scaling")
+# Issue 13's targets for the suites; run_bench.py passes its own (the same).
+LIMITS = {"time_geomean": 1.00, "time_row": 1.30, "mem_geomean": 1.10}
+SCALING_THREADS = (1, 2, 4, 8, 16, 32)
 
 
 def log(msg):
@@ -220,18 +225,18 @@ def run_timed(spawn, argv, env, cwd, stdin_path, timeout):
     return float(m.group(2)), int(m.group(5)), int(m.group(1)), out
 
 
-def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None):
+def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None, limits=LIMITS):
     lines = ["## mimalloc-bench programs\n"]
     src = mb_source()
     if src is None:
         lines.append("Not run: mimalloc-bench's sources were not found (set "
                      "`NITRO_MIMALLOC_BENCH_SRC` to its `bench/` directory, or fill the cache with "
                      "`/usr/bin/python3 testing/bench/suites.py fetch-mimalloc-bench GIT_DIR`).\n")
-        return lines, []
+        return lines, [], not_run_checks("mimalloc-bench", "its sources were not found", limits)
     build, err = mb_build(src, workdir)
     if build is None:
         lines.append("Not run: %s.\n" % err)
-        return lines, []
+        return lines, [], not_run_checks("mimalloc-bench", err, limits)
     procs = os.cpu_count() or 2
     progs = mb_programs(src, procs, quick)
     if only:
@@ -276,17 +281,43 @@ def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None):
                  "bench.sh). *ratio*: NitroHeap against the best peer.\n"
                  % (rev or "(revision unknown)", procs, ", time-boxed runs shortened to 1 s (--quick)" if quick else "",
                     rounds))
-    lines += table_with_ratios(progs, allocs, time_s, "time")
+    tl, t_ratios, t_gm = table_with_ratios(progs, allocs, time_s)
+    lines += tl
     lines.append("")
     lines.append("Peak RSS (MiB, median of ru_maxrss):\n")
-    lines += table_with_ratios(progs, allocs, rss, "rss")
+    ml, _, m_gm = table_with_ratios(progs, allocs, rss)
+    lines += ml
     lines.append("")
-    return lines, failures
+    return lines, failures, mb_checks(t_ratios, t_gm, m_gm, limits)
 
 
-def table_with_ratios(progs, allocs, data, kind):
+def mb_checks(t_ratios, t_gm, m_gm, limits):
+    """The harness's three targets on mimalloc-bench's programs (None: not measured)."""
+    over = ["%s %.2f" % (n, r) for n, r in t_ratios.items() if r > limits["time_row"]]
+    return [
+        ("mimalloc-bench: time geomean (NitroHeap / fastest peer) <= %.2f" % limits["time_geomean"],
+         t_gm <= limits["time_geomean"] if t_gm else None, "%.3f" % t_gm if t_gm else "no ratio"),
+        ("mimalloc-bench: no program time ratio above %.2f" % limits["time_row"],
+         not over if t_ratios else None, ("over: " + ", ".join(over)) if over else
+         ("worst: %s %.2f" % max(t_ratios.items(), key=lambda kv: kv[1]) if t_ratios else "no ratio")),
+        ("mimalloc-bench: memory geomean (NitroHeap peak RSS / leanest peer) <= %.2f" % limits["mem_geomean"],
+         m_gm <= limits["mem_geomean"] if m_gm else None, "%.3f" % m_gm if m_gm else "no ratio"),
+    ]
+
+
+def not_run_checks(suite, why, limits):
+    """The targets of a suite that did not run: each one unmeasured, with the reason."""
+    if suite == "mimalloc-bench":
+        return [(c[0], None, "not run: %s" % why) for c in mb_checks({}, None, None, limits)]
+    if suite == "redis":
+        return [(c[0], None, "not run: %s" % why) for c in redis_checks({})]
+    return [(c, None, "not run: %s" % why) for c in [SCALING_TARGET]]
+
+
+def table_with_ratios(progs, allocs, data):
+    """Markdown lines, NitroHeap's ratio to the best peer per program, and their geomean."""
     names = [a for a, _ in allocs]
-    rows, ratios, per_alloc = [], [], {a: [] for a in names}
+    rows, ratios, per_alloc = [], {}, {a: [] for a in names}
     for p in progs:
         name = p[0]
         med = {a: statistics.median(data[name][a]) if data[name][a] else None for a in names}
@@ -294,17 +325,17 @@ def table_with_ratios(progs, allocs, data, kind):
         best_all = min([v for v in med.values() if v] or [0]) or None
         ratio = med[NITRO] / min(peers) if med.get(NITRO) and peers else None
         if ratio:
-            ratios.append(ratio)
+            ratios[name] = ratio
         for a in names:
             if med[a] and best_all:
                 per_alloc[a].append(med[a] / best_all)
         rows.append([name] + ["%.3f" % med[a] if med[a] else "FAIL" for a in names]
                     + ["%.2f" % ratio if ratio else "-"])
-    g = geomean(ratios)
+    g = geomean(list(ratios.values()))
     rows.append(["**geomean vs best peer**"] + [""] * len(names) + ["**%.2f**" % g if g else "-"])
     rows.append(["geomean vs best of all"] + ["%.2f" % geomean(per_alloc[a]) if geomean(per_alloc[a]) else "-"
                                               for a in names] + [""])
-    return [md_table(["program"] + names + ["ratio"], rows, ["l"] + ["r"] * (len(names) + 1))]
+    return [md_table(["program"] + names + ["ratio"], rows, ["l"] + ["r"] * (len(names) + 1))], ratios, g
 
 
 # ---- redis -----------------------------------------------------------------
@@ -394,7 +425,7 @@ def suite_redis(allocs, rounds, quick, workdir):
     if missing:
         lines.append("Not run: %s not installed (Debian packages `redis-server` and `redis-tools`; "
                      "tools/install_deps.sh installs them).\n" % ", ".join(missing))
-        return lines, []
+        return lines, [], not_run_checks("redis", "%s not installed" % ", ".join(missing), LIMITS)
     # Debian's redis-server links jemalloc: with nothing preloaded it runs on
     # jemalloc (redis's own default), so there is no glibc row.
     allocs = [(a, l) for a, l in allocs if a != "glibc"]
@@ -432,27 +463,78 @@ def suite_redis(allocs, rounds, quick, workdir):
     lines.append(md_table(["metric"] + names + ["nitroheap / jemalloc"], rows,
                           ["l"] + ["r"] * (len(names) + 1)))
     lines.append("")
-    return lines, failures
+    meds = {m: {a: statistics.median(data[a][m]) if data[a][m] else None for a in ("jemalloc", NITRO)}
+            for m in metrics}
+    return lines, failures, redis_checks(meds)
 
 
-def run_suites(which, nitro_so, spawn, rounds, quick, programs=None):
-    """Markdown lines and failures for the suites named in `which`."""
+def redis_checks(meds):
+    """Issue 13's redis targets from {metric: {allocator: median}} (None: not measured)."""
+    checks = []
+    for m, higher in (("small rps", True), ("4KiB rps", True), ("RSS after FLUSHALL MiB", False)):
+        n, j = meds.get(m, {}).get(NITRO), meds.get(m, {}).get("jemalloc")
+        target = "redis: %s %s jemalloc's" % (m, "at least" if higher else "at most")
+        if not n or not j:
+            checks.append((target, None, "not measured"))
+        else:
+            checks.append((target, n >= j if higher else n <= j, "%.1f vs %.1f (x%.2f)" % (n, j, n / j)))
+    return checks
+
+
+SCALING_TARGET = "scaling: throughput per thread T=32 / T=1 at least the best peer's"
+
+
+def suite_scaling(allocs, workloads, rounds, quick):
+    """Throughput per thread from 1 to 32 threads (testing/bench/scaling.py)."""
+    import scaling  # testing/bench/scaling.py, beside this file
+    lines = ["## Scaling: throughput per thread from 1 to %d threads\n" % SCALING_THREADS[-1]]
+    counts = [1, SCALING_THREADS[-1]] if quick else list(SCALING_THREADS)
+    scale = 0.05 if quick else 1.0
+    runs = [(a, l or "", None) for a, l in allocs]
+    try:
+        walls, cpus, ops = scaling.measure(workloads, runs, counts, rounds, scale)
+    except SystemExit as e:  # scaling.run_once's verdict on a failed run
+        return lines + ["Failed: %s\n" % e], [str(e)], not_run_checks("scaling", "a run failed", LIMITS)
+    table, verdict = scaling.report(runs, counts, walls, cpus, ops, rounds)
+    lines.append("`workloads scaling --threads=T --scale=%g` (each thread the same fixed work: random "
+                 "replacement in its own array, every 16th object freed by another thread), each allocator "
+                 "by LD_PRELOAD, rounds interleaved, %d round(s), %d cores: past %d threads the ideal "
+                 "retention is cores/T, so what counts is NitroHeap's against the best peer's. Million "
+                 "operations per second per thread (median wall time):\n"
+                 % (scale, rounds, os.cpu_count() or 0, os.cpu_count() or 0))
+    lines += table + [""]
+    if verdict is None:
+        return lines, [], not_run_checks("scaling", "NitroHeap or every peer missing", LIMITS)
+    return lines, [], [(SCALING_TARGET, verdict[3] == "met",
+                        "%.3f vs %s %.3f" % (verdict[0], verdict[1], verdict[2]))]
+
+
+def run_suites(which, nitro_so, spawn, rounds, quick, programs=None, workloads=None, limits=LIMITS):
+    """Markdown lines, failures and target checks (target, True/False/None, measured) for the
+    suites named in `which`."""
+    unknown = [s for s in which if s not in SUITES]
+    if unknown:
+        raise ValueError("unknown suite %r (known: %s)" % (unknown[0], ", ".join(SUITES)))
     allocs = PEERS + [(NITRO, nitro_so)]
     allocs = [(a, l) for a, l in allocs if l is None or os.path.exists(l)]
-    lines, failures = [], []
+    lines, failures, checks = [], [], []
     with tempfile.TemporaryDirectory(prefix="nitro-suites-") as workdir:
         for s in which:
             if s == "mimalloc-bench":
-                l, f = suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, programs)
+                l, f, c = suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, programs, limits)
             elif s == "redis":
-                l, f = suite_redis(allocs, rounds, quick, workdir)
+                l, f, c = suite_redis(allocs, rounds, quick, workdir)
+            elif workloads is None or not os.path.exists(workloads):
+                l, f = ["## Scaling\n", "Not run: the workloads binary was not found.\n"], []
+                c = not_run_checks("scaling", "the workloads binary was not found", limits)
             else:
-                raise ValueError("unknown suite %r (known: %s)" % (s, ", ".join(SUITES)))
+                l, f, c = suite_scaling(allocs, workloads, rounds, quick)
             if f:
                 l += ["Failed runs (not in the medians):\n"] + ["* %s" % x for x in f] + [""]
             lines += l
             failures += f
-    return lines, failures
+            checks += c
+    return lines, failures, checks
 
 
 def main():
@@ -467,6 +549,8 @@ def main():
     r.add_argument("--programs", default="", help="mimalloc-bench programs to run (default: all)")
     r.add_argument("--nitroheap-so", default=os.path.join(ROOT, "bazel-bin", "abi", "libnitroheap.so"))
     r.add_argument("--spawn", default=os.path.join(ROOT, "bazel-bin", "testing", "bench", "spawn_rusage"))
+    r.add_argument("--workloads-bin", default=os.path.join(ROOT, "bazel-bin", "testing", "bench", "workloads"),
+                   help="for the scaling suite")
     args = ap.parse_args()
     if args.cmd == "fetch-mimalloc-bench":
         fetch_mimalloc_bench(args.git_dir)
@@ -477,13 +561,16 @@ def main():
                   file=sys.stderr)
             return 2
     try:
-        lines, failures = run_suites([s for s in args.suites.split(",") if s], os.path.abspath(args.nitroheap_so),
-                                     os.path.abspath(args.spawn), args.rounds, args.quick,
-                                     [p for p in args.programs.split(",") if p] or None)
+        lines, failures, checks = run_suites([s for s in args.suites.split(",") if s],
+                                             os.path.abspath(args.nitroheap_so), os.path.abspath(args.spawn),
+                                             args.rounds, args.quick, [p for p in args.programs.split(",") if p]
+                                             or None, os.path.abspath(args.workloads_bin))
     except ValueError as e:
         print("suites: %s" % e, file=sys.stderr)
         return 2
     print("\n".join(lines))
+    for target, ok, measured in checks:
+        print("target %s: %s (%s)" % ("PASS" if ok else "not measured" if ok is None else "FAIL", target, measured))
     for x in failures:
         log("suites: FAILED: " + x)
     return 1 if failures else 0
