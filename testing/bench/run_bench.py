@@ -1031,8 +1031,9 @@ def main():
     out.append(md_table(hdr, rows))
     out.append("")
     if startup:
-        out.append("*start-up*: `workloads fastpath --scale=0.000001` (its minimum, 1,000 malloc/free pairs), median of 3 runs "
-                   "after the rounds: the part of every row that does not depend on the workload "
+        out.append("*start-up*: `workloads fastpath --scale=0.000001` (its minimum, 1,000 malloc/free "
+                   "pairs), median of 3 runs after the rounds: the part of every row that does not "
+                   "depend on the workload "
                    "(the allocator's code and data pages, its first metadata).\n")
     out.append("## Every allocator against the best of all in this run (geomean over the workloads above)\n")
     out.append(md_table(["allocator", "wall time", "peak RSS"],
