@@ -1148,7 +1148,8 @@ def main():
                     continue
                 n, p = table[wl.name][NITRO][2], table[wl.name][rt[5]][2]  # peak RSS, KiB
                 n0, p0 = startup[NITRO], startup[rt[5]]
-                above = "%.2f" % ((n - n0) / (p - p0)) if p > p0 and n > n0 else "n/a"
+                # Below 256 KiB the peer's part is page-level noise, and a ratio to it means nothing.
+                above = "%.2f" % ((n - n0) / (p - p0)) if p - p0 >= 256 and n > n0 else "n/a"
                 rows.append((wl.name, rt[5], "%.1f" % (n / 1024), "%.1f" % (p / 1024), "%.2f" % rt[4],
                              "%.1f" % ((n - n0) / 1024), "%.1f" % ((p - p0) / 1024), above))
             if rows:
