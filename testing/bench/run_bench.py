@@ -457,7 +457,7 @@ PROFILE_WHERE_TEXT = {
 }
 
 
-def perf_profile(argv, lib, env, cwd, timeout, data):
+def perf_profile(argv, lib, env, cwd, timeout, data, stdin_path=None):
     """CPU milliseconds by where the samples fell, and by symbol.
 
     Returns ({where: ms}, [(ms, where, symbol)], None) or (None, None, why).
@@ -466,13 +466,17 @@ def perf_profile(argv, lib, env, cwd, timeout, data):
     """
     cmd = ["perf", "record", "-e", "cpu-clock", "-c", str(PERF_PERIOD_NS), "-q", "-o", data, "--",
            "env"] + (["LD_PRELOAD=" + lib] if lib else []) + argv
+    stdin = open(stdin_path) if stdin_path else subprocess.DEVNULL
     try:
-        p = subprocess.run(cmd, env=env, cwd=cwd, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+        p = subprocess.run(cmd, env=env, cwd=cwd, stdin=stdin, stdout=subprocess.DEVNULL,
                            stderr=subprocess.PIPE, timeout=timeout, text=True, errors="replace")
     except FileNotFoundError:
         return None, None, "perf not found (Debian: apt-get install linux-perf)"
     except subprocess.TimeoutExpired:
         return None, None, "perf record timed out after %d s" % timeout
+    finally:
+        if stdin_path:
+            stdin.close()
     if p.returncode != 0:
         return None, None, "perf record exited %d: %s" % (p.returncode, p.stderr.strip()[-300:])
     rep = subprocess.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--sort", "dso,sym",
@@ -506,12 +510,12 @@ def perf_profile(argv, lib, env, cwd, timeout, data):
     return by_where, syms, None
 
 
-def gap_section(pairs, profiles, minflt):
+def gap_section(pairs, profiles, minflt, heading="###"):
     """Markdown of the gap profiles: pairs are (title, (label, display, ...), (label, display, ...), ...)."""
     out = []
     for title, a, b, *_ in pairs:
         pa, pb = profiles.get(a[0] + "|" + title), profiles.get(b[0] + "|" + title)
-        out.append("### %s\n" % title)
+        out.append("%s %s\n" % (heading, title))
         why = next((p[2] for p in (pa, pb) if p[2]), None)
         if why:
             out.append("not profiled: %s\n" % why)
@@ -718,11 +722,23 @@ def main():
     suite_lines, suite_failures, suite_checks = [], [], []
     if suite_names:
         log("run_bench: external suites: %s" % ",".join(suite_names))
+        def profile_program(title, argv, stdin_path, a, b):
+            """Gap-profile lines of one suite program: a and b are (label, display, lib)."""
+            if args.no_profile:
+                return []
+            log("== profile: " + title)
+            env = dict(os.environ)
+            env.pop("LD_PRELOAD", None)
+            got = {x[0] + "|" + title: perf_profile(argv, x[2], env, workdir, timeout,
+                                                     os.path.join(stage, "perf.data"), stdin_path)
+                   for x in (a, b)}
+            return gap_section([(title, a, b)], got, {}, heading="####")
+
         suite_lines, suite_failures, suite_checks = external.run_suites(
             suite_names, paths["nitroheap_so"], paths["spawn"], args.suite_rounds or args.rounds,
             args.quick, workloads=paths["workloads"],
             limits={"time_geomean": TIME_GEOMEAN_MAX, "time_row": TIME_WORKLOAD_MAX,
-                    "mem_geomean": MEM_GEOMEAN_MAX})
+                    "mem_geomean": MEM_GEOMEAN_MAX}, profiler=profile_program)
 
     # ---- analysis
     failures = list(suite_failures)

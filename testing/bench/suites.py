@@ -225,7 +225,12 @@ def run_timed(spawn, argv, env, cwd, stdin_path, timeout):
     return float(m.group(2)), int(m.group(5)), int(m.group(1)), out
 
 
-def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None, limits=LIMITS):
+# The programs over the time limit that get a profile of their gap (the
+# slowest first) when the caller passes a profiler.
+MB_PROFILED = 3
+
+
+def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None, limits=LIMITS, profiler=None):
     lines = ["## mimalloc-bench programs\n"]
     src = mb_source()
     if src is None:
@@ -288,7 +293,30 @@ def suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, only=None, limit
     ml, _, m_gm = table_with_ratios(progs, allocs, rss)
     lines += ml
     lines.append("")
+    over = mb_profiled(t_ratios, time_s, limits)
+    if profiler and over:
+        lines.append("### Where the gaps are: the slowest programs over %.2f\n" % limits["time_row"])
+        lines.append("One `perf record -e cpu-clock` run of NitroHeap and of the fastest peer on each "
+                     "(the time-boxed programs run for their fixed time under both, so there the "
+                     "split, not the total, is what differs).\n")
+        lib_of = dict(allocs)
+        for name, ratio, peer in over:
+            prog = next(p for p in progs if p[0] == name)
+            title = "%s: x%.2f against %s" % (name, ratio, peer)
+            lines += profiler(title, [os.path.join(build, prog[1])] + prog[2], prog[3],
+                              (NITRO, "NitroHeap", lib_of[NITRO]), (peer, peer, lib_of[peer]))
     return lines, failures, mb_checks(t_ratios, t_gm, m_gm, limits)
+
+
+def mb_profiled(t_ratios, time_s, limits):
+    """(program, ratio, fastest peer) of the MB_PROFILED slowest programs over the time limit."""
+    over = sorted(((r, n) for n, r in t_ratios.items() if r > limits["time_row"]), reverse=True)
+    out = []
+    for ratio, name in over[:MB_PROFILED]:
+        peers = [(statistics.median(v), a) for a, v in time_s[name].items() if a != NITRO and v]
+        if peers:
+            out.append((name, ratio, min(peers)[1]))
+    return out
 
 
 def mb_checks(t_ratios, t_gm, m_gm, limits):
@@ -509,9 +537,11 @@ def suite_scaling(allocs, workloads, rounds, quick):
                         "%.3f vs %s %.3f" % (verdict[0], verdict[1], verdict[2]))]
 
 
-def run_suites(which, nitro_so, spawn, rounds, quick, programs=None, workloads=None, limits=LIMITS):
+def run_suites(which, nitro_so, spawn, rounds, quick, programs=None, workloads=None, limits=LIMITS,
+               profiler=None):
     """Markdown lines, failures and target checks (target, True/False/None, measured) for the
-    suites named in `which`."""
+    suites named in `which`. profiler(title, argv, stdin_path, (label, display, lib) of NitroHeap,
+    the same of a peer) returns the Markdown lines of a program's gap profile (run_bench.py's)."""
     unknown = [s for s in which if s not in SUITES]
     if unknown:
         raise ValueError("unknown suite %r (known: %s)" % (unknown[0], ", ".join(SUITES)))
@@ -521,7 +551,8 @@ def run_suites(which, nitro_so, spawn, rounds, quick, programs=None, workloads=N
     with tempfile.TemporaryDirectory(prefix="nitro-suites-") as workdir:
         for s in which:
             if s == "mimalloc-bench":
-                l, f, c = suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, programs, limits)
+                l, f, c = suite_mimalloc_bench(allocs, spawn, rounds, quick, workdir, programs, limits,
+                                               profiler)
             elif s == "redis":
                 l, f, c = suite_redis(allocs, rounds, quick, workdir)
             elif workloads is None or not os.path.exists(workloads):

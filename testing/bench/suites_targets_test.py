@@ -37,6 +37,20 @@ class MimallocBenchChecks(unittest.TestCase):
         self.assertIn("<= 1.25", checks[0][0])
 
 
+class ProfiledPrograms(unittest.TestCase):
+    def test_the_slowest_over_the_limit_against_their_fastest_peer(self):
+        ratios = {"a": 1.2, "b": 3.0, "c": 1.5, "d": 2.0, "e": 1.4}
+        times = {n: {"glibc": [2.0], "tcmalloc": [1.0, 1.2, 0.8], "nitroheap": [9.0]} for n in ratios}
+        times["d"]["glibc"] = [0.5]
+        got = suites.mb_profiled(ratios, times, LIMITS)
+        self.assertEqual([g[0] for g in got], ["b", "d", "c"][:suites.MB_PROFILED])
+        self.assertEqual(dict((g[0], g[2]) for g in got)["d"], "glibc")
+        self.assertEqual(dict((g[0], g[2]) for g in got)["b"], "tcmalloc")
+
+    def test_none_over_the_limit_none_profiled(self):
+        self.assertEqual(suites.mb_profiled({"a": 1.3, "b": 0.9}, {}, LIMITS), [])
+
+
 class RedisChecks(unittest.TestCase):
     def test_throughput_at_least_and_rss_at_most_jemallocs(self):
         meds = {"small rps": {"jemalloc": 100.0, "nitroheap": 100.0},
