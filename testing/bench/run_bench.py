@@ -516,7 +516,7 @@ def gap_section(pairs, profiles, minflt, heading="###"):
     for title, a, b, *_ in pairs:
         pa, pb = profiles.get(a[0] + "|" + title), profiles.get(b[0] + "|" + title)
         out.append("%s %s\n" % (heading, title))
-        why = next((p[2] for p in (pa, pb) if p[2]), None)
+        why = "no profile was taken" if pa is None or pb is None else next((p[2] for p in (pa, pb) if p[2]), None)
         if why:
             out.append("not profiled: %s\n" % why)
             continue
