@@ -137,5 +137,6 @@ def report(allocs, counts, walls, cpus, ops, rounds):
     return lines, (retention["nitroheap"], best, peers[best],
                    "met" if retention["nitroheap"] >= peers[best] else "MISSED")
 
+
 if __name__ == "__main__":
     main()
