@@ -17,6 +17,7 @@
 #include <fcntl.h>
 #include <malloc.h>
 #include <pthread.h>
+#include <semaphore.h>
 #include <signal.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -562,6 +563,34 @@ CASE case_double_free_after_wipe() {
   void* p = Malloc(64);
   free(p);
   memset(Opaque(p), 0, 64);
+  Expect(p);
+  free(Opaque(p));
+  return NotDetected();
+}
+
+// Freed by another thread than the one that allocated it (the object now
+// waits in that thread's cache), then freed again here while that thread
+// still holds it: the flag outside the object says free all the same.
+namespace {
+sem_t g_freed_there;
+void* FreeThenWait(void* p) {
+  free(p);
+  sem_post(&g_freed_there);
+  for (;;) pause();  // keeps its cache until the report ends the process
+  return nullptr;
+}
+}  // namespace
+
+CASE case_double_free_other_thread() {
+  void* p = Malloc(64);
+  sem_init(&g_freed_there, 0, 0);
+  pthread_t t;
+  if (pthread_create(&t, nullptr, FreeThenWait, p) != 0) {
+    Say("NO THREAD\n");
+    return 3;
+  }
+  while (sem_wait(&g_freed_there) != 0) {
+  }
   Expect(p);
   free(Opaque(p));
   return NotDetected();
@@ -1306,6 +1335,7 @@ const Case kCases[] = {
     ENTRY(corrupt_free_list),
     ENTRY(uaf_write_redirect),
     ENTRY(double_free_after_wipe),
+    ENTRY(double_free_other_thread),
     ENTRY(read_after_free_small),
     ENTRY(partition_double_free),
     ENTRY(partition_interior_free),
