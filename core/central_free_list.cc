@@ -44,42 +44,38 @@ void CentralFreeList::Init(const SlabOwner* owner, int size_class, BatchStack* s
   max_batches_ = static_cast<int>(n < 2 ? 2 : (n > kMaxBatches ? kMaxBatches : n));
 }
 
-int CentralFreeList::RemoveRange(void** out, int n, uint32_t cache_id, uint8_t** flags, bool* flagged) {
+int CentralFreeList::RemoveRange(void** out, int n, uint32_t cache_id, uint8_t** flags) {
   LockGuard g(lock_);
-  return RemoveRangeLocked(out, n, cache_id, flags, flagged);
+  return RemoveRangeLocked(out, n, cache_id, flags);
 }
 
-int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id, uint8_t** flags, bool* flagged) {
+int CentralFreeList::RemoveRangeLocked(void** out, int n, uint32_t cache_id, uint8_t** flags) {
   traffic_++;
-  if (flagged != nullptr) *flagged = false;
-  // From slabs, with their flags when asked: set *flagged first.
-  auto from_spans = [&](uint32_t id) {
-    if (flagged != nullptr) *flagged = flags != nullptr;
-    return FromSpans(out, n, id, flags);
-  };
-  if (cache_id == 0) return batches_ > 0 ? TakeFromBatch(batches_ - 1, out, n) : from_spans(0);
+  auto from_spans = [&](uint32_t id) { return FromSpans(out, n, id, flags); };
+  if (cache_id == 0) return batches_ > 0 ? TakeFromBatch(batches_ - 1, out, flags, n) : from_spans(0);
   // Its own batch, else one nobody owns (an exited thread's), newest first.
   int nobodys = -1;
   for (int i = batches_ - 1; i >= 0; i--) {
-    if (batch_[i].cache_id == cache_id) return TakeFromBatch(i, out, n);
+    if (batch_[i].cache_id == cache_id) return TakeFromBatch(i, out, flags, n);
     if (nobodys < 0 && batch_[i].cache_id == 0) nobodys = i;
   }
-  if (nobodys >= 0) return TakeFromBatch(nobodys, out, n);
+  if (nobodys >= 0) return TakeFromBatch(nobodys, out, flags, n);
   // Another cache's batch when this one has no slab to carve without
   // making one, or when batches pile up (a consumer's frees feeding its
   // producer, in O(1)); not before: a thread that takes the batches of
   // another, which would have taken them back, mixes their objects.
   if (batches_ >= kForeignBatchBacklog || (batches_ > 0 && SlabFor(cache_id) == nullptr)) {
-    return TakeFromBatch(batches_ - 1, out, n);
+    return TakeFromBatch(batches_ - 1, out, flags, n);
   }
   return from_spans(cache_id);
 }
 
-int CentralFreeList::TakeFromBatch(int i, void** out, int n) {
+int CentralFreeList::TakeFromBatch(int i, void** out, uint8_t** flags, int n) {
   Batch& b = batch_[i];
   int take = static_cast<int>(b.count) < n ? static_cast<int>(b.count) : n;
   b.count -= static_cast<uint32_t>(take);
   memcpy(out, b.objects + b.count, sizeof(void*) * static_cast<size_t>(take));
+  if (flags != nullptr) memcpy(flags, b.flags + b.count, sizeof(uint8_t*) * static_cast<size_t>(take));
   if (b.count == 0) {
     batches_--;
     if (i < batches_) memmove(batch_ + i, batch_ + i + 1, sizeof(Batch) * static_cast<size_t>(batches_ - i));
@@ -100,7 +96,7 @@ Span* CentralFreeList::SlabFor(uint32_t cache_id) const {
   return free_to_claim;
 }
 
-void CentralFreeList::InsertRange(void* const* objects, int n, uint32_t cache_id) {
+void CentralFreeList::InsertRange(void* const* objects, uint8_t* const* flags, int n, uint32_t cache_id) {
   uint64_t now = Now();  // outside the lock: a vDSO call
   LockGuard g(lock_);
   traffic_++;
@@ -113,10 +109,12 @@ void CentralFreeList::InsertRange(void* const* objects, int n, uint32_t cache_id
       b.cache_id = cache_id;
       b.since = now;
       memcpy(b.objects, objects, sizeof(void*) * static_cast<size_t>(k));
+      memcpy(b.flags, flags, sizeof(uint8_t*) * static_cast<size_t>(k));
     } else {
       ReturnToSpans(objects, k);
     }
     objects += k;
+    flags += k;
     n -= k;
   }
 }
@@ -134,13 +132,11 @@ void CentralFreeList::ForgetCache(uint32_t cache_id) {
 void* CentralFreeList::AllocateOne() {
   void* p = nullptr;
   uint8_t* flag = nullptr;
-  bool flagged;
   {
     LockGuard g(lock_);
-    if (RemoveRangeLocked(&p, 1, 0, &flag, &flagged) != 1) return nullptr;
+    if (RemoveRangeLocked(&p, 1, 0, &flag) != 1) return nullptr;
     direct_allocs_++;
   }
-  if (!flagged) flag = GlobalPageMap().Get(p)->FreeFlag(p);
   __atomic_store_n(flag, uint8_t{0}, __ATOMIC_RELAXED);
   return p;
 }

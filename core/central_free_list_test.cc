@@ -53,8 +53,14 @@ class CentralFreeListTest : public ::testing::Test {
     r.objs.resize(static_cast<size_t>(r.n));
     return r;
   }
-  void Insert(const Range& r) { central().InsertRange(r.objs.data(), r.n); }
+  void Insert(const Range& r) { central().InsertRange(r.objs.data(), FlagsOf(r.objs).data(), r.n); }
   static bool IsFree(void* p) { return GlobalPageMap().Get(p)->ObjectIsFree(p); }
+  // The free flags a thread cache keeps beside its objects.
+  static std::vector<uint8_t*> FlagsOf(const std::vector<void*>& objs) {
+    std::vector<uint8_t*> flags;
+    for (void* p : objs) flags.push_back(GlobalPageMap().Get(p)->FreeFlag(p));
+    return flags;
+  }
 
   Partition* part_ = nullptr;
   int cls_ = 0;
@@ -164,10 +170,10 @@ TEST_F(CentralFreeListTest, TheBatchStackIsBoundedAndTheRestGoesToTheSlabs) {
   EXPECT_EQ(st.span_free_objects, 5u * 256 - 1024);
 }
 
-// A refill from slabs comes with each object's free flag (the slab knows
-// it), so the thread cache skips a lookup per object; from a batch, which
-// holds objects only, without them (flagged false, flags untouched).
-TEST_F(CentralFreeListTest, RemoveRangeFromSlabsGivesEachObjectsFreeFlag) {
+// A refill comes with each object's free flag, from slabs (which know it)
+// and from batches (which keep the flags the thread cache gave with the
+// objects), so the thread cache never looks one up.
+TEST_F(CentralFreeListTest, RemoveRangeGivesEachObjectsFreeFlag) {
   const int batch = static_cast<int>(info().batch);
   // Fresh objects (the bump), then objects freed back into the slab (its
   // bitmap): every other object of a batch returned through a full stack.
@@ -175,36 +181,42 @@ TEST_F(CentralFreeListTest, RemoveRangeFromSlabsGivesEachObjectsFreeFlag) {
   ASSERT_EQ(first.n, batch);
   std::vector<void*> objs(static_cast<size_t>(batch));
   std::vector<uint8_t*> flags(static_cast<size_t>(batch));
-  bool flagged = false;
-  int n = central().RemoveRange(objs.data(), batch, 0, flags.data(), &flagged);
+  int n = central().RemoveRange(objs.data(), batch, 0, flags.data());
   ASSERT_EQ(n, batch);
-  EXPECT_TRUE(flagged);
   for (int i = 0; i < n; i++) {
     EXPECT_EQ(flags[static_cast<size_t>(i)], GlobalPageMap().Get(objs[static_cast<size_t>(i)])->FreeFlag(objs[static_cast<size_t>(i)])) << i;
   }
   // The second batch back to its slab (Drain returns every batch), which
   // the first keeps in use, then out again from the slab's bitmap.
-  central().InsertRange(objs.data(), n);
+  central().InsertRange(objs.data(), flags.data(), n);
   central().Drain();
   ASSERT_EQ(central().Stats().slab_objects_in_use, static_cast<size_t>(batch));
   std::vector<void*> again(static_cast<size_t>(batch));
   std::fill(flags.begin(), flags.end(), nullptr);
-  n = central().RemoveRange(again.data(), batch, 0, flags.data(), &flagged);
+  n = central().RemoveRange(again.data(), batch, 0, flags.data());
   ASSERT_EQ(n, batch);
-  EXPECT_TRUE(flagged);
   for (int i = 0; i < n; i++) {
     void* p = again[static_cast<size_t>(i)];
     EXPECT_EQ(flags[static_cast<size_t>(i)], GlobalPageMap().Get(p)->FreeFlag(p)) << i;
     EXPECT_TRUE(IsFree(p));
   }
-  // From a batch: no flags.
-  central().InsertRange(again.data(), n);
-  std::fill(flags.begin(), flags.end(), nullptr);
-  n = central().RemoveRange(again.data(), batch, 0, flags.data(), &flagged);
-  ASSERT_EQ(n, batch);
-  EXPECT_FALSE(flagged);
-  EXPECT_EQ(flags[0], nullptr);
-  central().InsertRange(again.data(), n);
+  // Through a batch: the flags given with the objects come back with them,
+  // whole batches and parts of one.
+  central().InsertRange(again.data(), flags.data(), n);
+  ASSERT_EQ(central().Stats().transfer_objects, static_cast<size_t>(n));
+  std::vector<void*> part(static_cast<size_t>(batch));
+  std::vector<uint8_t*> part_flags(static_cast<size_t>(batch), nullptr);
+  int k = central().RemoveRange(part.data(), n / 2, 0, part_flags.data());
+  ASSERT_EQ(k, n / 2);
+  int rest = central().RemoveRange(part.data() + k, n - k, 0, part_flags.data() + k);
+  ASSERT_EQ(k + rest, n);
+  std::set<void*> given(again.begin(), again.begin() + n);
+  for (int i = 0; i < n; i++) {
+    void* p = part[static_cast<size_t>(i)];
+    EXPECT_EQ(given.count(p), 1u) << i;
+    EXPECT_EQ(part_flags[static_cast<size_t>(i)], GlobalPageMap().Get(p)->FreeFlag(p)) << i;
+  }
+  central().InsertRange(part.data(), part_flags.data(), n);
   Insert(first);
 }
 
@@ -400,7 +412,7 @@ TEST_F(CentralFreeListTest, AnIdleClassWithNoBatchReturnsItsBatchStackPages) {
   ASSERT_EQ(reinterpret_cast<uintptr_t>(stack) % kPageSize, 0u);
   ASSERT_EQ(sizeof(CentralFreeList::BatchStack) % kPageSize, 0u);
   const int batch = static_cast<int>(info().batch);
-  const int kBatches = 20;  // 20 * 272 bytes: the stack's first two pages
+  const int kBatches = 14;  // 14 * 528 bytes: the stack's first two pages
   const size_t used = RoundUp(kBatches * sizeof(CentralFreeList::Batch), kPageSize);
   ASSERT_EQ(used, 2 * kPageSize);
   auto resident_pages = [&]() {
@@ -584,7 +596,9 @@ TEST_F(CentralFreeListTest, AnObjectInABatchThatIsAlreadyFreeIsReportedWhenItRea
 TEST_F(CentralFreeListTest, AForeignPointerInABatchIsReported) {
   alignas(16) static uintptr_t not_heap[4];
   void* entry = not_heap;
-  central().InsertRange(&entry, 1);
+  static uint8_t flag = 1;
+  uint8_t* entry_flag = &flag;
+  central().InsertRange(&entry, &entry_flag, 1);
   EXPECT_DEATH(central().Drain(),
                std::string("nitroheap: corrupted free list at 0x[0-9a-f]+ in partition ") +
                    part_->name() + ": a free-list entry is not an object of the 64-byte class");
@@ -605,7 +619,9 @@ class CacheAffinityTest : public CentralFreeListTest {
     r.objs.resize(static_cast<size_t>(r.n));
     return r;
   }
-  void InsertFor(uint32_t cache, const Range& r) { central().InsertRange(r.objs.data(), r.n, cache); }
+  void InsertFor(uint32_t cache, const Range& r) {
+    central().InsertRange(r.objs.data(), FlagsOf(r.objs).data(), r.n, cache);
+  }
   static std::set<Span*> SlabsOf(const Range& r) {
     std::set<Span*> spans;
     for (void* p : r.objs) spans.insert(GlobalPageMap().Get(p));

@@ -43,24 +43,6 @@ void GiveStoreBlock(void* block, size_t bytes) {
   g_store_free = b;
 }
 
-// The free flags of objects[0..n) of class `cls` (a refill from a batch, or
-// one object pushed without its flag). The slab's bounds and the class's
-// magic stay in registers while the objects share a slab.
-void FreeFlagsOf(void* const* objects, uint8_t** flags, int n, int cls) {
-  const uint64_t magic = kSizeClasses.info(cls).magic;
-  Span* s = nullptr;
-  uintptr_t start = 0, end = 0;
-  for (int i = 0; i < n; i++) {
-    uintptr_t a = reinterpret_cast<uintptr_t>(objects[i]);
-    if (a - start >= end - start) {
-      s = GlobalPageMap().Get(objects[i]);
-      start = s->start;
-      end = s->end();
-    }
-    flags[i] = &s->object_free[((a - start) * magic) >> kMagicShift];
-  }
-}
-
 }  // namespace
 
 SpinLock& MagazineStoreLock() { return g_store_lock; }
@@ -157,15 +139,8 @@ bool ThreadCache::RefillList(int cls) {
   if (want == 0) return false;
   void* objects[CentralFreeList::kMaxBatchObjects];
   uint8_t* flags[CentralFreeList::kMaxBatchObjects];
-  bool flagged;
-  int n = partition_->central(cls).RemoveRange(objects, static_cast<int>(want), id_, flags, &flagged);
+  int n = partition_->central(cls).RemoveRange(objects, static_cast<int>(want), id_, flags);
   if (n == 0) return false;
-  if (!flagged) {
-    // From a batch: looked up here, outside the class lock. (From slabs the
-    // middle layer knew them: this lookup was 21 of the ~60 instructions a
-    // refilled object cost.)
-    FreeFlagsOf(objects, flags, n, cls);
-  }
   refilled_[cls / 64] |= uint64_t{1} << (cls % 64);
   returned_since_refill_ = 0;  // allocating: no free run
   // The end of the batch tops the delay line up (never handed out, these
@@ -213,7 +188,7 @@ void* ThreadCache::PopChecked(int cls, uint32_t pick, Validator valid) {
 
 void ThreadCache::PushChecked(int cls, void* p, uint8_t* free_flag) {
   Magazine& m = mags_[cls];
-  if (free_flag == nullptr) FreeFlagsOf(&p, &free_flag, 1, cls);
+  if (free_flag == nullptr) free_flag = GlobalPageMap().Get(p)->FreeFlag(p);
   Entry e{p, free_flag};
   uint32_t held = m.held;
   if (held < depth_[cls]) {
@@ -235,20 +210,29 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
   uint32_t count = Count(cls);
   if (n > count) n = count;
   void* objects[CentralFreeList::kMaxBatchObjects];
+  uint8_t* flags[CentralFreeList::kMaxBatchObjects];
   while (n > 0) {
     uint32_t k = n < CentralFreeList::kMaxBatchObjects ? n : CentralFreeList::kMaxBatchObjects;
     uint32_t stacked = StackCount(cls);
     uint32_t from_stack = k < stacked ? k : stacked;
-    for (uint32_t i = 0; i < from_stack; i++) objects[i] = StackAt(cls, 1 + i).object;
+    for (uint32_t i = 0; i < from_stack; i++) {
+      const Entry& e = StackAt(cls, 1 + i);
+      objects[i] = e.object;
+      flags[i] = e.free_flag;
+    }
     for (uint32_t i = 1; i + from_stack <= stacked; i++) StackAt(cls, i) = StackAt(cls, i + from_stack);
     SetStackCount(cls, stacked - from_stack);
     uint32_t from_delay = k - from_stack;
-    for (uint32_t i = 0; i < from_delay; i++) objects[from_stack + i] = DelayAt(cls, i).object;
+    for (uint32_t i = 0; i < from_delay; i++) {
+      const Entry& e = DelayAt(cls, i);
+      objects[from_stack + i] = e.object;
+      flags[from_stack + i] = e.free_flag;
+    }
     if (from_delay > 0) {
       m.delay_oldest = &DelayAt(cls, from_delay % (m.delay_end - m.delay));
       SetHeld(cls, m.held - from_delay);
     }
-    partition_->central(cls).InsertRange(objects, static_cast<int>(k), id_);
+    partition_->central(cls).InsertRange(objects, flags, static_cast<int>(k), id_);
     n -= k;
   }
 }

@@ -367,10 +367,14 @@ TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMidd
   // The batch on top of the middle layer's stack is the bottom of the
   // magazine's stack: the objects freed first, in order.
   void* batch[CentralFreeList::kMaxBatchObjects];
-  ASSERT_EQ(part_->central(cls).RemoveRange(batch, static_cast<int>(info.batch)),
+  uint8_t* flags[CentralFreeList::kMaxBatchObjects];
+  ASSERT_EQ(part_->central(cls).RemoveRange(batch, static_cast<int>(info.batch), 0, flags),
             static_cast<int>(info.batch));
-  for (uint32_t i = 0; i < info.batch; i++) ASSERT_EQ(batch[i], objs[i]) << i;
-  part_->central(cls).InsertRange(batch, static_cast<int>(info.batch));
+  for (uint32_t i = 0; i < info.batch; i++) {
+    ASSERT_EQ(batch[i], objs[i]) << i;
+    ASSERT_EQ(flags[i], Flag(objs[i])) << i;  // the flags went with the objects
+  }
+  part_->central(cls).InsertRange(batch, flags, static_cast<int>(info.batch));
   // The fast push works again.
   EXPECT_TRUE(tc->Push(cls, objs[pushed + 1], Flag(objs[pushed + 1])));
 }
