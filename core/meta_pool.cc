@@ -11,6 +11,7 @@ struct MetaArena {
   SpinLock lock{LockRank::kMetaArena};
   uintptr_t cursor = 0;
   uintptr_t limit = 0;
+  // Written under the lock, read without it by the statistics (relaxed).
   size_t mapped = 0;
 };
 
@@ -38,7 +39,7 @@ void* MetaAllocRaw(size_t bytes, size_t align) {
     os::ProtectNone(reinterpret_cast<void*>(base + chunk - kPageSize), kPageSize);
     a.cursor = base + kPageSize;
     a.limit = base + chunk - kPageSize;
-    a.mapped += chunk;
+    __atomic_store_n(&a.mapped, a.mapped + chunk, __ATOMIC_RELAXED);
   }
   a.cursor = RoundUp(a.cursor, align);  // a fresh chunk's cursor is page-aligned
   void* p = reinterpret_cast<void*>(a.cursor);
@@ -46,7 +47,7 @@ void* MetaAllocRaw(size_t bytes, size_t align) {
   return p;
 }
 
-size_t MetaBytesMapped() { return Arena().mapped; }
+size_t MetaBytesMapped() { return __atomic_load_n(&Arena().mapped, __ATOMIC_RELAXED); }
 SpinLock& MetaLock() { return Arena().lock; }
 
 }  // namespace nitro
