@@ -395,6 +395,7 @@ PartitionStats Partition::Stats() {
     st.small_transfer_bytes += cs.transfer_objects * kSizeClasses.size(c);
     st.small_slab_free_bytes += cs.span_free_objects * kSizeClasses.size(c);
     st.small_slabs += cs.slabs;
+    st.small_object_bytes += cs.slabs * kSizeClasses.info(c).capacity * kSizeClasses.size(c);
   }
   return st;
 }

@@ -114,6 +114,7 @@ struct PartitionStats {
   size_t small_transfer_bytes;  // objects in the middle layer's batches
   size_t small_slab_free_bytes; // free objects inside slabs
   size_t small_slabs;
+  size_t small_object_bytes;    // the slabs' objects, free or not (capacity x size)
 };
 
 class Partition {
