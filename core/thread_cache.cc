@@ -18,20 +18,17 @@ struct StoreBlock {
 SpinLock g_store_lock{LockRank::kMetaPool};
 StoreBlock* g_store_free = nullptr;  // under g_store_lock
 
-// `*fresh`: the block comes zeroed from mmap, never used.
-void* TakeStoreBlock(size_t bytes, bool* fresh) {
+void* TakeStoreBlock(size_t bytes) {
   {
     LockGuard g(g_store_lock);
     for (StoreBlock** link = &g_store_free; *link != nullptr; link = &(*link)->next) {
       StoreBlock* b = *link;
       if (b->bytes == bytes) {
         *link = b->next;
-        *fresh = false;
         return b;
       }
     }
   }
-  *fresh = true;
   return MetaAllocRaw(bytes);
 }
 
@@ -50,6 +47,8 @@ SpinLock& MagazineStoreLock() { return g_store_lock; }
 ThreadCache::~ThreadCache() {
   if (store_ != nullptr) GiveStoreBlock(store_, store_bytes_);
   store_ = nullptr;
+  if (grow_store_ != nullptr) GiveStoreBlock(grow_store_, grow_store_bytes_);
+  grow_store_ = nullptr;
 }
 
 bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine_bytes,
@@ -71,39 +70,42 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   returned_since_refill_ = 0;
   for (uint64_t& bits : may_hold_) bits = 0;  // every magazine starts empty (below)
   for (uint64_t& bits : refilled_) bits = 0;
+  for (uint64_t& bits : grown_) bits = 0;
   size_t entries = 0;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     // Each class holds back up to quarantine/32 bytes, at least one object.
-    // Past the depth the stack holds at most two batches: the middle layer
-    // absorbs the rest in batches.
+    // Past the depth the stack starts at two batches and grows, a batch per
+    // refill, up to the class's cache_max (GrowStack, ShrinkStack).
     uint64_t depth = quarantine_bytes / 32 / info.stride;
     uint64_t cap = info.cache_max - info.batch;
     if (depth > cap) depth = cap;
     if (depth < 1) depth = 1;
     depth_[c] = static_cast<uint32_t>(depth);
-    stack_max_[c] = info.cache_max < 2 * info.batch ? info.cache_max : 2 * info.batch;
+    stack_max_[c] = StackStart(c);
+    overflows_[c] = 0;
+    refill_allocs_[c] = 0;
+    refill_frees_[c] = 0;
     entries += 1 + stack_max_[c] + depth_[c];  // the stack's null entry, the stack, the delay line
   }
   if (store_ != nullptr && store_bytes_ != entries * sizeof(Entry)) {
     GiveStoreBlock(store_, store_bytes_);
     store_ = nullptr;
   }
-  bool fresh_store = false;
   if (store_ == nullptr) {
     store_bytes_ = entries * sizeof(Entry);
-    store_ = static_cast<Entry*>(TakeStoreBlock(store_bytes_, &fresh_store));
+    store_ = static_cast<Entry*>(TakeStoreBlock(store_bytes_));
     if (store_ == nullptr) return false;
   }
   Entry* next_entry = store_;
   for (int c = 1; c < kNumClasses; c++) {
     Magazine& m = mags_[c];
     m = Magazine{};
-    stack_[c] = next_entry;
-    // A reused store block holds anything. A fresh one reads zero already,
-    // and writing there would make every class's page of it (~64 KiB a
-    // thread) resident before the class is used.
-    if (!fresh_store) stack_[c][0] = Entry{nullptr, nullptr};
+    __atomic_store_n(&stack_[c], next_entry, __ATOMIC_RELAXED);  // ListCount reads it
+    // A reused store block holds anything; a fresh one reads zero, and
+    // writing there would make every class's page of it (~60 KiB a thread)
+    // resident before the class is used (reading an untouched page does not).
+    if (stack_[c][0].object != nullptr || stack_[c][0].free_flag != nullptr) stack_[c][0] = Entry{nullptr, nullptr};
     m.top = stack_[c];
     m.delay = m.delay_oldest = stack_[c] + 1 + stack_max_[c];
     m.delay_end = m.delay + depth_[c];
@@ -133,7 +135,8 @@ void ThreadCache::PushOnStack(int cls, Entry e) {
 
 bool ThreadCache::RefillList(int cls) {
   uint32_t delay_room = depth_[cls] - mags_[cls].held;
-  uint32_t room = stack_max_[cls] - StackCount(cls) + delay_room;
+  uint32_t stacked = StackCount(cls);
+  uint32_t room = (stacked < stack_max_[cls] ? stack_max_[cls] - stacked : 0) + delay_room;
   uint32_t want = kSizeClasses.info(cls).batch;
   if (want > room) want = room;
   if (want == 0) return false;
@@ -165,7 +168,64 @@ bool ThreadCache::RefillList(int cls) {
   return true;
 }
 
+void ThreadCache::SetStackLimit(int cls, uint32_t limit) {
+  stack_max_[cls] = limit;
+  overflows_[cls] = 0;
+  uint64_t bit = uint64_t{1} << (cls % 64);
+  grown_[cls / 64] = limit > StackStart(cls) ? grown_[cls / 64] | bit : grown_[cls / 64] & ~bit;
+  SetHeld(cls, mags_[cls].held);  // the fast push's limit
+}
+
+ThreadCache::Entry* ThreadCache::GrownStackOf(int cls) {
+  if (grow_store_ == nullptr) {
+    size_t entries = 0;
+    for (int c = 1; c < kNumClasses; c++) entries += 1 + kSizeClasses.info(c).cache_max;
+    grow_store_ = static_cast<Entry*>(TakeStoreBlock(entries * sizeof(Entry)));
+    if (grow_store_ == nullptr) return nullptr;
+    grow_store_bytes_ = entries * sizeof(Entry);
+  }
+  Entry* room = grow_store_;
+  for (int c = 1; c < cls; c++) room += 1 + kSizeClasses.info(c).cache_max;
+  return room;
+}
+
+void ThreadCache::GrowStack(int cls) {
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  if (stack_max_[cls] >= info.cache_max) return;
+  Entry* room = GrownStackOf(cls);
+  if (room == nullptr) return;  // no memory for the room: the stack stays as it is
+  if (stack_[cls] != room) {
+    // Moved once into its room in the grow store: its null entry, then
+    // the entries it holds, in order.
+    uint32_t count = StackCount(cls);
+    room[0] = Entry{nullptr, nullptr};
+    for (uint32_t i = 1; i <= count; i++) room[i] = stack_[cls][i];
+    __atomic_store_n(&stack_[cls], room, __ATOMIC_RELAXED);  // ListCount reads it
+    SetStackCount(cls, count);
+  }
+  uint32_t grown = stack_max_[cls] + info.batch;
+  SetStackLimit(cls, grown < info.cache_max ? grown : info.cache_max);
+}
+
+void ThreadCache::ShrinkStack(int cls) {
+  if (stack_max_[cls] <= StackStart(cls) || ++overflows_[cls] < kOverflowsToShrink) return;
+  uint32_t shrunk = stack_max_[cls] - kSizeClasses.info(cls).batch;
+  SetStackLimit(cls, shrunk > StackStart(cls) ? shrunk : StackStart(cls));
+}
+
 void* ThreadCache::Refill(int cls) {
+  // A burst of allocations emptied the stack (its class's frees since the
+  // last refill were under a quarter of its allocations): the stack may
+  // hold a batch more, so that the burst's frees stay here. A class whose
+  // allocations and frees merely wander (larson) does not grow.
+  Magazine& m = mags_[cls];
+  if (StackCount(cls) == 0 && !strict_) {
+    uint64_t allocs = m.allocs - refill_allocs_[cls];
+    uint64_t frees = m.frees - refill_frees_[cls];
+    if (frees * 4 < allocs) GrowStack(cls);
+  }
+  refill_allocs_[cls] = m.allocs;
+  refill_frees_[cls] = m.frees;
   // A batch may go to the delay line (a flushed cache): refill until the stack has one.
   while (StackCount(cls) == 0) {
     if (!RefillList(cls)) return nullptr;
@@ -195,7 +255,12 @@ void ThreadCache::PushChecked(int cls, void* p, uint8_t* free_flag) {
     DelayAt(cls, held) = e;  // filling the quarantine
     SetHeld(cls, held + 1);
   } else {
-    if (StackCount(cls) >= stack_max_[cls]) ReleaseBatch(cls, kSizeClasses.info(cls).batch);
+    uint32_t stacked = StackCount(cls);
+    if (stacked >= stack_max_[cls]) {
+      ShrinkStack(cls);
+      // A batch, and whatever the stack holds above a lowered limit.
+      ReleaseBatch(cls, stacked - stack_max_[cls] + kSizeClasses.info(cls).batch);
+    }
     Entry& oldest = DelayAt(cls, 0);
     Entry done = oldest;
     oldest = e;
@@ -209,18 +274,22 @@ void ThreadCache::ReleaseBatch(int cls, uint32_t n) {
   Magazine& m = mags_[cls];
   uint32_t count = Count(cls);
   if (n > count) n = count;
-  void* objects[CentralFreeList::kMaxBatchObjects];
-  uint8_t* flags[CentralFreeList::kMaxBatchObjects];
+  // Up to kReleaseChunk objects per call into the middle layer, which
+  // files them as batches under one acquisition of its lock.
+  constexpr uint32_t kReleaseChunk = 4 * CentralFreeList::kMaxBatchObjects;
+  void* objects[kReleaseChunk];
+  uint8_t* flags[kReleaseChunk];
   while (n > 0) {
-    uint32_t k = n < CentralFreeList::kMaxBatchObjects ? n : CentralFreeList::kMaxBatchObjects;
+    uint32_t k = n < kReleaseChunk ? n : kReleaseChunk;
     uint32_t stacked = StackCount(cls);
     uint32_t from_stack = k < stacked ? k : stacked;
+    // From the top: a stack grown to hundreds of entries would otherwise
+    // shift the rest down on every release.
     for (uint32_t i = 0; i < from_stack; i++) {
-      const Entry& e = StackAt(cls, 1 + i);
+      const Entry& e = StackAt(cls, stacked - i);
       objects[i] = e.object;
       flags[i] = e.free_flag;
     }
-    for (uint32_t i = 1; i + from_stack <= stacked; i++) StackAt(cls, i) = StackAt(cls, i + from_stack);
     SetStackCount(cls, stacked - from_stack);
     uint32_t from_delay = k - from_stack;
     for (uint32_t i = 0; i < from_delay; i++) {
@@ -256,6 +325,9 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
     // The delay line stays full: emptied, it refills one slow-path free at
     // a time, and a run of frees then spent `depth` slow frees per
     // `stack_max` fast ones (Python: 247,000 refilling frees in 4 rounds).
+    // A stack grown for allocation bursts is back to its start: a thread
+    // emptying its heap keeps two batches of a class, not cache_max.
+    if (stack_max_[cls] > StackStart(cls)) SetStackLimit(cls, StackStart(cls));
     ReleaseBatch(cls, StackCount(cls));
     if (!was_in_free_run || CachedBytes() > max_bytes_ / kFreeRunShare) Flush();
     return;
@@ -267,7 +339,16 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
   // sample, about 1.5% of all frees in `workloads scaling`) skip the sum
   // over every class, which cost 2% of that workload's time at 32 threads.
   if (returned > 0 && CachedBytes() > max_bytes_) {
-    ForEachClassIn(may_hold_, [this](int c) { ReleaseBatch(c, (Count(c) + 1) / 2); });
+    // Sent onward too: a thread whose grown stacks hold its cache's bound
+    // overflows rarely, and counting only the batches its overflows
+    // return would miss its free run.
+    uint64_t halved = 0;
+    ForEachClassIn(may_hold_, [this, &halved](int c) {
+      uint32_t k = (Count(c) + 1) / 2;
+      ReleaseBatch(c, k);
+      halved += static_cast<uint64_t>(k) * kSizeClasses.size(c);
+    });
+    returned_since_refill_ += halved;
   }
 }
 
@@ -283,6 +364,8 @@ void ThreadCache::Flush() {
   if (partition_ == nullptr) return;
   ForEachClassIn(may_hold_, [this](int c) { ReleaseBatch(c, Count(c)); });
   for (uint64_t& bits : may_hold_) __atomic_store_n(&bits, uint64_t{0}, __ATOMIC_RELAXED);
+  // The grown stacks start over: they grow again with the next bursts.
+  ForEachClassIn(grown_, [this](int c) { SetStackLimit(c, StackStart(c)); });
 }
 
 void ThreadCache::GiveUpSlabs() {

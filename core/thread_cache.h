@@ -236,8 +236,13 @@ class ThreadCache {
   uint32_t ListCount(int cls) const {
     if (is_sentinel()) return 0;  // no stacks: stack_ is null, top the shared null entry
     const Magazine& m = mags_[cls];
-    return static_cast<uint32_t>(__atomic_load_n(&m.top, __ATOMIC_RELAXED) - stack_[cls]) +
-           __atomic_load_n(&m.strict_count, __ATOMIC_RELAXED) + __atomic_load_n(&m.held, __ATOMIC_RELAXED);
+    // The owner moves a growing stack once (GrowStack: stack_ first, then
+    // top); a reader that sees one move and not the other gets a count
+    // outside the stack's room and counts the stack as empty this once.
+    intptr_t stacked = __atomic_load_n(&m.top, __ATOMIC_RELAXED) - __atomic_load_n(&stack_[cls], __ATOMIC_RELAXED);
+    if (stacked < 0 || stacked > static_cast<intptr_t>(kSizeClasses.info(cls).cache_max)) stacked = 0;
+    return static_cast<uint32_t>(stacked) + __atomic_load_n(&m.strict_count, __ATOMIC_RELAXED) +
+           __atomic_load_n(&m.held, __ATOMIC_RELAXED);
   }
 
   // quarantine_bytes sets each class's depth; strict routes every call to
@@ -283,6 +288,9 @@ class ThreadCache {
   static constexpr size_t kFreeRunShare = 8;
   size_t CachedBytes() const;
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
+  // The stack's limit now (GrowStack, ShrinkStack): past the delay line,
+  // the fast push takes objects while the stack holds fewer.
+  uint32_t stack_limit(int cls) const { return stack_max_[cls]; }
   bool is_sentinel() const { return partition_ == nullptr; }
   // This cache's name in the middle layer (never 0, unique per Init):
   // its batches and the slabs it carves are handed back to it first
@@ -300,10 +308,27 @@ class ThreadCache {
   NITRO_ALWAYS_INLINE uint64_t free_word_base() const { return free_word_base_; }
 
  private:
-  // Returns n objects to the middle layer: the stack's bottom first (the
-  // objects that left the quarantine longest ago), then the delay line's
-  // oldest.
+  // Returns n objects to the middle layer: the stack's top first (the
+  // objects that left the quarantine last), then the delay line's oldest.
   void ReleaseBatch(int cls, uint32_t n);
+  // The stack's limit adapts as tcmalloc's free-list length does: a
+  // refill of an empty stack raises it by a batch, up to the class's
+  // cache_max, so a thread that allocates and frees hundreds of objects of
+  // a class in turns keeps them (not a round trip through the middle
+  // layer's lock per batch); every kOverflowsToShrink-th overflow lowers it
+  // by a batch, down to StackStart, so a thread that mostly frees a class
+  // (a consumer) holds two batches of it, not cache_max.
+  void GrowStack(int cls);
+  void ShrinkStack(int cls);
+  void SetStackLimit(int cls, uint32_t limit);
+  // The class's room in grow_store_ (taken first if need be); nullptr when
+  // there is no memory for it.
+  Entry* GrownStackOf(int cls);
+  static constexpr uint8_t kOverflowsToShrink = 3;
+  static uint32_t StackStart(int cls) {
+    const SizeClassInfo& info = kSizeClasses.info(cls);
+    return info.cache_max < 2 * info.batch ? info.cache_max : 2 * info.batch;
+  }
   void PushOnStack(int cls, Entry e);
   // The stack's count (entries above the null one); strict keeps it in
   // strict_count (see Magazine).
@@ -380,6 +405,8 @@ class ThreadCache {
   }
   // The classes this cache refilled from the middle layer (GiveUpSlabs).
   uint64_t refilled_[kMayHoldWords] = {};
+  // The classes whose stack limit is above StackStart (Flush resets them).
+  uint64_t grown_[kMayHoldWords] = {};
   // f(cls) for each class whose bit is set in `bits` (may_hold_, refilled_).
   template <typename F>
   static void ForEachClassIn(const uint64_t (&bits)[kMayHoldWords], F f) {
@@ -391,7 +418,17 @@ class ThreadCache {
   }
   bool strict_ = false;
   Entry* stack_[kNumClasses] = {};        // each stack's null entry (entries above it)
-  uint32_t stack_max_[kNumClasses] = {};  // the stack's capacity in entries
+  uint32_t stack_max_[kNumClasses] = {};  // the stack's limit in entries (GrowStack, ShrinkStack)
+  uint8_t overflows_[kNumClasses] = {};   // overflows since the limit last changed
+  // The class's counters (Magazine::allocs, frees) at its last refill.
+  uint64_t refill_allocs_[kNumClasses] = {};
+  uint64_t refill_frees_[kNumClasses] = {};
+  // Room for every class's stack grown up to its cache_max, a block of the
+  // magazine store taken at the first GrowStack: a stack moves there when
+  // it first grows and stays. Apart from store_, so that a thread whose
+  // stacks never grow keeps its entries packed on a few pages.
+  Entry* grow_store_ = nullptr;
+  size_t grow_store_bytes_ = 0;
   uint32_t depth_[kNumClasses] = {};      // the delay line's length
 
  public:

@@ -64,6 +64,19 @@ class ThreadCacheTest : public ::testing::Test {
     ASSERT_FALSE(IsFree(p)) << "freeing a free object";
     if (!tc.Push(cls, p, Flag(p))) tc.Overflow(cls, p);
   }
+  // The same with malloc's and free's counting (AccountAlloc, AccountFree),
+  // which the stack's growth reads (ThreadCache::Refill).
+  static void* CountedAlloc(ThreadCache& tc, int cls) {
+    void* p = Alloc(tc, cls);
+    if (p != nullptr) {
+      EXPECT_FALSE(tc.AccountAlloc(cls, kSizeClasses.size(cls))) << "no sampling here";
+    }
+    return p;
+  }
+  static void CountedFree(ThreadCache& tc, int cls, void* p) {
+    Free(tc, cls, p);
+    tc.AccountFree(cls);
+  }
   // The object's free flag in its span (what free's fast path checks).
   static uint8_t* Flag(void* p) { return GlobalPageMap().Get(p)->FreeFlag(p); }
   static bool IsFree(void* p) { return *Flag(p) != 0; }
@@ -334,16 +347,20 @@ TEST_F(ThreadCacheTest, QuarantineHoldsUnderRandomTraffic) {
   }
 }
 
-TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMiddleLayer) {
+TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheNewestBatchToTheMiddleLayer) {
   int cls = kSizeClasses.ClassFor(64);
   const SizeClassInfo& info = kSizeClasses.info(cls);
   auto tc = NewCache(0);
   const uint32_t max = MaxFor(cls, 0);  // depth 1 plus two batches
   ASSERT_EQ(max, 1 + 2 * info.batch);
+  // Allocated by another cache: tc never refills, so its stack keeps its
+  // starting limit (GrowStack).
+  auto src = NewCache(0);
   std::vector<void*> objs;
-  for (uint32_t i = 0; i < max + 10; i++) objs.push_back(Alloc(*tc, cls));
-  tc->Flush();
+  for (uint32_t i = 0; i < max + 10; i++) objs.push_back(Alloc(*src, cls));
+  src->Flush();
   ASSERT_EQ(tc->ListCount(cls), 0u);
+  ASSERT_EQ(tc->stack_limit(cls), 2 * info.batch);
 
   // The delay line (depth 1) fills through the slow path only: the fast
   // push refuses until it is full, so each entry it moves out has waited.
@@ -364,19 +381,116 @@ TEST_F(ThreadCacheTest, PushFailsWhenFullAndOverflowSendsTheOldestBatchToTheMidd
   EXPECT_EQ(tc->ListCount(cls), max - info.batch + 1);
   EXPECT_EQ(after.transfer_objects, before.transfer_objects + info.batch);
   EXPECT_EQ(after.slab_objects_in_use, before.slab_objects_in_use);
-  // The batch on top of the middle layer's stack is the bottom of the
-  // magazine's stack: the objects freed first, in order.
+  // The batch on top of the middle layer's stack is the top of the
+  // magazine's stack: the batch of objects that left the delay line last
+  // (objs[max - 1] is still in it), so nothing below has to move.
   void* batch[CentralFreeList::kMaxBatchObjects];
   uint8_t* flags[CentralFreeList::kMaxBatchObjects];
   ASSERT_EQ(part_->central(cls).RemoveRange(batch, static_cast<int>(info.batch), 0, flags),
             static_cast<int>(info.batch));
+  std::set<void*> expected(objs.begin() + (max - 1 - info.batch), objs.begin() + (max - 1));
   for (uint32_t i = 0; i < info.batch; i++) {
-    ASSERT_EQ(batch[i], objs[i]) << i;
-    ASSERT_EQ(flags[i], Flag(objs[i])) << i;  // the flags went with the objects
+    ASSERT_EQ(expected.erase(batch[i]), 1u) << i;
+    ASSERT_EQ(flags[i], Flag(batch[i])) << i;  // the flags went with the objects
   }
   part_->central(cls).InsertRange(batch, flags, static_cast<int>(info.batch));
   // The fast push works again.
   EXPECT_TRUE(tc->Push(cls, objs[pushed + 1], Flag(objs[pushed + 1])));
+}
+
+// A class whose allocations outrun its stack grows the stack a batch per
+// refill of an empty stack, up to the class's cache_max: a thread that
+// allocates and then frees a burst of objects keeps them, and the next
+// burst takes nothing from the middle layer and gives nothing back.
+TEST_F(ThreadCacheTest, StackGrowsWithAllocationBurstsUpToTheClassBound) {
+  const int cls = kSizeClasses.ClassFor(64);
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  const uint32_t start = 2 * info.batch;
+  const uint32_t burst = start + 4 * info.batch;
+  ASSERT_GT(info.cache_max, burst + info.batch);
+  auto tc = NewCache(0);
+  ASSERT_EQ(tc->stack_limit(cls), start);
+  std::vector<void*> objs;
+  for (uint32_t i = 0; i < burst; i++) objs.push_back(CountedAlloc(*tc, cls));
+  EXPECT_GE(tc->stack_limit(cls), burst) << "a batch per refill";
+  for (void* p : objs) CountedFree(*tc, cls, p);
+  CentralStats before = part_->central(cls).Stats();
+  for (int round = 0; round < 3; round++) {
+    for (uint32_t i = 0; i < burst; i++) objs[i] = CountedAlloc(*tc, cls);
+    EXPECT_EQ(std::set<void*>(objs.begin(), objs.end()).size(), burst);
+    for (void* p : objs) CountedFree(*tc, cls, p);
+  }
+  CentralStats after = part_->central(cls).Stats();
+  EXPECT_EQ(after.transfer_objects, before.transfer_objects) << "a batch went through the middle layer";
+  EXPECT_EQ(after.slab_objects_in_use, before.slab_objects_in_use);
+  // Up to cache_max, not past it.
+  objs.clear();
+  for (uint32_t i = 0; i < 2 * info.cache_max; i++) objs.push_back(CountedAlloc(*tc, cls));
+  EXPECT_EQ(tc->stack_limit(cls), info.cache_max);
+  for (void* p : objs) CountedFree(*tc, cls, p);
+  EXPECT_LE(tc->ListCount(cls), info.cache_max + DepthFor(cls, 0));
+  tc->Flush();
+}
+
+// A class whose frees keep up with its allocations (larson's threads:
+// every allocation replaces an object freed) empties its stack now and
+// then without a burst: it does not grow, or a cache of many threads would
+// hold cache_max of every class.
+TEST_F(ThreadCacheTest, StackDoesNotGrowWhenFreesKeepUp) {
+  const int cls = kSizeClasses.ClassFor(64);
+  const uint32_t start = 2 * kSizeClasses.info(cls).batch;
+  auto tc = NewCache(0);
+  std::deque<void*> live;
+  for (int i = 0; i < 4000; i++) {
+    // Two allocations for each free: the stack runs dry every few dozen
+    // steps, with frees half the allocations since the last refill.
+    live.push_back(CountedAlloc(*tc, cls));
+    live.push_back(CountedAlloc(*tc, cls));
+    CountedFree(*tc, cls, live.front());
+    live.pop_front();
+    ASSERT_EQ(tc->stack_limit(cls), start) << i;
+  }
+  for (void* p : live) CountedFree(*tc, cls, p);
+  tc->Flush();
+}
+
+// A thread that mostly frees a class (a consumer of another thread's
+// objects) overflows its stack again and again: every third overflow
+// lowers a grown limit by a batch, back to two batches. Flush and a free
+// run put it back at once.
+TEST_F(ThreadCacheTest, GrownStackShrinksUnderOverflowsAndOnFlush) {
+  const int cls = kSizeClasses.ClassFor(64);
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  const uint32_t start = 2 * info.batch;
+  auto tc = NewCache(0);
+  auto src = NewCache(0);
+  std::vector<void*> mine;
+  for (uint32_t i = 0; i < 6 * info.batch; i++) mine.push_back(CountedAlloc(*tc, cls));
+  const uint32_t grown = tc->stack_limit(cls);
+  ASSERT_GE(grown, start + 4 * info.batch);
+  for (void* p : mine) CountedFree(*tc, cls, p);
+  // The consumer: objects of another cache, freed here, never allocated here.
+  std::vector<void*> theirs;
+  uint32_t last = grown;
+  for (int i = 0; i < 40 * static_cast<int>(info.batch); i++) {
+    void* p = CountedAlloc(*src, cls);
+    ASSERT_NE(p, nullptr);
+    CountedFree(*tc, cls, p);
+    ASSERT_LE(tc->stack_limit(cls), last) << "it only shrinks while nothing is allocated";
+    ASSERT_GE(tc->stack_limit(cls), start);
+    last = tc->stack_limit(cls);
+  }
+  EXPECT_EQ(tc->stack_limit(cls), start);
+  EXPECT_LE(tc->ListCount(cls), start + DepthFor(cls, 0));
+  // Grown again, then flushed: back to the start.
+  mine.clear();
+  for (uint32_t i = 0; i < 6 * info.batch; i++) mine.push_back(CountedAlloc(*tc, cls));
+  ASSERT_GT(tc->stack_limit(cls), start);
+  for (void* p : mine) CountedFree(*tc, cls, p);
+  tc->Flush();
+  EXPECT_EQ(tc->stack_limit(cls), start);
+  EXPECT_EQ(tc->ListCount(cls), 0u);
+  src->Flush();
 }
 
 TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
@@ -388,8 +502,10 @@ TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
   const size_t held = after_batch * 64 + 10 * 16;
   for (size_t bound : {held, held - 1}) {
     auto tc = NewCache(0, false, /*max_bytes=*/bound);
+    auto src = NewCache(0);  // allocates the big ones: tc's big stack keeps its starting limit
     std::vector<void*> bigs, smalls;
-    for (uint32_t i = 0; i < max + 1; i++) bigs.push_back(Alloc(*tc, big));
+    for (uint32_t i = 0; i < max + 1; i++) bigs.push_back(Alloc(*src, big));
+    src->Flush();
     for (int i = 0; i < 10; i++) smalls.push_back(Alloc(*tc, small));
     tc->Flush();
     for (void* p : smalls) Free(*tc, small, p);

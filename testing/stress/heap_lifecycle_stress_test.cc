@@ -50,6 +50,18 @@ size_t SizeFor(std::mt19937& rng) {
 // some blocks, hand the rest to the shared pool for another thread.
 void Worker(uint32_t seed, std::atomic<Block*>* shared, size_t shared_n) {
   std::mt19937 rng(seed);
+  // Bursts of one class: the thread cache's stack grows past its start and
+  // moves to its second block (ThreadCache::GrowStack) while the
+  // background thread's statistics read the cache (ListCount).
+  for (int round = 0; round < 2; round++) {
+    void* burst[300];
+    for (void*& p : burst) {
+      p = Malloc(48);
+      ASSERT_NE(p, nullptr);
+      memset(p, 0x5a, 48);
+    }
+    for (void* p : burst) Free(p);
+  }
   std::vector<Block> mine;
   for (int i = 0; i < 400; i++) {
     Block b;
