@@ -744,6 +744,13 @@ class ShmPublisher {
       sweep_pending_ = false;
       WithOwnDescriptorTable(RemoveStale);
     }
+    if (create_pending_) {
+      create_pending_ = false;
+      if (CurrentOptions().telemetry) {
+        WithOwnDescriptorTable(CreateForTick);
+        Publish(true);
+      }
+    }
     Publish(false);
   }
 
@@ -795,12 +802,19 @@ class ShmPublisher {
     }
   }
 
-  // The child of a fork must not write its parent's segment.
+  // The child of a fork must not write its parent's segment. Its own is
+  // made on its background thread's first tick, not here in the atfork
+  // handler: a child that execs at once (subprocess, a shell) then never
+  // makes one. Made here, its new image found a segment with its own pid
+  // written a moment before, took it for a live writer in another pid
+  // namespace and published nothing, and the file stayed behind (after a
+  // setuid, another user's file: "not this user's segment").
   void ForgetAfterFork() {
     if (header_ != nullptr) munmap(header_, NITRO_SHM_SIZE);
     header_ = nullptr;
     owner_pid_ = 0;
     failed_ = false;
+    create_pending_ = true;
   }
 
  private:
@@ -835,9 +849,15 @@ class ShmPublisher {
     return last;
   }
 
+  // Create on the background thread, in a clone with its own descriptor
+  // table (WithOwnDescriptorTable), where getpid() is the clone's:
+  // os::ProcessId() is the process's.
+  static void CreateForTick();
+
   bool Create() {
     if (failed_) return false;
-    snprintf(name_, sizeof(name_), "/nitroheap.%d", static_cast<int>(getpid()));
+    const int pid = os::ProcessId();
+    snprintf(name_, sizeof(name_), "/nitroheap.%d", pid);
     int fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
       // Left by an earlier process with this pid, or written right now by a
@@ -889,9 +909,9 @@ class ShmPublisher {
     memcpy(header_->magic, NITRO_SHM_MAGIC, 8);
     header_->version = NITRO_SHM_VERSION;
     header_->header_size = NITRO_SHM_HEADER_SIZE;
-    header_->pid = static_cast<uint64_t>(getpid());
+    header_->pid = static_cast<uint64_t>(pid);
     header_->payload_capacity = NITRO_SHM_SIZE - NITRO_SHM_HEADER_SIZE;
-    owner_pid_ = getpid();
+    owner_pid_ = pid;
     return stats_ != nullptr;
   }
 
@@ -951,11 +971,13 @@ class ShmPublisher {
   pid_t owner_pid_ = 0;
   bool failed_ = false;
   bool sweep_pending_ = false;
+  bool create_pending_ = false;  // a fork child's segment, made on the first tick
   uint64_t last_allocations_ = ~uint64_t{0};
   uint64_t last_frees_ = 0;
 };
 
 ShmPublisher g_shm;
+void ShmPublisher::CreateForTick() { g_shm.Create(); }
 std::atomic<bool> g_dump_requested{false};
 
 void OnSample(void* p, size_t requested, size_t usable, size_t align, Partition* partition) {
@@ -1077,8 +1099,7 @@ void CheckOutputDirectories() {
 
 void OnForkChild() {
   // The recorder's lock was reset with every registered lock.
-  g_shm.ForgetAfterFork();
-  g_shm.CreateNow(/*sweep=*/false);  // the child is single-threaded here
+  g_shm.ForgetAfterFork();  // its segment comes on its background thread's first tick
 }
 
 // A signal only raises a flag: the background thread writes the files, so a

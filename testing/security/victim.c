@@ -3,11 +3,18 @@
  * allocate, and optionally checks, for as long as it runs, that its live
  * statistics segment exists and is its own.
  *
- *   victim [--alloc-ms N] [--fork N] [--check-segment] [--expect-no-segment]
+ *   victim [--alloc-ms N] [--fork N] [--fork-exec N] [--check-segment]
+ *          [--check-updates] [--expect-no-segment]
+ *
+ * --fork-exec: each child execs this program at once (as subprocess does),
+ * which checks its segment and that the segment's statistics are updated
+ * while it allocates (--check-segment --check-updates); the parent then
+ * checks that no child left a segment behind.
  *
  * Exit status: 0 all well; 2 usage; 3 the segment was missing or not ours
- * (--check-segment) or present (--expect-no-segment); 4 a child died of a
- * signal or failed. Every failure prints one line on stderr. */
+ * (--check-segment), not updated (--check-updates), present
+ * (--expect-no-segment) or left by a child; 4 a child died of a signal or
+ * failed. Every failure prints one line on stderr. */
 #define _GNU_SOURCE
 #include <errno.h>
 #include <fcntl.h>
@@ -52,6 +59,19 @@ static const char* segment_problem(void) {
   return problem;
 }
 
+/* The segment header's update count (0 when it cannot be read). */
+static uint64_t segment_updates(void) {
+  char path[64];
+  snprintf(path, sizeof(path), "/dev/shm/nitroheap.%d", (int)getpid());
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  uint64_t updates = 0;
+  if (fd >= 0) {
+    if (pread(fd, &updates, sizeof(updates), 48) != (ssize_t)sizeof(updates)) updates = 0;
+    close(fd);
+  }
+  return updates;
+}
+
 static void churn(uint64_t ms) {
   void* slots[256] = {0};
   uint64_t end = now_ms() + ms;
@@ -61,8 +81,9 @@ static void churn(uint64_t ms) {
       r = r * 1103515245u + 12345u;
       unsigned k = (r >> 8) & 255;
       free(slots[k]);
-      slots[k] = malloc(((r >> 16) & 1023) + 1);
-      if (slots[k]) memset(slots[k], 1, 8);
+      size_t n = ((r >> 16) & 1023) + 1;
+      slots[k] = malloc(n);
+      if (slots[k]) memset(slots[k], 1, n < 8 ? n : 8);
     }
   } while (now_ms() < end);
   for (int i = 0; i < 256; i++) free(slots[i]);
@@ -70,10 +91,12 @@ static void churn(uint64_t ms) {
 
 int main(int argc, char** argv) {
   uint64_t alloc_ms = 200;
-  int forks = 0, check = 0, expect_none = 0;
+  int forks = 0, check = 0, expect_none = 0, fork_exec = 0, check_updates = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--alloc-ms") == 0 && i + 1 < argc) alloc_ms = strtoull(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--fork") == 0 && i + 1 < argc) forks = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--fork-exec") == 0 && i + 1 < argc) forks = fork_exec = atoi(argv[++i]);
+    else if (strcmp(argv[i], "--check-updates") == 0) check_updates = 1;
     else if (strcmp(argv[i], "--check-segment") == 0) check = 1;
     else if (strcmp(argv[i], "--expect-no-segment") == 0) expect_none = 1;
     else {
@@ -82,6 +105,10 @@ int main(int argc, char** argv) {
     }
   }
   int status = 0;
+  pid_t children[64];
+  if (forks > 64) forks = 64;
+  char ms[32];
+  snprintf(ms, sizeof(ms), "%llu", (unsigned long long)alloc_ms);
   for (int c = 0; c < forks; c++) {
     pid_t pid = fork();
     if (pid < 0) {
@@ -89,10 +116,18 @@ int main(int argc, char** argv) {
       return 4;
     }
     if (pid == 0) {
+      if (fork_exec) {
+        char* args[] = {argv[0], "--alloc-ms", ms, "--check-segment", "--check-updates", NULL};
+        execv("/proc/self/exe", args);
+        fprintf(stderr, "victim: exec: %s\n", strerror(errno));
+        _exit(4);
+      }
       churn(alloc_ms);
       _exit(0);
     }
+    children[c] = pid;
   }
+  uint64_t first_updates = check_updates ? segment_updates() : 0;
   uint64_t end = now_ms() + alloc_ms;
   do {
     churn(alloc_ms < 50 ? alloc_ms : 50);
@@ -105,14 +140,28 @@ int main(int argc, char** argv) {
       }
     }
   } while (now_ms() < end);
+  if (check_updates && status == 0) {
+    uint64_t updates = segment_updates();
+    if (updates <= first_updates) {
+      fprintf(stderr, "victim %d: its segment was not updated while it allocated (%llu updates)\n", (int)getpid(),
+              (unsigned long long)updates);
+      status = 3;
+    }
+  }
   if (expect_none && segment_problem() == NULL) {
     fprintf(stderr, "victim %d: has a segment, expected none\n", (int)getpid());
     status = 3;
   }
   for (int c = 0; c < forks; c++) {
     int ws;
-    pid_t pid = wait(&ws);
+    pid_t pid = waitpid(children[c], &ws, 0);
     if (pid < 0) break;
+    char path[64];
+    snprintf(path, sizeof(path), "/dev/shm/nitroheap.%d", (int)pid);
+    if (fork_exec && access(path, F_OK) == 0) {
+      fprintf(stderr, "victim: child %d left its segment %s behind\n", (int)pid, path);
+      status = 3;
+    }
     if (WIFSIGNALED(ws)) {
       fprintf(stderr, "victim: child %d died of signal %d\n", (int)pid, WTERMSIG(ws));
       status = 4;
