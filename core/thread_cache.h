@@ -312,12 +312,13 @@ class ThreadCache {
   // objects that left the quarantine last), then the delay line's oldest.
   void ReleaseBatch(int cls, uint32_t n);
   // The stack's limit adapts as tcmalloc's free-list length does: a
-  // refill of an empty stack raises it by a batch, up to the class's
-  // cache_max, so a thread that allocates and frees hundreds of objects of
-  // a class in turns keeps them (not a round trip through the middle
-  // layer's lock per batch); every kOverflowsToShrink-th overflow lowers it
-  // by a batch, down to StackStart, so a thread that mostly frees a class
-  // (a consumer) holds two batches of it, not cache_max.
+  // refill of a stack emptied by an allocation burst (Refill) raises it by
+  // a batch, up to the class's cache_max, so a thread that allocates and
+  // frees hundreds of objects of a class in turns keeps them (not a round
+  // trip through the middle layer's lock per batch); every
+  // kOverflowsToShrink-th overflow lowers it by a batch, down to
+  // StackStart, so a thread that mostly frees a class (a consumer) holds
+  // two batches of it, not cache_max. Flush and a free run reset it.
   void GrowStack(int cls);
   void ShrinkStack(int cls);
   void SetStackLimit(int cls, uint32_t limit);
