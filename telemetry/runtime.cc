@@ -792,11 +792,11 @@ class ShmPublisher {
     if (lstat(path, &st) == 0 && st.st_dev == dev_ && st.st_ino == ino_) shm_unlink(name_);
   }
 
-  // Called where the process is single-threaded: at start-up, and in the
-  // child of a fork (from its atfork handler). A fork child skips the sweep
-  // of stale segments: its parent did it.
-  void CreateNow(bool sweep) {
-    sweep_pending_ = sweep;
+  // At start-up, where the process is single-threaded. The sweep of stale
+  // segments waits for the first tick (a fork child skips it: its parent
+  // did it).
+  void CreateAtStart() {
+    sweep_pending_ = true;
     if (CurrentOptions().telemetry && CurrentOptions().background_thread && Create()) {
       Publish(true);  // readers find statistics from the start
     }
@@ -1121,7 +1121,7 @@ void Install() {
   FlightRecorder::FindOwnText();
   RegisterLock(&g_recorder.lock());
   SetTelemetryHooks(&kHooks);
-  g_shm.CreateNow(/*sweep=*/true);
+  g_shm.CreateAtStart();
   CheckOutputDirectories();
   uint64_t sig = CurrentOptions().flight_recorder_signal;
   if (sig > 0 && sig < 65) {
