@@ -242,9 +242,9 @@ void* GuardedPool::Allocate(size_t size, size_t align, Partition* partition) {
   span->requested = size;
   span->partition = partition != nullptr ? partition : owner_;
   span->partition_id = span->partition->id();
-  live_++;
-  total_++;
-  live_bytes_ += size;
+  AddCount(total_, 1);  // before live_: counts() reads live_ first
+  AddCount(live_, 1);
+  AddCount(live_bytes_, size);
   return reinterpret_cast<void*>(ptr);
 }
 
@@ -266,8 +266,13 @@ GuardedPool::Slot& GuardedPool::LiveSlot(Span* s, const void* p, const char* wha
 }
 
 GuardedPool::Counts GuardedPool::counts() {
-  LockGuard g(lock_);
-  return Counts{live_, total_, live_bytes_};
+  // live_ before total_ (Allocate adds to them in the other order), so
+  // that total never reads below live: frees are total - live.
+  Counts c;
+  c.live = __atomic_load_n(&live_, __ATOMIC_ACQUIRE);
+  c.live_bytes = __atomic_load_n(&live_bytes_, __ATOMIC_RELAXED);
+  c.total = __atomic_load_n(&total_, __ATOMIC_ACQUIRE);
+  return c;
 }
 
 size_t GuardedPool::UsableSize(Span* s, const void* p, const char* what) {
@@ -295,8 +300,8 @@ size_t GuardedPool::Free(Span* s, void* p) {
   // zero when Allocate opens it again.
   slot.state = SlotState::kFreed;
   slot.retired = !os::MapInaccessible(reinterpret_cast<void*>(SlotData(i)), kDataPages * kPageSize);
-  live_--;
-  live_bytes_ -= slot.size;
+  AddCount(live_, ~size_t{0});
+  AddCount(live_bytes_, size_t{0} - slot.size);
   return slot.size;
 }
 
@@ -306,7 +311,7 @@ void GuardedPool::Resize(Span* s, size_t size) {
   Slot& slot = slots_[i];
   if (slot.state != SlotState::kLive || size > slot.size) return;
   if (canary_ != 0) memset(reinterpret_cast<void*>(slot.ptr + size), canary_, slot.size - size);
-  live_bytes_ -= slot.size - size;
+  AddCount(live_bytes_, size_t{0} - (slot.size - size));
   slot.size = size;
   s->requested = size;
 }

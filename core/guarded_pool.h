@@ -52,7 +52,11 @@ class GuardedPool {
   struct Counts {
     size_t live, total, live_bytes;
   };
-  // A consistent copy, taken under the pool's lock.
+  // A copy read without the pool's lock (each field whole, the three not
+  // from one instant). The statistics read it on every telemetry tick, and
+  // Allocate and Free hold the lock over a system call: with every
+  // allocation sampled, the tick's waits for the lock made a futex storm
+  // (about 100 futex calls in a 7,000-pair run under strace).
   Counts counts();
 
  private:
@@ -84,9 +88,13 @@ class GuardedPool {
   Span** spans_ = nullptr;  // a slot's span, made at its first use
   Span* SpanFor(size_t slot);
   size_t next_ = 0;  // slots are reused round-robin: the oldest free one
+  // Written under lock_, read by counts() without it.
   size_t live_ = 0;
   size_t total_ = 0;
   size_t live_bytes_ = 0;
+  static void AddCount(size_t& x, size_t d) {
+    __atomic_store_n(&x, __atomic_load_n(&x, __ATOMIC_RELAXED) + d, __ATOMIC_RELEASE);
+  }
   uint64_t rng_ = 0x2545F4914F6CDD1Dull;
   Partition* owner_ = nullptr;
   uint8_t canary_ = 0;
