@@ -192,6 +192,10 @@ ThreadCache::Entry* ThreadCache::GrownStackOf(int cls) {
 void ThreadCache::GrowStack(int cls) {
   const SizeClassInfo& info = kSizeClasses.info(cls);
   if (stack_max_[cls] >= info.cache_max) return;
+  // The cache's byte bound is checked when a stack overflows, and a grown
+  // stack takes a burst back without overflowing: growth stops where the
+  // cache would hold more than its bound.
+  if (CachedBytes() + static_cast<size_t>(info.batch) * info.size > max_bytes_) return;
   Entry* room = GrownStackOf(cls);
   if (room == nullptr) return;  // no memory for the room: the stack stays as it is
   if (stack_[cls] != room) {

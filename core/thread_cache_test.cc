@@ -454,6 +454,28 @@ TEST_F(ThreadCacheTest, StackDoesNotGrowWhenFreesKeepUp) {
   tc->Flush();
 }
 
+// Growth stops at the cache's byte bound (tcache_max_bytes), which the
+// overflows that a grown stack no longer makes used to enforce: bursts in
+// many classes leave the cache within its bound plus a batch.
+TEST_F(ThreadCacheTest, StacksDoNotGrowPastTheCacheByteBound) {
+  const size_t bound = 256 * 1024;
+  auto tc = NewCache(0, false, bound);
+  size_t most = 0, largest_batch = 0;
+  for (size_t size : {512, 768, 1024, 1536, 2048, 3072, 4096, 8192}) {
+    const int cls = kSizeClasses.ClassFor(size);
+    const SizeClassInfo& info = kSizeClasses.info(cls);
+    largest_batch = std::max<size_t>(largest_batch, size_t{info.batch} * info.size);
+    for (int round = 0; round < 3; round++) {
+      std::vector<void*> objs;
+      for (uint32_t i = 0; i + 2 < info.cache_max; i++) objs.push_back(CountedAlloc(*tc, cls));
+      for (void* p : objs) CountedFree(*tc, cls, p);
+      most = std::max(most, tc->CachedBytes());
+    }
+  }
+  EXPECT_LE(most, bound + largest_batch);
+  tc->Flush();
+}
+
 // A thread that mostly frees a class (a consumer of another thread's
 // objects) overflows its stack again and again: every third overflow
 // lowers a grown limit by a batch, back to two batches. Flush and a free
