@@ -815,6 +815,7 @@ class ShmPublisher {
     owner_pid_ = 0;
     failed_ = false;
     create_pending_ = true;
+    sweep_pending_ = false;  // the parent sweeps
   }
 
  private:
@@ -854,9 +855,33 @@ class ShmPublisher {
   // os::ProcessId() is the process's.
   static void CreateForTick();
 
+  // The inode of this process's pid namespace, 0 when /proc does not say.
+  // One readlink, no descriptor.
+  static uint64_t PidNamespace() {
+    char link[64];
+    ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+    if (n <= 0) return 0;
+    link[n] = '\0';
+    unsigned long long inode = 0;
+    return sscanf(link, "pid:[%llu]", &inode) == 1 ? inode : 0;
+  }
+
+  // The segment behind `fd` was written by a process with this pid in this
+  // pid namespace: this very process before an exec (a fork child that
+  // allocated, then exec'd), or a dead one whose pid came round again.
+  // Either way no other writer has it.
+  static bool WrittenByThisPid(int fd, const struct stat& st, int pid, uint64_t pid_namespace) {
+    nitro_shm_header h;
+    return pid_namespace != 0 && st.st_size >= static_cast<off_t>(sizeof(h)) &&
+           pread(fd, &h, sizeof(h), 0) == static_cast<ssize_t>(sizeof(h)) &&
+           memcmp(h.magic, NITRO_SHM_MAGIC, 8) == 0 && h.pid == static_cast<uint64_t>(pid) &&
+           h.pid_namespace == pid_namespace;
+  }
+
   bool Create() {
     if (failed_) return false;
     const int pid = os::ProcessId();
+    const uint64_t pid_namespace = PidNamespace();
     snprintf(name_, sizeof(name_), "/nitroheap.%d", pid);
     int fd = shm_open(name_, O_CREAT | O_EXCL | O_RDWR | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC, 0600);
     if (fd < 0 && errno == EEXIST) {
@@ -870,7 +895,7 @@ class ShmPublisher {
       struct stat st;
       int old = OpenOwnSegment(name_, O_RDONLY, &st);
       if (old >= 0) {
-        bool live = LastWriteNs(old, st) + 3000000000ull > NowNs();
+        bool live = !WrittenByThisPid(old, st, pid, pid_namespace) && LastWriteNs(old, st) + 3000000000ull > NowNs();
         close(old);
         if (live) {
           failed_ = true;
@@ -910,6 +935,7 @@ class ShmPublisher {
     header_->version = NITRO_SHM_VERSION;
     header_->header_size = NITRO_SHM_HEADER_SIZE;
     header_->pid = static_cast<uint64_t>(pid);
+    header_->pid_namespace = pid_namespace;
     header_->payload_capacity = NITRO_SHM_SIZE - NITRO_SHM_HEADER_SIZE;
     owner_pid_ = pid;
     return stats_ != nullptr;
@@ -1098,7 +1124,10 @@ void CheckOutputDirectories() {
 }
 
 void OnForkChild() {
-  // The recorder's lock was reset with every registered lock.
+  // The recorder's lock was reset with every registered lock. A fork made
+  // while the parent's background thread worked in its clone
+  // (WithOwnDescriptorTable) copied the parent's pid as the override.
+  os::SetProcessIdOverride(0);
   g_shm.ForgetAfterFork();  // its segment comes on its background thread's first tick
 }
 

@@ -28,7 +28,7 @@ struct nitro_shm_header {
   uint32_t payload_capacity; /* bytes available after the header */
   uint32_t payload_length;   /* bytes of JSON after the header */
   uint64_t updates;          /* how many times the payload was written */
-  uint8_t reserved[8];
+  uint64_t pid_namespace;    /* the writer's pid namespace (inode of /proc/self/ns/pid); 0: unknown */
 };
 
 #ifdef __cplusplus

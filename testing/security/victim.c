@@ -3,10 +3,11 @@
  * allocate, and optionally checks, for as long as it runs, that its live
  * statistics segment exists and is its own.
  *
- *   victim [--alloc-ms N] [--fork N] [--fork-exec N] [--check-segment]
- *          [--check-updates] [--expect-no-segment]
+ *   victim [--alloc-ms N] [--fork N] [--fork-exec N] [--exec-after-ms N]
+ *          [--check-segment] [--check-updates] [--expect-no-segment]
  *
- * --fork-exec: each child execs this program at once (as subprocess does),
+ * --fork-exec: each child execs this program at once (as subprocess does;
+ * with --exec-after-ms, after allocating that long, past its first tick),
  * which checks its segment and that the segment's statistics are updated
  * while it allocates (--check-segment --check-updates); the parent then
  * checks that no child left a segment behind.
@@ -92,11 +93,13 @@ static void churn(uint64_t ms) {
 int main(int argc, char** argv) {
   uint64_t alloc_ms = 200;
   int forks = 0, check = 0, expect_none = 0, fork_exec = 0, check_updates = 0;
+  uint64_t exec_after_ms = 0;
   for (int i = 1; i < argc; i++) {
     if (strcmp(argv[i], "--alloc-ms") == 0 && i + 1 < argc) alloc_ms = strtoull(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--fork") == 0 && i + 1 < argc) forks = atoi(argv[++i]);
     else if (strcmp(argv[i], "--fork-exec") == 0 && i + 1 < argc) forks = fork_exec = atoi(argv[++i]);
     else if (strcmp(argv[i], "--check-updates") == 0) check_updates = 1;
+    else if (strcmp(argv[i], "--exec-after-ms") == 0 && i + 1 < argc) exec_after_ms = strtoull(argv[++i], NULL, 10);
     else if (strcmp(argv[i], "--check-segment") == 0) check = 1;
     else if (strcmp(argv[i], "--expect-no-segment") == 0) expect_none = 1;
     else {
@@ -117,6 +120,7 @@ int main(int argc, char** argv) {
     }
     if (pid == 0) {
       if (fork_exec) {
+        if (exec_after_ms > 0) churn(exec_after_ms);
         char* args[] = {argv[0], "--alloc-ms", ms, "--check-segment", "--check-updates", NULL};
         execv("/proc/self/exe", args);
         fprintf(stderr, "victim: exec: %s\n", strerror(errno));
