@@ -75,8 +75,9 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
     // Each class holds back up to quarantine/32 bytes, at least one object.
-    // Past the depth the stack starts at two batches and grows, a batch per
-    // refill, up to the class's cache_max (GrowStack, ShrinkStack).
+    // Past the depth the stack starts at two batches and grows with
+    // allocation bursts, a batch per refill, up to the class's cache_max and
+    // within the cache's byte bound (Refill, GrowStack, ShrinkStack).
     uint64_t depth = quarantine_bytes / 32 / info.stride;
     uint64_t cap = info.cache_max - info.batch;
     if (depth > cap) depth = cap;
@@ -200,7 +201,8 @@ void ThreadCache::GrowStack(int cls) {
   if (room == nullptr) return;  // no memory for the room: the stack stays as it is
   if (stack_[cls] != room) {
     // Moved once into its room in the grow store: its null entry, then
-    // the entries it holds, in order.
+    // the entries it holds, in order (none when Refill grows it, which is
+    // its only caller today).
     uint32_t count = StackCount(cls);
     room[0] = Entry{nullptr, nullptr};
     for (uint32_t i = 1; i <= count; i++) room[i] = stack_[cls][i];
@@ -329,9 +331,6 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
     // The delay line stays full: emptied, it refills one slow-path free at
     // a time, and a run of frees then spent `depth` slow frees per
     // `stack_max` fast ones (Python: 247,000 refilling frees in 4 rounds).
-    // A stack grown for allocation bursts is back to its start: a thread
-    // emptying its heap keeps two batches of a class, not cache_max.
-    if (stack_max_[cls] > StackStart(cls)) SetStackLimit(cls, StackStart(cls));
     ReleaseBatch(cls, StackCount(cls));
     if (!was_in_free_run || CachedBytes() > max_bytes_ / kFreeRunShare) Flush();
     return;

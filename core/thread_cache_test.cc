@@ -512,6 +512,24 @@ TEST_F(ThreadCacheTest, GrownStackShrinksUnderOverflowsAndOnFlush) {
   tc->Flush();
   EXPECT_EQ(tc->stack_limit(cls), start);
   EXPECT_EQ(tc->ListCount(cls), 0u);
+  // A free run (more than the cache's bound sent onward since its last
+  // refill) puts a grown stack back too: it flushes the cache when it
+  // starts, and only a refill, which ends the run, grows a stack.
+  auto bounded = NewCache(0, false, /*max_bytes=*/16 * 1024);
+  mine.clear();
+  for (uint32_t i = 0; i < 6 * info.batch; i++) mine.push_back(CountedAlloc(*bounded, cls));
+  ASSERT_GT(bounded->stack_limit(cls), start);
+  for (void* p : mine) CountedFree(*bounded, cls, p);
+  for (int i = 0; i < 40 * static_cast<int>(info.batch) && !bounded->in_free_run(); i++) {
+    CountedFree(*bounded, cls, CountedAlloc(*src, cls));
+  }
+  ASSERT_TRUE(bounded->in_free_run());
+  CountedFree(*bounded, cls, CountedAlloc(*src, cls));  // a free-run overflow, at most a stack later
+  for (uint32_t i = 0; i < 2 * info.batch && bounded->stack_limit(cls) != start; i++) {
+    CountedFree(*bounded, cls, CountedAlloc(*src, cls));
+  }
+  EXPECT_EQ(bounded->stack_limit(cls), start);
+  bounded->Flush();
   src->Flush();
 }
 
