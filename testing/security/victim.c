@@ -60,6 +60,28 @@ static const char* segment_problem(void) {
   return problem;
 }
 
+/* The inode of this process's pid namespace (0 when /proc does not say). */
+static uint64_t pid_namespace(void) {
+  char link[64];
+  ssize_t n = readlink("/proc/self/ns/pid", link, sizeof(link) - 1);
+  unsigned long long inode = 0;
+  if (n <= 0) return 0;
+  link[n] = '\0';
+  return sscanf(link, "pid:[%llu]", &inode) == 1 ? inode : 0;
+}
+
+/* 1 when `path` is a segment written by a process of this pid namespace:
+ * sandboxes share /dev/shm, and a process of another namespace may have
+ * the same pid number (and its own live segment of that name). */
+static int segment_of_this_namespace(const char* path) {
+  int fd = open(path, O_RDONLY | O_NOFOLLOW | O_NONBLOCK | O_CLOEXEC);
+  uint64_t ns = 0;
+  if (fd < 0) return 0;
+  if (pread(fd, &ns, sizeof(ns), 56) != (ssize_t)sizeof(ns)) ns = 0;
+  close(fd);
+  return ns == 0 || ns == pid_namespace();
+}
+
 /* The segment header's update count (0 when it cannot be read). */
 static uint64_t segment_updates(void) {
   char path[64];
@@ -162,7 +184,7 @@ int main(int argc, char** argv) {
     if (pid < 0) break;
     char path[64];
     snprintf(path, sizeof(path), "/dev/shm/nitroheap.%d", (int)pid);
-    if (fork_exec && access(path, F_OK) == 0) {
+    if (fork_exec && access(path, F_OK) == 0 && segment_of_this_namespace(path)) {
       fprintf(stderr, "victim: child %d left its segment %s behind\n", (int)pid, path);
       status = 3;
     }
