@@ -352,6 +352,7 @@ struct PartitionCacheSums {
 };
 void SumPartitionCaches(PartitionCacheSums* out);
 size_t ThreadCount();
+// Bytes of the objects every thread's caches hold, of every partition.
 size_t ThreadCachedBytes();
 // Samples taken by the guarded pool and the flight recorder.
 size_t GuardedSamples();

@@ -234,15 +234,35 @@ void ForgetPartitionCaches(Partition* partition) {
   g_slots_used[slot / 64] &= ~(uint64_t{1} << (slot % 64));
 }
 
-void SumPartitionCaches(PartitionCacheSums* out) {
-  LockGuard g(g_registry_lock);
-  // The default partition's slot is never marked (its caches are
-  // ForEachThreadCache's).
-  int used[kCachedPartitions];
+// The slots of partitions whose threads have caches, in out[] (room for
+// kCachedPartitions); returns how many. The default partition's slot is
+// never marked: its caches are g_registry's. Under g_registry_lock.
+static int UsedPartitionSlotsLocked(int* out) {
   int n = 0;
   for (int w = 0; w < kCachedPartitions / 64; w++) {
-    for (uint64_t bits = g_slots_used[w]; bits != 0; bits &= bits - 1) used[n++] = w * 64 + __builtin_ctzll(bits);
+    for (uint64_t bits = g_slots_used[w]; bits != 0; bits &= bits - 1) out[n++] = w * 64 + __builtin_ctzll(bits);
   }
+  return n;
+}
+
+// Calls f(slot, cache) for every live cache of every partition but the
+// default one. Racy reads of other threads' caches follow: statistics, not
+// invariants. Under g_registry_lock, which keeps the caches from being
+// retired meanwhile.
+template <typename F>
+static void ForEachPartitionCacheLocked(const int* used, int n, F f) {
+  for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
+    for (int k = 0; k < n; k++) {
+      const ThreadCache* tc = __atomic_load_n(&t->by_slot[used[k]], __ATOMIC_RELAXED);
+      if (!tc->is_sentinel()) f(used[k], tc);
+    }
+  }
+}
+
+void SumPartitionCaches(PartitionCacheSums* out) {
+  LockGuard g(g_registry_lock);
+  int used[kCachedPartitions];
+  int n = UsedPartitionSlotsLocked(used);
   for (int k = 0; k < n; k++) {
     int slot = used[k];
     for (int i = 1; i < kNumClasses; i++) {
@@ -250,20 +270,14 @@ void SumPartitionCaches(PartitionCacheSums* out) {
       out[slot].frees[i] += __atomic_load_n(&g_partition_gone[slot].frees[i], __ATOMIC_RELAXED);
     }
   }
-  // Racy reads of other threads' counts: a statistic, not an invariant.
-  for (ThreadCaches* t = g_partition_threads; t != nullptr; t = t->next) {
-    for (int k = 0; k < n; k++) {
-      int slot = used[k];
-      const ThreadCache* tc = __atomic_load_n(&t->by_slot[slot], __ATOMIC_RELAXED);
-      if (tc->is_sentinel()) continue;
-      ThreadCache::Counters c = tc->ReadCounters();
-      for (int i = 1; i < kNumClasses; i++) {
-        out[slot].allocs[i] += c.allocs[i];
-        out[slot].frees[i] += c.frees[i];
-        out[slot].cached[i] += tc->ListCount(i);
-      }
+  ForEachPartitionCacheLocked(used, n, [out](int slot, const ThreadCache* tc) {
+    ThreadCache::Counters c = tc->ReadCounters();
+    for (int i = 1; i < kNumClasses; i++) {
+      out[slot].allocs[i] += c.allocs[i];
+      out[slot].frees[i] += c.frees[i];
+      out[slot].cached[i] += tc->ListCount(i);
     }
-  }
+  });
 }
 
 void DestroyOtherThreadCachesInChild() {
@@ -310,6 +324,11 @@ size_t ThreadCachedBytes() {
   size_t bytes = 0;
   // Racy reads of other threads' counts: a statistic, not an invariant.
   for (ThreadCache* tc = g_registry; tc != nullptr; tc = tc->next) bytes += tc->CachedBytes();
+  // The other partitions' caches too: what they hold is not the program's
+  // (GetHeapStats subtracts this from the slabs' objects).
+  int used[kCachedPartitions];
+  int n = UsedPartitionSlotsLocked(used);
+  ForEachPartitionCacheLocked(used, n, [&bytes](int, const ThreadCache* tc) { bytes += tc->CachedBytes(); });
   return bytes;
 }
 
