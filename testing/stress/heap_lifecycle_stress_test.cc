@@ -46,10 +46,22 @@ size_t SizeFor(std::mt19937& rng) {
   return 200000 + r % 400000;
 }
 
+// A thread-cached partition every worker uses beside malloc's: its caches
+// come and go with the threads while the reader sums them (GetHeapStats).
+Partition* g_cached_partition = nullptr;
+
 // One short-lived thread's life: allocate through every entry point, free
 // some blocks, hand the rest to the shared pool for another thread.
 void Worker(uint32_t seed, std::atomic<Block*>* shared, size_t shared_n) {
   std::mt19937 rng(seed);
+  {
+    void* held[200];
+    for (void*& p : held) {
+      p = PartitionMalloc(g_cached_partition, 16 + rng() % 500);
+      ASSERT_NE(p, nullptr);
+    }
+    for (void* p : held) PartitionFree(g_cached_partition, p);
+  }
   // Bursts of one class: the thread cache's stack grows past its start and
   // moves to its second block (ThreadCache::GrowStack) while the
   // background thread's statistics read the cache (ListCount).
@@ -124,6 +136,9 @@ TEST(HeapLifecycleStress, ThreadsComeAndGoWhileTheBackgroundThreadWorks) {
   constexpr size_t kShared = 64;
   std::atomic<Block*> shared[kShared] = {};
   std::atomic<bool> stop{false};
+  g_cached_partition = Partition::Create("stress-cached", PartitionConfig{});
+  ASSERT_NE(g_cached_partition, nullptr);
+  ASSERT_TRUE(g_cached_partition->thread_cached());
   // Partitions come and go beside the process heap.
   std::thread partitions([&] {
     for (int i = 0; !stop.load(); i++) {
@@ -146,6 +161,10 @@ TEST(HeapLifecycleStress, ThreadsComeAndGoWhileTheBackgroundThreadWorks) {
     for (int i = 0; !stop.load(); i++) {
       st.size = sizeof(st);
       CollectStats(&st);
+      // Sums every thread's caches of every partition while their owners
+      // push and pop (ThreadSanitizer checks the reads); its figures are
+      // checked where nothing moves (abi:mallctl_test).
+      (void)GetHeapStats();
       if (i % 16 == 0) {
         ASSERT_EQ(telemetry::DumpFlightRecording(path), 0);
       }
