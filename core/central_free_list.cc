@@ -192,7 +192,7 @@ bool CentralFreeList::AddSlab() {
   memset(s->object_free, 1, info.capacity + 1);
   // Last, and released: a free that sees the class sees the geometry and
   // flags above (free's fast path trusts them to index object_free).
-  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) : 0u,
+  __atomic_store_n(&s->fast_free, owner_->thread_cached ? static_cast<uint32_t>(size_class_) * kMagazineBytes : 0u,
                    __ATOMIC_RELEASE);
   nonempty_.PushFront(s);
   empty_slabs_++;

@@ -190,13 +190,15 @@ TEST(FastFree, MagazineIsThatOfTheSpansPartitionWhateverMallocsCache) {
     for (auto [object, owner] : {std::pair{d, dc}, std::pair{a, pc}}) {
       Span* s = GlobalPageMap().Get(object);
       ASSERT_NE(s, nullptr);
-      uint64_t cls_minus_1 = 0;
+      uint64_t mag_offset = 0;
       uint8_t* flag = nullptr;
-      EXPECT_EQ(FastFreeMagazine(object, s, &cls_minus_1, &flag), &owner->MagazineAfterFirst(cls - 1));
-      EXPECT_EQ(cls_minus_1 + 1, static_cast<uint64_t>(cls));
+      // The magazine malloc pops for this class.
+      EXPECT_EQ(FastFreeMagazine(object, s, &mag_offset, &flag), &owner->MagAtOffset(uintptr_t{kMagazineBytes} * cls));
+      EXPECT_EQ(mag_offset / kMagazineBytes + 1, static_cast<uint64_t>(cls));
+      EXPECT_EQ(s->FastFreeClass(), cls);
       EXPECT_EQ(flag, s->FreeFlag(object));
       // The sentinel's base matches no span's word.
-      EXPECT_GE(s->FastFreeWordOf() - g_sentinel_cache.free_word_base(), static_cast<uint64_t>(kNumClasses - 1));
+      EXPECT_GE(s->FastFreeWordOf() - g_sentinel_cache.free_word_base(), kFastFreeSpan);
     }
     SetThreadPartition(before);
   }

@@ -86,9 +86,8 @@ NITRO_ALWAYS_INLINE bool FlagSet(const uint8_t* flag) {
 #endif
 }
 
-// The checks every mode makes on a free, on the fast path, once `cls` (the
-// span's fast_free word, in [1, kNumClasses)) says the span is a
-// thread-cached slab without samples: the pointer is the start of an
+// The checks every mode makes on a free, on the fast path, once the span's
+// fast_free word says the span is a thread-cached slab without samples: the pointer is the start of an
 // object, and that object is not already free (its flag in the span,
 // outside the object). Returns false for "take the slow path"; else
 // *free_flag.
@@ -111,8 +110,9 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 
 // The free fast path's checks for a span of any partition: returns the
 // magazine the object goes to (in this thread's cache of the span's
-// partition) with *cls_minus_1 its class minus one, or nullptr for the slow
-// path (also for spans holding flight-recorder samples, whose frees are
+// partition) with *mag_offset its offset past class 1's magazine
+// (ThreadCache::MagazineAfterFirst; the class is mag_offset /
+// kMagazineBytes + 1), or nullptr for the slow path (also for spans holding flight-recorder samples, whose frees are
 // timed).
 //
 // The cache comes first from malloc's own (tls_cache, whose address does
@@ -131,34 +131,34 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 // FastFreeCache makes these checks and returns the cache itself (strict's
 // free, which keeps its own stacks, starts from it); FastFreeMagazine is
 // the default's use of it.
-NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* cls_minus_1, uint8_t** free_flag) {
+NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* mag_offset, uint8_t** free_flag) {
   ThreadCache* tc = tls_cache;
   uint64_t c = s->FastFreeWordOf() - tc->free_word_base();
-  if (NITRO_UNLIKELY(c >= static_cast<uint64_t>(kNumClasses - 1))) {
+  if (NITRO_UNLIKELY(c >= kFastFreeSpan)) {
     // The word is read again here rather than kept from above: keeping it
     // costs the likely path a register copy (one instruction per free).
     uint64_t word = s->FastFreeWordOf();
     tc = tls_caches.by_slot[s->partition_id];
     c = word - tc->free_word_base();
-    if (NITRO_UNLIKELY(c >= static_cast<uint64_t>(kNumClasses - 1))) return nullptr;
+    if (NITRO_UNLIKELY(c >= kFastFreeSpan)) return nullptr;
   }
   if (NITRO_UNLIKELY(!FastFreeObject(p, s, free_flag))) return nullptr;
-  *cls_minus_1 = c;
+  *mag_offset = c;
   return tc;
 }
 
-NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, uint64_t* cls_minus_1,
+NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, uint64_t* mag_offset,
                                                             uint8_t** free_flag) {
-  ThreadCache* tc = FastFreeCache(p, s, cls_minus_1, free_flag);
-  return NITRO_LIKELY(tc != nullptr) ? &tc->MagazineAfterFirst(*cls_minus_1) : nullptr;
+  ThreadCache* tc = FastFreeCache(p, s, mag_offset, free_flag);
+  return NITRO_LIKELY(tc != nullptr) ? &tc->MagazineAfterFirst(*mag_offset) : nullptr;
 }
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
-    uint64_t cls_minus_1;
+    uint64_t mag_offset;
     uint8_t* flag;
-    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &cls_minus_1, &flag);
+    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &mag_offset, &flag);
     if (NITRO_LIKELY(m != nullptr) && NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
       ThreadCache::AccountFree(*m);
       return;
@@ -172,10 +172,10 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
-    uint64_t cls_minus_1;
+    uint64_t mag_offset;
     uint8_t* flag;
-    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &cls_minus_1, &flag);
-    if (NITRO_LIKELY(m != nullptr && static_cast<uint64_t>(kSizeClasses.ClassFor(size)) == cls_minus_1 + 1) &&
+    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &mag_offset, &flag);
+    if (NITRO_LIKELY(m != nullptr && kSizeClasses.MagazineOffsetFor(size) == mag_offset + kMagazineBytes) &&
         NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
       ThreadCache::AccountFree(*m);
       return;
@@ -213,14 +213,14 @@ NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
                                        const char* what = "nitro_partition_free") {
   Span* s = GlobalPageMap().GetUnlessFar(p);
   if (NITRO_LIKELY(s != nullptr)) {
-    uint64_t cls_minus_1 = s->FastFreeWordOf() - partition->fast_free_base();
+    uint64_t mag_offset = s->FastFreeWordOf() - partition->fast_free_base();
     uint8_t* flag;
-    if (NITRO_LIKELY(cls_minus_1 < static_cast<uint64_t>(kNumClasses - 1)) &&
+    if (NITRO_LIKELY(mag_offset < kFastFreeSpan) &&
         NITRO_LIKELY(FastFreeObject(p, s, &flag))) {
       // The span is the partition's (the compare above), so the partition
       // names this thread's cache of it: one load, not free's three.
       ThreadCache* tc = CacheAtTpOffset(partition->free_cache_tp_offset());
-      ThreadCache::Magazine& m = tc->MagazineAfterFirst(cls_minus_1);
+      ThreadCache::Magazine& m = tc->MagazineAfterFirst(mag_offset);
       if (NITRO_LIKELY(ThreadCache::Push(m, p, flag))) {
         ThreadCache::AccountFree(m);
         return;

@@ -123,7 +123,7 @@ void Partition::Init(const char* name, uint16_t id, const PartitionConfig& confi
   slab_owner_.thread_cached = cached;
   slab_owner_.strict = policy_.strict;
   alloc_slot_ = cached && policy_.min_align == 0 && policy_.object_size == 0 ? id : 0;
-  fast_free_base_ = (uint64_t{id} << 32) + 1;
+  fast_free_base_ = (uint64_t{id} << 32) + kMagazineBytes;
   alloc_cache_tp_offset_ = CacheSlotTpOffset(alloc_slot_);
   free_cache_tp_offset_ = CacheSlotTpOffset(id);
   // strict too: its big large blocks need huge pages (AllocateLarge).

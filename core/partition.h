@@ -198,9 +198,9 @@ class Partition {
   intptr_t alloc_cache_tp_offset() const { return alloc_cache_tp_offset_; }
   intptr_t free_cache_tp_offset() const { return free_cache_tp_offset_; }
   // Span::FastFreeWordOf of this partition's thread-cached slabs of class
-  // 1; class c reads fast_free_base() + c - 1. A word outside
-  // [base, base + kNumClasses - 1) is another partition's span, a sampled
-  // one, or one whose frees take the slow path: one compare for all three.
+  // 1; class c reads fast_free_base() + (c - 1) x kMagazineBytes. A word
+  // outside [base, base + kFastFreeSpan) is another partition's span, a
+  // sampled one, or one whose frees take the slow path: one compare for all three.
   uint64_t fast_free_base() const { return fast_free_base_; }
   const char* name() const { return name_; }
   uint16_t id() const { return id_; }

@@ -17,8 +17,12 @@ class Partition;
 
 // kGuarded: a slot of the guarded sampling pool; kZeroSize: the region that
 // serves malloc(0) in strict mode with no accessible bytes.
-inline constexpr uint32_t kRecordedUnit = 256;
-static_assert(kNumClasses <= 256, "classes fit below kRecordedUnit");
+inline constexpr uint32_t kRecordedUnit = 8192;
+static_assert(kNumClasses * kMagazineBytes <= kRecordedUnit, "magazine offsets fit below kRecordedUnit");
+// A span word less its partition's base (Partition::fast_free_base) below
+// this is an unsampled thread-cached slab's: its class's magazine offset
+// past class 1's.
+inline constexpr uint64_t kFastFreeSpan = uint64_t{kNumClasses - 1} * kMagazineBytes;
 
 enum class SpanState : uint8_t { kFree = 0, kSlab = 1, kLarge = 2, kGuarded = 3, kZeroSize = 4 };
 
@@ -30,11 +34,14 @@ struct Span {
   // Slabs: the class's stride_shift (ExactIndex), in the padding before
   // fast_free, on the line free's fast path reads.
   uint8_t stride_shift;
-  // The one word free()'s fast path reads: the size class when the slab
-  // belongs to a partition served by thread caches (else 0), plus
+  // The one word free()'s fast path reads: the offset of the class's
+  // magazine in a thread cache (class x kMagazineBytes, FastFreeClass) when
+  // the slab belongs to a partition served by thread caches (else 0), plus
   // kRecordedUnit for each flight-recorder sample alive in the span. Only
-  // a value in [1, kNumClasses) lets a free take the fast path, so a span
-  // with a sample sends every free to the slow path, where it is timed.
+  // a class's offset lets a free take the fast path, so a span with a
+  // sample sends every free to the slow path, where it is timed. An
+  // offset, not the class: free addresses the magazine with it directly
+  // (a shift and an add fewer per free).
   // Changed only by atomic stores (a new slab) and atomic adds (samples).
   uint32_t fast_free;
   // Right after fast_free, 32 bits wide: read together as one 64-bit word
@@ -124,6 +131,13 @@ struct Span {
   uint8_t* FreeFlag(const void* p) { return &object_free[ObjectIndex(reinterpret_cast<uintptr_t>(p))]; }
   bool ObjectIsFree(const void* p) const {
     return __atomic_load_n(&object_free[ObjectIndex(reinterpret_cast<uintptr_t>(p))], __ATOMIC_RELAXED) != 0;
+  }
+  // The class fast_free names, or 0 when it names none (not a
+  // thread-cached slab, or a sampled one).
+  int FastFreeClass() const {
+    uint32_t word = __atomic_load_n(&fast_free, __ATOMIC_RELAXED);
+    uint32_t cls = word / kMagazineBytes;
+    return cls - 1 < static_cast<uint32_t>(kNumClasses - 1) ? static_cast<int>(cls) : 0;
   }
   // fast_free in the low half, partition_id in the high half (x86-64 and
   // every other little-endian target). One relaxed load: each half is

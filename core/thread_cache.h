@@ -210,10 +210,12 @@ class ThreadCache {
     asm("" : "+r"(offset));
     return *reinterpret_cast<Magazine*>(reinterpret_cast<char*>(mags_) + offset);
   }
-  // The magazine of class `cls_minus_1 + 1`, in the form whose + 1 the
-  // compiler folds into the addressing (PartitionFree's compare yields
-  // the class minus one; mags_[cls_minus_1 + 1] costs an add).
-  NITRO_ALWAYS_INLINE Magazine& MagazineAfterFirst(uint64_t cls_minus_1) { return (&mags_[1])[cls_minus_1]; }
+  // The magazine `offset` bytes past class 1's, the form free's compare of
+  // the span word yields (Span::fast_free): the compiler folds the rest
+  // into the addressing.
+  NITRO_ALWAYS_INLINE Magazine& MagazineAfterFirst(uint64_t offset) {
+    return *reinterpret_cast<Magazine*>(reinterpret_cast<char*>(&mags_[1]) + offset);
+  }
   // An allocation that the guarded pool served instead (counted there).
   void UnaccountAlloc(int cls) { Bump(mags_[cls].allocs, ~uint64_t{0}); }
   // Large allocations only advance the flight recorder's byte countdown.
@@ -302,8 +304,9 @@ class ThreadCache {
   void GiveUpSlabs();
   // The span word (Span::FastFreeWordOf) of this cache's partition's
   // thread-cached slabs of class 1: a word minus it is below
-  // kNumClasses - 1 exactly for an unsampled slab of that partition, and
-  // is then the class minus one. The sentinel's base matches no word.
+  // kFastFreeSpan exactly for an unsampled slab of that partition, and is
+  // then its class's magazine offset past class 1's (MagazineAfterFirst).
+  // The sentinel's base matches no word.
   static constexpr uint64_t kNoFreeWordBase = uint64_t{1} << 63;
   NITRO_ALWAYS_INLINE uint64_t free_word_base() const { return free_word_base_; }
 
