@@ -1,6 +1,7 @@
 #include "core/thread_cache.h"
 
 #include "core/meta_pool.h"
+#include "core/os.h"
 #include "core/page_map.h"
 #include "core/partition.h"
 #include "core/report.h"
@@ -71,6 +72,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   for (uint64_t& bits : may_hold_) bits = 0;  // every magazine starts empty (below)
   for (uint64_t& bits : refilled_) bits = 0;
   for (uint64_t& bits : grown_) bits = 0;
+  for (uint64_t& bits : in_grow_store_) bits = 0;
   size_t entries = 0;
   for (int c = 1; c < kNumClasses; c++) {
     const SizeClassInfo& info = kSizeClasses.info(c);
@@ -208,6 +210,7 @@ void ThreadCache::GrowStack(int cls) {
     for (uint32_t i = 1; i <= count; i++) room[i] = stack_[cls][i];
     __atomic_store_n(&stack_[cls], room, __ATOMIC_RELAXED);  // ListCount reads it
     SetStackCount(cls, count);
+    in_grow_store_[cls / 64] |= uint64_t{1} << (cls % 64);
   }
   uint32_t grown = stack_max_[cls] + info.batch;
   SetStackLimit(cls, grown < info.cache_max ? grown : info.cache_max);
@@ -369,6 +372,27 @@ void ThreadCache::Flush() {
   for (uint64_t& bits : may_hold_) __atomic_store_n(&bits, uint64_t{0}, __ATOMIC_RELAXED);
   // The grown stacks start over: they grow again with the next bursts.
   ForEachClassIn(grown_, [this](int c) { SetStackLimit(c, StackStart(c)); });
+  ReturnGrowStore();
+}
+
+void ThreadCache::ReturnGrowStore() {
+  bool moved = false;
+  ForEachClassIn(in_grow_store_, [this, &moved](int c) {
+    // Empty (Flush released every entry): its room in store_ lies right
+    // before its delay line, which never moves.
+    Entry* home = mags_[c].delay - 1 - StackStart(c);
+    home[0] = Entry{nullptr, nullptr};
+    __atomic_store_n(&stack_[c], home, __ATOMIC_RELAXED);  // ListCount reads it
+    SetStackCount(c, 0);
+    SetHeld(c, mags_[c].held);  // the fast push's limit, in the stack's new place
+    moved = true;
+  });
+  if (!moved) return;
+  for (uint64_t& bits : in_grow_store_) bits = 0;
+  // Only whole pages: the block's first and last may hold other metadata.
+  uintptr_t begin = RoundUp(reinterpret_cast<uintptr_t>(grow_store_), kPageSize);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(grow_store_) + grow_store_bytes_) & ~(kPageSize - 1);
+  if (end > begin) os::Release(reinterpret_cast<void*>(begin), end - begin);
 }
 
 void ThreadCache::GiveUpSlabs() {

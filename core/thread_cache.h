@@ -293,6 +293,9 @@ class ThreadCache {
   // The stack's limit now (GrowStack, ShrinkStack): past the delay line,
   // the fast push takes objects while the stack holds fewer.
   uint32_t stack_limit(int cls) const { return stack_max_[cls]; }
+  // The block grown stacks move to (tests read its residency).
+  const void* grow_store() const { return grow_store_; }
+  size_t grow_store_bytes() const { return grow_store_bytes_; }
   bool is_sentinel() const { return partition_ == nullptr; }
   // This cache's name in the middle layer (never 0, unique per Init):
   // its batches and the slabs it carves are handed back to it first
@@ -328,6 +331,9 @@ class ThreadCache {
   // The class's room in grow_store_ (taken first if need be); nullptr when
   // there is no memory for it.
   Entry* GrownStackOf(int cls);
+  // Every stack in grow_store_ is empty (a flush): each moves back to its
+  // room in store_, and grow_store_'s whole pages go back to the kernel.
+  void ReturnGrowStore();
   static constexpr uint8_t kOverflowsToShrink = 3;
   static uint32_t StackStart(int cls) {
     const SizeClassInfo& info = kSizeClasses.info(cls);
@@ -411,6 +417,9 @@ class ThreadCache {
   uint64_t refilled_[kMayHoldWords] = {};
   // The classes whose stack limit is above StackStart (Flush resets them).
   uint64_t grown_[kMayHoldWords] = {};
+  // The classes whose stack lives in grow_store_ (GrowStack moved it;
+  // Flush moves it back).
+  uint64_t in_grow_store_[kMayHoldWords] = {};
   // f(cls) for each class whose bit is set in `bits` (may_hold_, refilled_).
   template <typename F>
   static void ForEachClassIn(const uint64_t (&bits)[kMayHoldWords], F f) {
@@ -429,8 +438,11 @@ class ThreadCache {
   uint64_t refill_frees_[kNumClasses] = {};
   // Room for every class's stack grown up to its cache_max, a block of the
   // magazine store taken at the first GrowStack: a stack moves there when
-  // it first grows and stays. Apart from store_, so that a thread whose
-  // stacks never grow keeps its entries packed on a few pages.
+  // it grows, and back to store_ when a flush empties it, when the block's
+  // pages go back to the kernel (ReturnGrowStore). Apart from store_, so
+  // that a thread whose stacks never grow keeps its entries packed on a few
+  // pages, and one whose bursts are over does not keep the grown entries'
+  // pages (a free of 1 GiB of small objects left ~180 KiB of them resident).
   Entry* grow_store_ = nullptr;
   size_t grow_store_bytes_ = 0;
   uint32_t depth_[kNumClasses] = {};      // the delay line's length

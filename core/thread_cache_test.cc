@@ -6,6 +6,7 @@
 #include <gtest/gtest.h>
 #include <stdint.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include <algorithm>
 #include <deque>
@@ -531,6 +532,44 @@ TEST_F(ThreadCacheTest, GrownStackShrinksUnderOverflowsAndOnFlush) {
   EXPECT_EQ(bounded->stack_limit(cls), start);
   bounded->Flush();
   src->Flush();
+}
+
+// Resident pages among the whole pages of [p, p + bytes).
+size_t ResidentWholePages(const void* p, size_t bytes) {
+  uintptr_t begin = RoundUp(reinterpret_cast<uintptr_t>(p), kPageSize);
+  uintptr_t end = (reinterpret_cast<uintptr_t>(p) + bytes) & ~(kPageSize - 1);
+  size_t resident = 0;
+  for (uintptr_t page = begin; page < end; page += kPageSize) {
+    unsigned char v = 0;
+    if (mincore(reinterpret_cast<void*>(page), kPageSize, &v) == 0 && (v & 1)) resident++;
+  }
+  return resident;
+}
+
+// A flush (a free run's start, a thread's exit) moves the grown stacks back
+// to the cache's first block and gives the pages they grew into back to
+// the kernel; the next burst grows them again.
+TEST_F(ThreadCacheTest, AFlushGivesTheGrownStacksPagesBack) {
+  const int cls = kSizeClasses.ClassFor(64);
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  auto tc = NewCache(0);
+  for (int round = 0; round < 2; round++) {
+    std::vector<void*> mine;
+    for (uint32_t i = 0; i < 12 * info.batch; i++) mine.push_back(CountedAlloc(*tc, cls));
+    ASSERT_GT(tc->stack_limit(cls), 2 * info.batch) << "round " << round;
+    ASSERT_NE(tc->grow_store(), nullptr);
+    for (void* p : mine) CountedFree(*tc, cls, p);
+    // 12 batches of entries, 16 bytes each: at least one whole page written.
+    ASSERT_GT(ResidentWholePages(tc->grow_store(), tc->grow_store_bytes()), 0u) << "round " << round;
+    EXPECT_GE(tc->ListCount(cls), 12 * info.batch);  // and the delay line's
+    tc->Flush();
+    EXPECT_EQ(tc->ListCount(cls), 0u);
+    EXPECT_EQ(tc->stack_limit(cls), 2 * info.batch);
+    EXPECT_EQ(ResidentWholePages(tc->grow_store(), tc->grow_store_bytes()), 0u) << "round " << round;
+    // The next round's burst starts from the stack's first block and grows
+    // into the grow store again.
+  }
+  tc->Flush();
 }
 
 TEST_F(ThreadCacheTest, OverflowPastTheByteBoundHalvesEveryList) {
