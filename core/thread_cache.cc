@@ -202,9 +202,9 @@ void ThreadCache::GrowStack(int cls) {
   Entry* room = GrownStackOf(cls);
   if (room == nullptr) return;  // no memory for the room: the stack stays as it is
   if (stack_[cls] != room) {
-    // Moved once into its room in the grow store: its null entry, then
-    // the entries it holds, in order (none when Refill grows it, which is
-    // its only caller today).
+    // Moved into its room in the grow store (again after each flush, which
+    // moves it back: ReturnGrowStore): its null entry, then the entries it
+    // holds, in order (none when Refill grows it, its only caller today).
     uint32_t count = StackCount(cls);
     room[0] = Entry{nullptr, nullptr};
     for (uint32_t i = 1; i <= count; i++) room[i] = stack_[cls][i];
