@@ -359,7 +359,12 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
 }
 
 void ThreadCache::NoteLargeFree(size_t bytes) {
-  returned_since_refill_ += bytes;
+  // One free is not a run, however large: a thread that frees a large
+  // block after each allocation (`workloads large_cycle`) flushed its cache
+  // at most of them (cutting the quarantine's delay short each time) and
+  // refilled it at its next small allocation.
+  size_t most = max_bytes_ / kLargeFreesPerRun + 1;
+  returned_since_refill_ += bytes < most ? bytes : most;
   if (in_free_run()) Flush();
 }
 

@@ -275,19 +275,23 @@ class ThreadCache {
   // A free run: the thread's frees have sent more than its cache's bound
   // (tcache_max_bytes) onward, to the middle layer (full stacks) or the page
   // heap (large blocks), since it last took anything back (a refill or a
-  // large allocation). Such a thread is emptying its heap and may then
-  // sleep with full magazines, which only it can empty (no other thread
-  // pops a magazine). So in a free run each free slow path empties the
-  // stack that overflowed, not one batch (the delay line stays full, or
-  // every later free of the class would refill it on the slow path), and
-  // empties the whole cache when the run starts, at each large free, and
-  // whenever the cache holds more than 1/kFreeRunShare of its bound. The objects go to the middle layer,
-  // whose idle batches and slabs the reclaimer returns. No instruction on
-  // the fast paths; an allocation slow path ends the run.
+  // large allocation). A large free counts for at most 1/kLargeFreesPerRun
+  // of the bound (plus a byte), so that large frees alone start a run only
+  // at the kLargeFreesPerRun-th in a row. Such a thread is emptying its
+  // heap and may then sleep with full magazines, which only it can empty
+  // (no other thread pops a magazine). So in a free run each free slow path
+  // empties the stack that overflowed, not one batch (the delay line stays
+  // full, or every later free of the class would refill it on the slow
+  // path), and empties the whole cache when the run starts, at each large
+  // free, and whenever the cache holds more than 1/kFreeRunShare of its
+  // bound. The objects go to the middle layer, whose idle batches and slabs
+  // the reclaimer returns. No instruction on the fast paths; an allocation
+  // slow path ends the run.
   void NoteLargeFree(size_t bytes);
   void NoteLargeAllocation() { returned_since_refill_ = 0; }
   bool in_free_run() const { return returned_since_refill_ > max_bytes_; }
   static constexpr size_t kFreeRunShare = 8;
+  static constexpr size_t kLargeFreesPerRun = 8;
   size_t CachedBytes() const;
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
   // The stack's limit now (GrowStack, ShrinkStack): past the delay line,

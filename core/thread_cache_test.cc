@@ -700,8 +700,11 @@ TEST_F(ThreadCacheTest, AFreeRunKeepsTheDelayLineFull) {
   EXPECT_EQ(tc->ListCount(cls), 0u);
 }
 
-// Large frees count toward a free run too, and in one each large free
-// empties the cache; a large allocation ends the run.
+// Large frees count toward a free run too, each for at most an eighth of
+// the bound: one free, however large, is not a run (a thread freeing a
+// large block after each allocation would flush its cache, and cut its
+// quarantine short, every time). In a run each large free empties the
+// cache; a large allocation ends the run.
 TEST_F(ThreadCacheTest, LargeFreesInAFreeRunEmptyTheCache) {
   const int cls = kSizeClasses.ClassFor(200);
   const size_t bound = size_t{1} << 20;
@@ -710,14 +713,33 @@ TEST_F(ThreadCacheTest, LargeFreesInAFreeRunEmptyTheCache) {
   for (int i = 0; i < 20; i++) objs.push_back(Alloc(*tc, cls));
   for (void* p : objs) Free(*tc, cls, p);
   ASSERT_GE(tc->ListCount(cls), 20u);
-  tc->NoteLargeFree(bound / 2);
+  tc->NoteLargeFree(bound * 64);
+  EXPECT_FALSE(tc->in_free_run()) << "one free is not a run";
+  EXPECT_GT(tc->ListCount(cls), 0u);
+  for (size_t i = 1; i < ThreadCache::kLargeFreesPerRun - 1; i++) tc->NoteLargeFree(bound);
   EXPECT_FALSE(tc->in_free_run());
   EXPECT_GT(tc->ListCount(cls), 0u);
-  tc->NoteLargeFree(bound / 2 + kPageSize);
+  tc->NoteLargeFree(bound);
   EXPECT_TRUE(tc->in_free_run());
   EXPECT_EQ(tc->ListCount(cls), 0u);
   tc->NoteLargeAllocation();
   EXPECT_FALSE(tc->in_free_run());
+  // Small large frees add up as before: the bound in smaller pieces.
+  tc->NoteLargeFree(bound / 16);
+  EXPECT_FALSE(tc->in_free_run());
+  for (int i = 0; i < 16; i++) tc->NoteLargeFree(bound / 16);
+  EXPECT_TRUE(tc->in_free_run());
+  tc->NoteLargeAllocation();
+  // A large free after each allocation never starts one.
+  for (int i = 0; i < 100; i++) {
+    tc->NoteLargeFree(bound * 4);
+    tc->NoteLargeAllocation();
+  }
+  void* again = Alloc(*tc, cls);
+  Free(*tc, cls, again);
+  tc->NoteLargeFree(bound * 4);
+  EXPECT_FALSE(tc->in_free_run());
+  EXPECT_GT(tc->ListCount(cls), 0u);
 }
 
 // Flush visits only the classes that may hold objects (each large free in
@@ -738,7 +760,10 @@ TEST_F(ThreadCacheTest, EachLargeFreeInARunEmptiesWhatCameInSinceTheLast) {
     }
     return true;
   };
-  tc->NoteLargeFree(bound + kPageSize);
+  auto start_run = [&] {
+    for (size_t i = 0; i < ThreadCache::kLargeFreesPerRun; i++) tc->NoteLargeFree(bound + kPageSize);
+  };
+  start_run();
   ASSERT_TRUE(tc->in_free_run());
   EXPECT_TRUE(all_empty());
   tc->NoteLargeFree(kPageSize);  // nothing came in: nothing to do
@@ -757,7 +782,7 @@ TEST_F(ThreadCacheTest, EachLargeFreeInARunEmptiesWhatCameInSinceTheLast) {
     ASSERT_NE(again, nullptr);
     EXPECT_FALSE(tc->in_free_run());
     ASSERT_GT(tc->ListCount(cls), 0u);
-    tc->NoteLargeFree(bound + kPageSize);
+    start_run();
     ASSERT_TRUE(tc->in_free_run());
     EXPECT_TRUE(all_empty()) << "refilled since the last flush";
     // Every object is back in the middle layer but the one still held.

@@ -29,6 +29,7 @@
 #include "core/os.h"
 #include "core/report.h"
 #include "telemetry/event_ring.h"
+#include "telemetry/exp_neg.h"
 #include "telemetry/gzip.h"
 #include "telemetry/stats.h"
 #include "telemetry/symbolizer.h"
@@ -37,22 +38,6 @@
 
 namespace nitro::telemetry {
 namespace {
-
-// e^-x for x >= 0, without libm (which the preload library does not link):
-// e^-x = 2^-(x log2 e), the integer part by scaling, the rest by a series.
-double ExpNeg(double x) {
-  if (x > 700) return 0;
-  double y = x * 1.4426950408889634;  // log2(e)
-  int whole = static_cast<int>(y);
-  double frac = (y - whole) * 0.6931471805599453;  // back to base e, in [0, ln 2)
-  double term = 1, sum = 1;
-  for (int k = 1; k < 20; k++) {
-    term *= -frac / k;
-    sum += term;
-  }
-  for (int i = 0; i < whole; i++) sum *= 0.5;
-  return sum;
-}
 
 uint64_t NowNs() {
   struct timespec ts;
