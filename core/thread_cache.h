@@ -405,6 +405,11 @@ class ThreadCache {
   uint64_t other_allocated_ = 0;
   uint64_t other_freed_ = 0;
   uint64_t returned_since_refill_ = 0;  // bytes; see in_free_run
+  // Bursts whose growth GrowStack skips without asking the byte bound
+  // again: set when the bound refused one, cleared when the cache shrinks
+  // (a flush, a halving).
+  uint32_t growths_to_skip_ = 0;
+  static constexpr uint32_t kGrowthsSkippedAfterRefusal = 16;
   // A bit per class whose magazine may hold objects; clear ones are known
   // empty (after Flush, until a slow path fills them: SetHeld, PushOnStack).
   // The fast pushes (Push, PushStrict) need a full delay line, which only

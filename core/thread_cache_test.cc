@@ -477,6 +477,38 @@ TEST_F(ThreadCacheTest, StacksDoNotGrowPastTheCacheByteBound) {
   tc->Flush();
 }
 
+// A cache at its byte bound refuses a burst's growth, and skips asking for
+// the bursts right after (the check walks every class); once the cache
+// shrinks, a flush here, the next burst grows again at once.
+TEST_F(ThreadCacheTest, GrowthRefusedAtTheBoundResumesOnceTheCacheShrinks) {
+  const size_t bound = 16 * 1024;
+  auto tc = NewCache(0, false, bound);
+  const int filler = kSizeClasses.ClassFor(1024);
+  std::vector<void*> fill;
+  for (int i = 0; i < 16; i++) fill.push_back(CountedAlloc(*tc, filler));
+  for (void* p : fill) CountedFree(*tc, filler, p);
+  ASSERT_GE(tc->CachedBytes(), bound - 1024);
+  const int cls = kSizeClasses.ClassFor(64);
+  const SizeClassInfo& info = kSizeClasses.info(cls);
+  const uint32_t start = tc->stack_limit(cls);
+  // Bursts held by the program: nothing is freed, so the cache stays at
+  // its bound (the filler) and no overflow halves it.
+  std::vector<void*> held;
+  auto burst = [&] {
+    for (uint32_t i = 0; i < start + 4 * info.batch; i++) held.push_back(CountedAlloc(*tc, cls));
+    return tc->stack_limit(cls);
+  };
+  EXPECT_EQ(burst(), start) << "grew past the byte bound";
+  EXPECT_EQ(burst(), start) << "grew past the byte bound";
+  tc->Flush();
+  ASSERT_EQ(tc->CachedBytes(), 0u);
+  // The first refill after the flush (its stack is empty) grows the stack.
+  held.push_back(CountedAlloc(*tc, cls));
+  EXPECT_GT(tc->stack_limit(cls), start) << "a flushed cache did not grow at the next burst";
+  for (void* p : held) CountedFree(*tc, cls, p);
+  tc->Flush();
+}
+
 // A thread that mostly frees a class (a consumer of another thread's
 // objects) overflows its stack again and again: every third overflow
 // lowers a grown limit by a batch, back to two batches. Flush and a free
