@@ -70,6 +70,7 @@ bool ThreadCache::Init(Partition* partition, size_t max_bytes, size_t quarantine
   other_freed_ = 0;
   returned_since_refill_ = 0;
   growths_to_skip_ = 0;
+  capacity_bytes_ = 0;
   for (uint64_t& bits : may_hold_) bits = 0;  // every magazine starts empty (below)
   for (uint64_t& bits : refilled_) bits = 0;
   for (uint64_t& bits : grown_) bits = 0;
@@ -173,6 +174,12 @@ bool ThreadCache::RefillList(int cls) {
 }
 
 void ThreadCache::SetStackLimit(int cls, uint32_t limit) {
+  if ((may_hold_[cls / 64] >> (cls % 64) & 1) != 0) {
+    // A lowered limit may leave the stack above it only until the caller's
+    // ReleaseBatch (PushChecked), which no CachedBytes reading comes between.
+    capacity_bytes_ = capacity_bytes_ + static_cast<size_t>(limit) * kSizeClasses.size(cls) -
+                      static_cast<size_t>(stack_max_[cls]) * kSizeClasses.size(cls);
+  }
   stack_max_[cls] = limit;
   overflows_[cls] = 0;
   uint64_t bit = uint64_t{1} << (cls % 64);
@@ -204,13 +211,16 @@ void ThreadCache::GrowStack(int cls) {
   // kGrowthsSkippedAfterRefusal of them have passed (`workloads
   // working_set`, bursts in some of 60 classes: these walks were 22% of its
   // instructions).
-  if (growths_to_skip_ > 0) {
-    growths_to_skip_--;
-    return;
-  }
-  if (CachedBytes() + static_cast<size_t>(info.batch) * info.size > max_bytes_) {
-    growths_to_skip_ = kGrowthsSkippedAfterRefusal;
-    return;
+  size_t more = static_cast<size_t>(info.batch) * info.size;
+  if (capacity_bytes_ + more > max_bytes_) {  // else the sum is within the bound too
+    if (growths_to_skip_ > 0) {
+      growths_to_skip_--;
+      return;
+    }
+    if (CachedBytes() + more > max_bytes_) {
+      growths_to_skip_ = kGrowthsSkippedAfterRefusal;
+      return;
+    }
   }
   Entry* room = GrownStackOf(cls);
   if (room == nullptr) return;  // no memory for the room: the stack stays as it is
@@ -348,7 +358,9 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
     // a time, and a run of frees then spent `depth` slow frees per
     // `stack_max` fast ones (Python: 247,000 refilling frees in 4 rounds).
     ReleaseBatch(cls, StackCount(cls));
-    if (!was_in_free_run || CachedBytes() > max_bytes_ / kFreeRunShare) Flush();
+    if (!was_in_free_run || (capacity_bytes_ > max_bytes_ / kFreeRunShare && CachedBytes() > max_bytes_ / kFreeRunShare)) {
+      Flush();
+    }
     return;
   }
   // Bound the whole cache when a stack overflowed (a batch went back):
@@ -357,7 +369,7 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
   // room in the stack (mostly objects of a slab holding a flight-recorder
   // sample, about 1.5% of all frees in `workloads scaling`) skip the sum
   // over every class, which cost 2% of that workload's time at 32 threads.
-  if (returned > 0 && CachedBytes() > max_bytes_) {
+  if (returned > 0 && capacity_bytes_ > max_bytes_ && CachedBytes() > max_bytes_) {
     // Sent onward too: a thread whose grown stacks hold its cache's bound
     // overflows rarely, and counting only the batches its overflows
     // return would miss its free run.
@@ -389,6 +401,7 @@ void ThreadCache::Flush() {
   if (partition_ == nullptr) return;
   ForEachClassIn(may_hold_, [this](int c) { ReleaseBatch(c, Count(c)); });
   for (uint64_t& bits : may_hold_) __atomic_store_n(&bits, uint64_t{0}, __ATOMIC_RELAXED);
+  capacity_bytes_ = 0;
   growths_to_skip_ = 0;
   // The grown stacks start over: they grow again with the next bursts.
   ForEachClassIn(grown_, [this](int c) { SetStackLimit(c, StackStart(c)); });

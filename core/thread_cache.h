@@ -293,6 +293,7 @@ class ThreadCache {
   static constexpr size_t kFreeRunShare = 8;
   static constexpr size_t kLargeFreesPerRun = 8;
   size_t CachedBytes() const;
+  size_t capacity_bytes() const { return capacity_bytes_; }
   uint64_t cached_objects(int cls) const { return ListCount(cls); }
   // The stack's limit now (GrowStack, ShrinkStack): past the delay line,
   // the fast push takes objects while the stack holds fewer.
@@ -420,8 +421,18 @@ class ThreadCache {
   uint64_t may_hold_[kMayHoldWords] = {};
   void NoteMayHold(int cls) {
     uint64_t& word = may_hold_[cls / 64];
-    __atomic_store_n(&word, word | uint64_t{1} << (cls % 64), __ATOMIC_RELAXED);
+    uint64_t bit = uint64_t{1} << (cls % 64);
+    if ((word & bit) == 0) {
+      capacity_bytes_ += (static_cast<size_t>(stack_max_[cls]) + depth_[cls]) * kSizeClasses.size(cls);
+    }
+    __atomic_store_n(&word, word | bit, __ATOMIC_RELAXED);
   }
+  // At least CachedBytes, kept by the slow paths alone: over the classes in
+  // may_hold_, the stack's limit plus the delay line, times the class's
+  // size. While it is within a bound, CachedBytes (a walk over every class,
+  // 22% of `workloads working_set`'s instructions when every refill took
+  // it) is within it too and need not be summed. Flush sets it back to 0.
+  size_t capacity_bytes_ = 0;
   // The classes this cache refilled from the middle layer (GiveUpSlabs).
   uint64_t refilled_[kMayHoldWords] = {};
   // The classes whose stack limit is above StackStart (Flush resets them).

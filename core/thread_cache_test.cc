@@ -509,6 +509,82 @@ TEST_F(ThreadCacheTest, GrowthRefusedAtTheBoundResumesOnceTheCacheShrinks) {
   tc->Flush();
 }
 
+// capacity_bytes, the slow paths' bound that lets them skip summing every
+// class, is never below CachedBytes, whatever the cache went through:
+// bursts that grow stacks, overflows that shrink and halve them, free runs,
+// large frees, flushes; with a quarantine, without one, and in strict.
+TEST_F(ThreadCacheTest, CapacityBoundIsNeverBelowTheCachedBytes) {
+  const int classes[] = {kSizeClasses.ClassFor(16), kSizeClasses.ClassFor(64), kSizeClasses.ClassFor(200),
+                         kSizeClasses.ClassFor(1024), kSizeClasses.ClassFor(3000),
+                         kSizeClasses.ClassFor(16384)};
+  for (bool strict : {false, true}) {
+    for (size_t quarantine : {size_t{0}, size_t{64} << 10}) {
+      SCOPED_TRACE(testing::Message() << "strict " << strict << " quarantine " << quarantine);
+      auto tc = NewCache(quarantine, strict, size_t{96} << 10);
+      uint64_t rng = 0x9E3779B97F4A7C15ull;
+      auto next = [&rng] {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        return rng;
+      };
+      std::map<int, std::vector<void*>> live;
+      size_t most = 0;
+      for (int step = 0; step < 20000; step++) {
+        int cls = classes[next() % 6];
+        uint64_t what = next() % 100;
+        std::vector<void*>& mine = live[cls];
+        if (what < 2) {
+          // A burst: allocations outrunning frees (stacks grow).
+          for (int i = 0; i < 300; i++) {
+            void* p = strict ? tc->PopChecked(cls, 1) : tc->Pop(cls);
+            if (p == nullptr) p = tc->Refill(cls);
+            ASSERT_NE(p, nullptr);
+            EXPECT_FALSE(tc->AccountAlloc(cls, kSizeClasses.size(cls)));
+            mine.push_back(p);
+          }
+        } else if (what < 4) {
+          // A run of frees (overflows, free runs).
+          while (!mine.empty()) {
+            void* p = mine.back();
+            mine.pop_back();
+            tc->PushChecked(cls, p, Flag(p));
+            tc->AccountFree(cls);
+          }
+        } else if (what < 5) {
+          tc->NoteLargeFree(size_t{1} << 20);
+        } else if (what < 6) {
+          tc->NoteLargeAllocation();
+        } else if (what == 6 && next() % 8 == 0) {
+          tc->Flush();
+        } else if (what < 55) {
+          void* p = strict ? tc->PopChecked(cls, 1) : tc->Pop(cls);
+          if (p == nullptr) p = tc->Refill(cls);
+          ASSERT_NE(p, nullptr);
+          EXPECT_FALSE(tc->AccountAlloc(cls, kSizeClasses.size(cls)));
+          mine.push_back(p);
+        } else if (!mine.empty()) {
+          size_t k = next() % mine.size();
+          void* p = mine[k];
+          mine[k] = mine.back();
+          mine.pop_back();
+          if (strict || !tc->Push(cls, p, Flag(p))) tc->PushChecked(cls, p, Flag(p));
+          tc->AccountFree(cls);
+        }
+        size_t cached = tc->CachedBytes();
+        most = std::max(most, cached);
+        ASSERT_LE(cached, tc->capacity_bytes()) << "step " << step;
+      }
+      EXPECT_GT(most, size_t{32} << 10) << "the cache never filled: the bound was not tested";
+      for (auto& [cls, objs] : live) {
+        for (void* p : objs) tc->PushChecked(cls, p, Flag(p));
+      }
+      tc->Flush();
+      EXPECT_EQ(tc->capacity_bytes(), 0u);
+    }
+  }
+}
+
 // A thread that mostly frees a class (a consumer of another thread's
 // objects) overflows its stack again and again: every third overflow
 // lowers a grown limit by a batch, back to two batches. Flush and a free
