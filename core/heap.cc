@@ -696,7 +696,7 @@ void* MoveSlabObject(Partition* partition, void* p, size_t old, size_t size, siz
 
 }  // namespace
 
-void* Reallocate(void* p, size_t size, size_t align) {
+void* ReallocateSlow(void* p, size_t size, size_t align) {
   if (align < kMinAlign) align = 0;
   if (p == nullptr) return align == 0 ? Malloc(size) : AllocateSlow(size, align, false);
   if (size == 0 && align == 0) {
