@@ -21,6 +21,7 @@
 
 #include <atomic>
 
+#include "core/fast_math.h"
 #include "core/heap.h"
 #include "core/lock.h"
 #include "core/lock_registry.h"
@@ -29,7 +30,6 @@
 #include "core/os.h"
 #include "core/report.h"
 #include "telemetry/event_ring.h"
-#include "telemetry/exp_neg.h"
 #include "telemetry/gzip.h"
 #include "telemetry/stats.h"
 #include "telemetry/symbolizer.h"

@@ -11,6 +11,9 @@
 //     With --silent each round also makes a node of 32-95 bytes in the
 //     TELEMETRY_SILENT partition (mallocx, looked up at run time; a third
 //     kept) from make_silent_node, and a 64-124 KiB one every 50th round.
+//   alloc_workload fixed SIZE COUNT
+//     COUNT blocks of SIZE bytes from make_fixed_block, each freed at once
+//     (the sampling-estimate test: what the samples say was allocated).
 //   alloc_workload movable
 //     1000 movable objects of 100 bytes (nitro_halloc, found with dlsym),
 //     90% freed, compacted, then every other survivor freed; prints
@@ -96,8 +99,27 @@ extern "C" __attribute__((noinline)) void* make_silent_node(size_t i) {
   return p;
 }
 
+extern "C" __attribute__((noinline)) void* make_fixed_block(size_t size) {
+  void* p = malloc(size);
+  __asm__ volatile("" : : "g"(p) : "memory");
+  return p;
+}
+
+int FixedRun(int argc, char** argv) {
+  if (argc != 4) {
+    fprintf(stderr, "usage: alloc_workload fixed SIZE COUNT\n");
+    return 2;
+  }
+  size_t size = strtoull(argv[2], nullptr, 10);
+  long count = atol(argv[3]);
+  for (long i = 0; i < count; i++) free(make_fixed_block(size));
+  printf("done fixed size=%zu count=%ld\n", size, count);
+  return 0;
+}
+
 int main(int argc, char** argv) {
   if (argc > 1 && strcmp(argv[1], "movable") == 0) return MovableRun();
+  if (argc > 1 && strcmp(argv[1], "fixed") == 0) return FixedRun(argc, argv);
   long rounds = argc > 1 ? atol(argv[1]) : 4000;
   bool wait = false, silent = false;
   for (int a = 2; a < argc; a++) {

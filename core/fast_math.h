@@ -1,11 +1,12 @@
-// e^-x without libm, for the flight recorder's sample weights.
-#ifndef NITRO_TELEMETRY_EXP_NEG_H_
-#define NITRO_TELEMETRY_EXP_NEG_H_
+// Elementary functions without libm, which the preload library does not
+// link: the flight recorder's sample weights and its sampling distance.
+#ifndef NITRO_CORE_FAST_MATH_H_
+#define NITRO_CORE_FAST_MATH_H_
 
 #include <stdint.h>
 #include <string.h>
 
-namespace nitro::telemetry {
+namespace nitro {
 
 // e^-x for x >= 0, without libm (which the preload library does not link):
 // e^-x = 2^-(x log2 e), the integer part in the exponent's bits, the rest by
@@ -47,6 +48,34 @@ inline double ExpNeg(double x) {
   return sum * scale;
 }
 
-}  // namespace nitro::telemetry
+// -ln(u) for u uniform in (0, 1], u made of the top 53 bits of `random`: an
+// exponentially distributed variate of mean 1. The flight recorder's
+// countdown to its next sample is this times profile_rate, so that samples
+// form a Poisson process over allocated bytes, as every reader's weight,
+// 1 / (1 - e^(-size/rate)), assumes. ln u = e ln 2 + ln m with u = m 2^e,
+// m in [1/sqrt2, sqrt2), and ln m = 2 atanh(t), t = (m - 1) / (m + 1), |t|
+// below 0.172: the series to t^15 leaves under 1e-13.
+inline double NegLogUniform(uint64_t random) {
+  uint64_t top = (random >> 11) + 1;  // 1 .. 2^53: u = top / 2^53
+  double u = static_cast<double>(top) * (1.0 / 9007199254740992.0);
+  uint64_t bits;
+  memcpy(&bits, &u, sizeof(bits));
+  int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;  // u is normal: 2^-53 <= u <= 1
+  bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1023} << 52);
+  double m;
+  memcpy(&m, &bits, sizeof(m));  // in [1, 2)
+  if (m > 1.4142135623730951) {
+    m *= 0.5;
+    e++;
+  }
+  double t = (m - 1) / (m + 1);
+  double t2 = t * t;
+  double series = 1.0 / 15;
+  for (int k = 13; k >= 1; k -= 2) series = series * t2 + 1.0 / k;
+  double ln = e * 0.6931471805599453 + 2 * t * series;
+  return -ln;
+}
 
-#endif  // NITRO_TELEMETRY_EXP_NEG_H_
+}  // namespace nitro
+
+#endif  // NITRO_CORE_FAST_MATH_H_
