@@ -4,7 +4,6 @@
 #define NITRO_CORE_FAST_MATH_H_
 
 #include <stdint.h>
-#include <string.h>
 
 namespace nitro {
 
@@ -44,7 +43,7 @@ inline double ExpNeg(double x) {
   // 2^-whole, whole in [0, 57]: a normal double's exponent field.
   uint64_t bits = static_cast<uint64_t>(1023 - whole) << 52;
   double scale;
-  memcpy(&scale, &bits, sizeof(scale));
+  __builtin_memcpy(&scale, &bits, sizeof(scale));  // a register move, even under -fno-builtin
   return sum * scale;
 }
 
@@ -59,11 +58,11 @@ inline double NegLogUniform(uint64_t random) {
   uint64_t top = (random >> 11) + 1;  // 1 .. 2^53: u = top / 2^53
   double u = static_cast<double>(top) * (1.0 / 9007199254740992.0);
   uint64_t bits;
-  memcpy(&bits, &u, sizeof(bits));
+  __builtin_memcpy(&bits, &u, sizeof(bits));
   int e = static_cast<int>((bits >> 52) & 0x7ff) - 1023;  // u is normal: 2^-53 <= u <= 1
   bits = (bits & ((uint64_t{1} << 52) - 1)) | (uint64_t{1023} << 52);
   double m;
-  memcpy(&m, &bits, sizeof(m));  // in [1, 2)
+  __builtin_memcpy(&m, &bits, sizeof(m));  // in [1, 2)
   if (m > 1.4142135623730951) {
     m *= 0.5;
     e++;

@@ -358,9 +358,8 @@ void ThreadCache::Overflow(int cls, void* p, uint8_t* free_flag) {
     // a time, and a run of frees then spent `depth` slow frees per
     // `stack_max` fast ones (Python: 247,000 refilling frees in 4 rounds).
     ReleaseBatch(cls, StackCount(cls));
-    if (!was_in_free_run || (capacity_bytes_ > max_bytes_ / kFreeRunShare && CachedBytes() > max_bytes_ / kFreeRunShare)) {
-      Flush();
-    }
+    size_t share = max_bytes_ / kFreeRunShare;
+    if (!was_in_free_run || (capacity_bytes_ > share && CachedBytes() > share)) Flush();
     return;
   }
   // Bound the whole cache when a stack overflowed (a batch went back):
