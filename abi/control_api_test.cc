@@ -107,6 +107,36 @@ TEST(Ctl, RefusesBadWritesClearly) {
   EXPECT_EQ(nitro_ctl("thread.allocated", &small, &len, nullptr, 0), EINVAL);
 }
 
+// realloc's vetted path (Reallocate's inline checks, then ReallocateVetted)
+// frees what it should: the old block of a move, the block of a realloc to
+// 0, and nothing when the block stays. Counted by the thread's counters.
+TEST(ThreadCounters, ReallocFreesTheOldBlockOfAMoveAndOfSizeZero) {
+  std::thread([] {
+    void* p = malloc(100);
+    ASSERT_NE(p, nullptr);
+    size_t old_usable = malloc_usable_size(p);
+    uint64_t a0 = nitro_thread_allocated(), d0 = nitro_thread_deallocated();
+    void* same = realloc(p, old_usable);  // the upper half of its class: in place
+    EXPECT_EQ(same, p);
+    EXPECT_EQ(nitro_thread_deallocated(), d0) << "a block kept in place was counted as freed";
+    void* moved = realloc(same, 3000);
+    ASSERT_NE(moved, nullptr);
+    EXPECT_NE(moved, same);
+    uint64_t d1 = nitro_thread_deallocated();
+    EXPECT_GE(d1 - d0, 100u) << "the old block of a move was not freed";
+    // strict reports the requested size as usable; the class holds at most 128.
+    EXPECT_LE(d1 - d0, old_usable > 128 ? old_usable : 128);
+    EXPECT_GE(nitro_thread_allocated() - a0, 3000u);
+    void* back = realloc(moved, 100);  // below half of its class: moves back down
+    ASSERT_NE(back, nullptr);
+    EXPECT_NE(back, moved);
+    uint64_t d2 = nitro_thread_deallocated();
+    EXPECT_GE(d2 - d1, 3000u);
+    EXPECT_EQ(realloc(back, 0), nullptr);  // glibc's rule: frees, returns NULL
+    EXPECT_GE(nitro_thread_deallocated() - d2, 100u) << "realloc(p, 0) did not free p";
+  }).join();
+}
+
 TEST(ThreadCounters, CountThisThreadsBytesOnly) {
   uint64_t main_before = nitro_thread_allocated();
   std::thread([] {

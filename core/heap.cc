@@ -696,6 +696,22 @@ void* MoveSlabObject(Partition* partition, void* p, size_t old, size_t size, siz
 
 }  // namespace
 
+void* ReallocateVetted(void* p, size_t size, Span* s, int cls) {
+  if (size == 0) {
+    Free(p);  // glibc's behaviour, as ReallocateSlow's
+    return nullptr;
+  }
+  PointerInfo info{};
+  info.size_class = cls;
+  info.object_size = kSizeClasses.size(cls);
+  if (SlabKeeps(info, size, 0)) return p;
+  // It moves: Lookup's PointerInfo would repeat the checks Reallocate made
+  // (180 instructions per move; Python's json moved 116,000 objects in 4
+  // rounds).
+  if (!s->partition->strict()) return MoveSlabObject(s->partition, p, info.object_size, size, 0);
+  return ReallocateSlow(p, size, 0);
+}
+
 void* ReallocateSlow(void* p, size_t size, size_t align) {
   if (align < kMinAlign) align = 0;
   if (p == nullptr) return align == 0 ? Malloc(size) : AllocateSlow(size, align, false);
@@ -703,31 +719,6 @@ void* ReallocateSlow(void* p, size_t size, size_t align) {
     // glibc's behaviour, which programs written for Linux expect.
     Free(p);
     return nullptr;
-  }
-  // The fast path: an object that stays in place in an unsampled,
-  // thread-cached slab, after free's fast-path checks (the start of a live
-  // object; a freed or interior pointer, a sampled span, strict's recorded
-  // sizes all take the path below, which reports or handles them). Why: a
-  // string grown a few bytes at a time keeps its block at almost every
-  // step, and the path below spent most of such a step filling Lookup's
-  // whole PointerInfo (docs/architecture.md, Reallocation).
-  if (align == 0) {
-    Span* fast = GlobalPageMap().GetUnlessFar(p);
-    uint8_t* flag;
-    if (fast != nullptr) {
-      int cls = fast->FastFreeClass();
-      if (cls != 0 && fast->requested_sizes == nullptr &&
-          FastFreeObject(p, fast, &flag)) {
-        PointerInfo info{};
-        info.size_class = cls;
-        info.object_size = kSizeClasses.size(cls);
-        if (SlabKeeps(info, size, 0)) return p;
-        // It moves: the checks above are those the path below would make
-        // again (a lookup and a PointerInfo, 180 instructions per move;
-        // Python's json moved 116,000 objects in 4 rounds).
-        if (!fast->partition->strict()) return MoveSlabObject(fast->partition, p, info.object_size, size, 0);
-      }
-    }
   }
   Span* s = GlobalPageMap().Get(p);
   if (s == nullptr) {
