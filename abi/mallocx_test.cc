@@ -66,6 +66,31 @@ TEST(Mallocx, NallocxEqualsSallocxForEverySizeAndAlignment) {
   }
 }
 
+// malloc_usable_size answers a live small object inline (core/heap.h
+// UsableSize) and anything else from its slow path; both must agree with
+// nallocx, which finds the size from the request alone, except for a
+// guarded sample (every allocation while the pool lasts with
+// sample_rate=1), which reports the size asked for. Every size up to 2 KiB,
+// then sizes a few bytes apart to past the largest small size, with a
+// second object of the size asked about before and after the first's free.
+TEST(Mallocx, MallocUsableSizeIsNallocxForEverySize) {
+  auto usable_ok = [](void* p, size_t size) {
+    size_t usable = malloc_usable_size(p);
+    return usable == nallocx(size, 0) || usable == size;
+  };
+  for (size_t size = 1; size <= (size_t{1} << 18); size += size < 2048 ? 1 : 7 + size / 64) {
+    void* p = malloc(size);
+    void* q = malloc(size);
+    ASSERT_NE(p, nullptr) << size;
+    ASSERT_NE(q, nullptr) << size;
+    ASSERT_TRUE(usable_ok(p, size)) << size << ": " << malloc_usable_size(p) << ", nallocx " << nallocx(size, 0);
+    ASSERT_TRUE(usable_ok(q, size)) << size << ": " << malloc_usable_size(q) << ", nallocx " << nallocx(size, 0);
+    free(p);
+    ASSERT_TRUE(usable_ok(q, size)) << size;
+    free(q);
+  }
+}
+
 TEST(Mallocx, AlignMacroMatchesLgAlign) {
   EXPECT_EQ(MALLOCX_ALIGN(4096), MALLOCX_LG_ALIGN(12));
   EXPECT_EQ(MALLOCX_ALIGN(1), MALLOCX_LG_ALIGN(0));

@@ -751,7 +751,7 @@ void* ReallocateSlow(void* p, size_t size, size_t align) {
   return q;
 }
 
-size_t UsableSize(const void* p) {
+size_t UsableSizeSlow(const void* p) {
   if (p == nullptr) return 0;
   Span* s = GlobalPageMap().Get(p);
   if (s == nullptr) {

@@ -204,6 +204,19 @@ NITRO_NOINLINE void* ReallocateSlow(void* p, size_t size, size_t align);
 // an object of class `cls` in `s`, an unsampled thread-cached slab without
 // strict's recorded sizes): kept by SlabKeeps, moved, or freed for size 0.
 NITRO_NOINLINE void* ReallocateVetted(void* p, size_t size, Span* s, int cls);
+// The size class of `p` when it is a live object of an unsampled
+// thread-cached slab outside strict's recorded sizes, vetted as free's fast
+// path vets it (the start of one of the slab's objects, not free); 0 for
+// every other pointer, which the caller's slow path reports or handles.
+// The one check behind the fast paths of realloc and malloc_usable_size.
+NITRO_ALWAYS_INLINE int LiveSlabClass(const void* p, Span* s) {
+  int cls = s->FastFreeClass();
+  uint8_t* flag;
+  if (NITRO_LIKELY(cls != 0 && s->requested_sizes == nullptr && FastFreeObject(const_cast<void*>(p), s, &flag))) {
+    return cls;
+  }
+  return 0;
+}
 // The fast path makes free's fast-path checks once (a freed or interior
 // pointer, a sampled span, strict's recorded sizes and every other block go
 // to ReallocateSlow, which reports or handles them) and keeps the block when
@@ -214,9 +227,8 @@ NITRO_ALWAYS_INLINE void* Reallocate(void* p, size_t size, size_t align = 0) {
   if (NITRO_LIKELY(align < kMinAlign)) {
     Span* s = GlobalPageMap().GetUnlessFar(p);
     if (NITRO_LIKELY(s != nullptr)) {
-      int cls = s->FastFreeClass();
-      uint8_t* flag;
-      if (NITRO_LIKELY(cls != 0 && s->requested_sizes == nullptr && FastFreeObject(p, s, &flag))) {
+      int cls = LiveSlabClass(p, s);
+      if (NITRO_LIKELY(cls != 0)) {
         size_t usable = kSizeClasses.size(cls);
         if (NITRO_LIKELY(size <= usable && size > usable / 2)) return p;
         return ReallocateVetted(p, size, s, cls);
@@ -307,8 +319,20 @@ size_t UsableSizeFor(Partition* partition, size_t size, size_t align, size_t* re
 size_t ResizeInPlaceOnly(void* p, size_t size, size_t align);
 // Returns this thread's cached objects to the middle layer.
 bool FlushThreadCache();
-// 0 for null; the C library's answer for its own pointers.
-size_t UsableSize(const void* p);
+// 0 for null; the C library's answer for its own pointers; a report for a
+// pointer that is not a live block's start (as free makes).
+NITRO_NOINLINE size_t UsableSizeSlow(const void* p);
+// malloc_usable_size, sallocx: a live small object's class size inline
+// (programs such as redis ask it on every allocation and free to count
+// their memory), everything else from UsableSizeSlow.
+NITRO_ALWAYS_INLINE size_t UsableSize(const void* p) {
+  Span* s = GlobalPageMap().GetUnlessFar(p);
+  if (NITRO_LIKELY(s != nullptr)) {
+    int cls = LiveSlabClass(p, s);
+    if (NITRO_LIKELY(cls != 0)) return kSizeClasses.size(cls);
+  }
+  return UsableSizeSlow(p);
+}
 // Returns free memory of every partition to the kernel; true if any was.
 bool Trim();
 
