@@ -101,6 +101,25 @@ NITRO_ALWAYS_INLINE void* NewNothrow(size_t size) noexcept {
   return NewNothrowSlow(size, 0);
 }
 
+// Aligned new: the aligned fast path for an alignment that is a power of
+// two (every one a compiler makes); anything else goes to the slow forms
+// as before.
+NITRO_ALWAYS_INLINE void* NewAligned(size_t size, size_t align) {
+  if (NITRO_LIKELY(nitro::IsPowerOfTwo(align))) {
+    void* p = nitro::Allocate(size, align, false);
+    if (NITRO_LIKELY(p != nullptr)) return p;
+  }
+  return NewSlow(size, align);
+}
+
+NITRO_ALWAYS_INLINE void* NewAlignedNothrow(size_t size, size_t align) noexcept {
+  if (NITRO_LIKELY(nitro::IsPowerOfTwo(align))) {
+    void* p = nitro::Allocate(size, align, false);
+    if (NITRO_LIKELY(p != nullptr)) return p;
+  }
+  return NewNothrowSlow(size, align);
+}
+
 }  // namespace
 
 NITRO_EXPORT void* operator new(size_t size) { return New(size); }
@@ -109,16 +128,16 @@ NITRO_EXPORT void* operator new(size_t size, const std::nothrow_t&) noexcept { r
 NITRO_EXPORT void* operator new[](size_t size, const std::nothrow_t&) noexcept { return NewNothrow(size); }
 
 NITRO_EXPORT void* operator new(size_t size, std::align_val_t al) {
-  return NewSlow(size, static_cast<size_t>(al));
+  return NewAligned(size, static_cast<size_t>(al));
 }
 NITRO_EXPORT void* operator new[](size_t size, std::align_val_t al) {
-  return NewSlow(size, static_cast<size_t>(al));
+  return NewAligned(size, static_cast<size_t>(al));
 }
 NITRO_EXPORT void* operator new(size_t size, std::align_val_t al, const std::nothrow_t&) noexcept {
-  return NewNothrowSlow(size, static_cast<size_t>(al));
+  return NewAlignedNothrow(size, static_cast<size_t>(al));
 }
 NITRO_EXPORT void* operator new[](size_t size, std::align_val_t al, const std::nothrow_t&) noexcept {
-  return NewNothrowSlow(size, static_cast<size_t>(al));
+  return NewAlignedNothrow(size, static_cast<size_t>(al));
 }
 
 NITRO_EXPORT void operator delete(void* p) noexcept { nitro::Free(p); }

@@ -186,14 +186,14 @@ NITRO_EXPORT void* mallocx(size_t size, int flags) noexcept {
   unsigned bits = static_cast<unsigned>(flags);
   if (NITRO_LIKELY(bits == 0)) {
     return nitro::AllocateFast<1>(
-        nitro::tls_cache, size,
+        nitro::tls_cache, size, size,
         [size](void* p, int) { return SampleMallocx(nullptr, p, size); },
         [size] { return MallocxSlow(size, 0); });
   }
   Partition* partition = OnlyTraits(bits) ? nitro::TraitPartitionMade(bits >> kTraitShift) : nullptr;
   if (NITRO_UNLIKELY(partition == nullptr)) return MallocxSlow(size, flags);
   return nitro::AllocateFast<1>(
-      nitro::CacheAtTpOffset(partition->alloc_cache_tp_offset()), size,
+      nitro::CacheAtTpOffset(partition->alloc_cache_tp_offset()), size, size,
       [partition, size](void* p, int) { return SampleMallocx(partition, p, size); },
       [size, flags] { return MallocxSlow(size, flags); });
 }

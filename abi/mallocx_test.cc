@@ -10,11 +10,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <new>
 #include <vector>
 
 #include <gtest/gtest.h>
 
 #include "nitroheap/nitroheap.h"
+
+extern "C" void free_aligned_sized(void*, size_t, size_t);  // C23; glibc 2.36 does not declare it
 
 namespace {
 
@@ -88,6 +91,58 @@ TEST(Mallocx, MallocUsableSizeIsNallocxForEverySize) {
     free(p);
     ASSERT_TRUE(usable_ok(q, size)) << size;
     free(q);
+  }
+}
+
+// aligned_alloc, posix_memalign and aligned operator new pop an aligned
+// request from its class's magazine inline (core/heap.h
+// AllocateAlignedFast) up to the page size: every such block must be
+// aligned, hold its size, and have the usable size nallocx promises for the
+// alignment (or, a guarded sample, the size asked for). Sizes 0 to 1 KiB one
+// by one, then further apart past the largest small size, 32 blocks live at
+// a time so that reused objects are checked too.
+TEST(Mallocx, AlignedAllocationIsAlignedAndSizedForEverySize) {
+  struct Block {
+    void* p;
+    size_t size;
+    size_t align;
+    int how;
+  };
+  // Sized frees with the alignment (the sized-free fast path checks the
+  // class an aligned request gets) for two of the three.
+  auto release = [](const Block& b) {
+    ASSERT_TRUE(Filled(b.p, b.size, static_cast<unsigned char>(b.size))) << b.size << " align " << b.align;
+    switch (b.how) {
+      case 0: free_aligned_sized(b.p, b.align, b.size); break;
+      case 1: free(b.p); break;
+      case 2: ::operator delete(b.p, b.size, std::align_val_t(b.align)); break;
+    }
+  };
+  for (size_t align = 32; align <= 8192; align *= 2) {
+    Block live[32] = {};
+    int n = 0;
+    for (size_t size = 0; size <= (size_t{1} << 18); size += size < 1024 ? 1 : 61 + size / 16) {
+      Block b{nullptr, size, align, n % 3};
+      switch (n % 3) {
+        case 0: b.p = aligned_alloc(align, size); break;
+        case 1: ASSERT_EQ(posix_memalign(&b.p, align, size), 0) << size << " align " << align; break;
+        case 2: b.p = ::operator new(size, std::align_val_t(align)); break;
+      }
+      ASSERT_NE(b.p, nullptr) << size << " align " << align;
+      ASSERT_EQ(reinterpret_cast<uintptr_t>(b.p) % align, 0u) << size << " align " << align;
+      size_t usable = malloc_usable_size(b.p);
+      size_t want = nallocx(size, MALLOCX_ALIGN(align));
+      ASSERT_TRUE(usable == want || usable == size) << size << " align " << align << ": " << usable
+                                                    << ", nallocx " << want;
+      ASSERT_GE(usable, size);
+      Fill(b.p, size, static_cast<unsigned char>(size));
+      if (live[n % 32].p != nullptr) release(live[n % 32]);
+      live[n % 32] = b;
+      n++;
+    }
+    for (const Block& b : live) {
+      if (b.p != nullptr) release(b);
+    }
   }
 }
 

@@ -536,6 +536,10 @@ void* SampleSlow(void* p, size_t size) {
   return Sampled(CurrentPartition(), tls_cache, p, size, 0, kSizeClasses.ClassFor(size));
 }
 
+void* SampleAlignedSlow(void* p, size_t size, size_t align, int cls) {
+  return Sampled(CurrentPartition(), tls_cache, p, size, align, cls);
+}
+
 void* SampleSlowIn(Partition* partition, void* p, size_t size) {
   return Sampled(partition, tls_caches.by_slot[partition->alloc_slot()], p, size, 0,
                  kSizeClasses.ClassFor(size));
@@ -656,13 +660,9 @@ void* Calloc(size_t n, size_t size) {
   return AllocateSlow(total, 0, true);
 }
 
-void* AllocateAligned(size_t align, size_t size) {
-  if (!IsPowerOfTwo(align)) {
-    errno = EINVAL;
-    return nullptr;
-  }
-  if (align <= kMinAlign) return Malloc(size);
-  return AllocateSlow(size, align, false);
+void* NotPowerOfTwoAlignment() {
+  errno = EINVAL;
+  return nullptr;
 }
 
 namespace {

@@ -4,11 +4,13 @@
 // is a thin call into the functions here.
 //
 // One fast path and one slow path each way. Malloc pops from the thread's
-// magazine for the size class; Free looks the page up and pushes onto that
-// magazine. Anything else (an empty or full magazine, a thread without a cache, a sample
-// due, a large, aligned, zeroed or foreign request, a heap not yet started,
-// legacy mode, strict mode) goes to AllocateSlow(size, align, zero) or
-// FreeSlow. Every reallocation, whatever its ABI, is Reallocate.
+// magazine for the size class (AllocateFast, which aligned requests up to
+// the page size share); Free looks the page up and pushes onto that
+// magazine. Anything else (an empty or full magazine, a thread without a
+// cache, a sample due, a large, zeroed or foreign request, an alignment
+// above the page size, a heap not yet started, legacy mode, strict mode)
+// goes to AllocateSlow(size, align, zero) or FreeSlow. Every reallocation,
+// whatever its ABI, is Reallocate.
 //
 // Every partition has thread caches too: a thread holds one cache per
 // partition it uses (tls_caches, one slot per partition id, made on the
@@ -45,18 +47,21 @@ NITRO_NOINLINE void* SampleSlowIn(Partition* partition, void* p, size_t size);
 NITRO_NOINLINE void FreeSlow(void* p);
 NITRO_NOINLINE void FreeSizedSlow(void* p, size_t size, size_t align);
 
-// The one allocation fast path, behind malloc, the partition calls and
-// mallocx: a small request popped from cache `tc`. sample(p, cls) takes an
-// object whose allocation made a sampler due; slow() serves every other
-// case (a large request, an empty magazine, the sentinel). kMinFast: the
-// smallest size served here, 0 (malloc(0) pops kZeroSizeClass) or 1
-// (mallocx, where size 0 means 1 byte: slow() serves it); the same one
+// The one allocation fast path, behind malloc, aligned allocation, the
+// partition calls and mallocx: a small request popped from cache `tc`, of
+// the class of `class_size` (the request's size, or for an aligned request
+// SizeClassMap::AlignedRequest); `size`, the size asked for, advances the
+// samplers. sample(p, cls) takes an object whose allocation made a sampler
+// due; slow() serves every other case (a large request, an empty magazine,
+// the sentinel). kMinFast: the smallest class_size served here, 0
+// (malloc(0) pops kZeroSizeClass) or 1 (mallocx, where size 0 means 1
+// byte, and aligned requests, never 0: slow() serves it); the same one
 // compare either way.
 template <size_t kMinFast = 0, typename Sample, typename Slow>
-NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample sample, Slow slow) {
+NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t class_size, size_t size, Sample sample, Slow slow) {
   static_assert(kMinFast <= 1, "sizes 1 and up all have their class");
-  if (NITRO_LIKELY(size - kMinFast <= kMaxSmallSize - kMinFast)) {
-    uint32_t offset = kSizeClasses.MagazineOffsetFor(size);
+  if (NITRO_LIKELY(class_size - kMinFast <= kMaxSmallSize - kMinFast)) {
+    uint32_t offset = kSizeClasses.MagazineOffsetFor(class_size);
     ThreadCache::Magazine& m = tc->MagAtOffset(offset);
     void* p = ThreadCache::Pop(m);
     if (NITRO_LIKELY(p != nullptr)) {
@@ -69,8 +74,27 @@ NITRO_ALWAYS_INLINE void* AllocateFast(ThreadCache* tc, size_t size, Sample samp
 
 NITRO_ALWAYS_INLINE void* Malloc(size_t size) {
   return AllocateFast(
-      tls_cache, size, [size](void* p, int) { return SampleSlow(p, size); },
+      tls_cache, size, size, [size](void* p, int) { return SampleSlow(p, size); },
       [size] { return AllocateSlow(size, 0, false); });
+}
+
+// An object whose aligned allocation (AllocateAlignedFast) made a sampler due.
+NITRO_NOINLINE void* SampleAlignedSlow(void* p, size_t size, size_t align, int cls);
+
+// Malloc for an alignment above kMinAlign: up to the page size, the class
+// of the size rounded up to the alignment has aligned objects
+// (SizeClassMap::ClassForAligned), so the same pop serves it; larger
+// alignments, size 0 (a 1-byte class: AllocateFast<1>) and large sizes take
+// AllocateSlow. `size` is tested before it is rounded, so the rounding
+// cannot wrap.
+NITRO_ALWAYS_INLINE void* AllocateAlignedFast(size_t size, size_t align) {
+  if (NITRO_LIKELY(align <= kPageSize && size <= kMaxSmallSize)) {
+    return AllocateFast<1>(
+        tls_cache, SizeClassMap::AlignedRequest(size, align), size,
+        [size, align](void* p, int cls) { return SampleAlignedSlow(p, size, align, cls); },
+        [size, align] { return AllocateSlow(size, align, false); });
+  }
+  return AllocateSlow(size, align, false);
 }
 
 // An object's free flag, read once (relaxed): set when the object is free.
@@ -168,14 +192,18 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 }
 
 // free_sized, sized operator delete, Rust's dealloc: the size must match
-// the allocation (align: the alignment it was made with, 0 for none).
+// the allocation (align: the alignment it was made with, 0 for none). The
+// fast path accepts the class the allocation's fast path picks for (size,
+// align); every other size the sized-free rule accepts (SlabSizeFits) and
+// every mismatch go to FreeSizedSlow.
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
-  if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kMinAlign)) {
+  if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kPageSize)) {
     uint64_t mag_offset;
     uint8_t* flag;
     ThreadCache::Magazine* m = FastFreeMagazine(p, s, &mag_offset, &flag);
-    if (NITRO_LIKELY(m != nullptr && kSizeClasses.MagazineOffsetFor(size) == mag_offset + kMagazineBytes) &&
+    size_t class_size = align <= kMinAlign ? size : SizeClassMap::AlignedRequest(size, align);
+    if (NITRO_LIKELY(m != nullptr && kSizeClasses.MagazineOffsetFor(class_size) == mag_offset + kMagazineBytes) &&
         NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
       ThreadCache::AccountFree(*m);
       return;
@@ -190,11 +218,18 @@ void* Calloc(size_t n, size_t size);
 // and whether the block must read as zero.
 NITRO_ALWAYS_INLINE void* Allocate(size_t size, size_t align, bool zero) {
   if (align <= kMinAlign) return zero ? Calloc(1, size) : Malloc(size);
+  if (!zero) return AllocateAlignedFast(size, align);
   return AllocateSlow(size, align, zero);
 }
 
+// nullptr with errno = EINVAL: AllocateAligned's answer to an alignment
+// that is not a power of two.
+NITRO_NOINLINE void* NotPowerOfTwoAlignment();
 // align: any power of two; returns null with errno = EINVAL otherwise.
-void* AllocateAligned(size_t align, size_t size);
+NITRO_ALWAYS_INLINE void* AllocateAligned(size_t align, size_t size) {
+  if (NITRO_UNLIKELY(!IsPowerOfTwo(align))) return NotPowerOfTwoAlignment();
+  return Allocate(size, align, false);
+}
 // realloc for every ABI and partition. align: 0 for the natural alignment
 // (then size 0 frees p and returns nullptr, as glibc does), else the
 // alignment the block was made with and keeps. The block stays in place
@@ -272,7 +307,7 @@ void* PartitionReallocate(Partition* partition, void* p, size_t size);
 // need adjusting: SHARED_RW, typed partitions; those take the slow path).
 NITRO_ALWAYS_INLINE void* PartitionMalloc(Partition* partition, size_t size) {
   return AllocateFast(
-      CacheAtTpOffset(partition->alloc_cache_tp_offset()), size,
+      CacheAtTpOffset(partition->alloc_cache_tp_offset()), size, size,
       [partition, size](void* p, int) { return SampleSlowIn(partition, p, size); },
       [partition, size] { return AllocateSlowIn(partition, size, 0, false); });
 }

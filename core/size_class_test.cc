@@ -121,5 +121,24 @@ TEST(SizeClassMap, AlignedLookupHonoursAlignment) {
   EXPECT_EQ(kSizeClasses.ClassForAligned(kMaxSmallSize + 1, 16), 0);
 }
 
+// ClassForAligned is a lookup of the size rounded up to the alignment; the
+// answer must be the search it replaced: the smallest class holding `size`
+// whose size the alignment divides. Every size to 8 KiB, then every 13th.
+TEST(SizeClassMap, AlignedLookupIsTheSmallestAlignedClassForEverySize) {
+  auto search = [](size_t size, size_t align) {
+    if (size > kMaxSmallSize) return 0;
+    for (int c = kSizeClasses.ClassFor(size == 0 ? 1 : size); c <= kLargestClass; c++) {
+      if (kSizeClasses.size(c) % align == 0) return c;
+    }
+    return 0;
+  };
+  for (size_t align = 1; align <= kPageSize; align *= 2) {
+    for (size_t size = 0; size <= kMaxSmallSize + 64; size += size < 8192 ? 1 : 13) {
+      ASSERT_EQ(kSizeClasses.ClassForAligned(size, align), search(size, align)) << size << " align " << align;
+    }
+    ASSERT_EQ(kSizeClasses.ClassForAligned(kMaxSmallSize, align), search(kMaxSmallSize, align)) << align;
+  }
+}
+
 }  // namespace
 }  // namespace nitro
