@@ -179,14 +179,12 @@ NITRO_ALWAYS_INLINE ThreadCache::Magazine* FastFreeMagazine(void* p, Span* s, ui
 
 NITRO_ALWAYS_INLINE void Free(void* p) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
-  if (NITRO_LIKELY(s != nullptr)) {
-    uint64_t mag_offset;
-    uint8_t* flag;
-    ThreadCache::Magazine* m = FastFreeMagazine(p, s, &mag_offset, &flag);
-    if (NITRO_LIKELY(m != nullptr) && NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
-      ThreadCache::AccountFree(*m);
-      return;
-    }
+  uint64_t mag_offset;
+  uint8_t* flag;
+  ThreadCache::Magazine* m = FastFreeMagazine(p, s, &mag_offset, &flag);
+  if (NITRO_LIKELY(m != nullptr) && NITRO_LIKELY(ThreadCache::Push(*m, p, flag))) {
+    ThreadCache::AccountFree(*m);
+    return;
   }
   FreeSlow(p);
 }
@@ -198,7 +196,7 @@ NITRO_ALWAYS_INLINE void Free(void* p) {
 // every mismatch go to FreeSizedSlow.
 NITRO_ALWAYS_INLINE void FreeSized(void* p, size_t size, size_t align) {
   Span* s = GlobalPageMap().GetUnlessFar(p);
-  if (NITRO_LIKELY(s != nullptr && size <= kMaxSmallSize && align <= kPageSize)) {
+  if (NITRO_LIKELY(size <= kMaxSmallSize && align <= kPageSize)) {
     uint64_t mag_offset;
     uint8_t* flag;
     ThreadCache::Magazine* m = FastFreeMagazine(p, s, &mag_offset, &flag);
@@ -261,13 +259,11 @@ NITRO_ALWAYS_INLINE int LiveSlabClass(const void* p, Span* s) {
 NITRO_ALWAYS_INLINE void* Reallocate(void* p, size_t size, size_t align = 0) {
   if (NITRO_LIKELY(align < kMinAlign)) {
     Span* s = GlobalPageMap().GetUnlessFar(p);
-    if (NITRO_LIKELY(s != nullptr)) {
-      int cls = LiveSlabClass(p, s);
-      if (NITRO_LIKELY(cls != 0)) {
-        size_t usable = kSizeClasses.size(cls);
-        if (NITRO_LIKELY(size <= usable && size > usable / 2)) return p;
-        return ReallocateVetted(p, size, s, cls);
-      }
+    int cls = LiveSlabClass(p, s);
+    if (NITRO_LIKELY(cls != 0)) {
+      size_t usable = kSizeClasses.size(cls);
+      if (NITRO_LIKELY(size <= usable && size > usable / 2)) return p;
+      return ReallocateVetted(p, size, s, cls);
     }
   }
   return ReallocateSlow(p, size, align);
@@ -284,19 +280,16 @@ NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p, const char*
 NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
                                        const char* what = "nitro_partition_free") {
   Span* s = GlobalPageMap().GetUnlessFar(p);
-  if (NITRO_LIKELY(s != nullptr)) {
-    uint64_t mag_offset = s->FastFreeWordOf() - partition->fast_free_base();
-    uint8_t* flag;
-    if (NITRO_LIKELY(mag_offset < kFastFreeSpan) &&
-        NITRO_LIKELY(FastFreeObject(p, s, &flag))) {
-      // The span is the partition's (the compare above), so the partition
-      // names this thread's cache of it: one load, not free's three.
-      ThreadCache* tc = CacheAtTpOffset(partition->free_cache_tp_offset());
-      ThreadCache::Magazine& m = tc->MagazineAfterFirst(mag_offset);
-      if (NITRO_LIKELY(ThreadCache::Push(m, p, flag))) {
-        ThreadCache::AccountFree(m);
-        return;
-      }
+  uint64_t mag_offset = s->FastFreeWordOf() - partition->fast_free_base();
+  uint8_t* flag;
+  if (NITRO_LIKELY(mag_offset < kFastFreeSpan) && NITRO_LIKELY(FastFreeObject(p, s, &flag))) {
+    // The span is the partition's (the compare above), so the partition
+    // names this thread's cache of it: one load, not free's three.
+    ThreadCache* tc = CacheAtTpOffset(partition->free_cache_tp_offset());
+    ThreadCache::Magazine& m = tc->MagazineAfterFirst(mag_offset);
+    if (NITRO_LIKELY(ThreadCache::Push(m, p, flag))) {
+      ThreadCache::AccountFree(m);
+      return;
     }
   }
   PartitionFreeSlow(partition, p, what);
@@ -361,11 +354,8 @@ NITRO_NOINLINE size_t UsableSizeSlow(const void* p);
 // (programs such as redis ask it on every allocation and free to count
 // their memory), everything else from UsableSizeSlow.
 NITRO_ALWAYS_INLINE size_t UsableSize(const void* p) {
-  Span* s = GlobalPageMap().GetUnlessFar(p);
-  if (NITRO_LIKELY(s != nullptr)) {
-    int cls = LiveSlabClass(p, s);
-    if (NITRO_LIKELY(cls != 0)) return kSizeClasses.size(cls);
-  }
+  int cls = LiveSlabClass(p, GlobalPageMap().GetUnlessFar(p));
+  if (NITRO_LIKELY(cls != 0)) return kSizeClasses.size(cls);
   return UsableSizeSlow(p);
 }
 // Returns free memory of every partition to the kernel; true if any was.

@@ -2,41 +2,50 @@
 
 #include "core/os.h"
 
+#include <stddef.h>
 #include <sys/mman.h>
 
 namespace nitro {
 
 bool PageMap::Ensure(uintptr_t start, size_t bytes) {
+  static_assert(offsetof(PageMap, empty_leaf_) == kEmptyLeafOffset, "GetUnlessFar finds the empty leaf there");
+  static_assert(offsetof(PageMap, root_) == 0, "GetUnlessFar reads the root at the object's address");
   uintptr_t first = start >> kLeafShift;
   uintptr_t last = (start + bytes - 1) >> kLeafShift;
   if ((start + bytes - 1) >> kAddressBits) return false;
   for (uintptr_t i = first; i <= last; i++) {
-    if (root_[i].load(std::memory_order_acquire) != nullptr) continue;
+    if (root_[i].load(std::memory_order_acquire) != 0) continue;
     LockGuard g(lock());
-    if (root_[i].load(std::memory_order_relaxed) != nullptr) continue;
-    void* leaf = os::Reserve(kLeafEntries * sizeof(Span*), kPageSize);
+    if (root_[i].load(std::memory_order_relaxed) != 0) continue;
+    void* leaf = os::Reserve(kLeafEntries * sizeof(uintptr_t), kPageSize);
     if (leaf == nullptr) return false;
     // Entries are written sparsely and returned page by page: a huge page
     // would make the whole 2 MiB leaf resident at the first entry.
-    os::NoHugePages(leaf, kLeafEntries * sizeof(Span*));
-    root_[i].store(static_cast<Span**>(leaf), std::memory_order_release);
+    os::NoHugePages(leaf, kLeafEntries * sizeof(uintptr_t));
+    // Never 0: the leaf is not the empty one.
+    root_[i].store(reinterpret_cast<uintptr_t>(leaf) - reinterpret_cast<uintptr_t>(empty_leaf_),
+                   std::memory_order_release);
   }
   return true;
+}
+
+uintptr_t* PageMap::EntryOf(uintptr_t a) const {
+  NITRO_ASSERT(HasLeaf(a));
+  return LeafOf(a) + ((a >> kPageShift) & (kLeafEntries - 1));
 }
 
 void PageMap::Set(uintptr_t start, size_t pages, Span* span) {
   // One leaf at a time, then one store per page: a large block's pages are
   // most of the page heap's work (`workloads large_cycle`: a root lookup
   // per page made this a third of its instructions).
+  uintptr_t value = Encode(span);
   uintptr_t first = start, last = start + (pages << kPageShift);
   while (first < last) {
     uintptr_t leaf_end = (first | ((uintptr_t{1} << kLeafShift) - 1)) + 1;
     uintptr_t stop = last < leaf_end ? last : leaf_end;
-    Span** leaf = root_[first >> kLeafShift].load(std::memory_order_acquire);
-    NITRO_ASSERT(leaf != nullptr);
-    Span** e = &leaf[(first >> kPageShift) & (kLeafEntries - 1)];
-    for (Span** end = e + ((stop - first) >> kPageShift); e < end; e++) {
-      __atomic_store_n(e, span, __ATOMIC_RELAXED);
+    uintptr_t* e = EntryOf(first);
+    for (uintptr_t* end = e + ((stop - first) >> kPageShift); e < end; e++) {
+      __atomic_store_n(e, value, __ATOMIC_RELAXED);
     }
     first = stop;
   }
@@ -57,24 +66,22 @@ void PageMap::Clear(uintptr_t first, uintptr_t last) {
     // One leaf at a time: [first, stop) lies in one leaf.
     uintptr_t leaf_end = (first | ((uintptr_t{1} << kLeafShift) - 1)) + 1;
     uintptr_t stop = last < leaf_end ? last : leaf_end;
-    Span** leaf = root_[first >> kLeafShift].load(std::memory_order_acquire);
-    NITRO_ASSERT(leaf != nullptr);
-    Span** lo = &leaf[(first >> kPageShift) & (kLeafEntries - 1)];
-    Span** hi = lo + ((stop - first) >> kPageShift);
+    uintptr_t* lo = EntryOf(first);
+    uintptr_t* hi = lo + ((stop - first) >> kPageShift);
     // Whole pages of entries go back to the kernel; the entries on the
     // partly covered pages at either end are cleared one by one (written
     // only when set, so that a page already returned is not touched).
-    auto page_lo = reinterpret_cast<Span**>(RoundUp(reinterpret_cast<uintptr_t>(lo), kPageSize));
-    auto page_hi = reinterpret_cast<Span**>(RoundDown(reinterpret_cast<uintptr_t>(hi), kPageSize));
+    auto page_lo = reinterpret_cast<uintptr_t*>(RoundUp(reinterpret_cast<uintptr_t>(lo), kPageSize));
+    auto page_hi = reinterpret_cast<uintptr_t*>(RoundDown(reinterpret_cast<uintptr_t>(hi), kPageSize));
     if (page_lo >= page_hi) page_lo = page_hi = hi;
-    for (Span** e = lo; e < page_lo; e++) {
-      if (__atomic_load_n(e, __ATOMIC_RELAXED) != nullptr) __atomic_store_n(e, nullptr, __ATOMIC_RELAXED);
+    for (uintptr_t* e = lo; e < page_lo; e++) {
+      if (__atomic_load_n(e, __ATOMIC_RELAXED) != 0) __atomic_store_n(e, uintptr_t{0}, __ATOMIC_RELAXED);
     }
     if (page_lo < page_hi) {
       os::Release(page_lo, reinterpret_cast<uintptr_t>(page_hi) - reinterpret_cast<uintptr_t>(page_lo));
     }
-    for (Span** e = page_hi; e < hi; e++) {
-      if (__atomic_load_n(e, __ATOMIC_RELAXED) != nullptr) __atomic_store_n(e, nullptr, __ATOMIC_RELAXED);
+    for (uintptr_t* e = page_hi; e < hi; e++) {
+      if (__atomic_load_n(e, __ATOMIC_RELAXED) != 0) __atomic_store_n(e, uintptr_t{0}, __ATOMIC_RELAXED);
     }
     first = stop;
   }
@@ -88,9 +95,7 @@ void PageMap::ReleaseClear(uintptr_t first, uintptr_t last) {
   while (first < last) {
     uintptr_t leaf_end = (first | ((uintptr_t{1} << kLeafShift) - 1)) + 1;
     uintptr_t stop = last < leaf_end ? last : leaf_end;
-    Span** leaf = root_[first >> kLeafShift].load(std::memory_order_acquire);
-    NITRO_ASSERT(leaf != nullptr);
-    os::Release(&leaf[(first >> kPageShift) & (kLeafEntries - 1)], ((stop - first) >> kPageShift) * sizeof(Span*));
+    os::Release(EntryOf(first), ((stop - first) >> kPageShift) * sizeof(uintptr_t));
     first = stop;
   }
 }
@@ -98,9 +103,8 @@ void PageMap::ReleaseClear(uintptr_t first, uintptr_t last) {
 size_t PageMap::ResidentEntryBytes(uintptr_t start, size_t bytes) const {
   size_t resident = 0;
   for (uintptr_t a = RoundDown(start, kEntryPageSpan); a < start + bytes; a += kEntryPageSpan) {
-    Span** leaf = root_[a >> kLeafShift].load(std::memory_order_acquire);
-    if (leaf == nullptr) continue;
-    void* page = &leaf[(a >> kPageShift) & (kLeafEntries - 1)];
+    if (!HasLeaf(a)) continue;
+    void* page = EntryOf(a);
     unsigned char in_core = 0;
     if (mincore(page, kPageSize, &in_core) == 0 && (in_core & 1)) resident += kPageSize;
   }
@@ -108,21 +112,23 @@ size_t PageMap::ResidentEntryBytes(uintptr_t start, size_t bytes) const {
 }
 
 size_t PageMap::ResidentBytes() const {
-  constexpr size_t kLeafBytes = kLeafEntries * sizeof(Span*);
+  constexpr size_t kLeafBytes = kLeafEntries * sizeof(uintptr_t);
   constexpr size_t kRootPageEntries = kPageSize / sizeof(root_[0]);
   static_assert(sizeof(root_) % kPageSize == 0, "the root table is whole pages");
   // Only the root table's resident pages are read: reading the rest (1 MiB
   // of .bss, mostly never written) would make it resident. A page with a
   // leaf was written, so it is resident unless swapped out (not counted).
   unsigned char root_in_core[sizeof(root_) / kPageSize];
-  if (mincore(const_cast<std::atomic<Span**>*>(root_), sizeof(root_), root_in_core) != 0) return 0;
+  if (mincore(const_cast<std::atomic<uintptr_t>*>(root_), sizeof(root_), root_in_core) != 0) return 0;
   unsigned char in_core[kLeafBytes / kPageSize];
   size_t resident = 0;
   for (size_t page = 0; page < sizeof(root_) / kPageSize; page++) {
     if ((root_in_core[page] & 1) == 0) continue;
     for (size_t i = page * kRootPageEntries; i < (page + 1) * kRootPageEntries; i++) {
-      Span** leaf = root_[i].load(std::memory_order_acquire);
-      if (leaf == nullptr || mincore(leaf, kLeafBytes, in_core) != 0) continue;
+      uintptr_t offset = root_[i].load(std::memory_order_acquire);
+      if (offset == 0) continue;
+      void* leaf = reinterpret_cast<void*>(reinterpret_cast<uintptr_t>(empty_leaf_) + offset);
+      if (mincore(leaf, kLeafBytes, in_core) != 0) continue;
       for (unsigned char v : in_core) resident += (v & 1) ? kPageSize : 0;
     }
   }

@@ -1,7 +1,7 @@
 // PageMap: address -> Span in O(1) for every page of every partition, which
 // also answers "is this pointer NitroHeap's?". Two levels: a static root of
-// 2^17 entries (one per GiB of address space) and 2 MiB leaves of 2^18 Span
-// pointers, reserved lazily and backed by memory only where used.
+// 2^17 entries (one per GiB of address space) and 2 MiB leaves of 2^18 span
+// entries, reserved lazily and backed by memory only where used.
 //
 // Entries are read without a lock (relaxed atomics): a pointer being freed was
 // published to the freeing thread by the program's own synchronization.
@@ -24,26 +24,45 @@ class PageMap {
   static constexpr size_t kRootEntries = size_t{1} << (kAddressBits - kLeafShift);
   static constexpr size_t kLeafEntries = size_t{1} << (kLeafShift - kPageShift);
 
+  // The span of the page holding p, or nullptr when NitroHeap has none there.
   NITRO_ALWAYS_INLINE Span* Get(const void* p) const {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
     if (NITRO_UNLIKELY(a >> kAddressBits)) return nullptr;
-    Span** leaf = root_[a >> kLeafShift].load(std::memory_order_relaxed);
-    if (NITRO_UNLIKELY(leaf == nullptr)) return nullptr;
-    return __atomic_load_n(&leaf[(a >> kPageShift) & (kLeafEntries - 1)], __ATOMIC_RELAXED);
+    uintptr_t entry = LoadEntry(a);
+    return entry == 0 ? nullptr : Decode(entry);
   }
 
-  // Get for the free fast paths (core/heap.h), without Get's test of the
-  // address bits above kAddressBits: they are masked off the root index
-  // instead, so a pointer at or above 2^kAddressBits finds the span of some
-  // lower address. Only for callers that then check the pointer against
-  // the span so that such a pointer fails (FastFreeObject: p - start must
-  // be below 2^39, and for it p - start is at least 2^46).
+  // Get for the fast paths of free, realloc and malloc_usable_size
+  // (core/heap.h), with neither of Get's tests: never nullptr. An address
+  // with no span (no leaf for its GiB, or no entry in the leaf) gets
+  // none(), a span of zeros, whose every fast check fails (its span word
+  // matches no cache, its class is 0, its index bound 0), so such a pointer
+  // reaches the caller's slow path, which looks it up again with Get. The
+  // address bits above kAddressBits are masked off the root index, so a
+  // pointer at or above 2^kAddressBits finds the span of some lower
+  // address: only for callers that then check the pointer against the span
+  // so that such a pointer fails (FastFreeObject: p - start must be below
+  // 2^39, and for it p - start is at least 2^46).
+  //
+  // Why no tests: entries are stored as offsets from this object, whose
+  // address the lookup holds anyway (the root is inside it). A root entry
+  // is its leaf's offset from empty_leaf_ (0: the empty leaf, whose entries
+  // are all 0), a leaf entry its span's offset from none_ (0: none_). Two
+  // adds replace two compare-and-branch pairs (free: 49 instructions to 47).
   NITRO_ALWAYS_INLINE Span* GetUnlessFar(const void* p) const {
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
-    Span** leaf = root_[(a >> kLeafShift) & (kRootEntries - 1)].load(std::memory_order_relaxed);
-    if (NITRO_UNLIKELY(leaf == nullptr)) return nullptr;
-    return __atomic_load_n(&leaf[(a >> kPageShift) & (kLeafEntries - 1)], __ATOMIC_RELAXED);
+    uintptr_t leaf = reinterpret_cast<uintptr_t>(this) +
+                     root_[(a >> kLeafShift) & (kRootEntries - 1)].load(std::memory_order_relaxed);
+    // The leaf's address as one register, then the entry by a scaled index
+    // with empty_leaf_'s offset as the displacement: left to itself GCC
+    // adds the three terms with two adds (objdump of free).
+    asm("" : "+r"(leaf));
+    const uintptr_t* e = reinterpret_cast<const uintptr_t*>(leaf + kEmptyLeafOffset) +
+                         ((a >> kPageShift) & (kLeafEntries - 1));
+    return Decode(__atomic_load_n(e, __ATOMIC_RELAXED));
   }
+  // The span GetUnlessFar gives for an address that has none.
+  const Span* none() const { return reinterpret_cast<const Span*>(none_); }
   // Makes sure leaves exist for [start, start + bytes). False when the kernel
   // refuses memory for a leaf.
   bool Ensure(uintptr_t start, size_t bytes);
@@ -67,13 +86,40 @@ class PageMap {
   // Resident bytes of every leaf (mincore; statistics).
   size_t ResidentBytes() const;
   // Bytes of address space whose entries fill one page of a leaf.
-  static constexpr size_t kEntryPageSpan = (kPageSize / sizeof(Span*)) << kPageShift;
-  // Held while a leaf is made. Kept outside the (zero-initialized, 1 MiB)
-  // root table, so that the table stays in .bss.
+  static constexpr size_t kEntryPageSpan = (kPageSize / sizeof(uintptr_t)) << kPageShift;
+  // Held while a leaf is made. Kept outside the (zero-initialized) object,
+  // so that it stays in .bss.
   static SpinLock& lock();
 
  private:
-  alignas(kPageSize) std::atomic<Span**> root_[kRootEntries] = {};  // whole pages: ResidentBytes
+  NITRO_ALWAYS_INLINE Span* Decode(uintptr_t entry) const {
+    return reinterpret_cast<Span*>(reinterpret_cast<uintptr_t>(none_) + entry);
+  }
+  uintptr_t Encode(const Span* span) const {
+    return span == nullptr ? 0 : reinterpret_cast<uintptr_t>(span) - reinterpret_cast<uintptr_t>(none_);
+  }
+  // The leaf of address a's GiB (empty_leaf_ when it has none).
+  uintptr_t* LeafOf(uintptr_t a) const {
+    return reinterpret_cast<uintptr_t*>(reinterpret_cast<uintptr_t>(empty_leaf_) +
+                                        root_[a >> kLeafShift].load(std::memory_order_acquire));
+  }
+  // The entry of address a's page in the leaf of its GiB, which must exist.
+  uintptr_t* EntryOf(uintptr_t a) const;
+  bool HasLeaf(uintptr_t a) const { return root_[a >> kLeafShift].load(std::memory_order_acquire) != 0; }
+  uintptr_t LoadEntry(uintptr_t a) const {
+    return __atomic_load_n(LeafOf(a) + ((a >> kPageShift) & (kLeafEntries - 1)), __ATOMIC_RELAXED);
+  }
+
+  // First, at the object's address, which the lookup holds: no
+  // displacement to add.
+  alignas(kPageSize) std::atomic<uintptr_t> root_[kRootEntries] = {};  // whole pages: ResidentBytes
+  // Zeros, never written: the span of no address (none()), and the leaf of
+  // every GiB without one of its own. Only read, by lookups of foreign
+  // pointers, so they cost address space, not memory (a read maps the
+  // kernel's zero page).
+  alignas(kPageSize) unsigned char none_[sizeof(Span)] = {};
+  alignas(kPageSize) uintptr_t empty_leaf_[kLeafEntries] = {};
+  static constexpr uintptr_t kEmptyLeafOffset = sizeof(root_) + RoundUp(sizeof(none_), kPageSize);
 };
 
 // Constant-initialized, so usable from the very first malloc, before any

@@ -39,6 +39,37 @@ TEST_F(PageMapTest, UnmappedAndNonCanonicalAddressesHaveNoSpan) {
   EXPECT_EQ(map_->Get(Addr(0xffffffffffff0000)), nullptr);
 }
 
+// The fast paths' lookup has no test of its own: an address without a
+// span (no leaf for its GiB, or no entry in the leaf) gets none(), a span
+// on which every fast-path check fails, and a set entry its span, far
+// addresses included (they find a lower address's, which FastFreeObject
+// then refuses: fast_path_test).
+TEST_F(PageMapTest, FastLookupGivesTheSpanOrNone) {
+  const Span* none = map_->none();
+  EXPECT_EQ(none->FastFreeClass(), 0);
+  EXPECT_EQ(none->FastFreeWordOf(), 0u);
+  EXPECT_EQ(none->index_bound, 0u);
+  EXPECT_EQ(none->requested_sizes, nullptr);
+  EXPECT_EQ(map_->GetUnlessFar(nullptr), none);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(0x7f0000001000)), none);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(~uintptr_t{0})), none);
+  const uintptr_t start = 0x7f1234560000;
+  ASSERT_TRUE(map_->Ensure(start, 4 * kPageSize));
+  EXPECT_EQ(map_->GetUnlessFar(Addr(start)), none);  // a leaf, no entry yet
+  map_->Set(start + kPageSize, 2, &a_);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(start)), none);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(start + kPageSize + 5)), &a_);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(start + 3 * kPageSize - 1)), &a_);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(start + 3 * kPageSize)), none);
+  EXPECT_EQ(map_->GetUnlessFar(Addr((uintptr_t{1} << kAddressBits) + start + kPageSize)), &a_);
+  map_->Set(start + kPageSize, 2, nullptr);
+  EXPECT_EQ(map_->GetUnlessFar(Addr(start + kPageSize)), none);
+  EXPECT_EQ(map_->Get(Addr(start + kPageSize)), nullptr);
+  // The global map's none() stays zero: nothing ever writes it.
+  EXPECT_EQ(GlobalPageMap().none()->FastFreeWordOf(), 0u);
+  EXPECT_EQ(GlobalPageMap().none()->index_bound, 0u);
+}
+
 TEST_F(PageMapTest, EnsureRefusesRangesBeyondTheAddressSpace) {
   EXPECT_FALSE(map_->Ensure((uintptr_t{1} << kAddressBits) - kPageSize, 2 * kPageSize));
   EXPECT_FALSE(map_->Ensure(uintptr_t{1} << kAddressBits, kPageSize));
