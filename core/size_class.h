@@ -69,6 +69,9 @@ NITRO_ALWAYS_INLINE constexpr uint64_t ExactIndex(uint64_t off, uint64_t inverse
   return (x >> shift) | (x << ((64 - shift) & 63));
 }
 
+// The most objects of one class a thread cache keeps (SizeClassInfo::cache_max).
+inline constexpr uint32_t kMostCachedObjects = 512;
+
 class SizeClassMap {
  public:
   constexpr SizeClassMap() : info_(), index_(), magazine_offset_() {
@@ -138,7 +141,7 @@ class SizeClassMap {
     uint32_t batch = static_cast<uint32_t>(64 * 1024 / size);
     batch = batch < 2 ? 2 : (batch > 32 ? 32 : batch);
     uint32_t cache_max = static_cast<uint32_t>(256 * 1024 / size);
-    cache_max = cache_max > 512 ? 512 : cache_max;
+    cache_max = cache_max > kMostCachedObjects ? kMostCachedObjects : cache_max;
     if (cache_max < batch) cache_max = batch;
     uint64_t magic = ((uint64_t{1} << kMagicShift) + size - 1) / size;
     uint32_t shift = 0;

@@ -237,14 +237,7 @@ class ThreadCache {
   // outside strict mode, and top on the null entry in it).
   uint32_t ListCount(int cls) const {
     if (is_sentinel()) return 0;  // no stacks: stack_ is null, top the shared null entry
-    const Magazine& m = mags_[cls];
-    // The owner moves a growing stack once (GrowStack: stack_ first, then
-    // top); a reader that sees one move and not the other gets a count
-    // outside the stack's room and counts the stack as empty this once.
-    intptr_t stacked = __atomic_load_n(&m.top, __ATOMIC_RELAXED) - __atomic_load_n(&stack_[cls], __ATOMIC_RELAXED);
-    if (stacked < 0 || stacked > static_cast<intptr_t>(kSizeClasses.info(cls).cache_max)) stacked = 0;
-    return static_cast<uint32_t>(stacked) + __atomic_load_n(&m.strict_count, __ATOMIC_RELAXED) +
-           __atomic_load_n(&m.held, __ATOMIC_RELAXED);
+    return HeldCount(cls);
   }
 
   // quarantine_bytes sets each class's depth; strict routes every call to
@@ -441,6 +434,19 @@ class ThreadCache {
   // Flush moves it back).
   uint64_t in_grow_store_[kMayHoldWords] = {};
   // f(cls) for each class whose bit is set in `bits` (may_hold_, refilled_).
+  // ListCount of a cache that is not the sentinel. The owner moves a
+  // growing stack once (GrowStack: stack_ first, then top); a reader on
+  // another thread that sees one move and not the other gets a count
+  // outside any stack's room and counts the stack as empty this once.
+  NITRO_ALWAYS_INLINE uint32_t HeldCount(int cls) const {
+    const Magazine& m = mags_[cls];
+    uintptr_t stacked = (__atomic_load_n(reinterpret_cast<const uintptr_t*>(&m.top), __ATOMIC_RELAXED) -
+                         __atomic_load_n(reinterpret_cast<const uintptr_t*>(&stack_[cls]), __ATOMIC_RELAXED)) /
+                        sizeof(Entry);
+    if (stacked > kMostCachedObjects) stacked = 0;
+    return static_cast<uint32_t>(stacked) + __atomic_load_n(&m.strict_count, __ATOMIC_RELAXED) +
+           __atomic_load_n(&m.held, __ATOMIC_RELAXED);
+  }
   template <typename F>
   static void ForEachClassIn(const uint64_t (&bits)[kMayHoldWords], F f) {
     for (size_t w = 0; w < kMayHoldWords; w++) {
