@@ -436,8 +436,10 @@ class ThreadCache {
   // f(cls) for each class whose bit is set in `bits` (may_hold_, refilled_).
   // ListCount of a cache that is not the sentinel. The owner moves a
   // growing stack once (GrowStack: stack_ first, then top); a reader on
-  // another thread that sees one move and not the other gets a count
-  // outside any stack's room and counts the stack as empty this once.
+  // another thread that sees one move and not the other gets the distance
+  // between the old room and the new one, which is almost always beyond
+  // any stack's room (kMostCachedObjects entries): it counts the stack as
+  // empty this once (statistics read a transient value either way).
   NITRO_ALWAYS_INLINE uint32_t HeldCount(int cls) const {
     const Magazine& m = mags_[cls];
     uintptr_t stacked = (__atomic_load_n(reinterpret_cast<const uintptr_t*>(&m.top), __ATOMIC_RELAXED) -
