@@ -11,6 +11,9 @@
 #            [--bin PATH] [--nitroheap-so PATH] [--api API]
 # API (fastpath_pairs' third argument): malloc (default, every allocator),
 # fresh (every allocator: N mallocs then N frees, objects new from fresh slabs),
+# usable, aligned, sized-delete, aligned-new (every allocator: a pair with
+# malloc_usable_size, aligned_alloc(64), C++ sized delete, aligned new and
+# sized aligned delete),
 # or NitroHeap's partition, partition-trait, mallocx, mallocx-trait
 # (NitroHeap only; mallocx also jemalloc).
 # Output: a table, and one machine-readable line per allocator:
@@ -45,7 +48,7 @@ fi
 LIB=/usr/lib/x86_64-linux-gnu
 ALLOCATORS="glibc: nitroheap:$SO mimalloc:$LIB/libmimalloc.so.2 jemalloc:$LIB/libjemalloc.so.2 tcmalloc:$LIB/libtcmalloc_minimal.so.4"
 case "$API" in
-  malloc|fresh) ;;
+  malloc|fresh|usable|aligned|sized-delete|aligned-new) ;;
   mallocx) ALLOCATORS="nitroheap:$SO jemalloc:$LIB/libjemalloc.so.2" ;;
   *) ALLOCATORS="nitroheap:$SO" ;;
 esac

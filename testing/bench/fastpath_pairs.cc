@@ -12,14 +12,23 @@
 // names), mallocx-trait
 // (mallocx/dallocx with NITRO_TRAIT_LOW_LATENCY), mallocx (flags 0), or
 // fresh (N mallocs, then N frees: every object is new, carved out of a
-// fresh slab, so the count is the cost of a pair that starts a slab's life).
+// fresh slab, so the count is the cost of a pair that starts a slab's life),
+// or, under every allocator, the entry points beside malloc and free that
+// programs call on their hot paths: usable (malloc, malloc_usable_size,
+// free: redis counts its memory so on every allocation and free), aligned
+// (aligned_alloc(64, SIZE) and free), sized-delete (operator new and the
+// sized operator delete C++14 compilers call) and aligned-new (operator
+// new with std::align_val_t(32) and the sized aligned delete).
 // NitroHeap's functions are looked up at run time, so the program still
 // runs under other allocators for the malloc API.
 #include <dlfcn.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
+
+#include <new>
 
 int main(int argc, char** argv) {
   if (argc < 2) {
@@ -105,8 +114,43 @@ int main(int argc, char** argv) {
       sum += static_cast<unsigned char>(p[0]);
       dx(p, flags);
     }
+  } else if (strcmp(api, "usable") == 0) {
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(malloc(size));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      sum += static_cast<unsigned char>(p[0]) + static_cast<unsigned>(malloc_usable_size(p));
+      free(p);
+    }
+  } else if (strcmp(api, "aligned") == 0) {
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(aligned_alloc(64, size));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      sum += static_cast<unsigned char>(p[0]);
+      free(p);
+    }
+  } else if (strcmp(api, "sized-delete") == 0) {
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(::operator new(size));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      sum += static_cast<unsigned char>(p[0]);
+      ::operator delete(p, size);
+    }
+  } else if (strcmp(api, "aligned-new") == 0) {
+    for (long i = 0; i < n; i++) {
+      char* p = static_cast<char*>(::operator new(size, std::align_val_t(32)));
+      p[0] = static_cast<char>(i);
+      asm volatile("" : : "r"(p) : "memory");
+      sum += static_cast<unsigned char>(p[0]);
+      ::operator delete(p, size, std::align_val_t(32));
+    }
   } else {
-    fprintf(stderr, "fastpath_pairs: unknown API %s (malloc, fresh, partition, partition-trait, mallocx, mallocx-trait)\n", api);
+    fprintf(stderr,
+            "fastpath_pairs: unknown API %s (malloc, fresh, partition, partition-trait, mallocx, "
+            "mallocx-trait, usable, aligned, sized-delete, aligned-new)\n",
+            api);
     return 2;
   }
   Dl_info info;

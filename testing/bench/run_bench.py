@@ -712,8 +712,10 @@ def main():
     if not args.no_callgrind and paths.get("fastpath_pairs"):
         log("== callgrind fast path")
         callgrind = run_callgrind(paths, args.quick, 600)
-        # The same pair through a partition and the jemalloc-style API.
-        for api in ("partition", "partition-trait", "mallocx", "mallocx-trait"):
+        # The same pair through a partition and the jemalloc-style API, and
+        # the other entry points programs use on hot paths (every allocator).
+        for api in ("partition", "partition-trait", "mallocx", "mallocx-trait", "usable", "aligned",
+                    "sized-delete", "aligned-new"):
             extra = run_callgrind(paths, args.quick, 600, api)
             if callgrind[0] is not None and extra[0] is not None:
                 callgrind[0].extend(extra[0])
@@ -1140,7 +1142,11 @@ def main():
                        "`partition` is nitro_partition_malloc/free in a partition of its own, `partition-trait` "
                        "the same in nitro_partition_for_traits(NITRO_TRAIT_LOW_LATENCY), "
                        "`mallocx` mallocx/dallocx with flags 0, `mallocx-trait` with "
-                       "NITRO_TRAIT_LOW_LATENCY.\n")
+                       "NITRO_TRAIT_LOW_LATENCY; under every allocator, `usable` adds a "
+                       "malloc_usable_size call to the pair (redis makes one per allocation and per free), "
+                       "`aligned` is aligned_alloc(64)/free, `sized-delete` operator new and the sized "
+                       "operator delete, `aligned-new` operator new(std::align_val_t(32)) and the sized "
+                       "aligned delete.\n")
             staged = {paths["nitroheap_so"]: args.nitroheap_so}
             out.append(md_table(["allocator", "instructions / pair", "N", "malloc from"],
                                 [(r[0], r[1], r[2], "`%s`" % display_path(staged.get(r[3], r[3])))
