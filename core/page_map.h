@@ -62,7 +62,7 @@ class PageMap {
     return Decode(__atomic_load_n(e, __ATOMIC_RELAXED));
   }
   // The span GetUnlessFar gives for an address that has none.
-  const Span* none() const { return reinterpret_cast<const Span*>(none_); }
+  const Span* none() const { return &none_; }
   // Makes sure leaves exist for [start, start + bytes). False when the kernel
   // refuses memory for a leaf.
   bool Ensure(uintptr_t start, size_t bytes);
@@ -93,10 +93,10 @@ class PageMap {
 
  private:
   NITRO_ALWAYS_INLINE Span* Decode(uintptr_t entry) const {
-    return reinterpret_cast<Span*>(reinterpret_cast<uintptr_t>(none_) + entry);
+    return reinterpret_cast<Span*>(reinterpret_cast<uintptr_t>(&none_) + entry);
   }
   uintptr_t Encode(const Span* span) const {
-    return span == nullptr ? 0 : reinterpret_cast<uintptr_t>(span) - reinterpret_cast<uintptr_t>(none_);
+    return span == nullptr ? 0 : reinterpret_cast<uintptr_t>(span) - reinterpret_cast<uintptr_t>(&none_);
   }
   // The leaf of address a's GiB (empty_leaf_ when it has none).
   uintptr_t* LeafOf(uintptr_t a) const {
@@ -117,7 +117,7 @@ class PageMap {
   // every GiB without one of its own. Only read, by lookups of foreign
   // pointers, so they cost address space, not memory (a read maps the
   // kernel's zero page).
-  alignas(kPageSize) unsigned char none_[sizeof(Span)] = {};
+  alignas(kPageSize) Span none_ = {};
   alignas(kPageSize) uintptr_t empty_leaf_[kLeafEntries] = {};
   static constexpr uintptr_t kEmptyLeafOffset = sizeof(root_) + RoundUp(sizeof(none_), kPageSize);
 };
