@@ -285,6 +285,29 @@ TEST(Conformance, OperatorNewFamily) {
   std::set_new_handler(nullptr);
 }
 
+// An alignment that is not a power of two is refused, as libstdc++'s own
+// aligned new refuses it: bad_alloc or nullptr, and the new-handler is not
+// called (no retry could satisfy it). Powers of two up to and past the page
+// size still work.
+TEST(Conformance, AlignedNewRefusesAnAlignmentThatIsNotAPowerOfTwo) {
+  g_handler_calls = 0;
+  std::set_new_handler(Handler);
+  for (size_t align : {size_t{3}, size_t{24}, size_t{48}, size_t{96}, size_t{4097}}) {
+    std::align_val_t al{Opaque(align)};
+    EXPECT_THROW(::operator new(10, al), std::bad_alloc) << align;
+    EXPECT_THROW(::operator new[](10, al), std::bad_alloc) << align;
+    EXPECT_EQ(::operator new(10, al, std::nothrow), nullptr) << align;
+    EXPECT_EQ(::operator new[](10, al, std::nothrow), nullptr) << align;
+  }
+  EXPECT_EQ(g_handler_calls, 0);
+  std::set_new_handler(nullptr);
+  for (size_t align : {size_t{32}, size_t{4096}, size_t{8192}}) {
+    void* p = ::operator new(10, std::align_val_t(align));
+    EXPECT_TRUE(Aligned(p, align)) << align;
+    ::operator delete(p, 10, std::align_val_t(align));
+  }
+}
+
 // libstdc++'s nothrow new returns nullptr when the new-handler throws
 // bad_alloc; so must NitroHeap's (it used to terminate the program).
 TEST(Conformance, NothrowNewWithAThrowingHandlerReturnsNull) {

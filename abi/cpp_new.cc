@@ -58,15 +58,7 @@ Runtime GetRuntime() {
                  g_nothrow_aligned_new.load(std::memory_order_relaxed)};
 }
 
-NITRO_NOINLINE void* NewSlow(size_t size, size_t align) {
-  Runtime rt = GetRuntime();
-  for (;;) {
-    void* p = nitro::Allocate(size, align, false);
-    if (p != nullptr) return p;
-    std::new_handler handler = rt.get_handler != nullptr ? rt.get_handler() : nullptr;
-    if (handler == nullptr) break;
-    handler();  // may throw: that is the caller's exception
-  }
+[[noreturn]] void FailNew(const Runtime& rt, size_t size) {
   if (rt.throw_bad_alloc == nullptr) {
     nitro::Fatal("operator new(%zu) failed and the C++ runtime is not loaded", size);
   }
@@ -74,7 +66,27 @@ NITRO_NOINLINE void* NewSlow(size_t size, size_t align) {
   __builtin_unreachable();
 }
 
+// An alignment that is not a power of two (undefined in C++; no compiler
+// makes one) is refused as libstdc++'s own aligned new refuses it:
+// bad_alloc from the throwing forms, nullptr from the nothrow ones, and no
+// new-handler, since no retry can satisfy it. align 0: the natural one.
+bool RefusedAlignment(size_t align) { return align != 0 && !nitro::IsPowerOfTwo(align); }
+
+NITRO_NOINLINE void* NewSlow(size_t size, size_t align) {
+  Runtime rt = GetRuntime();
+  if (RefusedAlignment(align)) FailNew(rt, size);
+  for (;;) {
+    void* p = nitro::Allocate(size, align, false);
+    if (p != nullptr) return p;
+    std::new_handler handler = rt.get_handler != nullptr ? rt.get_handler() : nullptr;
+    if (handler == nullptr) break;
+    handler();  // may throw: that is the caller's exception
+  }
+  FailNew(rt, size);
+}
+
 NITRO_NOINLINE void* NewNothrowSlow(size_t size, size_t align) {
+  if (RefusedAlignment(align)) return nullptr;
   void* p = nitro::Allocate(size, align, false);
   if (p != nullptr) return p;
   Runtime rt = GetRuntime();
@@ -102,8 +114,7 @@ NITRO_ALWAYS_INLINE void* NewNothrow(size_t size) noexcept {
 }
 
 // Aligned new: the aligned fast path for an alignment that is a power of
-// two (every one a compiler makes); anything else goes to the slow forms
-// as before.
+// two (every one a compiler makes); the slow forms refuse any other.
 NITRO_ALWAYS_INLINE void* NewAligned(size_t size, size_t align) {
   if (NITRO_LIKELY(nitro::IsPowerOfTwo(align))) {
     void* p = nitro::Allocate(size, align, false);
