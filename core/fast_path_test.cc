@@ -213,6 +213,61 @@ TEST(FastFree, MagazineIsThatOfTheSpansPartitionWhateverMallocsCache) {
   DestroyPartition(p);
 }
 
+// Free addresses the magazine with the page map's guess (PageMap::ClassHint)
+// only when the span word confirms it: whatever guess a page has (every
+// value the map may hold: an offset below kFastFreeSpan), an object goes to
+// its own class's magazine in its own partition's cache, the guess is then
+// right, and a span with a flight-recorder sample takes the slow path even
+// under the guess its class would give.
+TEST(FastFree, AGuessNeverPicksTheMagazineTheSpanWordDoesNotConfirm) {
+  EnsureStarted();
+  Partition* p = CreatePartition("fast-free-guess", DefaultPolicy());
+  ASSERT_NE(p, nullptr);
+  void* d = Malloc(200);
+  void* a = PartitionMalloc(p, 200);
+  ASSERT_NE(d, nullptr);
+  ASSERT_NE(a, nullptr);
+  const int cls = kSizeClasses.ClassFor(200);
+  const uint64_t right = uint64_t{kMagazineBytes} * (cls - 1);
+  ThreadCache* dc = tls_caches.by_slot[DefaultPartition()->id()];
+  ThreadCache* pc = tls_caches.by_slot[p->id()];
+  ASSERT_EQ(tls_cache, dc);
+  for (auto [object, owner] : {std::pair{d, dc}, std::pair{a, pc}}) {
+    Span* s = GlobalPageMap().Get(object);
+    ASSERT_NE(s, nullptr);
+    for (uint64_t guess = 0; guess < kFastFreeSpan; guess += 8) {
+      GlobalPageMap().SetClassHint(object, guess);
+      uint64_t mag_offset = ~uint64_t{0};
+      uint8_t* flag = nullptr;
+      ASSERT_EQ(FastFreeMagazine(object, s, &mag_offset, &flag), &owner->MagAtOffset(uintptr_t{kMagazineBytes} * cls))
+          << "guess " << guess;
+      ASSERT_EQ(mag_offset, right) << "guess " << guess;
+      ASSERT_EQ(flag, s->FreeFlag(object));
+      if (owner == dc) {
+        EXPECT_EQ(GlobalPageMap().ClassHint(object), right) << "corrected";
+      }
+    }
+    // A sampled span: its word is its class's offset plus kRecordedUnit.
+    __atomic_fetch_add(&s->fast_free, kRecordedUnit, __ATOMIC_ACQ_REL);
+    for (uint64_t guess = 0; guess < kFastFreeSpan; guess += 64) {
+      GlobalPageMap().SetClassHint(object, guess);
+      uint64_t mag_offset = 0;
+      uint8_t* flag = nullptr;
+      EXPECT_EQ(FastFreeMagazine(object, s, &mag_offset, &flag), nullptr) << "guess " << guess;
+    }
+    __atomic_fetch_sub(&s->fast_free, kRecordedUnit, __ATOMIC_ACQ_REL);
+  }
+  // And through free itself: each object lands in its own cache.
+  uint64_t in_default = dc->cached_objects(cls), in_p = pc->cached_objects(cls);
+  GlobalPageMap().SetClassHint(d, right + kMagazineBytes);
+  GlobalPageMap().SetClassHint(a, right);
+  Free(d);
+  Free(a);
+  EXPECT_EQ(dc->cached_objects(cls), in_default + 1);
+  EXPECT_EQ(pc->cached_objects(cls), in_p + 1);
+  DestroyPartition(p);
+}
+
 TEST(FastFree, FlagSetReadsTheFlag) {
   uint8_t flags[3] = {0, 1, 0};
   EXPECT_FALSE(FlagSet(&flags[0]));

@@ -10,6 +10,7 @@ namespace nitro {
 bool PageMap::Ensure(uintptr_t start, size_t bytes) {
   static_assert(offsetof(PageMap, empty_leaf_) == kEmptyLeafOffset, "GetUnlessFar finds the empty leaf there");
   static_assert(offsetof(PageMap, root_) == 0, "GetUnlessFar reads the root at the object's address");
+  static_assert(offsetof(PageMap, class_hint_) == kClassHintOffset, "ClassHint reads its guesses there");
   uintptr_t first = start >> kLeafShift;
   uintptr_t last = (start + bytes - 1) >> kLeafShift;
   if ((start + bytes - 1) >> kAddressBits) return false;
@@ -62,6 +63,7 @@ void PageMap::SetEndsOnly(Span* span) {
 }
 
 void PageMap::Clear(uintptr_t first, uintptr_t last) {
+  const uintptr_t start = first;
   while (first < last) {
     // One leaf at a time: [first, stop) lies in one leaf.
     uintptr_t leaf_end = (first | ((uintptr_t{1} << kLeafShift) - 1)) + 1;
@@ -85,11 +87,34 @@ void PageMap::Clear(uintptr_t first, uintptr_t last) {
     }
     first = stop;
   }
+  ReleaseHints(start, last);
+}
+
+void PageMap::ReleaseHints(uintptr_t first, uintptr_t last) {
+  first = RoundUp(first, kHintPageSpan);
+  last = RoundDown(last, kHintPageSpan);
+  if (first >= last) return;
+  // The table covers 1 GiB of pages: a range of a GiB or more covers all of it.
+  if (last - first >= (uintptr_t{1} << kLeafShift)) {
+    os::Release(class_hint_, sizeof(class_hint_));
+    return;
+  }
+  constexpr uintptr_t kHintMask = sizeof(class_hint_) - 1;
+  uintptr_t lo = ((first >> kPageShift) * sizeof(uint16_t)) & kHintMask;
+  uintptr_t hi = ((last >> kPageShift) * sizeof(uint16_t)) & kHintMask;
+  char* base = reinterpret_cast<char*>(class_hint_);
+  if (lo < hi) {
+    os::Release(base + lo, hi - lo);
+  } else {  // wraps around the table's end
+    os::Release(base + lo, sizeof(class_hint_) - lo);
+    if (hi > 0) os::Release(base, hi);
+  }
 }
 
 void PageMap::ReleaseClear(uintptr_t first, uintptr_t last) {
   // Whole pages of entries only: the entries of a page partly outside the
   // range may be set, and reading one of a returned page would fault it in.
+  ReleaseHints(first, last);
   first = RoundUp(first, kEntryPageSpan);
   last = RoundDown(last, kEntryPageSpan);
   while (first < last) {
@@ -122,6 +147,10 @@ size_t PageMap::ResidentBytes() const {
   if (mincore(const_cast<std::atomic<uintptr_t>*>(root_), sizeof(root_), root_in_core) != 0) return 0;
   unsigned char in_core[kLeafBytes / kPageSize];
   size_t resident = 0;
+  static_assert(sizeof(class_hint_) <= kLeafBytes, "in_core covers the guesses too");
+  if (mincore(const_cast<uint16_t*>(class_hint_), sizeof(class_hint_), in_core) == 0) {
+    for (size_t page = 0; page < sizeof(class_hint_) / kPageSize; page++) resident += (in_core[page] & 1) ? kPageSize : 0;
+  }
   for (size_t page = 0; page < sizeof(root_) / kPageSize; page++) {
     if ((root_in_core[page] & 1) == 0) continue;
     for (size_t i = page * kRootPageEntries; i < (page + 1) * kRootPageEntries; i++) {

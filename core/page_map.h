@@ -63,6 +63,43 @@ class PageMap {
   }
   // The span GetUnlessFar gives for an address that has none.
   const Span* none() const { return &none_; }
+
+  // A guess at the magazine offset (Span::fast_free less the cache's base:
+  // core/heap.h, FastFreeCache) of the slab holding p, read with no other
+  // load before it: free addresses the magazine with the guess, so the
+  // magazine's address does not wait for the page map's two loads and the
+  // span's (the loop-carried path of a malloc/free loop: the next malloc
+  // of the class loads what this free stores there), and checks the guess
+  // against the span's word on the side. Any value is safe: only a guess
+  // equal to the span word's offset is used, and every value stored is an
+  // offset below kFastFreeSpan. One entry per page number modulo
+  // kLeafEntries, shared by the pages 1 GiB apart; a free whose guess is
+  // wrong (another class or partition used the page since, a page 1 GiB
+  // away, a page of hints returned to the kernel) sets it. Never written
+  // for spans that are not a thread cache's slabs.
+  NITRO_ALWAYS_INLINE uint64_t ClassHint(const void* p) const {
+    uintptr_t index = (reinterpret_cast<uintptr_t>(p) >> kPageShift) & (kLeafEntries - 1);
+#if defined(__x86_64__) && !defined(__SANITIZE_THREAD__)
+    // One load with the table's offset as the displacement, from the
+    // object's address that GetUnlessFar holds: GCC adds the offset to the
+    // index first (an instruction per free).
+    uint64_t guess;
+    asm("movzwl %c[off](%[map],%[index],2), %k[guess]"
+        : [guess] "=r"(guess)
+        : [map] "r"(this), [index] "r"(index), [off] "i"(kClassHintOffset), "m"(class_hint_));
+    return guess;
+#else
+    return __atomic_load_n(&class_hint_[index], __ATOMIC_RELAXED);
+#endif
+  }
+  void SetClassHint(const void* p, uint64_t mag_offset) {
+    // The index computed again, out of the compiler's sight: sharing the
+    // entry's address with ClassHint's load costs free's likely path an lea.
+    uintptr_t a = reinterpret_cast<uintptr_t>(p);
+    asm("" : "+r"(a));
+    __atomic_store_n(&class_hint_[(a >> kPageShift) & (kLeafEntries - 1)], static_cast<uint16_t>(mag_offset),
+                     __ATOMIC_RELAXED);
+  }
   // Makes sure leaves exist for [start, start + bytes). False when the kernel
   // refuses memory for a leaf.
   bool Ensure(uintptr_t start, size_t bytes);
@@ -87,6 +124,8 @@ class PageMap {
   size_t ResidentBytes() const;
   // Bytes of address space whose entries fill one page of a leaf.
   static constexpr size_t kEntryPageSpan = (kPageSize / sizeof(uintptr_t)) << kPageShift;
+  // Bytes of address space whose guesses (ClassHint) fill one page.
+  static constexpr size_t kHintPageSpan = (kPageSize / sizeof(uint16_t)) << kPageShift;
   // Held while a leaf is made. Kept outside the (zero-initialized) object,
   // so that it stays in .bss.
   static SpinLock& lock();
@@ -119,7 +158,15 @@ class PageMap {
   // kernel's zero page).
   alignas(kPageSize) Span none_ = {};
   alignas(kPageSize) uintptr_t empty_leaf_[kLeafEntries] = {};
+  // ClassHint's guesses, resident where written; returned to the kernel
+  // with the leaf pages of the pages they guess for (ReleaseHints).
+  alignas(kPageSize) uint16_t class_hint_[kLeafEntries] = {};
   static constexpr uintptr_t kEmptyLeafOffset = sizeof(root_) + RoundUp(sizeof(none_), kPageSize);
+  static constexpr uintptr_t kClassHintOffset = kEmptyLeafOffset + sizeof(empty_leaf_);
+  // Returns the pages of class_hint_ whose every guess is for a page of
+  // [first, last) (and the pages 1 GiB apart, whose frees then set theirs
+  // again).
+  void ReleaseHints(uintptr_t first, uintptr_t last);
 };
 
 // Constant-initialized, so usable from the very first malloc, before any

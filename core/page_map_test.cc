@@ -70,6 +70,44 @@ TEST_F(PageMapTest, FastLookupGivesTheSpanOrNone) {
   EXPECT_EQ(GlobalPageMap().none()->index_bound, 0u);
 }
 
+// Free's guesses (ClassHint): one per page number modulo a GiB of pages,
+// zero until set, returned to the kernel (zero again) with the entries of
+// a range that covers whole pages of guesses, and only then.
+TEST_F(PageMapTest, ClassGuessesArePerPageSharedAGibApartAndReturnedWithTheirRange) {
+  const uintptr_t start = 0x7f1234000000;  // 32 MiB aligned
+  EXPECT_EQ(map_->ClassHint(Addr(start)), 0u);
+  map_->SetClassHint(Addr(start + 5), 640);
+  map_->SetClassHint(Addr(start + kPageSize), 64);
+  EXPECT_EQ(map_->ClassHint(Addr(start)), 640u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + kPageSize - 1)), 640u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + kPageSize)), 64u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + 2 * kPageSize)), 0u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + kGiB)), 640u) << "pages a GiB apart share a guess";
+  EXPECT_EQ(map_->ClassHint(Addr(start - 3 * kGiB + kPageSize)), 64u);
+  const uintptr_t span = PageMap::kHintPageSpan;  // 8 MiB of address space a page of guesses
+  ASSERT_TRUE(map_->Ensure(start - span, 4 * span));
+  map_->SetClassHint(Addr(start + span), 128);
+  // Less than a page of guesses, or a range that only straddles one: kept.
+  map_->Clear(start, start + span - kPageSize);
+  map_->Clear(start - span / 2, start + span / 2);
+  EXPECT_EQ(map_->ClassHint(Addr(start)), 640u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + kPageSize)), 64u);
+  // The whole page: returned, and only that page.
+  map_->Clear(start, start + span);
+  EXPECT_EQ(map_->ClassHint(Addr(start)), 0u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + kPageSize)), 0u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + span)), 128u);
+  map_->SetClassHint(Addr(start), 192);
+  map_->ReleaseClear(start - span, start + span + kPageSize);
+  EXPECT_EQ(map_->ClassHint(Addr(start)), 0u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + span)), 128u);
+  // A range of a GiB or more covers every guess.
+  map_->SetClassHint(Addr(start + 3 * span), 256);
+  map_->ReleaseClear(start + 4 * kGiB, start + 5 * kGiB);
+  EXPECT_EQ(map_->ClassHint(Addr(start + span)), 0u);
+  EXPECT_EQ(map_->ClassHint(Addr(start + 3 * span)), 0u);
+}
+
 TEST_F(PageMapTest, EnsureRefusesRangesBeyondTheAddressSpace) {
   EXPECT_FALSE(map_->Ensure((uintptr_t{1} << kAddressBits) - kPageSize, 2 * kPageSize));
   EXPECT_FALSE(map_->Ensure(uintptr_t{1} << kAddressBits, kPageSize));
