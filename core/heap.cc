@@ -574,9 +574,18 @@ void FreeSlow(void* p) {
   }
   switch (s->state) {
     case SpanState::kGuarded: {
-      size_t size = g_pool.Free(s, p);
-      if (s->partition == g_default) CountOtherFreed(size);
+      // The span is read before the slot is given back: once Free returns,
+      // another thread's sample may take the slot and rewrite its span, so
+      // reading it then counted the freed bytes to the new owner's
+      // partition and could clear the new allocation's recorder sample
+      // (ThreadSanitizer, testing/stress:heap_lifecycle_stress_test).
+      // UsableSize reports every pointer that is not a live guarded
+      // allocation, as Free would, before the sample's mark is touched.
+      g_pool.UsableSize(s, p, "free");
+      Partition* owner = s->partition;
       RecordedFree(s, p);
+      size_t size = g_pool.Free(s, p);
+      if (owner == g_default) CountOtherFreed(size);
       return;
     }
     case SpanState::kZeroSize:
