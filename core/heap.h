@@ -179,9 +179,9 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 // The magazine's offset comes from the page map's guess (PageMap::ClassHint),
 // which needs no load before it, and the span word only checks the guess:
 // on the likely path the magazine's address waits for one load, not three
-// (a one-size malloc/free loop 6.9 -> 5.9 ns a pair, 16 sizes 13.1 -> 11.0;
-// docs/benchmarks.md). A wrong guess costs the same compare as before and
-// is corrected.
+// (a one-size malloc/free loop 7.0-7.3 -> 5.5-6.1 ns a pair, 16 sizes
+// 12.6-13.1 -> 10.4-10.7; docs/architecture.md, "Free's class guess"). A
+// wrong guess costs a mispredicted branch and a store, and is corrected.
 NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* mag_offset, uint8_t** free_flag) {
   ThreadCache* tc = tls_cache;
   uint64_t c = s->FastFreeWordOf() - tc->free_word_base();
@@ -488,7 +488,7 @@ struct HeapStats {
   size_t large_bytes;
   size_t metadata_bytes;         // mapped by the metadata arena (never returned)
   size_t span_descriptor_bytes;  // pages of span descriptors written and not returned
-  size_t page_map_bytes;         // resident pages of the page map's leaves (mincore)
+  size_t page_map_bytes;         // resident pages of the page map's leaves and free's class guesses (mincore)
   size_t partitions;
   size_t threads;
   size_t quarantine_bytes;       // large runs waiting before reuse

@@ -69,7 +69,7 @@ HeapStats GetHeapStats() {
   st.allocated_bytes = (small_object_bytes > held ? small_object_bytes - held : 0) + large_usable_bytes;
   st.metadata_bytes = MetaBytesMapped();
   st.span_descriptor_bytes = SpanPool().committed_bytes();
-  st.page_map_bytes = GlobalPageMap().ResidentBytes();
+  st.page_map_bytes = GlobalPageMap().ResidentBytes() + GlobalPageMap().HintResidentBytes();
   GuardedPool::Counts guarded = g_pool.counts();
   st.sampled_live = guarded.live;
   st.sampled_total = guarded.total;

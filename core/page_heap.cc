@@ -511,6 +511,12 @@ void PageHeap::ClearAround(Span* merged, uintptr_t junction) {
   uintptr_t lo = merged->start + kPageSize, hi = merged->end() - kPageSize;
   uintptr_t from = junction - PageMap::kEntryPageSpan, to = junction + PageMap::kEntryPageSpan;
   map.ReleaseClear(from > lo ? from : lo, to < hi ? to : hi);
+  // The same for free's class guesses, a page of which covers more (8 MiB):
+  // runs are released one by one, most smaller than that, so a page of
+  // guesses is covered whole only by a merge, at a junction within it.
+  from = junction - PageMap::kHintPageSpan;
+  to = junction + PageMap::kHintPageSpan;
+  map.ReleaseHints(from > lo ? from : lo, to < hi ? to : hi);
 }
 
 Span* PageHeap::Join(Span* left, Span* right) {

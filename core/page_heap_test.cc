@@ -716,6 +716,43 @@ TEST_F(PageHeapTest, FreedRunsReturnTheirSpanDescriptorsAndPageMapMemory) {
   EXPECT_LE(GlobalPageMap().ResidentBytes() + map_full - 2 * kPageSize, map_total_full);
 }
 
+// Free's class guesses (PageMap::ClassHint) go back to the kernel with the
+// memory they guess for, also when that memory was released in runs much
+// smaller than the 8 MiB a page of guesses covers, one at a time, and only
+// merged afterwards.
+TEST_F(PageHeapTest, ClassGuessesOfRunsReleasedOneByOneGoBackOnceTheRunsMerge) {
+  constexpr int kRuns = 3072;  // 16 KiB each: 48 MiB
+  std::vector<Span*> runs;
+  for (int i = 0; i < kRuns; i++) {
+    runs.push_back(heap().Allocate(4, 1, SpanState::kSlab));
+    ASSERT_NE(runs.back(), nullptr);
+    if (i > 0) {
+      ASSERT_EQ(runs[i - 1]->end(), runs[i]->start) << "contiguous runs";
+    }
+  }
+  Span* after = heap().Allocate(1);  // keeps the last run away from the region's virgin tail
+  ASSERT_NE(after, nullptr);
+  const uintptr_t start = runs.front()->start, end = runs.back()->end();
+  for (uintptr_t a = start; a < end; a += kPageSize) GlobalPageMap().SetClassHint(reinterpret_cast<void*>(a), 64);
+  // Every other run freed and released alone, then the rest: each of those
+  // merges with released neighbours when it is released in turn.
+  for (int i = 0; i < kRuns; i += 2) heap().Free(runs[i]);
+  heap().ReleaseAll();
+  for (int i = 1; i < kRuns; i += 2) heap().Free(runs[i]);
+  heap().ReleaseAll();
+  // The merged run's first and last pages stay mapped (its ends), so the
+  // pages of guesses holding theirs stay too.
+  const uintptr_t inner_start = RoundUp(start + kPageSize, PageMap::kHintPageSpan);
+  const uintptr_t inner_end = RoundDown(end - kPageSize, PageMap::kHintPageSpan);
+  ASSERT_GE(inner_end - inner_start, 2 * PageMap::kHintPageSpan);
+  int kept = 0;
+  for (uintptr_t a = inner_start; a < inner_end; a += kPageSize) {
+    kept += GlobalPageMap().ClassHint(reinterpret_cast<void*>(a)) != 0;
+  }
+  EXPECT_EQ(kept, 0) << "guesses of pages wholly inside the released memory";
+  heap().Free(after);
+}
+
 // What stays of a heap its program freed is mostly released runs between
 // the few blocks still in use. Their descriptors were made at busy times,
 // among metadata that is gone since, so each would keep a page of

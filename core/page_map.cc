@@ -147,10 +147,7 @@ size_t PageMap::ResidentBytes() const {
   if (mincore(const_cast<std::atomic<uintptr_t>*>(root_), sizeof(root_), root_in_core) != 0) return 0;
   unsigned char in_core[kLeafBytes / kPageSize];
   size_t resident = 0;
-  static_assert(sizeof(class_hint_) <= kLeafBytes, "in_core covers the guesses too");
-  if (mincore(const_cast<uint16_t*>(class_hint_), sizeof(class_hint_), in_core) == 0) {
-    for (size_t page = 0; page < sizeof(class_hint_) / kPageSize; page++) resident += (in_core[page] & 1) ? kPageSize : 0;
-  }
+
   for (size_t page = 0; page < sizeof(root_) / kPageSize; page++) {
     if ((root_in_core[page] & 1) == 0) continue;
     for (size_t i = page * kRootPageEntries; i < (page + 1) * kRootPageEntries; i++) {
@@ -161,6 +158,14 @@ size_t PageMap::ResidentBytes() const {
       for (unsigned char v : in_core) resident += (v & 1) ? kPageSize : 0;
     }
   }
+  return resident;
+}
+
+size_t PageMap::HintResidentBytes() const {
+  unsigned char in_core[sizeof(class_hint_) / kPageSize];
+  if (mincore(const_cast<uint16_t*>(class_hint_), sizeof(class_hint_), in_core) != 0) return 0;
+  size_t resident = 0;
+  for (unsigned char v : in_core) resident += (v & 1) ? kPageSize : 0;
   return resident;
 }
 

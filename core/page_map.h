@@ -93,6 +93,9 @@ class PageMap {
 #endif
   }
   void SetClassHint(const void* p, uint64_t mag_offset) {
+    // ClassHint's callers rely on it: a guess of kFastFreeSpan or more could
+    // equal a sampled span's offset (its class's plus kRecordedUnit).
+    NITRO_ASSERT(mag_offset < kFastFreeSpan);
     // The index computed again, out of the compiler's sight: sharing the
     // entry's address with ClassHint's load costs free's likely path an lea.
     uintptr_t a = reinterpret_cast<uintptr_t>(p);
@@ -117,11 +120,19 @@ class PageMap {
   // Returns the leaf pages that hold only entries of pages in [first, last)
   // to the kernel, touching no entry: for a range whose entries are clear.
   void ReleaseClear(uintptr_t first, uintptr_t last);
+  // Returns the pages of ClassHint's table whose every guess is for a page
+  // of [first, last) (and the pages 1 GiB apart, whose frees then set
+  // theirs again). Clear and ReleaseClear do it for their ranges.
+  void ReleaseHints(uintptr_t first, uintptr_t last);
   // Resident bytes of the leaf pages holding the entries of [start, start +
   // bytes) (mincore; tests and statistics).
   size_t ResidentEntryBytes(uintptr_t start, size_t bytes) const;
   // Resident bytes of every leaf (mincore; statistics).
   size_t ResidentBytes() const;
+  // Resident bytes of ClassHint's table (mincore; statistics). Pages only
+  // read map the kernel's zero page, which mincore counts too: up to
+  // 512 KiB above the memory the table really holds.
+  size_t HintResidentBytes() const;
   // Bytes of address space whose entries fill one page of a leaf.
   static constexpr size_t kEntryPageSpan = (kPageSize / sizeof(uintptr_t)) << kPageShift;
   // Bytes of address space whose guesses (ClassHint) fill one page.
@@ -163,10 +174,6 @@ class PageMap {
   alignas(kPageSize) uint16_t class_hint_[kLeafEntries] = {};
   static constexpr uintptr_t kEmptyLeafOffset = sizeof(root_) + RoundUp(sizeof(none_), kPageSize);
   static constexpr uintptr_t kClassHintOffset = kEmptyLeafOffset + sizeof(empty_leaf_);
-  // Returns the pages of class_hint_ whose every guess is for a page of
-  // [first, last) (and the pages 1 GiB apart, whose frees then set theirs
-  // again).
-  void ReleaseHints(uintptr_t first, uintptr_t last);
 };
 
 // Constant-initialized, so usable from the very first malloc, before any

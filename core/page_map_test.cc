@@ -103,6 +103,7 @@ TEST_F(PageMapTest, ClassGuessesArePerPageSharedAGibApartAndReturnedWithTheirRan
   EXPECT_EQ(map_->ClassHint(Addr(start + span)), 128u);
   // A range of a GiB or more covers every guess.
   map_->SetClassHint(Addr(start + 3 * span), 256);
+  ASSERT_TRUE(map_->Ensure(start + 4 * kGiB, kGiB));
   map_->ReleaseClear(start + 4 * kGiB, start + 5 * kGiB);
   EXPECT_EQ(map_->ClassHint(Addr(start + span)), 0u);
   EXPECT_EQ(map_->ClassHint(Addr(start + 3 * span)), 0u);
