@@ -213,8 +213,8 @@ TEST(FastFree, MagazineIsThatOfTheSpansPartitionWhateverMallocsCache) {
   DestroyPartition(p);
 }
 
-// Free addresses the magazine with the page map's guess (PageMap::ClassHint)
-// only when the span word confirms it: whatever guess a page has (every
+// Free (and PartitionFree) address the magazine with the page map's guess
+// (PageMap::ClassHint) only when the span word confirms it: whatever guess a page has (every
 // value the map may hold: an offset below kFastFreeSpan), an object goes to
 // its own class's magazine in its own partition's cache, the guess is then
 // right, and a span with a flight-recorder sample takes the slow path even
@@ -265,6 +265,15 @@ TEST(FastFree, AGuessNeverPicksTheMagazineTheSpanWordDoesNotConfirm) {
   Free(a);
   EXPECT_EQ(dc->cached_objects(cls), in_default + 1);
   EXPECT_EQ(pc->cached_objects(cls), in_p + 1);
+  // nitro_partition_free's own fast path takes the same guess.
+  void* b = PartitionMalloc(p, 200);
+  ASSERT_NE(b, nullptr);
+  ASSERT_EQ(GlobalPageMap().Get(b)->FastFreeClass(), cls);
+  uint64_t in_p_before = pc->cached_objects(cls);
+  GlobalPageMap().SetClassHint(b, right + kMagazineBytes);
+  PartitionFree(p, b);
+  EXPECT_EQ(pc->cached_objects(cls), in_p_before + 1);
+  EXPECT_EQ(GlobalPageMap().ClassHint(b), right) << "corrected";
   DestroyPartition(p);
 }
 

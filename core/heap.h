@@ -179,30 +179,42 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 // The magazine's offset comes from the page map's guess (PageMap::ClassHint),
 // which needs no load before it, and the span word only checks the guess:
 // on the likely path the magazine's address waits for one load, not three
-// (a one-size malloc/free loop 7.0-7.3 -> 5.5-6.1 ns a pair, 16 sizes
-// 12.6-13.1 -> 10.4-10.7; docs/architecture.md, "Free's class guess"). A
+// (a one-size malloc/free loop 6.9-7.9 -> 5.5-6.5 ns a pair, 16 sizes
+// 12.6-13.4 -> 10.4-11.1; docs/architecture.md, "Free's class guess"). A
 // wrong guess costs a mispredicted branch and a store, and is corrected.
-NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* mag_offset, uint8_t** free_flag) {
-  ThreadCache* tc = tls_cache;
-  uint64_t c = s->FastFreeWordOf() - tc->free_word_base();
+// The magazine offset a free pushes with, given c, the span word less the
+// base of the cache it tries (FastFreeCache, PartitionFree): the page's
+// guess when c confirms it, so the push's address does not wait for the
+// span; else c, with the guess corrected when c is a magazine offset. At
+// kFastFreeSpan or above: the span is not an unsampled slab of that
+// cache's partition.
+NITRO_ALWAYS_INLINE uint64_t ConfirmedMagazineOffset(const void* p, uint64_t c) {
   uint64_t guess = GlobalPageMap().ClassHint(p);
   // Compared out of the compiler's sight: told that the two are equal, it
   // addresses the magazine with either, and it picks c (measured).
-  if (NITRO_UNLIKELY(OpaqueNotEqual(c, guess))) {
-    if (NITRO_LIKELY(c < kFastFreeSpan)) {
-      GlobalPageMap().SetClassHint(p, c);
-    } else {
-      // The word is read again here rather than kept from above: keeping it
-      // costs the likely path a register copy (one instruction per free).
-      uint64_t word = s->FastFreeWordOf();
-      tc = tls_caches.by_slot[s->partition_id];
-      c = word - tc->free_word_base();
-      if (NITRO_UNLIKELY(c >= kFastFreeSpan)) return nullptr;
-    }
-    guess = c;
+  if (NITRO_LIKELY(!OpaqueNotEqual(c, guess))) {
+    // Every guess is an offset (PageMap::SetClassHint): the callers' range
+    // test then costs the likely path nothing.
+    if (guess >= kFastFreeSpan) __builtin_unreachable();
+    return guess;
+  }
+  if (c < kFastFreeSpan) GlobalPageMap().SetClassHint(p, c);
+  return c;
+}
+
+NITRO_ALWAYS_INLINE ThreadCache* FastFreeCache(void* p, Span* s, uint64_t* mag_offset, uint8_t** free_flag) {
+  ThreadCache* tc = tls_cache;
+  uint64_t c = ConfirmedMagazineOffset(p, s->FastFreeWordOf() - tc->free_word_base());
+  if (NITRO_UNLIKELY(c >= kFastFreeSpan)) {
+    // The word is read again here rather than kept from above: keeping it
+    // costs the likely path a register copy (one instruction per free).
+    uint64_t word = s->FastFreeWordOf();
+    tc = tls_caches.by_slot[s->partition_id];
+    c = word - tc->free_word_base();
+    if (NITRO_UNLIKELY(c >= kFastFreeSpan)) return nullptr;
   }
   if (NITRO_UNLIKELY(!FastFreeObject(p, s, free_flag))) return nullptr;
-  *mag_offset = guess;
+  *mag_offset = c;
   return tc;
 }
 
@@ -315,7 +327,7 @@ NITRO_NOINLINE void PartitionFreeSlow(Partition* partition, void* p, const char*
 NITRO_ALWAYS_INLINE void PartitionFree(Partition* partition, void* p,
                                        const char* what = "nitro_partition_free") {
   Span* s = GlobalPageMap().GetUnlessFar(p);
-  uint64_t mag_offset = s->FastFreeWordOf() - partition->fast_free_base();
+  uint64_t mag_offset = ConfirmedMagazineOffset(p, s->FastFreeWordOf() - partition->fast_free_base());
   uint8_t* flag;
   if (NITRO_LIKELY(mag_offset < kFastFreeSpan) && NITRO_LIKELY(FastFreeObject(p, s, &flag))) {
     // The span is the partition's (the compare above), so the partition
