@@ -175,19 +175,18 @@ NITRO_ALWAYS_INLINE bool FastFreeObject(void* p, Span* s, uint8_t** free_flag) {
 // FastFreeCache makes these checks and returns the cache itself (strict's
 // free, which keeps its own stacks, starts from it); FastFreeMagazine is
 // the default's use of it.
-//
-// The magazine's offset comes from the page map's guess (PageMap::ClassHint),
-// which needs no load before it, and the span word only checks the guess:
-// on the likely path the magazine's address waits for one load, not three
-// (a one-size malloc/free loop 6.9-7.9 -> 5.5-6.5 ns a pair, 16 sizes
-// 12.6-13.4 -> 10.4-11.1; docs/architecture.md, "Free's class guess"). A
-// wrong guess costs a mispredicted branch and a store, and is corrected.
+// Since the fifteenth session the push's offset is the page's class guess,
+// confirmed by the span word (ConfirmedMagazineOffset, below): one load.
+
 // The magazine offset a free pushes with, given c, the span word less the
 // base of the cache it tries (FastFreeCache, PartitionFree): the page's
-// guess when c confirms it, so the push's address does not wait for the
-// span; else c, with the guess corrected when c is a magazine offset. At
-// kFastFreeSpan or above: the span is not an unsampled slab of that
-// cache's partition.
+// guess (PageMap::ClassHint, which needs no load before it) when c
+// confirms it, so on the likely path the push's address waits for one
+// load, not three (a one-size malloc/free loop 6.9-7.9 -> 5.5-6.5 ns a
+// pair, 16 sizes 12.6-13.4 -> 10.4-11.1; docs/architecture.md, "Free's
+// class guess"); else c, with the guess corrected when c is a magazine
+// offset (a mispredicted branch and a store). At kFastFreeSpan or above:
+// the span is not an unsampled slab of that cache's partition.
 NITRO_ALWAYS_INLINE uint64_t ConfirmedMagazineOffset(const void* p, uint64_t c) {
   uint64_t guess = GlobalPageMap().ClassHint(p);
   // Compared out of the compiler's sight: told that the two are equal, it

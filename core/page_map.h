@@ -75,7 +75,7 @@ class PageMap {
   // offset below kFastFreeSpan. One entry per page number modulo
   // kLeafEntries, shared by the pages 1 GiB apart; a free whose guess is
   // wrong (another class or partition used the page since, a page 1 GiB
-  // away, a page of hints returned to the kernel) sets it. Never written
+  // away, a page of guesses returned to the kernel) sets it. Never written
   // for spans that are not a thread cache's slabs.
   NITRO_ALWAYS_INLINE uint64_t ClassHint(const void* p) const {
     uintptr_t index = (reinterpret_cast<uintptr_t>(p) >> kPageShift) & (kLeafEntries - 1);
