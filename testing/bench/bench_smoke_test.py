@@ -48,15 +48,29 @@ def main():
     gaps = report.split("## Where the gaps are", 1)[-1].split("\n## ", 1)[0]
     for part in gaps.split("\n### ")[1:]:
         title = part.splitlines()[0]
-        if title.startswith("Peak RSS above"):
+        if title.startswith("Peak RSS above") or title.startswith("NitroHeap's memory at exit"):
             continue
         if "not profiled: " not in part and not re.search(r"^\| \*\*total CPU\*\* \| \*\*\d+", part, re.M):
             failures.append("gap profile %r has neither a CPU table nor a reason" % title)
+    # The rows over the memory limit get NitroHeap's heap report at exit:
+    # numbers read from the report, committed never zero (a report that was
+    # not found or not parsed leaves "?" or no row).
+    if "### Peak RSS above the start-up's" in report:
+        held = gaps.split("### NitroHeap's memory at exit", 1)
+        rows = [l.split("|")[1:-1] for l in held[-1].splitlines() if l.startswith("| ")][2:] if len(held) == 2 else []
+        if not rows:
+            failures.append("rows over the memory limit but no 'NitroHeap's memory at exit' table")
+        for cells in rows:
+            if len(cells) != 11 or not all(re.match(r"^\d+\.\d+$", c.strip()) for c in cells[1:]) \
+                    or float(cells[3]) <= 0:
+                failures.append("memory-at-exit row without its numbers: %r" % cells)
     for name in ["fastpath", "working_set", "prodcons", "larson", "realloc", "large", "large_cycle",
                  "large_trap",
                  "stl", "larson_8t", "larson_32t", "python", "python_malloc", "gcc"]:
-        # Rows of the wall, CPU and RSS tables (not the workload list).
-        rows = [l for l in report.splitlines() if l.startswith("| %s |" % name)
+        # Rows of the wall, CPU and RSS tables (not the workload list, nor
+        # the gap section's tables).
+        tables = report.split("## Where the gaps are", 1)[0]
+        rows = [l for l in tables.splitlines() if l.startswith("| %s |" % name)
                 and re.match(r"^([\d.]+|FAIL)$", l.split("|")[2].strip())]
         if len(rows) != 3:
             failures.append("workload %s: %d table rows, expected 3" % (name, len(rows)))

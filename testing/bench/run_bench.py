@@ -445,6 +445,37 @@ def run_callgrind(paths, quick, timeout, api="malloc"):
     return rows, p.stdout
 
 
+# NitroHeap's heap report (core/heap_report.cc, stats_print=1): the lines
+# read for *NitroHeap's memory at exit*, as "<label>  <MiB> MiB".
+HEAP_REPORT_FIELDS = [
+    ("allocated by program", "allocated"),
+    ("committed", "committed"),
+    ("thread caches", "thread_caches"),
+    ("middle layer", "middle_layer"),
+    ("free in slabs", "free_in_slabs"),
+    ("free pages (cached)", "free_pages"),
+    ("large quarantine", "large_quarantine"),
+    ("span descriptors", "span_descriptors"),
+    ("page map", "page_map"),
+]
+HEAP_REPORT_LINE_RE = re.compile(r"^\s*(%s)\s+(-?[0-9.]+) MiB" % "|".join(re.escape(f[0]) for f in HEAP_REPORT_FIELDS))
+
+
+def parse_heap_reports(text):
+    """Every heap report in `text` (one per process that printed one), as {field: MiB}."""
+    names = dict(HEAP_REPORT_FIELDS)
+    reports, cur = [], None
+    for line in text.splitlines():
+        if line.startswith("---- NitroHeap heap report"):
+            cur = {}
+            reports.append(cur)
+            continue
+        m = HEAP_REPORT_LINE_RE.match(line)
+        if cur is not None and m:
+            cur[names[m.group(1)]] = float(m.group(2))
+    return [r for r in reports if "committed" in r]
+
+
 # The profile of a gap: one `perf record` of each side after the rounds.
 PERF_PERIOD_NS = 250000  # one cpu-clock sample per 0.25 ms of CPU time
 GAP_PROFILE_ROWS = 8      # the slowest rows against their fastest peer, at most
@@ -891,6 +922,26 @@ def main():
             startup[alloc] = statistics.median(ok) if ok else None
             failures += ["start-up under %s: %s\n  reproduce: %s" % (alloc, r.error, r.repro)
                          for r in rs if r.error]
+    # Where NitroHeap's memory sits on the rows over the memory limit: one more
+    # run of each with its heap report at exit (stats_print=1), once the
+    # program has freed what it frees. What the report shows as held in the
+    # caches, the middle layer, free slab slots and free pages is memory the
+    # program no longer uses that NitroHeap kept.
+    held_at_exit = {}  # workload -> {field: MiB} of the largest report (g++: one per process)
+    if not args.no_profile and ratios and NITRO in names:
+        for wl in timed:
+            rt = ratios.get(wl.name)
+            if not rt or rt[4] <= MEM_GEOMEAN_MAX:
+                continue
+            r = run_one(wl, NITRO, paths["nitroheap_so"], paths, scale, workdir, timeout, base_env,
+                        "stats_print=1")
+            if r.error:
+                failures.append("%s under NitroHeap with stats_print=1: %s\n  reproduce: %s"
+                                % (wl.name, r.error, r.repro))
+                continue
+            reports = parse_heap_reports(r.stderr)
+            if reports:
+                held_at_exit[wl.name] = max(reports, key=lambda x: x.get("committed", 0.0))
     lib_of = dict(allocators)
     gap_pairs = []  # (title, (label, display, lib, opts), (label, display, lib, opts), workload)
     if not args.no_profile and ratios:
@@ -1183,6 +1234,32 @@ def main():
                                      "NitroHeap above start-up", "peer above start-up", "ratio above start-up"],
                                     rows, ["l", "l", "r", "r", "r", "r", "r", "r"]))
                 out.append("")
+        if held_at_exit:
+            out.append("### NitroHeap's memory at exit on the rows over the memory limit\n")
+            out.append("One more run of each row whose peak RSS is over %.2f x the leanest peer's, with "
+                       "`NITROHEAP_OPTIONS=stats_print=1`: NitroHeap's heap report at exit (for g++, the "
+                       "process whose report shows the most committed), after the program freed what it "
+                       "frees, in MiB. *kept*: committed memory the program no longer holds (thread "
+                       "caches, middle layer, free slots in slabs, free pages not yet returned, the large "
+                       "quarantine), which NitroHeap keeps for reuse. Committed is not resident: pages "
+                       "never touched count here and not in RSS. The report is taken at exit, not at the "
+                       "peak: it shows where kept memory sits, not how much of the peak it was.\n"
+                       % MEM_GEOMEAN_MAX)
+            hrows = []
+            for wname, h in held_at_exit.items():
+                kept = sum(h.get(k, 0.0) for k in ("thread_caches", "middle_layer", "free_in_slabs",
+                                                    "free_pages", "large_quarantine"))
+                hrows.append([wname, "%.1f" % (table[wname][NITRO][2] / 1024)] +
+                             ["%.2f" % h[k] if k in h else "?" for k in
+                              ("allocated", "committed", "thread_caches", "middle_layer", "free_in_slabs",
+                               "free_pages", "large_quarantine")] +
+                             ["%.2f" % kept,
+                              "%.2f" % (h.get("span_descriptors", 0.0) + h.get("page_map", 0.0))])
+            out.append(md_table(["workload", "peak RSS", "allocated", "committed", "thread caches",
+                                 "middle layer", "free in slabs", "free pages", "large quarantine", "kept",
+                                 "span descriptors + page map"], hrows,
+                                ["l"] + ["r"] * 10))
+            out.append("")
     out += suite_lines
     out.append("## Workloads\n")
     out.append(md_table(["workload", "what"], [(w.name, w.what) for w in suite], ["l", "l"]))

@@ -512,7 +512,7 @@ def redis_checks(meds):
 SCALING_TARGET = "scaling: throughput per thread T=32 / T=1 at least the best peer's"
 
 
-def suite_scaling(allocs, workloads, rounds, quick):
+def suite_scaling(allocs, workloads, rounds, quick, profiler=None):
     """Throughput per thread from 1 to 32 threads (testing/bench/scaling.py)."""
     import scaling  # testing/bench/scaling.py, beside this file
     lines = ["## Scaling: throughput per thread from 1 to %d threads\n" % SCALING_THREADS[-1]]
@@ -533,8 +533,36 @@ def suite_scaling(allocs, workloads, rounds, quick):
     lines += table + [""]
     if verdict is None:
         return lines, [], not_run_checks("scaling", "NitroHeap or every peer missing", LIMITS)
+    if verdict[3] != "met":
+        lines += scaling_gap(allocs, workloads, counts, scale, walls, ops, verdict, profiler)
     return lines, [], [(SCALING_TARGET, verdict[3] == "met",
                         "%.3f vs %s %.3f" % (verdict[0], verdict[1], verdict[2]))]
+
+
+def scaling_gap(allocs, workloads, counts, scale, walls, ops, verdict, profiler):
+    """Why the retention target is missed: the retention is a ratio of two
+    throughputs, so each side against the best peer's, and a profile of the
+    most threads under NitroHeap and under the fastest peer there."""
+    def per_thread(name, t):
+        return ops[(name, t)] / t / statistics.median(walls[(name, t)]) / 1e6
+    top, best = counts[-1], verdict[1]
+    n1, nt = per_thread(NITRO, 1), per_thread(NITRO, top)
+    b1, bt = per_thread(best, 1), per_thread(best, top)
+    fastest = max((a for a, _ in allocs if a != NITRO), key=lambda a: per_thread(a, top))
+    lines = ["### Why the retention target is missed\n",
+             "The retention is throughput per thread at T=%d over T=1. NitroHeap's: %.2f / %.2f = %.3f; "
+             "%s's (the best peer's retention): %.2f / %.2f = %.3f. At T=1 NitroHeap does %.2fx %s's "
+             "throughput, at T=%d %.2fx; the fastest peer at T=%d is %s (%.2f M operations per second "
+             "per thread, NitroHeap %.2fx of it).\n"
+             % (top, nt, n1, verdict[0], best, bt, b1, verdict[2], n1 / b1, best, top, nt / bt, top, fastest,
+                per_thread(fastest, top), nt / per_thread(fastest, top))]
+    if profiler:
+        lib_of = dict(allocs)
+        lines += profiler("scaling T=%d: NitroHeap %.2f, %s %.2f M operations per second per thread"
+                          % (top, nt, fastest, per_thread(fastest, top)),
+                          [workloads, "scaling", "--threads=%d" % top, "--scale=%g" % scale], None,
+                          (NITRO, "NitroHeap", lib_of[NITRO]), (fastest, fastest, lib_of[fastest] or ""))
+    return lines
 
 
 def run_suites(which, nitro_so, spawn, rounds, quick, programs=None, workloads=None, limits=LIMITS,
@@ -559,7 +587,7 @@ def run_suites(which, nitro_so, spawn, rounds, quick, programs=None, workloads=N
                 l, f = ["## Scaling\n", "Not run: the workloads binary was not found.\n"], []
                 c = not_run_checks("scaling", "the workloads binary was not found", limits)
             else:
-                l, f, c = suite_scaling(allocs, workloads, rounds, quick)
+                l, f, c = suite_scaling(allocs, workloads, rounds, quick, profiler)
             if f:
                 l += ["Failed runs (not in the medians):\n"] + ["* %s" % x for x in f] + [""]
             lines += l

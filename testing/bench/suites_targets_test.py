@@ -9,6 +9,7 @@ import sys
 import unittest
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import scaling  # noqa: E402
 import suites  # noqa: E402
 
 LIMITS = {"time_geomean": 1.00, "time_row": 1.30, "mem_geomean": 1.10}
@@ -63,6 +64,47 @@ class RedisChecks(unittest.TestCase):
     def test_a_missing_median_is_not_measured(self):
         meds = {"small rps": {"jemalloc": 100.0, "nitroheap": None}}
         self.assertEqual([c[1] for c in suites.redis_checks(meds)], [None, None, None])
+
+
+class ScalingGap(unittest.TestCase):
+    """The retention target's explanation: each side of the ratio against the
+    best peer's, and the profile asked of the fastest peer at the most threads."""
+    ALLOCS = [("glibc", None), ("jemalloc", "/lib/je.so"), ("nitroheap", "/lib/nh.so")]
+    COUNTS = [1, 32]
+    # ops per run; walls chosen for per-thread throughputs (M ops/s):
+    # glibc 10 -> 1 (0.1), jemalloc 5 -> 1.5 (0.3), nitroheap 20 -> 1.2 (0.06).
+    OPS = {(a, t): 1000000 * t for a in ("glibc", "jemalloc", "nitroheap") for t in (1, 32)}
+    WALLS = {("glibc", 1): [0.1], ("glibc", 32): [1.0], ("jemalloc", 1): [0.2], ("jemalloc", 32): [1 / 1.5],
+             ("nitroheap", 1): [0.05], ("nitroheap", 32): [1 / 1.2]}
+
+    def test_each_side_of_the_ratio_and_the_fastest_peer_are_named(self):
+        runs = [(a, l or "", None) for a, l in self.ALLOCS]
+        _, verdict = scaling.report(runs, self.COUNTS, self.WALLS, self.WALLS, self.OPS, 1)
+        self.assertEqual(verdict[1], "jemalloc")
+        self.assertEqual(verdict[3], "MISSED")
+        asked = []
+
+        def profiler(title, argv, stdin_path, a, b):
+            asked.append((title, argv, a, b))
+            return ["profile lines"]
+        lines = suites.scaling_gap(self.ALLOCS, "/bin/workloads", self.COUNTS, 1.0, self.WALLS, self.OPS,
+                                   verdict, profiler)
+        text = "\n".join(lines)
+        self.assertIn("NitroHeap's: 1.20 / 20.00 = 0.060", text)
+        self.assertIn("jemalloc's (the best peer's retention): 1.50 / 5.00 = 0.300", text)
+        self.assertIn("At T=1 NitroHeap does 4.00x jemalloc's throughput, at T=32 0.80x", text)
+        self.assertIn("the fastest peer at T=32 is jemalloc", text)
+        self.assertEqual(len(asked), 1)
+        self.assertEqual(asked[0][1], ["/bin/workloads", "scaling", "--threads=32", "--scale=1"])
+        self.assertEqual(asked[0][2], ("nitroheap", "NitroHeap", "/lib/nh.so"))
+        self.assertEqual(asked[0][3], ("jemalloc", "jemalloc", "/lib/je.so"))
+        self.assertEqual(lines[-1], "profile lines")
+
+    def test_without_a_profiler_only_the_ratios(self):
+        verdict = (0.06, "jemalloc", 0.3, "MISSED")
+        lines = suites.scaling_gap(self.ALLOCS, "/bin/workloads", self.COUNTS, 1.0, self.WALLS, self.OPS,
+                                   verdict, None)
+        self.assertEqual(len(lines), 2)
 
 
 class NotRun(unittest.TestCase):
