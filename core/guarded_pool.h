@@ -53,8 +53,8 @@ class GuardedPool {
     size_t live, total, live_bytes;
   };
   // A copy read without the pool's lock (each field whole, the three not
-  // from one instant). The statistics read it on every telemetry tick, and
-  // Allocate and Free hold the lock over a system call: with every
+  // from one instant). The statistics read it on every telemetry tick: when
+  // Allocate and Free held the lock over their system calls, with every
   // allocation sampled, the tick's waits for the lock made a futex storm
   // (about 100 futex calls in a 7,000-pair run under strace).
   Counts counts();
@@ -64,6 +64,11 @@ class GuardedPool {
   struct Slot {
     SlotState state;
     bool retired;  // freed, but the kernel refused to remap it: never reused
+    // A thread opens (Allocate) or closes (Free) the slot's pages outside
+    // the lock: no Allocate takes it meanwhile. In a fork child, a slot
+    // that another thread was opening or closing stays busy, never reused
+    // (whether its pages are open is not known there).
+    bool busy;
     uintptr_t ptr;
     size_t size;
     int alloc_frames, free_frames;

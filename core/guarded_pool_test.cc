@@ -11,8 +11,10 @@
 #include <ucontext.h>
 
 #include <algorithm>
+#include <atomic>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "core/page_map.h"
@@ -144,6 +146,73 @@ TEST_F(GuardedPoolTest, RefusesWhenEverySlotIsLiveAndReusesTheFreedOne) {
   for (void* p : blocks) Free(p);
   EXPECT_EQ(pool_->counts().live, 0u);
   EXPECT_EQ(pool_->counts().live_bytes, 0u);
+}
+
+// Allocate and Free open and close a slot's pages outside the pool's lock;
+// the slot is the thread's meanwhile. Threads sampling at once, all but a
+// few slots held live so that they contend for the same ones, must never
+// share a slot (each writes its own pattern over the whole block and finds
+// it intact), must get pages that read as zero (a slot is reused only once
+// its pages are closed), and the counts must come out exact.
+TEST_F(GuardedPoolTest, ThreadsOpeningAndClosingSlotsAtOnceNeverShareOne) {
+  constexpr int kThreads = 6;
+  constexpr int kRounds = 400;
+  constexpr size_t kFreeSlots = 3;
+  std::vector<void*> held;
+  for (size_t i = 0; i < GuardedPool::kSlots - kFreeSlots; i++) {
+    held.push_back(pool_->Allocate(16, 0));
+    ASSERT_NE(held.back(), nullptr);
+  }
+  std::atomic<bool> done{false};
+  std::atomic<size_t> served{0}, faults{0};
+  auto worker = [&](int t) {
+    uint64_t x = 0x9E3779B97F4A7C15ull * static_cast<uint64_t>(t + 1);
+    for (int r = 0; r < kRounds; r++) {
+      x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+      size_t size = 1 + x % (GuardedPool::kDataPages * kPageSize);
+      auto* p = static_cast<unsigned char*>(pool_->Allocate(size, 0));
+      if (p == nullptr) continue;  // every slot busy or live: allowed, not counted
+      served.fetch_add(1, std::memory_order_relaxed);
+      bool zero = true;
+      for (size_t i = 0; i < size; i++) zero &= p[i] == 0;
+      if (!zero) faults.fetch_add(1, std::memory_order_relaxed);
+      memset(p, 0x40 + t, size);
+      std::this_thread::yield();
+      for (size_t i = 0; i < size; i++) {
+        if (p[i] != 0x40 + t) {
+          faults.fetch_add(1, std::memory_order_relaxed);
+          break;
+        }
+      }
+      EXPECT_EQ(pool_->UsableSize(SpanOf(p), p), size);
+      Free(p);
+    }
+  };
+  std::thread reader([&] {
+    while (!done.load(std::memory_order_acquire)) {
+      GuardedPool::Counts c = pool_->counts();
+      if (c.live > c.total || c.live > GuardedPool::kSlots) faults.fetch_add(1, std::memory_order_relaxed);
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < kThreads; t++) threads.emplace_back(worker, t);
+  for (auto& th : threads) th.join();
+  done.store(true, std::memory_order_release);
+  reader.join();
+  EXPECT_EQ(faults.load(), 0u);
+  EXPECT_GT(served.load(), static_cast<size_t>(kRounds));
+  EXPECT_EQ(pool_->counts().live, held.size());
+  EXPECT_EQ(pool_->counts().live_bytes, 16 * held.size());
+  EXPECT_EQ(pool_->counts().total, served.load() + held.size());
+  for (void* p : held) Free(p);
+  // Every slot is usable again: none was left busy.
+  std::vector<void*> all;
+  for (size_t i = 0; i < GuardedPool::kSlots; i++) {
+    void* p = pool_->Allocate(8, 0);
+    ASSERT_NE(p, nullptr) << i;
+    all.push_back(p);
+  }
+  for (void* p : all) Free(p);
 }
 
 TEST_F(GuardedPoolTest, UsableSizeAndResize) {
